@@ -1,0 +1,248 @@
+"""`skiff` commands (typer + rich)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from skiff.config import Config
+from skiff.errors import SkiffError
+
+app = typer.Typer(help="Skiff: run many micro apps on one machine.", no_args_is_help=True,
+                  add_completion=False, pretty_exceptions_enable=False)
+out = Console()
+err = Console(stderr=True)
+
+UrlOpt = Annotated[Optional[str], typer.Option("--url", help="Skiff server URL (default: from $SKIFF_HOME/server.json)")]  # noqa: UP007
+HomeOpt = Annotated[Optional[Path], typer.Option("--home", help="state directory ($SKIFF_HOME, default ./.skiff)")]  # noqa: UP007
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+def _client(url: str | None, home: Path | None = None):  # noqa: ANN202
+    from skiff.cli.client import Client
+
+    return Client(url, home)
+
+
+def _ms(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1f}"
+
+
+@app.command()
+def up(dirs: Annotated[Optional[list[Path]], typer.Argument(help="directories to search for skiff.yaml")] = None,  # noqa: UP007
+       port: Annotated[Optional[int], typer.Option(help="port (0 picks a free one)")] = None,  # noqa: UP007
+       host: Annotated[Optional[str], typer.Option(help="address to bind")] = None,  # noqa: UP007
+       home: HomeOpt = None) -> None:
+    """Serve every app found under DIRS (and every app deployed before)."""
+    from skiff.server import run
+
+    config = Config.resolve(home=home, port=port, host=host)
+    run(config, [d.resolve() for d in (dirs or [])])
+
+
+@app.command()
+def dev(directory: Annotated[Path, typer.Argument(help="the app directory")] = Path("."),
+        port: Annotated[Optional[int], typer.Option()] = None,  # noqa: UP007
+        home: HomeOpt = None) -> None:
+    """Serve one app and redeploy it whenever a file changes."""
+    from skiff.server import run
+
+    directory = directory.resolve()
+    config = Config.resolve(home=home or directory / ".skiff", port=port)
+
+    async def watch(platform, cfg) -> None:  # noqa: ANN001
+        import asyncio
+
+        from watchfiles import awatch
+
+        async def loop() -> None:
+            async for changes in awatch(directory, watch_filter=lambda _c, p: "/.skiff" not in p
+                                        and "__pycache__" not in p):
+                names = ", ".join(sorted({Path(p).name for _, p in changes}))
+                try:
+                    res = await platform.deploy(directory)
+                    out.print(f"[green]reloaded[/] {names} → revision {res['revision']}")
+                except SkiffError as exc:
+                    out.print(f"[red]reload failed[/] ({names}): {exc.message}")
+                    tb = exc.details.get("traceback")
+                    if tb:
+                        out.print(str(tb), markup=False)
+
+        asyncio.ensure_future(loop())
+
+    run(config, [directory], after_start=watch)
+
+
+@app.command()
+def deploy(directory: Annotated[Path, typer.Argument(help="the app directory")] = Path("."),
+           url: UrlOpt = None) -> None:
+    """Upload an app and serve it as a new immutable revision."""
+    from skiff.cli.client import pack
+
+    directory = directory.resolve()
+    if not (directory / "skiff.yaml").exists():
+        raise SkiffError(f"{directory} has no skiff.yaml; create one with `skiff new`",
+                         code="no_manifest")
+    client = _client(url)
+    with out.status(f"deploying {directory.name} …"):
+        res = client.json("POST", "/apps", content=pack(directory),
+                          headers={"content-type": "application/gzip"})
+    verb = "deployed" if res["changed"] else "unchanged"
+    out.print(f"[green]{verb}[/] {res['app']} revision [bold]{res['revision']}[/] "
+              f"({res['kind']}) → {client.url}{res['path']}")
+
+
+@app.command()
+def rollback(name: str, revision: Annotated[Optional[str], typer.Argument()] = None,  # noqa: UP007
+             url: UrlOpt = None) -> None:
+    """Serve an earlier revision (the previous one by default)."""
+    res = _client(url).json("POST", f"/apps/{name}/rollback", json={"revision": revision})
+    out.print(f"[green]rolled back[/] {name} to revision [bold]{res['revision']}[/]")
+
+
+@app.command("ls")
+def ls(name: Annotated[Optional[str], typer.Argument(help="show one app in detail")] = None,  # noqa: UP007
+       url: UrlOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Apps with revision, instances, requests, latency percentiles and cold starts."""
+    client = _client(url)
+    if name:
+        data = client.json("GET", f"/apps/{name}")
+        data["revisions"] = client.json("GET", f"/apps/{name}/revisions")
+        if as_json:
+            out.print_json(data=data)
+            return
+        table = Table(title=f"{name}", show_header=False)
+        for key in ("revision", "kind", "owner", "path", "host", "environment", "instances",
+                    "instances_created", "churn_per_min", "requests", "errors", "throttled",
+                    "cold_starts", "cold_start_ratio", "avg_init_ms", "p50_ms", "p95_ms",
+                    "p99_ms", "billed_ms"):
+            table.add_row(key, str(data.get(key)))
+        out.print(table)
+        revs = Table("revision", "created", "current")
+        for r in data["revisions"]:
+            revs.add_row(r["revision"], time.strftime("%Y-%m-%d %H:%M:%S",
+                                                      time.localtime(r["created"])),
+                         "●" if r["current"] else "")
+        out.print(revs)
+        return
+    apps = client.json("GET", "/apps")
+    if as_json:
+        out.print_json(data=apps)
+        return
+    table = Table("app", "kind", "revision", "inst", "requests", "errors", "p50 ms", "p95 ms",
+                  "p99 ms", "cold", "init ms", title=f"Skiff at {client.url}")
+    for a in apps:
+        table.add_row(a["name"], a["kind"] or "", a["revision"], str(a["instances"]),
+                      str(a["requests"]), str(a["errors"]), _ms(a["p50_ms"]), _ms(a["p95_ms"]),
+                      _ms(a["p99_ms"]), f"{a['cold_starts']} ({a['cold_start_ratio']:.0%})",
+                      _ms(a["avg_init_ms"] or None))
+    out.print(table)
+
+
+@app.command()
+def invoke(name: str, data: Annotated[Optional[str], typer.Option("--data", "-d", help="JSON event")] = None,  # noqa: UP007
+           url: UrlOpt = None) -> None:
+    """Invoke an app directly with a JSON event and print the result."""
+    if data is not None:
+        try:
+            json.loads(data)
+        except ValueError as exc:
+            raise SkiffError(f"--data must be JSON: {exc}", code="bad_event", status=400) from None
+    resp = _client(url).call("POST", f"/apps/{name}/invoke", content=(data or "").encode(),
+                             headers={"content-type": "application/json"})
+    try:
+        out.print_json(resp.text)
+    except (ValueError, json.JSONDecodeError):
+        out.print(resp.text, markup=False)
+
+
+@app.command()
+def logs(name: str, follow: Annotated[bool, typer.Option("--follow", "-f")] = False,
+         url: UrlOpt = None) -> None:
+    """Print the app's output and platform lines, each with its request id."""
+    client = _client(url)
+    after = 0
+    while True:
+        rows = client.json("GET", f"/apps/{name}/logs", params={"after": after})
+        for r in rows:
+            ts = time.strftime("%H:%M:%S", time.localtime(r["ts"]))
+            style = {"stderr": "red", "platform": "cyan"}.get(r["stream"], "")
+            rid = r["request_id"][:8] if r["request_id"] else "-"
+            out.print(f"{ts} [dim]{rid:<8} {r['instance'] or '-':<9}[/] "
+                      f"[{style or 'default'}]{r['stream']:<8}[/] ", end="")
+            out.print(r["line"], markup=False, highlight=False)
+            after = r["seq"]
+        if not follow:
+            return
+        time.sleep(0.5)
+
+
+@app.command()
+def new(name: str,
+        template: Annotated[str, typer.Option("--template", "-t",
+                                              help="lambda-api | asgi | flask | static-site")] = "lambda-api",
+        directory: Annotated[Optional[Path], typer.Option("--dir", help="where to create it")] = None) -> None:  # noqa: UP007
+    """Scaffold a working app with its own test."""
+    import re
+
+    if not re.fullmatch(r"[a-z][a-z0-9-]{0,40}", name):
+        raise SkiffError("an app name is lowercase letters, digits and dashes, starting with a "
+                         "letter (it becomes part of URLs)", code="bad_name", status=400)
+    src = TEMPLATES / template
+    if not src.is_dir():
+        names = ", ".join(sorted(p.name for p in TEMPLATES.iterdir() if p.is_dir()))
+        raise SkiffError(f"no template {template!r}; choose one of: {names}", code="bad_template",
+                         status=400)
+    dest = (directory or Path(".")) / name
+    if dest.exists():
+        raise SkiffError(f"{dest} already exists", code="exists", status=409)
+    for path in sorted(src.rglob("*")):
+        if "__pycache__" in path.parts:
+            continue
+        rel = Path(str(path.relative_to(src)).replace("__APP_NAME__", name))
+        if path.is_dir():
+            (dest / rel).mkdir(parents=True, exist_ok=True)
+            continue
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            (dest / rel).write_text(path.read_text().replace("__APP_NAME__", name))
+        except UnicodeDecodeError:
+            shutil.copy2(path, dest / rel)
+    out.print(f"[green]created[/] {dest} from template {template}\n"
+              f"  run it:   skiff dev {dest}\n  test it:  python -m pytest {dest}")
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of skiff.yaml (for editors)."""
+    from skiff.manifest import json_schema
+
+    sys.stdout.write(json.dumps(json_schema(), indent=2) + "\n")
+
+
+@app.command()
+def version() -> None:
+    """Print Skiff's version."""
+    import skiff
+
+    out.print(skiff.__version__)
+
+
+def main() -> None:
+    try:
+        app()
+    except SkiffError as exc:
+        err.print(f"[red]error[/] {escape(f'[{exc.code}]')} {escape(exc.message)}", highlight=False)
+        tb = exc.details.get("traceback")
+        if tb:
+            err.print(str(tb), markup=False, highlight=False)
+        sys.exit(1)

@@ -1,0 +1,75 @@
+"""The one exception tree of Skiff. Every error a user can hit carries an HTTP
+``status`` and a stable ``code`` and says what to do.
+
+    SkiffError
+    ├── ManifestError          422 invalid_manifest     skiff.yaml does not validate
+    ├── DeployError            422 deploy_failed        install or import of an app failed
+    ├── NotFound               404 not_found            (app_not_found, revision_not_found, route_not_found)
+    ├── PayloadTooLarge        413 payload_too_large
+    ├── Unauthorized           401 unauthorized         admin token missing or wrong
+    ├── TooManyRequests        429 too_many_requests    pool and its queue are full
+    ├── InvocationError        502 (handler_error, instance_crashed, memory_limit, bad_result)
+    └── InvocationTimeout      504 timeout
+"""
+
+from __future__ import annotations
+
+
+class SkiffError(Exception):
+    status = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, *, code: str | None = None, status: int | None = None,
+                 **details: object) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+        self.details = details
+
+    def to_dict(self) -> dict:
+        body: dict = {"code": self.code, "message": self.message}
+        body.update(self.details)
+        return {"error": body}
+
+
+class ManifestError(SkiffError):
+    status = 422
+    code = "invalid_manifest"
+
+
+class DeployError(SkiffError):
+    status = 422
+    code = "deploy_failed"
+
+
+class NotFound(SkiffError):
+    status = 404
+    code = "not_found"
+
+
+class PayloadTooLarge(SkiffError):
+    status = 413
+    code = "payload_too_large"
+
+
+class Unauthorized(SkiffError):
+    status = 401
+    code = "unauthorized"
+
+
+class TooManyRequests(SkiffError):
+    status = 429
+    code = "too_many_requests"
+
+
+class InvocationError(SkiffError):
+    status = 502
+    code = "handler_error"
+
+
+class InvocationTimeout(SkiffError):
+    status = 504
+    code = "timeout"

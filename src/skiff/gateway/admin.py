@@ -1,0 +1,152 @@
+"""The admin API: JSON over HTTP under /_skiff/api, token-protected, described
+by OpenAPI at /_skiff/api/openapi.json. The CLI is a thin client of it."""
+
+from __future__ import annotations
+
+import io
+import json
+import secrets
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
+
+import skiff
+from skiff.errors import PayloadTooLarge, SkiffError, Unauthorized
+from skiff.instance import protocol as p
+from skiff.manifest import json_schema
+from skiff.platform import Platform
+
+PREFIX = "/_skiff/api"
+MAX_UPLOAD = 200 * 1024 * 1024
+
+
+class RollbackBody(BaseModel):
+    revision: str | None = None
+
+
+def build_admin(platform: Platform, token: str) -> FastAPI:
+    api = FastAPI(title="Skiff admin API", version=skiff.__version__,
+                  openapi_url=f"{PREFIX}/openapi.json", docs_url=f"{PREFIX}/docs", redoc_url=None)
+
+    @api.exception_handler(SkiffError)
+    async def skiff_error(request: Request, exc: SkiffError) -> JSONResponse:
+        headers = {}
+        if exc.details.get("retry_after") is not None:
+            headers["retry-after"] = str(exc.details["retry_after"])
+        return JSONResponse(exc.to_dict(), status_code=exc.status, headers=headers)
+
+    def auth(authorization: Annotated[str | None, Header()] = None) -> None:
+        given = (authorization or "").removeprefix("Bearer ").strip()
+        if not given or not secrets.compare_digest(given, token):
+            raise Unauthorized("a valid admin token is required: send `Authorization: Bearer "
+                               "<token>` (the token is in $SKIFF_HOME/admin-token)")
+
+    protected = [Depends(auth)]
+
+    @api.get(f"{PREFIX}/health")
+    async def health() -> dict:
+        return {"status": "ok", "version": skiff.__version__, "apps": len(platform.apps),
+                "uptime_s": round(time.time() - platform.started, 1)}
+
+    @api.get(f"{PREFIX}/schema")
+    async def schema() -> dict:
+        return json_schema()
+
+    @api.get(f"{PREFIX}/apps", dependencies=protected)
+    async def list_apps() -> list[dict]:
+        return [platform.describe(a) for _, a in sorted(platform.apps.items())]
+
+    @api.get(f"{PREFIX}/apps/{{name}}", dependencies=protected)
+    async def get_app(name: str) -> dict:
+        app = platform.app(name)
+        out = platform.describe(app)
+        out["manifest"] = app.manifest.to_dict()
+        return out
+
+    @api.post(f"{PREFIX}/apps", status_code=201, dependencies=protected,
+              openapi_extra={"requestBody": {"content": {"application/gzip": {
+                  "schema": {"type": "string", "format": "binary"}}}, "required": True}})
+    async def deploy(request: Request) -> dict:
+        """Upload an app directory as a .tar.gz; creates an immutable revision and serves it."""
+        data = bytearray()
+        async for chunk in request.stream():
+            data += chunk
+            if len(data) > MAX_UPLOAD:
+                raise PayloadTooLarge(f"the upload is over {MAX_UPLOAD} bytes")
+        with tempfile.TemporaryDirectory(prefix="skiff-upload-") as tmp:
+            try:
+                with tarfile.open(fileobj=io.BytesIO(bytes(data)), mode="r:*") as tar:
+                    tar.extractall(tmp, filter="data")
+            except (tarfile.TarError, OSError) as exc:
+                raise SkiffError(f"the upload is not a valid .tar.gz of an app directory: {exc}",
+                                 code="bad_upload", status=400) from None
+            return await platform.deploy(Path(tmp))
+
+    @api.delete(f"{PREFIX}/apps/{{name}}", dependencies=protected)
+    async def delete_app(name: str) -> dict:
+        platform.delete(name)
+        return {"deleted": name}
+
+    @api.get(f"{PREFIX}/apps/{{name}}/revisions", dependencies=protected)
+    async def revisions(name: str) -> list[dict]:
+        current = platform.app(name).revision
+        return [{"revision": r.revision, "created": r.created, "current": r.revision == current,
+                 "environment": r.env_key} for r in platform.store.revisions(name)]
+
+    @api.post(f"{PREFIX}/apps/{{name}}/rollback", dependencies=protected)
+    async def rollback(name: str, body: RollbackBody | None = None) -> dict:
+        return await platform.rollback(name, body.revision if body else None)
+
+    @api.post(f"{PREFIX}/apps/{{name}}/invoke", dependencies=protected)
+    async def invoke(name: str, request: Request) -> Response:
+        """Invoke the app directly with a JSON event (Lambda's RequestResponse).
+        HTTP-only apps (ASGI/WSGI) get the data as a POST / body instead."""
+        app = platform.app(name)
+        payload = await request.body()
+        if payload:
+            try:
+                json.loads(payload)
+            except ValueError:
+                raise SkiffError("the event must be JSON", code="bad_event", status=400) from None
+        rid = platform.new_request_id()
+        timeout = app.pool.target.timeout if app.pool else 30.0
+        deadline = (time.time() + timeout) * 1000
+        msg: Any
+        if app.kind == "lambda":
+            msg = p.Event(id=rid, payload=payload, deadline_ms=deadline)
+        else:
+            msg = p.HttpRequest(id=rid, method="POST" if payload else "GET", path="/",
+                                headers=[("content-type", "application/json")], body=payload,
+                                host=f"{name}.localhost", mount="", deadline_ms=deadline)
+        resp = await platform.invoke(app, msg, "invoke")
+        headers = dict(resp.headers)
+        headers["x-skiff-request-id"] = rid
+        headers.pop("content-length", None)
+        return Response(resp.body, status_code=resp.status if app.kind != "lambda" else 200,
+                        headers=headers)
+
+    @api.get(f"{PREFIX}/apps/{{name}}/invocations", dependencies=protected)
+    async def invocations(name: str, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict]:
+        platform.app(name)
+        return platform.store.invocations(name, limit)
+
+    @api.get(f"{PREFIX}/apps/{{name}}/logs", dependencies=protected)
+    async def logs(name: str, after: int = 0,
+                   limit: Annotated[int, Query(ge=1, le=5000)] = 500) -> list[dict]:
+        platform.app(name)
+        return platform.store.logs(name, after, limit)
+
+    @api.get(f"{PREFIX}/system", dependencies=protected)
+    async def system() -> dict:
+        cg = platform.cgroups
+        return {"zygotes": platform.launcher.stats(),
+                "memory_isolation": f"cgroup v{cg.version}" if cg.available
+                else f"rlimit (no cgroup: {cg.reason})"}
+
+    return api

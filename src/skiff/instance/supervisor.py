@@ -1,0 +1,380 @@
+"""The gateway's side of instances: zygote clients, a few pre-forked spare
+instances per zygote (so a cold start does not wait for a fork), and the
+``Instance`` handle that sends invocations and watches for timeouts, crashes
+and out-of-memory kills."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import msgspec
+
+from skiff.errors import DeployError, InvocationError, InvocationTimeout
+from skiff.instance import control
+from skiff.instance import protocol as p
+from skiff.instance.cgroups import Cgroup, CgroupManager
+
+LogSink = Callable[["Instance", p.Log], None]
+
+
+@dataclass(frozen=True)
+class ZygoteSpec:
+    key: str  # dependency environment key ("default" for the platform's own)
+    python: str  # absolute interpreter path, run with -I
+    preload: tuple[str, ...] = ()
+
+
+class Zygote:
+    def __init__(self, spec: ZygoteSpec, *, rlimit_memory: bool) -> None:
+        self.spec = spec
+        self._rlimit_memory = rlimit_memory
+        self._proc: subprocess.Popen | None = None
+        self._ctl: socket.socket | None = None
+        self._tokens = itertools.count(1)
+        self._forks: dict[int, asyncio.Future[int]] = {}
+        self._exits: dict[int, asyncio.Future[int]] = {}
+        self._hello: asyncio.Future[int] | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    async def _ensure(self) -> socket.socket:
+        if self._ctl is not None:
+            return self._ctl
+        async with self._lock:
+            if self._ctl is not None:
+                return self._ctl
+            loop = asyncio.get_running_loop()
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            env = {k: v for k, v in os.environ.items() if not k.startswith("SKIFF_ADMIN")}
+            env["SKIFF_PRELOAD"] = ",".join(self.spec.preload)
+            env["SKIFF_RLIMIT_MEMORY"] = "1" if self._rlimit_memory else "0"
+            self._proc = subprocess.Popen(
+                [self.spec.python, "-I", "-m", "skiff.instance.zygote", str(theirs.fileno())],
+                pass_fds=[theirs.fileno()], env=env, stdin=subprocess.DEVNULL,
+                start_new_session=True)
+            theirs.close()
+            ours.setblocking(False)
+            self._hello = loop.create_future()
+            loop.add_reader(ours.fileno(), self._on_readable, ours)
+            self._ctl = ours
+            try:
+                await asyncio.wait_for(self._hello, 60)
+            except (TimeoutError, ConnectionError) as exc:
+                self._drop(ours)
+                raise InvocationError(
+                    f"the zygote for environment {self.spec.key} did not start: {exc}",
+                    code="zygote_failed") from None
+            return ours
+
+    def _on_readable(self, ctl: socket.socket) -> None:
+        while True:
+            try:
+                data = ctl.recv(4096)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self._drop(ctl)
+                return
+            msg = control.decode(data)
+            if isinstance(msg, control.Forked):
+                fut = self._forks.pop(msg.token, None)
+                if fut and not fut.done():
+                    fut.set_result(msg.pid)
+            elif isinstance(msg, control.Exited):
+                done = self.exit_future(msg.pid)
+                if not done.done():
+                    done.set_result(msg.returncode)
+            elif isinstance(msg, control.Hello) and self._hello and not self._hello.done():
+                self._hello.set_result(msg.pid)
+
+    def _drop(self, ctl: socket.socket) -> None:
+        """The zygote went away: fail what waits on it; the next fork restarts it."""
+        if self._ctl is ctl:
+            self._ctl = None
+        with contextlib.suppress(Exception):
+            asyncio.get_running_loop().remove_reader(ctl.fileno())
+        ctl.close()
+        err = ConnectionError("zygote exited")
+        for fut in [*self._forks.values(), self._hello]:
+            if fut is not None and not fut.done():
+                fut.set_exception(err)
+        self._forks.clear()
+        for pid, fut in self._exits.items():
+            if not fut.done():
+                fut.set_result(-signal.SIGKILL)
+        if self._proc is not None:
+            with contextlib.suppress(Exception):
+                self._proc.kill()
+                self._proc.wait(1)
+
+    def exit_future(self, pid: int) -> asyncio.Future[int]:
+        fut = self._exits.get(pid)
+        if fut is None:
+            fut = self._exits[pid] = asyncio.get_running_loop().create_future()
+        return fut
+
+    async def fork(self) -> tuple[int, socket.socket]:
+        ctl = await self._ensure()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        token = next(self._tokens)
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._forks[token] = fut
+        try:
+            socket.send_fds(ctl, [control.encode(control.Fork(token=token))], [theirs.fileno()])
+        finally:
+            theirs.close()
+        try:
+            pid = await asyncio.wait_for(fut, 30)
+        except (TimeoutError, ConnectionError) as exc:
+            ours.close()
+            raise InvocationError(f"could not fork an instance: {exc}", code="zygote_failed") from None
+        return pid, ours
+
+    def forget(self, pid: int) -> None:
+        self._exits.pop(pid, None)
+
+    async def close(self) -> None:
+        if self._ctl is not None:
+            self._drop(self._ctl)
+
+
+class Instance:
+    """One instance process as the gateway sees it."""
+
+    def __init__(self, pid: int, sock: socket.socket, zygote: Zygote, cgroup: Cgroup | None) -> None:
+        self.pid = pid
+        self.id = f"i-{pid}"
+        self.zygote = zygote
+        self.cgroup = cgroup
+        self._sock = sock
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._pending: dict[str, asyncio.Future] = {}
+        self._ready: asyncio.Future | None = None
+        self._task: asyncio.Task | None = None
+        self.on_log: LogSink | None = None
+        self.on_exit: Callable[[Instance], None] | None = None
+        self.memory_mb = 0
+        self.dead = False
+        self.exit_reason: InvocationError | None = None
+        # scheduling state, owned by the pool
+        self.app = ""
+        self.revision = ""
+        self.kind = ""
+        self.concurrency = 1
+        self.inflight = 0
+        self.served = 0
+        self.init_ms = 0.0
+        self.created = time.monotonic()
+        self.bound_at = self.created
+        self.last_used = self.created
+        self.draining = False
+
+    async def start(self) -> None:
+        self._reader, self._writer = await asyncio.open_unix_connection(sock=self._sock)
+        self._task = asyncio.ensure_future(self._read_loop())
+
+    async def bind(self, load: p.Load, init_timeout: float) -> p.Ready:
+        """Turn a generic instance into an instance of ``load.app``."""
+        assert self._writer is not None
+        self.app, self.revision, self.memory_mb = load.app, load.revision, load.memory_mb
+        self.bound_at = time.monotonic()
+        if self.cgroup is not None:
+            self.cgroup.set_memory(load.memory_mb)
+        self._ready = asyncio.get_running_loop().create_future()
+        self._writer.write(p.encode(load))
+        try:
+            msg = await asyncio.wait_for(self._ready, init_timeout)
+        except TimeoutError:
+            self.kill()
+            raise DeployError(f"app {load.app} did not finish its init within {init_timeout:g}s",
+                              code="init_timeout") from None
+        except InvocationError as exc:
+            raise DeployError(f"app {load.app} failed during init: {exc.message}",
+                              code="init_failed") from None
+        if isinstance(msg, p.InitFailed):
+            raise DeployError(f"app {load.app} failed to load: {msg.message}",
+                              code="init_failed", traceback=msg.traceback)
+        self.kind = msg.kind
+        self.init_ms = msg.init_ms
+        return msg
+
+    async def invoke(self, msg: p.HttpRequest | p.Event, timeout: float) -> p.Response:
+        if self.dead:
+            raise self.exit_reason or InvocationError("instance is gone", code="instance_crashed")
+        assert self._writer is not None
+        fut: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._pending[msg.id] = fut
+        self._writer.write(p.encode(msg))
+        try:
+            if self._writer.transport.get_write_buffer_size() > 1 << 20:
+                await self._writer.drain()
+            out = await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            self.kill()
+            raise InvocationTimeout(
+                f"the handler did not finish within its timeout of {timeout:g}s; the instance "
+                "was stopped (raise spec.resources.timeout if this is expected)") from None
+        finally:
+            self._pending.pop(msg.id, None)
+        if isinstance(out, p.Failure):
+            raise InvocationError(out.message, code=out.code, traceback=out.traceback)
+        return out
+
+    async def _read_loop(self) -> None:
+        assert self._reader is not None
+        reader = self._reader
+        decode = p.decode_from_instance
+        try:
+            while True:
+                head = await reader.readexactly(4)
+                msg = decode(await reader.readexactly(int.from_bytes(head, "big")))
+                if isinstance(msg, p.Response | p.Failure):
+                    fut = self._pending.get(msg.id)
+                    if fut is not None and not fut.done():
+                        fut.set_result(msg)
+                elif isinstance(msg, p.Log):
+                    if self.on_log is not None:
+                        self.on_log(self, msg)
+                elif self._ready is not None and not self._ready.done():
+                    self._ready.set_result(msg)
+        except (asyncio.IncompleteReadError, ConnectionError, msgspec.DecodeError):
+            pass
+        await self._died()
+
+    async def _died(self) -> None:
+        self.dead = True
+        returncode: int | None = None
+        with contextlib.suppress(TimeoutError):
+            returncode = await asyncio.wait_for(asyncio.shield(self.zygote.exit_future(self.pid)), 2)
+        self.zygote.forget(self.pid)
+        if self.cgroup is not None and self.cgroup.oom_killed():
+            err = InvocationError(
+                f"the instance exceeded its memory limit of {self.memory_mb} MB and was stopped "
+                "(raise spec.resources.memoryMB or use less memory)", code="memory_limit")
+        elif returncode is not None and returncode < 0:
+            name = signal.Signals(-returncode).name if -returncode in signal.valid_signals() else -returncode
+            err = InvocationError(f"the instance was killed by {name}", code="instance_crashed")
+        else:
+            err = InvocationError(f"the instance exited (exit code {returncode}) while handling "
+                                  "the request", code="instance_crashed")
+        self.exit_reason = err
+        for fut in [*self._pending.values(), self._ready]:
+            if fut is not None and not fut.done():
+                fut.set_exception(err)
+        if self._writer is not None:
+            self._writer.close()
+        if self.cgroup is not None:
+            # the kernel refuses rmdir until the last task is gone; exit_future says it is
+            self.cgroup.remove()
+        if self.on_exit is not None:
+            self.on_exit(self)
+
+    def kill(self) -> None:
+        self.dead = True  # take it out of rotation now; _died() follows on EOF
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+
+    def shutdown(self) -> None:
+        """Ask the instance to finish its in-flight work and exit."""
+        self.draining = True
+        if self._writer is not None and not self.dead:
+            self._writer.write(p.encode(p.Shutdown()))
+
+
+class Launcher:
+    """Zygotes by environment, each with a few pre-forked spare instances."""
+
+    def __init__(self, cgroups: CgroupManager, *, spares: int = 2) -> None:
+        self.cgroups = cgroups
+        self.spares = spares
+        self._zygotes: dict[str, Zygote] = {}
+        self._spares: dict[str, deque[Instance]] = {}
+        self._refilling: set[str] = set()
+        self.on_log: LogSink | None = None
+
+    def zygote(self, spec: ZygoteSpec) -> Zygote:
+        z = self._zygotes.get(spec.key)
+        if z is None:
+            z = self._zygotes[spec.key] = Zygote(spec, rlimit_memory=not self.cgroups.available)
+            self._spares[spec.key] = deque()
+        return z
+
+    async def _fork(self, zygote: Zygote) -> Instance:
+        pid, sock = await zygote.fork()
+        cgroup = self.cgroups.create(f"i-{pid}")
+        if cgroup is not None:
+            try:
+                cgroup.attach(pid)
+            except OSError:
+                cgroup.remove()
+                cgroup = None
+        inst = Instance(pid, sock, zygote, cgroup)
+        inst.on_log = self.on_log
+        await inst.start()
+        return inst
+
+    async def instance(self, spec: ZygoteSpec) -> Instance:
+        """A fresh generic instance: a spare when one is ready, else a fork now."""
+        zygote = self.zygote(spec)
+        spares = self._spares[spec.key]
+        inst = None
+        while spares:
+            candidate = spares.popleft()
+            if not candidate.dead:
+                inst = candidate
+                break
+        if inst is None:
+            inst = await self._fork(zygote)
+        self._refill(spec)
+        return inst
+
+    def _refill(self, spec: ZygoteSpec) -> None:
+        if self.spares <= 0 or spec.key in self._refilling:
+            return
+        self._refilling.add(spec.key)
+
+        async def refill() -> None:
+            try:
+                zygote, spares = self._zygotes[spec.key], self._spares[spec.key]
+                while len(spares) < self.spares:
+                    spares.append(await self._fork(zygote))
+            except Exception as exc:  # noqa: BLE001 - spares are best effort
+                print(f"skiff: could not pre-fork a spare instance: {exc}", file=sys.stderr)
+            finally:
+                self._refilling.discard(spec.key)
+
+        asyncio.ensure_future(refill())
+
+    async def warm(self, spec: ZygoteSpec) -> None:
+        """Start the zygote and its spares ahead of the first request."""
+        await self.zygote(spec)._ensure()
+        self._refill(spec)
+
+    def stats(self) -> dict:
+        return {key: {"zygote_pid": z.pid, "spares": len(self._spares[key])}
+                for key, z in self._zygotes.items()}
+
+    async def close(self) -> None:
+        for spares in self._spares.values():
+            for inst in spares:
+                inst.kill()
+        for z in self._zygotes.values():
+            await z.close()
+        self.cgroups.close()

@@ -1,0 +1,252 @@
+"""The instance side: runs in a process forked from a zygote.
+
+It waits for a ``Load`` (a generic, pre-forked instance can sit here before any
+app is assigned to it), imports the app, answers ``Ready``, then serves
+invocations until the gateway closes the socket or sends ``Shutdown``.
+Sync handlers (Lambda, WSGI) are served one at a time in a plain blocking loop,
+the cheapest path there is; ASGI apps get an event loop and run concurrently.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import resource
+import socket
+import sys
+import threading
+import time
+import traceback
+from typing import Any
+
+import msgspec
+
+from skiff.instance import protocol as p
+
+_request_id: contextvars.ContextVar[str] = contextvars.ContextVar("skiff_request_id", default="")
+_json = msgspec.json.Encoder()
+
+
+class _Channel:
+    """The instance's socket, shared by the serving loop and log writers."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.lock = threading.Lock()
+
+    def send(self, msg: msgspec.Struct) -> None:
+        data = p.encode(msg)
+        with self.lock:
+            self.sock.sendall(data)
+
+
+class _LogStream:
+    """Replaces sys.stdout/sys.stderr: every line becomes a Log frame tagged with
+    the request id being served, so `skiff logs` can show which request printed it."""
+
+    encoding = "utf-8"
+    errors = "replace"
+
+    def __init__(self, channel: _Channel, stream: str) -> None:
+        self._channel = channel
+        self._stream = stream
+        self._buf = ""
+
+    def write(self, s: str) -> int:
+        self._buf += s
+        if "\n" in self._buf:
+            *lines, self._buf = self._buf.split("\n")
+            rid = _request_id.get()
+            for line in lines:
+                self._channel.send(p.Log(request_id=rid, stream=self._stream, line=line))
+        return len(s)
+
+    def flush(self) -> None:
+        if self._buf:
+            line, self._buf = self._buf, ""
+            self._channel.send(p.Log(request_id=_request_id.get(), stream=self._stream, line=line))
+
+    def isatty(self) -> bool:
+        return False
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        raise OSError("instance output is captured by Skiff")
+
+
+def _failure(rid: str, exc: BaseException) -> p.Failure:
+    from skiff.runtime import BadResult, NotSupported
+
+    if isinstance(exc, MemoryError):
+        return p.Failure(id=rid, code="memory_limit", message="the app exceeded its memory limit")
+    if isinstance(exc, BadResult):
+        return p.Failure(id=rid, code="bad_result", message=str(exc))
+    if isinstance(exc, NotSupported):
+        return p.Failure(id=rid, code="not_supported", message=str(exc))
+    tb = "".join(traceback.format_exception(exc)[-6:])
+    return p.Failure(id=rid, code="handler_error",
+                     message=f"{type(exc).__name__}: {exc}", traceback=tb)
+
+
+def _limit_memory(memory_mb: int) -> None:
+    """Fallback when no cgroup holds this instance: cap the address space at what
+    the process maps now plus its memory budget."""
+    with open("/proc/self/statm") as f:
+        vm_pages = int(f.read().split()[0])
+    limit = vm_pages * os.sysconf("SC_PAGE_SIZE") + memory_mb * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def serve(sock: socket.socket) -> None:
+    """Serve one instance socket until it closes. Never returns normally."""
+    frame = p.recv_frame(sock)
+    if frame is None:
+        os._exit(0)
+    load = p.decode_to_instance(frame)
+    if not isinstance(load, p.Load):
+        os._exit(2)
+    channel = _Channel(sock)
+    os.environ.update(load.env)
+    os.environ.update({
+        "AWS_LAMBDA_FUNCTION_NAME": load.app,
+        "AWS_LAMBDA_FUNCTION_VERSION": load.revision,
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(load.memory_mb),
+        "SKIFF_APP": load.app,
+        "SKIFF_REVISION": load.revision,
+    })
+    if os.environ.get("SKIFF_RLIMIT_MEMORY") == "1":
+        _limit_memory(load.memory_mb)
+    os.chdir(load.code_dir)
+    sys.stdout = _LogStream(channel, "stdout")  # type: ignore[assignment]
+    sys.stderr = _LogStream(channel, "stderr")  # type: ignore[assignment]
+
+    from skiff.runtime import InvokeContext, load_app
+
+    t0 = time.perf_counter()
+    try:
+        app = load_app(load.code_dir, load.handler, load.kind)
+        if app.is_async:
+            import asyncio
+
+            loop = asyncio.new_event_loop()
+            loop.run_until_complete(app.startup())
+    except BaseException as exc:  # noqa: BLE001 - any init failure is reported, not raised
+        summary = getattr(exc, "traceback_summary", "") or "".join(
+            traceback.format_exception(exc)[-4:])
+        from skiff.runtime import LoadError
+
+        message = str(exc) if isinstance(exc, LoadError) else f"{type(exc).__name__}: {exc}"
+        channel.send(p.InitFailed(message=message, traceback=summary))
+        sys.stderr.flush()
+        os._exit(1)
+    init_ms = (time.perf_counter() - t0) * 1000
+    channel.send(p.Ready(kind=app.kind, is_async=app.is_async, init_ms=init_ms, pid=os.getpid()))
+
+    def context(rid: str, deadline_ms: float) -> InvokeContext:
+        return InvokeContext(request_id=rid, app=load.app, revision=load.revision,
+                             memory_mb=load.memory_mb, deadline_ms=deadline_ms)
+
+    if app.is_async:
+        _serve_async(loop, app, sock, channel, context)
+    else:
+        _serve_sync(app, sock, channel, context)
+    os._exit(0)
+
+
+def _call(app: Any, msg: p.HttpRequest | p.Event, ctx: Any) -> msgspec.Struct:
+    if isinstance(msg, p.HttpRequest):
+        resp = app.handle_http(msg, ctx)
+        resp.id = msg.id
+        return resp
+    result = app.handle_event(msgspec.json.decode(msg.payload) if msg.payload else None, ctx)
+    return p.Response(id=msg.id, status=200, headers=[("content-type", "application/json")],
+                      body=_encode_result(result))
+
+
+def _encode_result(result: Any) -> bytes:
+    from skiff.runtime import BadResult
+
+    try:
+        return _json.encode(result)
+    except TypeError:
+        raise BadResult(f"handler returned a value of type '{type(result).__name__}' "
+                        "that is not JSON serializable") from None
+
+
+def _serve_sync(app: Any, sock: socket.socket, channel: _Channel, context: Any) -> None:
+    while True:
+        frame = p.recv_frame(sock)
+        if frame is None:
+            return
+        msg = p.decode_to_instance(frame)
+        if isinstance(msg, p.Shutdown):
+            return
+        if not isinstance(msg, p.HttpRequest | p.Event):
+            continue
+        _request_id.set(msg.id)
+        try:
+            out = _call(app, msg, context(msg.id, msg.deadline_ms))
+        except MemoryError as exc:
+            channel.send(_failure(msg.id, exc))
+            os._exit(137)
+        except Exception as exc:  # noqa: BLE001 - reported to the caller as a 502
+            out = _failure(msg.id, exc)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        channel.send(out)
+
+
+def _serve_async(loop: Any, app: Any, sock: socket.socket, channel: _Channel,
+                 context: Any) -> None:
+    import asyncio
+
+    async def handle(msg: p.HttpRequest | p.Event) -> None:
+        _request_id.set(msg.id)
+        try:
+            if isinstance(msg, p.HttpRequest):
+                out: msgspec.Struct = await app.ahandle_http(msg, context(msg.id, msg.deadline_ms))
+                out.id = msg.id  # type: ignore[attr-defined]
+            else:
+                out = _call(app, msg, context(msg.id, msg.deadline_ms))
+        except MemoryError as exc:
+            channel.send(_failure(msg.id, exc))
+            os._exit(137)
+        except Exception as exc:  # noqa: BLE001
+            out = _failure(msg.id, exc)
+        channel.send(out)
+
+    async def main() -> None:
+        sock.setblocking(False)
+        reader, writer = await asyncio.open_unix_connection(sock=sock)
+        loop_thread = threading.get_ident()
+
+        def send(msg: msgspec.Struct) -> None:
+            data = p.encode(msg)
+            if threading.get_ident() == loop_thread:
+                writer.write(data)
+            else:  # a log line printed from an app's own thread
+                loop.call_soon_threadsafe(writer.write, data)
+
+        channel.send = send  # type: ignore[method-assign]
+        tasks: set[asyncio.Task] = set()
+        while True:
+            try:
+                head = await reader.readexactly(4)
+                body = await reader.readexactly(int.from_bytes(head, "big"))
+            except (asyncio.IncompleteReadError, ConnectionError):
+                break
+            msg = p.decode_to_instance(body)
+            if isinstance(msg, p.Shutdown):
+                break
+            if isinstance(msg, p.HttpRequest | p.Event):
+                task = asyncio.ensure_future(handle(msg))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+        if tasks:
+            await asyncio.wait(tasks, timeout=5)
+        await app.shutdown()
+        await writer.drain()
+
+    loop.run_until_complete(main())

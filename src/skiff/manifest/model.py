@@ -1,0 +1,225 @@
+"""The frozen model tree of one skiff.yaml (``apiVersion: skiff.dev/v1``,
+``kind: MicroApp``). Python attributes are snake_case; aliases are the YAML's
+camelCase, which is also what ``to_dict()`` and the JSON Schema use."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from .fields import (
+    AppKind,
+    AppName,
+    Concurrency,
+    Duration,
+    EgressRule,
+    EnvName,
+    EnvVars,
+    Handler,
+    HostName,
+    MemoryMB,
+    MountPath,
+    NonNegativeInt,
+    PositiveInt,
+    RoutePath,
+    SecretRef,
+    StaticDir,
+    Text,
+    Timeout,
+    expect,
+    invalid,
+)
+
+API_VERSION = "skiff.dev/v1"
+KIND = "MicroApp"
+
+
+class _Model(BaseModel):
+    # extra="forbid" everywhere: a typo must be an error, never a silent default.
+    # No populate_by_name: `min_instances:` in YAML is a typo of minInstances.
+    model_config = ConfigDict(frozen=True, extra="forbid", alias_generator=to_camel)
+
+
+class Metadata(_Model):
+    """Who the app is: its name (used in URLs and host names), owner and labels."""
+
+    name: AppName = Field(description="App name; lowercase letters, digits and '-'. "
+                                      "Used in URLs and host names.")
+    owner: Text | None = Field(None, description="Who answers for the app, e.g. a team e-mail.")
+    labels: dict[Text, Text] = Field(default_factory=dict,
+                                     description="Free-form string labels for search and policies.")
+
+
+class Route(_Model):
+    """An extra way to reach the app: a path prefix, a host name, or both."""
+
+    path: RoutePath | None = Field(None, description="Path prefix, starting with '/'.")
+    host: HostName | None = Field(None, description="Host name, e.g. food.example.com.")
+
+    @model_validator(mode="after")
+    def _path_or_host(self) -> Route:
+        if self.path is None and self.host is None:
+            raise invalid("a path, a host or both")
+        return self
+
+
+class StaticSite(_Model):
+    """A directory of files served as they are."""
+
+    dir: StaticDir = Field(description="Directory relative to the app directory.")
+    path: MountPath = Field("/", description="Where the files are mounted inside the app.")
+
+
+def _static_shorthand(value: Any) -> Any:
+    if isinstance(value, str):  # `static: public` means {dir: public, path: /}
+        return {"dir": value}
+    if value is not None and not isinstance(value, dict):
+        raise invalid("a directory name or a mapping with dir and path")
+    return value
+
+
+class Resources(_Model):
+    """Limits of one instance."""
+
+    memory_mb: MemoryMB = Field(256, alias="memoryMB",
+                                          description="Memory limit of one instance, in MiB.")
+    timeout: Timeout = Field(30.0, description="Longest one invocation may run "
+                                                        "(seconds, or '30s', '5m').")
+
+
+class Scaling(_Model):
+    """How many instances run and how much each takes on."""
+
+    min_instances: NonNegativeInt = Field(0, description="Instances kept warm; 0 scales to zero.")
+    max_instances: PositiveInt = Field(10, description="Most instances at once; "
+                                                      "beyond them requests queue.")
+    concurrency: Concurrency | None = Field(
+        None, description="Requests one instance serves at once; null picks 1 for sync "
+                          "handlers and many for async ones.")
+    idle_timeout: Duration = Field(300.0, description="Idle time after which an instance "
+                                                        "stops (seconds, or '5m').")
+    max_queue: NonNegativeInt = Field(100, description="Requests that may wait while every "
+                                                   "instance is busy.")
+
+    @model_validator(mode="after")
+    def _min_not_above_max(self) -> Scaling:
+        if self.min_instances > self.max_instances:
+            raise invalid(f"at most maxInstances ({self.max_instances})",
+                          at=("minInstances",), value=self.min_instances)
+        return self
+
+
+class Secret(_Model):
+    """A secret exposed to the app as an environment variable."""
+
+    name: EnvName = Field(description="Environment variable the value appears in.")
+    ref: SecretRef = Field(description="Secret store reference, e.g. secret://orders-db.")
+
+
+class Spec(_Model):
+    """What to run and how."""
+
+    # Declaration order matters: the validators of `static` and `handler`
+    # read `kind` (and `secrets` reads `env`) from the fields before them.
+    kind: AppKind | None = Field(None, description="lambda, asgi, wsgi or static; "
+                                                   "omitted means detected when the app loads.")
+    static: Annotated[
+        StaticSite | None,
+        BeforeValidator(_static_shorthand, json_schema_input_type=str | StaticSite | None),
+    ] = Field(None, validate_default=True,
+              description="Static files: a directory name, or {dir, path}.")
+    handler: Handler | None = Field(None, validate_default=True,
+                                    description="Entry point as module:attribute, "
+                                                "e.g. app:handler.")
+    routes: tuple[Route, ...] = Field((), description="Extra path prefixes and host names.")
+    env: EnvVars = Field(default_factory=dict, description="Environment variables; "
+                                                           "numbers and booleans become strings.")
+    secrets: tuple[Secret, ...] = Field((), description="Secrets exposed as "
+                                                        "environment variables.")
+    resources: Resources = Field(default_factory=Resources)
+    scaling: Scaling = Field(default_factory=Scaling)
+    egress: tuple[EgressRule, ...] = Field(
+        (), description="Hosts the app may connect to, e.g. api.example.com or "
+                        "*.internal.corp:443.")
+    ttl_days: PositiveInt | None = Field(None, description="Days until the app is archived "
+                                                          "unless renewed.")
+
+    model_config = ConfigDict(json_schema_extra={
+        "anyOf": [{"required": ["handler"]}, {"required": ["static"]}],
+    })
+
+    @model_validator(mode="before")
+    @classmethod
+    def _infer_static_kind(cls, data: Any) -> Any:
+        # Only static files and no handler can only be a static app; say so
+        # now rather than leave it to whoever loads the app.
+        if (isinstance(data, dict) and data.get("kind") is None
+                and data.get("handler") is None and data.get("static") is not None):
+            return {**data, "kind": "static"}
+        return data
+
+    @field_validator("static")
+    @classmethod
+    def _static_when_kind_static(cls, static: StaticSite | None,
+                                 info: ValidationInfo) -> StaticSite | None:
+        if static is None and info.data.get("kind") == "static":
+            raise invalid(message="required when spec.kind is static")
+        return static
+
+    @field_validator("handler")
+    @classmethod
+    def _handler_matches_kind(cls, handler: str | None, info: ValidationInfo) -> str | None:
+        if "kind" not in info.data:  # kind itself is invalid and reported
+            return handler
+        is_static = info.data["kind"] == "static"
+        if is_static and handler is not None:
+            raise invalid("no handler when spec.kind is static")
+        if not is_static and handler is None:
+            raise invalid(message="required unless spec.kind is static")
+        return handler
+
+    @field_validator("secrets")
+    @classmethod
+    def _secret_names_unique(cls, secrets: tuple[Secret, ...],
+                             info: ValidationInfo) -> tuple[Secret, ...]:
+        env = info.data.get("env", {})
+        seen: set[str] = set()
+        for index, secret in enumerate(secrets):
+            if secret.name in seen:
+                raise invalid("a name no other secret uses", at=(index, "name"), value=secret.name)
+            if secret.name in env:
+                raise invalid("a name not also set in spec.env", at=(index, "name"),
+                              value=secret.name)
+            seen.add(secret.name)
+        return secrets
+
+
+class Manifest(_Model):
+    """A validated, normalized skiff.yaml. Immutable; ``to_dict()`` is its
+    canonical form, hashed into the revision id."""
+
+    api_version: Annotated[Literal["skiff.dev/v1"], expect(f'"{API_VERSION}"')] = Field(
+        description="Schema version of this file.")
+    kind: Annotated[Literal["MicroApp"], expect(f'"{KIND}"')] = Field(
+        description="Resource kind; always MicroApp.")
+    metadata: Metadata
+    spec: Spec
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    def to_dict(self) -> dict[str, Any]:
+        """The canonical form: camelCase keys, every default filled in,
+        static as {dir, path}, durations as float seconds."""
+        return self.model_dump(mode="json", by_alias=True)

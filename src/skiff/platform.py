@@ -1,0 +1,290 @@
+"""The platform: the registry of apps and revisions, their pools and routes,
+and the deploy / rollback / invoke operations the gateway and admin API use."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from skiff.config import Config
+from skiff.errors import DeployError, NotFound, SkiffError
+from skiff.gateway.routing import Route, Router
+from skiff.gateway.static import StaticSite
+from skiff.instance import Instance, Launcher, ZygoteSpec
+from skiff.instance import protocol as p
+from skiff.instance.cgroups import CgroupManager
+from skiff.instance.environments import Environments
+from skiff.manifest import Manifest, content_hash, iter_app_files, load_manifest, parse_manifest
+from skiff.scheduler import Pool, Served, Target
+from skiff.store import Invocation, RevisionRow, Store
+
+
+@dataclass
+class App:
+    name: str
+    revision: str
+    manifest: Manifest
+    code_dir: Path
+    zygote: ZygoteSpec
+    pool: Pool | None  # None for a static-only app
+    static: StaticSite | None
+    kind: str | None
+
+
+class Platform:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        config.home.mkdir(parents=True, exist_ok=True)
+        self.store = Store(config.home / "skiff.db")
+        self.envs = Environments(config.envs_dir or config.home / "envs", offline=config.offline)
+        self.cgroups = CgroupManager(f"skiff-{uuid.uuid4().hex[:8]}")
+        self.launcher = Launcher(self.cgroups, spares=config.spares)
+        self.launcher.on_log = self._on_log
+        self.router = Router()
+        self.apps: dict[str, App] = {}
+        self._deploy_locks: dict[str, asyncio.Lock] = {}
+        self._ticker: asyncio.Task | None = None
+        self.started = time.time()
+
+    # -- lifecycle ------------------------------------------------------------
+    async def start(self) -> None:
+        for name, revision in self.store.apps():
+            row = self.store.revision(name, revision)
+            if row is None or not Path(row.code_dir).is_dir():
+                self.log_platform(name, revision, f"revision {revision} is missing on disk; app not served")
+                continue
+            try:
+                manifest = parse_manifest(row.manifest, source=f"{name}@{revision}",
+                                          base_dir=Path(row.code_dir))
+                zygote = await asyncio.to_thread(self.envs.resolve, Path(row.code_dir))
+            except SkiffError as exc:
+                self.log_platform(name, revision, f"could not restore: {exc.message}")
+                continue
+            self._activate(manifest, revision, Path(row.code_dir), zygote, trial=None)
+        await self.launcher.warm(self._default_zygote())
+        self._ticker = asyncio.ensure_future(self._tick())
+
+    def _default_zygote(self) -> ZygoteSpec:
+        from skiff.instance.environments import DEFAULT
+
+        return DEFAULT
+
+    async def stop(self) -> None:
+        if self._ticker:
+            self._ticker.cancel()
+        for app in self.apps.values():
+            if app.pool:
+                app.pool.close()
+        await self.launcher.close()
+        self.store.close()
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.tick_seconds)
+            for app in list(self.apps.values()):
+                if app.pool is not None:
+                    try:
+                        app.pool.rescale()
+                    except Exception as exc:  # noqa: BLE001 - one app never stops the loop
+                        print(f"skiff: scaling {app.name} failed: {exc}", file=sys.stderr)
+
+    # -- deploy -------------------------------------------------------------------
+    async def deploy(self, src: Path) -> dict:
+        """Validate, install, trial-load and activate the app in ``src``.
+        On any failure the previous revision keeps serving."""
+        manifest = load_manifest(src / "skiff.yaml")
+        name = manifest.name
+        lock = self._deploy_locks.setdefault(name, asyncio.Lock())
+        async with lock:
+            revision = content_hash(src, manifest)
+            current = self.apps.get(name)
+            if current is not None and current.revision == revision:
+                return self._deploy_result(current, changed=False)
+            code_dir = await asyncio.to_thread(self._store_code, src, name, revision)
+            zygote = await asyncio.to_thread(self.envs.resolve, code_dir)
+            trial = None
+            if manifest.spec.handler:
+                trial = await self._trial(manifest, revision, code_dir, zygote)
+            self.store.put_revision(RevisionRow(name, revision, manifest.to_dict(), str(code_dir),
+                                                zygote.key, time.time()))
+            self.store.set_current(name, revision)
+            app = self._activate(manifest, revision, code_dir, zygote, trial=trial)
+            self.log_platform(name, revision, f"revision {revision} deployed ({app.kind or 'static'})")
+            return self._deploy_result(app, changed=True)
+
+    def _store_code(self, src: Path, name: str, revision: str) -> Path:
+        dest = self.config.home / "revisions" / name / revision
+        if dest.is_dir():
+            return dest
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{revision}-"))
+        for rel in iter_app_files(src):
+            target = tmp / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src / rel, target)
+        tmp.rename(dest)
+        return dest
+
+    def _load_message(self, manifest: Manifest, revision: str, code_dir: Path) -> p.Load:
+        spec = manifest.spec
+        return p.Load(app=manifest.name, revision=revision, code_dir=str(code_dir),
+                      handler=spec.handler, kind=spec.kind, env=dict(spec.env),
+                      memory_mb=spec.resources.memory_mb, timeout_s=spec.resources.timeout,
+                      mount="/" + manifest.name)
+
+    async def _trial(self, manifest: Manifest, revision: str, code_dir: Path,
+                     zygote: ZygoteSpec) -> Instance:
+        inst = await self.launcher.instance(zygote)
+        try:
+            await inst.bind(self._load_message(manifest, revision, code_dir), init_timeout=60)
+        except DeployError:
+            inst.kill()
+            raise
+        return inst
+
+    def _target(self, manifest: Manifest, revision: str, code_dir: Path,
+                zygote: ZygoteSpec) -> Target:
+        s = manifest.spec
+        return Target(app=manifest.name, revision=revision, zygote=zygote,
+                      load=self._load_message(manifest, revision, code_dir),
+                      concurrency=s.scaling.concurrency, min_instances=s.scaling.min_instances,
+                      max_instances=s.scaling.max_instances, idle_timeout=s.scaling.idle_timeout,
+                      max_queue=s.scaling.max_queue, timeout=s.resources.timeout)
+
+    def _activate(self, manifest: Manifest, revision: str, code_dir: Path, zygote: ZygoteSpec,
+                  trial: Instance | None) -> App:
+        name = manifest.name
+        spec = manifest.spec
+        old = self.apps.get(name)
+        pool = None
+        if spec.handler:
+            target = self._target(manifest, revision, code_dir, zygote)
+            if old is not None and old.pool is not None:
+                pool = old.pool
+                pool.set_target(target)
+            else:
+                pool = Pool(target, self.launcher)
+                pool.rescale()
+            if trial is not None:
+                pool.adopt(trial, target)
+        elif old is not None and old.pool is not None:
+            old.pool.close()
+        static = StaticSite(code_dir / spec.static.dir, spec.static.path) if spec.static else None
+        kind = trial.kind if trial is not None else (spec.kind or (old.kind if old else None))
+        app = App(name, revision, manifest, code_dir, zygote, pool, static,
+                  kind if spec.handler else "static")
+        self.apps[name] = app
+        routes = [Route(name, host=r.host.lower() if r.host else None,
+                        path=(r.path or "").rstrip("/")) for r in spec.routes]
+        self.router.set_app(name, routes)
+        return app
+
+    def _deploy_result(self, app: App, *, changed: bool) -> dict:
+        return {"app": app.name, "revision": app.revision, "kind": app.kind, "changed": changed,
+                "path": f"/{app.name}/", "host": f"{app.name}.localhost"}
+
+    async def rollback(self, name: str, revision: str | None = None) -> dict:
+        app = self.app(name)
+        revisions = self.store.revisions(name)
+        if revision is None:
+            older = [r for r in revisions if r.revision != app.revision and r.created <= max(
+                (x.created for x in revisions if x.revision == app.revision), default=0)]
+            if not older:
+                raise NotFound(f"app {name} has no revision before {app.revision} to roll back to",
+                               code="revision_not_found")
+            row = older[-1]
+        else:
+            matches = [r for r in revisions if r.revision.startswith(revision)]
+            if len(matches) != 1:
+                raise NotFound(f"app {name} has no revision {revision!r}; see `skiff ls {name}`",
+                               code="revision_not_found")
+            row = matches[0]
+        manifest = parse_manifest(row.manifest, source=f"{name}@{row.revision}",
+                                  base_dir=Path(row.code_dir))
+        zygote = await asyncio.to_thread(self.envs.resolve, Path(row.code_dir))
+        self.store.set_current(name, row.revision)
+        app = self._activate(manifest, row.revision, Path(row.code_dir), zygote, trial=None)
+        self.log_platform(name, row.revision, f"rolled back to revision {row.revision}")
+        return self._deploy_result(app, changed=True)
+
+    def delete(self, name: str) -> None:
+        app = self.app(name)
+        if app.pool:
+            app.pool.close()
+        del self.apps[name]
+        self.router.remove_app(name)
+        self.store.delete_app(name)
+
+    # -- invoke ---------------------------------------------------------------------
+    def app(self, name: str) -> App:
+        app = self.apps.get(name)
+        if app is None:
+            raise NotFound(f"no app named {name!r} is deployed; see `skiff ls`",
+                           code="app_not_found")
+        return app
+
+    async def invoke(self, app: App, msg: p.HttpRequest | p.Event, trigger: str) -> p.Response:
+        """Run one invocation and record it, whatever its outcome."""
+        if app.pool is None:
+            raise NotFound(f"app {app.name} serves only static files", code="route_not_found")
+        t0 = time.perf_counter()
+        served: Served | None = None
+        status, error = 500, None
+        try:
+            resp, served = await app.pool.invoke(msg)
+            status = resp.status
+            return resp
+        except SkiffError as exc:
+            status, error = exc.status, exc.code
+            raise
+        finally:
+            elapsed = (time.perf_counter() - t0) * 1000
+            queued = served.queued_ms if served else 0.0
+            inv = Invocation(
+                id=msg.id, app=app.name, revision=served.revision if served else app.revision,
+                instance=served.instance if served else "", trigger=trigger,
+                cold=served.cold if served else False, init_ms=served.init_ms if served else 0.0,
+                duration_ms=max(0.0, elapsed - queued), queued_ms=queued,
+                memory_mb=app.manifest.spec.resources.memory_mb, status=status, error=error,
+                ts=time.time())
+            self.store.record(inv)
+
+    # -- logs -------------------------------------------------------------------
+    def _on_log(self, inst: Instance, log: p.Log) -> None:
+        self.store.log(inst.app, inst.revision, inst.id, log.request_id, log.stream, log.line)
+
+    def log_platform(self, app: str, revision: str, line: str, *, request_id: str = "",
+                     instance: str = "") -> None:
+        self.store.log(app, revision, instance, request_id, "platform", line)
+
+    # -- views ------------------------------------------------------------------------
+    def describe(self, app: App) -> dict:
+        pool = app.pool
+        stats = self.store.stats(app.name)
+        created = list(pool.stats.created_at) if pool else []
+        now = time.time()
+        return {
+            "name": app.name, "revision": app.revision, "kind": app.kind,
+            "owner": app.manifest.metadata.owner, "path": f"/{app.name}/",
+            "host": f"{app.name}.localhost",
+            "instances": len(pool.instances) if pool else 0,
+            "starting": pool.starting if pool else 0,
+            "waiting": len(pool.waiters) if pool else 0,
+            "instances_created": pool.stats.created if pool else 0,
+            "churn_per_min": sum(1 for t in created if now - t <= 60),
+            "throttled": pool.stats.throttled if pool else 0,
+            "environment": app.zygote.key,
+            **stats,
+            "cold_start_ratio": round(stats["cold_starts"] / stats["requests"], 4)
+            if stats["requests"] else 0.0,
+        }
+
+    def new_request_id(self) -> str:
+        return str(uuid.uuid4())
+

@@ -1,0 +1,6 @@
+"""Per-app instance pools and the autoscaling policy."""
+
+from skiff.scheduler.policy import InstanceView, Plan, PoolView, plan
+from skiff.scheduler.pool import Pool, Served, Target
+
+__all__ = ["InstanceView", "Plan", "Pool", "PoolView", "Served", "Target", "plan"]

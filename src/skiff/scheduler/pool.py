@@ -1,0 +1,215 @@
+"""Per-app instance pools: admission, per-instance concurrency, the bounded wait
+queue (then 429), min instances and idle scale-to-zero."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from skiff.errors import DeployError, InvocationError, TooManyRequests
+from skiff.instance import Instance, Launcher, ZygoteSpec
+from skiff.instance import protocol as p
+from skiff.scheduler.policy import InstanceView, Plan, PoolView, plan
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a pool runs: one revision of one app, with its limits."""
+
+    app: str
+    revision: str
+    zygote: ZygoteSpec
+    load: p.Load
+    concurrency: int | None = None  # None: 1 for sync handlers, many for ASGI
+    min_instances: int = 0
+    max_instances: int = 10
+    idle_timeout: float = 300.0
+    max_queue: int = 100
+    timeout: float = 30.0
+    init_timeout: float = 60.0
+
+
+@dataclass
+class Served:
+    """What the gateway learns about one invocation besides its response."""
+
+    instance: str
+    cold: bool
+    init_ms: float
+    queued_ms: float
+    revision: str
+
+
+@dataclass
+class PoolStats:
+    created: int = 0
+    cold_starts: int = 0
+    init_failures: int = 0
+    throttled: int = 0
+    created_at: deque[float] = field(default_factory=lambda: deque(maxlen=1000))
+
+
+class Pool:
+    def __init__(self, target: Target, launcher: Launcher) -> None:
+        self.target = target
+        self.launcher = launcher
+        self.instances: list[Instance] = []
+        self.draining: set[Instance] = set()
+        self.starting = 0
+        self.waiters: deque[asyncio.Future[Instance]] = deque()
+        self.stats = PoolStats()
+        self.learned_concurrency = 1  # auto concurrency, known once an instance said its kind
+
+    # -- the request path -------------------------------------------------
+    async def invoke(self, msg: p.HttpRequest | p.Event) -> tuple[p.Response, Served]:
+        arrived = time.monotonic()
+        inst = self._free_instance()
+        if inst is None:
+            inst = await self._wait_for_instance()
+        target = self.target
+        cold = inst.served == 0 and inst.bound_at >= arrived
+        if cold:
+            self.stats.cold_starts += 1
+        started = time.monotonic()
+        try:
+            resp = await inst.invoke(msg, target.timeout)
+        finally:
+            self._release(inst)
+        return resp, Served(instance=inst.id, cold=cold, init_ms=inst.init_ms if cold else 0.0,
+                            queued_ms=(started - arrived) * 1000, revision=inst.revision)
+
+    def _free_instance(self) -> Instance | None:
+        # Oldest first: traffic packs onto old instances and the newest go idle
+        # and get reaped, which keeps the pool small.
+        for inst in self.instances:
+            if inst.inflight < inst.concurrency and not inst.dead:
+                inst.inflight += 1
+                return inst
+        return None
+
+    async def _wait_for_instance(self) -> Instance:
+        if len(self.waiters) >= self.target.max_queue:
+            self.stats.throttled += 1
+            raise TooManyRequests(
+                f"app {self.target.app} is at its maxInstances ({self.target.max_instances}) and "
+                "its wait queue is full; retry later or raise spec.scaling", retry_after=1)
+        fut: asyncio.Future[Instance] = asyncio.get_running_loop().create_future()
+        self.waiters.append(fut)
+        self.rescale()
+        try:
+            return await asyncio.wait_for(asyncio.shield(fut), self.target.timeout)
+        except TimeoutError:
+            if fut.done() and not fut.exception():
+                return fut.result()
+            fut.cancel()
+            self.stats.throttled += 1
+            raise TooManyRequests(
+                f"app {self.target.app} stayed busy for {self.target.timeout:g}s; retry later "
+                "or raise spec.scaling.maxInstances", retry_after=1) from None
+        finally:
+            if fut in self.waiters:
+                self.waiters.remove(fut)
+
+    def _release(self, inst: Instance) -> None:
+        inst.inflight -= 1
+        inst.served += 1
+        inst.last_used = time.monotonic()
+        if inst.draining:
+            if inst.inflight == 0:
+                inst.shutdown()
+        elif not inst.dead:
+            self._hand_off(inst)
+
+    def _hand_off(self, inst: Instance) -> None:
+        while self.waiters and inst.inflight < inst.concurrency:
+            fut = self.waiters.popleft()
+            if not fut.done():
+                inst.inflight += 1
+                fut.set_result(inst)
+
+    # -- scaling ------------------------------------------------------------
+    def view(self) -> PoolView:
+        t = self.target
+        return PoolView(
+            instances=tuple(InstanceView(i.id, i.inflight, i.last_used) for i in self.instances),
+            starting=self.starting, waiting=sum(1 for f in self.waiters if not f.done()),
+            concurrency=t.concurrency or self.learned_concurrency, min_instances=t.min_instances,
+            max_instances=t.max_instances, idle_timeout=t.idle_timeout)
+
+    def rescale(self, now: float | None = None) -> Plan:
+        decision = plan(self.view(), time.monotonic() if now is None else now)
+        for _ in range(decision.start):
+            self.starting += 1
+            asyncio.ensure_future(self._start_one(self.target))
+        if decision.stop:
+            stop = set(decision.stop)
+            for inst in [i for i in self.instances if i.id in stop]:
+                self._retire(inst)
+        return decision
+
+    async def _start_one(self, target: Target) -> None:
+        try:
+            inst = await self.launcher.instance(target.zygote)
+            inst.on_exit = self._on_exit
+            await inst.bind(target.load, target.init_timeout)
+        except (DeployError, InvocationError) as exc:
+            self.starting -= 1
+            self.stats.init_failures += 1
+            self._fail_waiters(exc)
+            return
+        self.starting -= 1
+        self.adopt(inst, target)
+
+    def adopt(self, inst: Instance, target: Target) -> None:
+        """Take a bound instance into the pool (also used for the deploy's trial instance)."""
+        inst.on_exit = self._on_exit
+        inst.concurrency = target.concurrency or (64 if inst.kind == "asgi" else 1)
+        self.learned_concurrency = inst.concurrency
+        self.stats.created += 1
+        self.stats.created_at.append(time.time())
+        if target is not self.target or inst.dead:
+            self._retire(inst)
+            return
+        inst.last_used = time.monotonic()
+        self.instances.append(inst)
+        self._hand_off(inst)
+
+    def _fail_waiters(self, exc: Exception) -> None:
+        err = exc if isinstance(exc, InvocationError) else InvocationError(
+            getattr(exc, "message", str(exc)), code=getattr(exc, "code", "init_failed"),
+            **getattr(exc, "details", {}))
+        while self.waiters:
+            fut = self.waiters.popleft()
+            if not fut.done():
+                fut.set_exception(err)
+
+    def _retire(self, inst: Instance) -> None:
+        if inst in self.instances:
+            self.instances.remove(inst)
+        inst.draining = True
+        self.draining.add(inst)
+        if inst.inflight == 0:
+            inst.shutdown()
+
+    def _on_exit(self, inst: Instance) -> None:
+        if inst in self.instances:
+            self.instances.remove(inst)
+        self.draining.discard(inst)
+        if self.waiters:
+            self.rescale()
+
+    def set_target(self, target: Target) -> None:
+        """Switch to a new revision: old instances finish what they hold, then exit."""
+        self.target = target
+        for inst in list(self.instances):
+            self._retire(inst)
+        self.rescale()
+
+    def close(self) -> None:
+        for inst in [*self.instances, *self.draining]:
+            inst.kill()
+        self.instances.clear()
+        self._fail_waiters(InvocationError("the platform is shutting down", code="shutting_down",
+                                           status=503))

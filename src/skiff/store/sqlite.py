@@ -1,0 +1,258 @@
+"""The embedded default store: one SQLite file (WAL) for the registry of apps
+and revisions, invocation records and app logs.
+
+Records and logs are written off the request path by one background thread in
+batches; readers call ``flush()`` first so what they read is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS apps (
+  name TEXT PRIMARY KEY,
+  revision TEXT NOT NULL,
+  created REAL NOT NULL,
+  updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS revisions (
+  app TEXT NOT NULL,
+  revision TEXT NOT NULL,
+  manifest TEXT NOT NULL,
+  code_dir TEXT NOT NULL,
+  env_key TEXT NOT NULL,
+  created REAL NOT NULL,
+  PRIMARY KEY (app, revision)
+);
+CREATE TABLE IF NOT EXISTS invocations (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  id TEXT NOT NULL,
+  app TEXT NOT NULL,
+  revision TEXT NOT NULL,
+  instance TEXT NOT NULL,
+  trigger TEXT NOT NULL,
+  cold INTEGER NOT NULL,
+  init_ms REAL NOT NULL,
+  duration_ms REAL NOT NULL,
+  queued_ms REAL NOT NULL,
+  billed_ms INTEGER NOT NULL,
+  memory_mb INTEGER NOT NULL,
+  status INTEGER NOT NULL,
+  error TEXT,
+  ts REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS invocations_app ON invocations (app, seq);
+CREATE TABLE IF NOT EXISTS logs (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  app TEXT NOT NULL,
+  revision TEXT NOT NULL,
+  instance TEXT NOT NULL,
+  request_id TEXT NOT NULL,
+  stream TEXT NOT NULL,
+  line TEXT NOT NULL,
+  ts REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS logs_app ON logs (app, seq);
+"""
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+@dataclass(frozen=True)
+class RevisionRow:
+    app: str
+    revision: str
+    manifest: dict
+    code_dir: str
+    env_key: str
+    created: float
+
+
+@dataclass(frozen=True)
+class Invocation:
+    id: str
+    app: str
+    revision: str
+    instance: str
+    trigger: str
+    cold: bool
+    init_ms: float
+    duration_ms: float
+    queued_ms: float
+    memory_mb: int
+    status: int
+    error: str | None
+    ts: float
+
+    @property
+    def billed_ms(self) -> int:
+        # Lambda bills in 1 ms steps, rounding up.
+        return max(1, int(-(-self.duration_ms // 1)))
+
+
+class Store:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db = connect(path)
+        self._db.executescript(_SCHEMA)
+        self._lock = threading.Lock()
+        self._pending_inv: list[tuple] = []
+        self._pending_logs: list[tuple] = []
+        self._buf_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = False
+        self._writer = threading.Thread(target=self._write_loop, name="skiff-store", daemon=True)
+        self._writer.start()
+
+    # -- registry -------------------------------------------------------------
+    def put_revision(self, row: RevisionRow) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT OR IGNORE INTO revisions VALUES (?, ?, ?, ?, ?, ?)",
+                (row.app, row.revision, json.dumps(row.manifest, sort_keys=True), row.code_dir,
+                 row.env_key, row.created))
+
+    def set_current(self, app: str, revision: str) -> None:
+        now = time.time()
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO apps VALUES (?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET "
+                "revision = excluded.revision, updated = excluded.updated",
+                (app, revision, now, now))
+
+    def current(self, app: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT revision FROM apps WHERE name = ?", (app,)).fetchone()
+        return row["revision"] if row else None
+
+    def apps(self) -> list[tuple[str, str]]:
+        with self._lock:
+            rows = self._db.execute("SELECT name, revision FROM apps ORDER BY name").fetchall()
+        return [(r["name"], r["revision"]) for r in rows]
+
+    def revision(self, app: str, revision: str) -> RevisionRow | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM revisions WHERE app = ? AND revision = ?",
+                                   (app, revision)).fetchone()
+        return _revision(row) if row else None
+
+    def revisions(self, app: str) -> list[RevisionRow]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM revisions WHERE app = ? ORDER BY created",
+                                    (app,)).fetchall()
+        return [_revision(r) for r in rows]
+
+    def delete_app(self, app: str) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM apps WHERE name = ?", (app,))
+
+    # -- records (batched) ------------------------------------------------------
+    def record(self, inv: Invocation) -> None:
+        row = (inv.id, inv.app, inv.revision, inv.instance, inv.trigger, int(inv.cold),
+               inv.init_ms, inv.duration_ms, inv.queued_ms, inv.billed_ms, inv.memory_mb,
+               inv.status, inv.error, inv.ts)
+        with self._buf_lock:
+            self._pending_inv.append(row)
+        self._wake.set()
+
+    def log(self, app: str, revision: str, instance: str, request_id: str, stream: str,
+            line: str) -> None:
+        with self._buf_lock:
+            self._pending_logs.append((app, revision, instance, request_id, stream, line,
+                                       time.time()))
+        self._wake.set()
+
+    def flush(self) -> None:
+        with self._buf_lock:
+            inv, self._pending_inv = self._pending_inv, []
+            logs, self._pending_logs = self._pending_logs, []
+        if not inv and not logs:
+            return
+        with self._lock:
+            self._db.execute("BEGIN")
+            if inv:
+                self._db.executemany(
+                    "INSERT INTO invocations (id, app, revision, instance, trigger, cold, init_ms,"
+                    " duration_ms, queued_ms, billed_ms, memory_mb, status, error, ts)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", inv)
+            if logs:
+                self._db.executemany(
+                    "INSERT INTO logs (app, revision, instance, request_id, stream, line, ts)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)", logs)
+            self._db.execute("COMMIT")
+
+    def _write_loop(self) -> None:
+        while not self._stop:
+            self._wake.wait(1.0)
+            self._wake.clear()
+            time.sleep(0.05)  # gather a batch: one transaction per ~50 ms, not per request
+            try:
+                self.flush()
+            except sqlite3.Error as exc:
+                print(f"skiff: could not write invocation records: {exc}")
+
+    def invocations(self, app: str, limit: int = 100) -> list[dict]:
+        self.flush()
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM invocations WHERE app = ? ORDER BY seq DESC "
+                                    "LIMIT ?", (app, limit)).fetchall()
+        return [dict(r) | {"cold": bool(r["cold"])} for r in rows]
+
+    def logs(self, app: str, after: int = 0, limit: int = 500) -> list[dict]:
+        self.flush()
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM logs WHERE app = ? AND seq > ? ORDER BY seq "
+                                    "LIMIT ?", (app, after, limit)).fetchall()
+        return [dict(r) for r in rows]
+
+    def stats(self, app: str, window: int = 1000) -> dict:
+        """Counts over all time; latency percentiles over the last ``window`` requests."""
+        self.flush()
+        with self._lock:
+            total = self._db.execute(
+                "SELECT count(*) AS n, coalesce(sum(cold), 0) AS cold, "
+                "coalesce(sum(status >= 500), 0) AS errors, coalesce(sum(billed_ms), 0) AS billed,"
+                " coalesce(avg(CASE WHEN cold THEN init_ms END), 0) AS init_ms "
+                "FROM invocations WHERE app = ?", (app,)).fetchone()
+            recent = [r[0] for r in self._db.execute(
+                "SELECT duration_ms FROM invocations WHERE app = ? ORDER BY seq DESC LIMIT ?",
+                (app, window))]
+        recent.sort()
+        return {
+            "requests": total["n"], "cold_starts": total["cold"], "errors": total["errors"],
+            "billed_ms": total["billed"], "avg_init_ms": round(total["init_ms"], 2),
+            "p50_ms": _pct(recent, 50), "p95_ms": _pct(recent, 95), "p99_ms": _pct(recent, 99),
+        }
+
+    def close(self) -> None:
+        self._stop = True
+        self._wake.set()
+        self._writer.join(2)
+        self.flush()
+        self._db.close()
+
+
+def _pct(sorted_values: list[float], q: float) -> float | None:
+    if not sorted_values:
+        return None
+    # nearest rank: the smallest value with at least q% of values at or below it
+    k = max(0, math.ceil(q / 100 * len(sorted_values)) - 1)
+    return round(sorted_values[k], 3)
+
+
+def _revision(row: sqlite3.Row) -> RevisionRow:
+    return RevisionRow(app=row["app"], revision=row["revision"], manifest=json.loads(row["manifest"]),
+                       code_dir=row["code_dir"], env_key=row["env_key"], created=row["created"])

@@ -1,0 +1,23 @@
+"""Misbehaves on request: each path is one way an app can fail."""
+
+import os
+import time
+
+
+def handler(event, context):
+    path = event["rawPath"]
+    if path == "/exit":
+        os._exit(3)
+    if path == "/raise":
+        raise ValueError("boom")
+    if path == "/set":
+        return {1, 2, 3}
+    if path == "/sleep":
+        time.sleep(30)
+    if path == "/hog":
+        hoard = []
+        while True:
+            hoard.append(bytearray(16 * 1024 * 1024))
+            for i in range(0, len(hoard[-1]), 4096):
+                hoard[-1][i] = 1
+    return {"pid": os.getpid(), "ok": True}

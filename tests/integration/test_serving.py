@@ -1,0 +1,204 @@
+"""The data plane end to end: a real server on port 0, spoken to over HTTP."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import TEST_APPS
+
+
+def test_lambda_handler_answers_on_path_and_host(test_apps_server):
+    """A Lambda handler answers under /<app>/ and on <app>.localhost, seeing paths relative to its mount."""
+    r = test_apps_server.http.get("/hello/greet/x?name=ada")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["greeting"] == "hello, ada"
+    assert body["path"] == "/greet/x"
+    assert body["request_id"] == r.headers["x-skiff-request-id"]
+    r2 = test_apps_server.http.get("/greet/y", headers={"host": "hello.localhost"})
+    assert r2.status_code == 200
+    assert r2.json()["path"] == "/greet/y"
+
+
+def test_unknown_app_is_a_json_404(test_apps_server):
+    """An unknown app gets a JSON error with a stable code."""
+    r = test_apps_server.http.get("/nope/x")
+    assert r.status_code == 404
+    assert r.json()["error"]["code"] == "app_not_found"
+    assert r.json()["error"]["request_id"]
+
+
+def test_handler_exception_is_502_and_instance_survives(test_apps_server):
+    """A raising handler gives 502 with the error; the next request is served normally."""
+    r = test_apps_server.http.get("/faulty/raise")
+    assert r.status_code == 502
+    assert r.json()["error"]["code"] == "handler_error"
+    assert "ValueError: boom" in r.json()["error"]["message"]
+    assert test_apps_server.http.get("/faulty/ok").status_code == 200
+
+
+def test_non_serializable_result_names_the_type(test_apps_server):
+    """A handler returning a set gets a 502 that names the type."""
+    r = test_apps_server.http.get("/faulty/set")
+    assert r.status_code == 502
+    assert r.json()["error"]["code"] == "bad_result"
+    assert "'set'" in r.json()["error"]["message"]
+
+
+def test_crash_gives_502_then_a_new_instance(test_apps_server):
+    """A handler that exits the process: 502, and the next request gets a fresh instance."""
+    before = test_apps_server.http.get("/faulty/ok").json()["pid"]
+    r = test_apps_server.http.get("/faulty/exit")
+    assert r.status_code == 502
+    assert r.json()["error"]["code"] == "instance_crashed"
+    assert "exit code 3" in r.json()["error"]["message"]
+    after = test_apps_server.http.get("/faulty/ok")
+    assert after.status_code == 200
+    assert after.json()["pid"] != before
+
+
+def test_timeout_kills_the_instance_with_504(test_apps_server):
+    """A handler over its timeout is killed: 504; the app keeps serving."""
+    r = test_apps_server.http.get("/faulty/sleep")
+    assert r.status_code == 504
+    assert r.json()["error"]["code"] == "timeout"
+    assert test_apps_server.http.get("/faulty/ok").status_code == 200
+    assert test_apps_server.http.get("/hello/").status_code == 200
+
+
+def test_memory_limit_kills_the_instance_with_502(test_apps_server):
+    """Allocating past memoryMB: the instance is killed and the body says the limit was hit."""
+    r = test_apps_server.http.get("/faulty/hog")
+    assert r.status_code == 502
+    err = r.json()["error"]
+    assert err["code"] == "memory_limit"
+    assert "64 MB" in err["message"]
+    assert test_apps_server.http.get("/faulty/ok").status_code == 200
+
+
+def test_body_over_limit_is_413(start_server, tmp_path):
+    """A request body over the configured limit is refused with 413."""
+    server = start_server(TEST_APPS / "hello", env={"SKIFF_MAX_BODY_BYTES": "1000"})
+    r = server.http.post("/hello/", content=b"x" * 5000)
+    assert r.status_code == 413
+    assert r.json()["error"]["code"] == "payload_too_large"
+    assert server.http.post("/hello/", content=b"x" * 500).status_code == 200
+
+
+def test_max_instances_queue_then_429(test_apps_server, tmp_path):
+    """Beyond maxInstances requests wait in the bounded queue; past it they get 429 + Retry-After."""
+    gate = tmp_path / "open"
+    url = f"/gate/?gate={gate}"
+    with cf.ThreadPoolExecutor(4) as pool:
+        first = pool.submit(test_apps_server.http.get, url)
+        test_apps_server.wait_for(lambda: test_apps_server.app("gate")["instances"] == 1
+                                  and test_apps_server.app("gate")["waiting"] == 0
+                                  and not first.done(), "the first request to hold the instance")
+        second = pool.submit(test_apps_server.http.get, url)
+        test_apps_server.wait_for(lambda: test_apps_server.app("gate")["waiting"] == 1,
+                                  "the second request to queue")
+        third = test_apps_server.http.get(url)
+        assert third.status_code == 429
+        assert third.headers["retry-after"] == "1"
+        assert third.json()["error"]["code"] == "too_many_requests"
+        gate.touch()
+        assert first.result().status_code == 200
+        assert second.result().status_code == 200
+        assert first.result().json()["pid"] == second.result().json()["pid"]
+
+
+def test_min_instances_are_kept_warm(test_apps_server):
+    """minInstances start without traffic and survive their idle timeout."""
+    test_apps_server.wait_for(lambda: test_apps_server.app("warm")["instances"] == 2,
+                              "two warm instances")
+    time.sleep(1.5)  # longer than idleTimeout: they must not be reaped
+    assert test_apps_server.app("warm")["instances"] == 2
+    r = test_apps_server.http.get("/warm/")
+    assert r.status_code == 200
+    inv = test_apps_server.admin.get("/apps/warm/invocations").json()[0]
+    assert inv["cold"] is False
+
+
+def test_scale_to_zero_after_idle_timeout_and_cold_start_recorded(test_apps_server):
+    """An idle app goes to zero instances; the next request is a recorded cold start."""
+    assert test_apps_server.http.get("/asyncapp/").status_code == 200
+    test_apps_server.wait_for(lambda: test_apps_server.app("asyncapp")["instances"] == 0,
+                              "scale to zero")
+    r = test_apps_server.http.get("/asyncapp/")
+    assert r.status_code == 200
+    inv = test_apps_server.admin.get("/apps/asyncapp/invocations").json()[0]
+    assert inv["cold"] is True
+    assert inv["init_ms"] > 0
+    assert inv["instance"]
+
+
+def test_async_app_serves_concurrently_on_one_instance(test_apps_server):
+    """An ASGI app takes many requests at once on a single instance (maxInstances 1)."""
+    with cf.ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: test_apps_server.http.get("/asyncapp/x?d=0.3"), range(8)))
+    assert all(r.status_code == 200 for r in results)
+    assert len({r.json()["pid"] for r in results}) == 1
+    assert results[0].json()["root_path"] == "/asyncapp"
+    assert results[0].json()["path"] == "/asyncapp/x"
+
+
+def test_invocations_are_recorded_with_stats(test_apps_server):
+    """Every invocation is recorded; ls shows requests and percentiles."""
+    for _ in range(5):
+        test_apps_server.http.get("/hello/")
+    data = test_apps_server.app("hello")
+    assert data["requests"] >= 5
+    assert data["p50_ms"] is not None and data["p99_ms"] >= data["p50_ms"]
+    inv = test_apps_server.admin.get("/apps/hello/invocations", params={"limit": 1}).json()[0]
+    for key in ("app", "revision", "instance", "cold", "init_ms", "duration_ms", "status",
+                "billed_ms"):
+        assert key in inv
+    assert inv["status"] == 200
+    assert inv["billed_ms"] >= 1
+
+
+def test_logs_carry_request_ids(test_apps_server):
+    """What a handler prints lands in the app's logs with the request id."""
+    r = test_apps_server.http.get("/hello/?name=logtest")
+    rid = r.headers["x-skiff-request-id"]
+    logs = test_apps_server.admin.get("/apps/hello/logs").json()
+    mine = [entry for entry in logs if entry["request_id"] == rid]
+    assert any(entry["line"] == "greeting logtest" and entry["stream"] == "stdout" for entry in mine)
+
+
+def test_admin_api_requires_token(test_apps_server):
+    """The admin API refuses requests without the token, and publishes OpenAPI."""
+    r = httpx.get(test_apps_server.url + "/_skiff/api/apps")
+    assert r.status_code == 401
+    assert r.json()["error"]["code"] == "unauthorized"
+    spec = httpx.get(test_apps_server.url + "/_skiff/api/openapi.json").json()
+    assert "/_skiff/api/apps/{name}/rollback" in spec["paths"]
+
+
+def test_apps_survive_a_restart(start_server, tmp_path):
+    """Apps and revisions stay registered across a restart, even without the source dirs."""
+    home = tmp_path / "home"
+    server = start_server(TEST_APPS / "hello", home=home)
+    rev = server.app("hello")["revision"]
+    server.stop(signal.SIGKILL)
+    again = start_server(home=home)
+    assert again.app("hello")["revision"] == rev
+    assert again.http.get("/hello/").status_code == 200
+
+
+@pytest.fixture
+def app_copy(tmp_path: Path):
+    def copy(name: str) -> Path:
+        import shutil
+
+        dest = tmp_path / "src" / name
+        shutil.copytree(TEST_APPS / name, dest)
+        return dest
+
+    return copy

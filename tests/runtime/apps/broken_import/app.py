@@ -1,0 +1,5 @@
+from lib.settings import SETTINGS
+
+
+def handler(event, context):
+    return SETTINGS

@@ -1,0 +1,3 @@
+import os
+
+SETTINGS = {"db": os.environ["BROKEN_APP_DATABASE_URL"]}
