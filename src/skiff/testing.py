@@ -124,18 +124,19 @@ class AppClient:
         }
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
-        with self._inside():
-            self.app: LoadedApp = load_app(
-                str(self.app_dir), self.spec.handler, self.spec.kind,
-                static_only=self.spec.handler is None or self.spec.kind == "static")
-            if self.app.is_async:
-                self._loop = asyncio.new_event_loop()
-                try:
+        try:
+            with self._inside():
+                self.app: LoadedApp = load_app(
+                    str(self.app_dir), self.spec.handler, self.spec.kind,
+                    static_only=self.spec.handler is None or self.spec.kind == "static")
+                if self.app.is_async:
+                    self._loop = asyncio.new_event_loop()
                     self._loop.run_until_complete(self.app.startup())
-                except BaseException:
-                    self._loop.close()
-                    self._forget_modules()
-                    raise
+        except BaseException:
+            if self._loop is not None:
+                self._loop.close()
+            self._forget_modules()
+            raise
 
     @property
     def kind(self) -> str:

@@ -71,6 +71,14 @@ def test_where2eat_script_calls_the_api_with_relative_urls(where2eat):
     assert not re.search(r"""(api|fetch)\(\s*["'`]/""", script.text)  # no root-relative calls
 
 
+def test_where2eat_works_under_its_mount():
+    """The gateway serves the app at /where2eat/; the page's relative URLs resolve there."""
+    with AppClient(EXAMPLES / "where2eat", mount="/where2eat") as client:
+        assert "<title>where2eat</title>" in client.get("/where2eat/").text
+        assert client.get("/where2eat/main.js").status_code == 200
+        assert client.get("/where2eat/api/places").json()["places"]
+
+
 def test_where2eat_lists_places(where2eat):
     response = where2eat.get("/api/places")
     assert response.status_code == 200

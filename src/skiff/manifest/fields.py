@@ -26,17 +26,22 @@ ERROR_TYPE = "skiff"
 ``expected`` or ``message``, optionally ``at`` (a loc suffix) and ``value``."""
 
 
+_UNSET: Any = object()
+
+
 def invalid(
     expected: str | None = None,
     *,
     message: str | None = None,
     at: tuple[str | int, ...] = (),
-    **value: Any,
+    value: Any = _UNSET,
 ) -> PydanticCustomError:
     """An error for errors.py to format: ``expected ..., got <value>`` or a
-    bare ``message``; ``at`` moves it below the validated object, ``value=``
-    overrides the input shown."""
-    ctx: dict[str, Any] = {"at": at, **value}
+    bare ``message``; ``at`` moves it below the validated object, ``value``
+    replaces the input shown (needed when ``at`` points elsewhere)."""
+    ctx: dict[str, Any] = {"at": at}
+    if value is not _UNSET:
+        ctx["value"] = value
     if message is not None:
         ctx["message"] = message
     else:

@@ -171,10 +171,7 @@ def _proxy_response(request_id: str, result: dict) -> Response:
     if body is None:
         data = b""
     elif isinstance(body, str):
-        if result.get("isBase64Encoded"):
-            data = _b64decode(body)
-        else:
-            data = body.encode()
+        data = _b64decode(body) if result.get("isBase64Encoded") else body.encode()
     else:
         raise BadResult(f"'body' must be a string, got {type(body).__name__!r} "
                         "(return json.dumps(...) for JSON)")
