@@ -7,7 +7,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -22,8 +22,8 @@ app = typer.Typer(help="Skiff: run many micro apps on one machine.", no_args_is_
 out = Console()
 err = Console(stderr=True)
 
-UrlOpt = Annotated[Optional[str], typer.Option("--url", help="Skiff server URL (default: from $SKIFF_HOME/server.json)")]  # noqa: UP007
-HomeOpt = Annotated[Optional[Path], typer.Option("--home", help="state directory ($SKIFF_HOME, default ./.skiff)")]  # noqa: UP007
+UrlOpt = Annotated[str | None, typer.Option("--url", help="Skiff server URL (default: from $SKIFF_HOME/server.json)")]  # noqa: UP007
+HomeOpt = Annotated[Path | None, typer.Option("--home", help="state directory ($SKIFF_HOME, default ./.skiff)")]  # noqa: UP007
 TEMPLATES = Path(__file__).parent / "templates"
 
 
@@ -38,9 +38,9 @@ def _ms(v: float | None) -> str:
 
 
 @app.command()
-def up(dirs: Annotated[Optional[list[Path]], typer.Argument(help="directories to search for skiff.yaml")] = None,  # noqa: UP007
-       port: Annotated[Optional[int], typer.Option(help="port (0 picks a free one)")] = None,  # noqa: UP007
-       host: Annotated[Optional[str], typer.Option(help="address to bind")] = None,  # noqa: UP007
+def up(dirs: Annotated[list[Path] | None, typer.Argument(help="directories to search for skiff.yaml")] = None,  # noqa: UP007
+       port: Annotated[int | None, typer.Option(help="port (0 picks a free one)")] = None,  # noqa: UP007
+       host: Annotated[str | None, typer.Option(help="address to bind")] = None,  # noqa: UP007
        home: HomeOpt = None) -> None:
     """Serve every app found under DIRS (and every app deployed before)."""
     from skiff.server import run
@@ -51,7 +51,7 @@ def up(dirs: Annotated[Optional[list[Path]], typer.Argument(help="directories to
 
 @app.command()
 def dev(directory: Annotated[Path, typer.Argument(help="the app directory")] = Path("."),
-        port: Annotated[Optional[int], typer.Option()] = None,  # noqa: UP007
+        port: Annotated[int | None, typer.Option()] = None,  # noqa: UP007
         home: HomeOpt = None) -> None:
     """Serve one app and redeploy it whenever a file changes."""
     from skiff.server import run
@@ -102,7 +102,7 @@ def deploy(directory: Annotated[Path, typer.Argument(help="the app directory")] 
 
 
 @app.command()
-def rollback(name: str, revision: Annotated[Optional[str], typer.Argument()] = None,  # noqa: UP007
+def rollback(name: str, revision: Annotated[str | None, typer.Argument()] = None,  # noqa: UP007
              url: UrlOpt = None) -> None:
     """Serve an earlier revision (the previous one by default)."""
     res = _client(url).json("POST", f"/apps/{name}/rollback", json={"revision": revision})
@@ -110,7 +110,7 @@ def rollback(name: str, revision: Annotated[Optional[str], typer.Argument()] = N
 
 
 @app.command("ls")
-def ls(name: Annotated[Optional[str], typer.Argument(help="show one app in detail")] = None,  # noqa: UP007
+def ls(name: Annotated[str | None, typer.Argument(help="show one app in detail")] = None,  # noqa: UP007
        url: UrlOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Apps with revision, instances, requests, latency percentiles and cold starts."""
     client = _client(url)
@@ -149,7 +149,7 @@ def ls(name: Annotated[Optional[str], typer.Argument(help="show one app in detai
 
 
 @app.command()
-def invoke(name: str, data: Annotated[Optional[str], typer.Option("--data", "-d", help="JSON event")] = None,  # noqa: UP007
+def invoke(name: str, data: Annotated[str | None, typer.Option("--data", "-d", help="JSON event")] = None,  # noqa: UP007
            url: UrlOpt = None) -> None:
     """Invoke an app directly with a JSON event and print the result."""
     if data is not None:
@@ -190,7 +190,7 @@ def logs(name: str, follow: Annotated[bool, typer.Option("--follow", "-f")] = Fa
 def new(name: str,
         template: Annotated[str, typer.Option("--template", "-t",
                                               help="lambda-api | asgi | flask | static-site")] = "lambda-api",
-        directory: Annotated[Optional[Path], typer.Option("--dir", help="where to create it")] = None) -> None:  # noqa: UP007
+        directory: Annotated[Path | None, typer.Option("--dir", help="where to create it")] = None) -> None:  # noqa: UP007
     """Scaffold a working app with its own test."""
     import re
 

@@ -115,7 +115,7 @@ class Zygote:
             if fut is not None and not fut.done():
                 fut.set_exception(err)
         self._forks.clear()
-        for pid, fut in self._exits.items():
+        for _pid, fut in self._exits.items():
             if not fut.done():
                 fut.set_result(-signal.SIGKILL)
         if self._proc is not None:

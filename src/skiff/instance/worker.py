@@ -22,9 +22,9 @@ from typing import Any
 import msgspec
 
 from skiff.instance import protocol as p
+from skiff.runtime import encode_result
 
 _request_id: contextvars.ContextVar[str] = contextvars.ContextVar("skiff_request_id", default="")
-_json = msgspec.json.Encoder()
 
 
 class _Channel:
@@ -162,17 +162,7 @@ def _call(app: Any, msg: p.HttpRequest | p.Event, ctx: Any) -> msgspec.Struct:
         return resp
     result = app.handle_event(msgspec.json.decode(msg.payload) if msg.payload else None, ctx)
     return p.Response(id=msg.id, status=200, headers=[("content-type", "application/json")],
-                      body=_encode_result(result))
-
-
-def _encode_result(result: Any) -> bytes:
-    from skiff.runtime import BadResult
-
-    try:
-        return _json.encode(result)
-    except TypeError:
-        raise BadResult(f"handler returned a value of type '{type(result).__name__}' "
-                        "that is not JSON serializable") from None
+                      body=encode_result(result))
 
 
 def _serve_sync(app: Any, sock: socket.socket, channel: _Channel, context: Any) -> None:

@@ -8,6 +8,7 @@ children from dirtying the shared copy-on-write pages on their first collection.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib
 import os
@@ -74,10 +75,8 @@ def main(fd: int) -> None:
     while True:
         for key, _ in sel.select():
             if key.data == "sig":
-                try:
+                with contextlib.suppress(BlockingIOError):
                     os.read(wake_r, 512)
-                except BlockingIOError:
-                    pass
                 _reap(ctl, children)
                 continue
             try:
@@ -117,10 +116,8 @@ def _reap(ctl: socket.socket, children: set[int]) -> None:
 
 
 def _kill(pid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 if __name__ == "__main__":

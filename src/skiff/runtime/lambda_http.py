@@ -212,10 +212,22 @@ def _is_text(content_type: str) -> bool:
             or mime.endswith(("+json", "+xml")))
 
 
+# Requests in the same second share the formatted time; one tuple, so threads
+# always see a matching (second, text) pair.
+_clf_last: tuple[int, str] = (-1, "")
+
+
 def _clf_time(epoch_ms: int) -> str:
-    t = time.gmtime(epoch_ms / 1000)
-    return (f"{t.tm_mday:02d}/{_MONTHS[t.tm_mon - 1]}/{t.tm_year}:"
+    global _clf_last
+    second = epoch_ms // 1000
+    cached = _clf_last
+    if second == cached[0]:
+        return cached[1]
+    t = time.gmtime(second)
+    text = (f"{t.tm_mday:02d}/{_MONTHS[t.tm_mon - 1]}/{t.tm_year}:"
             f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} +0000")
+    _clf_last = (second, text)
+    return text
 
 
 def _path_params(route_key: str, path: str) -> dict[str, str] | None:
