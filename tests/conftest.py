@@ -22,7 +22,8 @@ EXAMPLES = ROOT / "examples"
 class SkiffServer:
     """``skiff up DIRS --port 0`` as a child process, with its output captured."""
 
-    def __init__(self, home: Path, dirs: list[Path], envs: Path, env: dict | None = None) -> None:
+    def __init__(self, home: Path, dirs: list[Path], envs: Path, env: dict | None = None,
+                 command: str = "up") -> None:
         self.home = home
         self.lines: list[str] = []
         self._ready = threading.Event()
@@ -30,7 +31,7 @@ class SkiffServer:
                     **(env or {})}
         full_env.pop("SKIFF_ADMIN_TOKEN", None)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "skiff", "up", *map(str, dirs), "--port", "0",
+            [sys.executable, "-m", "skiff", command, *map(str, dirs), "--port", "0",
              "--home", str(home)],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=full_env)
         threading.Thread(target=self._pump, daemon=True).start()

@@ -46,6 +46,7 @@ class Platform:
         self.cgroups = CgroupManager(f"skiff-{uuid.uuid4().hex[:8]}")
         self.launcher = Launcher(self.cgroups, spares=config.spares)
         self.launcher.on_log = self._on_log
+        self.launcher.on_death = self._on_death
         self.router = Router()
         self.apps: dict[str, App] = {}
         self._deploy_locks: dict[str, asyncio.Lock] = {}
@@ -254,10 +255,23 @@ class Platform:
                 memory_mb=app.manifest.spec.resources.memory_mb, status=status, error=error,
                 ts=time.time())
             self.store.record(inv)
+            init = f" Init Duration: {inv.init_ms:.2f} ms" if inv.cold else ""
+            self.log_platform(
+                app.name, inv.revision,
+                f"REPORT Duration: {inv.duration_ms:.2f} ms Billed Duration: {inv.billed_ms} ms "
+                f"Memory Size: {inv.memory_mb} MB{init} Status: {status}"
+                + (f" Error: {error}" if error else ""), request_id=msg.id, instance=inv.instance)
 
     # -- logs -------------------------------------------------------------------
     def _on_log(self, inst: Instance, log: p.Log) -> None:
         self.store.log(inst.app, inst.revision, inst.id, log.request_id, log.stream, log.line)
+
+    def _on_death(self, inst: Instance) -> None:
+        reason = inst.exit_reason.message if inst.exit_reason else "exited"
+        if inst.draining and inst.exit_reason and inst.exit_reason.code == "instance_crashed":
+            reason = "stopped (idle or replaced)"
+        self.log_platform(inst.app, inst.revision, f"instance {inst.id}: {reason}",
+                          instance=inst.id)
 
     def log_platform(self, app: str, revision: str, line: str, *, request_id: str = "",
                      instance: str = "") -> None:

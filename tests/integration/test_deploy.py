@@ -122,3 +122,22 @@ def test_schema_command_prints_json_schema():
     proc = subprocess.run([sys.executable, "-m", "skiff", "schema"], capture_output=True, text=True)
     schema = json.loads(proc.stdout)
     assert schema["properties"]["apiVersion"]
+
+
+def test_dev_reloads_on_change(tmp_path, envs_dir, hello):
+    """`skiff dev` serves one app and redeploys it when a file changes."""
+    from tests.conftest import SkiffServer
+
+    server = SkiffServer(tmp_path / "devhome", [hello], envs_dir, command="dev")
+    try:
+        assert server.http.get("/hello/").json()["greeting"] == "hello, world"
+        (hello / "handler.py").write_text((hello / "handler.py").read_text().replace(
+            'f"{os.environ', 'f"reloaded {os.environ'))
+        server.wait_for(lambda: server.http.get("/hello/").json()["greeting"].startswith("reloaded"),
+                        "the change to be served")
+        (hello / "handler.py").write_text("def handler(:\n")
+        server.wait_for(lambda: any("reload failed" in line for line in server.lines),
+                        "the broken change to be reported")
+        assert server.http.get("/hello/").json()["greeting"].startswith("reloaded")
+    finally:
+        server.stop()

@@ -169,7 +169,8 @@ class Instance:
         self._ready: asyncio.Future | None = None
         self._task: asyncio.Task | None = None
         self.on_log: LogSink | None = None
-        self.on_exit: Callable[[Instance], None] | None = None
+        self.on_exit: Callable[[Instance], None] | None = None  # the pool's
+        self.on_death: Callable[[Instance], None] | None = None  # the platform's, for logs
         self.memory_mb = 0
         self.dead = False
         self.exit_reason: InvocationError | None = None
@@ -285,6 +286,8 @@ class Instance:
             self.cgroup.remove()
         if self.on_exit is not None:
             self.on_exit(self)
+        if self.on_death is not None and self.app:
+            self.on_death(self)
 
     def kill(self) -> None:
         self.dead = True  # take it out of rotation now; _died() follows on EOF
@@ -308,6 +311,7 @@ class Launcher:
         self._spares: dict[str, deque[Instance]] = {}
         self._refilling: set[str] = set()
         self.on_log: LogSink | None = None
+        self.on_death: Callable[[Instance], None] | None = None
 
     def zygote(self, spec: ZygoteSpec) -> Zygote:
         z = self._zygotes.get(spec.key)
@@ -327,6 +331,7 @@ class Launcher:
                 cgroup = None
         inst = Instance(pid, sock, zygote, cgroup)
         inst.on_log = self.on_log
+        inst.on_death = self.on_death
         await inst.start()
         return inst
 
