@@ -25,6 +25,8 @@ _GENERIC_EXPECTED = {
     "list_type": "a list",
     "tuple_type": "a list",
     "string_type": "a string",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
     "invalid_key": "a field name",  # YAML allows `1:` or `~:` as keys
 }
 # A wrong apiVersion or kind means the rest follows some other schema;

@@ -97,6 +97,23 @@ class Resources(_Model):
                                                         "(seconds, or '30s', '5m').")
 
 
+def _cron(value: Any) -> Any:
+    from croniter import croniter
+
+    if not isinstance(value, str) or not croniter.is_valid(value) or len(value.split()) != 5:
+        raise invalid("a 5-field cron expression such as '0 8 * * 1-5'", value=value)
+    return value
+
+
+class WarmWindow(_Model):
+    """Provisioned concurrency on a schedule: keep instances warm inside the window."""
+
+    schedule: Annotated[str, BeforeValidator(_cron)] = Field(
+        description="When the window opens: a 5-field cron expression (server local time).")
+    duration: Duration = Field(description="How long it stays open (seconds, or '10h').")
+    min_instances: PositiveInt = Field(description="Instances kept warm while it is open.")
+
+
 class Scaling(_Model):
     """How many instances run and how much each takes on."""
 
@@ -110,6 +127,11 @@ class Scaling(_Model):
                                                         "stops (seconds, or '5m').")
     max_queue: NonNegativeInt = Field(100, description="Requests that may wait while every "
                                                    "instance is busy.")
+    preinit: bool = Field(False, description="Run the app's module init once in an app zygote "
+                                             "and fork instances from it (fast cold starts "
+                                             "for heavy imports); see skiff.runtime.on_restore.")
+    warm: tuple[WarmWindow, ...] = Field((), description="Scheduled windows with more warm "
+                                                          "instances.")
 
     @model_validator(mode="after")
     def _min_not_above_max(self) -> Scaling:
