@@ -4,6 +4,7 @@ and the deploy / rollback / invoke operations the gateway and admin API use."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import shutil
 import sys
 import tempfile
@@ -11,6 +12,8 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+
+import msgspec
 
 from skiff.config import Config
 from skiff.errors import DeployError, NotFound, SkiffError
@@ -21,7 +24,7 @@ from skiff.instance import protocol as p
 from skiff.instance.cgroups import CgroupManager
 from skiff.instance.environments import Environments
 from skiff.manifest import Manifest, content_hash, iter_app_files, load_manifest, parse_manifest
-from skiff.scheduler import Pool, Served, Target
+from skiff.scheduler import Pool, Served, Target, WarmWindow
 from skiff.store import Invocation, RevisionRow, Store
 
 
@@ -64,6 +67,7 @@ class Platform:
                 manifest = parse_manifest(row.manifest, source=f"{name}@{revision}",
                                           base_dir=Path(row.code_dir))
                 zygote = await asyncio.to_thread(self.envs.resolve, Path(row.code_dir))
+                zygote = self._zygote_for(manifest, revision, Path(row.code_dir), zygote)
             except SkiffError as exc:
                 self.log_platform(name, revision, f"could not restore: {exc.message}")
                 continue
@@ -109,6 +113,7 @@ class Platform:
                 return self._deploy_result(current, changed=False)
             code_dir = await asyncio.to_thread(self._store_code, src, name, revision)
             zygote = await asyncio.to_thread(self.envs.resolve, code_dir)
+            zygote = self._zygote_for(manifest, revision, code_dir, zygote)
             trial = None
             if manifest.spec.handler:
                 trial = await self._trial(manifest, revision, code_dir, zygote)
@@ -139,6 +144,14 @@ class Platform:
                       memory_mb=spec.resources.memory_mb, timeout_s=spec.resources.timeout,
                       mount="/" + manifest.name)
 
+    def _zygote_for(self, manifest: Manifest, revision: str, code_dir: Path,
+                    env: ZygoteSpec) -> ZygoteSpec:
+        """Pre-initialized apps get a zygote of their own that has run their init."""
+        if not manifest.spec.scaling.preinit or not manifest.spec.handler:
+            return env
+        load = msgspec.json.encode(self._load_message(manifest, revision, code_dir))
+        return dataclasses.replace(env, key=f"{env.key}:{manifest.name}@{revision}", preinit=load)
+
     async def _trial(self, manifest: Manifest, revision: str, code_dir: Path,
                      zygote: ZygoteSpec) -> Instance:
         inst = await self.launcher.instance(zygote)
@@ -156,7 +169,9 @@ class Platform:
                       load=self._load_message(manifest, revision, code_dir),
                       concurrency=s.scaling.concurrency, min_instances=s.scaling.min_instances,
                       max_instances=s.scaling.max_instances, idle_timeout=s.scaling.idle_timeout,
-                      max_queue=s.scaling.max_queue, timeout=s.resources.timeout)
+                      max_queue=s.scaling.max_queue, timeout=s.resources.timeout,
+                      warm=tuple(WarmWindow(w.schedule, w.duration, w.min_instances)
+                                 for w in s.scaling.warm))
 
     def _activate(self, manifest: Manifest, revision: str, code_dir: Path, zygote: ZygoteSpec,
                   trial: Instance | None) -> App:
@@ -178,6 +193,8 @@ class Platform:
             old.pool.close()
         static = StaticSite(code_dir / spec.static.dir, spec.static.path) if spec.static else None
         kind = trial.kind if trial is not None else (spec.kind or (old.kind if old else None))
+        if old is not None and old.zygote.preinit and old.zygote.key != zygote.key:
+            self.launcher.retire(old.zygote.key, grace=old.manifest.spec.resources.timeout + 5)
         app = App(name, revision, manifest, code_dir, zygote, pool, static,
                   kind if spec.handler else "static")
         self.apps[name] = app
@@ -209,6 +226,7 @@ class Platform:
         manifest = parse_manifest(row.manifest, source=f"{name}@{row.revision}",
                                   base_dir=Path(row.code_dir))
         zygote = await asyncio.to_thread(self.envs.resolve, Path(row.code_dir))
+        zygote = self._zygote_for(manifest, row.revision, Path(row.code_dir), zygote)
         self.store.set_current(name, row.revision)
         app = self._activate(manifest, row.revision, Path(row.code_dir), zygote, trial=None)
         self.log_platform(name, row.revision, f"rolled back to revision {row.revision}")
@@ -218,6 +236,8 @@ class Platform:
         app = self.app(name)
         if app.pool:
             app.pool.close()
+        if app.zygote.preinit:
+            self.launcher.retire(app.zygote.key, grace=0)
         del self.apps[name]
         self.router.remove_app(name)
         self.store.delete_app(name)

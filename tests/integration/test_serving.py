@@ -201,3 +201,29 @@ def app_copy(tmp_path: Path):
         return dest
 
     return copy
+
+
+def test_preinit_runs_init_once_and_restores_each_instance(test_apps_server):
+    """With preinit the module init ran in the app zygote; each instance ran on_restore,
+    got a fresh random seed, and lost sockets opened at init."""
+    first = test_apps_server.http.get("/heavy/").json()
+    assert first["model"] == 200_000
+    assert first["init_pid"] != first["pid"]  # init happened before the fork
+    assert first["restored"] is True
+    assert first["leaked_socket_usable"] is False
+    test_apps_server.wait_for(lambda: test_apps_server.app("heavy")["instances"] == 0,
+                              "scale to zero")
+    second = test_apps_server.http.get("/heavy/").json()
+    assert second["pid"] != first["pid"]
+    assert second["init_pid"] == first["init_pid"]  # same app zygote, init not repeated
+    assert second["random"] != first["random"]
+    inv = test_apps_server.admin.get("/apps/heavy/invocations").json()[0]
+    assert inv["cold"] is True
+
+
+def test_warm_window_keeps_instances_while_open(test_apps_server):
+    """An open warm window keeps its minInstances warm past the idle timeout."""
+    test_apps_server.wait_for(lambda: test_apps_server.app("office")["instances"] == 2,
+                              "the window's two warm instances")
+    time.sleep(1.5)  # beyond idleTimeout
+    assert test_apps_server.app("office")["instances"] == 2

@@ -1,8 +1,10 @@
 """The autoscaling policy, table-driven."""
 
+from datetime import datetime
+
 import pytest
 
-from skiff.scheduler import InstanceView, Plan, PoolView, plan
+from skiff.scheduler import InstanceView, Plan, PoolView, WarmWindow, plan, warm_minimum
 
 
 def pool(instances=(), starting=0, waiting=0, concurrency=1, min_instances=0, max_instances=10,
@@ -39,3 +41,26 @@ def pool(instances=(), starting=0, waiting=0, concurrency=1, min_instances=0, ma
 def test_plan(view, now, expected):
     """Each row: a pool state and the decision the policy must take."""
     assert plan(view, now) == expected
+
+
+MON_0900 = datetime(2026, 11, 23, 9, 0)  # a Monday
+OFFICE = WarmWindow("0 8 * * 1-5", 10 * 3600, 2)
+
+
+@pytest.mark.parametrize(("now", "windows", "expected"), [
+    (MON_0900, (), 0),
+    (MON_0900, (OFFICE,), 2),  # inside 08:00-18:00 on a weekday
+    (MON_0900.replace(hour=8, minute=0), (OFFICE,), 2),  # the opening minute itself
+    (MON_0900.replace(hour=7, minute=59), (OFFICE,), 0),
+    (MON_0900.replace(hour=18, minute=0), (OFFICE,), 0),  # closed after 10 h
+    (datetime(2026, 11, 22, 9, 0), (OFFICE,), 0),  # Sunday
+    (MON_0900, (OFFICE, WarmWindow("30 8 * * *", 3600, 5)), 5),  # the largest open window wins
+])
+def test_warm_minimum(now, windows, expected):
+    """Warm windows raise minInstances only while open."""
+    assert warm_minimum(0, windows, now) == expected
+
+
+def test_warm_minimum_never_lowers_the_base():
+    """A window asking for fewer instances than minInstances changes nothing."""
+    assert warm_minimum(3, (OFFICE,), MON_0900) == 3

@@ -11,6 +11,7 @@ import msgspec
 
 class Hello(msgspec.Struct, tag="hello"):
     pid: int
+    error: str = ""  # a pre-initialized app that failed its init: the traceback
 
 
 class Fork(msgspec.Struct, tag="fork"):

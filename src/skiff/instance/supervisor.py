@@ -33,6 +33,7 @@ class ZygoteSpec:
     key: str  # dependency environment key ("default" for the platform's own)
     python: str  # absolute interpreter path, run with -I
     preload: tuple[str, ...] = ()
+    preinit: bytes | None = None  # a Load (JSON) whose app init runs in the zygote itself
 
 
 class Zygote:
@@ -44,7 +45,7 @@ class Zygote:
         self._tokens = itertools.count(1)
         self._forks: dict[int, asyncio.Future[int]] = {}
         self._exits: dict[int, asyncio.Future[int]] = {}
-        self._hello: asyncio.Future[int] | None = None
+        self._hello: asyncio.Future[control.Hello] | None = None
         self._lock = asyncio.Lock()
 
     @property
@@ -62,6 +63,9 @@ class Zygote:
             env = {k: v for k, v in os.environ.items() if not k.startswith("SKIFF_ADMIN")}
             env["SKIFF_PRELOAD"] = ",".join(self.spec.preload)
             env["SKIFF_RLIMIT_MEMORY"] = "1" if self._rlimit_memory else "0"
+            env.pop("SKIFF_PREINIT", None)
+            if self.spec.preinit:
+                env["SKIFF_PREINIT"] = self.spec.preinit.decode()
             self._proc = subprocess.Popen(
                 [self.spec.python, "-I", "-m", "skiff.instance.zygote", str(theirs.fileno())],
                 pass_fds=[theirs.fileno()], env=env, stdin=subprocess.DEVNULL,
@@ -72,12 +76,17 @@ class Zygote:
             loop.add_reader(ours.fileno(), self._on_readable, ours)
             self._ctl = ours
             try:
-                await asyncio.wait_for(self._hello, 60)
+                hello = await asyncio.wait_for(self._hello, 120)
             except (TimeoutError, ConnectionError) as exc:
                 self._drop(ours)
                 raise InvocationError(
                     f"the zygote for environment {self.spec.key} did not start: {exc}",
                     code="zygote_failed") from None
+            if hello.error:
+                self._drop(ours)
+                message, _, tb = hello.error.partition("\n")
+                raise DeployError(f"pre-initialization failed: {message}", code="init_failed",
+                                  traceback=tb)
             return ours
 
     def _on_readable(self, ctl: socket.socket) -> None:
@@ -101,7 +110,7 @@ class Zygote:
                 if not done.done():
                     done.set_result(msg.returncode)
             elif isinstance(msg, control.Hello) and self._hello and not self._hello.done():
-                self._hello.set_result(msg.pid)
+                self._hello.set_result(msg)
 
     def _drop(self, ctl: socket.socket) -> None:
         """The zygote went away: fail what waits on it; the next fork restarts it."""
@@ -357,8 +366,8 @@ class Launcher:
 
         async def refill() -> None:
             try:
-                zygote, spares = self._zygotes[spec.key], self._spares[spec.key]
-                while len(spares) < self.spares:
+                zygote, spares = self._zygotes.get(spec.key), self._spares.get(spec.key)
+                while zygote is not None and spares is not None and len(spares) < self.spares:
                     spares.append(await self._fork(zygote))
             except Exception as exc:  # noqa: BLE001 - spares are best effort
                 print(f"skiff: could not pre-fork a spare instance: {exc}", file=sys.stderr)
@@ -371,6 +380,17 @@ class Launcher:
         """Start the zygote and its spares ahead of the first request."""
         await self.zygote(spec)._ensure()
         self._refill(spec)
+
+    def retire(self, key: str, grace: float = 60.0) -> None:
+        """Stop a zygote that nothing will fork from again (an old app revision's).
+        Its instances die with it, so it goes only after ``grace`` seconds, time
+        for their in-flight requests to finish."""
+        zygote = self._zygotes.pop(key, None)
+        for inst in self._spares.pop(key, ()):
+            inst.kill()
+        if zygote is not None:
+            asyncio.get_running_loop().call_later(
+                grace, lambda: asyncio.ensure_future(zygote.close()))
 
     def stats(self) -> dict:
         return {key: {"zygote_pid": z.pid, "spares": len(self._spares[key])}

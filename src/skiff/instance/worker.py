@@ -99,6 +99,30 @@ def _limit_memory(memory_mb: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
+_preinit: tuple[p.Load, Any] | None = None
+
+
+def _apply_env(load: p.Load) -> None:
+    os.environ.update(load.env)
+    os.environ.update({
+        "AWS_LAMBDA_FUNCTION_NAME": load.app,
+        "AWS_LAMBDA_FUNCTION_VERSION": load.revision,
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(load.memory_mb),
+        "SKIFF_APP": load.app,
+        "SKIFF_REVISION": load.revision,
+    })
+    os.chdir(load.code_dir)
+
+
+def preinit(load: p.Load) -> None:
+    """In an app zygote: run the app's module init once, before any fork."""
+    global _preinit
+    from skiff.runtime import load_app
+
+    _apply_env(load)
+    _preinit = (load, load_app(load.code_dir, load.handler, load.kind))
+
+
 def serve(sock: socket.socket) -> None:
     """Serve one instance socket until it closes. Never returns normally."""
     frame = p.recv_frame(sock)
@@ -108,25 +132,25 @@ def serve(sock: socket.socket) -> None:
     if not isinstance(load, p.Load):
         os._exit(2)
     channel = _Channel(sock)
-    os.environ.update(load.env)
-    os.environ.update({
-        "AWS_LAMBDA_FUNCTION_NAME": load.app,
-        "AWS_LAMBDA_FUNCTION_VERSION": load.revision,
-        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(load.memory_mb),
-        "SKIFF_APP": load.app,
-        "SKIFF_REVISION": load.revision,
-    })
+    t0 = time.perf_counter()
+    _apply_env(load)
     if os.environ.get("SKIFF_RLIMIT_MEMORY") == "1":
         _limit_memory(load.memory_mb)
-    os.chdir(load.code_dir)
     sys.stdout = _LogStream(channel, "stdout")  # type: ignore[assignment]
     sys.stderr = _LogStream(channel, "stderr")  # type: ignore[assignment]
 
     from skiff.runtime import InvokeContext, load_app
+    from skiff.runtime.restore import restore
 
-    t0 = time.perf_counter()
     try:
-        app = load_app(load.code_dir, load.handler, load.kind)
+        if _preinit is not None and (_preinit[0].app, _preinit[0].revision) == (load.app, load.revision):
+            app = _preinit[1]
+            replaced = restore({sock.fileno(), 0, 1, 2})
+            if replaced:
+                print(f"skiff: {replaced} socket(s) opened during init were closed in this "
+                      "instance; reopen them in an on_restore hook", file=sys.stderr)
+        else:
+            app = load_app(load.code_dir, load.handler, load.kind)
         if app.is_async:
             import asyncio
 

@@ -31,6 +31,23 @@ def _preload(extra: list[str]) -> None:
             print(f"skiff zygote: preload of {name!r} failed: {exc}", file=sys.stderr)
 
 
+def _preinit(load_json: str) -> str:
+    """Run a pre-initialized app's init here, once; '' or the failure's summary."""
+    import traceback
+
+    import msgspec
+
+    from skiff.instance import protocol, worker
+
+    try:
+        worker.preinit(msgspec.json.decode(load_json.encode(), type=protocol.Load))
+    except BaseException as exc:  # noqa: BLE001 - reported to the gateway
+        summary = getattr(exc, "traceback_summary", "") or "".join(
+            traceback.format_exception(exc)[-4:])
+        return f"{exc}\n{summary}"
+    return ""
+
+
 def _child(fd: int, ctl: socket.socket, sel: selectors.BaseSelector, wake_r: int,
            wake_w: int) -> None:
     signal.set_wakeup_fd(-1)
@@ -56,6 +73,10 @@ def main(fd: int) -> None:
     ctl = socket.socket(fileno=fd)
     extra = [m for m in os.environ.get("SKIFF_PRELOAD", "").split(",") if m]
     _preload(extra)
+    error = ""
+    preinit = os.environ.get("SKIFF_PREINIT")
+    if preinit:
+        error = _preinit(preinit)
     gc.collect()
     gc.freeze()
 
@@ -69,7 +90,9 @@ def main(fd: int) -> None:
     sel = selectors.DefaultSelector()
     sel.register(ctl, selectors.EVENT_READ, "ctl")
     sel.register(wake_r, selectors.EVENT_READ, "sig")
-    ctl.send(control.encode(control.Hello(pid=os.getpid())))
+    ctl.send(control.encode(control.Hello(pid=os.getpid(), error=error)))
+    if error:
+        os._exit(1)
     children: set[int] = set()
 
     while True:

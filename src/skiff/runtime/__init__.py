@@ -20,6 +20,7 @@ from .exceptions import BadResult, LoadError, NotSupported
 from .lambda_http import build_http_event, encode_result, to_response
 from .loaded import LoadedApp
 from .loader import KINDS, detect_kind, load_app
+from .restore import on_restore
 
 __all__ = [
     "KINDS",
@@ -33,5 +34,6 @@ __all__ = [
     "detect_kind",
     "encode_result",
     "load_app",
+    "on_restore",
     "to_response",
 ]

@@ -1,6 +1,7 @@
 """Per-app instance pools and the autoscaling policy."""
 
-from skiff.scheduler.policy import InstanceView, Plan, PoolView, plan
+from skiff.scheduler.policy import InstanceView, Plan, PoolView, WarmWindow, plan, warm_minimum
 from skiff.scheduler.pool import Pool, Served, Target
 
-__all__ = ["InstanceView", "Plan", "Pool", "PoolView", "Served", "Target", "plan"]
+__all__ = ["InstanceView", "Plan", "Pool", "PoolView", "Served", "Target", "WarmWindow", "plan",
+           "warm_minimum"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 
 @dataclass(frozen=True)
@@ -51,3 +52,25 @@ def plan(pool: PoolView, now: float) -> Plan:
     removable = max(0, len(pool.instances) - pool.min_instances)
     stop = tuple(i.id for i in idle[:removable]) if pool.waiting == 0 else ()
     return Plan(start=start, stop=stop)
+
+
+@dataclass(frozen=True)
+class WarmWindow:
+    schedule: str  # 5-field cron, local time
+    duration: float  # seconds
+    min_instances: int
+
+
+def warm_minimum(base: int, windows: tuple[WarmWindow, ...], now: datetime) -> int:
+    """``minInstances`` in force at ``now``: the base, raised by any open window."""
+    if not windows:
+        return base
+    from croniter import croniter
+
+    best = base
+    for w in windows:
+        # the latest opening at or before now (croniter's prev is strictly before its start)
+        opened = croniter(w.schedule, now + timedelta(seconds=1)).get_prev(datetime)
+        if now < opened + timedelta(seconds=w.duration):
+            best = max(best, w.min_instances)
+    return best

@@ -6,12 +6,20 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from datetime import datetime
 from dataclasses import dataclass, field
 
 from skiff.errors import DeployError, InvocationError, TooManyRequests
 from skiff.instance import Instance, Launcher, ZygoteSpec
 from skiff.instance import protocol as p
-from skiff.scheduler.policy import InstanceView, Plan, PoolView, plan
+from skiff.scheduler.policy import (
+    InstanceView,
+    Plan,
+    PoolView,
+    WarmWindow,
+    plan,
+    warm_minimum,
+)
 
 
 @dataclass(frozen=True)
@@ -29,6 +37,7 @@ class Target:
     max_queue: int = 100
     timeout: float = 30.0
     init_timeout: float = 60.0
+    warm: tuple[WarmWindow, ...] = ()
 
 
 @dataclass
@@ -135,7 +144,8 @@ class Pool:
         return PoolView(
             instances=tuple(InstanceView(i.id, i.inflight, i.last_used) for i in self.instances),
             starting=self.starting, waiting=sum(1 for f in self.waiters if not f.done()),
-            concurrency=t.concurrency or self.learned_concurrency, min_instances=t.min_instances,
+            concurrency=t.concurrency or self.learned_concurrency,
+            min_instances=warm_minimum(t.min_instances, t.warm, datetime.now()),
             max_instances=t.max_instances, idle_timeout=t.idle_timeout)
 
     def rescale(self, now: float | None = None) -> Plan:

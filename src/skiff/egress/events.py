@@ -1,0 +1,50 @@
+"""The record of one egress attempt, handed to ``on_event`` when it ends.
+
+Denied attempts are recorded like allowed ones: the operator's audit trail
+and the app author's "why can't my app reach X" both start here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+Reason = Literal[
+    "closed",                # allowed; both sides finished
+    "idle_timeout",          # allowed; nothing moved for idle_timeout seconds
+    "aborted",               # allowed; the listener or the proxy was closed
+    "resolve_failed",        # allowed by a rule; the name did not resolve
+    "connect_failed",        # allowed by a rule; no address accepted the connection
+    "not_allowed",           # denied: no spec.egress entry matches host:port
+    "private_address",       # denied: the name resolves only to private addresses
+    "too_many_connections",  # denied: the app is at its concurrent connection cap
+    "bad_request",           # denied: not CONNECT nor absolute-form HTTP, or no head in time
+]
+
+
+@dataclass(frozen=True, slots=True)
+class EgressEvent:
+    """One connection attempt through the proxy.
+
+    ``rule`` is the spec.egress entry that allowed the attempt, or for a denied
+    one the entry that would allow it (None when no entry could). ``bytes_up``
+    counts what went to the upstream (for plain HTTP, the rewritten request
+    head too), ``bytes_down`` what came back. ``ts`` is the wall-clock start
+    (epoch seconds); ``address`` the IP actually connected to, if any.
+    """
+
+    app: str
+    host: str
+    port: int
+    allowed: bool
+    rule: str | None
+    reason: Reason
+    bytes_up: int
+    bytes_down: int
+    duration_ms: float
+    ts: float
+    address: str | None = None
+    method: str = "CONNECT"
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)

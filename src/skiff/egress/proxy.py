@@ -1,0 +1,419 @@
+"""The egress proxy: an app's only way out of its network namespace.
+
+An instance has loopback only; HTTP_PROXY/HTTPS_PROXY point it at a listener
+of this proxy that belongs to its app (one listener per app, so the socket an
+instance reaches *is* its identity; no credentials to leak or forge). For
+each connection the proxy
+
+1. reads one request head: ``CONNECT host:port`` (a tunnel, bytes both ways)
+   or an absolute-form ``GET http://host:port/path`` (forwarded with
+   ``Connection: close``: one request per connection);
+2. checks host:port against the app's policy *before* resolving it, so a
+   denied name is never even looked up (no DNS side channel);
+3. resolves the name itself and keeps only addresses the policy permits
+   (private ranges need an entry naming the address: the DNS-rebinding
+   defence), then connects to exactly such an address;
+4. relays bytes until both sides finish or nothing moves for ``idle_timeout``;
+5. calls ``on_event`` with an ``EgressEvent``, for denied attempts too.
+
+A refusal is an immediate HTTP answer (403/429/400/502) whose JSON body says
+what to change and whose ``X-Skiff-Egress-Denied`` header names the
+spec.egress entry to add.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import stat
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import SkiffError
+from .addresses import parse_ip
+from .errors import BadProxyRequest, EgressBusy, EgressDenied, EgressUpstreamError
+from .events import EgressEvent, Reason
+from .rules import EgressPolicy, format_target, suggest_rule
+from .wire import CONNECT_OK, error_response, forward_head, parse_target, read_head
+
+Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
+EventCallback = Callable[[EgressEvent], None]
+
+log = logging.getLogger("skiff.egress")
+
+_CHUNK = 64 * 1024
+_LINGER_BYTES = 1 << 20
+
+
+async def system_resolver(host: str, port: int) -> list[str]:
+    """Resolve with the platform's resolver (``loop.getaddrinfo``), TCP addresses in its order."""
+    infos = await asyncio.get_running_loop().getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+    return [str(info[4][0]) for info in infos]
+
+
+@dataclass(slots=True)
+class _Attempt:
+    """What one connection did so far; becomes its EgressEvent."""
+
+    app: str
+    ts: float
+    started: float
+    host: str = ""
+    port: int = 0
+    method: str = ""
+    allowed: bool = False
+    rule: str | None = None
+    reason: Reason = "bad_request"
+    bytes_up: int = 0
+    bytes_down: int = 0
+    address: str | None = None
+    ended: float | None = None
+
+    def event(self) -> EgressEvent:
+        ended = self.ended if self.ended is not None else time.monotonic()
+        return EgressEvent(
+            app=self.app, host=self.host, port=self.port, allowed=self.allowed,
+            rule=self.rule, reason=self.reason, bytes_up=self.bytes_up,
+            bytes_down=self.bytes_down, duration_ms=round((ended - self.started) * 1000, 3),
+            ts=self.ts, address=self.address, method=self.method or "CONNECT")
+
+
+class EgressListener:
+    """One app's listening socket. ``policy`` may be replaced at any time (a new
+    revision); connections already open keep the policy they were checked with."""
+
+    def __init__(self, proxy: EgressProxy, app: str, policy: EgressPolicy,
+                 max_connections: int | None) -> None:
+        self.app = app
+        self.policy = policy
+        self.max_connections = max_connections
+        self.address: str | tuple[str, int] = ""
+        self._proxy = proxy
+        self._server: asyncio.Server | None = None
+        self._unix_inode: tuple[int, int] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = asyncio.Event()
+
+    @property
+    def active(self) -> int:
+        """Connections of this listener still open (any phase)."""
+        return len(self._tasks)
+
+    def close(self) -> None:
+        """Stop accepting, abort this listener's open connections, remove its socket file."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        if isinstance(self.address, str) and self._unix_inode is not None:
+            with contextlib.suppress(OSError):
+                st = os.stat(self.address)
+                if (st.st_dev, st.st_ino) == self._unix_inode:
+                    os.unlink(self.address)
+        self._proxy._listeners.discard(self)
+
+    async def wait_closed(self) -> None:
+        """Wait until the listener is closed and every connection it had has ended."""
+        await self._closed.wait()
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        if self._closed.is_set():
+            writer.transport.abort()
+            return
+        self._tasks.add(task)  # type: ignore[arg-type]
+        try:
+            await self._proxy._handle(self, reader, writer)
+        finally:
+            self._tasks.discard(task)  # type: ignore[arg-type]
+
+    def __repr__(self) -> str:
+        return f"EgressListener(app={self.app!r}, address={self.address!r}, policy={self.policy!r})"
+
+
+class EgressProxy:
+    """Serves one listener per app and enforces each app's EgressPolicy.
+
+    ``resolver(host, port) -> [ip, ...]`` defaults to ``loop.getaddrinfo``;
+    tests inject a mapping. ``on_event`` is called once per attempt, from the
+    event loop; it must not block, and an exception in it is logged and dropped.
+    Timeouts are seconds: ``header_timeout`` for the request head,
+    ``connect_timeout`` per upstream address, ``idle_timeout`` for a relay
+    in which no byte moves either way. ``max_connections_per_app`` bounds the
+    app's open upstream connections across its listeners; above it: 429.
+    """
+
+    def __init__(self, *, resolver: Resolver | None = None,
+                 on_event: EventCallback | None = None, idle_timeout: float = 300.0,
+                 connect_timeout: float = 10.0, header_timeout: float = 10.0,
+                 max_connections_per_app: int = 64, max_header_bytes: int = 64 * 1024) -> None:
+        self.resolver: Resolver = resolver or system_resolver
+        self.on_event = on_event
+        self.idle_timeout = idle_timeout
+        self.connect_timeout = connect_timeout
+        self.header_timeout = header_timeout
+        self.max_connections_per_app = max_connections_per_app
+        self.max_header_bytes = max_header_bytes
+        self._open: dict[str, int] = {}
+        self._listeners: set[EgressListener] = set()
+
+    async def serve_unix(self, path: str | os.PathLike[str], app: str, policy: EgressPolicy, *,
+                         mode: int = 0o600, max_connections: int | None = None) -> EgressListener:
+        """Listen on a unix socket for ``app``. A stale socket file at ``path`` is replaced;
+        the file gets ``mode`` (put it in a directory only the platform can write)."""
+        path = os.fspath(path)
+        with contextlib.suppress(FileNotFoundError):
+            if not stat.S_ISSOCK(os.lstat(path).st_mode):
+                raise FileExistsError(f"{path} exists and is not a socket")
+            os.unlink(path)
+        listener = EgressListener(self, app, policy, max_connections)
+        listener._server = await asyncio.start_unix_server(
+            listener._serve, path=path, limit=self.max_header_bytes)
+        os.chmod(path, mode)
+        st = os.stat(path)
+        listener._unix_inode = (st.st_dev, st.st_ino)
+        listener.address = path
+        self._listeners.add(listener)
+        return listener
+
+    async def serve_tcp(self, host: str, port: int, app: str, policy: EgressPolicy, *,
+                        max_connections: int | None = None) -> EgressListener:
+        """Listen on ``host:port`` (port 0 picks one; see ``listener.address``) for ``app``."""
+        listener = EgressListener(self, app, policy, max_connections)
+        server = await asyncio.start_server(
+            listener._serve, host=host, port=port, limit=self.max_header_bytes)
+        listener._server = server
+        bound = server.sockets[0].getsockname()
+        listener.address = (str(bound[0]), int(bound[1]))
+        self._listeners.add(listener)
+        return listener
+
+    def open_connections(self, app: str) -> int:
+        """Upstream connections ``app`` holds open now (what the cap counts)."""
+        return self._open.get(app, 0)
+
+    def close(self) -> None:
+        """Close every listener and abort every connection."""
+        for listener in list(self._listeners):
+            listener.close()
+
+    async def aclose(self) -> None:
+        listeners = list(self._listeners)
+        self.close()
+        for listener in listeners:
+            await listener.wait_closed()
+
+    # -- one connection ---------------------------------------------------------------------
+
+    async def _handle(self, listener: EgressListener, reader: asyncio.StreamReader,
+                      writer: asyncio.StreamWriter) -> None:
+        attempt = _Attempt(app=listener.app, ts=time.time(), started=time.monotonic())
+        upstream: asyncio.StreamWriter | None = None
+        counted = False
+        silent = False
+        aborted = False
+        try:
+            try:
+                async with asyncio.timeout(self.header_timeout):
+                    head = await read_head(reader)
+            except TimeoutError:
+                raise BadProxyRequest(
+                    f"no complete request head within {self.header_timeout:g}s") from None
+            if head is None:
+                silent = True  # connected and left without a word: not an attempt
+                return
+            attempt.method = head.method
+            target = parse_target(head)
+            attempt.host, attempt.port = target.host, target.port
+            policy = listener.policy
+            decision = policy.check(target.host, target.port)
+            if not decision.allowed:
+                attempt.rule = suggest_rule(target.host, target.port)
+                raise EgressDenied(
+                    f"egress to {format_target(target.host, target.port)} is not allowed for app "
+                    f"{listener.app}; add \"{attempt.rule}\" to spec.egress",
+                    rule=attempt.rule, app=listener.app, reason="not_allowed")
+            attempt.allowed, attempt.rule = True, decision.rule
+            limit = listener.max_connections or self.max_connections_per_app
+            if self._open.get(listener.app, 0) >= limit:
+                attempt.allowed = False
+                attempt.reason = "too_many_connections"
+                raise EgressBusy(
+                    f"app {listener.app} already has {limit} egress connections open; "
+                    "close some or raise its limit", app=listener.app, limit=limit)
+            self._open[listener.app] = self._open.get(listener.app, 0) + 1
+            counted = True
+            addresses = await self._resolve(target.host, target.port)
+            chosen = policy.select_addresses(target.port, _valid(addresses))
+            if not chosen:
+                private = _valid(addresses)[0]
+                attempt.allowed = False
+                attempt.rule = suggest_rule(private, target.port)
+                raise EgressDenied(
+                    f"egress to {format_target(target.host, target.port)} is not allowed for app "
+                    f"{listener.app}: it resolves to the private address {private}; if the app "
+                    f"should reach it, add \"{attempt.rule}\" to spec.egress",
+                    code="egress_private_address", rule=attempt.rule, app=listener.app,
+                    reason="private_address")
+            up_reader, upstream, attempt.address = await self._connect(chosen, target.port)
+            if target.path is None:
+                writer.write(CONNECT_OK)
+            else:
+                request = forward_head(head, target)
+                upstream.write(request)
+                attempt.bytes_up += len(request)
+            attempt.reason = await self._relay(reader, writer, up_reader, upstream, attempt,
+                                               tunnel=target.path is None)
+            attempt.ended = time.monotonic()
+        except SkiffError as error:
+            attempt.ended = time.monotonic()
+            attempt.reason = _reason(error, attempt.reason)
+            if attempt.reason in ("resolve_failed", "connect_failed"):
+                attempt.allowed = True
+            await self._refuse(reader, writer, error)
+        except asyncio.CancelledError:
+            attempt.reason, aborted = "aborted", True
+            raise
+        except (ConnectionError, OSError):
+            attempt.reason = "closed" if attempt.allowed else attempt.reason
+        finally:
+            if counted:
+                self._open[listener.app] -= 1
+                if not self._open[listener.app]:
+                    del self._open[listener.app]
+            for w in (upstream, writer):
+                if w is not None:
+                    if aborted:
+                        w.transport.abort()
+                    else:
+                        w.close()
+            if not silent:
+                self._emit(attempt.event())
+
+    async def _resolve(self, host: str, port: int) -> list[str]:
+        if parse_ip(host) is not None:
+            return [host]
+        try:
+            addresses = list(await self.resolver(host, port))
+        except (OSError, UnicodeError) as exc:
+            raise EgressUpstreamError(f"cannot resolve {host}: {exc}",
+                                      code="egress_resolve_failed", host=host) from None
+        if not _valid(addresses):
+            raise EgressUpstreamError(f"cannot resolve {host}: no addresses",
+                                      code="egress_resolve_failed", host=host)
+        return addresses
+
+    async def _connect(self, addresses: list[str], port: int
+                       ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, str]:
+        problems = []
+        for address in addresses:
+            try:
+                async with asyncio.timeout(self.connect_timeout):
+                    reader, writer = await asyncio.open_connection(address, port, limit=_CHUNK)
+                return reader, writer, address
+            except TimeoutError:
+                problems.append(f"{address}: no answer within {self.connect_timeout:g}s")
+            except OSError as exc:
+                problems.append(f"{address}: {exc.strerror or exc}")
+        raise EgressUpstreamError(f"cannot connect to port {port} ({'; '.join(problems)})",
+                                  code="egress_connect_failed", port=port)
+
+    async def _relay(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter,
+                     up_r: asyncio.StreamReader, up_w: asyncio.StreamWriter,
+                     attempt: _Attempt, *, tunnel: bool) -> Reason:
+        """Copy bytes both ways until both sides end (a tunnel), the response ends (plain
+        HTTP), a side fails, or nothing moves for idle_timeout. Half-closes are passed on."""
+        loop = asyncio.get_running_loop()
+        last = loop.time()
+
+        async def copy(src: asyncio.StreamReader, dst: asyncio.StreamWriter, up: bool) -> None:
+            nonlocal last
+            while data := await src.read(_CHUNK):
+                dst.write(data)
+                if up:
+                    attempt.bytes_up += len(data)
+                else:
+                    attempt.bytes_down += len(data)
+                last = loop.time()
+                await dst.drain()
+            if dst.can_write_eof() and not dst.is_closing():
+                dst.write_eof()
+
+        up = asyncio.ensure_future(copy(client_r, up_w, True))
+        down = asyncio.ensure_future(copy(up_r, client_w, False))
+        pending: set[asyncio.Future[None]] = {up, down}
+        reason: Reason = "closed"
+        try:
+            while pending:
+                left = last + self.idle_timeout - loop.time()
+                if left <= 0:
+                    reason = "idle_timeout"
+                    break
+                done, pending = await asyncio.wait(pending, timeout=left,
+                                                   return_when=asyncio.FIRST_COMPLETED)
+                failed = any(task.exception() is not None for task in done)
+                if failed or (down in done and not tunnel):
+                    break
+        finally:
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        return reason
+
+    async def _refuse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                      error: SkiffError) -> None:
+        """Answer with the error, then read what the client still sends (briefly) so closing
+        does not reset the connection before the client has read the answer."""
+        try:
+            writer.write(error_response(error))
+            await writer.drain()
+            if writer.can_write_eof():
+                writer.write_eof()
+            async with asyncio.timeout(self.header_timeout):
+                seen = 0
+                while seen < _LINGER_BYTES and (data := await reader.read(_CHUNK)):
+                    seen += len(data)
+        except (TimeoutError, ConnectionError, OSError):
+            pass
+
+    def _emit(self, event: EgressEvent) -> None:
+        if self.on_event is None:
+            return
+        try:
+            self.on_event(event)
+        except Exception:  # a broken callback must not break the app's connections
+            log.exception("egress on_event callback failed for %s", event)
+
+
+def _valid(addresses: Sequence[str]) -> list[str]:
+    """The entries that are IP addresses (a resolver may hand back odd sockaddr text)."""
+    return [a for a in addresses if parse_ip(a) is not None]
+
+
+def _reason(error: SkiffError, current: Reason) -> Reason:
+    code = error.code
+    if code == "egress_denied":
+        return "not_allowed"
+    if code == "egress_private_address":
+        return "private_address"
+    if code == "egress_busy":
+        return "too_many_connections"
+    if code == "egress_resolve_failed":
+        return "resolve_failed"
+    if code == "egress_connect_failed":
+        return "connect_failed"
+    return "bad_request" if code == "bad_proxy_request" else current
