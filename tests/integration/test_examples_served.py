@@ -10,7 +10,6 @@ import subprocess
 import sys
 
 import pytest
-
 from tests.conftest import EXAMPLES, SkiffServer
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from datetime import datetime
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from skiff.errors import DeployError, InvocationError, TooManyRequests
 from skiff.instance import Instance, Launcher, ZygoteSpec

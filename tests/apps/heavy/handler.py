@@ -25,5 +25,5 @@ def handler(event, context):
     except OSError:
         leaked_usable = False
     return {"init_pid": INIT_PID, "pid": os.getpid(), "model": len(MODEL),
-            "restored": RESTORED == [os.getpid()], "leaked_socket_usable": leaked_usable,
+            "restored": [os.getpid()] == RESTORED, "leaked_socket_usable": leaked_usable,
             "random": random.random()}
