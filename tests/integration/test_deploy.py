@@ -141,3 +141,17 @@ def test_dev_reloads_on_change(tmp_path, envs_dir, hello):
         assert server.http.get("/hello/").json()["greeting"].startswith("reloaded")
     finally:
         server.stop()
+
+
+def test_preinit_app_whose_init_fails_is_rejected(server, hello):
+    """A pre-initialized app whose init raises is rejected at deploy with the error."""
+    skiff(server, "deploy", str(hello))
+    good = server.app("hello")["revision"]
+    (hello / "skiff.yaml").write_text((hello / "skiff.yaml").read_text().replace(
+        "resources:", "scaling: {preinit: true}\n  resources:"))
+    (hello / "handler.py").write_text("raise RuntimeError('model file missing')\n")
+    proc = skiff(server, "deploy", str(hello), check=False)
+    assert proc.returncode == 1
+    assert "model file missing" in proc.stderr
+    assert server.app("hello")["revision"] == good
+    assert server.http.get("/hello/").status_code == 200

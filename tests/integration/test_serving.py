@@ -227,3 +227,22 @@ def test_warm_window_keeps_instances_while_open(test_apps_server):
                               "the window's two warm instances")
     time.sleep(1.5)  # beyond idleTimeout
     assert test_apps_server.app("office")["instances"] == 2
+
+
+def test_cold_start_telemetry(test_apps_server):
+    """Stopping instances makes the next request cold; ls reports the share, init time,
+    the latency a cold start added and churn; records carry OpenTelemetry FaaS names."""
+    http, admin = test_apps_server.http, test_apps_server.admin
+    assert http.get("/hello/").status_code == 200
+    assert admin.delete("/apps/hello/instances").json()["stopped"] >= 1
+    test_apps_server.wait_for(lambda: test_apps_server.app("hello")["instances"] == 0, "zero")
+    assert http.get("/hello/").status_code == 200
+    data = test_apps_server.app("hello")
+    assert data["cold_starts"] >= 1
+    assert 0 < data["cold_start_ratio"] <= 1
+    assert data["avg_init_ms"] > 0
+    assert data["cold_start_added_p95_ms"] is not None
+    assert data["churn_per_min"] >= 1
+    attrs = admin.get("/apps/hello/invocations", params={"limit": 1}).json()[0]["attributes"]
+    assert attrs["faas.coldstart"] is True
+    assert attrs["faas.trigger"] == "http"

@@ -123,7 +123,8 @@ def ls(name: Annotated[str | None, typer.Argument(help="show one app in detail")
         table = Table(title=f"{name}", show_header=False)
         for key in ("revision", "kind", "owner", "path", "host", "environment", "instances",
                     "instances_created", "churn_per_min", "requests", "errors", "throttled",
-                    "cold_starts", "cold_start_ratio", "avg_init_ms", "p50_ms", "p95_ms",
+                    "cold_starts", "cold_start_ratio", "avg_init_ms", "cold_start_added_p95_ms",
+                    "p50_ms", "p95_ms",
                     "p99_ms", "billed_ms"):
             table.add_row(key, str(data.get(key)))
         out.print(table)
@@ -139,12 +140,14 @@ def ls(name: Annotated[str | None, typer.Argument(help="show one app in detail")
         out.print_json(data=apps)
         return
     table = Table("app", "kind", "revision", "inst", "requests", "errors", "p50 ms", "p95 ms",
-                  "p99 ms", "cold", "init ms", title=f"Skiff at {client.url}")
+                  "p99 ms", "cold", "init ms", "cold +p95", "churn/min",
+                  title=f"Skiff at {client.url}")
     for a in apps:
         table.add_row(a["name"], a["kind"] or "", a["revision"], str(a["instances"]),
                       str(a["requests"]), str(a["errors"]), _ms(a["p50_ms"]), _ms(a["p95_ms"]),
                       _ms(a["p99_ms"]), f"{a['cold_starts']} ({a['cold_start_ratio']:.0%})",
-                      _ms(a["avg_init_ms"] or None))
+                      _ms(a["avg_init_ms"] or None), _ms(a["cold_start_added_p95_ms"]),
+                      str(a["churn_per_min"]))
     out.print(table)
 
 

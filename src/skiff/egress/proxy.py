@@ -32,7 +32,6 @@ import stat
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from ..errors import SkiffError
 from .addresses import parse_ip
@@ -246,7 +245,7 @@ class EgressProxy:
                 raise EgressDenied(
                     f"egress to {format_target(target.host, target.port)} is not allowed for app "
                     f"{listener.app}; add \"{attempt.rule}\" to spec.egress",
-                    rule=attempt.rule, app=listener.app, reason="not_allowed")
+                    rule=attempt.rule, app=listener.app)
             attempt.allowed, attempt.rule = True, decision.rule
             limit = listener.max_connections or self.max_connections_per_app
             if self._open.get(listener.app, 0) >= limit:
@@ -267,8 +266,7 @@ class EgressProxy:
                     f"egress to {format_target(target.host, target.port)} is not allowed for app "
                     f"{listener.app}: it resolves to the private address {private}; if the app "
                     f"should reach it, add \"{attempt.rule}\" to spec.egress",
-                    code="egress_private_address", rule=attempt.rule, app=listener.app,
-                    reason="private_address")
+                    code="egress_private_address", rule=attempt.rule, app=listener.app)
             up_reader, upstream, attempt.address = await self._connect(chosen, target.port)
             if target.path is None:
                 writer.write(CONNECT_OK)
@@ -301,7 +299,7 @@ class EgressProxy:
                         w.transport.abort()
                     else:
                         w.close()
-            if not silent:
+            if not silent and (attempt.host or not aborted):
                 self._emit(attempt.event())
 
     async def _resolve(self, host: str, port: int) -> list[str]:

@@ -116,9 +116,9 @@ def parse_rule(entry: str) -> Rule:
         kind: RuleKind = "any"
         canonical = "*"
     elif host.startswith("*."):
-        kind, canonical = "wildcard", host[2:]
-        if parse_ip(canonical) is not None or not _NAME.match(canonical):
+        if parse_ip(host[2:]) is not None:
             raise ValueError(f"{host!r} is not *. followed by a domain")
+        kind, canonical = "wildcard", normalize_host(host[2:])
     elif parse_ip(host) is not None:
         kind, canonical = "ip", normalize_ip(host)
     else:
@@ -168,7 +168,7 @@ class EgressPolicy:
             try:
                 rules.append(parse_rule(entry))
             except ValueError:
-                problems.append(f"spec.egress[{index}]: expected {_EXPECTED}, got {entry!r}")
+                problems.append(f"spec.egress[{index}]: expected {_EXPECTED}, got \"{entry}\"")
         if problems:
             raise InvalidEgressRule("\n".join(problems), problems=problems)
         return cls(rules)

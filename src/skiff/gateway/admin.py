@@ -30,6 +30,19 @@ class RollbackBody(BaseModel):
     revision: str | None = None
 
 
+_TRIGGER = {"http": "http", "invoke": "other", "queue": "pubsub", "event": "pubsub",
+            "schedule": "timer"}
+
+
+def _otel(r: dict) -> dict:
+    """The record under OpenTelemetry's FaaS semantic-convention names."""
+    return {"faas.invocation_id": r["id"], "faas.name": r["app"], "faas.version": r["revision"],
+            "faas.instance": r["instance"], "faas.coldstart": r["cold"],
+            "faas.trigger": _TRIGGER.get(r["trigger"], "other"),
+            "faas.max_memory": r["memory_mb"] * 1024 * 1024,
+            "http.response.status_code": r["status"]}
+
+
 def build_admin(platform: Platform, token: str) -> FastAPI:
     api = FastAPI(title="Skiff admin API", version=skiff.__version__,
                   openapi_url=f"{PREFIX}/openapi.json", docs_url=f"{PREFIX}/docs", redoc_url=None)
@@ -134,7 +147,14 @@ def build_admin(platform: Platform, token: str) -> FastAPI:
     @api.get(f"{PREFIX}/apps/{{name}}/invocations", dependencies=protected)
     async def invocations(name: str, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict]:
         platform.app(name)
-        return platform.store.invocations(name, limit)
+        return [r | {"attributes": _otel(r)} for r in platform.store.invocations(name, limit)]
+
+    @api.delete(f"{PREFIX}/apps/{{name}}/instances", dependencies=protected)
+    async def stop_instances(name: str) -> dict:
+        """Scale the app to zero now (in-flight requests finish first)."""
+        app = platform.app(name)
+        stopped = app.pool.stop_all() if app.pool else 0
+        return {"app": name, "stopped": stopped}
 
     @api.get(f"{PREFIX}/apps/{{name}}/logs", dependencies=protected)
     async def logs(name: str, after: int = 0,

@@ -210,6 +210,13 @@ class Pool:
         if self.waiters:
             self.rescale()
 
+    def stop_all(self) -> int:
+        """Retire every instance now (they finish what they hold). Returns how many."""
+        stopping = list(self.instances)
+        for inst in stopping:
+            self._retire(inst)
+        return len(stopping)
+
     def set_target(self, target: Target) -> None:
         """Switch to a new revision: old instances finish what they hold, then exit."""
         self.target = target

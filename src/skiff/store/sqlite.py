@@ -230,11 +230,17 @@ class Store:
             recent = [r[0] for r in self._db.execute(
                 "SELECT duration_ms FROM invocations WHERE app = ? ORDER BY seq DESC LIMIT ?",
                 (app, window))]
+            # what a cold start added: the wait for the new instance, before the handler ran
+            cold_wait = [r[0] for r in self._db.execute(
+                "SELECT queued_ms FROM invocations WHERE app = ? AND cold ORDER BY seq DESC "
+                "LIMIT ?", (app, window))]
         recent.sort()
+        cold_wait.sort()
         return {
             "requests": total["n"], "cold_starts": total["cold"], "errors": total["errors"],
             "billed_ms": total["billed"], "avg_init_ms": round(total["init_ms"], 2),
             "p50_ms": _pct(recent, 50), "p95_ms": _pct(recent, 95), "p99_ms": _pct(recent, 99),
+            "cold_start_added_p95_ms": _pct(cold_wait, 95),
         }
 
     def close(self) -> None:

@@ -1,0 +1,45 @@
+"""Egress: the allow-list of where an app may connect, and the proxy that
+enforces it and records every attempt. Instances have no network of their
+own; this proxy is their only way out.
+
+    policy = EgressPolicy.parse(manifest.spec.egress)
+    proxy = EgressProxy(on_event=record)
+    listener = await proxy.serve_unix(path, app="shop", policy=policy)
+    ...
+    listener.close(); await listener.wait_closed()
+"""
+
+from .addresses import PRIVATE_NETWORKS, is_private
+from .errors import (
+    BadProxyRequest,
+    EgressBusy,
+    EgressDenied,
+    EgressUpstreamError,
+    InvalidEgressRule,
+)
+from .events import EgressEvent, Reason
+from .proxy import EgressListener, EgressProxy, EventCallback, Resolver, system_resolver
+from .rules import Decision, EgressPolicy, Rule, normalize_host, parse_rule, suggest_rule
+
+__all__ = [
+    "PRIVATE_NETWORKS",
+    "BadProxyRequest",
+    "Decision",
+    "EgressBusy",
+    "EgressDenied",
+    "EgressEvent",
+    "EgressListener",
+    "EgressPolicy",
+    "EgressProxy",
+    "EgressUpstreamError",
+    "EventCallback",
+    "InvalidEgressRule",
+    "Reason",
+    "Resolver",
+    "Rule",
+    "is_private",
+    "normalize_host",
+    "parse_rule",
+    "suggest_rule",
+    "system_resolver",
+]
