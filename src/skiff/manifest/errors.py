@@ -29,6 +29,8 @@ _GENERIC_EXPECTED = {
     "bool_parsing": "true or false",
     "invalid_key": "a field name",  # YAML allows `1:` or `~:` as keys
 }
+_BOUNDS = {"greater_than": ("gt", ">"), "greater_than_equal": ("ge", ">="),
+           "less_than": ("lt", "<"), "less_than_equal": ("le", "<=")}
 # A wrong apiVersion or kind means the rest follows some other schema;
 # listing its fields as unknown would bury the one line that matters.
 _IDENTITY = {("apiVersion",), ("kind",)}
@@ -89,6 +91,12 @@ def _problem(error: Any, root: type[BaseModel]) -> Problem:
         return loc, "field required"
     if kind == "extra_forbidden":
         return loc, _unknown_field(loc, root)
+    bound = _BOUNDS.get(kind)
+    if bound is not None:
+        key, op = bound
+        return loc, f"expected a number {op} {ctx.get(key)}, got {show(error['input'])}"
+    if kind == "literal_error":
+        return loc, f"expected one of {ctx.get('expected')}, got {show(error['input'])}"
     expected = _GENERIC_EXPECTED.get(kind, "a valid value")
     return loc, f"expected {expected}, got {show(error['input'])}"
 

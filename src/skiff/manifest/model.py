@@ -95,6 +95,12 @@ class Resources(_Model):
                                           description="Memory limit of one instance, in MiB.")
     timeout: Timeout = Field(30.0, description="Longest one invocation may run "
                                                         "(seconds, or '30s', '5m').")
+    cpu: Annotated[float, Field(gt=0, le=64)] = Field(
+        1.0, description="CPU cores one instance may use (a cgroup quota).")
+    max_pids: Annotated[int, Field(ge=4, le=4096)] = Field(
+        64, alias="maxPids", description="Processes and threads one instance may run.")
+    tmp_mb: Annotated[int, Field(ge=1, le=4096)] = Field(
+        64, alias="tmpMB", description="Size of the instance's private, writable /tmp, in MiB.")
 
 
 def _cron(value: Any) -> Any:
@@ -170,6 +176,10 @@ class Spec(_Model):
                                                         "environment variables.")
     resources: Resources = Field(default_factory=Resources)
     scaling: Scaling = Field(default_factory=Scaling)
+    isolation: Literal["strict", "standard", "none"] = Field(
+        "strict", description="strict: own uid, cgroups, mount/pid/network namespaces, "
+                              "seccomp, egress only through the proxy; standard: the same "
+                              "with the host's network; none: limits only (development).")
     egress: tuple[EgressRule, ...] = Field(
         (), description="Hosts the app may connect to, e.g. api.example.com or "
                         "*.internal.corp:443.")
