@@ -31,6 +31,7 @@ SKIFF = str(Path(sys.executable).absolute().parent / "skiff")
 _CPUS = sorted(os.sched_getaffinity(0))
 SERVER_CORE: int | None = _CPUS[0] if len(_CPUS) >= 2 else None
 CLIENT_CORE: int | None = _CPUS[1] if len(_CPUS) >= 2 else None
+SPARES = int(os.environ.get("SKIFF_SPARES", "2"))  # pre-forked instances per zygote
 
 
 def log(msg: str) -> None:
@@ -88,10 +89,8 @@ class _Children:
         if proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(grace)
-            except subprocess.TimeoutExpired:
-                pass
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)  # leftovers in the group
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -207,7 +206,8 @@ class Skiff:
     """``skiff up DIRS --port 0 --home HOME`` pinned to the server core."""
 
     def __init__(self, home: Path, dirs: list[Path], env: dict[str, str] | None = None,
-                 ready_timeout: float = 300.0) -> None:
+                 ready_timeout: float = 300.0,
+                 on_spawn: Callable[[int], None] | None = None) -> None:
         self.home = home
         self.lines: list[str] = []
         self._ready = threading.Event()
@@ -220,6 +220,8 @@ class Skiff:
                                   "--home", str(home)]),
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=full_env)
         threading.Thread(target=self._pump, daemon=True).start()
+        if on_spawn is not None:
+            on_spawn(self.proc.pid)
         try:
             if not self._ready.wait(ready_timeout) or self.proc.poll() is not None:
                 raise RuntimeError("skiff did not start:\n" + "\n".join(self.lines[-40:]))
@@ -235,7 +237,8 @@ class Skiff:
         self.admin = Client(self.port, {"authorization": f"Bearer {token}"}, timeout=300)
         failed = [ln for ln in self.lines if "✗" in ln]
         if failed:
-            log("some apps failed to deploy:\n" + "\n".join(failed[:10]))
+            self.stop()
+            raise RuntimeError(f"{len(failed)} app(s) failed to deploy:\n" + "\n".join(failed[:10]))
 
     def _pump(self) -> None:
         assert self.proc.stdout is not None
@@ -259,7 +262,14 @@ class Skiff:
         return self.admin.json("GET", f"/_skiff/api/apps/{name}/invocations?limit={limit}")
 
     def spares_ready(self, want: int) -> bool:
-        return all(z.get("spares", 0) >= want for z in self.system()["zygotes"].values())
+        """Every spare pool the server reports (per zygote, or per zygote and
+        isolation profile) holds at least ``want`` pre-forked instances."""
+        for z in self.system()["zygotes"].values():
+            spares = z.get("spares", 0)
+            counts = spares.values() if isinstance(spares, dict) else [spares]
+            if any(n < want for n in counts):
+                return False
+        return True
 
     def stop(self) -> None:
         if hasattr(self, "admin"):
@@ -330,3 +340,20 @@ def summarize(values: list[float]) -> dict:
     return {"n": len(v), "p50": round(percentile(v, 50), 3), "p95": round(percentile(v, 95), 3),
             "p99": round(percentile(v, 99), 3), "mean": round(sum(v) / len(v), 3),
             "min": round(v[0], 3), "max": round(v[-1], 3)}
+
+
+# -- app directories -----------------------------------------------------------------
+
+def write_app(src: Path, dest: Path, name: str, spec: dict[str, Any]) -> Path:
+    """Copy the code of ``src`` to ``dest`` with a generated skiff.yaml naming
+    the app ``name`` with ``spec`` (the manifest's spec mapping)."""
+    import shutil
+
+    import yaml
+
+    shutil.copytree(src, dest, ignore=shutil.ignore_patterns("__pycache__", "skiff.yaml"),
+                    dirs_exist_ok=True)
+    manifest = {"apiVersion": "skiff.dev/v1", "kind": "MicroApp",
+                "metadata": {"name": name, "owner": "bench@example.com"}, "spec": spec}
+    (dest / "skiff.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
+    return dest

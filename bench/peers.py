@@ -25,7 +25,8 @@ ENVS: dict[str, tuple[list[str], list[str]]] = {
     "functions-framework": (["functions-framework"],
                             ["functions-framework", "flask", "gunicorn", "werkzeug", "starlette",
                              "uvicorn"]),
-    "lambda-local": (["python-lambda-local"], ["python-lambda-local"]),
+    # python-lambda-local imports pkg_resources, which setuptools dropped in 81
+    "lambda-local": (["python-lambda-local", "setuptools<81"], ["python-lambda-local", "setuptools"]),
 }
 SKIFF_DISTS = ["skiff", "uvicorn", "uvloop", "httptools", "msgspec", "fastapi", "starlette",
                "pydantic"]

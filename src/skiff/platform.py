@@ -23,6 +23,7 @@ from skiff.instance import Instance, Launcher, ZygoteSpec
 from skiff.instance import protocol as p
 from skiff.instance.cgroups import CgroupManager
 from skiff.instance.environments import Environments
+from skiff.instance.isolation import Support, plan_for
 from skiff.manifest import Manifest, content_hash, iter_app_files, load_manifest, parse_manifest
 from skiff.scheduler import Pool, Served, Target, WarmWindow
 from skiff.store import Invocation, RevisionRow, Store
@@ -47,7 +48,9 @@ class Platform:
         self.store = Store(config.home / "skiff.db")
         self.envs = Environments(config.envs_dir or config.home / "envs", offline=config.offline)
         self.cgroups = CgroupManager(f"skiff-{uuid.uuid4().hex[:8]}")
-        self.launcher = Launcher(self.cgroups, spares=config.spares)
+        self.support = Support.probe(self.cgroups)
+        self.launcher = Launcher(self.cgroups, spares=config.spares,
+                                 namespaces=self.support.namespaces)
         self.launcher.on_log = self._on_log
         self.launcher.on_death = self._on_death
         self.router = Router()
@@ -72,7 +75,7 @@ class Platform:
                 self.log_platform(name, revision, f"could not restore: {exc.message}")
                 continue
             self._activate(manifest, revision, Path(row.code_dir), zygote, trial=None)
-        await self.launcher.warm(self._default_zygote())
+        await self.launcher.warm(dataclasses.replace(self._default_zygote(), profile="strict"))
         self._ticker = asyncio.ensure_future(self._tick())
 
     def _default_zygote(self) -> ZygoteSpec:
@@ -134,29 +137,47 @@ class Platform:
             target = tmp / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src / rel, target)
+        tmp.chmod(0o755)  # instances run as the app's own uid and must read their code
         tmp.rename(dest)
         return dest
 
-    def _load_message(self, manifest: Manifest, revision: str, code_dir: Path) -> p.Load:
+    def _load_message(self, manifest: Manifest, revision: str, code_dir: Path,
+                      zygote: ZygoteSpec) -> p.Load:
         spec = manifest.spec
+        sandbox = plan_for(self.support, spec.isolation, uid=self.store.uid_for(manifest.name),
+                           home=self.config.home, code_dir=code_dir, python=zygote.python,
+                           tmp_mb=spec.resources.tmp_mb,
+                           egress_socket=self.egress_socket(manifest.name))
         return p.Load(app=manifest.name, revision=revision, code_dir=str(code_dir),
                       handler=spec.handler, kind=spec.kind, env=dict(spec.env),
-                      memory_mb=spec.resources.memory_mb, timeout_s=spec.resources.timeout,
-                      mount="/" + manifest.name)
+                      memory_mb=spec.resources.memory_mb, cpu=spec.resources.cpu,
+                      max_pids=spec.resources.max_pids, timeout_s=spec.resources.timeout,
+                      mount="/" + manifest.name, sandbox=sandbox)
+
+    def egress_socket(self, app: str) -> str:
+        return ""
 
     def _zygote_for(self, manifest: Manifest, revision: str, code_dir: Path,
                     env: ZygoteSpec) -> ZygoteSpec:
-        """Pre-initialized apps get a zygote of their own that has run their init."""
-        if not manifest.spec.scaling.preinit or not manifest.spec.handler:
-            return env
-        load = msgspec.json.encode(self._load_message(manifest, revision, code_dir))
-        return dataclasses.replace(env, key=f"{env.key}:{manifest.name}@{revision}", preinit=load)
+        """Pre-initialized apps get a zygote of their own that has run their init,
+        sandboxed before it did; other apps share their environment's zygote."""
+        spec = manifest.spec
+        if not spec.scaling.preinit or not spec.handler:
+            return dataclasses.replace(env, profile=spec.isolation)
+        load = self._load_message(manifest, revision, code_dir, env)
+        root = self.support.root
+        return dataclasses.replace(
+            env, key=f"{env.key}:{manifest.name}@{revision}", preinit=msgspec.json.encode(load),
+            sandbox=msgspec.json.encode(load.sandbox) if load.sandbox else None,
+            network=root and spec.isolation == "strict",
+            uid=load.sandbox.uid if load.sandbox else 0, profile=spec.isolation)
 
     async def _trial(self, manifest: Manifest, revision: str, code_dir: Path,
                      zygote: ZygoteSpec) -> Instance:
         inst = await self.launcher.instance(zygote)
         try:
-            await inst.bind(self._load_message(manifest, revision, code_dir), init_timeout=60)
+            await inst.bind(self._load_message(manifest, revision, code_dir, zygote),
+                            init_timeout=60)
         except DeployError:
             inst.kill()
             raise
@@ -166,7 +187,7 @@ class Platform:
                 zygote: ZygoteSpec) -> Target:
         s = manifest.spec
         return Target(app=manifest.name, revision=revision, zygote=zygote,
-                      load=self._load_message(manifest, revision, code_dir),
+                      load=self._load_message(manifest, revision, code_dir, zygote),
                       concurrency=s.scaling.concurrency, min_instances=s.scaling.min_instances,
                       max_instances=s.scaling.max_instances, idle_timeout=s.scaling.idle_timeout,
                       max_queue=s.scaling.max_queue, timeout=s.resources.timeout,

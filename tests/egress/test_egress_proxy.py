@@ -455,3 +455,62 @@ def test_listeners_are_per_app() -> None:
             events = await h.wait_events(2)
             assert sorted((e.app, e.allowed) for e in events) == [("blog", False), ("shop", True)]
     run(scenario)
+
+
+def test_oversized_and_slow_heads_get_400() -> None:
+    """A head over max_header_bytes, or one that never completes, is a 400 and a closed socket."""
+    async def scenario() -> None:
+        async with harness(allow_upstream, max_header_bytes=1024, header_timeout=0.05) as h:
+            reader, writer = await h.open()
+            writer.write(b"GET http://api.allowed.test/ HTTP/1.1\r\nX-Big: " + b"a" * 4096)
+            status, _, body = await read_response(reader)
+            writer.close()
+            assert status == 400 and b"too large" in body
+            reader, writer = await h.open()
+            writer.write(b"CONNECT api.allowed.test:443 HTTP/1.1\r\n")  # and then nothing
+            status, _, body = await read_response(reader)
+            writer.close()
+            assert status == 400 and b"no complete request head" in body
+            events = await h.wait_events(2)
+            assert [e.reason for e in events] == ["bad_request", "bad_request"]
+    run(scenario)
+
+
+def test_unix_listener_replaces_a_stale_socket_but_not_a_file(tmp_path: Path) -> None:
+    """A socket file left by a crash is replaced; any other file at the path is an error."""
+    stale = tmp_path / "stale.sock"
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(stale))
+    regular = tmp_path / "regular"
+    regular.write_text("keep me")
+
+    async def scenario() -> None:
+        proxy = EgressProxy()
+        listener = await proxy.serve_unix(stale, "shop", EgressPolicy.parse([]), mode=0o660)
+        assert stat.S_IMODE(stale.stat().st_mode) == 0o660
+        with pytest.raises(FileExistsError):
+            await proxy.serve_unix(regular, "shop", EgressPolicy.parse([]))
+        await proxy.aclose()
+        assert listener.active == 0 and not stale.exists()
+    run(scenario)
+    assert regular.read_text() == "keep me"
+
+
+def test_a_failing_resolver_fails_one_connection_only(caplog: pytest.LogCaptureFixture) -> None:
+    """An unexpected error is a 502 for that connection, logged; the listener keeps serving."""
+    async def scenario() -> None:
+        async with harness(allow_upstream) as h:
+            async def broken(host: str, port: int) -> list[str]:
+                raise RuntimeError("resolver bug")
+            h.proxy.resolver = broken
+            status, _, body, _, writer = await send_connect(h, "api.allowed.test:443")
+            writer.close()
+            assert status == 502
+            assert json.loads(body)["error"]["code"] == "egress_internal_error"
+            (event,) = await h.wait_events(1)
+            assert event.reason == "internal_error"
+            status, *_, writer = await send_connect(h, "api.other.test:443")
+            writer.close()
+            assert status == 403
+    run(scenario)
+    assert "egress proxy failed on a connection of app shop" in caplog.text

@@ -123,11 +123,13 @@ class SQLiteBroker(Broker):
         moved: set[str] = set()
         with self._tx() as db:
             policy = _policy(db, queue)
+            leased: set[int] = set()  # with visibility_timeout=0 they stay selectable
             while len(out) < limit:
-                rows = db.execute(
+                rows = [row for row in db.execute(
                     "SELECT seq, message_id, body, attributes, sent_at, receive_count, "
                     "first_received_at FROM bus_messages WHERE queue = ? AND visible_at <= ? "
-                    "ORDER BY visible_at, seq LIMIT ?", (queue, now, limit - len(out))).fetchall()
+                    "ORDER BY visible_at, seq LIMIT ?", (queue, now, limit - len(out) + len(leased)))
+                    if row[0] not in leased][:limit - len(out)]
                 if not rows:
                     break
                 leases = []
@@ -142,6 +144,7 @@ class SQLiteBroker(Broker):
                         continue
                     receipt = new_receipt(seq)
                     first = now if first is None else first
+                    leased.add(seq)
                     leases.append((receipt, now + visibility_timeout, first, seq))
                     out.append(Delivery(queue, message_id, body, json.loads(attributes), receipt,
                                         count + 1, sent_at, first))

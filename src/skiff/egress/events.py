@@ -19,6 +19,7 @@ Reason = Literal[
     "private_address",       # denied: the name resolves only to private addresses
     "too_many_connections",  # denied: the app is at its concurrent connection cap
     "bad_request",           # denied: not CONNECT nor absolute-form HTTP, or no head in time
+    "internal_error",        # the proxy itself failed on this connection (logged)
 ]
 
 
@@ -26,8 +27,9 @@ Reason = Literal[
 class EgressEvent:
     """One connection attempt through the proxy.
 
-    ``rule`` is the spec.egress entry that allowed the attempt, or for a denied
-    one the entry that would allow it (None when no entry could). ``bytes_up``
+    ``rule`` is the spec.egress entry that allowed the attempt; for one denied
+    by policy (not_allowed, private_address) the entry that would allow it; for
+    too_many_connections the entry that matched. ``bytes_up``
     counts what went to the upstream (for plain HTTP, the rewritten request
     head too), ``bytes_down`` what came back. ``ts`` is the wall-clock start
     (epoch seconds); ``address`` the IP actually connected to, if any.

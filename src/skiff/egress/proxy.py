@@ -7,7 +7,9 @@ each connection the proxy
 
 1. reads one request head: ``CONNECT host:port`` (a tunnel, bytes both ways)
    or an absolute-form ``GET http://host:port/path`` (forwarded with
-   ``Connection: close``: one request per connection);
+   ``Connection: close``: one request per connection; anything the client
+   sends after the head goes, as bytes, to that same checked upstream, so it
+   can reach no further than a CONNECT tunnel could);
 2. checks host:port against the app's policy *before* resolving it, so a
    denied name is never even looked up (no DNS side channel);
 3. resolves the name itself and keeps only addresses the policy permits
@@ -137,6 +139,10 @@ class EgressListener:
         self._tasks.add(task)  # type: ignore[arg-type]
         try:
             await self._proxy._handle(self, reader, writer)
+        except asyncio.CancelledError:
+            # Closing the listener cancels its connections; the attempt is recorded by now.
+            # Ending quietly keeps asyncio's stream callback from logging a cancelled task.
+            pass
         finally:
             self._tasks.discard(task)  # type: ignore[arg-type]
 
@@ -222,9 +228,7 @@ class EgressProxy:
                       writer: asyncio.StreamWriter) -> None:
         attempt = _Attempt(app=listener.app, ts=time.time(), started=time.monotonic())
         upstream: asyncio.StreamWriter | None = None
-        counted = False
-        silent = False
-        aborted = False
+        aborted = silent = False
         try:
             try:
                 async with asyncio.timeout(self.header_timeout):
@@ -233,84 +237,98 @@ class EgressProxy:
                 raise BadProxyRequest(
                     f"no complete request head within {self.header_timeout:g}s") from None
             if head is None:
-                silent = True  # connected and left without a word: not an attempt
+                silent = True  # connected and left without a word (a probe): not an attempt
                 return
             attempt.method = head.method
             target = parse_target(head)
             attempt.host, attempt.port = target.host, target.port
-            policy = listener.policy
-            decision = policy.check(target.host, target.port)
-            if not decision.allowed:
-                attempt.rule = suggest_rule(target.host, target.port)
-                raise EgressDenied(
-                    f"egress to {format_target(target.host, target.port)} is not allowed for app "
-                    f"{listener.app}; add \"{attempt.rule}\" to spec.egress",
-                    rule=attempt.rule, app=listener.app)
-            attempt.allowed, attempt.rule = True, decision.rule
-            limit = listener.max_connections or self.max_connections_per_app
-            if self._open.get(listener.app, 0) >= limit:
-                attempt.allowed = False
-                attempt.reason = "too_many_connections"
-                raise EgressBusy(
-                    f"app {listener.app} already has {limit} egress connections open; "
-                    "close some or raise its limit", app=listener.app, limit=limit)
+            policy = self._admit(listener, attempt)
             self._open[listener.app] = self._open.get(listener.app, 0) + 1
-            counted = True
-            addresses = await self._resolve(target.host, target.port)
-            chosen = policy.select_addresses(target.port, _valid(addresses))
-            if not chosen:
-                private = _valid(addresses)[0]
-                attempt.allowed = False
-                attempt.rule = suggest_rule(private, target.port)
-                raise EgressDenied(
-                    f"egress to {format_target(target.host, target.port)} is not allowed for app "
-                    f"{listener.app}: it resolves to the private address {private}; if the app "
-                    f"should reach it, add \"{attempt.rule}\" to spec.egress",
-                    code="egress_private_address", rule=attempt.rule, app=listener.app)
-            up_reader, upstream, attempt.address = await self._connect(chosen, target.port)
-            if target.path is None:
-                writer.write(CONNECT_OK)
-            else:
-                request = forward_head(head, target)
-                upstream.write(request)
-                attempt.bytes_up += len(request)
-            attempt.reason = await self._relay(reader, writer, up_reader, upstream, attempt,
-                                               tunnel=target.path is None)
-            attempt.ended = time.monotonic()
+            try:
+                addresses = await self._screen(policy, attempt)
+                up_reader, upstream, attempt.address = await self._connect(addresses, target.port)
+                if target.path is None:
+                    writer.write(CONNECT_OK)
+                else:
+                    request = forward_head(head, target)
+                    upstream.write(request)
+                    attempt.bytes_up += len(request)
+                attempt.reason = await self._relay(reader, writer, up_reader, upstream, attempt,
+                                                   tunnel=target.path is None)
+            finally:
+                self._release(listener.app)
         except SkiffError as error:
-            attempt.ended = time.monotonic()
             attempt.reason = _reason(error, attempt.reason)
-            if attempt.reason in ("resolve_failed", "connect_failed"):
-                attempt.allowed = True
+            attempt.allowed = attempt.reason in ("resolve_failed", "connect_failed")
+            attempt.ended = time.monotonic()
             await self._refuse(reader, writer, error)
         except asyncio.CancelledError:
             attempt.reason, aborted = "aborted", True
             raise
-        except (ConnectionError, OSError):
-            attempt.reason = "closed" if attempt.allowed else attempt.reason
+        except OSError:  # either side went away mid-relay
+            attempt.reason = "closed"
+        except Exception as exc:  # a bug or a broken resolver: fail this connection only
+            log.exception("egress proxy failed on a connection of app %s", listener.app)
+            attempt.reason = "internal_error"
+            attempt.ended = time.monotonic()
+            await self._refuse(reader, writer, SkiffError(
+                f"the egress proxy failed: {type(exc).__name__}", code="egress_internal_error",
+                status=502))
         finally:
-            if counted:
-                self._open[listener.app] -= 1
-                if not self._open[listener.app]:
-                    del self._open[listener.app]
             for w in (upstream, writer):
-                if w is not None:
-                    if aborted:
-                        w.transport.abort()
-                    else:
-                        w.close()
-            if not silent and (attempt.host or not aborted):
+                if w is not None and aborted:
+                    w.transport.abort()
+                elif w is not None:
+                    w.close()
+            if not silent and (attempt.host or not aborted):  # aborted mid-head: no attempt yet
                 self._emit(attempt.event())
+
+    def _admit(self, listener: EgressListener, attempt: _Attempt) -> EgressPolicy:
+        """Judge the name before anything else happens: denied names are not even resolved,
+        so the proxy is no DNS side channel. Returns the policy the connection keeps."""
+        policy = listener.policy
+        decision = policy.check(attempt.host, attempt.port)
+        target = format_target(attempt.host, attempt.port)
+        if not decision.allowed:
+            attempt.rule = suggest_rule(attempt.host, attempt.port)
+            raise EgressDenied(f"egress to {target} is not allowed for app {listener.app}; "
+                               f"add \"{attempt.rule}\" to spec.egress",
+                               rule=attempt.rule, app=listener.app)
+        attempt.allowed, attempt.rule = True, decision.rule
+        limit = listener.max_connections or self.max_connections_per_app
+        if self._open.get(listener.app, 0) >= limit:
+            raise EgressBusy(f"app {listener.app} already has {limit} egress connections open; "
+                             "close some or raise its limit", app=listener.app, limit=limit)
+        return policy
+
+    def _release(self, app: str) -> None:
+        self._open[app] -= 1
+        if not self._open[app]:
+            del self._open[app]
+
+    async def _screen(self, policy: EgressPolicy, attempt: _Attempt) -> list[str]:
+        """Resolve, then keep the addresses the policy permits (the DNS-rebinding defence)."""
+        addresses = await self._resolve(attempt.host, attempt.port)
+        chosen = policy.select_addresses(attempt.port, addresses)
+        if not chosen:
+            private = addresses[0]
+            attempt.rule = suggest_rule(private, attempt.port)
+            raise EgressDenied(
+                f"egress to {format_target(attempt.host, attempt.port)} is not allowed for app "
+                f"{attempt.app}: it resolves to the private address {private}; if the app "
+                f"should reach it, add \"{attempt.rule}\" to spec.egress",
+                code="egress_private_address", rule=attempt.rule, app=attempt.app)
+        return chosen
 
     async def _resolve(self, host: str, port: int) -> list[str]:
         if parse_ip(host) is not None:
             return [host]
         try:
-            addresses = list(await self.resolver(host, port))
+            addresses = _valid(await self.resolver(host, port))
         except (OSError, UnicodeError) as exc:
             raise EgressUpstreamError(f"cannot resolve {host}: {exc}",
                                       code="egress_resolve_failed", host=host) from None
-        if not _valid(addresses):
+        if not addresses:
             raise EgressUpstreamError(f"cannot resolve {host}: no addresses",
                                       code="egress_resolve_failed", host=host)
         return addresses

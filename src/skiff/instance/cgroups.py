@@ -1,6 +1,12 @@
-"""Per-instance memory cgroups (v2 where it has the memory controller, v1
-otherwise). When neither is writable, instances fall back to an address-space
-rlimit and ``available`` says why."""
+"""Per-instance cgroups: memory, pids and CPU limits enforced by the kernel.
+
+cgroup v2 is used where its unified hierarchy offers the memory controller;
+otherwise v1 (one hierarchy per controller). Cgroups are made ahead of demand,
+with the spare instances, because creating them per request costs 15-25 ms
+at p99 here. An instance attaches *itself* (it writes its pid into the
+procs files before running anything else), so its children are born inside.
+When nothing is writable, instances fall back to rlimits and ``reason`` says why.
+"""
 
 from __future__ import annotations
 
@@ -9,31 +15,59 @@ import os
 from pathlib import Path
 
 _ROOT = Path("/sys/fs/cgroup")
+_V1 = ("memory", "pids", "cpu")
+_CFS_PERIOD = 100_000
 
 
 class Cgroup:
-    def __init__(self, path: Path, version: int) -> None:
-        self.path = path
+    def __init__(self, paths: dict[str, Path], version: int) -> None:
+        self.paths = paths  # controller -> directory ("unified" for v2)
         self.version = version
 
-    def attach(self, pid: int) -> None:
-        (self.path / "cgroup.procs").write_text(str(pid))
+    @property
+    def procs(self) -> list[str]:
+        return sorted({str(p / "cgroup.procs") for p in self.paths.values()})
 
-    def set_memory(self, megabytes: int) -> None:
-        limit = str(megabytes * 1024 * 1024)
-        if self.version == 2:
-            (self.path / "memory.max").write_text(limit)
+    def _write(self, controller: str, name: str, value: str) -> None:
+        path = self.paths.get("unified" if self.version == 2 else controller)
+        if path is not None:
             with contextlib.suppress(OSError):
-                (self.path / "memory.swap.max").write_text("0")
+                (path / name).write_text(value)
+
+    def limit(self, memory_mb: int, cpu: float, max_pids: int) -> None:
+        mem = str(memory_mb * 1024 * 1024)
+        if self.version == 2:
+            self._write("memory", "memory.max", mem)
+            self._write("memory", "memory.swap.max", "0")
+            self._write("pids", "pids.max", str(max_pids))
+            self._write("cpu", "cpu.max", f"{int(cpu * _CFS_PERIOD)} {_CFS_PERIOD}")
         else:
-            (self.path / "memory.limit_in_bytes").write_text(limit)
-            with contextlib.suppress(OSError):  # absent without swap accounting
-                (self.path / "memory.memsw.limit_in_bytes").write_text(limit)
+            self._write("memory", "memory.limit_in_bytes", mem)
+            self._write("memory", "memory.memsw.limit_in_bytes", mem)  # absent without swap accounting
+            self._write("pids", "pids.max", str(max_pids))
+            self._write("cpu", "cpu.cfs_period_us", str(_CFS_PERIOD))
+            self._write("cpu", "cpu.cfs_quota_us", str(int(cpu * _CFS_PERIOD)))
+
+    def delegate(self, uid: int, gid: int) -> None:
+        """Let an unprivileged instance attach itself (cgroup delegation)."""
+        for p in self.paths.values():
+            for name in ("cgroup.procs", "tasks"):
+                with contextlib.suppress(OSError):
+                    os.chown(p / name, uid, gid)
+
+    def attach(self, pid: int) -> None:
+        for procs in self.procs:
+            Path(procs).write_text(str(pid))
 
     def oom_killed(self) -> bool:
-        name = "memory.events" if self.version == 2 else "memory.oom_control"
+        if self.version == 2:
+            path, name = self.paths.get("unified"), "memory.events"
+        else:
+            path, name = self.paths.get("memory"), "memory.oom_control"
+        if path is None:
+            return False
         try:
-            for line in (self.path / name).read_text().splitlines():
+            for line in (path / name).read_text().splitlines():
                 key, _, value = line.partition(" ")
                 if key == "oom_kill" and int(value) > 0:
                     return True
@@ -42,72 +76,86 @@ class Cgroup:
         return False
 
     def remove(self) -> None:
-        with contextlib.suppress(OSError):
-            self.path.rmdir()
+        for p in self.paths.values():
+            with contextlib.suppress(OSError):
+                p.rmdir()
 
 
 class CgroupManager:
-    """Owns one directory of cgroups for this platform process."""
+    """Owns one directory of cgroups (per controller) for this platform process."""
 
     def __init__(self, name: str) -> None:
         self.version: int | None = None
         self.reason = ""
-        self.base: Path | None = None
-        for version, mount, own in _candidates():
-            base = mount / own.lstrip("/") / name
-            try:
-                base.mkdir(parents=True, exist_ok=True)
-                probe = base / "probe"
-                probe.mkdir(exist_ok=True)
-                probe.rmdir()
-            except OSError as exc:
-                self.reason = f"cannot create cgroups under {mount}: {exc.strerror}"
-                continue
-            if version == 2:
+        self.bases: dict[str, Path] = {}
+        own = _own_paths()
+        unified = _ROOT / "cgroup.controllers"
+        if unified.exists() and "memory" in unified.read_text().split():
+            base = _ROOT / own.get("", "/").lstrip("/") / name
+            if self._make(base):
                 with contextlib.suppress(OSError):
-                    (base / "cgroup.subtree_control").write_text("+memory")
-            self.version, self.base = version, base
-            self.reason = ""
-            return
-        if not self.reason:
-            self.reason = "no memory cgroup controller is mounted"
+                    (base / "cgroup.subtree_control").write_text("+memory +pids +cpu")
+                self.version, self.bases = 2, {"unified": base}
+                return
+        for controller in _V1:
+            mount = _ROOT / controller
+            if not mount.is_dir():
+                continue
+            base = mount / own.get(controller, "/").lstrip("/") / name
+            if self._make(base):
+                self.bases[controller] = base
+        if "memory" in self.bases:
+            self.version = 1
+        elif not self.reason:
+            self.reason = "no writable memory cgroup controller is mounted"
+
+    def _make(self, base: Path) -> bool:
+        try:
+            base.mkdir(parents=True, exist_ok=True)
+            return True
+        except OSError as exc:
+            self.reason = f"cannot create cgroups under {base.parent}: {exc.strerror}"
+            return False
 
     @property
     def available(self) -> bool:
-        return self.base is not None
+        return self.version is not None
+
+    @property
+    def controllers(self) -> list[str]:
+        if self.version == 2:
+            return ["memory", "pids", "cpu"]
+        return sorted(self.bases)
 
     def create(self, name: str) -> Cgroup | None:
-        if self.base is None or self.version is None:
+        if self.version is None:
             return None
-        path = self.base / name
-        try:
-            path.mkdir(exist_ok=True)
-        except OSError:
-            return None
-        return Cgroup(path, self.version)
+        paths: dict[str, Path] = {}
+        for controller, base in self.bases.items():
+            try:
+                (base / name).mkdir(exist_ok=True)
+                paths[controller] = base / name
+            except OSError:
+                continue
+        return Cgroup(paths, self.version) if paths else None
 
     def close(self) -> None:
-        if self.base is None:
-            return
-        for child in self.base.iterdir():
-            if child.is_dir():
-                with contextlib.suppress(OSError):
-                    child.rmdir()
-        with contextlib.suppress(OSError):
-            self.base.rmdir()
+        for base in self.bases.values():
+            if not base.is_dir():
+                continue
+            for child in base.iterdir():
+                if child.is_dir():
+                    with contextlib.suppress(OSError):
+                        child.rmdir()
+            with contextlib.suppress(OSError):
+                base.rmdir()
 
 
-def _candidates() -> list[tuple[int, Path, str]]:
+def _own_paths() -> dict[str, str]:
     own: dict[str, str] = {}
     with contextlib.suppress(OSError):
         for line in Path("/proc/self/cgroup").read_text().splitlines():
             _, controllers, path = line.split(":", 2)
             for c in controllers.split(",") if controllers else [""]:
                 own[c] = path
-    out: list[tuple[int, Path, str]] = []
-    controllers = _ROOT / "cgroup.controllers"
-    if controllers.exists() and "memory" in controllers.read_text().split():
-        out.append((2, _ROOT, own.get("", "/")))
-    if (_ROOT / "memory" / "memory.limit_in_bytes").exists() and os.access(_ROOT / "memory", os.W_OK):
-        out.append((1, _ROOT / "memory", own.get("memory", "/")))
-    return out
+    return own

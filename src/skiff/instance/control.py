@@ -16,6 +16,9 @@ class Hello(msgspec.Struct, tag="hello"):
 
 class Fork(msgspec.Struct, tag="fork"):
     token: int
+    cgroup_procs: list[str] = []  # the instance writes its pid here first
+    namespaces: bool = False  # a pid namespace of its own (and a network one if network)
+    network: bool = False
 
 
 class Forked(msgspec.Struct, tag="forked"):

@@ -21,6 +21,8 @@ import struct
 
 import msgspec
 
+from skiff.instance.sandbox import Plan
+
 Headers = list[tuple[str, str]]
 
 
@@ -32,8 +34,11 @@ class Load(msgspec.Struct, tag="load"):
     kind: str | None
     env: dict[str, str] = {}
     memory_mb: int = 256
+    cpu: float = 1.0
+    max_pids: int = 64
     timeout_s: float = 30.0
     mount: str = ""
+    sandbox: Plan | None = None
 
 
 class Ready(msgspec.Struct, tag="ready"):

@@ -34,6 +34,10 @@ class ZygoteSpec:
     python: str  # absolute interpreter path, run with -I
     preload: tuple[str, ...] = ()
     preinit: bytes | None = None  # a Load (JSON) whose app init runs in the zygote itself
+    sandbox: bytes | None = None  # an app zygote's own sandbox.Plan (JSON)
+    network: bool = False  # an app zygote in a network namespace of its own
+    uid: int = 0  # an app zygote's uid: its instances' cgroups are delegated to it
+    profile: str = "none"  # spares' isolation: strict (pid+net ns) | standard (pid ns) | none
 
 
 class Zygote:
@@ -63,9 +67,13 @@ class Zygote:
             env = {k: v for k, v in os.environ.items() if not k.startswith("SKIFF_ADMIN")}
             env["SKIFF_PRELOAD"] = ",".join(self.spec.preload)
             env["SKIFF_RLIMIT_MEMORY"] = "1" if self._rlimit_memory else "0"
-            env.pop("SKIFF_PREINIT", None)
+            for name in ("SKIFF_PREINIT", "SKIFF_SANDBOX", "SKIFF_SANDBOX_NETWORK"):
+                env.pop(name, None)
             if self.spec.preinit:
                 env["SKIFF_PREINIT"] = self.spec.preinit.decode()
+            if self.spec.sandbox:
+                env["SKIFF_SANDBOX"] = self.spec.sandbox.decode()
+                env["SKIFF_SANDBOX_NETWORK"] = "1" if self.spec.network else "0"
             self._proc = subprocess.Popen(
                 [self.spec.python, "-I", "-m", "skiff.instance.zygote", str(theirs.fileno())],
                 pass_fds=[theirs.fileno()], env=env, stdin=subprocess.DEVNULL,
@@ -138,14 +146,17 @@ class Zygote:
             fut = self._exits[pid] = asyncio.get_running_loop().create_future()
         return fut
 
-    async def fork(self) -> tuple[int, socket.socket]:
+    def token(self) -> int:
+        return next(self._tokens)
+
+    async def fork(self, msg: control.Fork) -> tuple[int, socket.socket]:
         ctl = await self._ensure()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        token = next(self._tokens)
+        token = msg.token
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._forks[token] = fut
         try:
-            socket.send_fds(ctl, [control.encode(control.Fork(token=token))], [theirs.fileno()])
+            socket.send_fds(ctl, [control.encode(msg)], [theirs.fileno()])
         finally:
             theirs.close()
         try:
@@ -206,7 +217,7 @@ class Instance:
         self.app, self.revision, self.memory_mb = load.app, load.revision, load.memory_mb
         self.bound_at = time.monotonic()
         if self.cgroup is not None:
-            self.cgroup.set_memory(load.memory_mb)
+            self.cgroup.limit(load.memory_mb, load.cpu, load.max_pids)
         self._ready = asyncio.get_running_loop().create_future()
         self._writer.write(p.encode(load))
         try:
@@ -311,14 +322,18 @@ class Instance:
 
 
 class Launcher:
-    """Zygotes by environment, each with a few pre-forked spare instances."""
+    """Zygotes by environment, each with a few pre-forked spare instances per
+    isolation profile (namespaces and cgroups are made with the spare, off the
+    request path)."""
 
-    def __init__(self, cgroups: CgroupManager, *, spares: int = 2) -> None:
+    def __init__(self, cgroups: CgroupManager, *, spares: int = 2,
+                 namespaces: bool = False) -> None:
         self.cgroups = cgroups
         self.spares = spares
+        self.namespaces = namespaces  # can we create namespaces (root)?
         self._zygotes: dict[str, Zygote] = {}
-        self._spares: dict[str, deque[Instance]] = {}
-        self._refilling: set[str] = set()
+        self._spares: dict[tuple[str, str], deque[Instance]] = {}
+        self._refilling: set[tuple[str, str]] = set()
         self.on_log: LogSink | None = None
         self.on_death: Callable[[Instance], None] | None = None
 
@@ -326,18 +341,23 @@ class Launcher:
         z = self._zygotes.get(spec.key)
         if z is None:
             z = self._zygotes[spec.key] = Zygote(spec, rlimit_memory=not self.cgroups.available)
-            self._spares[spec.key] = deque()
         return z
 
-    async def _fork(self, zygote: Zygote) -> Instance:
-        pid, sock = await zygote.fork()
-        cgroup = self.cgroups.create(f"i-{pid}")
-        if cgroup is not None:
-            try:
-                cgroup.attach(pid)
-            except OSError:
+    async def _fork(self, zygote: Zygote, spec: ZygoteSpec) -> Instance:
+        token = zygote.token()
+        cgroup = self.cgroups.create(f"{spec.key.replace('/', '_')}-{token}")
+        if cgroup is not None and spec.uid:
+            cgroup.delegate(spec.uid, spec.uid)
+        # an app zygote is sandboxed already: no namespaces of its own for its forks
+        ns = self.namespaces and spec.preinit is None and spec.profile != "none"
+        msg = control.Fork(token=token, cgroup_procs=cgroup.procs if cgroup else [],
+                           namespaces=ns, network=ns and spec.profile == "strict")
+        try:
+            pid, sock = await zygote.fork(msg)
+        except BaseException:
+            if cgroup is not None:
                 cgroup.remove()
-                cgroup = None
+            raise
         inst = Instance(pid, sock, zygote, cgroup)
         inst.on_log = self.on_log
         inst.on_death = self.on_death
@@ -347,7 +367,7 @@ class Launcher:
     async def instance(self, spec: ZygoteSpec) -> Instance:
         """A fresh generic instance: a spare when one is ready, else a fork now."""
         zygote = self.zygote(spec)
-        spares = self._spares[spec.key]
+        spares = self._spares.setdefault((spec.key, spec.profile), deque())
         inst = None
         while spares:
             candidate = spares.popleft()
@@ -355,30 +375,34 @@ class Launcher:
                 inst = candidate
                 break
         if inst is None:
-            inst = await self._fork(zygote)
+            inst = await self._fork(zygote, spec)
         self._refill(spec)
         return inst
 
     def _refill(self, spec: ZygoteSpec) -> None:
-        if self.spares <= 0 or spec.key in self._refilling:
+        pool_key = (spec.key, spec.profile)
+        if self.spares <= 0 or pool_key in self._refilling:
             return
-        self._refilling.add(spec.key)
+        self._refilling.add(pool_key)
 
         async def refill() -> None:
             try:
-                zygote, spares = self._zygotes.get(spec.key), self._spares.get(spec.key)
-                while zygote is not None and spares is not None and len(spares) < self.spares:
-                    spares.append(await self._fork(zygote))
+                while True:
+                    zygote, spares = self._zygotes.get(spec.key), self._spares.get(pool_key)
+                    if zygote is None or spares is None or len(spares) >= self.spares:
+                        return
+                    spares.append(await self._fork(zygote, spec))
             except Exception as exc:  # noqa: BLE001 - spares are best effort
                 print(f"skiff: could not pre-fork a spare instance: {exc}", file=sys.stderr)
             finally:
-                self._refilling.discard(spec.key)
+                self._refilling.discard(pool_key)
 
         asyncio.ensure_future(refill())
 
     async def warm(self, spec: ZygoteSpec) -> None:
         """Start the zygote and its spares ahead of the first request."""
         await self.zygote(spec)._ensure()
+        self._spares.setdefault((spec.key, spec.profile), deque())
         self._refill(spec)
 
     def retire(self, key: str, grace: float = 60.0) -> None:
@@ -386,14 +410,16 @@ class Launcher:
         Its instances die with it, so it goes only after ``grace`` seconds, time
         for their in-flight requests to finish."""
         zygote = self._zygotes.pop(key, None)
-        for inst in self._spares.pop(key, ()):
-            inst.kill()
+        for pool_key in [k for k in self._spares if k[0] == key]:
+            for inst in self._spares.pop(pool_key):
+                inst.kill()
         if zygote is not None:
             asyncio.get_running_loop().call_later(
                 grace, lambda: asyncio.ensure_future(zygote.close()))
 
     def stats(self) -> dict:
-        return {key: {"zygote_pid": z.pid, "spares": len(self._spares[key])}
+        return {key: {"zygote_pid": z.pid,
+                      "spares": {p: len(q) for (k, p), q in self._spares.items() if k == key}}
                 for key, z in self._zygotes.items()}
 
     async def close(self) -> None:

@@ -100,6 +100,13 @@ def _limit_memory(memory_mb: int) -> None:
 
 
 _preinit: tuple[p.Load, Any] | None = None
+_sandboxed = False
+
+
+def mark_sandboxed() -> None:
+    """The zygote applied the sandbox already (a pre-initialized app's)."""
+    global _sandboxed
+    _sandboxed = True
 
 
 def _apply_env(load: p.Load) -> None:
@@ -133,6 +140,18 @@ def serve(sock: socket.socket) -> None:
         os._exit(2)
     channel = _Channel(sock)
     t0 = time.perf_counter()
+    plan = load.sandbox
+    if plan is not None:
+        from skiff.instance import sandbox
+
+        try:
+            if not _sandboxed:
+                sandbox.apply(plan)
+            if plan.egress_socket:
+                sandbox.start_egress_relay(plan.egress_socket)
+        except OSError as exc:
+            channel.send(p.InitFailed(message=f"the sandbox could not be applied: {exc}"))
+            os._exit(1)
     _apply_env(load)
     if os.environ.get("SKIFF_RLIMIT_MEMORY") == "1":
         _limit_memory(load.memory_mb)

@@ -48,8 +48,8 @@ def _preinit(load_json: str) -> str:
     return ""
 
 
-def _child(fd: int, ctl: socket.socket, sel: selectors.BaseSelector, wake_r: int,
-           wake_w: int) -> None:
+def _child(fd: int, msg: control.Fork, ctl: socket.socket, sel: selectors.BaseSelector,
+           wake_r: int, wake_w: int) -> None:
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -60,12 +60,57 @@ def _child(fd: int, ctl: socket.socket, sel: selectors.BaseSelector, wake_r: int
     control.die_with_parent()
     code = 0
     try:
+        for procs in msg.cgroup_procs:  # before anything else, so children are born inside
+            with open(procs, "w") as f:
+                f.write(str(os.getpid()))
+        if msg.namespaces:
+            _namespaced(fd, msg.network)
         from skiff.instance import worker
 
         worker.serve(socket.socket(fileno=fd))
-    except BaseException:  # noqa: BLE001 - never fall back into the zygote loop
+    except BaseException as exc:  # noqa: BLE001 - never fall back into the zygote loop
+        print(f"skiff instance {os.getpid()}: {exc!r}", file=sys.stderr)
         code = 1
     os._exit(code)
+
+
+def _namespaced(fd: int, network: bool) -> None:
+    """Become the keeper of a new pid (and network) namespace: the instance is our
+    child, pid 1 inside; we only wait for it and pass its fate on to the zygote."""
+    from skiff.instance import sandbox
+
+    sandbox.enter_namespaces(network)
+    pid = os.fork()
+    if pid == 0:
+        control.die_with_parent()
+        if network:
+            sandbox.loopback_up()
+        return
+    os.close(fd)
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    if code < 0:
+        signal.signal(-code, signal.SIG_DFL)
+        os.kill(os.getpid(), -code)
+    os._exit(code)
+
+
+def _sandbox_zygote() -> None:
+    """An app zygote runs app code at init, so it is sandboxed before that code runs
+    (its instances inherit every layer)."""
+    import msgspec
+
+    from skiff.instance import sandbox, worker
+
+    raw = os.environ.get("SKIFF_SANDBOX")
+    if not raw:
+        return
+    plan = msgspec.json.decode(raw.encode(), type=sandbox.Plan)
+    if os.environ.get("SKIFF_SANDBOX_NETWORK") == "1":
+        sandbox.unshare(sandbox.CLONE_NEWNET)
+        sandbox.loopback_up()
+    sandbox.apply(plan)
+    worker.mark_sandboxed()
 
 
 def main(fd: int) -> None:
@@ -76,7 +121,12 @@ def main(fd: int) -> None:
     error = ""
     preinit = os.environ.get("SKIFF_PREINIT")
     if preinit:
-        error = _preinit(preinit)
+        try:
+            _sandbox_zygote()
+        except OSError as exc:
+            error = f"the sandbox could not be applied: {exc}\n"
+        else:
+            error = _preinit(preinit)
     gc.collect()
     gc.freeze()
 
@@ -119,7 +169,7 @@ def main(fd: int) -> None:
                 continue
             pid = os.fork()
             if pid == 0:
-                _child(fds[0], ctl, sel, wake_r, wake_w)
+                _child(fds[0], msg, ctl, sel, wake_r, wake_w)
             for extra_fd in fds:
                 os.close(extra_fd)
             children.add(pid)

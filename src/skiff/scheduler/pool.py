@@ -142,7 +142,8 @@ class Pool:
     def view(self) -> PoolView:
         t = self.target
         return PoolView(
-            instances=tuple(InstanceView(i.id, i.inflight, i.last_used) for i in self.instances),
+            instances=tuple(InstanceView(i.id, i.inflight, i.last_used)
+                            for i in self.instances if not i.dead),
             starting=self.starting, waiting=sum(1 for f in self.waiters if not f.done()),
             concurrency=t.concurrency or self.learned_concurrency,
             min_instances=warm_minimum(t.min_instances, t.warm, datetime.now()),

@@ -60,7 +60,13 @@ CREATE TABLE IF NOT EXISTS logs (
   ts REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS logs_app ON logs (app, seq);
+CREATE TABLE IF NOT EXISTS app_uids (
+  app TEXT PRIMARY KEY,
+  uid INTEGER NOT NULL UNIQUE
+);
 """
+
+FIRST_APP_UID = 100_000  # far above system and login users
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -154,6 +160,17 @@ class Store:
             rows = self._db.execute("SELECT * FROM revisions WHERE app = ? ORDER BY created",
                                     (app,)).fetchall()
         return [_revision(r) for r in rows]
+
+    def uid_for(self, app: str) -> int:
+        """The app's own uid, allocated once and kept (files it writes stay its own)."""
+        with self._lock:
+            row = self._db.execute("SELECT uid FROM app_uids WHERE app = ?", (app,)).fetchone()
+            if row:
+                return row["uid"]
+            top = self._db.execute("SELECT max(uid) FROM app_uids").fetchone()[0]
+            uid = (top or FIRST_APP_UID - 1) + 1
+            self._db.execute("INSERT INTO app_uids VALUES (?, ?)", (app, uid))
+            return uid
 
     def delete_app(self, app: str) -> None:
         with self._lock:

@@ -2,7 +2,9 @@
 
 import asyncio
 import json
-import os
+import uuid
+
+INSTANCE = uuid.uuid4().hex
 
 
 async def app(scope, receive, send):
@@ -10,7 +12,7 @@ async def app(scope, receive, send):
         return
     delay = float(scope["query_string"].decode().partition("=")[2] or 0)
     await asyncio.sleep(delay)
-    body = json.dumps({"pid": os.getpid(), "path": scope["path"],
+    body = json.dumps({"pid": INSTANCE, "path": scope["path"],
                        "root_path": scope["root_path"]}).encode()
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(b"content-type", b"application/json")]})

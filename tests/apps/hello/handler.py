@@ -1,4 +1,7 @@
 import os
+import uuid
+
+INSTANCE = uuid.uuid4().hex  # one per instance (pids are 1 inside a pid namespace)
 
 
 def handler(event, context):
@@ -8,6 +11,6 @@ def handler(event, context):
         "greeting": f"{os.environ['GREETING']}, {who}",
         "path": event.get("rawPath"),
         "request_id": context.aws_request_id,
-        "pid": os.getpid(),
+        "pid": INSTANCE,
         "event": event if "rawPath" not in event else None,
     }

@@ -1,0 +1,38 @@
+"""Fixtures of the bus tests: a hand-moved clock and every broker backend."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from skiff.bus import Broker, MemoryBroker, SQLiteBroker
+
+
+class FakeClock:
+    """Seconds since the epoch that move only when a test says so."""
+
+    def __init__(self, start: float = 1_700_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def broker(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> Iterator[Broker]:
+    if request.param == "memory":
+        b: Broker = MemoryBroker(clock=clock)
+    else:
+        b = SQLiteBroker(tmp_path / "bus.db", clock=clock)
+    yield b
+    b.close()
