@@ -14,8 +14,8 @@ Python 3.11 has no ``os.unshare``/``mount``, so they are called through libc.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
-import errno
 import fcntl
 import os
 import socket
@@ -153,28 +153,25 @@ def start_egress_relay(unix_path: str) -> int:
     os.environ[PROXY_PORT_ENV] = str(port)
 
     def pump(src: socket.socket, dst: socket.socket) -> None:
-        try:
+        with contextlib.suppress(OSError):
             while data := src.recv(65536):
                 dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+        for s in (src, dst):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
 
     def accept_loop() -> None:
         while True:
             try:
                 client, _ = listener.accept()
-                upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            except OSError:
+                return
+            upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
                 upstream.connect(unix_path)
-            except OSError as exc:
-                if exc.errno == errno.EBADF:
-                    return
+            except OSError:
                 client.close()
+                upstream.close()
                 continue
             threading.Thread(target=pump, args=(client, upstream), daemon=True).start()
             threading.Thread(target=pump, args=(upstream, client), daemon=True).start()
