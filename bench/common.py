@@ -131,7 +131,8 @@ def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0
         if value:
             return value
         if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:g}s waiting for {what}")
+            raise TimeoutError(f"timed out after {timeout:g}s waiting for {what} "
+                               f"(last: {value!r})")
         time.sleep(interval)
 
 

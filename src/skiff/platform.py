@@ -16,9 +16,11 @@ from pathlib import Path
 import msgspec
 
 from skiff.config import Config
+from skiff.egress import EgressEvent, EgressListener, EgressPolicy, EgressProxy
 from skiff.errors import DeployError, NotFound, SkiffError
 from skiff.gateway.routing import Route, Router
 from skiff.gateway.static import StaticSite
+from skiff.governance import SecretStore, scan_app
 from skiff.instance import Instance, Launcher, ZygoteSpec
 from skiff.instance import protocol as p
 from skiff.instance.cgroups import CgroupManager
@@ -58,6 +60,12 @@ class Platform:
         self._deploy_locks: dict[str, asyncio.Lock] = {}
         self._ticker: asyncio.Task | None = None
         self.started = time.time()
+        self.secrets = SecretStore.open(config.home)
+        self._secret_versions = self._secret_snapshot()
+        self.egress = EgressProxy(on_event=self._on_egress)
+        self._egress: dict[str, EgressListener] = {}
+        self.run_dir = config.home / "run"
+        self.run_dir.mkdir(mode=0o700, exist_ok=True)
 
     # -- lifecycle ------------------------------------------------------------
     async def start(self) -> None:
@@ -74,7 +82,14 @@ class Platform:
             except SkiffError as exc:
                 self.log_platform(name, revision, f"could not restore: {exc.message}")
                 continue
-            self._activate(manifest, revision, Path(row.code_dir), zygote, trial=None)
+            try:
+                await self._serve_egress(name, manifest, EgressPolicy.parse(manifest.spec.egress))
+            except (SkiffError, OSError) as exc:
+                self.log_platform(name, revision, f"egress proxy not started: {exc}")
+            try:
+                self._activate(manifest, revision, Path(row.code_dir), zygote, trial=None)
+            except SkiffError as exc:
+                self.log_platform(name, revision, f"could not restore: {exc.message}")
         await self.launcher.warm(dataclasses.replace(self._default_zygote(), profile="strict"))
         self._ticker = asyncio.ensure_future(self._tick())
 
@@ -86,6 +101,8 @@ class Platform:
     async def stop(self) -> None:
         if self._ticker:
             self._ticker.cancel()
+        await self.egress.aclose()
+        self.secrets.close()
         for app in self.apps.values():
             if app.pool:
                 app.pool.close()
@@ -95,6 +112,7 @@ class Platform:
     async def _tick(self) -> None:
         while True:
             await asyncio.sleep(self.config.tick_seconds)
+            self.follow_secrets()
             for app in list(self.apps.values()):
                 if app.pool is not None:
                     try:
@@ -103,11 +121,21 @@ class Platform:
                         print(f"skiff: scaling {app.name} failed: {exc}", file=sys.stderr)
 
     # -- deploy -------------------------------------------------------------------
-    async def deploy(self, src: Path) -> dict:
-        """Validate, install, trial-load and activate the app in ``src``.
+    async def deploy(self, src: Path, *, allow_secret_findings: str | None = None) -> dict:
+        """Validate, scan, install, trial-load and activate the app in ``src``.
         On any failure the previous revision keeps serving."""
         manifest = load_manifest(src / "skiff.yaml")
         name = manifest.name
+        policy = EgressPolicy.parse(manifest.spec.egress)
+        self._resolve_secrets(manifest)  # a missing secret fails the deploy, not the instance
+        findings = await asyncio.to_thread(scan_app, src, iter_app_files(src))
+        if findings and not allow_secret_findings:
+            lines = [f"  {f.file}:{f.line}: {f.type}" for f in findings]
+            raise DeployError(
+                f"deploy of {name} rejected: {len(findings)} hard-coded credential(s) found:\n"
+                + "\n".join(lines) + f"\n{findings[0].hint} (or deploy with "
+                "--allow-secret-scan-findings REASON)", code="hardcoded_secret",
+                findings=[{"file": f.file, "line": f.line, "type": f.type} for f in findings])
         lock = self._deploy_locks.setdefault(name, asyncio.Lock())
         async with lock:
             revision = content_hash(src, manifest)
@@ -115,6 +143,7 @@ class Platform:
             if current is not None and current.revision == revision:
                 return self._deploy_result(current, changed=False)
             code_dir = await asyncio.to_thread(self._store_code, src, name, revision)
+            await self._serve_egress(name, manifest, policy)
             zygote = await asyncio.to_thread(self.envs.resolve, code_dir)
             zygote = self._zygote_for(manifest, revision, code_dir, zygote)
             trial = None
@@ -125,6 +154,9 @@ class Platform:
             self.store.set_current(name, revision)
             app = self._activate(manifest, revision, code_dir, zygote, trial=trial)
             self.log_platform(name, revision, f"revision {revision} deployed ({app.kind or 'static'})")
+            if findings:
+                self.log_platform(name, revision, f"deployed with {len(findings)} secret-scan "
+                                  f"finding(s) allowed; reason: {allow_secret_findings}")
             return self._deploy_result(app, changed=True)
 
     def _store_code(self, src: Path, name: str, revision: str) -> Path:
@@ -142,20 +174,77 @@ class Platform:
         return dest
 
     def _load_message(self, manifest: Manifest, revision: str, code_dir: Path,
-                      zygote: ZygoteSpec) -> p.Load:
+                      zygote: ZygoteSpec, *, with_secrets: bool = True) -> p.Load:
         spec = manifest.spec
         sandbox = plan_for(self.support, spec.isolation, uid=self.store.uid_for(manifest.name),
                            home=self.config.home, code_dir=code_dir, python=zygote.python,
                            tmp_mb=spec.resources.tmp_mb,
                            egress_socket=self.egress_socket(manifest.name))
+        env = dict(spec.env)
+        if with_secrets:  # never into a zygote: every fork of it would share them
+            env.update(self._resolve_secrets(manifest))
         return p.Load(app=manifest.name, revision=revision, code_dir=str(code_dir),
-                      handler=spec.handler, kind=spec.kind, env=dict(spec.env),
+                      handler=spec.handler, kind=spec.kind, env=env,
                       memory_mb=spec.resources.memory_mb, cpu=spec.resources.cpu,
                       max_pids=spec.resources.max_pids, timeout_s=spec.resources.timeout,
                       mount="/" + manifest.name, sandbox=sandbox)
 
     def egress_socket(self, app: str) -> str:
-        return ""
+        return str(self.run_dir / f"egress-{app}.sock")
+
+    async def _serve_egress(self, name: str, manifest: Manifest, policy: EgressPolicy) -> None:
+        """The app's one way out: a proxy listener on a unix socket that only its
+        instances can reach (it is bind-mounted into their mount namespace)."""
+        listener = self._egress.get(name)
+        if listener is not None:
+            listener.policy = policy
+            return
+        self._egress[name] = await self.egress.serve_unix(self.egress_socket(name), name, policy,
+                                                          mode=0o666)
+
+    def _on_egress(self, ev: EgressEvent) -> None:
+        verdict = "allowed" if ev.allowed else f"DENIED ({ev.reason})"
+        line = (f"{ev.method} {ev.host}:{ev.port} {verdict} rule={ev.rule or '-'} "
+                f"up={ev.bytes_up}B down={ev.bytes_down}B {ev.duration_ms:.1f}ms")
+        if not ev.allowed and ev.rule:
+            line += f'; add "{ev.rule}" to spec.egress to allow it'
+        app = self.apps.get(ev.app)
+        self.store.log(ev.app, app.revision if app else "", "", "", "egress", line)
+
+    # -- secrets ------------------------------------------------------------------
+    def _resolve_secrets(self, manifest: Manifest) -> dict[str, str]:
+        values = {}
+        for secret in manifest.spec.secrets:
+            try:
+                values[secret.name] = self.secrets.resolve_ref(secret.ref).value
+            except SkiffError as exc:
+                raise DeployError(f"app {manifest.name} needs {secret.ref} for ${secret.name}: "
+                                  f"{exc.message}", code="secret_not_found") from None
+        return values
+
+    def _secret_snapshot(self) -> dict[str, int]:
+        return {info.name: info.latest_version for info in self.secrets.list()}
+
+    def follow_secrets(self) -> None:
+        """A secret changed (here or by `skiff secrets`): replace the instances of every
+        app that uses it; they finish their requests first, so none fails."""
+        now = self._secret_snapshot()
+        if now == self._secret_versions:
+            return
+        changed = {n for n in now.keys() | self._secret_versions.keys()
+                   if now.get(n) != self._secret_versions.get(n)}
+        self._secret_versions = now
+        for app in list(self.apps.values()):
+            uses = {s.ref.removeprefix("secret://") for s in app.manifest.spec.secrets}
+            if app.pool is None or not uses & changed:
+                continue
+            try:
+                target = self._target(app.manifest, app.revision, app.code_dir, app.zygote)
+            except SkiffError as exc:
+                self.log_platform(app.name, app.revision, f"secret rotation: {exc.message}")
+                continue
+            app.pool.set_target(target)
+            self.log_platform(app.name, app.revision, "secret rotated: instances replaced")
 
     def _zygote_for(self, manifest: Manifest, revision: str, code_dir: Path,
                     env: ZygoteSpec) -> ZygoteSpec:
@@ -164,7 +253,7 @@ class Platform:
         spec = manifest.spec
         if not spec.scaling.preinit or not spec.handler:
             return dataclasses.replace(env, profile=spec.isolation)
-        load = self._load_message(manifest, revision, code_dir, env)
+        load = self._load_message(manifest, revision, code_dir, env, with_secrets=False)
         root = self.support.root
         return dataclasses.replace(
             env, key=f"{env.key}:{manifest.name}@{revision}", preinit=msgspec.json.encode(load),
@@ -260,6 +349,9 @@ class Platform:
         if app.zygote.preinit:
             self.launcher.retire(app.zygote.key, grace=0)
         del self.apps[name]
+        listener = self._egress.pop(name, None)
+        if listener is not None:
+            listener.close()
         self.router.remove_app(name)
         self.store.delete_app(name)
 

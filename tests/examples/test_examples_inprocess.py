@@ -333,6 +333,7 @@ def test_todo_openapi_schema_is_served(todo):
 # --- webhook: plain Lambda handler with HMAC signatures -------------------------
 
 WEBHOOK = EXAMPLES / "webhook"
+DEMO_SECRET = "demo-webhook-secret"  # what ./dev up stores as secret://webhook-secret
 PUSH = {
     "ref": "refs/heads/main",
     "commits": [{"id": "a1"}, {"id": "b2"}],
@@ -343,13 +344,13 @@ PUSH = {
 
 @pytest.fixture
 def webhook() -> Iterator[AppClient]:
-    with AppClient(WEBHOOK) as client:
+    with AppClient(WEBHOOK, env={"WEBHOOK_SECRET": DEMO_SECRET}) as client:
         yield client
 
 
 def sign(body: bytes, secret: str | None = None) -> str:
     """The X-Hub-Signature-256 value GitHub would send for ``body``."""
-    secret = secret or manifest(WEBHOOK)["spec"]["env"]["WEBHOOK_SECRET"]
+    secret = secret or DEMO_SECRET
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 

@@ -15,7 +15,11 @@ from tests.conftest import EXAMPLES, SkiffServer
 
 @pytest.fixture(scope="module")
 def examples(tmp_path_factory, envs_dir):
-    server = SkiffServer(tmp_path_factory.mktemp("home"), [EXAMPLES], envs_dir)
+    home = tmp_path_factory.mktemp("home")
+    # as ./dev up does: the webhook example reads its signing key from the secret store
+    subprocess.run([sys.executable, "-m", "skiff", "secrets", "set", "webhook-secret",
+                    "demo-webhook-secret", "--home", str(home)], check=True, capture_output=True)
+    server = SkiffServer(home, [EXAMPLES], envs_dir)
     yield server
     server.stop()
 

@@ -22,8 +22,8 @@ app = typer.Typer(help="Skiff: run many micro apps on one machine.", no_args_is_
 out = Console()
 err = Console(stderr=True)
 
-UrlOpt = Annotated[str | None, typer.Option("--url", help="Skiff server URL (default: from $SKIFF_HOME/server.json)")]  # noqa: UP007
-HomeOpt = Annotated[Path | None, typer.Option("--home", help="state directory ($SKIFF_HOME, default ./.skiff)")]  # noqa: UP007
+UrlOpt = Annotated[str | None, typer.Option("--url", help="Skiff server URL (default: from $SKIFF_HOME/server.json)")]
+HomeOpt = Annotated[Path | None, typer.Option("--home", help="state directory ($SKIFF_HOME, default ./.skiff)")]
 TEMPLATES = Path(__file__).parent / "templates"
 
 
@@ -38,9 +38,9 @@ def _ms(v: float | None) -> str:
 
 
 @app.command()
-def up(dirs: Annotated[list[Path] | None, typer.Argument(help="directories to search for skiff.yaml")] = None,  # noqa: UP007
-       port: Annotated[int | None, typer.Option(help="port (0 picks a free one)")] = None,  # noqa: UP007
-       host: Annotated[str | None, typer.Option(help="address to bind")] = None,  # noqa: UP007
+def up(dirs: Annotated[list[Path] | None, typer.Argument(help="directories to search for skiff.yaml")] = None,
+       port: Annotated[int | None, typer.Option(help="port (0 picks a free one)")] = None,
+       host: Annotated[str | None, typer.Option(help="address to bind")] = None,
        home: HomeOpt = None) -> None:
     """Serve every app found under DIRS (and every app deployed before)."""
     from skiff.server import run
@@ -51,7 +51,7 @@ def up(dirs: Annotated[list[Path] | None, typer.Argument(help="directories to se
 
 @app.command()
 def dev(directory: Annotated[Path, typer.Argument(help="the app directory")] = Path("."),
-        port: Annotated[int | None, typer.Option()] = None,  # noqa: UP007
+        port: Annotated[int | None, typer.Option()] = None,
         home: HomeOpt = None) -> None:
     """Serve one app and redeploy it whenever a file changes."""
     from skiff.server import run
@@ -84,7 +84,9 @@ def dev(directory: Annotated[Path, typer.Argument(help="the app directory")] = P
 
 @app.command()
 def deploy(directory: Annotated[Path, typer.Argument(help="the app directory")] = Path("."),
-           url: UrlOpt = None) -> None:
+           url: UrlOpt = None,
+           allow_secret_scan_findings: Annotated[str | None, typer.Option(
+               help="deploy despite hard-coded credentials found; give the reason (recorded)")] = None) -> None:
     """Upload an app and serve it as a new immutable revision."""
     from skiff.cli.client import pack
 
@@ -94,7 +96,9 @@ def deploy(directory: Annotated[Path, typer.Argument(help="the app directory")] 
                          code="no_manifest")
     client = _client(url)
     with out.status(f"deploying {directory.name} …"):
-        res = client.json("POST", "/apps", content=pack(directory),
+        params = {"allow_secret_scan_findings": allow_secret_scan_findings} \
+            if allow_secret_scan_findings else {}
+        res = client.json("POST", "/apps", content=pack(directory), params=params,
                           headers={"content-type": "application/gzip"})
     verb = "deployed" if res["changed"] else "unchanged"
     out.print(f"[green]{verb}[/] {res['app']} revision [bold]{res['revision']}[/] "
@@ -102,7 +106,7 @@ def deploy(directory: Annotated[Path, typer.Argument(help="the app directory")] 
 
 
 @app.command()
-def rollback(name: str, revision: Annotated[str | None, typer.Argument()] = None,  # noqa: UP007
+def rollback(name: str, revision: Annotated[str | None, typer.Argument()] = None,
              url: UrlOpt = None) -> None:
     """Serve an earlier revision (the previous one by default)."""
     res = _client(url).json("POST", f"/apps/{name}/rollback", json={"revision": revision})
@@ -110,7 +114,7 @@ def rollback(name: str, revision: Annotated[str | None, typer.Argument()] = None
 
 
 @app.command("ls")
-def ls(name: Annotated[str | None, typer.Argument(help="show one app in detail")] = None,  # noqa: UP007
+def ls(name: Annotated[str | None, typer.Argument(help="show one app in detail")] = None,
        url: UrlOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Apps with revision, instances, requests, latency percentiles and cold starts."""
     client = _client(url)
@@ -152,7 +156,7 @@ def ls(name: Annotated[str | None, typer.Argument(help="show one app in detail")
 
 
 @app.command()
-def invoke(name: str, data: Annotated[str | None, typer.Option("--data", "-d", help="JSON event")] = None,  # noqa: UP007
+def invoke(name: str, data: Annotated[str | None, typer.Option("--data", "-d", help="JSON event")] = None,
            url: UrlOpt = None) -> None:
     """Invoke an app directly with a JSON event and print the result."""
     if data is not None:
@@ -193,7 +197,7 @@ def logs(name: str, follow: Annotated[bool, typer.Option("--follow", "-f")] = Fa
 def new(name: str,
         template: Annotated[str, typer.Option("--template", "-t",
                                               help="lambda-api | asgi | flask | static-site")] = "lambda-api",
-        directory: Annotated[Path | None, typer.Option("--dir", help="where to create it")] = None) -> None:  # noqa: UP007
+        directory: Annotated[Path | None, typer.Option("--dir", help="where to create it")] = None) -> None:
     """Scaffold a working app with its own test."""
     import re
 
@@ -222,6 +226,128 @@ def new(name: str,
             shutil.copy2(path, dest / rel)
     out.print(f"[green]created[/] {dest} from template {template}\n"
               f"  run it:   skiff dev {dest}\n  test it:  python -m pytest {dest}")
+
+
+secrets_app = typer.Typer(help="Encrypted, versioned secrets that apps reference as secret://NAME.",
+                          no_args_is_help=True)
+app.add_typer(secrets_app, name="secrets")
+
+
+class _LocalSecrets:
+    """`skiff secrets` on this machine writes the store directly; a running Skiff
+    notices the change and replaces the instances of apps that use the secret."""
+
+    def __init__(self, home: Path | None) -> None:
+        from skiff.governance import SecretStore
+
+        self.store = SecretStore.open(Config.resolve(home=home).home)
+
+    def set(self, name: str, value: str) -> int:
+        return self.store.set(name, value)
+
+    def ls(self) -> list[dict]:
+        return [{"name": i.name, "version": i.latest_version, "updated": i.updated}
+                for i in self.store.list()]
+
+    def rm(self, name: str) -> int:
+        return self.store.delete(name)
+
+    def exists(self, name: str) -> bool:
+        return any(i.name == name for i in self.store.list())
+
+
+class _RemoteSecrets:
+    def __init__(self, url: str) -> None:
+        self.client = _client(url)
+
+    def set(self, name: str, value: str) -> int:
+        return self.client.json("PUT", f"/secrets/{name}", json={"value": value})["version"]
+
+    def ls(self) -> list[dict]:
+        return self.client.json("GET", "/secrets")
+
+    def rm(self, name: str) -> int:
+        return self.client.json("DELETE", f"/secrets/{name}")["versions_removed"]
+
+    def exists(self, name: str) -> bool:
+        return any(s["name"] == name for s in self.ls())
+
+
+def _secrets(url: str | None, home: Path | None):  # noqa: ANN202
+    import os
+
+    url = url or os.environ.get("SKIFF_URL")
+    return _RemoteSecrets(url) if url else _LocalSecrets(home)
+
+
+def _secret_value(value: str | None) -> str:
+    if value is not None:
+        return value
+    if sys.stdin.isatty():
+        import getpass
+
+        return getpass.getpass("value: ")
+    return sys.stdin.read().rstrip("\n")
+
+
+@secrets_app.command("set")
+def secrets_set(name: str,
+                value: Annotated[str | None, typer.Argument(help="the value; read from stdin when omitted")] = None,
+                if_missing: Annotated[bool, typer.Option(help="leave an existing secret alone")] = False,
+                url: UrlOpt = None, home: HomeOpt = None) -> None:
+    """Store a new version of a secret."""
+    store = _secrets(url, home)
+    if if_missing and store.exists(name):
+        out.print(f"{name} exists; left as it is")
+        return
+    out.print(f"[green]stored[/] {name} version {store.set(name, _secret_value(value))}")
+
+
+@secrets_app.command("rotate")
+def secrets_rotate(name: str, value: Annotated[str | None, typer.Argument()] = None,
+                   url: UrlOpt = None, home: HomeOpt = None) -> None:
+    """Store a new version; apps using it get fresh instances, without failing a request."""
+    store = _secrets(url, home)
+    if not store.exists(name):
+        raise SkiffError(f"no secret named {name!r}; create it with `skiff secrets set {name}`",
+                         code="secret_not_found", status=404)
+    out.print(f"[green]rotated[/] {name} to version {store.set(name, _secret_value(value))}")
+
+
+@secrets_app.command("ls")
+def secrets_ls(url: UrlOpt = None, home: HomeOpt = None) -> None:
+    """Secret names and versions (values are never shown)."""
+    table = Table("name", "version", "updated")
+    for s in _secrets(url, home).ls():
+        table.add_row(s["name"], str(s["version"]),
+                      time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(s["updated"])))
+    out.print(table)
+
+
+@secrets_app.command("rm")
+def secrets_rm(name: str, url: UrlOpt = None, home: HomeOpt = None) -> None:
+    """Delete a secret and all its versions."""
+    out.print(f"[green]removed[/] {name} ({_secrets(url, home).rm(name)} versions)")
+
+
+@app.command()
+def doctor(home: HomeOpt = None) -> None:
+    """Which isolation layers this machine enforces, and why any is not."""
+    import uuid
+
+    from skiff.instance.cgroups import CgroupManager
+    from skiff.instance.isolation import Support
+
+    manager = CgroupManager(f"skiff-doctor-{uuid.uuid4().hex[:6]}")
+    try:
+        support = Support.probe(manager)
+    finally:
+        manager.close()
+    table = Table("layer", "", "detail", title="Skiff isolation on this machine")
+    for layer in support.layers():
+        table.add_row(layer.name, "[green]✓[/]" if layer.active else "[red]✗[/]",
+                      escape(layer.detail))
+    out.print(table)
 
 
 @app.command()

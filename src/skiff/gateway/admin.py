@@ -26,6 +26,10 @@ PREFIX = "/_skiff/api"
 MAX_UPLOAD = 200 * 1024 * 1024
 
 
+class SecretBody(BaseModel):
+    value: str
+
+
 class RollbackBody(BaseModel):
     revision: str | None = None
 
@@ -85,8 +89,9 @@ def build_admin(platform: Platform, token: str) -> FastAPI:
     @api.post(f"{PREFIX}/apps", status_code=201, dependencies=protected,
               openapi_extra={"requestBody": {"content": {"application/gzip": {
                   "schema": {"type": "string", "format": "binary"}}}, "required": True}})
-    async def deploy(request: Request) -> dict:
-        """Upload an app directory as a .tar.gz; creates an immutable revision and serves it."""
+    async def deploy(request: Request, allow_secret_scan_findings: str | None = None) -> dict:
+        """Upload an app directory as a .tar.gz; creates an immutable revision and serves it.
+        ``allow_secret_scan_findings`` (a reason, recorded) lets a deploy through the scan."""
         data = bytearray()
         async for chunk in request.stream():
             data += chunk
@@ -99,7 +104,8 @@ def build_admin(platform: Platform, token: str) -> FastAPI:
             except (tarfile.TarError, OSError) as exc:
                 raise SkiffError(f"the upload is not a valid .tar.gz of an app directory: {exc}",
                                  code="bad_upload", status=400) from None
-            return await platform.deploy(Path(tmp))
+            return await platform.deploy(Path(tmp),
+                                         allow_secret_findings=allow_secret_scan_findings)
 
     @api.delete(f"{PREFIX}/apps/{{name}}", dependencies=protected)
     async def delete_app(name: str) -> dict:
@@ -158,15 +164,34 @@ def build_admin(platform: Platform, token: str) -> FastAPI:
 
     @api.get(f"{PREFIX}/apps/{{name}}/logs", dependencies=protected)
     async def logs(name: str, after: int = 0,
-                   limit: Annotated[int, Query(ge=1, le=5000)] = 500) -> list[dict]:
+                   limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+                   stream: str | None = None) -> list[dict]:
+        """App output (stdout, stderr) and platform lines; ``stream=egress`` gives every
+        connection attempt through the egress proxy."""
         platform.app(name)
-        return platform.store.logs(name, after, limit)
+        return platform.store.logs(name, after, limit, stream)
+
+    @api.get(f"{PREFIX}/secrets", dependencies=protected)
+    async def list_secrets() -> list[dict]:
+        """Names and versions only: values never leave the store through the API."""
+        return [{"name": i.name, "version": i.latest_version, "created": i.created,
+                 "updated": i.updated} for i in platform.secrets.list()]
+
+    @api.put(f"{PREFIX}/secrets/{{name}}", dependencies=protected)
+    async def set_secret(name: str, body: SecretBody) -> dict:
+        version = platform.secrets.set(name, body.value)
+        platform.follow_secrets()
+        return {"name": name, "version": version}
+
+    @api.delete(f"{PREFIX}/secrets/{{name}}", dependencies=protected)
+    async def delete_secret(name: str) -> dict:
+        removed = platform.secrets.delete(name)
+        platform.follow_secrets()
+        return {"name": name, "versions_removed": removed}
 
     @api.get(f"{PREFIX}/system", dependencies=protected)
     async def system() -> dict:
-        cg = platform.cgroups
         return {"zygotes": platform.launcher.stats(),
-                "memory_isolation": f"cgroup v{cg.version}" if cg.available
-                else f"rlimit (no cgroup: {cg.reason})"}
+                "isolation": [layer.__dict__ for layer in platform.support.layers()]}
 
     return api

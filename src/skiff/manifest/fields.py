@@ -190,7 +190,7 @@ def _port_in_range(pattern: str) -> str:
     return pattern
 
 
-EGRESS_PATTERN = rf"^(\*\.)?{_LABEL}(\.{_LABEL})*(:[0-9]{{1,5}})?$"
+EGRESS_PATTERN = rf"^(\*|(\*\.)?{_LABEL}(\.{_LABEL})*)(:[0-9]{{1,5}})?$"
 EgressRule = Annotated[
     str,
     StringConstraints(pattern=EGRESS_PATTERN),
@@ -199,7 +199,7 @@ EgressRule = Annotated[
            '"*.internal.corp:443"'),
 ]
 
-SECRET_REF_PATTERN = r"^secret://[a-z0-9][a-z0-9._-]*$"
+SECRET_REF_PATTERN = r"^secret://[a-z0-9][a-z0-9._-]*(#[1-9][0-9]*)?$"
 SecretRef = Annotated[
     str,
     StringConstraints(pattern=SECRET_REF_PATTERN),

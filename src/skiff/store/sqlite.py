@@ -228,11 +228,18 @@ class Store:
                                     "LIMIT ?", (app, limit)).fetchall()
         return [dict(r) | {"cold": bool(r["cold"])} for r in rows]
 
-    def logs(self, app: str, after: int = 0, limit: int = 500) -> list[dict]:
+    def logs(self, app: str, after: int = 0, limit: int = 500,
+             stream: str | None = None) -> list[dict]:
         self.flush()
         with self._lock:
-            rows = self._db.execute("SELECT * FROM logs WHERE app = ? AND seq > ? ORDER BY seq "
-                                    "LIMIT ?", (app, after, limit)).fetchall()
+            if stream:
+                rows = self._db.execute(
+                    "SELECT * FROM logs WHERE app = ? AND seq > ? AND stream = ? ORDER BY seq "
+                    "LIMIT ?", (app, after, stream, limit)).fetchall()
+            else:
+                rows = self._db.execute(
+                    "SELECT * FROM logs WHERE app = ? AND seq > ? ORDER BY seq LIMIT ?",
+                    (app, after, limit)).fetchall()
         return [dict(r) for r in rows]
 
     def stats(self, app: str, window: int = 1000) -> dict:
