@@ -228,24 +228,27 @@ def _density_section(results: dict) -> list[str]:
     res = _stage(results, "density")
     if res is None:
         return [*lines, f"Failed: `{entry.get('error', '?').strip().splitlines()[-1]}`", ""]
-    lines += ["PSS from /proc/PID/smaps_rollup, summed. Instances are zygote children bound "
-              "to an app; the platform is the gateway, the zygotes and the pre-forked spares.",
+    lines += ["PSS from /proc/PID/smaps_rollup, summed. An instance is a zygote child bound "
+              "to an app, with the sandbox's helper process above it if there is one (its "
+              "pid-namespace init); the platform is the gateway, the zygotes, the pre-forked "
+              "spares and any other helper of the gateway. `instances (processes)` counts both.",
               ""]
     rows = []
     e = res["empty"]
-    rows.append(["empty platform (no apps)", _fmt(e["processes"]), "0", "–", "–",
+    rows.append(["empty platform (no apps)", _fmt(e["processes"]), "0 (0)", "–", "–",
                  _fmt(e["platform_pss_mib"], 1), _fmt(e["total_pss_mib"], 1)])
     for w in res["warm_idle"]:
         per = w["instance_pss_kib"]
         rows.append([f"{w['n']} warm idle instances (one app, minInstances {w['n']})",
-                     _fmt(w["processes"]), _fmt(w["instances"]), _fmt(w["instances_pss_mib"], 1),
+                     _fmt(w["processes"]), f"{w['instances']} ({w['instance_processes']})",
+                     _fmt(w["instances_pss_mib"], 1),
                      f"{_fmt(per.get('p50'), 0)} KiB" if per.get("n") else "–",
                      _fmt(w["platform_pss_mib"], 1), _fmt(w["total_pss_mib"], 1)])
     z = res["scaled_to_zero"]
     rows.append([f"{z['apps']} registered apps, scaled to zero", _fmt(z["processes"]),
-                 _fmt(z["instances"]), _fmt(z["instances_pss_mib"], 1), "–",
+                 f"{z['instances']} ({z['instance_processes']})", _fmt(z["instances_pss_mib"], 1), "–",
                  _fmt(z["platform_pss_mib"], 1), _fmt(z["total_pss_mib"], 1)])
-    lines += _table(["state", "processes", "instances", "instances PSS MiB",
+    lines += _table(["state", "processes", "instances (processes)", "instances PSS MiB",
                      "PSS per instance (p50)", "platform PSS MiB", "total PSS MiB"], rows)
     fr = z.get("first_request_ms", {})
     lines += ["", f"- {z['apps']} apps: `skiff up` ready after {z['deploy_ready_s']} s "

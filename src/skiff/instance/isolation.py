@@ -16,9 +16,6 @@ from skiff.instance import seccomp
 from skiff.instance.cgroups import CgroupManager
 from skiff.instance.sandbox import Plan
 
-SENSITIVE_FILES = ("/etc/shadow", "/etc/gshadow", "/etc/sudoers")
-
-
 @dataclass(frozen=True)
 class Layer:
     name: str
@@ -55,7 +52,7 @@ class Support:
             Layer("cgroups", self.cgroup_ok, self.cgroups if self.cgroup_ok else
                   f"{self.cgroups}; memory falls back to an address-space rlimit"),
             Layer("mount_ns", self.root, "code read-only, private /tmp and /proc; platform "
-                  "state, /root and /etc/shadow hidden" if self.root else need_root),
+                  "state and /root hidden" if self.root else need_root),
             Layer("pid_ns", self.root, "cannot see or signal other processes" if self.root
                   else need_root),
             Layer("net_ns", self.root, "loopback only; egress through the proxy"
@@ -79,5 +76,5 @@ def plan_for(support: Support, level: str, *, uid: int, home: Path, code_dir: Pa
     root = support.root
     return Plan(uid=uid if root else 0, gid=uid if root else 0, drop_privileges=root,
                 mount_ns=root, hide=tuple(hidden) if root else (), keep=tuple(sorted(keep)),
-                mask=SENSITIVE_FILES if root else (), tmp_mb=tmp_mb, seccomp=support.seccomp,
+                tmp_mb=tmp_mb, seccomp=support.seccomp,
                 egress_socket=egress_socket if level == "strict" and root else "")

@@ -5,7 +5,7 @@ Layers, each optional so ``skiff doctor`` can say which are in force:
 - namespaces: pid (cannot see or signal other processes), network (loopback
   only; the egress proxy is the one way out), mount (the app sees its code
   read-only, a private size-limited /tmp and /proc, and none of the
-  platform's state: $SKIFF_HOME, /root and /etc/shadow are covered);
+  platform's state: $SKIFF_HOME and /root are covered; /etc/shadow is unreadable to its uid);
 - its own unprivileged uid/gid per app, no capabilities, no_new_privs;
 - a seccomp filter refusing what no micro app needs.
 
@@ -42,7 +42,6 @@ class Plan(msgspec.Struct, frozen=True):
     mount_ns: bool = False
     hide: tuple[str, ...] = ()  # directories covered by an empty tmpfs
     keep: tuple[str, ...] = ()  # paths under a hidden one that stay visible, read-only
-    mask: tuple[str, ...] = ()  # files replaced by /dev/null
     tmp_mb: int = 64
     seccomp: bool = False
     egress_socket: str = ""  # unix socket of this app's egress proxy
@@ -112,9 +111,6 @@ def _mount_namespace(plan: Plan) -> None:
         open(plan.egress_socket, "w").close()
         _mount(f"/proc/self/fd/{egress}", plan.egress_socket, None, MS_BIND)
         os.close(egress)
-    for path in plan.mask:
-        if os.path.exists(path):
-            _mount("/dev/null", path, None, MS_BIND)
     if os.path.isdir("/dev/shm"):
         _mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
                f"mode=1777,size={plan.tmp_mb}m")

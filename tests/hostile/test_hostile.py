@@ -1,0 +1,196 @@
+"""Hostile apps: each attack fails or gets its instance killed, the response
+says why, and a well-behaved neighbour keeps answering throughout.
+
+Needs root (as CI runs): the sandbox layers are kernel features."""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import os
+import shutil
+import threading
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import SkiffServer
+
+APPS = Path(__file__).parent / "apps"
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox needs root")
+
+
+class _Upstream(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 - http.server's naming
+        body = b"hello from the allowed upstream"
+        self.send_response(200)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def upstream():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Upstream)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1]
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def skiff(tmp_path_factory, envs_dir, upstream):
+    src = tmp_path_factory.mktemp("apps")
+    shutil.copytree(APPS, src, dirs_exist_ok=True)
+    manifest = src / "attacker" / "skiff.yaml"
+    manifest.write_text(manifest.read_text().replace(
+        "egress: []", f'egress: ["127.0.0.1:{upstream}"]'))
+    server = SkiffServer(tmp_path_factory.mktemp("home"), [src], envs_dir)
+    yield server
+    server.stop()
+
+
+@contextlib.contextmanager
+def neighbour_watch(skiff: SkiffServer):
+    """Hit the neighbour app continuously while the block runs; all must succeed."""
+    statuses: list[int] = []
+    stop, running = threading.Event(), threading.Event()
+
+    def run() -> None:
+        with httpx.Client(base_url=skiff.url, timeout=10) as client:
+            # at least a few requests, even when the attack is over in a millisecond
+            while (not stop.is_set() or len(statuses) < 3) and len(statuses) < 10_000:
+                statuses.append(client.get("/neighbour/").status_code)
+                running.set()
+
+    t = threading.Thread(target=run)
+    t.start()
+    running.wait(30)
+    try:
+        yield statuses
+    finally:
+        stop.set()
+        t.join()
+    assert statuses, "the neighbour was never called"
+    assert set(statuses) == {200}, f"neighbour failed during the attack: {statuses}"
+
+
+def attack(skiff: SkiffServer, route: str, **params) -> httpx.Response:
+    with neighbour_watch(skiff):
+        return skiff.http.get(f"/attacker{route}", params=params)
+
+
+def blocked(skiff: SkiffServer, route: str, **params) -> str:
+    r = attack(skiff, route, **params)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["blocked"] is True, f"{route} was not blocked: {body}"
+    return body["error"]
+
+
+def test_runs_as_its_own_unprivileged_user(skiff):
+    """The instance runs as a uid of its own, with a private /tmp and the proxy set."""
+    info = skiff.http.get("/attacker/whoami").json()
+    assert info["uid"] >= 100_000
+    assert info["proxy"].startswith("http://127.0.0.1:")
+    assert "skiff.db" not in str(info["tmp"])
+
+
+@pytest.mark.parametrize("target", ["/etc/shadow", "{home}/skiff.db", "{home}/secrets.db",
+                                    "{home}/master.key", "{home}/admin-token",
+                                    "{neighbour_code}/handler.py", "/root/.bashrc"])
+def test_cannot_read_platform_state_or_other_apps(skiff, target):
+    """Host secrets, the platform's files and another app's code are out of reach."""
+    rev = skiff.app("neighbour")["revision"]
+    path = target.format(home=skiff.home,
+                         neighbour_code=skiff.home / "revisions" / "neighbour" / rev)
+    error = blocked(skiff, "/read", path=path)
+    assert "Error" in error
+
+
+@pytest.mark.parametrize("path", ["/etc/passwd", "/usr/lib/pwned", "{code}/handler.py"])
+def test_cannot_write_outside_tmp(skiff, path):
+    """The app's code is read-only and the rest of the system is not its own."""
+    rev = skiff.app("attacker")["revision"]
+    error = blocked(skiff, "/write",
+                    path=path.format(code=skiff.home / "revisions" / "attacker" / rev))
+    assert "PermissionError" in error or "Read-only" in error or "OSError" in error
+
+
+def test_filling_tmp_stops_at_its_size(skiff):
+    """/tmp is private and size-limited: filling it ends with 'no space left'."""
+    error = blocked(skiff, "/fill-tmp")
+    assert "No space left" in error
+
+
+def test_fork_bomb_hits_the_pids_limit(skiff):
+    """A fork bomb stops at the instance's pids limit."""
+    error = blocked(skiff, "/fork-bomb")
+    assert "Resource temporarily unavailable" in error or "BlockingIOError" in error
+
+
+def test_cannot_kill_or_ptrace_the_gateway(skiff):
+    """The gateway is invisible from the instance's pid namespace; ptrace is refused."""
+    gateway = skiff.proc.pid
+    assert "ProcessLookupError" in blocked(skiff, "/kill", pid=gateway)
+    assert "Operation not permitted" in blocked(skiff, "/ptrace", pid=gateway)
+    visible = skiff.http.get("/attacker/processes").json()
+    assert gateway not in eval(visible["result"])  # noqa: S307 - a list of ints we made
+    assert skiff.http.get("/neighbour/").status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/mount", "/unshare", "/setuid", "/raw-socket"])
+def test_privileged_operations_are_refused(skiff, path):
+    """mount, namespaces, setuid(0) and raw sockets are refused."""
+    error = blocked(skiff, path)
+    assert "Operation not permitted" in error or "PermissionError" in error
+
+
+def test_cannot_reach_the_admin_api_or_host_ports(skiff):
+    """The instance has only its own loopback: the gateway's port is not there."""
+    port = httpx.URL(skiff.url).port
+    error = blocked(skiff, "/connect", host="127.0.0.1", port=port)
+    assert "ConnectionRefused" in error or "unreachable" in error
+
+
+def test_egress_only_to_allowed_hosts_through_the_proxy(skiff, upstream):
+    """The allowed upstream is reachable through the proxy; any other host is denied
+    with the rule to add, and every attempt is logged."""
+    ok = skiff.http.get("/attacker/fetch", params={"url": f"http://127.0.0.1:{upstream}/"}).json()
+    assert ok["blocked"] is False
+    assert "hello from the allowed upstream" in ok["result"]
+    error = blocked(skiff, "/fetch", url="http://api.not-allowed.test/")
+    assert "403" in error
+    direct = blocked(skiff, "/connect", host="10.255.255.1", port=80)
+    assert "unreachable" in direct or "Errno" in direct
+    logs = skiff.admin.get("/apps/attacker/logs", params={"stream": "egress"}).json()
+    lines = [entry["line"] for entry in logs]
+    assert any(f"127.0.0.1:{upstream} allowed" in line for line in lines)
+    assert any("api.not-allowed.test:80 DENIED" in line and 'add "api.not-allowed.test' in line
+               for line in lines)
+
+
+def test_cpu_spin_and_sleep_are_stopped_by_the_timeout(skiff):
+    """Spinning or sleeping past the timeout: 504 and the instance is killed."""
+    for path in ("/spin", "/sleep"):
+        r = attack(skiff, path)
+        assert r.status_code == 504
+        assert r.json()["error"]["code"] == "timeout"
+
+
+def test_memory_hog_is_killed(skiff):
+    """Allocating past memoryMB kills the instance; the 502 says the limit was hit."""
+    r = attack(skiff, "/hog")
+    assert r.status_code == 502
+    assert r.json()["error"]["code"] == "memory_limit"
+
+
+def test_platform_still_healthy_after_the_attacks(skiff):
+    """After everything above, the platform and both apps still answer."""
+    assert skiff.admin.get("/health").json()["status"] == "ok"
+    assert skiff.http.get("/neighbour/").status_code == 200
+    assert skiff.http.get("/attacker/whoami").status_code == 200
