@@ -87,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
             log(f"stage {name}{' (quick)' if args.quick else ''}")
             entry: dict = {"at": time.strftime("%Y-%m-%d %H:%M:%S"), "quick": args.quick,
                            "command": _command()}
+            entry["load_before"] = load = common.machine_load()
+            if any(v > 0.1 for v in load["busy"].values()):
+                log(f"the machine is busy before {name}: {load['busy']}; "
+                    f"{[(h['pid'], h['cpu'], h['cmd'][:60]) for h in load['busy_processes']]}")
             t0 = time.monotonic()
             try:
                 entry["result"] = stages[name][1](args.quick)
@@ -97,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 common.children.stop_all()
             entry["seconds"] = round(time.monotonic() - t0, 1)
+            entry["leaked_processes"] = list(common.LEAKED)
+            common.LEAKED.clear()
             results["stages"][name] = entry
             results["meta"]["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
             _save(results, args.results, args.markdown)

@@ -49,19 +49,23 @@ EVENT = json.loads((APPS / "peers" / "event.json").read_text())
 
 # -- Skiff --------------------------------------------------------------------------
 
-def _spec(handler: str, scaling: dict, reap_fast: bool) -> dict:
-    scaling = {"maxInstances": 8, **scaling}
+def _spec(handler: str, extra: dict, reap_fast: bool) -> dict:
+    """The manifest spec: ``extra`` may set ``scaling`` keys and ``isolation``."""
+    scaling = {"maxInstances": 8, **extra.get("scaling", {})}
     if reap_fast:
         scaling["idleTimeout"] = 0.1
-    return {"handler": handler, "resources": {"memoryMB": 512, "timeout": 30},
+    spec = {"handler": handler, "resources": {"memoryMB": 512, "timeout": 30},
             "scaling": scaling}
+    if "isolation" in extra:
+        spec["isolation"] = extra["isolation"]
+    return spec
 
 
 class ColdServer:
     """A Skiff server whose apps can be scaled to zero on demand."""
 
     def __init__(self, work: Path, apps: dict[str, tuple[Path, dict]]) -> None:
-        """``apps``: name → (code directory, scaling)."""
+        """``apps``: name → (code directory, spec extras: ``scaling``, ``isolation``)."""
         self.work, self.apps = work, apps
         self.server = self._start(reap_fast=False)
         probe = next(iter(apps))
@@ -79,8 +83,8 @@ class ColdServer:
     def _start(self, reap_fast: bool) -> Skiff:
         tag = "reap" if reap_fast else "default"
         root = self.work / f"apps-{tag}"
-        for name, (code, scaling) in self.apps.items():
-            write_app(code, root / name, name, _spec("handler:handler", scaling, reap_fast))
+        for name, (code, extra) in self.apps.items():
+            write_app(code, root / name, name, _spec("handler:handler", extra, reap_fast))
         env = {"SKIFF_TICK_SECONDS": "0.05"} if reap_fast else {}
         return Skiff(self.work / f"home-{tag}", [root], env=env)
 
@@ -227,12 +231,22 @@ def run_coldstart(quick: bool) -> dict:
     budget = 120 if quick else 600
     rows = []
     with tempfile.TemporaryDirectory(prefix="skiff-bench-cold-") as tmp:
-        cs = ColdServer(Path(tmp), {"hello-cold": (APPS / "hello", {})})
+        # the default (strict) sandbox is the headline; the other levels show its cost
+        levels = {"hello-cold": (APPS / "hello", {}),
+                  "hello-standard": (APPS / "hello", {"isolation": "standard"}),
+                  "hello-none": (APPS / "hello", {"isolation": "none"})}
+        labels = {"hello-cold": ("skiff", "Skiff: first request to a scaled-to-zero app "
+                                 "(client, through the gateway; default isolation: strict)"),
+                  "hello-standard": ("skiff-standard", "Skiff, `isolation: standard` (no "
+                                     "network namespace)"),
+                  "hello-none": ("skiff-none", "Skiff, `isolation: none` (limits only)")}
+        cs = ColdServer(Path(tmp), levels)
         try:
-            log(f"coldstart: skiff, {n} cold starts ({cs.mode})")
-            rows.append({"name": "skiff", "label": "Skiff: first request to a scaled-to-zero app "
-                         "(client, through the gateway)",
-                         **cs.series("hello-cold", "/hello-cold/?name=bench", n, budget)})
+            for app, (name, label) in labels.items():
+                count = n if name == "skiff" else max(10, n // 2)
+                log(f"coldstart: {app}, {count} cold starts ({cs.mode})")
+                rows.append({"name": name, "label": label,
+                             **cs.series(app, f"/{app}/?name=bench", count, budget)})
         finally:
             cs.stop()
         mode = cs.mode
@@ -255,7 +269,8 @@ def run_heavy(quick: bool) -> dict:
     rows = []
     with tempfile.TemporaryDirectory(prefix="skiff-bench-heavy-") as tmp:
         cs = ColdServer(Path(tmp), {"heavy": (APPS / "heavy", {}),
-                                    "heavy-preinit": (APPS / "heavy", {"preinit": True})})
+                                    "heavy-preinit": (APPS / "heavy",
+                                                      {"scaling": {"preinit": True}})})
         try:
             for app, label in (("heavy", "Skiff, init in the instance (preinit: false)"),
                                ("heavy-preinit", "Skiff, init in an app zygote (preinit: true)")):

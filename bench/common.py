@@ -273,9 +273,29 @@ class Skiff:
         return True
 
     def stop(self) -> None:
+        """Stop the server; then any process of its tree that outlived it (an
+        instance that missed its parent's death) is recorded in ``LEAKED`` and
+        killed, so one leak does not disturb the next measurement."""
         if hasattr(self, "admin"):
             self.admin.close()
+        before = {p: cmdline(p) for p in tree(self.proc.pid)} if self.proc.poll() is None else {}
         children.stop(self.proc)
+        deadline = time.monotonic() + 3
+        alive = dict(before)
+        while alive and time.monotonic() < deadline:
+            alive = {p: c for p, c in alive.items() if p != self.proc.pid and cmdline(p) == c}
+            if alive:
+                time.sleep(0.1)
+        for pid, cmd in alive.items():
+            LEAKED.append({"pid": pid, "cmd": cmd[:120], "cwd": cwd(pid), "home": str(self.home)})
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if alive:
+            log(f"{len(alive)} process(es) outlived the Skiff server and were killed: "
+                f"{sorted(alive)}")
+
+
+LEAKED: list[dict] = []  # processes of a stopped Skiff server that outlived it
 
 
 # -- process trees and memory --------------------------------------------------------
@@ -358,3 +378,50 @@ def write_app(src: Path, dest: Path, name: str, spec: dict[str, Any]) -> Path:
                 "metadata": {"name": name, "owner": "bench@example.com"}, "spec": spec}
     (dest / "skiff.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
     return dest
+
+
+# -- is the machine quiet? -----------------------------------------------------------
+
+def _cpu_times() -> dict[str, tuple[int, int]]:
+    out = {}
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith("cpu") and line[3].isdigit():
+                name, *vals = line.split()
+                v = [int(x) for x in vals]
+                idle = v[3] + (v[4] if len(v) > 4 else 0)
+                out[name] = (sum(v), idle)
+    return out
+
+
+def _proc_ticks() -> dict[int, int]:
+    ticks = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                ticks[int(entry)] = int(fields[11]) + int(fields[12])
+            except (OSError, IndexError, ValueError):
+                pass
+    return ticks
+
+
+def machine_load(seconds: float = 1.0) -> dict:
+    """How busy each core is before a stage starts, and which processes (not ours:
+    nothing of the harness runs between stages) use more than 5% of a core."""
+    cpu0, ticks0 = _cpu_times(), _proc_ticks()
+    time.sleep(seconds)
+    cpu1, ticks1 = _cpu_times(), _proc_ticks()
+    busy = {}
+    for name, (total, idle) in cpu1.items():
+        dt, di = total - cpu0[name][0], idle - cpu0[name][1]
+        busy[name] = round(1 - di / dt, 3) if dt else 0.0
+    hz = os.sysconf("SC_CLK_TCK")
+    hogs = []
+    for pid, t in ticks1.items():
+        share = (t - ticks0.get(pid, t)) / hz / seconds
+        if share > 0.05 and pid != os.getpid():
+            hogs.append({"pid": pid, "cpu": round(share, 2), "cmd": cmdline(pid)[:120]})
+    hogs.sort(key=lambda h: -h["cpu"])
+    return {"busy": busy, "busy_processes": hogs[:10]}

@@ -146,7 +146,22 @@ def _stage_note(results: dict, name: str) -> str:
     if entry.get("quick"):
         bits.append("**quick run** (few iterations)")
     bits.append(f"`{entry.get('command', '?')}`")
-    return "_" + ", ".join(bits[:-1]) + "; " + bits[-1] + "_"
+    note = "_" + ", ".join(bits[:-1]) + "; " + bits[-1] + "_"
+    load = entry.get("load_before") or {}
+    busy = {k: v for k, v in load.get("busy", {}).items() if v > 0.1}
+    if busy:
+        hogs = "; ".join(f"pid {h['pid']} {h['cpu']:.0%} `{h['cmd'][:70]}`"
+                         for h in load.get("busy_processes", [])[:5])
+        note += ("\n\n> ⚠ The machine was busy when this stage started ("
+                 + ", ".join(f"{k} {v:.0%}" for k, v in busy.items())
+                 + (f"; {hogs}" if hogs else "") + "): these numbers are disturbed.")
+    leaked = entry.get("leaked_processes") or []
+    if leaked:
+        note += (f"\n\n> ⚠ {len(leaked)} process(es) of Skiff servers in this stage outlived "
+                 "their server (killed by the harness): "
+                 + "; ".join(f"pid {x['pid']} `{x['cmd'][:60]}` in `{x['cwd']}`"
+                             for x in leaked[:5]))
+    return note
 
 
 def _cold_section(results: dict, name: str, title: str, intro: str, ref: str) -> list[str]:
@@ -169,7 +184,7 @@ def _cold_section(results: dict, name: str, title: str, intro: str, ref: str) ->
                      "" if mine else _x(_ratio(sk["client_ms"].get("p99"), c.get("p99")))])
     lines += _table(["runner", "n", "p50 ms", "p95 ms", "p99 ms", "Skiff/row p50",
                      "Skiff/row p99"], rows)
-    lines += ["", f"Ratios: _{sk['label']}_ / that row."]
+    lines += ["", f"Ratios: _{sk['label']}_ / that row (below 1: Skiff is faster)."]
     lines.append("")
     for r in res["rows"]:
         if "server_init_ms" in r:

@@ -33,7 +33,7 @@ def test_quick_coldstart_stage_runs_and_reports(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     stage = json.loads(results.read_text())["stages"]["coldstart"]
     rows = {r["name"]: r for r in stage["result"]["rows"]}
-    assert set(rows) == {"skiff", "fresh-python", "lambda-local", "functions-framework"}
+    assert {"skiff", "fresh-python", "lambda-local", "functions-framework"} <= set(rows)
     assert all(r["client_ms"]["n"] > 0 for r in rows.values())
     assert rows["skiff"]["cold_recorded"] == rows["skiff"]["samples"]
     assert "## 1. Cold start" in markdown.read_text()

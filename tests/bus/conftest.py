@@ -33,6 +33,8 @@ def broker(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> 
     if request.param == "memory":
         b: Broker = MemoryBroker(clock=clock)
     else:
-        b = SQLiteBroker(tmp_path / "bus.db", clock=clock)
+        # durable=False: the same semantics without an fsync per commit (speed);
+        # test_bus_sqlite_durability.py covers the durable default.
+        b = SQLiteBroker(tmp_path / "bus.db", clock=clock, durable=False)
     yield b
     b.close()

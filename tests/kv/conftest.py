@@ -32,6 +32,6 @@ def kv_clock() -> KVClock:
 @pytest.fixture(params=["memory", "sqlite"])
 def kv(request: pytest.FixtureRequest, tmp_path: Path, kv_clock: KVClock) -> Iterator[KV]:
     store: KV = (MemoryKV(clock=kv_clock) if request.param == "memory"
-                 else SQLiteKV(tmp_path / "kv.db", clock=kv_clock))
+                 else SQLiteKV(tmp_path / "kv.db", clock=kv_clock, durable=False))
     yield store
     store.close()

@@ -138,7 +138,7 @@ def _validate(event: CloudEvent, where: str, *, binary: bool) -> None:
         if not _NAME.fullmatch(name):
             raise InvalidEvent(f"event{where}: attribute name {name!r} must be lower-case "
                                "letters and digits", attribute=name)
-        if isinstance(value, bool) or isinstance(value, str) or (
+        if isinstance(value, bool | str) or (
                 isinstance(value, int) and value in _INT32):
             continue
         raise InvalidEvent(f"event{where}: attribute {name!r} must be a string, boolean or "

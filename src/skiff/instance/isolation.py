@@ -16,6 +16,7 @@ from skiff.instance import seccomp
 from skiff.instance.cgroups import CgroupManager
 from skiff.instance.sandbox import Plan
 
+
 @dataclass(frozen=True)
 class Layer:
     name: str
