@@ -91,8 +91,16 @@ def targets(results: dict) -> list[dict]:
     """Each target with its figure and met/missed (None when not measured)."""
     out: list[dict] = []
 
+    stage_of = {"cold start": "coldstart", "preinit": "heavy", "warm": "warm", "200": "density",
+                "1,000": "density"}
+
     def add(target: str, figure: str, met: bool | None) -> None:
-        out.append({"target": target, "figure": figure, "met": met})
+        stage = next(v for k, v in stage_of.items() if target.startswith(k))
+        entry = results.get("stages", {}).get(stage, {})
+        out.append({"target": target, "figure": figure, "met": met, "stage": stage,
+                    "quick": entry.get("quick"),
+                    "disturbed": any(v > 0.1 for v in
+                                     (entry.get("load_before") or {}).get("busy", {}).values())})
 
     cold = _stage(results, "coldstart")
     sk = _row(cold["rows"], "skiff") if cold else None
@@ -302,9 +310,11 @@ def render(results: dict) -> str:
                   " / ".join(f"{x:.2f}" for x in m.get("loadavg_at_start", []))]]),
         "",
         "## Targets", "",
-        *_table(["target", "figure", "met"],
+        *_table(["target", "figure", "met", "run"],
                 [[t["target"], t["figure"],
-                  "–" if t["met"] is None else ("✅ met" if t["met"] else "❌ missed")]
+                  "–" if t["met"] is None else ("✅ met" if t["met"] else "❌ missed"),
+                  ("–" if t["quick"] is None else "quick" if t["quick"] else "full")
+                  + (", machine busy ⚠" if t["disturbed"] else "")]
                  for t in targets(results)]),
         "",
     ]

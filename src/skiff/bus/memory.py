@@ -1,8 +1,14 @@
 """The in-memory broker: the same contract as SQLite, nothing survives the
-process. For tests, ``skiff dev`` and apps that opt out of durability."""
+process. For tests, ``skiff dev`` and apps that opt out of durability.
+
+Each queue keeps a heap of ``(visible_at, seq)``: every change of a message's
+visibility pushes a new entry and leaves the old one stale (skipped when
+popped), so a receive costs O(k log n) however deep the backlog.
+"""
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import threading
 import time
@@ -53,6 +59,7 @@ class MemoryBroker(Broker):
         self._queues: dict[str, dict[int, _Row]] = {}  # queue -> seq -> row
         self._ids: dict[tuple[str, str], int] = {}  # (queue, message_id) -> seq
         self._policies: dict[str, RedrivePolicy] = {}
+        self._heaps: dict[str, list[tuple[float, int]]] = {}  # queue -> (visible_at, seq)
         self._seq = itertools.count(1)
 
     def _queue(self, name: str) -> dict[int, _Row]:
@@ -65,6 +72,16 @@ class MemoryBroker(Broker):
         self._rows[row.seq] = row
         self._queue(row.queue)[row.seq] = row
         self._ids[(row.queue, row.message_id)] = row.seq
+        self._schedule(row)
+
+    def _schedule(self, row: _Row) -> None:
+        heapq.heappush(self._heaps.setdefault(row.queue, []), (row.visible_at, row.seq))
+
+    def _current(self, queue: str, entry: tuple[float, int]) -> _Row | None:
+        row = self._rows.get(entry[1])
+        if row is None or row.queue != queue or row.visible_at != entry[0]:
+            return None
+        return row
 
     def _drop(self, row: _Row) -> None:
         del self._rows[row.seq]
@@ -92,11 +109,12 @@ class MemoryBroker(Broker):
         moved: set[str] = set()
         with self._lock:
             policy = self._policies.get(queue)
-            ready = sorted((r for r in self._queue(queue).values() if r.visible_at <= now),
-                           key=lambda r: (r.visible_at, r.seq))
-            for row in ready:
-                if len(out) == limit:
-                    break
+            heap = self._heaps.get(queue, [])
+            leased: dict[int, _Row] = {}
+            while heap and heap[0][0] <= now and len(out) < limit:
+                row = self._current(queue, heapq.heappop(heap))
+                if row is None or row.seq in leased:
+                    continue
                 if policy is not None and row.receive_count >= policy.max_receive_count:
                     self._move(row, policy.dead_letter_queue, source_queue=queue,
                                receipt=None, visible_at=now)
@@ -107,9 +125,12 @@ class MemoryBroker(Broker):
                 if row.first_received_at is None:
                     row.first_received_at = now
                 row.visible_at = now + visibility_timeout
+                leased[row.seq] = row
                 out.append(Delivery(queue, row.message_id, row.body, dict(row.attributes),
                                     row.receipt, row.receive_count, row.sent_at,
                                     row.first_received_at))
+            for row in leased.values():  # after the loop: with a zero timeout they are visible at once
+                self._schedule(row)
         return out, moved
 
     def _delete(self, queue: str, leases: list[tuple[int, str]]) -> int:
@@ -129,12 +150,15 @@ class MemoryBroker(Broker):
                 return False
             row.receipt = None
             row.visible_at = visible_at
+            self._schedule(row)
             return True
 
     def _next_visible_at(self, queue: str) -> float | None:
         with self._lock:
-            rows = self._queues.get(queue)
-            return min((r.visible_at for r in rows.values()), default=None) if rows else None
+            heap = self._heaps.get(queue, [])
+            while heap and self._current(queue, heap[0]) is None:
+                heapq.heappop(heap)
+            return heap[0][0] if heap else None
 
     def _set_policy(self, queue: str, policy: RedrivePolicy | None) -> None:
         with self._lock:
@@ -169,6 +193,7 @@ class MemoryBroker(Broker):
             rows = list(self._queues.get(queue, {}).values())
             for row in rows:
                 self._drop(row)
+            self._heaps.pop(queue, None)
             return len(rows)
 
     def _redrive(self, dlq: str, to_queue: str | None, now: float) -> dict[str, int]:

@@ -8,6 +8,8 @@ The conversation on one instance socket::
           ◀───────────────────────  Ready | InitFailed
     HttpRequest | Event ─────────▶
           ◀───────────────────────  Log* then Response | Failure   (matched by id)
+          ◀───────────────────────  Call     (skiff.sdk, while handling)
+    CallResult ──────────────────▶
     Shutdown ────────────────────▶  (exits 0)
 
 Msgpack via msgspec because it is the fastest safe codec measured here for small
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import socket
 import struct
+from typing import Any
 
 import msgspec
 
@@ -102,8 +105,26 @@ class Shutdown(msgspec.Struct, tag="shutdown"):
     pass
 
 
-ToInstance = Load | HttpRequest | Event | Shutdown
-FromInstance = Ready | InitFailed | Response | Failure | Log
+class Call(msgspec.Struct, tag="call"):
+    """The app asks the platform for something (``skiff.sdk``: KV, queues, events).
+    The platform, not the app, decides which app is asking: the socket says so."""
+
+    id: int
+    op: str
+    args: dict[str, Any] = {}
+
+
+class CallResult(msgspec.Struct, tag="call_result"):
+    id: int
+    ok: bool = True
+    value: Any = None
+    code: str = ""
+    message: str = ""
+    status: int = 0
+
+
+ToInstance = Load | HttpRequest | Event | Shutdown | CallResult
+FromInstance = Ready | InitFailed | Response | Failure | Log | Call
 
 _encoder = msgspec.msgpack.Encoder()
 _to_instance = msgspec.msgpack.Decoder(ToInstance)

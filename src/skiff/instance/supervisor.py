@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import msgspec
@@ -26,6 +26,7 @@ from skiff.instance import protocol as p
 from skiff.instance.cgroups import Cgroup, CgroupManager
 
 LogSink = Callable[["Instance", p.Log], None]
+CallHandler = Callable[["Instance", p.Call], Awaitable[p.CallResult]]
 
 
 @dataclass(frozen=True)
@@ -191,6 +192,7 @@ class Instance:
         self.on_log: LogSink | None = None
         self.on_exit: Callable[[Instance], None] | None = None  # the pool's
         self.on_death: Callable[[Instance], None] | None = None  # the platform's, for logs
+        self.on_call: CallHandler | None = None  # the platform's, for skiff.sdk
         self.memory_mb = 0
         self.dead = False
         self.exit_reason: InvocationError | None = None
@@ -273,11 +275,22 @@ class Instance:
                 elif isinstance(msg, p.Log):
                     if self.on_log is not None:
                         self.on_log(self, msg)
+                elif isinstance(msg, p.Call):
+                    asyncio.ensure_future(self._answer(msg))
                 elif self._ready is not None and not self._ready.done():
                     self._ready.set_result(msg)
         except (asyncio.IncompleteReadError, ConnectionError, msgspec.DecodeError):
             pass
         await self._died()
+
+    async def _answer(self, call: p.Call) -> None:
+        if self.on_call is None:
+            result = p.CallResult(id=call.id, ok=False, code="not_supported",
+                                  message="this platform serves no skiff.sdk calls")
+        else:
+            result = await self.on_call(self, call)
+        if self._writer is not None and not self.dead:
+            self._writer.write(p.encode(result))
 
     async def _died(self) -> None:
         self.dead = True
@@ -336,6 +349,7 @@ class Launcher:
         self._refilling: set[tuple[str, str]] = set()
         self.on_log: LogSink | None = None
         self.on_death: Callable[[Instance], None] | None = None
+        self.on_call: CallHandler | None = None
 
     def zygote(self, spec: ZygoteSpec) -> Zygote:
         z = self._zygotes.get(spec.key)
@@ -361,6 +375,7 @@ class Launcher:
         inst = Instance(pid, sock, zygote, cgroup)
         inst.on_log = self.on_log
         inst.on_death = self.on_death
+        inst.on_call = self.on_call
         await inst.start()
         return inst
 

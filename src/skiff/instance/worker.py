@@ -76,6 +76,58 @@ class _LogStream:
         raise OSError("instance output is captured by Skiff")
 
 
+class _Rpc:
+    """Calls from app code to the platform over the instance socket.
+
+    In the sync loop the handler owns the socket while it runs, so a call reads
+    the reply itself (frames that are not its reply wait for the loop). In the
+    async loop the reader task dispatches replies to waiting threads."""
+
+    def __init__(self) -> None:
+        self.sock: socket.socket | None = None
+        self.channel: _Channel | None = None
+        self.loop_thread: int | None = None  # set in async mode
+        self.backlog: list[bytes] = []
+        self.waiting: dict[int, Any] = {}
+        self.ids = iter(range(1, 1 << 62))
+        self.lock = threading.Lock()
+
+    def call(self, op: str, args: dict) -> Any:
+        if self.channel is None or self.sock is None:
+            raise RuntimeError("skiff.sdk calls the platform, so it works inside an instance "
+                               "(or under skiff.testing)")
+        with self.lock:
+            call_id = next(self.ids)
+        if self.loop_thread is None:
+            self.channel.send(p.Call(id=call_id, op=op, args=args))
+            while True:
+                frame = p.recv_frame(self.sock)
+                if frame is None:
+                    os._exit(0)
+                msg = p.decode_to_instance(frame)
+                if isinstance(msg, p.CallResult) and msg.id == call_id:
+                    return msg
+                self.backlog.append(frame)
+        if threading.get_ident() == self.loop_thread:
+            raise RuntimeError("skiff.sdk blocks: from async code call it through "
+                               "`await asyncio.to_thread(...)`")
+        import concurrent.futures
+
+        fut: concurrent.futures.Future = concurrent.futures.Future()
+        self.waiting[call_id] = fut
+        self.channel.send(p.Call(id=call_id, op=op, args=args))
+        try:
+            return fut.result(timeout=60)
+        finally:
+            self.waiting.pop(call_id, None)
+
+    def next_frame(self, sock: socket.socket) -> bytes | None:
+        return self.backlog.pop(0) if self.backlog else p.recv_frame(sock)
+
+
+rpc = _Rpc()
+
+
 def _failure(rid: str, exc: BaseException) -> p.Failure:
     from skiff.runtime import BadResult, NotSupported
 
@@ -139,6 +191,7 @@ def serve(sock: socket.socket) -> None:
     if not isinstance(load, p.Load):
         os._exit(2)
     channel = _Channel(sock)
+    rpc.sock, rpc.channel = sock, channel
     t0 = time.perf_counter()
     plan = load.sandbox
     if plan is not None:
@@ -210,7 +263,7 @@ def _call(app: Any, msg: p.HttpRequest | p.Event, ctx: Any) -> msgspec.Struct:
 
 def _serve_sync(app: Any, sock: socket.socket, channel: _Channel, context: Any) -> None:
     while True:
-        frame = p.recv_frame(sock)
+        frame = rpc.next_frame(sock)
         if frame is None:
             return
         msg = p.decode_to_instance(frame)
@@ -263,6 +316,7 @@ def _serve_async(loop: Any, app: Any, sock: socket.socket, channel: _Channel,
                 loop.call_soon_threadsafe(writer.write, data)
 
         channel.send = send  # type: ignore[method-assign]
+        rpc.loop_thread = loop_thread
         tasks: set[asyncio.Task] = set()
         while True:
             try:
@@ -271,6 +325,11 @@ def _serve_async(loop: Any, app: Any, sock: socket.socket, channel: _Channel,
             except (asyncio.IncompleteReadError, ConnectionError):
                 break
             msg = p.decode_to_instance(body)
+            if isinstance(msg, p.CallResult):
+                fut = rpc.waiting.get(msg.id)
+                if fut is not None:
+                    fut.set_result(msg)
+                continue
             if isinstance(msg, p.Shutdown):
                 break
             if isinstance(msg, p.HttpRequest | p.Event):

@@ -79,8 +79,16 @@ def parse_duration(value: Any) -> float:
     raise ValueError("not a duration")
 
 
-def _duration_schema(le: float | None = None) -> WithJsonSchema:
-    number: dict[str, Any] = {"type": "number", "exclusiveMinimum": 0}
+def parse_duration_or_zero(value: Any) -> Any:
+    """A duration where 0 is meaningful (e.g. no batching window)."""
+    if value in (0, "0", "0s"):
+        return 0.0
+    return parse_duration(value)
+
+
+def _duration_schema(le: float | None = None, *, zero: bool = False) -> WithJsonSchema:
+    number: dict[str, Any] = {"type": "number", "minimum": 0} if zero else \
+        {"type": "number", "exclusiveMinimum": 0}
     if le is not None:
         number["maximum"] = le
     return WithJsonSchema({"anyOf": [number, {"type": "string", "pattern": DURATION_PATTERN}]})
@@ -93,6 +101,9 @@ def _duration_expected(bound: str) -> WrapValidator:
 
 Duration = Annotated[float, BeforeValidator(parse_duration), Interval(gt=0),
                      _duration_schema(), _duration_expected("above 0")]
+BatchWindow = Annotated[float, BeforeValidator(parse_duration_or_zero), Interval(ge=0, le=300),
+                        _duration_schema(300, zero=True),
+                        _duration_expected("from 0 to 300 seconds")]
 Timeout = Annotated[float, BeforeValidator(parse_duration), Interval(gt=0, le=900),
                     _duration_schema(900), _duration_expected("above 0 and at most 900 seconds")]
 

@@ -20,6 +20,7 @@ from pydantic.alias_generators import to_camel
 from .fields import (
     AppKind,
     AppName,
+    BatchWindow,
     Concurrency,
     Duration,
     EgressRule,
@@ -147,6 +148,86 @@ class Scaling(_Model):
         return self
 
 
+QueueName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,79}$")]
+
+
+def _schedule(value: Any) -> Any:
+    from skiff.bus import InvalidSchedule, parse_schedule
+
+    if not isinstance(value, str):
+        raise invalid("a schedule: rate(5 minutes), cron(0 12 * * ? *) or a 5-field cron",
+                      value=value)
+    try:
+        parse_schedule(value)
+    except InvalidSchedule as exc:
+        raise invalid(f"a valid schedule ({exc.message})", value=value) from None
+    return value
+
+
+def _pattern(value: Any) -> Any:
+    from skiff.bus import InvalidPattern, validate_pattern
+
+    try:
+        validate_pattern(value)
+    except InvalidPattern as exc:
+        raise invalid(f"an event pattern ({exc.message})", value=value) from None
+    return value
+
+
+class Trigger(_Model):
+    """One source of invocations besides HTTP: a queue, a schedule or an event rule."""
+
+    queue: QueueName | None = Field(None, description="Consume this queue in batches "
+                                                      "(SQS-shaped events).")
+    batch_size: Annotated[int, Field(ge=1, le=1000)] = Field(10, description="Most messages "
+                                                                             "per invocation.")
+    max_batching_window: BatchWindow = Field(
+        0.0, description="Longest wait to fill a batch (seconds, or '1s').")
+    max_receive_count: Annotated[int, Field(ge=1, le=1000)] = Field(
+        5, description="Deliveries before a message goes to the dead-letter queue.")
+    dead_letter_queue: QueueName | None = Field(None, description="Where failed messages go; "
+                                                                  "default <queue>-dlq.")
+    schedule: Annotated[str | None, BeforeValidator(_schedule)] = Field(
+        None, description="rate(5 minutes), AWS cron(0 12 * * ? *), a 5-field cron, or at(...).")
+    timezone: str = Field("UTC", description="Time zone of a cron schedule.")
+    catch_up: Literal["one", "all", "none"] = Field(
+        "one", description="Fires missed while Skiff was down: run one, all, or none.")
+    input: Any = Field(None, description="The event a schedule passes (default: an "
+                                         "EventBridge scheduled event).")
+    event: Annotated[dict[str, Any] | None, BeforeValidator(_pattern)] = Field(
+        None, description="An EventBridge-style pattern over published CloudEvents.")
+    format: Literal["cloudevent", "eventbridge"] = Field(
+        "cloudevent", description="How a matched event reaches the handler.")
+    max_attempts: Annotated[int, Field(ge=1, le=20)] = Field(
+        3, description="Attempts for an event before its dead-letter queue.")
+
+    @model_validator(mode="after")
+    def _exactly_one_source(self) -> Trigger:
+        given = [k for k in ("queue", "schedule", "event") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise invalid("exactly one of queue, schedule or event",
+                          value=" and ".join(given) or "none")
+        if self.schedule is not None:
+            from skiff.bus import InvalidSchedule, parse_schedule
+
+            try:
+                parse_schedule(self.schedule, self.timezone)
+            except InvalidSchedule:
+                raise invalid("an IANA time zone such as Europe/Paris", at=("timezone",),
+                              value=self.timezone) from None
+        return self
+
+
+class AsyncConfig(_Model):
+    """Asynchronous invocation (X-Skiff-Invocation-Type: Event): retries and destinations."""
+
+    max_attempts: Annotated[int, Field(ge=1, le=20)] = Field(
+        3, description="Attempts before the on-failure destination (Lambda: 1 + 2 retries).")
+    on_success: QueueName | None = Field(None, description="Queue that receives each result.")
+    on_failure: QueueName | None = Field(None, description="Queue that receives failed "
+                                                           "invocations; default <app>-dlq.")
+
+
 class Secret(_Model):
     """A secret exposed to the app as an environment variable."""
 
@@ -176,6 +257,10 @@ class Spec(_Model):
                                                         "environment variables.")
     resources: Resources = Field(default_factory=Resources)
     scaling: Scaling = Field(default_factory=Scaling)
+    triggers: tuple[Trigger, ...] = Field((), description="Queues, schedules and event "
+                                                           "rules that invoke the app.")
+    async_: AsyncConfig = Field(default_factory=AsyncConfig, alias="async",
+                                description="Retries and destinations of async invocations.")
     isolation: Literal["strict", "standard", "none"] = Field(
         "strict", description="strict: own uid, cgroups, mount/pid/network namespaces, "
                               "seccomp, egress only through the proxy; standard: the same "
