@@ -15,6 +15,7 @@ from pathlib import Path
 
 import msgspec
 
+from skiff.bus import SQLiteBroker
 from skiff.config import Config
 from skiff.egress import EgressEvent, EgressListener, EgressPolicy, EgressProxy
 from skiff.errors import DeployError, NotFound, SkiffError
@@ -28,7 +29,10 @@ from skiff.instance.environments import Environments
 from skiff.instance.isolation import Support, plan_for
 from skiff.manifest import Manifest, content_hash, iter_app_files, load_manifest, parse_manifest
 from skiff.scheduler import Pool, Served, Target, WarmWindow
+from skiff.sdk.services import Services
 from skiff.store import Invocation, RevisionRow, Store
+from skiff.store.kv_sqlite import SQLiteKV
+from skiff.triggers import EventPlane
 
 
 @dataclass
@@ -66,6 +70,12 @@ class Platform:
         self._egress: dict[str, EgressListener] = {}
         self.run_dir = config.home / "run"
         self.run_dir.mkdir(mode=0o700, exist_ok=True)
+        self.kv = SQLiteKV(config.home / "kv.db")
+        self.events = EventPlane(SQLiteBroker(config.home / "bus.db", durable=True),
+                                 config.home / "events.db", self._invoke_named,
+                                 log=lambda app, line: self.log_platform(app, "", line))
+        self.services = Services(self.kv, send=self.events.send, publish=self.events.publish)
+        self.launcher.on_call = self._on_call
 
     # -- lifecycle ------------------------------------------------------------
     async def start(self) -> None:
@@ -91,6 +101,7 @@ class Platform:
             except SkiffError as exc:
                 self.log_platform(name, revision, f"could not restore: {exc.message}")
         await self.launcher.warm(dataclasses.replace(self._default_zygote(), profile="strict"))
+        self.events.start()
         self._ticker = asyncio.ensure_future(self._tick())
 
     def _default_zygote(self) -> ZygoteSpec:
@@ -102,7 +113,9 @@ class Platform:
         if self._ticker:
             self._ticker.cancel()
         await self.egress.aclose()
+        await self.events.stop()
         self.secrets.close()
+        self.kv.close()
         for app in self.apps.values():
             if app.pool:
                 app.pool.close()
@@ -308,6 +321,7 @@ class Platform:
         app = App(name, revision, manifest, code_dir, zygote, pool, static,
                   kind if spec.handler else "static")
         self.apps[name] = app
+        self.events.wire(manifest)
         routes = [Route(name, host=r.host.lower() if r.host else None,
                         path=(r.path or "").rstrip("/")) for r in spec.routes]
         self.router.set_app(name, routes)
@@ -349,6 +363,7 @@ class Platform:
         if app.zygote.preinit:
             self.launcher.retire(app.zygote.key, grace=0)
         del self.apps[name]
+        self.events.unwire(name)
         listener = self._egress.pop(name, None)
         if listener is not None:
             listener.close()
@@ -394,6 +409,22 @@ class Platform:
                 f"REPORT Duration: {inv.duration_ms:.2f} ms Billed Duration: {inv.billed_ms} ms "
                 f"Memory Size: {inv.memory_mb} MB{init} Status: {status}"
                 + (f" Error: {error}" if error else ""), request_id=msg.id, instance=inv.instance)
+
+    async def _invoke_named(self, name: str, msg: p.HttpRequest | p.Event,
+                            trigger: str) -> p.Response:
+        return await self.invoke(self.app(name), msg, trigger)
+
+    async def _on_call(self, inst: Instance, call: p.Call) -> p.CallResult:
+        """A skiff.sdk call from an instance: answered for the app that instance runs."""
+        try:
+            value = await asyncio.to_thread(self.services.call, inst.app, call.op, call.args)
+        except SkiffError as exc:
+            return p.CallResult(id=call.id, ok=False, code=exc.code, message=exc.message,
+                                status=exc.status)
+        except (TypeError, ValueError) as exc:
+            return p.CallResult(id=call.id, ok=False, code="bad_call", message=str(exc),
+                                status=400)
+        return p.CallResult(id=call.id, value=value)
 
     # -- logs -------------------------------------------------------------------
     def _on_log(self, inst: Instance, log: p.Log) -> None:

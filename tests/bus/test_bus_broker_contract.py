@@ -204,6 +204,19 @@ def test_send_batch_and_ack_batch(broker: Broker) -> None:
     assert broker.send_batch(Q, []) == []
 
 
+def test_send_many_fans_out_to_several_queues(broker: Broker) -> None:
+    """send_many enqueues to several queues at once and returns ids in entry order."""
+    ids = broker.send_many([("rule-a", Outgoing(b"e", message_id="e:a")),
+                            ("rule-b", Outgoing(b"e", message_id="e:b")),
+                            ("rule-a", Outgoing(b"f"))])
+    assert ids[:2] == ["e:a", "e:b"]
+    assert [m.body for m in broker.peek("rule-a")] == [b"e", b"f"]
+    assert [m.message_id for m in broker.peek("rule-b")] == ["e:b"]
+    with pytest.raises(InvalidMessage):
+        broker.send_many([("ok", Outgoing(b"x")), ("bad name!", Outgoing(b"y"))])
+    assert broker.peek("ok") == [], "a bad entry enqueues nothing"
+
+
 def test_zero_visibility_timeout_never_delivers_twice_in_one_receive(broker: Broker) -> None:
     """visibility_timeout=0 leaves messages visible, yet one receive returns each only once."""
     broker.send(Q, b"a")
@@ -252,7 +265,9 @@ def test_concurrent_receivers_never_share_a_message(broker: Broker) -> None:
     (lambda b: b.configure(Q, dead_letter_queue=Q, max_receive_count=3), "invalid_message"),
     (lambda b: b.configure(Q, dead_letter_queue=DLQ), "invalid_message"),
     (lambda b: b.configure(Q, dead_letter_queue=DLQ, max_receive_count=0), "invalid_message"),
-])
+], ids=["queue name with !", "empty queue name", "str body", "int attribute", "negative delay",
+        "empty message id", "zero max_messages", "infinite visibility", "garbage receipt",
+        "receipt without token", "own dlq", "dlq without count", "zero max_receive_count"])
 def test_bad_arguments_raise_coded_errors(broker: Broker, call, code: str) -> None:
     """Bad queue names, bodies, attributes, receipts and policies raise a 400 with a stable code."""
     with pytest.raises((InvalidMessage, InvalidReceipt)) as info:

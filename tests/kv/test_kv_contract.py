@@ -248,7 +248,8 @@ def test_concurrent_if_absent_has_one_winner(kv: KV) -> None:
     (lambda kv: kv.query(NS, limit=0), "invalid_item"),
     (lambda kv: kv.query(NS, cursor="garbage"), "invalid_cursor"),
     (lambda kv: kv.get(NS, 5), "invalid_item"),
-])
+], ids=["empty namespace", "empty key", "long key", "lone surrogate", "a set", "NaN", "zero ttl",
+        "zero version", "too large", "zero limit", "garbage cursor", "int key"])
 def test_bad_input_is_a_coded_error(kv: KV, call, code: str) -> None:
     """Bad namespaces, keys, values, TTLs, limits and cursors raise InvalidItem with a stable code."""
     with pytest.raises(InvalidItem) as info:

@@ -140,13 +140,24 @@ class Broker(abc.ABC):
 
     def send_batch(self, queue: str, entries: Iterable[Outgoing]) -> list[str]:
         """Enqueue several messages in one transaction (one fsync); return their ids."""
-        _check_queue(queue)
+        return self.send_many((queue, entry) for entry in entries)
+
+    def send_many(self, entries: Iterable[tuple[str, Outgoing]]) -> list[str]:
+        """Enqueue messages to several queues in one transaction (a fan-out of one
+        event to many rules costs one fsync); return their ids in order."""
         now = self.clock()
-        rows = [self._prepare(entry, now) for entry in entries]
-        if rows:
-            self._insert(queue, rows)
-            self.signals.notify(queue)
-        return [row.message_id for row in rows]
+        batches: dict[str, list[NewMessage]] = {}
+        ids = []
+        for queue, entry in entries:
+            _check_queue(queue)
+            row = self._prepare(entry, now)
+            batches.setdefault(queue, []).append(row)
+            ids.append(row.message_id)
+        if batches:
+            self._insert(batches)
+            for queue in batches:
+                self.signals.notify(queue)
+        return ids
 
     # -- consuming -------------------------------------------------------------
     def receive(self, queue: str, *, max_messages: int = 10,
@@ -195,6 +206,7 @@ class Broker(abc.ABC):
         delayed message or an expired lease becomes visible, and at least every
         ``poll_interval`` seconds. A True is a hint: receive may still race.
         """
+        _check_queue(queue)
         deadline = time.monotonic() + timeout
         while True:
             token = self.signals.token(queue)
@@ -208,7 +220,16 @@ class Broker(abc.ABC):
 
     async def wait_async(self, queue: str, timeout: float) -> bool:
         """:meth:`wait` for asyncio consumers: sleeps on an ``asyncio.Event``,
-        never blocks the event loop on the queue check of a disk backend."""
+        never blocks the event loop on the queue check of a disk backend::
+
+            while running:
+                batch = await asyncio.to_thread(broker.receive, queue, max_messages=10)
+                if not batch:
+                    await broker.wait_async(queue, timeout=20)
+                    continue
+                ...  # handle, then ack / nack each delivery (in a thread too)
+        """
+        _check_queue(queue)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
@@ -290,8 +311,9 @@ class Broker(abc.ABC):
 
     # -- primitives a backend implements (each atomic) --------------------------
     @abc.abstractmethod
-    def _insert(self, queue: str, rows: list[NewMessage]) -> None:
-        """Add rows; skip a row whose message_id is already in ``queue``."""
+    def _insert(self, batches: dict[str, list[NewMessage]]) -> None:
+        """Add each queue's rows, all or none; skip a row whose message_id is
+        already in its queue."""
 
     @abc.abstractmethod
     def _lease(self, queue: str, limit: int, visibility_timeout: float,

@@ -95,13 +95,14 @@ class MemoryBroker(Broker):
             setattr(row, name, value)
         self._add(row)
 
-    def _insert(self, queue: str, rows: list[NewMessage]) -> None:
+    def _insert(self, batches: dict[str, list[NewMessage]]) -> None:
         with self._lock:
-            self._queue(queue)
-            for m in rows:
-                if (queue, m.message_id) not in self._ids:
-                    self._add(_Row(next(self._seq), queue, m.message_id, m.body,
-                                   m.attributes, m.sent_at, m.visible_at))
+            for queue, rows in batches.items():
+                self._queue(queue)
+                for m in rows:
+                    if (queue, m.message_id) not in self._ids:
+                        self._add(_Row(next(self._seq), queue, m.message_id, m.body,
+                                       m.attributes, m.sent_at, m.visible_at))
 
     def _lease(self, queue: str, limit: int, visibility_timeout: float,
                now: float) -> tuple[list[Delivery], set[str]]:
@@ -129,7 +130,7 @@ class MemoryBroker(Broker):
                 out.append(Delivery(queue, row.message_id, row.body, dict(row.attributes),
                                     row.receipt, row.receive_count, row.sent_at,
                                     row.first_received_at))
-            for row in leased.values():  # after the loop: with a zero timeout they are visible at once
+            for row in leased.values():  # after the loop: a zero timeout keeps them visible
                 self._schedule(row)
         return out, moved
 

@@ -108,14 +108,15 @@ class SQLiteBroker(Broker):
             db.execute("INSERT OR IGNORE INTO bus_queues (name) VALUES (?)", (queue,))
             self._known.add(queue)
 
-    def _insert(self, queue: str, rows: list[NewMessage]) -> None:
+    def _insert(self, batches: dict[str, list[NewMessage]]) -> None:
         with self._tx() as db:
-            self._register(db, queue)
+            for queue in batches:
+                self._register(db, queue)
             db.executemany(
                 "INSERT OR IGNORE INTO bus_messages (queue, message_id, body, attributes, "
                 "sent_at, visible_at) VALUES (?, ?, ?, ?, ?, ?)",
                 [(queue, m.message_id, m.body, _dump(m.attributes), m.sent_at, m.visible_at)
-                 for m in rows])
+                 for queue, rows in batches.items() for m in rows])
 
     def _lease(self, queue: str, limit: int, visibility_timeout: float,
                now: float) -> tuple[list[Delivery], set[str]]:

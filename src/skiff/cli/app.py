@@ -157,6 +157,7 @@ def ls(name: Annotated[str | None, typer.Argument(help="show one app in detail")
 
 @app.command()
 def invoke(name: str, data: Annotated[str | None, typer.Option("--data", "-d", help="JSON event")] = None,
+           is_async: Annotated[bool, typer.Option("--async", help="queue it durably; print its id")] = False,
            url: UrlOpt = None) -> None:
     """Invoke an app directly with a JSON event and print the result."""
     if data is not None:
@@ -164,8 +165,11 @@ def invoke(name: str, data: Annotated[str | None, typer.Option("--data", "-d", h
             json.loads(data)
         except ValueError as exc:
             raise SkiffError(f"--data must be JSON: {exc}", code="bad_event", status=400) from None
+    headers = {"content-type": "application/json"}
+    if is_async:
+        headers["x-skiff-invocation-type"] = "Event"
     resp = _client(url).call("POST", f"/apps/{name}/invoke", content=(data or "").encode(),
-                             headers={"content-type": "application/json"})
+                             headers=headers)
     try:
         out.print_json(resp.text)
     except (ValueError, json.JSONDecodeError):
@@ -347,6 +351,98 @@ def doctor(home: HomeOpt = None) -> None:
     for layer in support.layers():
         table.add_row(layer.name, "[green]✓[/]" if layer.active else "[red]✗[/]",
                       escape(layer.detail))
+    out.print(table)
+
+
+@app.command()
+def status(invocation_id: str, url: UrlOpt = None) -> None:
+    """Status and result of an async invocation."""
+    out.print_json(data=_client(url).json("GET", f"/invocations/{invocation_id}"))
+
+
+@app.command()
+def publish(event_type: Annotated[str, typer.Argument(metavar="TYPE")],
+            source: Annotated[str, typer.Option(help="the event's source")] = "cli",
+            data: Annotated[str | None, typer.Option("--data", "-d", help="JSON data")] = None,
+            url: UrlOpt = None) -> None:
+    """Publish a CloudEvent to the bus; prints which apps' rules matched it."""
+    import uuid
+
+    event = {"specversion": "1.0", "id": str(uuid.uuid4()), "type": event_type,
+             "source": source}
+    if data is not None:
+        event["data"] = json.loads(data)
+        event["datacontenttype"] = "application/json"
+    res = _client(url).json("POST", "/events", content=json.dumps(event).encode(),
+                            headers={"content-type": "application/cloudevents+json"})
+    out.print_json(data=res)
+
+
+queues_app = typer.Typer(help="Queues: stats, peek, send, redrive, purge.", no_args_is_help=True)
+app.add_typer(queues_app, name="queues")
+
+
+@queues_app.command("ls")
+def queues_ls(url: UrlOpt = None) -> None:
+    """Every queue with visible, in-flight and delayed counts."""
+    table = Table("queue", "visible", "in flight", "delayed", "dead-letter queue")
+    for q in _client(url).json("GET", "/queues"):
+        table.add_row(q["name"], str(q["visible"]), str(q["in_flight"]), str(q["delayed"]),
+                      q["dead_letter_queue"] or "")
+    out.print(table)
+
+
+@queues_app.command("peek")
+def queues_peek(name: str, limit: int = 10, url: UrlOpt = None) -> None:
+    """Show messages without taking them."""
+    out.print_json(data=_client(url).json("GET", f"/queues/{name}/messages",
+                                          params={"limit": limit}))
+
+
+@queues_app.command("send")
+def queues_send(name: str, body: str, url: UrlOpt = None) -> None:
+    """Enqueue a message."""
+    res = _client(url).json("POST", f"/queues/{name}/messages", json={"body": body})
+    out.print(f"[green]sent[/] {res['message_id']}")
+
+
+@queues_app.command("redrive")
+def queues_redrive(dlq: str, to: Annotated[str | None, typer.Option(help="target queue")] = None,
+                   url: UrlOpt = None) -> None:
+    """Move dead-lettered messages back to where they came from."""
+    params = {"to": to} if to else {}
+    out.print(f"moved {_client(url).json('POST', f'/queues/{dlq}/redrive', params=params)['moved']}")
+
+
+@queues_app.command("purge")
+def queues_purge(name: str, url: UrlOpt = None) -> None:
+    """Delete every message of a queue."""
+    out.print(f"purged {_client(url).json('DELETE', f'/queues/{name}/messages')['purged']}")
+
+
+kv_app = typer.Typer(help="An app's key-value store, for operators.", no_args_is_help=True)
+app.add_typer(kv_app, name="kv")
+
+
+@kv_app.command("get")
+def kv_get(name: str, key: str, url: UrlOpt = None) -> None:
+    out.print_json(data=_client(url).json("GET", f"/apps/{name}/kv/{key}"))
+
+
+@kv_app.command("put")
+def kv_put(name: str, key: str, value: Annotated[str, typer.Argument(help="JSON value")],
+           url: UrlOpt = None) -> None:
+    json.loads(value)
+    out.print_json(data=_client(url).json("PUT", f"/apps/{name}/kv/{key}",
+                                          content=value.encode()))
+
+
+@kv_app.command("ls")
+def kv_ls(name: str, prefix: str = "", url: UrlOpt = None) -> None:
+    page = _client(url).json("GET", f"/apps/{name}/kv", params={"prefix": prefix})
+    table = Table("key", "version", "value")
+    for item in page["items"]:
+        table.add_row(item["key"], str(item["version"]), escape(json.dumps(item["value"])[:80]))
     out.print(table)
 
 

@@ -17,13 +17,19 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 import skiff
-from skiff.errors import PayloadTooLarge, SkiffError, Unauthorized
+from skiff.errors import NotFound, PayloadTooLarge, SkiffError, Unauthorized
 from skiff.instance import protocol as p
 from skiff.manifest import json_schema
 from skiff.platform import Platform
 
 PREFIX = "/_skiff/api"
 MAX_UPLOAD = 200 * 1024 * 1024
+
+
+class MessageBody(BaseModel):
+    body: Any
+    attributes: dict[str, str] | None = None
+    delay: float = 0.0
 
 
 class SecretBody(BaseModel):
@@ -143,6 +149,10 @@ def build_admin(platform: Platform, token: str) -> FastAPI:
             msg = p.HttpRequest(id=rid, method="POST" if payload else "GET", path="/",
                                 headers=[("content-type", "application/json")], body=payload,
                                 host=f"{name}.localhost", mount="", deadline_ms=deadline)
+        if request.headers.get("x-skiff-invocation-type", "").lower() == "event":
+            platform.events.accept_async(name, msg, request.headers.get("traceparent"))
+            return Response(json.dumps({"invocation_id": rid, "status": "queued"}).encode(),
+                            status_code=202, media_type="application/json")
         resp = await platform.invoke(app, msg, "invoke")
         headers = dict(resp.headers)
         headers["x-skiff-request-id"] = rid
@@ -188,6 +198,69 @@ def build_admin(platform: Platform, token: str) -> FastAPI:
         removed = platform.secrets.delete(name)
         platform.follow_secrets()
         return {"name": name, "versions_removed": removed}
+
+    @api.get(f"{PREFIX}/invocations/{{invocation_id}}", dependencies=protected)
+    async def async_status(invocation_id: str) -> dict:
+        """Status and result of an async invocation (queued, running, retrying,
+        succeeded, failed)."""
+        return platform.events.status(invocation_id)
+
+    @api.get(f"{PREFIX}/queues", dependencies=protected)
+    async def queues() -> list[dict]:
+        return platform.events.queues()
+
+    @api.post(f"{PREFIX}/queues/{{name}}/messages", status_code=202, dependencies=protected)
+    async def send_message(name: str, body: MessageBody) -> dict:
+        data = body.body if isinstance(body.body, str) else json.dumps(body.body)
+        return {"message_id": platform.events.send(name, data.encode(), body.attributes or None,
+                                                   body.delay)}
+
+    @api.get(f"{PREFIX}/queues/{{name}}/messages", dependencies=protected)
+    async def peek(name: str, limit: Annotated[int, Query(ge=1, le=100)] = 10) -> list[dict]:
+        return [{"message_id": m.message_id, "body": m.body.decode("utf-8", "replace"),
+                 "attributes": m.attributes, "receive_count": m.receive_count,
+                 "sent_at": m.sent_at, "source_queue": m.source_queue, "leased": m.leased}
+                for m in platform.events.broker.peek(name, limit)]
+
+    @api.delete(f"{PREFIX}/queues/{{name}}/messages", dependencies=protected)
+    async def purge(name: str) -> dict:
+        return {"purged": platform.events.broker.purge(name)}
+
+    @api.post(f"{PREFIX}/queues/{{name}}/redrive", dependencies=protected)
+    async def redrive(name: str, to: str | None = None) -> dict:
+        """Move dead-lettered messages back to their source queue (or to ``to``)."""
+        return {"moved": platform.events.broker.redrive(name, to)}
+
+    @api.post(f"{PREFIX}/events", status_code=202, dependencies=protected)
+    async def publish(request: Request) -> dict:
+        """Publish CloudEvents (binary, structured or batch mode) to the bus."""
+        from skiff.bus import parse_http_events
+
+        events = parse_http_events(list(request.headers.items()), await request.body())
+        return {"events": [platform.events.publish(e) for e in events]}
+
+    @api.get(f"{PREFIX}/apps/{{name}}/kv", dependencies=protected)
+    async def kv_list(name: str, prefix: str = "", cursor: str | None = None,
+                      limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict:
+        platform.app(name)
+        return platform.services.op_kv_query(name, prefix, limit, cursor)
+
+    @api.get(f"{PREFIX}/apps/{{name}}/kv/{{key:path}}", dependencies=protected)
+    async def kv_get(name: str, key: str) -> dict:
+        platform.app(name)
+        item = platform.services.op_kv_get(name, key)
+        if item is None:
+            raise NotFound(f"app {name} has no key {key!r}", code="key_not_found")
+        return item
+
+    @api.put(f"{PREFIX}/apps/{{name}}/kv/{{key:path}}", dependencies=protected)
+    async def kv_put(name: str, key: str, request: Request) -> dict:
+        platform.app(name)
+        try:
+            value = json.loads(await request.body())
+        except ValueError:
+            raise SkiffError("the value must be JSON", code="bad_value", status=400) from None
+        return platform.services.op_kv_put(name, key, value)
 
     @api.get(f"{PREFIX}/system", dependencies=protected)
     async def system() -> dict:

@@ -78,12 +78,16 @@ class Gateway:
             return
         platform = self.platform
         host = ""
-        inm = None
+        inm = invocation_type = traceparent = None
         for k, v in scope["headers"]:
             if k == b"host":
                 host = v.decode("latin-1")
             elif k == b"if-none-match":
                 inm = v.decode("latin-1")
+            elif k == b"x-skiff-invocation-type":
+                invocation_type = v.decode("latin-1")
+            elif k == b"traceparent":
+                traceparent = v.decode("latin-1")
         rid = platform.new_request_id()
         try:
             match = platform.router.match(host, path)
@@ -114,6 +118,14 @@ class Gateway:
                 headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]],
                 body=body, scheme=scheme, host=host, client=client[0] if client else "",
                 mount=match.mount, deadline_ms=(time.time() + timeout) * 1000)
+            if invocation_type is not None and invocation_type.lower() == "event":
+                # accepted durably first, answered 202; retries and DLQ follow spec.async
+                platform.events.accept_async(app.name, req, traceparent)
+                body = _json.encode({"invocation_id": rid, "status": "queued",
+                                     "status_url": f"/_skiff/api/invocations/{rid}"})
+                await _send(send, 202, [(b"content-type", b"application/json"),
+                                        (b"x-skiff-request-id", rid.encode())], body)
+                return
             resp = await platform.invoke(app, req, "http")
         except SkiffError as exc:
             await _send(send, *error_response(exc, rid))

@@ -1,0 +1,68 @@
+"""The platform side of ``skiff.sdk``: one function per operation an app may
+call. The caller's app name comes from the platform (the instance socket it
+arrived on), never from the app, so an app reaches only its own namespace."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from typing import Any
+
+from skiff.errors import SkiffError
+from skiff.store.kv import KV, Item
+
+Send = Callable[[str, bytes, dict[str, str] | None, float], str]
+Publish = Callable[[dict[str, Any]], dict]
+
+
+def item_dict(item: Item | None) -> dict | None:
+    if item is None:
+        return None
+    return {"key": item.key, "value": item.value, "version": item.version,
+            "expires_at": item.expires_at}
+
+
+class Services:
+    def __init__(self, kv: KV, send: Send | None = None, publish: Publish | None = None) -> None:
+        self.kv = kv
+        self._send = send
+        self._publish = publish
+
+    def call(self, app: str, op: str, args: dict[str, Any]) -> Any:
+        handler = getattr(self, "op_" + op.replace(".", "_"), None)
+        if handler is None:
+            raise SkiffError(f"unknown skiff.sdk operation {op!r}", code="unknown_operation",
+                             status=400)
+        return handler(app, **args)
+
+    def op_kv_get(self, app: str, key: str) -> dict | None:
+        return item_dict(self.kv.get(app, key))
+
+    def op_kv_put(self, app: str, key: str, value: Any, ttl: float | None = None,
+                  if_absent: bool = False, if_version: int | None = None) -> dict | None:
+        return item_dict(self.kv.put(app, key, value, ttl=ttl, if_absent=if_absent,
+                                     if_version=if_version))
+
+    def op_kv_delete(self, app: str, key: str, if_version: int | None = None) -> bool:
+        return self.kv.delete(app, key, if_version=if_version)
+
+    def op_kv_query(self, app: str, prefix: str = "", limit: int = 100,
+                    cursor: str | None = None) -> dict:
+        page = self.kv.query(app, prefix, limit=limit, cursor=cursor)
+        return {"items": [item_dict(i) for i in page.items], "next_cursor": page.next_cursor}
+
+    def op_kv_incr(self, app: str, key: str, by: int = 1) -> int:
+        return self.kv.incr(app, key, by)
+
+    def op_queue_send(self, app: str, queue: str, body: str, base64_body: bool = False,
+                      attributes: dict[str, str] | None = None, delay: float = 0.0) -> str:
+        if self._send is None:
+            raise SkiffError("queues are not available here", code="not_supported", status=400)
+        data = base64.b64decode(body) if base64_body else body.encode()
+        return self._send(queue, data, attributes, delay)
+
+    def op_events_publish(self, app: str, event: dict[str, Any]) -> dict:
+        if self._publish is None:
+            raise SkiffError("the event bus is not available here", code="not_supported",
+                             status=400)
+        return self._publish(event)

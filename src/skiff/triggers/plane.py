@@ -1,0 +1,403 @@
+"""The event plane: durable async invocation, queue triggers (SQS-shaped
+batches with partial-batch failure), event rules over published CloudEvents,
+and schedules — all on one at-least-once broker.
+
+Everything accepted is first written to the broker (fsync'd SQLite by
+default), then consumed with a lease: a crash of the platform loses nothing,
+and work in flight is delivered again when its lease runs out.
+
+Internal queues are named ``skiff:async:<app>`` and ``skiff:rule:<app>:<n>``
+(a colon cannot appear in a user's queue name).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from skiff.bus import (
+    Broker,
+    Delivery,
+    backoff,
+    due,
+    matches,
+    parse_batch_response,
+    parse_schedule,
+    queue_arn,
+    to_eventbridge,
+    to_sqs_records,
+    validate_event,
+)
+from skiff.errors import NotFound, SkiffError
+from skiff.instance import protocol as p
+from skiff.manifest import Manifest
+
+Invoke = Callable[[str, p.HttpRequest | p.Event, str], Awaitable[p.Response]]
+_requests = msgspec.msgpack.Decoder(p.HttpRequest | p.Event)
+_msgpack = msgspec.msgpack.Encoder()
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS async_invocations (
+  id TEXT PRIMARY KEY,
+  app TEXT NOT NULL,
+  status TEXT NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  created REAL NOT NULL,
+  updated REAL NOT NULL,
+  status_code INTEGER,
+  result BLOB,
+  error TEXT
+);
+CREATE TABLE IF NOT EXISTS schedule_checkpoints (
+  app TEXT NOT NULL,
+  trigger TEXT NOT NULL,
+  last_fire REAL NOT NULL,
+  PRIMARY KEY (app, trigger)
+);
+"""
+
+
+def async_queue(app: str) -> str:
+    return f"skiff:async:{app}"
+
+
+def rule_queue(app: str, index: int) -> str:
+    return f"skiff:rule:{app}:{index}"
+
+
+@dataclass
+class _AppWiring:
+    manifest: Manifest
+    tasks: list[asyncio.Task] = field(default_factory=list)
+    rules: list[tuple[int, dict, str]] = field(default_factory=list)  # (index, pattern, format)
+
+
+class EventPlane:
+    def __init__(self, broker: Broker, db_path: Path, invoke: Invoke, *,
+                 log: Callable[[str, str], None]) -> None:
+        self.broker = broker
+        self.invoke = invoke
+        self.log = log
+        self._db = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(_SCHEMA)
+        self._lock = threading.Lock()
+        self.apps: dict[str, _AppWiring] = {}
+        self._scheduler: asyncio.Task | None = None
+
+    # -- wiring ------------------------------------------------------------------
+    def start(self) -> None:
+        self._scheduler = asyncio.ensure_future(self._schedules())
+
+    async def stop(self) -> None:
+        tasks = [t for w in self.apps.values() for t in w.tasks]
+        if self._scheduler:
+            tasks.append(self._scheduler)
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.apps.clear()
+        self.broker.close()
+        self._db.close()
+
+    def wire(self, manifest: Manifest) -> None:
+        """(Re)start the consumers of an app after it was (re)activated."""
+        self.unwire(manifest.name)
+        name, spec = manifest.name, manifest.spec
+        wiring = _AppWiring(manifest)
+        self.apps[name] = wiring
+        if not spec.handler:
+            return
+        # a few parallel consumers, so async work can use more than one instance
+        workers = max(1, min(spec.scaling.max_instances, 4))
+        for _ in range(workers):
+            wiring.tasks.append(self._loop(async_queue(name), self._async_batch(name), 1, 0.0,
+                                           spec.resources.timeout))
+        for index, trig in enumerate(spec.triggers):
+            if trig.queue:
+                dlq = trig.dead_letter_queue or f"{trig.queue}-dlq"
+                self.broker.configure(trig.queue, dead_letter_queue=dlq,
+                                      max_receive_count=trig.max_receive_count)
+                wiring.tasks.append(self._loop(trig.queue, self._queue_batch(name, trig.queue),
+                                               trig.batch_size, trig.max_batching_window,
+                                               spec.resources.timeout))
+            elif trig.event is not None:
+                queue = rule_queue(name, index)
+                self.broker.configure(queue, dead_letter_queue=f"{name}-events-dlq",
+                                      max_receive_count=trig.max_attempts)
+                wiring.rules.append((index, trig.event, trig.format))
+                wiring.tasks.append(self._loop(queue, self._rule_batch(name), 1, 0.0,
+                                               spec.resources.timeout))
+
+    def unwire(self, app: str) -> None:
+        wiring = self.apps.pop(app, None)
+        if wiring is not None:
+            for t in wiring.tasks:
+                t.cancel()
+
+    def _loop(self, queue: str, handle: Callable[[list[Delivery]], Awaitable[None]],
+              batch_size: int, window: float, timeout: float) -> asyncio.Task:
+        # the lease outlives the handler's timeout, so a slow success is not redelivered
+        visibility = timeout + 30.0
+
+        async def run() -> None:
+            while True:
+                try:
+                    batch = await asyncio.to_thread(self.broker.receive, queue,
+                                                    max_messages=batch_size,
+                                                    visibility_timeout=visibility)
+                    if not batch:
+                        await self.broker.wait_async(queue, 5.0)
+                        continue
+                    deadline = time.monotonic() + window
+                    while len(batch) < batch_size and time.monotonic() < deadline:
+                        await self.broker.wait_async(queue, deadline - time.monotonic())
+                        batch += await asyncio.to_thread(
+                            self.broker.receive, queue, max_messages=batch_size - len(batch),
+                            visibility_timeout=visibility)
+                    await handle(batch)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - a consumer never dies of one batch
+                    print(f"skiff: consumer of {queue}: {exc!r}", file=sys.stderr)
+                    await asyncio.sleep(1.0)
+
+        return asyncio.ensure_future(run())
+
+    # -- async invocation -----------------------------------------------------------
+    def accept_async(self, app: str, msg: p.HttpRequest | p.Event,
+                     traceparent: str | None = None) -> str:
+        """Durably accept an async invocation; returns its id (202 to the caller)."""
+        attrs = {"traceparent": traceparent} if traceparent else None
+        now = time.time()
+        with self._lock:
+            self._db.execute("INSERT OR IGNORE INTO async_invocations (id, app, status, created, "
+                             "updated) VALUES (?, ?, 'queued', ?, ?)", (msg.id, app, now, now))
+        self.broker.send(async_queue(app), _msgpack.encode(msg), attributes=attrs,
+                         message_id=msg.id)
+        return msg.id
+
+    def status(self, invocation_id: str) -> dict:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM async_invocations WHERE id = ?",
+                                   (invocation_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no async invocation {invocation_id!r}", code="invocation_not_found")
+        keys = ("id", "app", "status", "attempts", "created", "updated", "status_code", "result",
+                "error")
+        out = dict(zip(keys, row, strict=True))
+        if out["result"] is not None:
+            raw = bytes(out["result"])
+            try:
+                out["result"] = json.loads(raw)
+            except ValueError:
+                out["result"] = raw.decode("utf-8", "replace")
+        return out
+
+    def _deadline(self, app: str) -> float:
+        wiring = self.apps.get(app)
+        timeout = wiring.manifest.spec.resources.timeout if wiring else 30.0
+        return (time.time() + timeout) * 1000
+
+    def _set_status(self, inv_id: str, status: str, attempts: int, *, code: int | None = None,
+                    result: bytes | None = None, error: str | None = None) -> None:
+        with self._lock:
+            self._db.execute("UPDATE async_invocations SET status = ?, attempts = ?, updated = ?,"
+                             " status_code = ?, result = ?, error = ? WHERE id = ?",
+                             (status, attempts, time.time(), code, result, error, inv_id))
+
+    def _async_batch(self, app: str) -> Callable[[list[Delivery]], Awaitable[None]]:
+        async def handle(batch: list[Delivery]) -> None:
+            for d in batch:
+                await self._run_async(app, d)
+        return handle
+
+    async def _run_async(self, app: str, d: Delivery) -> None:
+        wiring = self.apps.get(app)
+        if wiring is None:
+            return
+        cfg = wiring.manifest.spec.async_
+        msg = _requests.decode(d.body)
+        msg.deadline_ms = self._deadline(app)
+        self._set_status(d.message_id, "running", d.receive_count)
+        error, code, body = None, None, b""
+        try:
+            resp = await self.invoke(app, msg, "event")
+            code, body = resp.status, resp.body
+            if resp.status >= 500:
+                error = f"status {resp.status}"
+        except SkiffError as exc:
+            error = f"{exc.code}: {exc.message}"
+            code = exc.status
+        if error is None:
+            self._set_status(d.message_id, "succeeded", d.receive_count, code=code, result=body)
+            if cfg.on_success:
+                self._destination(cfg.on_success, app, d, msg, "Success", code, body, None)
+            await asyncio.to_thread(self.broker.ack, d.queue, d.receipt)
+            return
+        if d.receive_count >= cfg.max_attempts:
+            dest = cfg.on_failure or f"{app}-dlq"
+            self._destination(dest, app, d, msg, "RetriesExhausted", code, body, error)
+            self._set_status(d.message_id, "failed", d.receive_count, code=code, result=body,
+                             error=error)
+            self.log(app, f"async invocation {d.message_id} failed after {d.receive_count} "
+                          f"attempt(s): {error}; sent to {dest}")
+            await asyncio.to_thread(self.broker.ack, d.queue, d.receipt)
+            return
+        self._set_status(d.message_id, "retrying", d.receive_count, code=code, error=error)
+        await asyncio.to_thread(self.broker.nack, d.queue, d.receipt,
+                                delay=backoff(d.receive_count, base=0.5, cap=60.0))
+
+    def _destination(self, queue: str, app: str, d: Delivery, msg: p.HttpRequest | p.Event,
+                     condition: str, code: int | None, body: bytes, error: str | None) -> None:
+        """A Lambda-style destination record."""
+        payload: Any = msg.payload if isinstance(msg, p.Event) else msg.body
+        record = {
+            "version": "1.0", "timestamp": datetime.now(UTC).isoformat(),
+            "requestContext": {"requestId": d.message_id, "condition": condition,
+                               "approximateInvokeCount": d.receive_count,
+                               "functionArn": f"arn:aws:lambda:local:000000000000:function:{app}"},
+            "requestPayload": _jsonish(payload),
+            "responseContext": {"statusCode": code, "functionError": error},
+            "responsePayload": _jsonish(body),
+        }
+        self.broker.send(queue, json.dumps(record).encode(), attributes=d.attributes or None)
+
+    # -- queue triggers ---------------------------------------------------------------
+    def _queue_batch(self, app: str, queue: str) -> Callable[[list[Delivery]], Awaitable[None]]:
+        arn = queue_arn(queue)
+
+        async def handle(batch: list[Delivery]) -> None:
+            event = to_sqs_records(batch, arn)
+            msg = p.Event(id=str(uuid.uuid4()), payload=json.dumps(event).encode(),
+                          deadline_ms=self._deadline(app))
+            failed: set[str] | None
+            try:
+                resp = await self.invoke(app, msg, "queue")
+                failed = parse_batch_response(resp.body, [d.message_id for d in batch])
+            except SkiffError as exc:
+                self.log(app, f"batch of {len(batch)} from {queue} failed: {exc.message}")
+                failed = {d.message_id for d in batch}
+            done = [d.receipt for d in batch if not failed or d.message_id not in failed]
+            if done:
+                await asyncio.to_thread(self.broker.ack_batch, queue, done)
+            for d in batch:
+                if failed and d.message_id in failed:
+                    await asyncio.to_thread(self.broker.nack, queue, d.receipt,
+                                            delay=backoff(d.receive_count, base=0.5, cap=60.0))
+
+        return handle
+
+    def send(self, queue: str, body: bytes, attributes: dict[str, str] | None = None,
+             delay: float = 0.0) -> str:
+        if queue.startswith("skiff:"):
+            raise SkiffError("queues named skiff:* are Skiff's own", code="reserved_queue",
+                             status=400)
+        return self.broker.send(queue, body, attributes=attributes, delay=delay)
+
+    # -- events ---------------------------------------------------------------------
+    def publish(self, event: dict[str, Any]) -> dict:
+        """Fan a CloudEvent out to every matching rule, durably; returns who got it."""
+        event = validate_event(event)
+        targets = []
+        for app, wiring in self.apps.items():
+            for index, pattern, fmt in wiring.rules:
+                shaped = to_eventbridge(event) if fmt == "eventbridge" else event
+                if matches(pattern, shaped):
+                    attrs = {"traceparent": event["traceparent"]} if event.get(
+                        "traceparent") else None
+                    self.broker.send(rule_queue(app, index), json.dumps(shaped).encode(),
+                                     attributes=attrs, message_id=f"{event['id']}:{app}:{index}")
+                    targets.append(app)
+        return {"id": event["id"], "matched": sorted(set(targets))}
+
+    def _rule_batch(self, app: str) -> Callable[[list[Delivery]], Awaitable[None]]:
+        async def handle(batch: list[Delivery]) -> None:
+            for d in batch:
+                msg = p.Event(id=str(uuid.uuid4()), payload=d.body, deadline_ms=self._deadline(app))
+                try:
+                    await self.invoke(app, msg, "event")
+                except SkiffError as exc:
+                    self.log(app, f"event {d.message_id} failed (attempt {d.receive_count}): "
+                                  f"{exc.message}")
+                    await asyncio.to_thread(self.broker.nack, d.queue, d.receipt,
+                                            delay=backoff(d.receive_count, base=0.5, cap=60.0))
+                    continue
+                await asyncio.to_thread(self.broker.ack, d.queue, d.receipt)
+        return handle
+
+    # -- schedules ------------------------------------------------------------------
+    async def _schedules(self) -> None:
+        while True:
+            try:
+                await asyncio.to_thread(self.fire_due_schedules, time.time())
+            except Exception as exc:  # noqa: BLE001 - the clock goes on
+                print(f"skiff: schedules: {exc!r}", file=sys.stderr)
+            await asyncio.sleep(1.0)
+
+    def fire_due_schedules(self, now_ts: float) -> int:
+        """Enqueue every fire due at ``now_ts`` as an async invocation. Fires carry
+        deterministic ids, so a crash between enqueue and checkpoint repeats none."""
+        fired = 0
+        now = datetime.fromtimestamp(now_ts, UTC)
+        for app, wiring in list(self.apps.items()):
+            for index, trig in enumerate(wiring.manifest.spec.triggers):
+                if not trig.schedule:
+                    continue
+                key = f"{index}:{trig.schedule}@{trig.timezone}"
+                with self._lock:
+                    row = self._db.execute("SELECT last_fire FROM schedule_checkpoints WHERE "
+                                           "app = ? AND trigger = ?", (app, key)).fetchone()
+                if row is None:  # new schedule: starts now, no backfill
+                    self._checkpoint(app, key, now_ts)
+                    continue
+                sched = parse_schedule(trig.schedule, trig.timezone)
+                last = datetime.fromtimestamp(row[0], UTC)
+                for fire in due(sched, last, now, catch_up=trig.catch_up):
+                    self._enqueue_fire(app, index, trig, fire)
+                    fired += 1
+                self._checkpoint(app, key, now_ts)
+        return fired
+
+    def _checkpoint(self, app: str, key: str, ts: float) -> None:
+        with self._lock:
+            self._db.execute("INSERT INTO schedule_checkpoints VALUES (?, ?, ?) ON CONFLICT DO "
+                             "UPDATE SET last_fire = excluded.last_fire", (app, key, ts))
+
+    def _enqueue_fire(self, app: str, index: int, trig: Any, fire: datetime) -> None:
+        fire_id = f"sched-{app}-{index}-{int(fire.timestamp())}"
+        event = trig.input if trig.input is not None else {
+            "version": "0", "id": fire_id, "detail-type": "Scheduled Event",
+            "source": "skiff.scheduler", "account": "000000000000",
+            "time": fire.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "region": "local",
+            "resources": [f"arn:aws:events:local:000000000000:rule/{app}-{index}"],
+            "detail": {},
+        }
+        self.accept_async(app, p.Event(id=fire_id, payload=json.dumps(event).encode()))
+
+    # -- operators ------------------------------------------------------------------
+    def queues(self) -> list[dict]:
+        return [{"name": q.name, "visible": q.visible, "in_flight": q.in_flight,
+                 "delayed": q.delayed, "dead_letter_queue": q.dead_letter_queue,
+                 "max_receive_count": q.max_receive_count} for q in self.broker.queues()]
+
+
+def _jsonish(raw: bytes | Any) -> Any:
+    if isinstance(raw, bytes | bytearray):
+        try:
+            return json.loads(raw) if raw else None
+        except ValueError:
+            return raw.decode("utf-8", "replace")
+    return raw
