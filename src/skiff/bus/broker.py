@@ -299,6 +299,12 @@ class Broker(abc.ABC):
             self.signals.notify(queue)
         return sum(moved.values())
 
+    def release_leases(self) -> int:
+        """Make every leased message visible now. Only for the one process that owns
+        the store, at its start: the leases of its previous life died with it, and
+        waiting out their visibility timeouts would only delay recovery."""
+        return 0
+
     def close(self) -> None:  # noqa: B027 - a backend without resources needs nothing
         """Release the backend's resources."""
 

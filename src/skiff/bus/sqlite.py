@@ -209,6 +209,14 @@ class SQLiteBroker(Broker):
                 for q, mid, body, attrs, sent_at, visible_at, count, first, receipt, source
                 in rows]
 
+    def release_leases(self) -> int:
+        with self._tx() as db:
+            released = db.execute("UPDATE bus_messages SET receipt = NULL, visible_at = ? "
+                                  "WHERE receipt IS NOT NULL", (self.clock(),)).rowcount
+        for name in list(self._known):
+            self.signals.notify(name)
+        return released
+
     def _purge(self, queue: str) -> int:
         with self._tx() as db:
             return db.execute("DELETE FROM bus_messages WHERE queue = ?", (queue,)).rowcount

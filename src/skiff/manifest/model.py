@@ -154,6 +154,8 @@ QueueName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,79}$")]
 def _schedule(value: Any) -> Any:
     from skiff.bus import InvalidSchedule, parse_schedule
 
+    if value is None:
+        return None
     if not isinstance(value, str):
         raise invalid("a schedule: rate(5 minutes), cron(0 12 * * ? *) or a 5-field cron",
                       value=value)
@@ -167,6 +169,8 @@ def _schedule(value: Any) -> Any:
 def _pattern(value: Any) -> Any:
     from skiff.bus import InvalidPattern, validate_pattern
 
+    if value is None:
+        return None
     try:
         validate_pattern(value)
     except InvalidPattern as exc:

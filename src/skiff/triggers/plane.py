@@ -30,6 +30,7 @@ import msgspec
 from skiff.bus import (
     Broker,
     Delivery,
+    Outgoing,
     backoff,
     due,
     matches,
@@ -99,6 +100,10 @@ class EventPlane:
 
     # -- wiring ------------------------------------------------------------------
     def start(self) -> None:
+        released = self.broker.release_leases()
+        if released:
+            print(f"skiff: {released} message(s) in flight at the last stop are delivered again",
+                  flush=True)
         self._scheduler = asyncio.ensure_future(self._schedules())
 
     async def stop(self) -> None:
@@ -311,17 +316,18 @@ class EventPlane:
     def publish(self, event: dict[str, Any]) -> dict:
         """Fan a CloudEvent out to every matching rule, durably; returns who got it."""
         event = validate_event(event)
-        targets = []
+        attrs = {"traceparent": event["traceparent"]} if event.get("traceparent") else None
+        out: list[tuple[str, Outgoing]] = []
         for app, wiring in self.apps.items():
             for index, pattern, fmt in wiring.rules:
                 shaped = to_eventbridge(event) if fmt == "eventbridge" else event
                 if matches(pattern, shaped):
-                    attrs = {"traceparent": event["traceparent"]} if event.get(
-                        "traceparent") else None
-                    self.broker.send(rule_queue(app, index), json.dumps(shaped).encode(),
-                                     attributes=attrs, message_id=f"{event['id']}:{app}:{index}")
-                    targets.append(app)
-        return {"id": event["id"], "matched": sorted(set(targets))}
+                    out.append((rule_queue(app, index), Outgoing(
+                        json.dumps(shaped).encode(), attrs,
+                        message_id=f"{event['id']}:{app}:{index}")))
+        if out:  # the whole fan-out is one transaction: every target gets it, or none
+            self.broker.send_many(out)
+        return {"id": event["id"], "matched": sorted({q.split(":")[2] for q, _ in out})}
 
     def _rule_batch(self, app: str) -> Callable[[list[Delivery]], Awaitable[None]]:
         async def handle(batch: list[Delivery]) -> None:
