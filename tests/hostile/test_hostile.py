@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from tests.conftest import SkiffServer
 
 APPS = Path(__file__).parent / "apps"
