@@ -49,8 +49,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlencode
 
+from skiff.bus import MemoryBroker, validate_event
 from skiff.instance.protocol import HttpRequest
 from skiff.runtime import InvokeContext, LoadedApp, encode_result, load_app
+from skiff.sdk import client as sdk_client
+from skiff.sdk.services import Services
+from skiff.store.kv import MemoryKV
 
 __all__ = ["AppClient", "AppResponse"]
 
@@ -124,6 +128,15 @@ class AppClient:
         }
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
+        # skiff.sdk reaches an in-memory platform: what the app stored, sent and
+        # published is here for the test to look at
+        self.kv = MemoryKV()
+        self.broker = MemoryBroker()
+        self.published: list[dict] = []
+        self._services = Services(
+            self.kv, send=lambda q, body, attrs, delay: self.broker.send(
+                q, body, attributes=attrs, delay=delay),
+            publish=self._publish)
         try:
             with self._inside():
                 self.app: LoadedApp = load_app(
@@ -267,15 +280,21 @@ class AppClient:
         if self._closed:
             raise RuntimeError("this AppClient is closed")
 
+    def _publish(self, event: dict) -> dict:
+        self.published.append(validate_event(event))
+        return {"id": event["id"], "matched": []}
+
     @contextlib.contextmanager
     def _inside(self) -> Iterator[None]:
-        """The app's environment variables and working directory, for one call."""
+        """The app's environment variables, working directory and skiff.sdk, for one call."""
         saved = {name: os.environ.get(name) for name in self._env}
         os.environ.update(self._env)
+        sdk_client.use_transport(lambda op, args: self._services.call(self.spec.name, op, args))
         try:
             with contextlib.chdir(self.app_dir):
                 yield
         finally:
+            sdk_client.use_transport(None)
             for name, value in saved.items():
                 if value is None:
                     os.environ.pop(name, None)

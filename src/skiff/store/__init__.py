@@ -1,5 +1,9 @@
-"""Storage backends. The embedded default is one SQLite file."""
+"""Storage backends. The embedded default is SQLite files under $SKIFF_HOME:
+the registry and records (``Store``) and the apps' key-value store (``KV``)."""
 
+from skiff.store.kv import KV, ConditionFailed, InvalidItem, Item, MemoryKV, NamespacedKV, Page
+from skiff.store.kv_sqlite import SQLiteKV
 from skiff.store.sqlite import Invocation, RevisionRow, Store
 
-__all__ = ["Invocation", "RevisionRow", "Store"]
+__all__ = ["KV", "ConditionFailed", "InvalidItem", "Invocation", "Item", "MemoryKV",
+           "NamespacedKV", "Page", "RevisionRow", "SQLiteKV", "Store"]
