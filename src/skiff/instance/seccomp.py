@@ -43,9 +43,12 @@ _RET_ALLOW, _RET_ERRNO, _RET_KILL = 0x7FFF0000, 0x00050000, 0x80000000
 _PR_SET_SECCOMP, _SECCOMP_MODE_FILTER = 22, 2
 
 
+_MACHINE = platform.machine()
+
+
 def supported() -> tuple[bool, str]:
-    if platform.machine() != "x86_64":
-        return False, f"the filter is written for x86_64, not {platform.machine()}"
+    if _MACHINE != "x86_64":
+        return False, f"the filter is written for x86_64, not {_MACHINE}"
     return True, ""
 
 
@@ -75,20 +78,36 @@ def program() -> list[tuple[int, int, int, int]]:
     return prog
 
 
+class _Prog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_compiled: tuple[ctypes.Array, _Prog] | None = None
+
+
+def _compile() -> tuple[ctypes.Array, _Prog]:
+    """Built once (in the zygote, before forking), so installing it in an
+    instance is a single prctl."""
+    global _compiled
+    if _compiled is None:
+        prog = program()
+        raw = b"".join(struct.pack("HBBI", *ins) for ins in prog)
+        buf = ctypes.create_string_buffer(raw, len(raw))
+        _compiled = (buf, _Prog(len(prog), ctypes.cast(buf, ctypes.c_void_p)))
+    return _compiled
+
+
 def install() -> None:
     """Load the filter into this process (needs no_new_privs or CAP_SYS_ADMIN)."""
     ok, why = supported()
     if not ok:
         raise OSError(errno.ENOSYS, why)
-    prog = program()
-    raw = b"".join(struct.pack("HBBI", *ins) for ins in prog)
-    buf = ctypes.create_string_buffer(raw, len(raw))
-
-    class _Prog(ctypes.Structure):
-        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
-
-    fprog = _Prog(len(prog), ctypes.cast(buf, ctypes.c_void_p))
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0) != 0:
+    _, fprog = _compile()
+    if _libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0) != 0:
         e = ctypes.get_errno()
         raise OSError(e, f"seccomp: {errno.errorcode.get(e, e)}")
+
+
+if platform.machine() == "x86_64":
+    _compile()

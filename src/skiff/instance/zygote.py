@@ -19,7 +19,8 @@ import sys
 
 from skiff.instance import control
 
-PRELOAD = ("skiff.runtime", "skiff.instance.worker", "msgspec", "json", "asyncio",
+PRELOAD = ("skiff.runtime", "skiff.instance.worker", "skiff.instance.seccomp", "skiff.sdk",
+           "msgspec", "json", "asyncio",
            "base64", "email.utils", "traceback", "uuid")
 
 

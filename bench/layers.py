@@ -1,0 +1,129 @@
+"""The cost of each sandbox layer, measured in forked children of this warm
+process (as instances are forked from a zygote).
+
+    sudo .venv/bin/python -m bench.layers [--n 300] [--json OUT]
+
+For each layer: fork a child, apply the layer, have the child write one byte
+to a pipe; the time from fork to byte minus the same for a bare fork is what
+the layer adds. Layers the platform applies ahead of demand (cgroup, pid and
+network namespaces, made with the pre-forked spares) are marked so: they are
+off the cold-start path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from skiff.instance import sandbox, seccomp
+from skiff.instance.cgroups import CgroupManager
+from skiff.instance.isolation import Support, plan_for
+
+
+def _timed_fork(setup: Callable[[], None]) -> float:
+    r, w = os.pipe()
+    t0 = time.perf_counter()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        try:
+            setup()
+            os.write(w, b"x")
+        finally:
+            os._exit(0)
+    os.close(w)
+    os.read(r, 1)
+    elapsed = time.perf_counter() - t0
+    os.close(r)
+    os.waitpid(pid, 0)
+    return elapsed * 1000
+
+
+def _pid_ns() -> None:
+    sandbox.unshare(sandbox.CLONE_NEWPID)
+    pid = os.fork()  # the instance is pid 1 of the new namespace
+    if pid:
+        os.waitpid(pid, 0)
+        os._exit(0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--n", type=int, default=300)
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("bench.layers needs root (namespaces, cgroups, uid changes)")
+
+    home = Path(tempfile.mkdtemp(prefix="skiff-layers-"))
+    code = home / "revisions" / "app" / "r1"
+    code.mkdir(parents=True)
+    manager = CgroupManager(f"skiff-bench-{uuid.uuid4().hex[:6]}")
+    support = Support.probe(manager)
+    plan = plan_for(support, "strict", uid=150_000, home=home, code_dir=code,
+                    python=sys.executable, tmp_mb=64)
+    assert plan is not None
+    counter = iter(range(10**9))
+
+    def cgroup() -> None:
+        cg = manager.create(f"b{next(counter)}")
+        if cg is not None:
+            cg.limit(256, 1.0, 64)
+            cg.attach(os.getpid())
+
+    def uid_drop() -> None:
+        os.setgroups([])
+        os.setresgid(150_000, 150_000, 150_000)
+        os.setresuid(150_000, 150_000, 150_000)
+
+    def rlimits() -> None:
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
+
+    def net_ns() -> None:
+        sandbox.unshare(sandbox.CLONE_NEWNET)
+        sandbox.loopback_up()
+
+    layers: list[tuple[str, Callable[[], None], str]] = [
+        ("bare fork (baseline)", lambda: None, "-"),
+        ("rlimits", rlimits, "bind"),
+        ("uid/gid drop", uid_drop, "bind"),
+        ("no_new_privs", lambda: sandbox._check(sandbox._libc.prctl(38, 1, 0, 0, 0), "nnp"), "bind"),
+        ("seccomp filter", lambda: (sandbox._libc.prctl(38, 1, 0, 0, 0), seccomp.install()), "bind"),
+        ("mount namespace + mounts", lambda: sandbox._mount_namespace(plan), "bind"),
+        ("cgroup mkdir + limits + attach", cgroup, "spare (ahead of demand)"),
+        ("network namespace + lo up", net_ns, "spare (ahead of demand)"),
+        ("pid namespace (+ fork)", _pid_ns, "spare (ahead of demand)"),
+        ("everything at bind (strict)", lambda: sandbox.apply(plan), "bind"),
+    ]
+    results = []
+    base = None
+    for name, fn, when in layers:
+        samples = sorted(_timed_fork(fn) for _ in range(args.n))
+        med = statistics.median(samples)
+        p95 = samples[int(0.95 * len(samples)) - 1]
+        if base is None:
+            base = med
+        results.append({"layer": name, "when": when, "median_ms": round(med, 3),
+                        "p95_ms": round(p95, 3), "added_median_ms": round(med - base, 3)})
+    manager.close()
+    print("| layer | applied at | fork→ready median ms | p95 ms | added (median) ms |")
+    print("|---|---|---|---|---|")
+    for r in results:
+        print(f"| {r['layer']} | {r['when']} | {r['median_ms']} | {r['p95_ms']} | "
+              f"{r['added_median_ms']} |")
+    if args.json:
+        args.json.write_text(json.dumps({"n": args.n, "layers": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
