@@ -27,6 +27,7 @@ from bench.common import (
     cwd,
     log,
     pss_kib,
+    settle,
     summarize,
     tree,
     wait_until,
@@ -92,11 +93,17 @@ def warm_idle(work: Path, n: int) -> dict:
     try:
         t0 = time.monotonic()
         # >= n: the deploy's trial instance may stay on top of minInstances
-        wait_until(lambda: _instances(server)[0] >= n, 180, 0.1, f"{n} instances")
+        (up, starting), status = settle(lambda: _instances(server), lambda v: v[0] >= n,
+                                        timeout=180, stall=20)
         up_s = time.monotonic() - t0
+        if status != "done":
+            log(f"density: only {up} of {n} instances came up ({starting} still 'starting'; "
+                f"{status})")
         time.sleep(2)  # let the last instances finish importing and settle
         out = census(server)
-        out.update(n=n, ready_s=round(server.ready_s, 2), all_up_s=round(up_s, 2))
+        out.update(n=n, ready_s=round(server.ready_s, 2), all_up_s=round(up_s, 2),
+                   reached=status == "done", status=status, api_starting=starting,
+                   server_errors=[ln for ln in server.lines if "Error" in ln][-5:])
         return out
     finally:
         server.stop()
@@ -135,29 +142,37 @@ def scaled_to_zero(work: Path, n: int, first_hits: int) -> dict:
         peak = _PeakProcesses(pid)
         peak.start()
 
-    server = Skiff(work / f"home-many-{n}", [apps], ready_timeout=900, on_spawn=watch)
+    server = Skiff(work / f"home-many-{n}", [apps], ready_timeout=900, on_spawn=watch,
+                   allow_failed_deploys=True)
     try:
         deployed = len(server.apps())
+        if server.failed:
+            log(f"density: {len(server.failed)} of {n} deploys failed, e.g. {server.failed[0]}")
         t0 = time.monotonic()
-        wait_until(lambda: _instances(server) == (0, 0), 300, 0.25, "every app to scale to zero")
+        (left, _), status = settle(lambda: _instances(server), lambda v: v == (0, 0),
+                                   timeout=300, stall=30)
         zero_s = time.monotonic() - t0
         peak_procs = peak.stop() if peak else 0
         time.sleep(2)
         out = census(server)
-        out.update(apps=deployed, deploy_ready_s=round(server.ready_s, 2),
-                   to_zero_s=round(zero_s, 2), peak_processes_during_deploy=peak_procs)
+        out.update(apps=deployed, requested=n, failed_deploys=len(server.failed),
+                   deploy_errors=server.failed[:5], deploy_ready_s=round(server.ready_s, 2),
+                   to_zero_s=round(zero_s, 2), to_zero_status=status,
+                   peak_processes_during_deploy=peak_procs)
         # first requests to distinct scaled-to-zero apps among the n
         client = Client(server.port)
         times = []
         try:
             client.request("GET", "/_skiff/api/health")
-            for i in range(0, n, max(1, n // first_hits))[:first_hits]:
+            served = {a["name"] for a in server.apps()}
+            names = [f"app-{i:04d}" for i in range(0, n, max(1, n // first_hits))]
+            for name in [x for x in names if x in served][:first_hits]:
                 wait_until(lambda: server.spares_ready(SPARES), 15, 0.01, "spare instances")
                 t1 = time.perf_counter()
-                status, _, body = client.request("GET", f"/app-{i:04d}/?name=bench")
+                code, _, body = client.request("GET", f"/{name}/?name=bench")
                 times.append((time.perf_counter() - t1) * 1000)
-                if status != 200:
-                    raise RuntimeError(f"app-{i:04d}: {status} {body[:200]!r}")
+                if code != 200:
+                    raise RuntimeError(f"{name}: {code} {body[:200]!r}")
         finally:
             client.close()
         out["first_request_ms"] = summarize(times)

@@ -130,12 +130,22 @@ def targets(results: dict) -> list[dict]:
     dens = _stage(results, "density")
     w200 = next((w for w in (dens or {}).get("warm_idle", []) if w["n"] == 200), None)
     mib = w200["instances_pss_mib"] if w200 else None
-    add("200 warm idle instances ≤ 1 GiB PSS",
-        f"{_fmt(mib, 1)} MiB" + (f" (+ platform {w200['platform_pss_mib']:.1f} MiB)"
-                                 if w200 else ""), None if mib is None else mib <= 1024)
+    reached = bool(w200 and w200.get("reached", True))
+    figure = f"{_fmt(mib, 1)} MiB"
+    if w200:
+        figure += f" (+ platform {w200['platform_pss_mib']:.1f} MiB)"
+        if not reached:
+            figure += (f" — only {w200['instances']} of 200 instances came up "
+                       f"({w200.get('status')})")
+    add("200 warm idle instances ≤ 1 GiB PSS", figure,
+        None if mib is None or not reached else mib <= 1024)
     z = (dens or {}).get("scaled_to_zero")
-    add("1,000 scaled-to-zero apps cost no instance processes",
-        f"{z['instances']} instances for {z['apps']} apps" if z else "–",
+    figure = "–"
+    if z:
+        figure = f"{z['instances']} instances for {z['apps']} apps"
+        if z.get("failed_deploys"):
+            figure += f" ({z['failed_deploys']} of {z.get('requested')} deploys failed)"
+    add("1,000 scaled-to-zero apps cost no instance processes", figure,
         None if not z or z["apps"] < 1000 else z["instances"] == 0)
     return out
 
@@ -262,7 +272,8 @@ def _density_section(results: dict) -> list[str]:
                  _fmt(e["platform_pss_mib"], 1), _fmt(e["total_pss_mib"], 1)])
     for w in res["warm_idle"]:
         per = w["instance_pss_kib"]
-        rows.append([f"{w['n']} warm idle instances (one app, minInstances {w['n']})",
+        short = "" if w.get("reached", True) else f" — **only {w['instances']} came up**"
+        rows.append([f"{w['n']} warm idle instances (one app, minInstances {w['n']}){short}",
                      _fmt(w["processes"]), f"{w['instances']} ({w['instance_processes']})",
                      _fmt(w["instances_pss_mib"], 1),
                      f"{_fmt(per.get('p50'), 0)} KiB" if per.get("n") else "–",
@@ -281,8 +292,18 @@ def _density_section(results: dict) -> list[str]:
               "with no apps.",
               f"- First request to {fr.get('n', 0)} distinct scaled-to-zero apps among them: "
               f"p50 {_fmt(fr.get('p50'))} ms, p99 {_fmt(fr.get('p99'))} ms.", ""]
+    if z.get("failed_deploys"):
+        lines.append(f"- {z['failed_deploys']} of {z.get('requested')} deploys failed, e.g. "
+                     f"`{z['deploy_errors'][0][:200]}`.")
     for w in res["warm_idle"]:
-        lines.append(f"- {w['n']} instances: all up {w['all_up_s']} s after ready.")
+        if w.get("reached", True):
+            lines.append(f"- {w['n']} instances: all up {w['all_up_s']} s after ready.")
+        else:
+            lines.append(f"- {w['n']} instances: the pool {w.get('status')} at {w['instances']} "
+                         f"instances with {w.get('api_starting')} reported as starting "
+                         f"({w['all_up_s']} s after ready)"
+                         + (f"; server log: `{w['server_errors'][-1][:160]}`"
+                            if w.get("server_errors") else "") + ".")
     lines.append("")
     return lines
 

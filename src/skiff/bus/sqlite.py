@@ -38,6 +38,7 @@ from skiff.bus.broker import (
     RedrivePolicy,
     new_receipt,
 )
+from skiff.store.sqlite import connect
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS bus_messages (
@@ -76,16 +77,7 @@ class SQLiteBroker(Broker):
         self.durable = durable
         self._lock = threading.Lock()
         self._known: set[str] = set()
-        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
-                             timeout=30)
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
-            db.executescript(_SCHEMA)
-        except BaseException:
-            db.close()
-            raise
-        self._db = db
+        self._db = connect(self.path, durable=durable, schema=_SCHEMA)
 
     def close(self) -> None:
         with self._lock:

@@ -9,13 +9,13 @@ same order :class:`~skiff.store.kv.MemoryKV` uses.
 from __future__ import annotations
 
 import contextlib
-import sqlite3
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from skiff.store.kv import KV, MAX_VALUE_BYTES, Clock, StoredItem
+from skiff.store.sqlite import connect
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv_items (
@@ -37,16 +37,7 @@ class SQLiteKV(KV):
         super().__init__(clock=clock, max_value_bytes=max_value_bytes)
         self.path = Path(path)
         self._lock = threading.RLock()
-        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
-                             timeout=30)
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
-            db.executescript(_SCHEMA)
-        except BaseException:
-            db.close()
-            raise
-        self._db = db
+        self._db = connect(self.path, durable=durable, schema=_SCHEMA)
 
     def close(self) -> None:
         with self._lock:

@@ -69,11 +69,20 @@ CREATE TABLE IF NOT EXISTS app_uids (
 FIRST_APP_UID = 100_000  # far above system and login users
 
 
-def connect(path: Path) -> sqlite3.Connection:
+def connect(path: str | Path, *, durable: bool = False, schema: str = "") -> sqlite3.Connection:
+    """How every Skiff SQLite file is opened: WAL, autocommit (explicit BEGIN where a
+    transaction is meant), shared across threads behind the caller's lock.
+    ``durable`` fsyncs every commit (synchronous=FULL): what was acknowledged
+    survives power loss; NORMAL survives a crash of the process."""
     conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.row_factory = sqlite3.Row
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+        if schema:
+            conn.executescript(schema)
+    except BaseException:
+        conn.close()
+        raise
     return conn
 
 
@@ -112,8 +121,8 @@ class Invocation:
 class Store:
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._db = connect(path)
-        self._db.executescript(_SCHEMA)
+        self._db = connect(path, schema=_SCHEMA)
+        self._db.row_factory = sqlite3.Row
         self._lock = threading.Lock()
         self._pending_inv: list[tuple] = []
         self._pending_logs: list[tuple] = []

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 import sys
 import threading
 import time
@@ -44,6 +43,7 @@ from skiff.bus import (
 from skiff.errors import NotFound, SkiffError
 from skiff.instance import protocol as p
 from skiff.manifest import Manifest
+from skiff.store.sqlite import connect
 
 Invoke = Callable[[str, p.HttpRequest | p.Event, str], Awaitable[p.Response]]
 _requests = msgspec.msgpack.Decoder(p.HttpRequest | p.Event)
@@ -91,9 +91,7 @@ class EventPlane:
         self.broker = broker
         self.invoke = invoke
         self.log = log
-        self._db = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
+        self._db = connect(db_path, schema=_SCHEMA)
         self._lock = threading.Lock()
         self.apps: dict[str, _AppWiring] = {}
         self._scheduler: asyncio.Task | None = None
