@@ -25,7 +25,7 @@ from skiff.governance import SecretStore, scan_app
 from skiff.instance import Instance, Launcher, ZygoteSpec
 from skiff.instance import protocol as p
 from skiff.instance.cgroups import CgroupManager
-from skiff.instance.environments import Environments
+from skiff.instance.environments import DEFAULT, Environments
 from skiff.instance.isolation import Support, plan_for
 from skiff.manifest import Manifest, content_hash, iter_app_files, load_manifest, parse_manifest
 from skiff.scheduler import Pool, Served, Target, WarmWindow
@@ -100,14 +100,9 @@ class Platform:
                 self._activate(manifest, revision, Path(row.code_dir), zygote, trial=None)
             except SkiffError as exc:
                 self.log_platform(name, revision, f"could not restore: {exc.message}")
-        await self.launcher.warm(dataclasses.replace(self._default_zygote(), profile="strict"))
+        await self.launcher.warm(dataclasses.replace(DEFAULT, profile="strict"))
         self.events.start()
         self._ticker = asyncio.ensure_future(self._tick())
-
-    def _default_zygote(self) -> ZygoteSpec:
-        from skiff.instance.environments import DEFAULT
-
-        return DEFAULT
 
     async def stop(self) -> None:
         if self._ticker:
