@@ -174,12 +174,33 @@ def test_egress_only_to_allowed_hosts_through_the_proxy(skiff, upstream):
                for line in lines)
 
 
+def _running_in(code_dir: str) -> list[int]:
+    """Pids of processes working in ``code_dir`` (an app's instances) that are on a
+    CPU (state R) right now."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cwd = os.readlink(f"/proc/{entry}/cwd")
+            status = Path(f"/proc/{entry}/status").read_text()
+        except OSError:
+            continue
+        state = next(line for line in status.splitlines() if line.startswith("State:"))
+        if cwd == code_dir and state.split()[1] == "R":
+            out.append(int(entry))
+    return out
+
+
 def test_cpu_spin_and_sleep_are_stopped_by_the_timeout(skiff):
-    """Spinning or sleeping past the timeout: 504 and the instance is killed."""
+    """Spinning or sleeping past the timeout: 504 and the instance is killed, every
+    process of it (nothing of the app keeps spinning afterwards)."""
+    code_dir = skiff.http.get("/attacker/whoami").json()["cwd"]
     for path in ("/spin", "/sleep"):
         r = attack(skiff, path)
         assert r.status_code == 504
         assert r.json()["error"]["code"] == "timeout"
+    skiff.wait_for(lambda: not _running_in(code_dir), "the spinning instance to be gone", 10)
 
 
 def test_memory_hog_is_killed(skiff):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 from pathlib import Path
 
 _ROOT = Path("/sys/fs/cgroup")
@@ -58,6 +59,21 @@ class Cgroup:
     def attach(self, pid: int) -> None:
         for procs in self.procs:
             Path(procs).write_text(str(pid))
+
+    def kill_all(self) -> int:
+        """SIGKILL every process in the cgroup: the whole instance, however many
+        processes it made, whatever namespace they are in."""
+        killed = 0
+        for procs in self.procs:
+            try:
+                pids = [int(x) for x in Path(procs).read_text().split()]
+            except OSError:
+                continue
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+                    killed += 1
+        return killed
 
     def oom_killed(self) -> bool:
         if self.version == 2:

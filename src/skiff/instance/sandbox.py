@@ -124,9 +124,17 @@ def apply(plan: Plan) -> None:
     if plan.mount_ns:
         _mount_namespace(plan)
     if plan.drop_privileges:
+        parent = os.getppid()
         os.setgroups([])
         os.setresgid(plan.gid, plan.gid, plan.gid)
         os.setresuid(plan.uid, plan.uid, plan.uid)  # clears every capability
+        # ...and the parent-death signal: arm it again, or a killed instance's
+        # process would outlive its keeper
+        from skiff.instance.control import die_with_parent
+
+        die_with_parent()
+        if os.getppid() != parent:  # the parent died before the signal was armed
+            os._exit(1)
         os.environ["HOME"] = "/tmp"
     _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
     if plan.seccomp:

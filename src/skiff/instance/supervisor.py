@@ -324,6 +324,8 @@ class Instance:
 
     def kill(self) -> None:
         self.dead = True  # take it out of rotation now; _died() follows on EOF
+        if self.cgroup is not None:
+            self.cgroup.kill_all()  # the instance and everything it forked
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, signal.SIGKILL)
 
