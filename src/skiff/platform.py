@@ -398,12 +398,11 @@ class Platform:
                 memory_mb=app.manifest.spec.resources.memory_mb, status=status, error=error,
                 ts=time.time())
             self.store.record(inv)
-            init = f" Init Duration: {inv.init_ms:.2f} ms" if inv.cold else ""
-            self.log_platform(
-                app.name, inv.revision,
-                f"REPORT Duration: {inv.duration_ms:.2f} ms Billed Duration: {inv.billed_ms} ms "
-                f"Memory Size: {inv.memory_mb} MB{init} Status: {status}"
-                + (f" Error: {error}" if error else ""), request_id=msg.id, instance=inv.instance)
+            if error:  # the invocation record has the rest; a log line per request cost
+                # a third of the gateway's time in SQLite writes (profiled)
+                self.log_platform(app.name, inv.revision, f"request failed: {error} "
+                                  f"(status {status}, {inv.duration_ms:.2f} ms)",
+                                  request_id=msg.id, instance=inv.instance)
 
     async def _invoke_named(self, name: str, msg: p.HttpRequest | p.Event,
                             trigger: str) -> p.Response:
