@@ -4,6 +4,7 @@ and the deploy / rollback / invoke operations the gateway and admin API use."""
 from __future__ import annotations
 
 import asyncio
+import compileall
 import dataclasses
 import shutil
 import sys
@@ -177,6 +178,8 @@ class Platform:
             target = tmp / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src / rel, target)
+        # instances see their code read-only: compile it now, or every cold start would
+        compileall.compile_dir(tmp, quiet=2, workers=1)
         tmp.chmod(0o755)  # instances run as the app's own uid and must read their code
         tmp.rename(dest)
         return dest
@@ -252,6 +255,7 @@ class Platform:
                 self.log_platform(app.name, app.revision, f"secret rotation: {exc.message}")
                 continue
             app.pool.set_target(target)
+            app.pool.rescale()
             self.log_platform(app.name, app.revision, "secret rotated: instances replaced")
 
     def _zygote_for(self, manifest: Manifest, revision: str, code_dir: Path,
@@ -304,9 +308,9 @@ class Platform:
                 pool.set_target(target)
             else:
                 pool = Pool(target, self.launcher)
-                pool.rescale()
             if trial is not None:
                 pool.adopt(trial, target)
+            pool.rescale()  # after the trial counts toward minInstances
         elif old is not None and old.pool is not None:
             old.pool.close()
         static = StaticSite(code_dir / spec.static.dir, spec.static.path) if spec.static else None

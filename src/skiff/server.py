@@ -40,7 +40,13 @@ def say(line: str) -> None:
 
 async def deploy_all(platform: Platform, dirs: list[Path]) -> None:
     apps = find_apps(dirs)
-    results = await asyncio.gather(*(platform.deploy(d) for d in apps), return_exceptions=True)
+    gate = asyncio.Semaphore(4)  # a thousand apps deploy a few at a time, not all at once
+
+    async def one(d: Path) -> dict:
+        async with gate:
+            return await platform.deploy(d)
+
+    results = await asyncio.gather(*(one(d) for d in apps), return_exceptions=True)
     base = platform.config
     for d, res in zip(apps, results, strict=True):
         if isinstance(res, SkiffError):

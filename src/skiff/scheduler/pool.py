@@ -9,7 +9,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from skiff.errors import DeployError, InvocationError, TooManyRequests
+from skiff.errors import InvocationError, TooManyRequests
 from skiff.instance import Instance, Launcher, ZygoteSpec
 from skiff.instance import protocol as p
 from skiff.scheduler.policy import (
@@ -165,7 +165,7 @@ class Pool:
             inst = await self.launcher.instance(target.zygote)
             inst.on_exit = self._on_exit
             await inst.bind(target.load, target.init_timeout)
-        except (DeployError, InvocationError) as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever failed, the slot is given back
             self.starting -= 1
             self.stats.init_failures += 1
             self._fail_waiters(exc)
@@ -181,6 +181,9 @@ class Pool:
         self.stats.created += 1
         self.stats.created_at.append(time.time())
         if target is not self.target or inst.dead:
+            self._retire(inst)
+            return
+        if len(self.instances) >= target.max_instances:  # e.g. a deploy's trial instance
             self._retire(inst)
             return
         inst.last_used = time.monotonic()
@@ -219,11 +222,11 @@ class Pool:
         return len(stopping)
 
     def set_target(self, target: Target) -> None:
-        """Switch to a new revision: old instances finish what they hold, then exit."""
+        """Switch to a new revision: old instances finish what they hold, then exit.
+        The caller rescales (after adopting a trial instance, if it has one)."""
         self.target = target
         for inst in list(self.instances):
             self._retire(inst)
-        self.rescale()
 
     def close(self) -> None:
         for inst in [*self.instances, *self.draining]:
