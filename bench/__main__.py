@@ -24,13 +24,15 @@ from bench.common import RESULTS, ROOT, log
 
 
 def _stages() -> dict[str, tuple[set[str], Callable[[bool], dict]]]:
-    from bench import coldstart, density, warm
+    from bench import coldstart, density, layers, queues, warm
 
     return {
         "coldstart": ({"lambda-local", "functions-framework"}, coldstart.run_coldstart),
         "heavy": (set(), coldstart.run_heavy),
         "warm": ({"wrk", "uvicorn", "powertools", "functions-framework"}, warm.run),
         "density": (set(), density.run),
+        "layers": (set(), layers.run),
+        "queues": (set(), queues.run),
     }
 
 

@@ -56,6 +56,13 @@ def _pid_ns() -> None:
         os._exit(0)
 
 
+def run(quick: bool = False) -> dict:
+    """The ``layers`` stage of ``python -m bench``."""
+    if os.geteuid() != 0:
+        raise RuntimeError("bench.layers needs root (namespaces, cgroups, uid changes)")
+    return measure(50 if quick else 300)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--n", type=int, default=300)
@@ -63,6 +70,17 @@ def main() -> None:
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench.layers needs root (namespaces, cgroups, uid changes)")
+    out = measure(args.n)
+    print("| layer | applied at | fork→ready median ms | p95 ms | added (median) ms |")
+    print("|---|---|---|---|---|")
+    for r in out["layers"]:
+        print(f"| {r['layer']} | {r['when']} | {r['median_ms']} | {r['p95_ms']} | "
+              f"{r['added_median_ms']} |")
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=2))
+
+
+def measure(n: int) -> dict:
 
     home = Path(tempfile.mkdtemp(prefix="skiff-layers-"))
     code = home / "revisions" / "app" / "r1"
@@ -108,7 +126,7 @@ def main() -> None:
     results = []
     base = None
     for name, fn, when in layers:
-        samples = sorted(_timed_fork(fn) for _ in range(args.n))
+        samples = sorted(_timed_fork(fn) for _ in range(n))
         med = statistics.median(samples)
         p95 = samples[int(0.95 * len(samples)) - 1]
         if base is None:
@@ -116,13 +134,7 @@ def main() -> None:
         results.append({"layer": name, "when": when, "median_ms": round(med, 3),
                         "p95_ms": round(p95, 3), "added_median_ms": round(med - base, 3)})
     manager.close()
-    print("| layer | applied at | fork→ready median ms | p95 ms | added (median) ms |")
-    print("|---|---|---|---|---|")
-    for r in results:
-        print(f"| {r['layer']} | {r['when']} | {r['median_ms']} | {r['p95_ms']} | "
-              f"{r['added_median_ms']} |")
-    if args.json:
-        args.json.write_text(json.dumps({"n": args.n, "layers": results}, indent=2))
+    return {"n": n, "layers": results}
 
 
 if __name__ == "__main__":

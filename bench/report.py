@@ -11,6 +11,7 @@ import os
 import platform
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 from bench.common import ROOT
@@ -291,7 +292,7 @@ def _density_section(results: dict) -> list[str]:
               f"ready; gateway PSS {z['gateway_pss_mib']} MiB vs {e['gateway_pss_mib']} MiB "
               "with no apps.",
               f"- First request to {fr.get('n', 0)} distinct scaled-to-zero apps among them: "
-              f"p50 {_fmt(fr.get('p50'))} ms, p99 {_fmt(fr.get('p99'))} ms.", ""]
+              f"p50 {_fmt(fr.get('p50'))} ms, p99 {_fmt(fr.get('p99'))} ms."]
     if z.get("failed_deploys"):
         lines.append(f"- {z['failed_deploys']} of {z.get('requested')} deploys failed, e.g. "
                      f"`{z['deploy_errors'][0][:200]}`.")
@@ -306,6 +307,30 @@ def _density_section(results: dict) -> list[str]:
                             if w.get("server_errors") else "") + ".")
     lines.append("")
     return lines
+
+
+def _layers_section(results: dict) -> list[str]:
+    stage = _stage(results, "layers")
+    if not stage:
+        return []
+    out = ["## 5. Cost of each sandbox layer", "", _stage_note(results, "layers"), "",
+           "Each layer applied in a child forked from a warm process (as an instance is "
+           "forked from a zygote); the time from fork to the child's first byte, minus the "
+           "same for a bare fork. Layers made with the pre-forked spares are off the "
+           "cold-start path. Command: `sudo .venv/bin/python -m bench.layers`.", ""]
+    out += _table(["layer", "applied", "fork→ready p50 ms", "p95 ms", "added p50 ms"],
+                  [[r["layer"], r["when"], _fmt(r["median_ms"], 3), _fmt(r["p95_ms"], 3),
+                    _fmt(r["added_median_ms"], 3)] for r in stage["layers"]])
+    return [*out, ""]
+
+
+def _queues_section(results: dict) -> list[str]:
+    stage = _stage(results, "queues")
+    if not stage:
+        return []
+    out = ["## 6. Async invocations and queues", "", _stage_note(results, "queues"), ""]
+    out += [stage.get("markdown", "").rstrip(), ""]
+    return out
 
 
 def render(results: dict) -> str:
@@ -351,6 +376,11 @@ def render(results: dict) -> str:
         "`scaling.preinit: true`.", ref="heavy-preinit")
     lines += _warm_section(results)
     lines += _density_section(results)
+    lines += _layers_section(results)
+    lines += _queues_section(results)
+    notes = Path(__file__).with_name("NOTES.md")
+    if notes.exists():  # profiles and explanations, written by people, kept across runs
+        lines += [notes.read_text().rstrip(), ""]
     versions = meta.get("versions", {})
     if versions:
         lines += ["## Versions", ""]

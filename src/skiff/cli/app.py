@@ -19,7 +19,8 @@ from skiff.errors import SkiffError
 
 app = typer.Typer(help="Skiff: run many micro apps on one machine.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False)
-out = Console()
+# piped output (a file, CI logs) gets room for the wide tables instead of rich's 80 columns
+out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
 
 UrlOpt = Annotated[str | None, typer.Option("--url", help="Skiff server URL (default: from $SKIFF_HOME/server.json)")]
