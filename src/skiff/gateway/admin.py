@@ -3,6 +3,7 @@ by OpenAPI at /_skiff/api/openapi.json. The CLI is a thin client of it."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import secrets
@@ -150,7 +151,7 @@ def build_admin(platform: Platform, token: str) -> FastAPI:
                                 headers=[("content-type", "application/json")], body=payload,
                                 host=f"{name}.localhost", mount="", deadline_ms=deadline)
         if request.headers.get("x-skiff-invocation-type", "").lower() == "event":
-            platform.events.accept_async(name, msg, request.headers.get("traceparent"))
+            await platform.events.accept(name, msg, request.headers.get("traceparent"))
             return Response(json.dumps({"invocation_id": rid, "status": "queued"}).encode(),
                             status_code=202, media_type="application/json")
         resp = await platform.invoke(app, msg, "invoke")
@@ -201,7 +202,7 @@ def build_admin(platform: Platform, token: str) -> FastAPI:
 
     @api.get(f"{PREFIX}/invocations/{{invocation_id}}", dependencies=protected)
     async def async_status(invocation_id: str) -> dict:
-        """Status and result of an async invocation (queued, running, retrying,
+        """Status and result of an async invocation (queued, retrying,
         succeeded, failed)."""
         return platform.events.status(invocation_id)
 
@@ -212,8 +213,8 @@ def build_admin(platform: Platform, token: str) -> FastAPI:
     @api.post(f"{PREFIX}/queues/{{name}}/messages", status_code=202, dependencies=protected)
     async def send_message(name: str, body: MessageBody) -> dict:
         data = body.body if isinstance(body.body, str) else json.dumps(body.body)
-        return {"message_id": platform.events.send(name, data.encode(), body.attributes or None,
-                                                   body.delay)}
+        return {"message_id": await asyncio.to_thread(
+            platform.events.send, name, data.encode(), body.attributes or None, body.delay)}
 
     @api.get(f"{PREFIX}/queues/{{name}}/messages", dependencies=protected)
     async def peek(name: str, limit: Annotated[int, Query(ge=1, le=100)] = 10) -> list[dict]:
@@ -237,7 +238,7 @@ def build_admin(platform: Platform, token: str) -> FastAPI:
         from skiff.bus import parse_http_events
 
         events = parse_http_events(list(request.headers.items()), await request.body())
-        return {"events": [platform.events.publish(e) for e in events]}
+        return {"events": [await asyncio.to_thread(platform.events.publish, e) for e in events]}
 
     @api.get(f"{PREFIX}/apps/{{name}}/kv", dependencies=protected)
     async def kv_list(name: str, prefix: str = "", cursor: str | None = None,

@@ -120,7 +120,7 @@ class Gateway:
                 mount=match.mount, deadline_ms=(time.time() + timeout) * 1000)
             if invocation_type is not None and invocation_type.lower() == "event":
                 # accepted durably first, answered 202; retries and DLQ follow spec.async
-                platform.events.accept_async(app.name, req, traceparent)
+                await platform.events.accept(app.name, req, traceparent)
                 body = _json.encode({"invocation_id": rid, "status": "queued",
                                      "status_url": f"/_skiff/api/invocations/{rid}"})
                 await _send(send, 202, [(b"content-type", b"application/json"),

@@ -180,7 +180,13 @@ class EventPlane:
         return asyncio.ensure_future(run())
 
     # -- async invocation -----------------------------------------------------------
-    def accept_async(self, app: str, msg: p.HttpRequest | p.Event,
+    async def accept(self, app: str, msg: p.HttpRequest | p.Event,
+                     traceparent: str | None = None) -> str:
+        """:meth:`enqueue_invocation` off the event loop: its commit waits for an fsync, and
+        the loop serves every app meanwhile."""
+        return await asyncio.to_thread(self.enqueue_invocation, app, msg, traceparent)
+
+    def enqueue_invocation(self, app: str, msg: p.HttpRequest | p.Event,
                      traceparent: str | None = None) -> str:
         """Durably accept an async invocation; returns its id (202 to the caller)."""
         attrs = {"traceparent": traceparent} if traceparent else None
@@ -234,7 +240,6 @@ class EventPlane:
         cfg = wiring.manifest.spec.async_
         msg = _requests.decode(d.body)
         msg.deadline_ms = self._deadline(app)
-        self._set_status(d.message_id, "running", d.receive_count)
         error, code, body = None, None, b""
         try:
             resp = await self.invoke(app, msg, "event")
@@ -244,11 +249,16 @@ class EventPlane:
         except SkiffError as exc:
             error = f"{exc.code}: {exc.message}"
             code = exc.status
+        # every write below commits (with an fsync): one trip to a thread, off the loop
+        await asyncio.to_thread(self._settle, app, cfg, d, msg, code, body, error)
+
+    def _settle(self, app: str, cfg: Any, d: Delivery, msg: p.HttpRequest | p.Event,
+                code: int | None, body: bytes, error: str | None) -> None:
         if error is None:
             self._set_status(d.message_id, "succeeded", d.receive_count, code=code, result=body)
             if cfg.on_success:
                 self._destination(cfg.on_success, app, d, msg, "Success", code, body, None)
-            await asyncio.to_thread(self.broker.ack, d.queue, d.receipt)
+            self.broker.ack(d.queue, d.receipt)
             return
         if d.receive_count >= cfg.max_attempts:
             dest = cfg.on_failure or f"{app}-dlq"
@@ -257,11 +267,10 @@ class EventPlane:
                              error=error)
             self.log(app, f"async invocation {d.message_id} failed after {d.receive_count} "
                           f"attempt(s): {error}; sent to {dest}")
-            await asyncio.to_thread(self.broker.ack, d.queue, d.receipt)
+            self.broker.ack(d.queue, d.receipt)
             return
         self._set_status(d.message_id, "retrying", d.receive_count, code=code, error=error)
-        await asyncio.to_thread(self.broker.nack, d.queue, d.receipt,
-                                delay=backoff(d.receive_count, base=0.5, cap=60.0))
+        self.broker.nack(d.queue, d.receipt, delay=backoff(d.receive_count, base=0.5, cap=60.0))
 
     def _destination(self, queue: str, app: str, d: Delivery, msg: p.HttpRequest | p.Event,
                      condition: str, code: int | None, body: bytes, error: str | None) -> None:
@@ -389,7 +398,7 @@ class EventPlane:
             "resources": [f"arn:aws:events:local:000000000000:rule/{app}-{index}"],
             "detail": {},
         }
-        self.accept_async(app, p.Event(id=fire_id, payload=json.dumps(event).encode()))
+        self.enqueue_invocation(app, p.Event(id=fire_id, payload=json.dumps(event).encode()))
 
     # -- operators ------------------------------------------------------------------
     def queues(self) -> list[dict]:
