@@ -32,7 +32,7 @@ def _stages() -> dict[str, tuple[set[str], Callable[[bool], dict]]]:
         "warm": ({"wrk", "uvicorn", "powertools", "functions-framework"}, warm.run),
         "density": (set(), density.run),
         "layers": (set(), layers.run),
-        "queues": (set(), queues.run),
+        "queues": (set(), queues.stage),
     }
 
 

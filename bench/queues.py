@@ -16,8 +16,10 @@ For each system, with two workers:
 Skiff's broker fsyncs every accepted message, so Redis runs twice: as usually
 deployed (no persistence) and with ``appendfsync always``. The system under
 test (server, workers, Redis) runs on one core, the load generator on the
-other. ``py-spy`` then samples Skiff's server during one more throughput run
-and the report shows where its time goes.
+other; the CPU time the system under test spends per message is reported
+(Skiff's includes parsing the HTTP enqueue, the peers' producer work is in
+the client and is not). ``py-spy`` then samples Skiff's server during one more
+throughput run and the report shows where its time goes.
 
 The peers live in ``bench/.peers/queues`` (uv), ``redis-server`` comes from
 apt. ``run(quick)`` is the stage entry point ``bench/__main__.py`` can call.
@@ -225,19 +227,29 @@ def _pyspy() -> str:
     return str(exe)
 
 
+# py-spy samplers attached at once: kind -> (title, extra arguments)
+_PROFILES = {
+    "gil": ("samples of the thread holding the GIL (where the Python CPU time goes)", ["--gil"]),
+    "wall": ("samples of every thread, idle ones too (where the wall-clock time goes)",
+             ["--idle"]),
+}
+
+
 def _skiff_profile(server: Skiff, n: int, timeout: float, out_dir: Path) -> dict:
-    """Sample the server during one more counted throughput run with two
-    samplers at once: on-CPU only (where the CPU goes) and every thread, idle
-    ones too (where the wall-clock time goes: a thread waiting for fsync is
-    not on a CPU)."""
+    """Sample the server during one more counted throughput run. One sampler
+    sees only the thread holding the GIL: Skiff's server is one process whose
+    Python code runs one thread at a time, so that is where its CPU goes
+    (sqlite's C code runs without the GIL and shows in the other). The other
+    samples every thread, idle ones too: where the time goes, fsync waits
+    included."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    files = {"cpu": out_dir / "queues-profile-cpu.txt", "wall": out_dir / "queues-profile-wall.txt"}
+    files = {kind: out_dir / f"queues-profile-{kind}.txt" for kind in _PROFILES}
     spies = {}
     for kind, path in files.items():
         path.unlink(missing_ok=True)
         cmd = [_pyspy(), "record", "--pid", str(server.pid), "--duration", str(PROFILE_SECONDS),
                "--rate", "200", "--nonblocking", "--threads", "--format", "raw",
-               "--output", str(path), *(["--idle"] if kind == "wall" else [])]
+               "--output", str(path), *_PROFILES[kind][1]]
         spies[kind] = children.start(taskset(CLIENT_CORE, cmd), stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
     try:
@@ -457,13 +469,14 @@ def ratios(rows: list[dict]) -> dict:
 # -- the profile ----------------------------------------------------------------------------
 
 # leaves of a thread that waits for work, not in work (in the wall-clock profile)
+# (a leaf in Store._write_loop itself is its sleep between batches; its work is in flush)
 _IDLE_LEAVES = ("Condition.wait (threading.py", "_worker (concurrent/futures/thread.py",
-                "Queue.get (queue.py", "Event.wait (threading.py")
+                "Queue.get (queue.py", "Event.wait (threading.py", "Store._write_loop (")
 
 # What a sample of the server was doing, by the first rule its stack matches.
 _COMPONENTS: list[tuple[str, tuple[str, ...]]] = [
     ("accept: commit of the message to bus.db (fsync), on the event loop",
-     ("EventPlane.accept_async;", "SQLiteBroker")),
+     ("EventPlane.accept_async", "SQLiteBroker")),
     ("accept: INSERT into async_invocations (events.db), on the event loop",
      ("EventPlane.accept_async",)),
     ("accept: HTTP request and 202 (uvicorn, gateway)",
@@ -481,7 +494,8 @@ _COMPONENTS: list[tuple[str, tuple[str, ...]]] = [
     ("records and logs writer thread", ("Store._write_loop", "Store.flush")),
     ("thread hops (to_thread submit, pool threads waking, GIL hand-offs)",
      ("ThreadPoolExecutor.submit", "to_thread (asyncio", "_worker (concurrent/futures/thread.py")),
-    ("uvloop's C code (sockets, callbacks)", ("Runner.run (asyncio/runners.py",)),
+    ("uvloop's C code (sockets, callbacks; in the wall profile also its epoll wait)",
+     ("Runner.run (asyncio/runners.py",)),
 ]
 
 
@@ -604,7 +618,8 @@ def markdown(result: dict, command: str) -> str:
         f"(server and instances, or Redis and workers) on core "
         f"{result['cores']['system under test']}, the load generator on core "
         f"{result['cores']['load generator']}; CPU ms/msg is the system under test's CPU time "
-        "over the throughput run",
+        "over the throughput run (Skiff's includes parsing the HTTP enqueue; the peers' "
+        "producers serialize in the client, which is not counted)",
         "- Celery: `celery " + " ".join(CELERY_WORKER) + "`, `task_acks_late=True`, results "
         "ignored; Dramatiq: `dramatiq " + " ".join(DRAMATIQ_WORKER) + "`, default middleware",
         "- versions: " + "; ".join(f"{k}: " + (", ".join(f"{d} {v}" for d, v in vs.items())
@@ -616,7 +631,8 @@ def markdown(result: dict, command: str) -> str:
         split = r.get("throughput", {}).get("cpu_ms_per_msg_by_root")
         if split and r["name"].startswith("skiff"):
             g = split[0]
-            lines.append(f"- {r['label']}: CPU ms/msg: gateway process {g['own']:.3f}, "
+            lines.append(f"- {r['label']}: CPU ms/msg: gateway process {g['own']:.3f} "
+                         f"(of which in the kernel {g['own_system']:.3f}), "
                          f"zygotes and instances {g['tree'] - g['own']:.3f}")
         elif split and len(split) == 2:
             lines.append(f"- {r['label']}: CPU ms/msg: redis-server {split[0]['tree']:.3f}, "
@@ -641,8 +657,7 @@ def _profile_markdown(prof: dict) -> list[str]:
     run = prof.get("run", {})
     lines = ["", f"Skiff's server under py-spy ({prof['seconds']} s of a run of "
                  f"{prof['messages']:,} messages at {_f(run.get('e2e_rate'))} msg/s):"]
-    for kind, title in (("cpu", "active samples (on a CPU or in disk I/O)"),
-                        ("wall", "all samples, idle threads too")):
+    for kind, (title, _) in _PROFILES.items():
         p = prof.get(kind, {})
         if "top_leaves" not in p:
             lines += ["", f"{title}: {p.get('error', 'missing')}"]
@@ -656,7 +671,7 @@ def _profile_markdown(prof: dict) -> list[str]:
         lines += ["", "| top frames (where the sample was taken, waits for work excluded) | % |",
                   "|---|---:|"]
         lines += [f"| `{x['frame']}` | {x['pct']} |" for x in p["top_leaves"]]
-        if kind == "cpu":
+        if kind == "gil":
             lines += ["", "| Skiff function (inclusive) | % |", "|---|---:|"]
             lines += [f"| `{x['function']}` | {x['pct']} |" for x in p["top_inclusive_skiff"]]
     return lines
@@ -709,3 +724,11 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def stage(quick: bool) -> dict:
+    """The ``queues`` stage of ``python -m bench``: the results plus their markdown."""
+    result = run(quick)
+    result["markdown"] = markdown(result, "python -m bench --only queues"
+                                  + (" --quick" if quick else ""))
+    return result

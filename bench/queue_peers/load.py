@@ -99,11 +99,13 @@ def throughput(make_sender: Callable[[], Send], read: Callable[[], int], n: int,
     cpu: dict = {}
     if cpu_roots:
         per = 1000 / max(1, done["count"])
-        diffs = [(o1 - o0, t1 - t0) for (o0, t0), (o1, t1) in zip(cpu0, cpu1, strict=True)]
-        cpu["cpu_ms_per_msg"] = round(sum(t for _, t in diffs) * per, 3)
+        diffs = [tuple(b - a for a, b in zip(before, after, strict=True))
+                 for before, after in zip(cpu0, cpu1, strict=True)]
+        cpu["cpu_ms_per_msg"] = round(sum(d[2] for d in diffs) * per, 3)
         cpu["cpu_ms_per_msg_by_root"] = [{"pid": pid, "own": round(o * per, 3),
+                                          "own_system": round(s * per, 3),
                                           "tree": round(t * per, 3)}
-                                         for pid, (o, t) in zip(cpu_roots, diffs, strict=True)]
+                                         for pid, (o, s, t) in zip(cpu_roots, diffs, strict=True)]
     if core0 and core1 and core1[0] > core0[0]:
         cpu["core_busy"] = round(1 - (core1[1] - core0[1]) / (core1[0] - core0[0]), 3)
     return {**cpu, "n": n, "threads": threads, "accept_s": round(accept_s, 4),
@@ -134,23 +136,24 @@ def proc_tree(pid: int) -> list[int]:
     return seen
 
 
-def cpu_seconds(roots: list[int]) -> list[tuple[float, float]]:
-    """For each root: (its own CPU time, that of its whole tree), user + system."""
+def cpu_seconds(roots: list[int]) -> list[tuple[float, float, float]]:
+    """For each root: (its own CPU time, its own system time, the CPU time of
+    its whole tree); CPU time is user + system."""
     hz = os.sysconf("SC_CLK_TCK")
     out = []
     for root in roots:
-        own = tree = 0
+        own = own_sys = tree = 0
         for p in proc_tree(root):
             try:
                 with open(f"/proc/{p}/stat") as f:
                     fields = f.read().rsplit(")", 1)[1].split()
-                ticks = int(fields[11]) + int(fields[12])
+                user, system = int(fields[11]), int(fields[12])
             except (OSError, IndexError, ValueError):
                 continue
-            tree += ticks
+            tree += user + system
             if p == root:
-                own = ticks
-        out.append((own / hz, tree / hz))
+                own, own_sys = user + system, system
+        out.append((own / hz, own_sys / hz, tree / hz))
     return out
 
 

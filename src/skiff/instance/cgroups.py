@@ -24,6 +24,7 @@ class Cgroup:
     def __init__(self, paths: dict[str, Path], version: int) -> None:
         self.paths = paths  # controller -> directory ("unified" for v2)
         self.version = version
+        self._limits: tuple[int, float, int] | None = None
 
     @property
     def procs(self) -> list[str]:
@@ -36,6 +37,11 @@ class Cgroup:
                 (path / name).write_text(value)
 
     def limit(self, memory_mb: int, cpu: float, max_pids: int) -> None:
+        """Set the limits; a no-op when they are already these (spares get the
+        defaults when they are made, so most cold starts write nothing here)."""
+        if self._limits == (memory_mb, cpu, max_pids):
+            return
+        self._limits = (memory_mb, cpu, max_pids)
         mem = str(memory_mb * 1024 * 1024)
         if self.version == 2:
             self._write("memory", "memory.max", mem)

@@ -359,6 +359,7 @@ class Instance:
 
 
 REFILL_DELAY = 0.02  # seconds
+DEFAULT_LIMITS = (256, 1.0, 64)  # memoryMB, cpu, maxPids: the manifest's defaults
 
 
 class Launcher:
@@ -387,8 +388,10 @@ class Launcher:
     async def _fork(self, zygote: Zygote, spec: ZygoteSpec) -> Instance:
         token = zygote.token()
         cgroup = self.cgroups.create(f"{spec.key.replace('/', '_')}-{token}")
-        if cgroup is not None and spec.uid:
-            cgroup.delegate(spec.uid, spec.uid)
+        if cgroup is not None:
+            cgroup.limit(*DEFAULT_LIMITS)  # off the request path; bind rewrites only changes
+            if spec.uid:
+                cgroup.delegate(spec.uid, spec.uid)
         # an app zygote is sandboxed already: no namespaces of its own for its forks
         ns = self.namespaces and spec.preinit is None and spec.profile != "none"
         msg = control.Fork(token=token, cgroup_procs=cgroup.procs if cgroup else [],
