@@ -93,7 +93,7 @@ def targets(results: dict) -> list[dict]:
     out: list[dict] = []
 
     stage_of = {"cold start": "coldstart", "preinit": "heavy", "warm": "warm", "200": "density",
-                "1,000": "density"}
+                "1,000": "density", "async": "queues"}
 
     def add(target: str, figure: str, met: bool | None) -> None:
         stage = next(v for k, v in stage_of.items() if target.startswith(k))
@@ -148,6 +148,17 @@ def targets(results: dict) -> list[dict]:
             figure += f" ({z['failed_deploys']} of {z.get('requested')} deploys failed)"
     add("1,000 scaled-to-zero apps cost no instance processes", figure,
         None if not z or z["apps"] < 1000 else z["instances"] == 0)
+
+    queues = _stage(results, "queues")
+    ratio = (queues or {}).get("ratios", {}).get("skiff / dramatiq-redis-nofsync")
+    add("async throughput ≥ 1.5× Dramatiq + Redis (durable SQLite)", _x(ratio),
+        None if ratio is None else ratio >= 1.5)
+    lat = (_row(queues["rows"], "skiff") or {}).get("latency", {}).get(
+        "enqueue_to_start_ms", {}) if queues else {}
+    for q, bound in (("p50", 2.0), ("p99", 5.0)):
+        v = lat.get(q)
+        add(f"async enqueue→start {q} ≤ {bound:g} ms", f"{_fmt(v)} ms",
+            None if v is None else v <= bound)
     return out
 
 
