@@ -71,8 +71,9 @@ class Platform:
         self._egress: dict[str, EgressListener] = {}
         self.run_dir = config.home / "run"
         self.run_dir.mkdir(mode=0o700, exist_ok=True)
-        self.kv = SQLiteKV(config.home / "kv.db")
-        self.events = EventPlane(SQLiteBroker(config.home / "bus.db", durable=True),
+        # only this process opens these files (the CLI goes through the admin API)
+        self.kv = SQLiteKV(config.home / "kv.db", exclusive=True)
+        self.events = EventPlane(SQLiteBroker(config.home / "bus.db", durable=True, exclusive=True),
                                  config.home / "events.db", self._invoke_named,
                                  log=lambda app, line: self.log_platform(app, "", line))
         self.services = Services(self.kv, send=self.events.send, publish=self.events.publish)

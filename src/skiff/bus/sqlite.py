@@ -71,13 +71,14 @@ class SQLiteBroker(Broker):
     blocking_io = True
 
     def __init__(self, path: str | Path, *, durable: bool = True, clock: Clock = time.time,
-                 max_body_bytes: int = MAX_BODY_BYTES, poll_interval: float = 1.0) -> None:
+                 max_body_bytes: int = MAX_BODY_BYTES, poll_interval: float = 1.0,
+                 exclusive: bool = False) -> None:
         super().__init__(clock=clock, max_body_bytes=max_body_bytes, poll_interval=poll_interval)
         self.path = Path(path)
         self.durable = durable
         self._lock = threading.Lock()
         self._known: set[str] = set()
-        self._db = connect(self.path, durable=durable, schema=_SCHEMA)
+        self._db = connect(self.path, durable=durable, schema=_SCHEMA, exclusive=exclusive)
 
     def close(self) -> None:
         with self._lock:

@@ -33,11 +33,11 @@ CREATE INDEX IF NOT EXISTS kv_items_expiry ON kv_items (expires_at)
 
 class SQLiteKV(KV):
     def __init__(self, path: str | Path, *, durable: bool = True, clock: Clock = time.time,
-                 max_value_bytes: int = MAX_VALUE_BYTES) -> None:
+                 max_value_bytes: int = MAX_VALUE_BYTES, exclusive: bool = False) -> None:
         super().__init__(clock=clock, max_value_bytes=max_value_bytes)
         self.path = Path(path)
         self._lock = threading.RLock()
-        self._db = connect(self.path, durable=durable, schema=_SCHEMA)
+        self._db = connect(self.path, durable=durable, schema=_SCHEMA, exclusive=exclusive)
 
     def close(self) -> None:
         with self._lock:

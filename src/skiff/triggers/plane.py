@@ -91,7 +91,7 @@ class EventPlane:
         self.broker = broker
         self.invoke = invoke
         self.log = log
-        self._db = connect(db_path, schema=_SCHEMA)
+        self._db = connect(db_path, schema=_SCHEMA, exclusive=True)
         self._lock = threading.Lock()
         self.apps: dict[str, _AppWiring] = {}
         self._scheduler: asyncio.Task | None = None
