@@ -247,3 +247,14 @@ def test_cold_start_telemetry(test_apps_server):
     attrs = admin.get("/apps/hello/invocations", params={"limit": 1}).json()[0]["attributes"]
     assert attrs["faas.coldstart"] is True
     assert attrs["faas.trigger"] == "http"
+
+
+def test_admin_errors_have_codes(test_apps_server):
+    """Unknown admin endpoints and invalid bodies answer in the same error format."""
+    r = test_apps_server.admin.get("/nope")
+    assert r.status_code == 404
+    assert r.json()["error"]["code"] == "not_found"
+    r = test_apps_server.admin.post("/queues/q/messages", json={"attributes": 5})
+    assert r.status_code == 400
+    assert r.json()["error"]["code"] == "bad_request"
+    assert "body" in r.json()["error"]["message"]

@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import skiff
 from skiff.errors import NotFound, PayloadTooLarge, SkiffError, Unauthorized
@@ -64,6 +66,21 @@ def build_admin(platform: Platform, token: str) -> FastAPI:
         if exc.details.get("retry_after") is not None:
             headers["retry-after"] = str(exc.details["retry_after"])
         return JSONResponse(exc.to_dict(), status_code=exc.status, headers=headers)
+
+    @api.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                             for e in exc.errors())
+        return JSONResponse(SkiffError(f"the request is not valid: {problems}",
+                                       code="bad_request", status=400).to_dict(), status_code=400)
+
+    @api.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        message = (f"no admin endpoint {request.method} {request.url.path}; see "
+                   f"{PREFIX}/docs" if exc.status_code in (404, 405) else str(exc.detail))
+        return JSONResponse(SkiffError(message, code=code, status=exc.status_code).to_dict(),
+                            status_code=exc.status_code)
 
     def auth(authorization: Annotated[str | None, Header()] = None) -> None:
         given = (authorization or "").removeprefix("Bearer ").strip()
