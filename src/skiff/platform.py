@@ -35,6 +35,9 @@ from skiff.store import Invocation, RevisionRow, Store
 from skiff.store.kv_sqlite import SQLiteKV
 from skiff.triggers import EventPlane
 
+LOG_LINES_PER_SECOND = 1000
+MAX_LOG_LINE = 16 * 1024
+
 
 @dataclass
 class App:
@@ -427,7 +430,19 @@ class Platform:
 
     # -- logs -------------------------------------------------------------------
     def _on_log(self, inst: Instance, log: p.Log) -> None:
-        self.store.log(inst.app, inst.revision, inst.id, log.request_id, log.stream, log.line)
+        # a rate limit per instance: an app printing in a loop must not fill the disk
+        now = int(time.monotonic())
+        if now != inst.log_window:
+            inst.log_window, inst.log_lines = now, 0
+        inst.log_lines += 1
+        if inst.log_lines > LOG_LINES_PER_SECOND:
+            if inst.log_lines == LOG_LINES_PER_SECOND + 1:
+                self.log_platform(inst.app, inst.revision, f"output over {LOG_LINES_PER_SECOND} "
+                                  "lines/s: the rest of this second's lines are dropped",
+                                  request_id=log.request_id, instance=inst.id)
+            return
+        self.store.log(inst.app, inst.revision, inst.id, log.request_id, log.stream,
+                       log.line[:MAX_LOG_LINE])
 
     def _on_death(self, inst: Instance) -> None:
         reason = inst.exit_reason.message if inst.exit_reason else "exited"

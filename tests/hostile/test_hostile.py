@@ -210,6 +210,27 @@ def test_memory_hog_is_killed(skiff):
     assert r.json()["error"]["code"] == "memory_limit"
 
 
+def test_response_flood_is_refused(skiff):
+    """A response bigger than the gateway takes is refused and the instance stopped;
+    the gateway never buffers it."""
+    r = attack(skiff, "/flood")
+    assert r.status_code == 502
+    assert r.json()["error"]["code"] == "response_too_large"
+
+
+def test_output_flood_is_rate_limited(skiff):
+    """An app printing in a loop gets its output capped per second; the drop is logged."""
+    r = attack(skiff, "/shout")
+    assert r.status_code == 200
+    rid = r.headers["x-skiff-request-id"]
+    logs = skiff.admin.get("/apps/attacker/logs", params={"limit": 5000}).json()
+    spam = [e for e in logs if e["request_id"] == rid and e["line"].startswith("spam")]
+    assert 0 < len(spam) <= 2000
+    skiff.wait_for(lambda: any("dropped" in e["line"] for e in skiff.admin.get(
+        "/apps/attacker/logs", params={"stream": "platform", "limit": 5000}).json()),
+        "the drop notice", 10)
+
+
 def test_platform_still_healthy_after_the_attacks(skiff):
     """After everything above, the platform and both apps still answer."""
     assert skiff.admin.get("/health").json()["status"] == "ok"

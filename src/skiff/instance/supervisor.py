@@ -225,6 +225,7 @@ class Instance:
         self.bound_at = self.created
         self.last_used = self.created
         self.draining = False
+        self.log_window, self.log_lines = 0, 0  # the platform's output rate limit
 
     async def start(self) -> None:
         self._reader, self._writer = await asyncio.open_unix_connection(sock=self._sock)
@@ -289,7 +290,14 @@ class Instance:
         try:
             while True:
                 head = await reader.readexactly(4)
-                msg = decode(await reader.readexactly(int.from_bytes(head, "big")))
+                size = int.from_bytes(head, "big")
+                if size > MAX_FRAME:  # never buffer an app's unbounded output in the gateway
+                    self.exit_reason = InvocationError(
+                        f"the app sent a response of {size} bytes; the limit is {MAX_FRAME} "
+                        "(send large data as a link to storage)", code="response_too_large")
+                    self.kill()
+                    break
+                msg = decode(await reader.readexactly(size))
                 if isinstance(msg, p.Response | p.Failure):
                     fut = self._pending.get(msg.id)
                     if fut is not None and not fut.done():
@@ -320,7 +328,9 @@ class Instance:
         with contextlib.suppress(TimeoutError):
             returncode = await asyncio.wait_for(asyncio.shield(self.zygote.exit_future(self.pid)), 2)
         self.zygote.forget(self.pid)
-        if self.cgroup is not None and self.cgroup.oom_killed():
+        if self.exit_reason is not None:  # the gateway stopped it, and said why
+            err = self.exit_reason
+        elif self.cgroup is not None and self.cgroup.oom_killed():
             err = InvocationError(
                 f"the instance exceeded its memory limit of {self.memory_mb} MB and was stopped "
                 "(raise spec.resources.memoryMB or use less memory)", code="memory_limit")
@@ -359,7 +369,8 @@ class Instance:
 
 
 REFILL_DELAY = 0.02  # seconds
-DEFAULT_LIMITS = (256, 1.0, 64)  # memoryMB, cpu, maxPids: the manifest's defaults
+DEFAULT_LIMITS = (256, 1.0, 64)
+MAX_FRAME = 16 * 1024 * 1024  # one message from an instance (Lambda allows 6 MB responses)  # memoryMB, cpu, maxPids: the manifest's defaults
 
 
 class Launcher:

@@ -95,6 +95,12 @@ def handler(event, context):
         hoard = []
         while True:
             hoard.append(bytearray(32 << 20))
+    if path == "/shout":  # floods its output
+        for i in range(20_000):
+            print(f"spam {i}")
+        return {"printed": 20_000}
+    if path == "/flood":  # a response far bigger than the gateway takes
+        return {"statusCode": 200, "body": "x" * (20 << 20)}
     if path == "/whoami":
         return {"uid": os.getuid(), "gid": os.getgid(), "cwd": os.getcwd(),
                 "proxy": os.environ.get("HTTP_PROXY"), "tmp": os.listdir("/tmp")}
