@@ -90,21 +90,9 @@ class Platform:
                 self.log_platform(name, revision, f"revision {revision} is missing on disk; app not served")
                 continue
             try:
-                manifest = parse_manifest(row.manifest, source=f"{name}@{revision}",
-                                          base_dir=Path(row.code_dir))
-                zygote = await asyncio.to_thread(self.envs.resolve, Path(row.code_dir))
-                zygote = self._zygote_for(manifest, revision, Path(row.code_dir), zygote)
-            except SkiffError as exc:
-                self.log_platform(name, revision, f"could not restore: {exc.message}")
-                continue
-            try:
-                await self._serve_egress(name, manifest, EgressPolicy.parse(manifest.spec.egress))
+                await self._bring_up(row)
             except (SkiffError, OSError) as exc:
-                self.log_platform(name, revision, f"egress proxy not started: {exc}")
-            try:
-                self._activate(manifest, revision, Path(row.code_dir), zygote, trial=None)
-            except SkiffError as exc:
-                self.log_platform(name, revision, f"could not restore: {exc.message}")
+                self.log_platform(name, revision, f"could not restore: {exc}")
         await self.launcher.warm(dataclasses.replace(DEFAULT, profile="strict"))
         self.events.start()
         self._ticker = asyncio.ensure_future(self._tick())
@@ -156,16 +144,22 @@ class Platform:
             if current is not None and current.revision == revision:
                 return self._deploy_result(current, changed=False)
             code_dir = await asyncio.to_thread(self._store_code, src, name, revision)
-            await self._serve_egress(name, manifest, policy)
+            # the socket must exist for the trial; the old policy stays until we switch
+            listener = await self._egress_listener(name, policy)
             zygote = await asyncio.to_thread(self.envs.resolve, code_dir)
             zygote = self._zygote_for(manifest, revision, code_dir, zygote)
             trial = None
+            stored = manifest.to_dict()
             if manifest.spec.handler:
                 trial = await self._trial(manifest, revision, code_dir, zygote)
-            self.store.put_revision(RevisionRow(name, revision, manifest.to_dict(), str(code_dir),
+                # remember the detected kind: a restored or rolled-back revision needs it
+                # before any instance runs (e.g. to invoke it with an event)
+                stored["spec"]["kind"] = trial.kind
+            self.store.put_revision(RevisionRow(name, revision, stored, str(code_dir),
                                                 zygote.key, time.time()))
             self.store.set_current(name, revision)
             app = self._activate(manifest, revision, code_dir, zygote, trial=trial)
+            listener.policy = policy
             self.log_platform(name, revision, f"revision {revision} deployed ({app.kind or 'static'})")
             if findings:
                 self.log_platform(name, revision, f"deployed with {len(findings)} secret-scan "
@@ -201,21 +195,34 @@ class Platform:
         return p.Load(app=manifest.name, revision=revision, code_dir=str(code_dir),
                       handler=spec.handler, kind=spec.kind, env=env,
                       memory_mb=spec.resources.memory_mb, cpu=spec.resources.cpu,
-                      max_pids=spec.resources.max_pids, timeout_s=spec.resources.timeout,
-                      mount="/" + manifest.name, sandbox=sandbox)
+                      max_pids=spec.resources.max_pids, sandbox=sandbox)
 
     def egress_socket(self, app: str) -> str:
         return str(self.run_dir / f"egress-{app}.sock")
 
-    async def _serve_egress(self, name: str, manifest: Manifest, policy: EgressPolicy) -> None:
+    async def _egress_listener(self, name: str, policy: EgressPolicy) -> EgressListener:
         """The app's one way out: a proxy listener on a unix socket that only its
-        instances can reach (it is bind-mounted into their mount namespace)."""
+        instances can reach (it is bind-mounted into their mount namespace). An
+        existing listener keeps its policy: the caller switches it with the revision."""
         listener = self._egress.get(name)
-        if listener is not None:
-            listener.policy = policy
-            return
-        self._egress[name] = await self.egress.serve_unix(self.egress_socket(name), name, policy,
-                                                          mode=0o666)
+        if listener is None:
+            listener = self._egress[name] = await self.egress.serve_unix(
+                self.egress_socket(name), name, policy, mode=0o666)
+        return listener
+
+    async def _bring_up(self, row: RevisionRow) -> App:
+        """Serve a stored revision (at start, or for a rollback): no trial, its
+        instances start on demand."""
+        code_dir = Path(row.code_dir)
+        manifest = parse_manifest(row.manifest, source=f"{row.app}@{row.revision}",
+                                  base_dir=code_dir)
+        policy = EgressPolicy.parse(manifest.spec.egress)
+        zygote = await asyncio.to_thread(self.envs.resolve, code_dir)
+        zygote = self._zygote_for(manifest, row.revision, code_dir, zygote)
+        listener = await self._egress_listener(row.app, policy)
+        app = self._activate(manifest, row.revision, code_dir, zygote, trial=None)
+        listener.policy = policy
+        return app
 
     def _on_egress(self, ev: EgressEvent) -> None:
         verdict = "allowed" if ev.allowed else f"DENIED ({ev.reason})"
@@ -350,12 +357,9 @@ class Platform:
                 raise NotFound(f"app {name} has no revision {revision!r}; see `skiff ls {name}`",
                                code="revision_not_found")
             row = matches[0]
-        manifest = parse_manifest(row.manifest, source=f"{name}@{row.revision}",
-                                  base_dir=Path(row.code_dir))
-        zygote = await asyncio.to_thread(self.envs.resolve, Path(row.code_dir))
-        zygote = self._zygote_for(manifest, row.revision, Path(row.code_dir), zygote)
-        self.store.set_current(name, row.revision)
-        app = self._activate(manifest, row.revision, Path(row.code_dir), zygote, trial=None)
+        async with self._deploy_locks.setdefault(name, asyncio.Lock()):
+            app = await self._bring_up(row)
+            self.store.set_current(name, row.revision)
         self.log_platform(name, row.revision, f"rolled back to revision {row.revision}")
         return self._deploy_result(app, changed=True)
 

@@ -4,6 +4,7 @@ deploy the app directories it was given."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import sys
@@ -75,7 +76,7 @@ async def serve(config: Config, dirs: list[Path],
             raise SystemExit(1)
         await asyncio.sleep(0.01)
     port = server.servers[0].sockets[0].getsockname()[1]
-    config = Config(**{**config.__dict__, "port": port})
+    config = dataclasses.replace(config, port=port)
     platform.config = config
     url = f"http://{config.host}:{port}"
     (config.home / "server.json").write_text(json.dumps({"url": url, "pid": os.getpid()}))

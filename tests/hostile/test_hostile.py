@@ -49,7 +49,8 @@ def skiff(tmp_path_factory, envs_dir, upstream):
     manifest = src / "attacker" / "skiff.yaml"
     manifest.write_text(manifest.read_text().replace(
         "egress: []", f'egress: ["127.0.0.1:{upstream}"]'))
-    server = SkiffServer(tmp_path_factory.mktemp("home"), [src], envs_dir)
+    server = SkiffServer(tmp_path_factory.mktemp("home"), [src], envs_dir,
+                         env={"OPERATOR_CANARY": "cloud-credentials"})
     yield server
     server.stop()
 
@@ -98,6 +99,13 @@ def test_runs_as_its_own_unprivileged_user(skiff):
     assert info["uid"] >= 100_000
     assert info["proxy"].startswith("http://127.0.0.1:")
     assert "skiff.db" not in str(info["tmp"])
+
+
+def test_platform_environment_does_not_reach_instances(skiff):
+    """The operator's environment (here a canary variable) is not in the app's."""
+    env = skiff.http.get("/attacker/whoami").json()["env"]
+    assert "OPERATOR_CANARY" not in env
+    assert not [k for k in env if k.startswith("SKIFF_ADMIN") or k == "SKIFF_MASTER_KEY"]
 
 
 @pytest.mark.parametrize("target", ["/etc/shadow", "{home}/skiff.db", "{home}/secrets.db",

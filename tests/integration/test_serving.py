@@ -190,6 +190,9 @@ def test_apps_survive_a_restart(start_server, tmp_path):
     again = start_server(home=home)
     assert again.app("hello")["revision"] == rev
     assert again.http.get("/hello/").status_code == 200
+    # the kind detected at deploy is kept: a direct invoke still passes the event as is
+    assert again.app("hello")["kind"] == "lambda"
+    assert again.admin.post("/apps/hello/invoke", json={"n": 1}).json()["event"] == {"n": 1}
 
 
 @pytest.fixture

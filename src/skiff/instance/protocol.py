@@ -39,8 +39,6 @@ class Load(msgspec.Struct, tag="load"):
     memory_mb: int = 256
     cpu: float = 1.0
     max_pids: int = 64
-    timeout_s: float = 30.0
-    mount: str = ""
     sandbox: Plan | None = None
 
 

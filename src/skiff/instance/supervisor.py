@@ -28,6 +28,12 @@ from skiff.instance.cgroups import Cgroup, CgroupManager
 LogSink = Callable[["Instance", p.Log], None]
 CallHandler = Callable[["Instance", p.Call], Awaitable[p.CallResult]]
 
+REFILL_DELAY = 0.02  # seconds
+DEFAULT_LIMITS = (256, 1.0, 64)  # memoryMB, cpu, maxPids: the manifest's defaults
+INHERITED_ENV = frozenset({"PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "SSL_CERT_FILE",
+                           "SSL_CERT_DIR"})
+MAX_FRAME = 16 * 1024 * 1024  # one message from an instance (Lambda allows 6 MB responses)
+
 
 @dataclass(frozen=True)
 class ZygoteSpec:
@@ -65,11 +71,11 @@ class Zygote:
                 return self._ctl
             loop = asyncio.get_running_loop()
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-            env = {k: v for k, v in os.environ.items() if not k.startswith("SKIFF_ADMIN")}
+            # a small, known environment: instances fork from this process, and the
+            # platform's (tokens, a master key, an operator's cloud credentials) is not theirs
+            env = {k: v for k, v in os.environ.items() if k in INHERITED_ENV}
             env["SKIFF_PRELOAD"] = ",".join(self.spec.preload)
             env["SKIFF_RLIMIT_MEMORY"] = "1" if self._rlimit_memory else "0"
-            for name in ("SKIFF_PREINIT", "SKIFF_SANDBOX", "SKIFF_SANDBOX_NETWORK"):
-                env.pop(name, None)
             if self.spec.preinit:
                 env["SKIFF_PREINIT"] = self.spec.preinit.decode()
             if self.spec.sandbox:
@@ -366,11 +372,6 @@ class Instance:
         self.draining = True
         if self._writer is not None and not self.dead:
             self._writer.write(p.encode(p.Shutdown()))
-
-
-REFILL_DELAY = 0.02  # seconds
-DEFAULT_LIMITS = (256, 1.0, 64)
-MAX_FRAME = 16 * 1024 * 1024  # one message from an instance (Lambda allows 6 MB responses)  # memoryMB, cpu, maxPids: the manifest's defaults
 
 
 class Launcher:

@@ -103,7 +103,8 @@ def handler(event, context):
         return {"statusCode": 200, "body": "x" * (20 << 20)}
     if path == "/whoami":
         return {"uid": os.getuid(), "gid": os.getgid(), "cwd": os.getcwd(),
-                "proxy": os.environ.get("HTTP_PROXY"), "tmp": os.listdir("/tmp")}
+                "proxy": os.environ.get("HTTP_PROXY"), "tmp": os.listdir("/tmp"),
+                "env": sorted(os.environ)}
     attack = attacks.get(path)
     if attack is None:
         return {"statusCode": 404, "body": "no such attack"}
