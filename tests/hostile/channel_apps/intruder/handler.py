@@ -58,9 +58,16 @@ def _hoard(q):
         for _ in range(int(q["n"])):
             s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             s.settimeout(2)
-            try:
-                s.connect(q["path"])
-            except OSError:
+            for _retry in range(500):  # a full listen backlog: wait for the accepts
+                try:
+                    s.connect(q["path"])
+                    break
+                except BlockingIOError:
+                    time.sleep(0.01)
+                except OSError:
+                    s.close()
+                    return len(held)
+            else:
                 s.close()
                 break
             held.append(s)
