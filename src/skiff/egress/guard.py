@@ -85,7 +85,9 @@ def parse_allowance(entry: str) -> Allowance:
     text = entry.strip()
     port: int | None = None
     if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
+        host, closed, rest = text[1:].partition("]")
+        if not closed:
+            raise ValueError(f"unclosed [ in {entry!r}")
         if rest:
             if not rest.startswith(":"):
                 raise ValueError(f"expected :port after ] in {entry!r}")
