@@ -306,7 +306,8 @@ class Platform:
             line = (f"{ev.method} {ev.host}:{ev.port} {verdict} rule={ev.rule or '-'} "
                     f"up={ev.bytes_up}B down={ev.bytes_down}B {ev.duration_ms:.1f}ms")
             if ev.reason == "forbidden_address":
-                line += f"; {ev.detail}, which no spec.egress entry can allow"
+                line += (f"; {ev.detail}, which no spec.egress entry can allow "
+                         "(only the operator's SKIFF_EGRESS_ALLOW)")
             elif not ev.allowed and ev.rule:
                 line += f'; add "{ev.rule}" to spec.egress to allow it'
         self.store.log(ev.app, app.revision if app else "", "", "", "egress", line)
@@ -536,8 +537,9 @@ class Platform:
                                   request_id=request_id, instance=inst.id)
             return
         stream = log.stream if log.stream in APP_STREAMS else "stdout"
+        # cut before escaping (the frame may be megabytes) and after (escapes are longer)
         self.store.log(inst.app, inst.revision, inst.id, request_id, stream,
-                       one_line(log.line[:MAX_LOG_LINE]))
+                       one_line(log.line[:MAX_LOG_LINE])[:MAX_LOG_LINE])
 
     def _on_death(self, inst: Instance) -> None:
         reason = inst.exit_reason.message if inst.exit_reason else "exited"
