@@ -13,6 +13,13 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(f"SKIFF_{name}", default)
 
 
+def _entries(value: object) -> tuple[str, ...]:
+    """A list setting: a sequence, or one string of entries split by commas or spaces."""
+    if isinstance(value, str):
+        return tuple(e for e in value.replace(",", " ").split() if e)
+    return tuple(str(e) for e in value)  # type: ignore[attr-defined]
+
+
 @dataclass(frozen=True)
 class Config:
     home: Path
@@ -23,6 +30,12 @@ class Config:
     envs_dir: Path | None = None
     offline: bool = False
     tick_seconds: float = 0.5
+    # egress: what no manifest can grant is reachable only through this allowance
+    # (addresses or CIDR blocks with an optional :port; see skiff.egress.guard)
+    egress_allow: tuple[str, ...] = ()
+    egress_max_connections: int = 0  # all apps together; 0: half the process's fds, 2 each
+    egress_max_connections_per_app: int = 64  # any phase, idle ones waiting for a head too
+    egress_idle_timeout: float = 300.0  # seconds a relay may carry no byte
 
     @classmethod
     def resolve(cls, **overrides: object) -> Config:
@@ -38,6 +51,13 @@ class Config:
             envs_dir=Path(envs).resolve() if envs else home / "envs",  # type: ignore[arg-type]
             offline=bool(given.pop("offline", _env("OFFLINE", "0") == "1")),
             tick_seconds=float(given.pop("tick_seconds", _env("TICK_SECONDS", "0.5"))),  # type: ignore[arg-type]
+            egress_allow=_entries(given.pop("egress_allow", None) or _env("EGRESS_ALLOW", "")),
+            egress_max_connections=int(given.pop(  # type: ignore[call-overload]
+                "egress_max_connections", _env("EGRESS_MAX_CONNECTIONS", "0"))),
+            egress_max_connections_per_app=int(given.pop(  # type: ignore[call-overload]
+                "egress_max_connections_per_app", _env("EGRESS_MAX_CONNECTIONS_PER_APP", "64"))),
+            egress_idle_timeout=float(given.pop(  # type: ignore[arg-type]
+                "egress_idle_timeout", _env("EGRESS_IDLE_TIMEOUT", "300"))),
         )
 
     def admin_token(self) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import compileall
+import concurrent.futures
 import dataclasses
 import shutil
 import sys
@@ -18,7 +19,16 @@ import msgspec
 
 from skiff.bus import SQLiteBroker
 from skiff.config import Config
-from skiff.egress import EgressEvent, EgressListener, EgressPolicy, EgressProxy
+from skiff.egress import (
+    EgressEvent,
+    EgressListener,
+    EgressPolicy,
+    EgressProxy,
+    ForbiddenEgressRule,
+    Guard,
+    fd_connection_budget,
+    raise_fd_limit,
+)
 from skiff.errors import DeployError, NotFound, SkiffError
 from skiff.gateway.routing import Route, Router
 from skiff.gateway.static import StaticSite
@@ -28,6 +38,7 @@ from skiff.instance import protocol as p
 from skiff.instance.cgroups import CgroupManager
 from skiff.instance.environments import DEFAULT, Environments
 from skiff.instance.isolation import Support, plan_for
+from skiff.logtext import one_line
 from skiff.manifest import Manifest, content_hash, iter_app_files, load_manifest, parse_manifest
 from skiff.scheduler import Pool, Served, Target, WarmWindow
 from skiff.sdk.services import Services
@@ -37,6 +48,15 @@ from skiff.triggers import EventPlane
 
 LOG_LINES_PER_SECOND = 1000
 MAX_LOG_LINE = 16 * 1024
+APP_STREAMS = frozenset({"stdout", "stderr"})  # all an instance may write; the rest is ours
+# skiff.sdk calls run on threads (SQLite blocks). One FIFO for every app let a flood of
+# 100,000 calls from one app hold another app's KV call for 25 s (2.4 ms before). So each
+# app runs at most this many calls at once and the rest wait in its own queue: another
+# app's call waits behind at most this many of the flooder's.
+SDK_CALLS_PER_APP = 4
+# threads for those calls, their own (not asyncio's default executor, which deploys use
+# for scans and installs that take minutes): room for four apps at their cap at once
+SDK_THREADS = 4 * SDK_CALLS_PER_APP
 
 
 @dataclass
@@ -53,7 +73,7 @@ class App:
 
 class Platform:
     def __init__(self, config: Config) -> None:
-        self.config = config
+        self._config = config
         config.home.mkdir(parents=True, exist_ok=True)
         self.store = Store(config.home / "skiff.db")
         self.envs = Environments(config.envs_dir or config.home / "envs", offline=config.offline)
@@ -70,7 +90,7 @@ class Platform:
         self.started = time.time()
         self.secrets = SecretStore.open(config.home)
         self._secret_versions = self._secret_snapshot()
-        self.egress = EgressProxy(on_event=self._on_egress)
+        self.egress = self._egress_proxy(config)
         self._egress: dict[str, EgressListener] = {}
         self.run_dir = config.home / "run"
         self.run_dir.mkdir(mode=0o700, exist_ok=True)
@@ -80,7 +100,40 @@ class Platform:
                                  config.home / "events.db", self._invoke_named,
                                  log=lambda app, line: self.log_platform(app, "", line))
         self.services = Services(self.kv, send=self.events.send, publish=self.events.publish)
+        self._sdk_threads = concurrent.futures.ThreadPoolExecutor(
+            max_workers=SDK_THREADS, thread_name_prefix="skiff-sdk")
+        self._sdk_slots: dict[str, asyncio.Semaphore] = {}
         self.launcher.on_call = self._on_call
+
+    @property
+    def config(self) -> Config:
+        return self._config
+
+    @config.setter
+    def config(self, config: Config) -> None:
+        # the server replaces the config once it knows the port it bound (port 0 picks
+        # one): the egress guard must keep apps off that port from then on
+        self._config = config
+        if config.port and hasattr(self, "egress"):
+            self.egress.guard.platform_ports = {config.port}
+
+    def _egress_proxy(self, config: Config) -> EgressProxy:
+        """The proxy with the operator's caps: descriptors first, since an app's idle
+        connections hold the gateway's (the soft limit is often 1024 of a far larger hard one)."""
+        raise_fd_limit()
+        budget = fd_connection_budget()
+        if config.egress_max_connections > budget:
+            print(f"skiff: SKIFF_EGRESS_MAX_CONNECTIONS={config.egress_max_connections} would "
+                  f"leave the gateway too few file descriptors; using {budget}", file=sys.stderr)
+        try:
+            guard = Guard(allow=config.egress_allow,
+                          platform_ports=[config.port] if config.port else [])
+        except ValueError as exc:
+            raise SkiffError(str(exc), code="bad_config", status=500) from None
+        return EgressProxy(
+            on_event=self._on_egress, guard=guard, idle_timeout=config.egress_idle_timeout,
+            max_connections_per_app=config.egress_max_connections_per_app,
+            max_connections=min(config.egress_max_connections or budget, budget))
 
     # -- lifecycle ------------------------------------------------------------
     async def start(self) -> None:
@@ -101,6 +154,7 @@ class Platform:
         if self._ticker:
             self._ticker.cancel()
         await self.egress.aclose()
+        self._sdk_threads.shutdown(wait=False, cancel_futures=True)
         await self.events.stop()
         self.secrets.close()
         self.kv.close()
@@ -128,6 +182,9 @@ class Platform:
         manifest = load_manifest(src / "skiff.yaml")
         name = manifest.name
         policy = EgressPolicy.parse(manifest.spec.egress)
+        problems = self._forbidden_egress(policy)
+        if problems:  # the proxy would deny them anyway: say so now, not at the first call
+            raise ForbiddenEgressRule("\n".join(problems), problems=problems)
         self._resolve_secrets(manifest)  # a missing secret fails the deploy, not the instance
         findings = await asyncio.to_thread(scan_app, src, iter_app_files(src))
         if findings and not allow_secret_findings:
@@ -210,6 +267,18 @@ class Platform:
                 self.egress_socket(name), name, policy, mode=0o666)
         return listener
 
+    def _forbidden_egress(self, policy: EgressPolicy) -> list[str]:
+        """The spec.egress entries that name what the operator has not allowed."""
+        problems = []
+        for index, rule in enumerate(policy.rules):
+            why = self.egress.guard.check_rule(rule)
+            if why is not None:
+                problems.append(
+                    f"spec.egress[{index}] \"{rule.entry}\" names {why}, which apps may not "
+                    "reach; remove it, or ask the platform's operator to allow it "
+                    f"(SKIFF_EGRESS_ALLOW={rule.entry})")
+        return problems
+
     async def _bring_up(self, row: RevisionRow) -> App:
         """Serve a stored revision (at start, or for a rollback): no trial, its
         instances start on demand."""
@@ -217,6 +286,8 @@ class Platform:
         manifest = parse_manifest(row.manifest, source=f"{row.app}@{row.revision}",
                                   base_dir=code_dir)
         policy = EgressPolicy.parse(manifest.spec.egress)
+        for problem in self._forbidden_egress(policy):  # allowed once; the proxy denies it now
+            self.log_platform(row.app, row.revision, f"{problem}; the egress proxy denies it")
         zygote = await asyncio.to_thread(self.envs.resolve, code_dir)
         zygote = self._zygote_for(manifest, row.revision, code_dir, zygote)
         listener = await self._egress_listener(row.app, policy)
@@ -225,12 +296,20 @@ class Platform:
         return app
 
     def _on_egress(self, ev: EgressEvent) -> None:
-        verdict = "allowed" if ev.allowed else f"DENIED ({ev.reason})"
-        line = (f"{ev.method} {ev.host}:{ev.port} {verdict} rule={ev.rule or '-'} "
-                f"up={ev.bytes_up}B down={ev.bytes_down}B {ev.duration_ms:.1f}ms")
-        if not ev.allowed and ev.rule:
-            line += f'; add "{ev.rule}" to spec.egress to allow it'
         app = self.apps.get(ev.app)
+        if not ev.host:  # refused at accept by a cap, before any head: reported once a second
+            line = f"connection refused, DENIED ({ev.reason}): {ev.detail}"
+            if ev.suppressed:
+                line += f" ({ev.suppressed} more refused since the previous such line)"
+        else:
+            verdict = "allowed" if ev.allowed else f"DENIED ({ev.reason})"
+            line = (f"{ev.method} {ev.host}:{ev.port} {verdict} rule={ev.rule or '-'} "
+                    f"up={ev.bytes_up}B down={ev.bytes_down}B {ev.duration_ms:.1f}ms")
+            if ev.reason == "forbidden_address":
+                line += (f"; {ev.detail}, which no spec.egress entry can allow "
+                         "(only the operator's SKIFF_EGRESS_ALLOW)")
+            elif not ev.allowed and ev.rule:
+                line += f'; add "{ev.rule}" to spec.egress to allow it'
         self.store.log(ev.app, app.revision if app else "", "", "", "egress", line)
 
     # -- secrets ------------------------------------------------------------------
@@ -370,6 +449,7 @@ class Platform:
         if app.zygote.preinit:
             self.launcher.retire(app.zygote.key, grace=0)
         del self.apps[name]
+        self._sdk_slots.pop(name, None)
         self.events.unwire(name)
         listener = self._egress.pop(name, None)
         if listener is not None:
@@ -421,9 +501,15 @@ class Platform:
         return await self.invoke(self.app(name), msg, trigger)
 
     async def _on_call(self, inst: Instance, call: p.Call) -> p.CallResult:
-        """A skiff.sdk call from an instance: answered for the app that instance runs."""
+        """A skiff.sdk call from an instance: answered for the app that instance runs,
+        in that app's fair share of the SDK threads (SDK_CALLS_PER_APP)."""
+        slots = self._sdk_slots.get(inst.app)
+        if slots is None:
+            slots = self._sdk_slots[inst.app] = asyncio.Semaphore(SDK_CALLS_PER_APP)
         try:
-            value = await asyncio.to_thread(self.services.call, inst.app, call.op, call.args)
+            async with slots:  # FIFO: the app's calls queue here, not in the shared threads
+                value = await asyncio.get_running_loop().run_in_executor(
+                    self._sdk_threads, self.services.call, inst.app, call.op, call.args)
         except SkiffError as exc:
             return p.CallResult(id=call.id, ok=False, code=exc.code, message=exc.message,
                                 status=exc.status)
@@ -434,19 +520,26 @@ class Platform:
 
     # -- logs -------------------------------------------------------------------
     def _on_log(self, inst: Instance, log: p.Log) -> None:
+        """A line an instance wrote. Nothing in the frame is taken on trust (the app can
+        write raw frames): the stream is its stdout or stderr, never one of the platform's
+        (platform, egress); the request id is one the instance is handling, else blank;
+        the line is one line (control characters escaped)."""
         # a rate limit per instance: an app printing in a loop must not fill the disk
         now = int(time.monotonic())
         if now != inst.log_window:
             inst.log_window, inst.log_lines = now, 0
         inst.log_lines += 1
+        request_id = _handling(inst, log.request_id)
         if inst.log_lines > LOG_LINES_PER_SECOND:
             if inst.log_lines == LOG_LINES_PER_SECOND + 1:
                 self.log_platform(inst.app, inst.revision, f"output over {LOG_LINES_PER_SECOND} "
                                   "lines/s: the rest of this second's lines are dropped",
-                                  request_id=log.request_id, instance=inst.id)
+                                  request_id=request_id, instance=inst.id)
             return
-        self.store.log(inst.app, inst.revision, inst.id, log.request_id, log.stream,
-                       log.line[:MAX_LOG_LINE])
+        stream = log.stream if log.stream in APP_STREAMS else "stdout"
+        # cut before escaping (the frame may be megabytes) and after (escapes are longer)
+        self.store.log(inst.app, inst.revision, inst.id, request_id, stream,
+                       one_line(log.line[:MAX_LOG_LINE])[:MAX_LOG_LINE])
 
     def _on_death(self, inst: Instance) -> None:
         reason = inst.exit_reason.message if inst.exit_reason else "exited"
@@ -483,4 +576,14 @@ class Platform:
 
     def new_request_id(self) -> str:
         return str(uuid.uuid4())
+
+
+def _handling(inst: Instance, request_id: str) -> str:
+    """``request_id`` if ``inst`` is handling that invocation now, else "". An instance's
+    invocations are the ones awaiting its answer; its log lines arrive before that answer
+    on the same socket, so a line of a request it serves always finds it there."""
+    if not request_id:
+        return ""
+    pending = getattr(inst, "_pending", None)  # the supervisor's; read only
+    return request_id if pending is not None and request_id in pending else ""
 

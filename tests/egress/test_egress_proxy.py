@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from skiff.egress import EgressEvent, EgressListener, EgressPolicy, EgressProxy
+from skiff.egress import EgressEvent, EgressListener, EgressPolicy, EgressProxy, Guard
 
 LOOPBACK = "127.0.0.1"
 
@@ -104,10 +104,12 @@ class Harness:
 
 @contextlib.asynccontextmanager
 async def harness(entries: Callable[[int], list[str]], *, mode: str = "echo",
-                  unix_path: Path | None = None, **options: object) -> AsyncIterator[Harness]:
-    """Upstream + proxy + one listener for app "shop"; ``entries(upstream_port)`` is spec.egress."""
+                  unix_path: Path | None = None, names: dict[str, list[str]] | None = None,
+                  **options: object) -> AsyncIterator[Harness]:
+    """Upstream + proxy + one listener for app "shop"; ``entries(upstream_port)`` is spec.egress;
+    ``names`` adds to what the resolver knows."""
     upstream = await Upstream(mode).start()
-    table = {"api.allowed.test": [LOOPBACK], "api.other.test": [LOOPBACK]}
+    table = {"api.allowed.test": [LOOPBACK], "api.other.test": [LOOPBACK], **(names or {})}
     events: list[EgressEvent] = []
     lookups: list[str] = []
 
@@ -117,6 +119,8 @@ async def harness(entries: Callable[[int], list[str]], *, mode: str = "echo",
             raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
         return table[host]
 
+    # the upstream is on loopback, which the platform bans unless its operator allows it
+    options.setdefault("guard", Guard(allow=[LOOPBACK]))
     proxy = EgressProxy(resolver=resolve, on_event=events.append, **options)  # type: ignore[arg-type]
     policy = EgressPolicy.parse(entries(upstream.port))
     if unix_path is not None:
@@ -514,3 +518,220 @@ def test_a_failing_resolver_fails_one_connection_only(caplog: pytest.LogCaptureF
             assert status == 403
     run(scenario)
     assert "egress proxy failed on a connection of app shop" in caplog.text
+
+
+# -- destinations no manifest grants (the guard) ---------------------------------------------
+
+BANNED = {
+    "loop.test": ("127.0.0.1", "a loopback address"),
+    "loop6.test": ("::1", "a loopback address"),
+    "mapped.test": ("::ffff:127.0.0.1", "a loopback address"),
+    "meta.test": ("169.254.169.254", "the cloud metadata address"),
+    "meta6.test": ("fd00:ec2::254", "the cloud metadata address"),
+    "link.test": ("169.254.7.7", "a link-local address"),
+    "link6.test": ("fe80::1", "a link-local address"),
+    "zero.test": ("0.0.0.0", "an unspecified address"),
+    "zero6.test": ("::", "an unspecified address"),
+}
+
+
+def test_names_resolving_to_banned_addresses_are_refused_whatever_the_policy() -> None:
+    """A policy naming every banned address (as a revision stored before the guard could)
+    still reaches none of them: by name or literally, the resolved address is checked; the
+    answer and the event say why, and no spec.egress entry is suggested."""
+    names = {name: [address] for name, (address, _) in BANNED.items()}
+    entries = ["*"] + [f"[{a}]" if ":" in a else a for a, _ in BANNED.values()]
+
+    async def scenario() -> None:
+        async with harness(lambda port: entries, names=names, guard=Guard()) as h:
+            for index, (name, (address, label)) in enumerate(BANNED.items()):
+                literal = f"[{address}]" if ":" in address else address
+                for target in (f"{name}:80", f"{literal}:80"):
+                    status, headers, body, _, writer = await send_connect(h, target)
+                    writer.close()
+                    assert status == 403, (target, body)
+                    assert "x-skiff-egress-denied" not in headers
+                    error = json.loads(body)["error"]
+                    assert error["code"] == "egress_forbidden_address"
+                    assert label in error["message"] and "SKIFF_EGRESS_ALLOW" in error["message"]
+                events = await h.wait_events(2 * index + 2)
+                for event in events[-2:]:
+                    assert (event.allowed, event.reason, event.rule) == (
+                        False, "forbidden_address", None)
+                    assert label in event.detail
+            assert h.upstream.connections == 0
+    run(scenario)
+
+
+def test_operator_allowance_opens_exactly_what_it_names() -> None:
+    """Loopback is banned until the operator allows the address:port; then a name resolving
+    there works too (the policy still has to allow it)."""
+    async def scenario() -> None:
+        async with harness(allow_upstream, guard=Guard()) as h:
+            target = f"api.allowed.test:{h.upstream.port}"
+            status, *_, writer = await send_connect(h, target)
+            writer.close()
+            assert status == 403
+            h.proxy.guard = Guard(allow=[f"127.0.0.1:{h.upstream.port + 1}"])
+            status, *_, writer = await send_connect(h, target)
+            writer.close()
+            assert status == 403
+            h.proxy.guard = Guard(allow=[f"127.0.0.1:{h.upstream.port}"])
+            status, *_, writer = await send_connect(h, target)
+            writer.close()
+            assert status == 200
+    run(scenario)
+
+
+def test_platform_port_is_refused_even_where_loopback_is_allowed() -> None:
+    """Allowing all of loopback does not open the platform's own port."""
+    async def scenario() -> None:
+        async with harness(allow_upstream, guard=Guard(allow=["127.0.0.0/8"])) as h:
+            h.proxy.guard.platform_ports = {h.upstream.port}
+            status, _, body, _, writer = await send_connect(h, f"api.allowed.test:{h.upstream.port}")
+            writer.close()
+            assert status == 403
+            assert "the platform's own port" in json.loads(body)["error"]["message"]
+            assert h.upstream.connections == 0
+            h.proxy.guard = Guard(allow=[f"127.0.0.1:{h.upstream.port}"],
+                                  platform_ports=[h.upstream.port])
+            status, *_, writer = await send_connect(h, f"api.allowed.test:{h.upstream.port}")
+            writer.close()
+            assert status == 200
+    run(scenario)
+
+
+def _host_address() -> str | None:
+    """A non-loopback IPv4 address of this host (the route a datagram would take; none is sent)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.1", 9))
+        except OSError:
+            return None
+        address = s.getsockname()[0]
+    return None if address.startswith(("0.", "127.")) else address
+
+
+def test_platform_port_is_refused_through_the_hosts_other_addresses() -> None:
+    """The platform's port reached by one of the host's own (non-loopback) addresses,
+    which a manifest may name: refused once the connection shows it landed here."""
+    address = _host_address()
+    if address is None:
+        pytest.skip("this host has no non-loopback IPv4 address")
+
+    async def scenario() -> None:
+        accepted: list[bytes] = []
+
+        async def platform(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            accepted.append(await reader.read())
+            writer.close()
+
+        server = await asyncio.start_server(platform, address, 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            async with harness(lambda _: [f"{address}:{port}"],
+                               guard=Guard(platform_ports=[port])) as h:
+                status, _, body, _, writer = await send_connect(h, f"{address}:{port}")
+                writer.close()
+                assert status == 403, body
+                assert "the platform's own port" in json.loads(body)["error"]["message"]
+                for _ in range(200):
+                    if accepted:
+                        break
+                    await asyncio.sleep(0.01)
+                assert accepted in ([], [b""])  # at most a connection; not a byte was sent
+        finally:
+            server.close()
+            await server.wait_closed()
+    run(scenario)
+
+
+# -- what an app can make the proxy hold ----------------------------------------------------
+
+async def _idle(h: Harness, count: int) -> list[asyncio.StreamWriter]:
+    writers = []
+    for _ in range(count):
+        _, writer = await h.open()
+        writers.append(writer)
+    for _ in range(500):  # readiness: the proxy has accepted them all
+        if h.proxy.open_connections("shop") >= count:
+            break
+        await asyncio.sleep(0.005)
+    return writers
+
+
+def test_idle_connections_count_against_the_app_cap_from_accept() -> None:
+    """Connections that never send a head hold the app's slots: the next one is refused at
+    once (429), a flood of refusals makes a few events that count the rest, and the slots
+    come back when the idle connections go."""
+    async def scenario() -> None:
+        async with harness(allow_upstream, max_connections_per_app=3) as h:
+            idle = await _idle(h, 3)
+            assert h.proxy.open_connections("shop") == 3
+            status, headers, body, _, writer = await send_connect(h, "api.allowed.test:443")
+            writer.close()
+            assert status == 429 and headers["x-skiff-error-code"] == "egress_busy"
+            assert "SKIFF_EGRESS_MAX_CONNECTIONS_PER_APP" in json.loads(body)["error"]["message"]
+            (event,) = await h.wait_events(1)
+            assert (event.reason, event.host, event.allowed) == ("too_many_connections", "", False)
+            assert "3 egress connections" in event.detail
+            for _ in range(200):  # a flood: each refused without waiting for its head
+                reader, writer = await h.open()
+                await reader.read()
+                writer.close()
+            for _ in range(1000):  # the rest are reported when the interval ends
+                if sum(1 + e.suppressed for e in h.events) == 201:
+                    break
+                await asyncio.sleep(0.005)
+            assert sum(1 + e.suppressed for e in h.events) == 201
+            assert len(h.events) < 20  # a few reports, not one per refusal
+            assert h.proxy.open_connections("shop") == 3
+            for writer in idle:
+                writer.close()
+            for _ in range(500):
+                if h.proxy.open_connections("shop") == 0:
+                    break
+                await asyncio.sleep(0.005)
+            status, *_, writer = await send_connect(h, f"api.allowed.test:{h.upstream.port}")
+            writer.close()
+            assert status == 200
+    run(scenario)
+
+
+def test_global_cap_answers_503() -> None:
+    """All apps together stop at max_connections (the descriptor budget): 503, logged."""
+    async def scenario() -> None:
+        async with harness(allow_upstream, max_connections=2) as h:
+            blog = await h.proxy.serve_tcp(LOOPBACK, 0, "blog", EgressPolicy.parse([]))
+            idle = await _idle(h, 2)
+            assert h.proxy.open_connections() == 2
+            host, port = blog.address  # type: ignore[misc]
+            reader, writer = await asyncio.open_connection(host, port)
+            writer.write(b"CONNECT api.allowed.test:443 HTTP/1.1\r\n\r\n")
+            status, headers, _ = await read_response(reader)
+            writer.close()
+            assert status == 503 and headers["x-skiff-error-code"] == "egress_unavailable"
+            (event,) = await h.wait_events(1)
+            assert (event.app, event.reason) == ("blog", "proxy_full")
+            for w in idle:
+                w.close()
+    run(scenario)
+
+
+def test_a_connection_that_sends_no_head_gives_its_slot_back() -> None:
+    """The head timeout ends an idle connection, and its slot is free again."""
+    async def scenario() -> None:
+        async with harness(allow_upstream, max_connections_per_app=1, header_timeout=0.05) as h:
+            reader, writer = await h.open()
+            status, _, _ = await read_response(reader)
+            assert status == 400
+            writer.close()
+            for _ in range(500):
+                if h.proxy.open_connections("shop") == 0:
+                    break
+                await asyncio.sleep(0.005)
+            assert h.proxy.open_connections("shop") == 0
+            status, *_, writer = await send_connect(h, f"api.allowed.test:{h.upstream.port}")
+            writer.close()
+            assert status == 200
+    run(scenario)

@@ -44,8 +44,10 @@ def skiff(tmp_path_factory, envs_dir, upstream):
     manifest = src / "attacker" / "skiff.yaml"
     manifest.write_text(manifest.read_text().replace(
         "egress: []", f'egress: ["127.0.0.1:{upstream}"]'))
+    # loopback is off limits to every app unless the operator allows it: allow the upstream
     server = SkiffServer(tmp_path_factory.mktemp("home"), [src], envs_dir,
-                         env={"OPERATOR_CANARY": "cloud-credentials"})
+                         env={"OPERATOR_CANARY": "cloud-credentials",
+                              "SKIFF_EGRESS_ALLOW": f"127.0.0.1:{upstream}"})
     yield server
     server.stop()
 

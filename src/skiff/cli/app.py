@@ -16,6 +16,7 @@ from rich.table import Table
 
 from skiff.config import Config
 from skiff.errors import SkiffError
+from skiff.logtext import one_line
 
 app = typer.Typer(help="Skiff: run many micro apps on one machine.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False)
@@ -188,10 +189,16 @@ def logs(name: str, follow: Annotated[bool, typer.Option("--follow", "-f")] = Fa
         for r in rows:
             ts = time.strftime("%H:%M:%S", time.localtime(r["ts"]))
             style = {"stderr": "red", "platform": "cyan"}.get(r["stream"], "")
-            rid = r["request_id"][:8] if r["request_id"] else "-"
-            out.print(f"{ts} [dim]{rid:<8} {r['instance'] or '-':<9}[/] "
-                      f"[{style or 'default'}]{r['stream']:<8}[/] ", end="")
-            out.print(r["line"], markup=False, highlight=False)
+            # every field as plain text on one line: an app's text must not pass for
+            # another line or for markup (the platform escapes lines as it stores them;
+            # this also covers rows stored before it did)
+            rid = escape(one_line(r["request_id"][:8])) if r["request_id"] else "-"
+            instance = escape(one_line(r["instance"] or "-"))
+            stream = escape(one_line(r["stream"]))
+            out.print(f"{ts} [dim]{rid:<8} {instance:<9}[/] "
+                      f"[{style or 'default'}]{stream:<8}[/] ", end="")
+            out.print(one_line(r["line"]), markup=False, highlight=False, emoji=False,
+                      soft_wrap=True)
             after = r["seq"]
         if not follow:
             return

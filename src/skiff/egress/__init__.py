@@ -14,14 +14,26 @@ from .errors import (
     BadProxyRequest,
     EgressBusy,
     EgressDenied,
+    EgressUnavailable,
     EgressUpstreamError,
+    ForbiddenEgressRule,
     InvalidEgressRule,
 )
 from .events import EgressEvent, Reason
-from .proxy import EgressListener, EgressProxy, EventCallback, Resolver, system_resolver
+from .guard import ALLOW_VARIABLE, Guard, forbidden_class, parse_allowance
+from .proxy import (
+    EgressListener,
+    EgressProxy,
+    EventCallback,
+    Resolver,
+    fd_connection_budget,
+    raise_fd_limit,
+    system_resolver,
+)
 from .rules import Decision, EgressPolicy, Rule, normalize_host, parse_rule, suggest_rule
 
 __all__ = [
+    "ALLOW_VARIABLE",
     "PRIVATE_NETWORKS",
     "BadProxyRequest",
     "Decision",
@@ -31,15 +43,22 @@ __all__ = [
     "EgressListener",
     "EgressPolicy",
     "EgressProxy",
+    "EgressUnavailable",
     "EgressUpstreamError",
     "EventCallback",
+    "ForbiddenEgressRule",
+    "Guard",
     "InvalidEgressRule",
     "Reason",
     "Resolver",
     "Rule",
+    "fd_connection_budget",
+    "forbidden_class",
     "is_private",
     "normalize_host",
+    "parse_allowance",
     "parse_rule",
+    "raise_fd_limit",
     "suggest_rule",
     "system_resolver",
 ]

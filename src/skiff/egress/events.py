@@ -17,7 +17,9 @@ Reason = Literal[
     "connect_failed",        # allowed by a rule; no address accepted the connection
     "not_allowed",           # denied: no spec.egress entry matches host:port
     "private_address",       # denied: the name resolves only to private addresses
+    "forbidden_address",     # denied: a destination no manifest can grant (see guard)
     "too_many_connections",  # denied: the app is at its concurrent connection cap
+    "proxy_full",            # denied: all apps together are at the proxy's connection cap
     "bad_request",           # denied: not CONNECT nor absolute-form HTTP, or no head in time
     "internal_error",        # the proxy itself failed on this connection (logged)
 ]
@@ -33,6 +35,10 @@ class EgressEvent:
     counts what went to the upstream (for plain HTTP, the rewritten request
     head too), ``bytes_down`` what came back. ``ts`` is the wall-clock start
     (epoch seconds); ``address`` the IP actually connected to, if any.
+    ``detail`` says more about a denial (what the address is; which cap). Cap
+    refusals happen before a request head is read (no host), and are reported
+    at most once a second per app: ``suppressed`` counts the refusals folded
+    into this event.
     """
 
     app: str
@@ -47,6 +53,8 @@ class EgressEvent:
     ts: float
     address: str | None = None
     method: str = "CONNECT"
+    detail: str = ""
+    suppressed: int = 0
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)

@@ -12,15 +12,26 @@ each connection the proxy
    can reach no further than a CONNECT tunnel could);
 2. checks host:port against the app's policy *before* resolving it, so a
    denied name is never even looked up (no DNS side channel);
-3. resolves the name itself and keeps only addresses the policy permits
-   (private ranges need an entry naming the address: the DNS-rebinding
-   defence), then connects to exactly such an address;
+3. resolves the name itself, drops the addresses the platform bans whatever
+   the manifest says (loopback, link-local, metadata, unspecified, its own
+   ports: see ``guard``) and keeps only addresses the policy permits (private
+   ranges need an entry naming the address: the DNS-rebinding defence), then
+   connects to exactly such an address;
 4. relays bytes until both sides finish or nothing moves for ``idle_timeout``;
 5. calls ``on_event`` with an ``EgressEvent``, for denied attempts too.
 
-A refusal is an immediate HTTP answer (403/429/400/502) whose JSON body says
-what to change and whose ``X-Skiff-Egress-Denied`` header names the
+A refusal is an immediate HTTP answer (403/429/503/400/502) whose JSON body
+says what to change and whose ``X-Skiff-Egress-Denied`` header names the
 spec.egress entry to add.
+
+What an app can make the proxy hold is bounded: every connection counts
+against its app's cap from the moment it is accepted (an idle socket that
+never sends a head holds a file descriptor too), and all apps together
+against a global cap kept well under the process's file descriptor limit, so
+a flood of idle connections cannot starve the gateway, other apps or the
+admin API of descriptors. A head must arrive within ``header_timeout``. A
+connection over a cap is answered and closed at once, and the refusals are
+reported at most once a second per app.
 """
 
 from __future__ import annotations
@@ -37,8 +48,15 @@ from dataclasses import dataclass
 
 from ..errors import SkiffError
 from .addresses import parse_ip
-from .errors import BadProxyRequest, EgressBusy, EgressDenied, EgressUpstreamError
+from .errors import (
+    BadProxyRequest,
+    EgressBusy,
+    EgressDenied,
+    EgressUnavailable,
+    EgressUpstreamError,
+)
 from .events import EgressEvent, Reason
+from .guard import Guard
 from .rules import EgressPolicy, format_target, suggest_rule
 from .wire import CONNECT_OK, error_response, forward_head, parse_target, read_head
 
@@ -49,6 +67,42 @@ log = logging.getLogger("skiff.egress")
 
 _CHUNK = 64 * 1024
 _LINGER_BYTES = 1 << 20
+# A refusal over a cap lingers (reads what the client still sends, so closing does not
+# reset the connection before it read the answer) in at most this many connections per
+# app and for at most this long; the others are answered and closed at once. Enough for
+# a client that hit the cap by accident to read why; bounded for one that floods.
+_REFUSAL_LINGER_SLOTS = 8
+_REFUSAL_LINGER = 1.0  # seconds
+_REFUSAL_REPORT_INTERVAL = 1.0  # seconds between two refusal events of one app
+# Each egress connection holds up to two descriptors (the app's side and the upstream).
+# The default global cap lets egress use at most half of the process's descriptors, the
+# rest stays for the gateway's clients, instance sockets, the databases and the admin API.
+_FDS_PER_CONNECTION = 2
+_FD_SHARE = 2
+
+
+def raise_fd_limit() -> int:
+    """Raise RLIMIT_NOFILE's soft limit to the hard one (the default soft limit, often
+    1024, is far below what the kernel allows a root or unprivileged process); returns it."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+    return soft
+
+
+def fd_connection_budget() -> int:
+    """The most egress connections the process's descriptor limit leaves room for
+    (its default global cap): half of the descriptors, two per connection."""
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        soft = 1 << 20
+    return max(16, soft // _FD_SHARE // _FDS_PER_CONNECTION)
 
 
 async def system_resolver(host: str, port: int) -> list[str]:
@@ -75,6 +129,7 @@ class _Attempt:
     bytes_down: int = 0
     address: str | None = None
     ended: float | None = None
+    detail: str = ""
 
     def event(self) -> EgressEvent:
         ended = self.ended if self.ended is not None else time.monotonic()
@@ -82,7 +137,19 @@ class _Attempt:
             app=self.app, host=self.host, port=self.port, allowed=self.allowed,
             rule=self.rule, reason=self.reason, bytes_up=self.bytes_up,
             bytes_down=self.bytes_down, duration_ms=round((ended - self.started) * 1000, 3),
-            ts=self.ts, address=self.address, method=self.method or "CONNECT")
+            ts=self.ts, address=self.address, method=self.method or "CONNECT",
+            detail=self.detail)
+
+
+@dataclass(slots=True)
+class _Refusals:
+    """Cap refusals of one app since its last refusal event (the report rate limit)."""
+
+    last: float = float("-inf")
+    pending: int = 0
+    reason: Reason = "too_many_connections"
+    detail: str = ""
+    timer: asyncio.TimerHandle | None = None
 
 
 class EgressListener:
@@ -136,9 +203,18 @@ class EgressListener:
         if self._closed.is_set():
             writer.transport.abort()
             return
+        proxy = self._proxy
+        refusal = proxy._over_cap(self)
         self._tasks.add(task)  # type: ignore[arg-type]
         try:
-            await self._proxy._handle(self, reader, writer)
+            if refusal is not None:
+                await proxy._refuse_at_accept(self.app, reader, writer, refusal)
+                return
+            proxy._hold(self.app)
+            try:
+                await proxy._handle(self, reader, writer)
+            finally:
+                proxy._release(self.app)
         except asyncio.CancelledError:
             # Closing the listener cancels its connections; the attempt is recorded by now.
             # Ending quietly keeps asyncio's stream callback from logging a cancelled task.
@@ -159,21 +235,32 @@ class EgressProxy:
     Timeouts are seconds: ``header_timeout`` for the request head,
     ``connect_timeout`` per upstream address, ``idle_timeout`` for a relay
     in which no byte moves either way. ``max_connections_per_app`` bounds the
-    app's open upstream connections across its listeners; above it: 429.
+    app's open connections across its listeners, in any phase (from accept,
+    before any head); above it: 429. ``max_connections`` bounds all apps'
+    together (default: what the process's descriptor limit leaves room for,
+    see ``fd_connection_budget``); above it: 503. ``guard`` is the platform's
+    ban list (by default: loopback, link-local, metadata, unspecified, nothing
+    allowed).
     """
 
     def __init__(self, *, resolver: Resolver | None = None,
                  on_event: EventCallback | None = None, idle_timeout: float = 300.0,
                  connect_timeout: float = 10.0, header_timeout: float = 10.0,
-                 max_connections_per_app: int = 64, max_header_bytes: int = 64 * 1024) -> None:
+                 max_connections_per_app: int = 64, max_connections: int | None = None,
+                 max_header_bytes: int = 64 * 1024, guard: Guard | None = None) -> None:
         self.resolver: Resolver = resolver or system_resolver
         self.on_event = on_event
         self.idle_timeout = idle_timeout
         self.connect_timeout = connect_timeout
         self.header_timeout = header_timeout
         self.max_connections_per_app = max_connections_per_app
+        self.max_connections = max_connections or fd_connection_budget()
         self.max_header_bytes = max_header_bytes
+        self.guard = guard if guard is not None else Guard()
         self._open: dict[str, int] = {}
+        self._total = 0
+        self._lingering: dict[str, int] = {}
+        self._refusals: dict[str, _Refusals] = {}
         self._listeners: set[EgressListener] = set()
 
     async def serve_unix(self, path: str | os.PathLike[str], app: str, policy: EgressPolicy, *,
@@ -207,14 +294,18 @@ class EgressProxy:
         self._listeners.add(listener)
         return listener
 
-    def open_connections(self, app: str) -> int:
-        """Upstream connections ``app`` holds open now (what the cap counts)."""
-        return self._open.get(app, 0)
+    def open_connections(self, app: str | None = None) -> int:
+        """Connections ``app`` (or every app) holds open now, in any phase: what the caps count."""
+        return self._total if app is None else self._open.get(app, 0)
 
     def close(self) -> None:
         """Close every listener and abort every connection."""
         for listener in list(self._listeners):
             listener.close()
+        for state in self._refusals.values():
+            if state.timer is not None:
+                state.timer.cancel()
+        self._refusals.clear()
 
     async def aclose(self) -> None:
         listeners = list(self._listeners)
@@ -243,20 +334,16 @@ class EgressProxy:
             target = parse_target(head)
             attempt.host, attempt.port = target.host, target.port
             policy = self._admit(listener, attempt)
-            self._open[listener.app] = self._open.get(listener.app, 0) + 1
-            try:
-                addresses = await self._screen(policy, attempt)
-                up_reader, upstream, attempt.address = await self._connect(addresses, target.port)
-                if target.path is None:
-                    writer.write(CONNECT_OK)
-                else:
-                    request = forward_head(head, target)
-                    upstream.write(request)
-                    attempt.bytes_up += len(request)
-                attempt.reason = await self._relay(reader, writer, up_reader, upstream, attempt,
-                                                   tunnel=target.path is None)
-            finally:
-                self._release(listener.app)
+            addresses = await self._screen(policy, attempt)
+            up_reader, upstream, attempt.address = await self._connect(addresses, attempt)
+            if target.path is None:
+                writer.write(CONNECT_OK)
+            else:
+                request = forward_head(head, target)
+                upstream.write(request)
+                attempt.bytes_up += len(request)
+            attempt.reason = await self._relay(reader, writer, up_reader, upstream, attempt,
+                                               tunnel=target.path is None)
         except SkiffError as error:
             attempt.reason = _reason(error, attempt.reason)
             attempt.allowed = attempt.reason in ("resolve_failed", "connect_failed")
@@ -295,23 +382,101 @@ class EgressProxy:
                                f"add \"{attempt.rule}\" to spec.egress",
                                rule=attempt.rule, app=listener.app)
         attempt.allowed, attempt.rule = True, decision.rule
-        limit = listener.max_connections or self.max_connections_per_app
-        if self._open.get(listener.app, 0) >= limit:
-            raise EgressBusy(f"app {listener.app} already has {limit} egress connections open; "
-                             "close some or raise its limit", app=listener.app, limit=limit)
         return policy
 
+    # -- caps ----------------------------------------------------------------------------
+
+    def _over_cap(self, listener: EgressListener) -> SkiffError | None:
+        """The refusal for a connection just accepted, if a cap is reached."""
+        app = listener.app
+        if self._total >= self.max_connections:
+            return EgressUnavailable(
+                f"the egress proxy holds {self._total} connections, its limit for all apps "
+                "together (SKIFF_EGRESS_MAX_CONNECTIONS); try again shortly", app=app,
+                limit=self.max_connections)
+        limit = listener.max_connections or self.max_connections_per_app
+        if self._open.get(app, 0) >= limit:
+            return EgressBusy(
+                f"app {app} already has {limit} egress connections open, its limit "
+                "(SKIFF_EGRESS_MAX_CONNECTIONS_PER_APP); close some (or reuse them) first",
+                app=app, limit=limit)
+        return None
+
+    def _hold(self, app: str) -> None:
+        self._open[app] = self._open.get(app, 0) + 1
+        self._total += 1
+
     def _release(self, app: str) -> None:
+        self._total -= 1
         self._open[app] -= 1
         if not self._open[app]:
             del self._open[app]
 
+    async def _refuse_at_accept(self, app: str, reader: asyncio.StreamReader,
+                                writer: asyncio.StreamWriter, error: SkiffError) -> None:
+        """Answer a connection over a cap without reading its head, and report it (rate-limited)."""
+        self._report_refusal(app, error)
+        if self._lingering.get(app, 0) >= _REFUSAL_LINGER_SLOTS:
+            with contextlib.suppress(OSError):
+                writer.write(error_response(error))
+            writer.close()  # sends what is buffered, then closes: the descriptor goes now
+            return
+        self._lingering[app] = self._lingering.get(app, 0) + 1
+        try:
+            await self._refuse(reader, writer, error, linger=_REFUSAL_LINGER)
+        finally:
+            writer.close()
+            self._lingering[app] -= 1
+            if not self._lingering[app]:
+                del self._lingering[app]
+
+    def _report_refusal(self, app: str, error: SkiffError) -> None:
+        """One event per app per interval; the refusals in between are counted into the next."""
+        state = self._refusals.setdefault(app, _Refusals())
+        state.reason = _reason(error, "too_many_connections")
+        state.detail = error.message
+        state.pending += 1
+        now = time.monotonic()
+        if now - state.last >= _REFUSAL_REPORT_INTERVAL:
+            self._flush_refusals(app)
+        elif state.timer is None:
+            state.timer = asyncio.get_running_loop().call_later(
+                state.last + _REFUSAL_REPORT_INTERVAL - now, self._flush_refusals, app)
+
+    def _flush_refusals(self, app: str) -> None:
+        state = self._refusals.get(app)
+        if state is None or not state.pending:
+            return
+        if state.timer is not None:
+            state.timer.cancel()
+            state.timer = None
+        now = time.monotonic()
+        self._emit(EgressEvent(
+            app=app, host="", port=0, allowed=False, rule=None, reason=state.reason,
+            bytes_up=0, bytes_down=0, duration_ms=0.0, ts=time.time(), method="",
+            detail=state.detail, suppressed=state.pending - 1))
+        state.last, state.pending = now, 0
+
+    # -- destinations --------------------------------------------------------------------
+
     async def _screen(self, policy: EgressPolicy, attempt: _Attempt) -> list[str]:
-        """Resolve, then keep the addresses the policy permits (the DNS-rebinding defence)."""
+        """Resolve, drop what the platform bans, then keep the addresses the policy permits
+        (the DNS-rebinding defence)."""
         addresses = await self._resolve(attempt.host, attempt.port)
-        chosen = policy.select_addresses(attempt.port, addresses)
+        permitted: list[str] = []
+        banned: tuple[str, str] | None = None
+        for address in addresses:
+            why = self.guard.check(address, attempt.port)
+            if why is None:
+                permitted.append(address)
+            elif banned is None:
+                banned = (address, why)
+        if not permitted:
+            assert banned is not None
+            self._forbid(attempt, *banned)
+        chosen = policy.select_addresses(attempt.port, permitted)
         if not chosen:
-            private = addresses[0]
+            private = permitted[0]
             attempt.rule = suggest_rule(private, attempt.port)
             raise EgressDenied(
                 f"egress to {format_target(attempt.host, attempt.port)} is not allowed for app "
@@ -333,13 +498,41 @@ class EgressProxy:
                                       code="egress_resolve_failed", host=host)
         return addresses
 
-    async def _connect(self, addresses: list[str], port: int
+    def _forbid(self, attempt: _Attempt, address: str, why: str) -> None:
+        target = format_target(attempt.host, attempt.port)
+        attempt.rule = None  # no spec.egress entry can allow it
+        attempt.detail = f"{format_target(address, attempt.port)} is {why}"
+        shown = target if attempt.host == address else f"{target} ({address})"
+        raise EgressDenied(
+            f"egress to {shown} is refused: that is {why}, which apps never reach whatever "
+            f"spec.egress says; only the platform's operator can allow it "
+            f"({self.guard.hint(address, attempt.port)})",
+            code="egress_forbidden_address", app=attempt.app)
+
+    def _lands_here(self, writer: asyncio.StreamWriter) -> bool:
+        """Whether a connection reached this very host: the kernel picks the destination
+        itself as the source address of a connection to one of the host's own addresses."""
+        local, peer = writer.get_extra_info("sockname"), writer.get_extra_info("peername")
+        if not local or not peer:
+            return False
+        ours, theirs = parse_ip(str(local[0]).split("%")[0]), parse_ip(str(peer[0]).split("%")[0])
+        return ours is not None and ours == theirs
+
+    async def _connect(self, addresses: list[str], attempt: _Attempt
                        ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, str]:
+        port = attempt.port
         problems = []
         for address in addresses:
             try:
                 async with asyncio.timeout(self.connect_timeout):
                     reader, writer = await asyncio.open_connection(address, port, limit=_CHUNK)
+                # the platform's ports by any address of this host (its public one too):
+                # known only once connected; nothing has been sent to it yet
+                if port in self.guard.platform_ports and self._lands_here(writer):
+                    why = self.guard.check(address, port, local=True)
+                    if why is not None:
+                        writer.transport.abort()
+                        self._forbid(attempt, address, why)
                 return reader, writer, address
             except TimeoutError:
                 problems.append(f"{address}: no answer within {self.connect_timeout:g}s")
@@ -391,7 +584,7 @@ class EgressProxy:
         return reason
 
     async def _refuse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                      error: SkiffError) -> None:
+                      error: SkiffError, linger: float | None = None) -> None:
         """Answer with the error, then read what the client still sends (briefly) so closing
         does not reset the connection before the client has read the answer."""
         try:
@@ -399,7 +592,7 @@ class EgressProxy:
             await writer.drain()
             if writer.can_write_eof():
                 writer.write_eof()
-            async with asyncio.timeout(self.header_timeout):
+            async with asyncio.timeout(self.header_timeout if linger is None else linger):
                 seen = 0
                 while seen < _LINGER_BYTES and (data := await reader.read(_CHUNK)):
                     seen += len(data)
@@ -426,8 +619,12 @@ def _reason(error: SkiffError, current: Reason) -> Reason:
         return "not_allowed"
     if code == "egress_private_address":
         return "private_address"
+    if code == "egress_forbidden_address":
+        return "forbidden_address"
     if code == "egress_busy":
         return "too_many_connections"
+    if code == "egress_unavailable":
+        return "proxy_full"
     if code == "egress_resolve_failed":
         return "resolve_failed"
     if code == "egress_connect_failed":
