@@ -23,6 +23,10 @@ class Config:
     envs_dir: Path | None = None
     offline: bool = False
     tick_seconds: float = 0.5
+    # app output kept in skiff.db: an app printing at the line-rate limit wrote 16 MB/s
+    log_retention_days: float = 7.0
+    log_max_lines_per_app: int = 100_000
+    log_max_mb_per_app: float = 64.0
 
     @classmethod
     def resolve(cls, **overrides: object) -> Config:
@@ -38,6 +42,12 @@ class Config:
             envs_dir=Path(envs).resolve() if envs else home / "envs",  # type: ignore[arg-type]
             offline=bool(given.pop("offline", _env("OFFLINE", "0") == "1")),
             tick_seconds=float(given.pop("tick_seconds", _env("TICK_SECONDS", "0.5"))),  # type: ignore[arg-type]
+            log_retention_days=float(given.pop("log_retention_days",  # type: ignore[arg-type]
+                                               _env("LOG_RETENTION_DAYS", "7"))),
+            log_max_lines_per_app=int(given.pop("log_max_lines_per_app",  # type: ignore[arg-type]
+                                                _env("LOG_MAX_LINES_PER_APP", "100000"))),
+            log_max_mb_per_app=float(given.pop("log_max_mb_per_app",  # type: ignore[arg-type]
+                                               _env("LOG_MAX_MB_PER_APP", "64"))),
         )
 
     def admin_token(self) -> str:

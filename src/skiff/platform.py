@@ -31,7 +31,7 @@ from skiff.instance.isolation import Support, plan_for
 from skiff.manifest import Manifest, content_hash, iter_app_files, load_manifest, parse_manifest
 from skiff.scheduler import Pool, Served, Target, WarmWindow
 from skiff.sdk.services import Services
-from skiff.store import Invocation, RevisionRow, Store
+from skiff.store import Invocation, LogRetention, RevisionRow, Store
 from skiff.store.kv_sqlite import SQLiteKV
 from skiff.triggers import EventPlane
 
@@ -55,7 +55,10 @@ class Platform:
     def __init__(self, config: Config) -> None:
         self.config = config
         config.home.mkdir(parents=True, exist_ok=True)
-        self.store = Store(config.home / "skiff.db")
+        self.store = Store(config.home / "skiff.db", retention=LogRetention(
+            max_age_days=config.log_retention_days,
+            max_lines_per_app=config.log_max_lines_per_app,
+            max_bytes_per_app=int(config.log_max_mb_per_app * 1024 * 1024)))
         self.envs = Environments(config.envs_dir or config.home / "envs", offline=config.offline)
         self.cgroups = CgroupManager(f"skiff-{uuid.uuid4().hex[:8]}")
         self.support = Support.probe(self.cgroups)

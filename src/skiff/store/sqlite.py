@@ -2,7 +2,10 @@
 and revisions, invocation records and app logs.
 
 Records and logs are written off the request path by one background thread in
-batches; readers call ``flush()`` first so what they read is complete.
+batches; readers call ``flush()`` first so what they read is complete. The same
+thread prunes logs (:class:`LogRetention`): by age, and per app by line count
+and by bytes, oldest first, in small transactions, so an app printing at the
+rate limit keeps at most its cap on disk and never evicts another app's lines.
 """
 
 from __future__ import annotations
@@ -67,6 +70,19 @@ CREATE TABLE IF NOT EXISTS app_uids (
 """
 
 FIRST_APP_UID = 100_000  # far above system and login users
+# Rows deleted per pruning transaction: the store's lock (which request-path
+# readers and the batch writer share) is held for one small DELETE at a time.
+PRUNE_BATCH = 2000
+AGE_CHECK_SECONDS = 60.0  # age pruning runs this often; caps are checked after every batch
+
+
+@dataclass(frozen=True)
+class LogRetention:
+    """How much app output the store keeps (see the module docstring)."""
+
+    max_age_days: float = 7.0
+    max_lines_per_app: int = 100_000
+    max_bytes_per_app: int = 64 * 1024 * 1024
 
 
 def connect(path: str | Path, *, durable: bool = False, schema: str = "",
@@ -125,11 +141,19 @@ class Invocation:
 
 
 class Store:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, retention: LogRetention | None = None) -> None:
         self.path = path
+        self.retention = retention or LogRetention()
         self._db = connect(path, schema=_SCHEMA)
         self._db.row_factory = sqlite3.Row
         self._lock = threading.Lock()
+        # lines and bytes each app has in `logs`, kept current by flush and prune,
+        # so the caps cost no count(*) per batch
+        self._log_sizes: dict[str, list[int]] = {
+            r[0]: [r[1], r[2]] for r in self._db.execute(
+                "SELECT app, count(*), coalesce(sum(length(CAST(line AS BLOB))), 0) "
+                "FROM logs GROUP BY app")}
+        self._next_age_check = 0.0
         self._pending_inv: list[tuple] = []
         self._pending_logs: list[tuple] = []
         self._buf_lock = threading.Lock()
@@ -225,6 +249,70 @@ class Store:
                     "INSERT INTO logs (app, revision, instance, request_id, stream, line, ts)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?)", logs)
             self._db.execute("COMMIT")
+            for row in logs:
+                size = self._log_sizes.setdefault(row[0], [0, 0])
+                size[0] += 1
+                size[1] += len(row[5].encode("utf-8", "surrogatepass"))
+
+    # -- log retention (the writer thread's job, never a request's) -----------------
+    def prune_logs(self, now: float | None = None) -> int:
+        """Delete what retention does not keep; return how many lines went."""
+        now = time.time() if now is None else now
+        removed = 0
+        if now >= self._next_age_check:
+            self._next_age_check = now + AGE_CHECK_SECONDS
+            cutoff = now - self.retention.max_age_days * 86400
+            while True:
+                with self._lock:
+                    oldest = self._db.execute("SELECT ts FROM logs ORDER BY seq LIMIT 1").fetchone()
+                    if oldest is None or oldest[0] >= cutoff:
+                        break
+                    # seq follows ts: the old lines are the first ones
+                    n = self._delete_logs(
+                        "SELECT seq FROM logs ORDER BY seq LIMIT ?", (PRUNE_BATCH,), cutoff)
+                removed += n
+                if n == 0:
+                    break
+        keep_lines = self.retention.max_lines_per_app
+        keep_bytes = self.retention.max_bytes_per_app
+        with self._lock:
+            over = [app for app, (lines, size) in self._log_sizes.items()
+                    if lines > keep_lines or size > keep_bytes]
+        for app in over:
+            while True:
+                with self._lock:
+                    lines, size = self._log_sizes.get(app, (0, 0))
+                    if lines <= keep_lines and size <= keep_bytes:
+                        break
+                    # over by lines: exactly the excess; over by bytes: the excess in
+                    # average lines, repeated until under
+                    batch = max(lines - keep_lines,
+                                -(-(size - keep_bytes) * lines // max(size, 1)), 1)
+                    batch = min(PRUNE_BATCH, batch)
+                    n = self._delete_logs(
+                        "SELECT seq FROM logs WHERE app = ? ORDER BY seq LIMIT ?", (app, batch))
+                removed += n
+                if n == 0:
+                    break
+        return removed
+
+    def _delete_logs(self, select: str, args: tuple, before: float | None = None) -> int:
+        """Delete the rows ``select`` picks (older than ``before`` if given), keeping
+        the per-app sizes current. The caller holds the lock."""
+        sql = f"DELETE FROM logs WHERE seq IN ({select})"
+        if before is not None:
+            sql += " AND ts < ?"
+            args = (*args, before)
+        rows = self._db.execute(sql + " RETURNING app, length(CAST(line AS BLOB))",
+                                args).fetchall()
+        for app, size in rows:
+            entry = self._log_sizes.get(app)
+            if entry is not None:
+                entry[0] -= 1
+                entry[1] -= size
+                if entry[0] <= 0:
+                    del self._log_sizes[app]
+        return len(rows)
 
     def _write_loop(self) -> None:
         while not self._stop:
@@ -235,6 +323,10 @@ class Store:
                 self.flush()
             except sqlite3.Error as exc:
                 print(f"skiff: could not write invocation records: {exc}")
+            try:
+                self.prune_logs()
+            except sqlite3.Error as exc:
+                print(f"skiff: could not prune logs: {exc}")
 
     def invocations(self, app: str, limit: int = 100) -> list[dict]:
         self.flush()
