@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import compileall
+import contextlib
 import dataclasses
 import shutil
 import sys
@@ -19,8 +20,8 @@ import msgspec
 from skiff.bus import SQLiteBroker
 from skiff.config import Config
 from skiff.egress import EgressEvent, EgressListener, EgressPolicy, EgressProxy
-from skiff.errors import DeployError, NotFound, SkiffError
-from skiff.gateway.routing import Route, Router
+from skiff.errors import Conflict, DeployError, NotFound, SkiffError
+from skiff.gateway.routing import Route, Router, conflict
 from skiff.gateway.static import StaticSite
 from skiff.governance import SecretStore, scan_app
 from skiff.instance import Instance, Launcher, ZygoteSpec
@@ -82,7 +83,8 @@ class Platform:
         self.events = EventPlane(SQLiteBroker(config.home / "bus.db", durable=True, exclusive=True),
                                  config.home / "events.db", self._invoke_named,
                                  log=lambda app, line: self.log_platform(app, "", line))
-        self.services = Services(self.kv, send=self.events.send, publish=self.events.publish)
+        self.services = Services(self.kv, send=self.events.send, publish=self.events.publish,
+                                 may_send=self.events.check_send)
         self.launcher.on_call = self._on_call
 
     # -- lifecycle ------------------------------------------------------------
@@ -146,6 +148,7 @@ class Platform:
             current = self.apps.get(name)
             if current is not None and current.revision == revision:
                 return self._deploy_result(current, changed=False)
+            self._check_ownership(manifest)  # before the work; again before switching
             code_dir = await asyncio.to_thread(self._store_code, src, name, revision)
             # the socket must exist for the trial; the old policy stays until we switch
             listener = await self._egress_listener(name, policy)
@@ -158,6 +161,14 @@ class Platform:
                 # remember the detected kind: a restored or rolled-back revision needs it
                 # before any instance runs (e.g. to invoke it with an event)
                 stored["spec"]["kind"] = trial.kind
+            try:  # another app may have taken a route or queue while this one installed
+                self._check_ownership(manifest)
+            except SkiffError:
+                if trial is not None:
+                    trial.kill()
+                if current is None:  # a new app that lost the race leaves no listener
+                    self._egress.pop(name).close()
+                raise
             self.store.put_revision(RevisionRow(name, revision, stored, str(code_dir),
                                                 zygote.key, time.time()))
             self.store.set_current(name, revision)
@@ -335,10 +346,35 @@ class Platform:
                   kind if spec.handler else "static")
         self.apps[name] = app
         self.events.wire(manifest)
-        routes = [Route(name, host=r.host.lower() if r.host else None,
-                        path=(r.path or "").rstrip("/")) for r in spec.routes]
-        self.router.set_app(name, routes)
+        self.router.set_app(name, self._routes(manifest))
         return app
+
+    @staticmethod
+    def _routes(manifest: Manifest) -> list[Route]:
+        return [Route(manifest.name, host=r.host.lower() if r.host else None,
+                      path=(r.path or "").rstrip("/")) for r in manifest.spec.routes]
+
+    def _check_ownership(self, manifest: Manifest) -> None:
+        """Refuse a manifest whose routes or queues belong to another app (409).
+        Synchronous, so a caller that switches right after it cannot race another deploy."""
+        name = manifest.name
+        granted = {(g["host"], g["path"]) for g in self.store.route_grants(name)}
+        for route in self._routes(manifest):
+            if (route.host, route.path) in granted:
+                continue
+            owner = conflict(route, self.router.routes, self.router.apps - {name},
+                             platform_hosts={self.config.host.lower()})
+            if owner is not None:
+                where = " ".join(x for x in (route.host and f"host {route.host}",
+                                             f"path {route.path or '/'}") if x)
+                raise Conflict(
+                    f"route {where} of app {name} overlaps what {owner} serves; an app gets "
+                    f"/{name}/, {name}.localhost and routes no other app has; an operator can "
+                    f"allow this one with `skiff routes grant {name}"
+                    + (f" --host {route.host}" if route.host else "")
+                    + f" --path {route.path or '/'}`",
+                    code="route_conflict", owner=owner, host=route.host, path=route.path or "/")
+        self.events.check_queues(manifest)
 
     def _deploy_result(self, app: App, *, changed: bool) -> dict:
         return {"app": app.name, "revision": app.revision, "kind": app.kind, "changed": changed,
@@ -361,24 +397,47 @@ class Platform:
                                code="revision_not_found")
             row = matches[0]
         async with self._deploy_locks.setdefault(name, asyncio.Lock()):
+            self._check_ownership(parse_manifest(row.manifest, source=f"{name}@{row.revision}",
+                                                 base_dir=Path(row.code_dir)))
             app = await self._bring_up(row)
             self.store.set_current(name, row.revision)
         self.log_platform(name, row.revision, f"rolled back to revision {row.revision}")
         return self._deploy_result(app, changed=True)
 
-    def delete(self, name: str) -> None:
-        app = self.app(name)
-        if app.pool:
-            app.pool.close()
-        if app.zygote.preinit:
-            self.launcher.retire(app.zygote.key, grace=0)
-        del self.apps[name]
-        self.events.unwire(name)
-        listener = self._egress.pop(name, None)
-        if listener is not None:
-            listener.close()
-        self.router.remove_app(name)
-        self.store.delete_app(name)
+    async def delete(self, name: str) -> dict:
+        """Delete the app and what it owns: its KV items (idempotency records are KV
+        items), its queues with their messages and dead-letter queues, its pending
+        async invocations, its schedules and rules, its routes and route grants, its
+        revisions (rows and files) and its secret bindings (they are in its manifests;
+        the secrets are the operator's and stay). Invocation records and logs stay for
+        audit, until log retention ages them out. A later app of the same name starts
+        with nothing."""
+        async with self._deploy_locks.setdefault(name, asyncio.Lock()):
+            app = self.app(name)
+            manifests = [app.manifest]
+            for row in self.store.revisions(name):
+                # a revision an older Skiff wrote may not parse: its queues are unknown
+                with contextlib.suppress(SkiffError):
+                    manifests.append(parse_manifest(row.manifest, source=f"{name}@{row.revision}",
+                                                    base_dir=Path(row.code_dir)))
+            # stop serving first: nothing new arrives while the data goes
+            self.router.remove_app(name)
+            self.events.unwire(name)
+            del self.apps[name]
+            if app.pool:
+                app.pool.close()
+            if app.zygote.preinit:
+                self.launcher.retire(app.zygote.key, grace=0)
+            listener = self._egress.pop(name, None)
+            if listener is not None:
+                listener.close()
+            self.store.delete_app(name)  # first: a restart from here on does not bring it back
+            messages = await asyncio.to_thread(self.events.forget, name, manifests)
+            items = await asyncio.to_thread(self.kv.clear, name)
+            await asyncio.to_thread(shutil.rmtree, self.config.home / "revisions" / name, True)
+        self.log_platform(name, app.revision, f"app deleted ({items} KV item(s), {messages} "
+                          "queued message(s) and its revisions removed)")
+        return {"deleted": name, "kv_items": items, "messages": messages}
 
     # -- invoke ---------------------------------------------------------------------
     def app(self, name: str) -> App:

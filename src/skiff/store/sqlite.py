@@ -63,6 +63,13 @@ CREATE TABLE IF NOT EXISTS logs (
   ts REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS logs_app ON logs (app, seq);
+CREATE TABLE IF NOT EXISTS route_grants (
+  app TEXT NOT NULL,
+  host TEXT NOT NULL,
+  path TEXT NOT NULL,
+  created REAL NOT NULL,
+  PRIMARY KEY (app, host, path)
+);
 CREATE TABLE IF NOT EXISTS app_uids (
   app TEXT PRIMARY KEY,
   uid INTEGER NOT NULL UNIQUE
@@ -212,8 +219,35 @@ class Store:
             return uid
 
     def delete_app(self, app: str) -> None:
+        """Forget the app: its registry row, its revisions and the routes granted to
+        it, in one transaction. Invocation records and logs stay for audit (log
+        retention ages them out)."""
         with self._lock:
+            self._db.execute("BEGIN")
             self._db.execute("DELETE FROM apps WHERE name = ?", (app,))
+            self._db.execute("DELETE FROM revisions WHERE app = ?", (app,))
+            self._db.execute("DELETE FROM route_grants WHERE app = ?", (app,))
+            self._db.execute("COMMIT")
+
+    # -- route grants (the operator's exceptions to route ownership) -----------------
+    def grant_route(self, app: str, host: str | None, path: str) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR IGNORE INTO route_grants VALUES (?, ?, ?, ?)",
+                             (app, host or "", path, time.time()))
+
+    def revoke_route(self, app: str, host: str | None, path: str) -> bool:
+        with self._lock:
+            return self._db.execute(
+                "DELETE FROM route_grants WHERE app = ? AND host = ? AND path = ?",
+                (app, host or "", path)).rowcount == 1
+
+    def route_grants(self, app: str | None = None) -> list[dict]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM route_grants WHERE ?1 IS NULL OR app = ?1 ORDER BY app, host, path",
+                (app,)).fetchall()
+        return [{"app": r["app"], "host": r["host"] or None, "path": r["path"],
+                 "created": r["created"]} for r in rows]
 
     # -- records (batched) ------------------------------------------------------
     def record(self, inv: Invocation) -> None:
