@@ -27,7 +27,7 @@ def test_an_app_over_its_line_cap_loses_its_oldest_lines_only(store):
     for i in range(250):
         store.log("chatty", "r", "", "", "stdout", f"line {i}")
     store.flush()
-    assert store.prune_logs() == 150
+    store.prune_logs()  # the writer thread may have pruned first: look at what is left
     assert lines(store, "chatty") == [f"line {i}" for i in range(150, 250)]
     assert lines(store, "quiet") == ["kept"]
     assert store.prune_logs() == 0
@@ -54,13 +54,14 @@ def test_lines_older_than_the_retention_go(store):
     later = time.time() + 86400 - 1
     with store._lock:  # age the first two lines as if written two days ago
         store._db.execute("UPDATE logs SET ts = ts - 2 * 86400 WHERE line LIKE 'old%'")
-    assert store.prune_logs(now=later) == 2
+    store.prune_logs(now=later)
     assert lines(store, "a") == ["new"]
     assert lines(store, "b") == []
 
 
 def test_sizes_survive_a_reopen(tmp_path):
-    """The per-app counts are rebuilt from the file, so a cap holds across restarts."""
+    """The per-app counts are measured from the file again, so a cap holds across
+    restarts."""
     path = tmp_path / "skiff.db"
     s = Store(path, retention=LogRetention(max_lines_per_app=10))
     for i in range(8):
@@ -69,7 +70,9 @@ def test_sizes_survive_a_reopen(tmp_path):
     s = Store(path, retention=LogRetention(max_lines_per_app=10))
     for i in range(8, 16):
         s.log("a", "r", "", "", "stdout", str(i))
-    s.flush()
-    s.prune_logs()
-    assert lines(s, "a") == [str(i) for i in range(6, 16)]
+    expected = [str(i) for i in range(6, 16)]
+    deadline = time.monotonic() + 30  # the writer thread measures, then prunes
+    while lines(s, "a") != expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert lines(s, "a") == expected
     s.close()

@@ -154,12 +154,12 @@ class Store:
         self._db = connect(path, schema=_SCHEMA)
         self._db.row_factory = sqlite3.Row
         self._lock = threading.Lock()
-        # lines and bytes each app has in `logs`, kept current by flush and prune,
-        # so the caps cost no count(*) per batch
-        self._log_sizes: dict[str, list[int]] = {
-            r[0]: [r[1], r[2]] for r in self._db.execute(
-                "SELECT app, count(*), coalesce(sum(length(CAST(line AS BLOB))), 0) "
-                "FROM logs GROUP BY app")}
+        # lines and bytes each app has in `logs`, kept current by flush and prune, so
+        # the caps cost no count(*) per batch. Counted from the file by the writer
+        # thread, not here: 100,000 lines take ~200 ms to measure (and until an app is
+        # measured its count is low, so nothing is pruned too early)
+        self._log_sizes: dict[str, list[int]] = {}
+        self._sizes_measured = False
         self._next_age_check = 0.0
         self._pending_inv: list[tuple] = []
         self._pending_logs: list[tuple] = []
@@ -330,6 +330,19 @@ class Store:
                     break
         return removed
 
+    def _measure_log_sizes(self) -> None:
+        """Count each app's lines and bytes in the file, one app per lock hold; a
+        measure is exact at its moment and flush adds what comes after it."""
+        with self._lock:
+            apps = [r[0] for r in self._db.execute("SELECT DISTINCT app FROM logs")]
+        for app in apps:
+            with self._lock:
+                lines, size = self._db.execute(
+                    "SELECT count(*), coalesce(sum(length(CAST(line AS BLOB))), 0) FROM logs "
+                    "WHERE app = ?", (app,)).fetchone()
+                self._log_sizes[app] = [lines, size]
+        self._sizes_measured = True
+
     def _delete_logs(self, select: str, args: tuple, before: float | None = None) -> int:
         """Delete the rows ``select`` picks (older than ``before`` if given), keeping
         the per-app sizes current. The caller holds the lock."""
@@ -358,6 +371,8 @@ class Store:
             except sqlite3.Error as exc:
                 print(f"skiff: could not write invocation records: {exc}")
             try:
+                if not self._sizes_measured:
+                    self._measure_log_sizes()
                 self.prune_logs()
             except sqlite3.Error as exc:
                 print(f"skiff: could not prune logs: {exc}")
