@@ -220,8 +220,12 @@ def test_cannot_claim_another_apps_queue(vault, tmp_path, spec, status, code):
 
 
 def test_an_allowed_app_may_send_its_async_results_there(vault, tmp_path):
-    """allowFrom also covers the platform sending an app's async results for it."""
+    """allowFrom also covers the platform sending an app's async results for it,
+    and the owner still redeploys its queue."""
     deployed(vault, tmp_path, "friend", **{"async": {"onSuccess": "vault-inbox"}})
+    deployed(vault, tmp_path, "vault", triggers=[{"queue": "vault-jobs", "maxReceiveCount": 1}],
+             queues=[{"name": "vault-inbox", "allowFrom": ["friend", "stranger"]}])
+    assert send(vault, "stranger", "vault-inbox", "now allowed")["ok"]
 
 
 # -- 18. logs --------------------------------------------------------------------------

@@ -202,9 +202,13 @@ class EventPlane:
         to a queue whose owner does not allow it."""
         name = manifest.name
         others = {a: w for a, w in self.apps.items() if a != name}
+        mine = self.apps[name].queues if name in self.apps else {}
         for queue in sorted(declared_queues(manifest)):
             for app, wiring in others.items():
-                if queue in wiring.queues or queue in wiring.destinations:
+                # another app's async destination is its own only while no app declares
+                # it; one this app declares already is a send the owner allowed
+                if queue in wiring.queues or (queue in wiring.destinations
+                                              and queue not in mine):
                     raise Conflict(f"queue {queue!r} belongs to app {app}; a queue has one "
                                    f"owner: use another name, or ask {app} to list {name} in "
                                    f"allowFrom of its spec.queues and send to it",
