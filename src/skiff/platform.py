@@ -410,8 +410,8 @@ class Platform:
         async invocations, its schedules and rules, its routes and route grants, its
         revisions (rows and files) and its secret bindings (they are in its manifests;
         the secrets are the operator's and stay). Invocation records and logs stay for
-        audit, until log retention ages them out. A later app of the same name starts
-        with nothing."""
+        audit under ``<name>@deleted-<unix time>`` (log retention ages them out). A
+        later app of the same name starts with nothing."""
         async with self._deploy_locks.setdefault(name, asyncio.Lock()):
             app = self.app(name)
             manifests = [app.manifest]
@@ -425,7 +425,7 @@ class Platform:
             self.events.unwire(name)
             del self.apps[name]
             if app.pool:
-                app.pool.close()
+                await self._close_pool(app.pool)
             if app.zygote.preinit:
                 self.launcher.retire(app.zygote.key, grace=0)
             listener = self._egress.pop(name, None)
@@ -435,9 +435,32 @@ class Platform:
             messages = await asyncio.to_thread(self.events.forget, name, manifests)
             items = await asyncio.to_thread(self.kv.clear, name)
             await asyncio.to_thread(shutil.rmtree, self.config.home / "revisions" / name, True)
-        self.log_platform(name, app.revision, f"app deleted ({items} KV item(s), {messages} "
-                          "queued message(s) and its revisions removed)")
-        return {"deleted": name, "kv_items": items, "messages": messages}
+            self.log_platform(name, app.revision, f"app deleted ({items} KV item(s), "
+                              f"{messages} queued message(s) and its revisions removed)")
+            retired = await asyncio.to_thread(self.store.retire_records, name)
+        return {"deleted": name, "kv_items": items, "messages": messages,
+                "records_kept_as": retired}
+
+    @staticmethod
+    async def _close_pool(pool: Pool, timeout: float = 5.0) -> None:
+        """Kill the pool's instances and wait until each one's last output and death
+        are logged (its on_death is the last thing it does), so none lands after the
+        app's records are retired."""
+        loop = asyncio.get_running_loop()
+        gone: list[asyncio.Future] = []
+        for inst in [*pool.instances, *pool.draining]:
+            fut = loop.create_future()
+            gone.append(fut)
+
+            def died(i: Instance, prev=inst.on_death, fut=fut) -> None:  # noqa: ANN001
+                if prev is not None:
+                    prev(i)
+                if not fut.done():
+                    fut.set_result(None)
+            inst.on_death = died
+        pool.close()
+        if gone:
+            await asyncio.wait(gone, timeout=timeout)
 
     # -- invoke ---------------------------------------------------------------------
     def app(self, name: str) -> App:

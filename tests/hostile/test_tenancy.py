@@ -288,7 +288,7 @@ def test_deleting_an_app_deletes_what_it_owned(box, tmp_path):
 
     with neighbour_watch(skiff):
         out = cli(skiff, "rm", "keeper")
-    assert "deleted keeper" in out
+    assert "deleted keeper" in out and "keeper@deleted-" in out
     assert skiff.admin.get("/apps/keeper").status_code == 404
     assert not owned & queue_names(skiff)
     assert skiff.admin.get(f"/invocations/{inv}").status_code == 404
@@ -308,3 +308,7 @@ def test_deleting_an_app_deletes_what_it_owned(box, tmp_path):
     assert [r["revision"] for r in skiff.admin.get("/apps/keeper/revisions").json()] != [
         first["revision"]]
     assert len(skiff.admin.get("/apps/keeper/revisions").json()) == 1
+    # the first app's history is kept for audit, but not as this app's
+    assert {r["revision"] for r in skiff.admin.get("/apps/keeper/logs").json()} <= {
+        skiff.app("keeper")["revision"], ""}
+    assert skiff.app("keeper")["requests"] == 2

@@ -120,7 +120,8 @@ def rm(name: str, url: UrlOpt = None) -> None:
     invocation records and logs stay for audit)."""
     res = _client(url).json("DELETE", f"/apps/{name}")
     out.print(f"[green]deleted[/] {name} ({res['kv_items']} KV item(s), {res['messages']} "
-              "queued message(s))")
+              f"queued message(s)); its invocation records and logs are kept as "
+              f"{res['records_kept_as']}")
 
 
 @app.command("ls")

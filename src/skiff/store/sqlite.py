@@ -220,14 +220,31 @@ class Store:
 
     def delete_app(self, app: str) -> None:
         """Forget the app: its registry row, its revisions and the routes granted to
-        it, in one transaction. Invocation records and logs stay for audit (log
-        retention ages them out)."""
+        it, in one transaction. Its invocation records and logs stay (see
+        :meth:`retire_records`)."""
         with self._lock:
             self._db.execute("BEGIN")
             self._db.execute("DELETE FROM apps WHERE name = ?", (app,))
             self._db.execute("DELETE FROM revisions WHERE app = ?", (app,))
             self._db.execute("DELETE FROM route_grants WHERE app = ?", (app,))
             self._db.execute("COMMIT")
+
+    def retire_records(self, app: str, when: float | None = None) -> str:
+        """Keep a deleted app's invocation records and logs for audit under a name no
+        app can have (``<app>@deleted-<unix time>``), so a later app of the same name
+        starts with no history; return that name. One UPDATE per table: a delete is
+        rare, and its caller runs this off the event loop."""
+        retired = f"{app}@deleted-{int(time.time() if when is None else when)}"
+        self.flush()
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.execute("UPDATE invocations SET app = ? WHERE app = ?", (retired, app))
+            self._db.execute("UPDATE logs SET app = ? WHERE app = ?", (retired, app))
+            self._db.execute("COMMIT")
+            size = self._log_sizes.pop(app, None)
+            if size is not None:
+                self._log_sizes[retired] = size
+        return retired
 
     # -- route grants (the operator's exceptions to route ownership) -----------------
     def grant_route(self, app: str, host: str | None, path: str) -> None:
