@@ -36,6 +36,10 @@ class Config:
     egress_max_connections: int = 0  # all apps together; 0: half the process's fds, 2 each
     egress_max_connections_per_app: int = 64  # any phase, idle ones waiting for a head too
     egress_idle_timeout: float = 300.0  # seconds a relay may carry no byte
+    # app output kept in skiff.db: an app printing at the line-rate limit wrote 16 MB/s
+    log_retention_days: float = 7.0
+    log_max_lines_per_app: int = 100_000
+    log_max_mb_per_app: float = 64.0
 
     @classmethod
     def resolve(cls, **overrides: object) -> Config:
@@ -58,6 +62,12 @@ class Config:
                 "egress_max_connections_per_app", _env("EGRESS_MAX_CONNECTIONS_PER_APP", "64"))),
             egress_idle_timeout=float(given.pop(  # type: ignore[arg-type]
                 "egress_idle_timeout", _env("EGRESS_IDLE_TIMEOUT", "300"))),
+            log_retention_days=float(given.pop("log_retention_days",  # type: ignore[arg-type]
+                                               _env("LOG_RETENTION_DAYS", "7"))),
+            log_max_lines_per_app=int(given.pop("log_max_lines_per_app",  # type: ignore[arg-type]
+                                                _env("LOG_MAX_LINES_PER_APP", "100000"))),
+            log_max_mb_per_app=float(given.pop("log_max_mb_per_app",  # type: ignore[arg-type]
+                                               _env("LOG_MAX_MB_PER_APP", "64"))),
         )
 
     def admin_token(self) -> str:

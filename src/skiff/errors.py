@@ -7,6 +7,8 @@
     ├── NotFound               404 not_found            (app_not_found, revision_not_found, route_not_found)
     ├── PayloadTooLarge        413 payload_too_large
     ├── Unauthorized           401 unauthorized         admin token missing or wrong
+    ├── Forbidden              403 forbidden            (queue_forbidden) not this app's to use
+    ├── Conflict               409 conflict             (route_conflict, queue_conflict) owned by another app
     ├── TooManyRequests        429 too_many_requests    pool and its queue are full
     ├── InvocationError        502 (handler_error, instance_crashed, memory_limit, bad_result)
     └── InvocationTimeout      504 timeout
@@ -58,6 +60,16 @@ class PayloadTooLarge(SkiffError):
 class Unauthorized(SkiffError):
     status = 401
     code = "unauthorized"
+
+
+class Forbidden(SkiffError):
+    status = 403
+    code = "forbidden"
+
+
+class Conflict(SkiffError):
+    status = 409
+    code = "conflict"
 
 
 class TooManyRequests(SkiffError):

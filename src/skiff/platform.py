@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import compileall
 import concurrent.futures
+import contextlib
 import dataclasses
 import shutil
 import sys
@@ -29,8 +30,8 @@ from skiff.egress import (
     fd_connection_budget,
     raise_fd_limit,
 )
-from skiff.errors import DeployError, NotFound, SkiffError
-from skiff.gateway.routing import Route, Router
+from skiff.errors import Conflict, DeployError, NotFound, SkiffError
+from skiff.gateway.routing import Route, Router, conflict
 from skiff.gateway.static import StaticSite
 from skiff.governance import SecretStore, scan_app
 from skiff.instance import Instance, Launcher, ZygoteSpec
@@ -42,7 +43,7 @@ from skiff.logtext import one_line
 from skiff.manifest import Manifest, content_hash, iter_app_files, load_manifest, parse_manifest
 from skiff.scheduler import Pool, Served, Target, WarmWindow
 from skiff.sdk.services import Services
-from skiff.store import Invocation, RevisionRow, Store
+from skiff.store import Invocation, LogRetention, RevisionRow, Store
 from skiff.store.kv_sqlite import SQLiteKV
 from skiff.triggers import EventPlane
 
@@ -75,7 +76,10 @@ class Platform:
     def __init__(self, config: Config) -> None:
         self._config = config
         config.home.mkdir(parents=True, exist_ok=True)
-        self.store = Store(config.home / "skiff.db")
+        self.store = Store(config.home / "skiff.db", retention=LogRetention(
+            max_age_days=config.log_retention_days,
+            max_lines_per_app=config.log_max_lines_per_app,
+            max_bytes_per_app=int(config.log_max_mb_per_app * 1024 * 1024)))
         self.envs = Environments(config.envs_dir or config.home / "envs", offline=config.offline)
         self.cgroups = CgroupManager(f"skiff-{uuid.uuid4().hex[:8]}")
         self.support = Support.probe(self.cgroups)
@@ -99,7 +103,8 @@ class Platform:
         self.events = EventPlane(SQLiteBroker(config.home / "bus.db", durable=True, exclusive=True),
                                  config.home / "events.db", self._invoke_named,
                                  log=lambda app, line: self.log_platform(app, "", line))
-        self.services = Services(self.kv, send=self.events.send, publish=self.events.publish)
+        self.services = Services(self.kv, send=self.events.send, publish=self.events.publish,
+                                 may_send=self.events.check_send)
         self._sdk_threads = concurrent.futures.ThreadPoolExecutor(
             max_workers=SDK_THREADS, thread_name_prefix="skiff-sdk")
         self._sdk_slots: dict[str, asyncio.Semaphore] = {}
@@ -200,6 +205,7 @@ class Platform:
             current = self.apps.get(name)
             if current is not None and current.revision == revision:
                 return self._deploy_result(current, changed=False)
+            self._check_ownership(manifest)  # before the work; again before switching
             code_dir = await asyncio.to_thread(self._store_code, src, name, revision)
             # the socket must exist for the trial; the old policy stays until we switch
             listener = await self._egress_listener(name, policy)
@@ -212,6 +218,14 @@ class Platform:
                 # remember the detected kind: a restored or rolled-back revision needs it
                 # before any instance runs (e.g. to invoke it with an event)
                 stored["spec"]["kind"] = trial.kind
+            try:  # another app may have taken a route or queue while this one installed
+                self._check_ownership(manifest)
+            except SkiffError:
+                if trial is not None:
+                    trial.kill()
+                if current is None:  # a new app that lost the race leaves no listener
+                    self._egress.pop(name).close()
+                raise
             self.store.put_revision(RevisionRow(name, revision, stored, str(code_dir),
                                                 zygote.key, time.time()))
             self.store.set_current(name, revision)
@@ -411,10 +425,35 @@ class Platform:
                   kind if spec.handler else "static")
         self.apps[name] = app
         self.events.wire(manifest)
-        routes = [Route(name, host=r.host.lower() if r.host else None,
-                        path=(r.path or "").rstrip("/")) for r in spec.routes]
-        self.router.set_app(name, routes)
+        self.router.set_app(name, self._routes(manifest))
         return app
+
+    @staticmethod
+    def _routes(manifest: Manifest) -> list[Route]:
+        return [Route(manifest.name, host=r.host.lower() if r.host else None,
+                      path=(r.path or "").rstrip("/")) for r in manifest.spec.routes]
+
+    def _check_ownership(self, manifest: Manifest) -> None:
+        """Refuse a manifest whose routes or queues belong to another app (409).
+        Synchronous, so a caller that switches right after it cannot race another deploy."""
+        name = manifest.name
+        granted = {(g["host"], g["path"]) for g in self.store.route_grants(name)}
+        for route in self._routes(manifest):
+            if (route.host, route.path) in granted:
+                continue
+            owner = conflict(route, self.router.routes, self.router.apps - {name},
+                             platform_hosts={self.config.host.lower()})
+            if owner is not None:
+                where = " ".join(x for x in (route.host and f"host {route.host}",
+                                             f"path {route.path or '/'}") if x)
+                raise Conflict(
+                    f"route {where} of app {name} overlaps what {owner} serves; an app gets "
+                    f"/{name}/, {name}.localhost and routes no other app has; an operator can "
+                    f"allow this one with `skiff routes grant {name}"
+                    + (f" --host {route.host}" if route.host else "")
+                    + f" --path {route.path or '/'}`",
+                    code="route_conflict", owner=owner, host=route.host, path=route.path or "/")
+        self.events.check_queues(manifest)
 
     def _deploy_result(self, app: App, *, changed: bool) -> dict:
         return {"app": app.name, "revision": app.revision, "kind": app.kind, "changed": changed,
@@ -437,25 +476,71 @@ class Platform:
                                code="revision_not_found")
             row = matches[0]
         async with self._deploy_locks.setdefault(name, asyncio.Lock()):
+            self._check_ownership(parse_manifest(row.manifest, source=f"{name}@{row.revision}",
+                                                 base_dir=Path(row.code_dir)))
             app = await self._bring_up(row)
             self.store.set_current(name, row.revision)
         self.log_platform(name, row.revision, f"rolled back to revision {row.revision}")
         return self._deploy_result(app, changed=True)
 
-    def delete(self, name: str) -> None:
-        app = self.app(name)
-        if app.pool:
-            app.pool.close()
-        if app.zygote.preinit:
-            self.launcher.retire(app.zygote.key, grace=0)
-        del self.apps[name]
-        self._sdk_slots.pop(name, None)
-        self.events.unwire(name)
-        listener = self._egress.pop(name, None)
-        if listener is not None:
-            listener.close()
-        self.router.remove_app(name)
-        self.store.delete_app(name)
+    async def delete(self, name: str) -> dict:
+        """Delete the app and what it owns: its KV items (idempotency records are KV
+        items), its queues with their messages and dead-letter queues, its pending
+        async invocations, its schedules and rules, its routes and route grants, its
+        revisions (rows and files) and its secret bindings (they are in its manifests;
+        the secrets are the operator's and stay). Invocation records and logs stay for
+        audit under ``<name>@deleted-<unix time>`` (log retention ages them out). A
+        later app of the same name starts with nothing."""
+        async with self._deploy_locks.setdefault(name, asyncio.Lock()):
+            app = self.app(name)
+            manifests = [app.manifest]
+            for row in self.store.revisions(name):
+                # a revision an older Skiff wrote may not parse: its queues are unknown
+                with contextlib.suppress(SkiffError):
+                    manifests.append(parse_manifest(row.manifest, source=f"{name}@{row.revision}",
+                                                    base_dir=Path(row.code_dir)))
+            # stop serving first: nothing new arrives while the data goes
+            self.router.remove_app(name)
+            self.events.unwire(name)
+            del self.apps[name]
+            self._sdk_slots.pop(name, None)
+            if app.pool:
+                await self._close_pool(app.pool)
+            if app.zygote.preinit:
+                self.launcher.retire(app.zygote.key, grace=0)
+            listener = self._egress.pop(name, None)
+            if listener is not None:
+                listener.close()
+            self.store.delete_app(name)  # first: a restart from here on does not bring it back
+            messages = await asyncio.to_thread(self.events.forget, name, manifests)
+            items = await asyncio.to_thread(self.kv.clear, name)
+            await asyncio.to_thread(shutil.rmtree, self.config.home / "revisions" / name, True)
+            self.log_platform(name, app.revision, f"app deleted ({items} KV item(s), "
+                              f"{messages} queued message(s) and its revisions removed)")
+            retired = await asyncio.to_thread(self.store.retire_records, name)
+        return {"deleted": name, "kv_items": items, "messages": messages,
+                "records_kept_as": retired}
+
+    @staticmethod
+    async def _close_pool(pool: Pool, timeout: float = 5.0) -> None:
+        """Kill the pool's instances and wait until each one's last output and death
+        are logged (its on_death is the last thing it does), so none lands after the
+        app's records are retired."""
+        loop = asyncio.get_running_loop()
+        gone: list[asyncio.Future] = []
+        for inst in [*pool.instances, *pool.draining]:
+            fut = loop.create_future()
+            gone.append(fut)
+
+            def died(i: Instance, prev=inst.on_death, fut=fut) -> None:  # noqa: ANN001
+                if prev is not None:
+                    prev(i)
+                if not fut.done():
+                    fut.set_result(None)
+            inst.on_death = died
+        pool.close()
+        if gone:
+            await asyncio.wait(gone, timeout=timeout)
 
     # -- invoke ---------------------------------------------------------------------
     def app(self, name: str) -> App:

@@ -139,6 +139,21 @@ def test_purge_deletes_everything_and_counts(broker: Broker) -> None:
     assert broker.purge(Q) == 0
 
 
+def test_delete_queue_removes_messages_policy_and_name(broker: Broker) -> None:
+    """delete_queue drops every message, the redrive policy and the listing; a lease
+    held across it can no longer be acked."""
+    broker.configure(Q, dead_letter_queue=DLQ, max_receive_count=2)
+    broker.send(Q, b"a")
+    broker.send(Q, b"b", delay=60)
+    [leased] = broker.receive(Q, max_messages=1)
+    assert broker.delete_queue(Q) == 2
+    assert Q not in {q.name for q in broker.queues()}
+    assert broker.peek(Q) == []
+    assert broker.ack(Q, leased.receipt) is False
+    broker.send(Q, b"fresh")  # the name can be used again, with no policy left
+    assert [q.dead_letter_queue for q in broker.queues() if q.name == Q] == [None]
+
+
 def test_peek_takes_no_lease(broker: Broker) -> None:
     """peek shows messages in delivery order, marks leased ones, and does not deliver them."""
     broker.send(Q, b"a")

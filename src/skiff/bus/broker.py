@@ -286,6 +286,13 @@ class Broker(abc.ABC):
         _check_queue(queue)
         return self._purge(queue)
 
+    def delete_queue(self, queue: str) -> int:
+        """Delete ``queue``: its messages (leased or not), its redrive policy and its
+        name (it is no longer listed); return how many messages went. A consumer
+        still holding a lease finds its ack refused."""
+        _check_queue(queue)
+        return self._drop_queue(queue)
+
     def redrive(self, dlq: str, to_queue: str | None = None) -> int:
         """Move messages that are not leased out of ``dlq``: to ``to_queue``, or
         back to the queue each came from. Receive counts restart at 0. A
@@ -352,6 +359,9 @@ class Broker(abc.ABC):
 
     @abc.abstractmethod
     def _purge(self, queue: str) -> int: ...
+
+    @abc.abstractmethod
+    def _drop_queue(self, queue: str) -> int: ...
 
     @abc.abstractmethod
     def _redrive(self, dlq: str, to_queue: str | None, now: float) -> dict[str, int]:

@@ -197,6 +197,14 @@ class MemoryBroker(Broker):
             self._heaps.pop(queue, None)
             return len(rows)
 
+    def _drop_queue(self, queue: str) -> int:
+        removed = self._purge(queue)
+        with self._lock:  # a send racing the delete may re-create the queue, as in SQLite
+            if not self._queues.get(queue):
+                self._queues.pop(queue, None)
+            self._policies.pop(queue, None)
+        return removed
+
     def _redrive(self, dlq: str, to_queue: str | None, now: float) -> dict[str, int]:
         moved: dict[str, int] = {}
         with self._lock:

@@ -214,6 +214,13 @@ class SQLiteBroker(Broker):
         with self._tx() as db:
             return db.execute("DELETE FROM bus_messages WHERE queue = ?", (queue,)).rowcount
 
+    def _drop_queue(self, queue: str) -> int:
+        with self._tx() as db:
+            removed = db.execute("DELETE FROM bus_messages WHERE queue = ?", (queue,)).rowcount
+            db.execute("DELETE FROM bus_queues WHERE name = ?", (queue,))
+            self._known.discard(queue)
+        return removed
+
     def _redrive(self, dlq: str, to_queue: str | None, now: float) -> dict[str, int]:
         moved: dict[str, int] = {}
         with self._tx() as db:

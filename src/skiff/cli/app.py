@@ -115,6 +115,16 @@ def rollback(name: str, revision: Annotated[str | None, typer.Argument()] = None
     out.print(f"[green]rolled back[/] {name} to revision [bold]{res['revision']}[/]")
 
 
+@app.command("rm")
+def rm(name: str, url: UrlOpt = None) -> None:
+    """Delete an app with its KV data, queues, revisions and route grants (its
+    invocation records and logs stay for audit)."""
+    res = _client(url).json("DELETE", f"/apps/{name}")
+    out.print(f"[green]deleted[/] {name} ({res['kv_items']} KV item(s), {res['messages']} "
+              f"queued message(s)); its invocation records and logs are kept as "
+              f"{res['records_kept_as']}")
+
+
 @app.command("ls")
 def ls(name: Annotated[str | None, typer.Argument(help="show one app in detail")] = None,
        url: UrlOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
@@ -426,6 +436,39 @@ def queues_redrive(dlq: str, to: Annotated[str | None, typer.Option(help="target
 def queues_purge(name: str, url: UrlOpt = None) -> None:
     """Delete every message of a queue."""
     out.print(f"purged {_client(url).json('DELETE', f'/queues/{name}/messages')['purged']}")
+
+
+routes_app = typer.Typer(help="Route grants: let an app have a route that overlaps others'.",
+                         no_args_is_help=True)
+app.add_typer(routes_app, name="routes")
+HostOpt = Annotated[str | None, typer.Option("--host", help="the route's host name")]
+PathOpt = Annotated[str, typer.Option("--path", help="the route's path prefix")]
+
+
+@routes_app.command("grant")
+def routes_grant(name: str, host: HostOpt = None, path: PathOpt = "/",
+                 url: UrlOpt = None) -> None:
+    """Let app NAME declare this route at its next deploy (e.g. --path / for a catch-all)."""
+    res = _client(url).json("PUT", "/route-grants", json={"app": name, "host": host, "path": path})
+    out.print(f"[green]granted[/] {name}: host {res['host'] or '-'} path {res['path']}; "
+              "deploy the app to serve it")
+
+
+@routes_app.command("revoke")
+def routes_revoke(name: str, host: HostOpt = None, path: PathOpt = "/",
+                  url: UrlOpt = None) -> None:
+    """Withdraw a grant (a route already served stays until the app's next deploy)."""
+    _client(url).json("DELETE", "/route-grants", json={"app": name, "host": host, "path": path})
+    out.print(f"[green]revoked[/] {name}: host {host or '-'} path {path}")
+
+
+@routes_app.command("grants")
+def routes_grants(url: UrlOpt = None) -> None:
+    """Every route grant."""
+    table = Table("app", "host", "path")
+    for g in _client(url).json("GET", "/route-grants"):
+        table.add_row(g["app"], g["host"] or "", g["path"])
+    out.print(table)
 
 
 kv_app = typer.Typer(help="An app's key-value store, for operators.", no_args_is_help=True)

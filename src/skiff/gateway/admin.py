@@ -43,6 +43,12 @@ class RollbackBody(BaseModel):
     revision: str | None = None
 
 
+class RouteGrantBody(BaseModel):
+    app: str
+    host: str | None = None
+    path: str = "/"
+
+
 _TRIGGER = {"http": "http", "invoke": "other", "queue": "pubsub", "event": "pubsub",
             "schedule": "timer"}
 
@@ -133,8 +139,9 @@ def build_admin(platform: Platform, token: str) -> FastAPI:
 
     @api.delete(f"{PREFIX}/apps/{{name}}", dependencies=protected)
     async def delete_app(name: str) -> dict:
-        platform.delete(name)
-        return {"deleted": name}
+        """Delete the app with its data, queues, revisions and route grants; its
+        invocation records and logs stay for audit."""
+        return await platform.delete(name)
 
     @api.get(f"{PREFIX}/apps/{{name}}/revisions", dependencies=protected)
     async def revisions(name: str) -> list[dict]:
@@ -279,6 +286,32 @@ def build_admin(platform: Platform, token: str) -> FastAPI:
         except ValueError:
             raise SkiffError("the value must be JSON", code="bad_value", status=400) from None
         return platform.services.op_kv_put(name, key, value)
+
+    def _grant_key(body: RouteGrantBody) -> tuple[str, str | None, str]:
+        return body.app, body.host.lower() if body.host else None, body.path.rstrip("/")
+
+    @api.get(f"{PREFIX}/route-grants", dependencies=protected)
+    async def route_grants() -> list[dict]:
+        """Routes the operator lets an app have although they overlap others' (see
+        `skiff routes grant`)."""
+        return [g | {"path": g["path"] or "/"} for g in platform.store.route_grants()]
+
+    @api.put(f"{PREFIX}/route-grants", dependencies=protected)
+    async def grant_route(body: RouteGrantBody) -> dict:
+        """Let ``app`` declare this route (host and/or path prefix) at its next deploy,
+        whoever else it overlaps; the owned defaults of other apps still win."""
+        app, host, path = _grant_key(body)
+        platform.store.grant_route(app, host, path)
+        return {"app": app, "host": host, "path": path or "/", "granted": True}
+
+    @api.delete(f"{PREFIX}/route-grants", dependencies=protected)
+    async def revoke_route(body: RouteGrantBody) -> dict:
+        """Withdraw a grant; a route already served stays until the app's next deploy."""
+        app, host, path = _grant_key(body)
+        if not platform.store.revoke_route(app, host, path):
+            raise NotFound(f"no route grant for app {app} with host {host or '-'} and path "
+                           f"{path or '/'}; see `skiff routes grants`", code="grant_not_found")
+        return {"app": app, "host": host, "path": path or "/", "granted": False}
 
     @api.get(f"{PREFIX}/system", dependencies=protected)
     async def system() -> dict:

@@ -222,6 +222,15 @@ class Trigger(_Model):
         return self
 
 
+class Queue(_Model):
+    """A queue this app owns (with its queue triggers, their dead-letter queues and
+    <app>-dlq), and which other apps may send to it."""
+
+    name: QueueName = Field(description="Queue name; one app owns it.")
+    allow_from: tuple[AppName, ...] = Field((), description="Apps that may send to it with "
+                                                            "skiff.sdk (the owner always may).")
+
+
 class AsyncConfig(_Model):
     """Asynchronous invocation (X-Skiff-Invocation-Type: Event): retries and destinations."""
 
@@ -263,6 +272,9 @@ class Spec(_Model):
     scaling: Scaling = Field(default_factory=Scaling)
     triggers: tuple[Trigger, ...] = Field((), description="Queues, schedules and event "
                                                            "rules that invoke the app.")
+    queues: tuple[Queue, ...] = Field((), description="Queues this app owns without (or "
+                                                      "besides) consuming them, and who may "
+                                                      "send to them.")
     async_: AsyncConfig = Field(default_factory=AsyncConfig, alias="async",
                                 description="Retries and destinations of async invocations.")
     isolation: Literal["strict", "standard", "none"] = Field(
@@ -308,6 +320,16 @@ class Spec(_Model):
         if not is_static and handler is None:
             raise invalid(message="required unless spec.kind is static")
         return handler
+
+    @field_validator("queues")
+    @classmethod
+    def _queue_names_unique(cls, queues: tuple[Queue, ...]) -> tuple[Queue, ...]:
+        seen: set[str] = set()
+        for index, queue in enumerate(queues):
+            if queue.name in seen:
+                raise invalid("a name no other entry uses", at=(index, "name"), value=queue.name)
+            seen.add(queue.name)
+        return queues
 
     @field_validator("secrets")
     @classmethod

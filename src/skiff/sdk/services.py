@@ -1,6 +1,7 @@
 """The platform side of ``skiff.sdk``: one function per operation an app may
 call. The caller's app name comes from the platform (the instance socket it
-arrived on), never from the app, so an app reaches only its own namespace."""
+arrived on), never from the app, so an app reaches only its own namespace,
+and sends only to queues it may (``may_send`` raises otherwise)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from skiff.store.kv import KV, Item
 
 Send = Callable[[str, bytes, dict[str, str] | None, float], str]
 Publish = Callable[[dict[str, Any]], dict]
+MaySend = Callable[[str, str], None]  # (sender app, queue): raises if it may not
 
 
 def item_dict(item: Item | None) -> dict | None:
@@ -23,10 +25,12 @@ def item_dict(item: Item | None) -> dict | None:
 
 
 class Services:
-    def __init__(self, kv: KV, send: Send | None = None, publish: Publish | None = None) -> None:
+    def __init__(self, kv: KV, send: Send | None = None, publish: Publish | None = None,
+                 may_send: MaySend | None = None) -> None:
         self.kv = kv
         self._send = send
         self._publish = publish
+        self._may_send = may_send
 
     def call(self, app: str, op: str, args: dict[str, Any]) -> Any:
         handler = getattr(self, "op_" + op.replace(".", "_"), None)
@@ -58,6 +62,8 @@ class Services:
                       attributes: dict[str, str] | None = None, delay: float = 0.0) -> str:
         if self._send is None:
             raise SkiffError("queues are not available here", code="not_supported", status=400)
+        if self._may_send is not None:
+            self._may_send(app, queue)
         data = base64.b64decode(body) if base64_body else body.encode()
         return self._send(queue, data, attributes, delay)
 

@@ -2,7 +2,10 @@
 and revisions, invocation records and app logs.
 
 Records and logs are written off the request path by one background thread in
-batches; readers call ``flush()`` first so what they read is complete.
+batches; readers call ``flush()`` first so what they read is complete. The same
+thread prunes logs (:class:`LogRetention`): by age, and per app by line count
+and by bytes, oldest first, in small transactions, so an app printing at the
+rate limit keeps at most its cap on disk and never evicts another app's lines.
 """
 
 from __future__ import annotations
@@ -60,6 +63,13 @@ CREATE TABLE IF NOT EXISTS logs (
   ts REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS logs_app ON logs (app, seq);
+CREATE TABLE IF NOT EXISTS route_grants (
+  app TEXT NOT NULL,
+  host TEXT NOT NULL,
+  path TEXT NOT NULL,
+  created REAL NOT NULL,
+  PRIMARY KEY (app, host, path)
+);
 CREATE TABLE IF NOT EXISTS app_uids (
   app TEXT PRIMARY KEY,
   uid INTEGER NOT NULL UNIQUE
@@ -67,6 +77,19 @@ CREATE TABLE IF NOT EXISTS app_uids (
 """
 
 FIRST_APP_UID = 100_000  # far above system and login users
+# Rows deleted per pruning transaction: the store's lock (which request-path
+# readers and the batch writer share) is held for one small DELETE at a time.
+PRUNE_BATCH = 2000
+AGE_CHECK_SECONDS = 60.0  # age pruning runs this often; caps are checked after every batch
+
+
+@dataclass(frozen=True)
+class LogRetention:
+    """How much app output the store keeps (see the module docstring)."""
+
+    max_age_days: float = 7.0
+    max_lines_per_app: int = 100_000
+    max_bytes_per_app: int = 64 * 1024 * 1024
 
 
 def connect(path: str | Path, *, durable: bool = False, schema: str = "",
@@ -125,11 +148,19 @@ class Invocation:
 
 
 class Store:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, retention: LogRetention | None = None) -> None:
         self.path = path
+        self.retention = retention or LogRetention()
         self._db = connect(path, schema=_SCHEMA)
         self._db.row_factory = sqlite3.Row
         self._lock = threading.Lock()
+        # lines and bytes each app has in `logs`, kept current by flush and prune, so
+        # the caps cost no count(*) per batch. Counted from the file by the writer
+        # thread, not here: 100,000 lines take ~200 ms to measure (and until an app is
+        # measured its count is low, so nothing is pruned too early)
+        self._log_sizes: dict[str, list[int]] = {}
+        self._sizes_measured = False
+        self._next_age_check = 0.0
         self._pending_inv: list[tuple] = []
         self._pending_logs: list[tuple] = []
         self._buf_lock = threading.Lock()
@@ -188,8 +219,52 @@ class Store:
             return uid
 
     def delete_app(self, app: str) -> None:
+        """Forget the app: its registry row, its revisions and the routes granted to
+        it, in one transaction. Its invocation records and logs stay (see
+        :meth:`retire_records`)."""
         with self._lock:
+            self._db.execute("BEGIN")
             self._db.execute("DELETE FROM apps WHERE name = ?", (app,))
+            self._db.execute("DELETE FROM revisions WHERE app = ?", (app,))
+            self._db.execute("DELETE FROM route_grants WHERE app = ?", (app,))
+            self._db.execute("COMMIT")
+
+    def retire_records(self, app: str, when: float | None = None) -> str:
+        """Keep a deleted app's invocation records and logs for audit under a name no
+        app can have (``<app>@deleted-<unix time>``), so a later app of the same name
+        starts with no history; return that name. One UPDATE per table: a delete is
+        rare, and its caller runs this off the event loop."""
+        retired = f"{app}@deleted-{int(time.time() if when is None else when)}"
+        self.flush()
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.execute("UPDATE invocations SET app = ? WHERE app = ?", (retired, app))
+            self._db.execute("UPDATE logs SET app = ? WHERE app = ?", (retired, app))
+            self._db.execute("COMMIT")
+            size = self._log_sizes.pop(app, None)
+            if size is not None:
+                self._log_sizes[retired] = size
+        return retired
+
+    # -- route grants (the operator's exceptions to route ownership) -----------------
+    def grant_route(self, app: str, host: str | None, path: str) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR IGNORE INTO route_grants VALUES (?, ?, ?, ?)",
+                             (app, host or "", path, time.time()))
+
+    def revoke_route(self, app: str, host: str | None, path: str) -> bool:
+        with self._lock:
+            return self._db.execute(
+                "DELETE FROM route_grants WHERE app = ? AND host = ? AND path = ?",
+                (app, host or "", path)).rowcount == 1
+
+    def route_grants(self, app: str | None = None) -> list[dict]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM route_grants WHERE ?1 IS NULL OR app = ?1 ORDER BY app, host, path",
+                (app,)).fetchall()
+        return [{"app": r["app"], "host": r["host"] or None, "path": r["path"],
+                 "created": r["created"]} for r in rows]
 
     # -- records (batched) ------------------------------------------------------
     def record(self, inv: Invocation) -> None:
@@ -225,6 +300,83 @@ class Store:
                     "INSERT INTO logs (app, revision, instance, request_id, stream, line, ts)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?)", logs)
             self._db.execute("COMMIT")
+            for row in logs:
+                size = self._log_sizes.setdefault(row[0], [0, 0])
+                size[0] += 1
+                size[1] += len(row[5].encode("utf-8", "surrogatepass"))
+
+    # -- log retention (the writer thread's job, never a request's) -----------------
+    def prune_logs(self, now: float | None = None) -> int:
+        """Delete what retention does not keep; return how many lines went."""
+        now = time.time() if now is None else now
+        removed = 0
+        if now >= self._next_age_check:
+            self._next_age_check = now + AGE_CHECK_SECONDS
+            cutoff = now - self.retention.max_age_days * 86400
+            while True:
+                with self._lock:
+                    oldest = self._db.execute("SELECT ts FROM logs ORDER BY seq LIMIT 1").fetchone()
+                    if oldest is None or oldest[0] >= cutoff:
+                        break
+                    # seq follows ts: the old lines are the first ones
+                    n = self._delete_logs(
+                        "SELECT seq FROM logs ORDER BY seq LIMIT ?", (PRUNE_BATCH,), cutoff)
+                removed += n
+                if n == 0:
+                    break
+        keep_lines = self.retention.max_lines_per_app
+        keep_bytes = self.retention.max_bytes_per_app
+        with self._lock:
+            over = [app for app, (lines, size) in self._log_sizes.items()
+                    if lines > keep_lines or size > keep_bytes]
+        for app in over:
+            while True:
+                with self._lock:
+                    lines, size = self._log_sizes.get(app, (0, 0))
+                    if lines <= keep_lines and size <= keep_bytes:
+                        break
+                    # over by lines: exactly the excess; over by bytes: the excess in
+                    # average lines, repeated until under
+                    batch = max(lines - keep_lines,
+                                -(-(size - keep_bytes) * lines // max(size, 1)), 1)
+                    batch = min(PRUNE_BATCH, batch)
+                    n = self._delete_logs(
+                        "SELECT seq FROM logs WHERE app = ? ORDER BY seq LIMIT ?", (app, batch))
+                removed += n
+                if n == 0:
+                    break
+        return removed
+
+    def _measure_log_sizes(self) -> None:
+        """Count each app's lines and bytes in the file, one app per lock hold; a
+        measure is exact at its moment and flush adds what comes after it."""
+        with self._lock:
+            apps = [r[0] for r in self._db.execute("SELECT DISTINCT app FROM logs")]
+        for app in apps:
+            with self._lock:
+                lines, size = self._db.execute(
+                    "SELECT count(*), coalesce(sum(length(CAST(line AS BLOB))), 0) FROM logs "
+                    "WHERE app = ?", (app,)).fetchone()
+                self._log_sizes[app] = [lines, size]
+        self._sizes_measured = True
+
+    def _delete_logs(self, select: str, args: tuple, before: float | None = None) -> int:
+        """Delete the rows ``select`` picks (older than ``before`` if given), keeping
+        the per-app sizes current. The caller holds the lock."""
+        sql = f"DELETE FROM logs WHERE seq IN ({select})"
+        if before is not None:
+            sql += " AND ts < ?"
+            args = (*args, before)
+        rows = self._db.execute(sql + " RETURNING app, length(CAST(line AS BLOB))",
+                                args).fetchall()
+        for app, size in rows:
+            entry = self._log_sizes.get(app)
+            if entry is not None:
+                entry[0] -= 1
+                entry[1] -= size
+                if entry[0] <= 0:
+                    del self._log_sizes[app]
+        return len(rows)
 
     def _write_loop(self) -> None:
         while not self._stop:
@@ -235,6 +387,12 @@ class Store:
                 self.flush()
             except sqlite3.Error as exc:
                 print(f"skiff: could not write invocation records: {exc}")
+            try:
+                if not self._sizes_measured:
+                    self._measure_log_sizes()
+                self.prune_logs()
+            except sqlite3.Error as exc:
+                print(f"skiff: could not prune logs: {exc}")
 
     def invocations(self, app: str, limit: int = 100) -> list[dict]:
         self.flush()

@@ -8,6 +8,15 @@ and work in flight is delivered again when its lease runs out.
 
 Internal queues are named ``skiff:async:<app>`` and ``skiff:rule:<app>:<n>``
 (a colon cannot appear in a user's queue name).
+
+Queues belong to apps. An app owns what its manifest declares: its queue
+triggers and their dead-letter queues, ``spec.queues``, and ``<app>-dlq`` /
+``<app>-events-dlq`` (its async and event-rule dead-letter queues); an async
+destination (``async.onSuccess`` / ``onFailure``) no app declares is its user's.
+A queue has one owner (a second declaration is refused at deploy). With
+``skiff.sdk`` an app may send to its own queues and to a queue whose owner
+lists it in ``allowFrom``; the operator (admin API) may send anywhere.
+Deleting an app deletes its queues, their messages and its async invocations.
 """
 
 from __future__ import annotations
@@ -40,7 +49,7 @@ from skiff.bus import (
     to_sqs_records,
     validate_event,
 )
-from skiff.errors import NotFound, SkiffError
+from skiff.errors import Conflict, Forbidden, NotFound, SkiffError
 from skiff.instance import protocol as p
 from skiff.manifest import Manifest
 from skiff.store.sqlite import connect
@@ -78,11 +87,34 @@ def rule_queue(app: str, index: int) -> str:
     return f"skiff:rule:{app}:{index}"
 
 
+def declared_queues(manifest: Manifest) -> dict[str, frozenset[str]]:
+    """The queues an app's manifest claims, each with the apps it lets send to it."""
+    name, spec = manifest.name, manifest.spec
+    out: dict[str, frozenset[str]] = {}
+    if spec.handler:
+        out[f"{name}-dlq"] = out[f"{name}-events-dlq"] = frozenset()
+        for trig in spec.triggers:
+            if trig.queue:
+                out[trig.queue] = frozenset()
+                out[trig.dead_letter_queue or f"{trig.queue}-dlq"] = frozenset()
+    for queue in spec.queues:
+        out[queue.name] = frozenset(queue.allow_from)
+    return out
+
+
+def destinations(manifest: Manifest) -> set[str]:
+    """The queues the platform sends to on the app's behalf (async results)."""
+    cfg = manifest.spec.async_
+    return {q for q in (cfg.on_success, cfg.on_failure) if q} if manifest.spec.handler else set()
+
+
 @dataclass
 class _AppWiring:
     manifest: Manifest
     tasks: list[asyncio.Task] = field(default_factory=list)
     rules: list[tuple[int, dict, str]] = field(default_factory=list)  # (index, pattern, format)
+    queues: dict[str, frozenset[str]] = field(default_factory=dict)  # declared -> allowFrom
+    destinations: set[str] = field(default_factory=set)
 
 
 class EventPlane:
@@ -117,10 +149,14 @@ class EventPlane:
 
     def wire(self, manifest: Manifest) -> None:
         """(Re)start the consumers of an app after it was (re)activated."""
-        self.unwire(manifest.name)
         name, spec = manifest.name, manifest.spec
-        wiring = _AppWiring(manifest)
-        self.apps[name] = wiring
+        old = self.apps.get(name)
+        if old is not None:
+            for t in old.tasks:
+                t.cancel()
+        wiring = _AppWiring(manifest, queues=declared_queues(manifest),
+                            destinations=destinations(manifest))
+        self.apps[name] = wiring  # replaced, never absent: a send meanwhile sees an owner
         if not spec.handler:
             return
         # a few parallel consumers, so async work can use more than one instance
@@ -149,6 +185,83 @@ class EventPlane:
         if wiring is not None:
             for t in wiring.tasks:
                 t.cancel()
+
+    # -- ownership --------------------------------------------------------------------
+    def owner(self, queue: str) -> tuple[str, frozenset[str]] | None:
+        """(owning app, apps allowed to send) of ``queue``; None if no app owns it.
+        Called from sdk-call threads while the loop rewires: iterate a copy."""
+        apps = list(self.apps.items())
+        for app, wiring in apps:
+            if queue in wiring.queues:
+                return app, wiring.queues[queue]
+        users = sorted(app for app, w in apps if queue in w.destinations)
+        return (users[0], frozenset()) if users else None
+
+    def check_queues(self, manifest: Manifest) -> None:
+        """Refuse a manifest that claims another app's queue, or sends its async results
+        to a queue whose owner does not allow it."""
+        name = manifest.name
+        others = {a: w for a, w in self.apps.items() if a != name}
+        mine = self.apps[name].queues if name in self.apps else {}
+        for queue in sorted(declared_queues(manifest)):
+            for app, wiring in others.items():
+                # another app's async destination is its own only while no app declares
+                # it; one this app declares already is a send the owner allowed
+                if queue in wiring.queues or (queue in wiring.destinations
+                                              and queue not in mine):
+                    raise Conflict(f"queue {queue!r} belongs to app {app}; a queue has one "
+                                   f"owner: use another name, or ask {app} to list {name} in "
+                                   f"allowFrom of its spec.queues and send to it",
+                                   code="queue_conflict", queue=queue, owner=app)
+        for queue in sorted(destinations(manifest) - set(declared_queues(manifest))):
+            for app, wiring in others.items():
+                if queue in wiring.queues and name not in wiring.queues[queue]:
+                    raise Forbidden(f"app {name} may not send its async results to queue "
+                                    f"{queue!r}: it belongs to app {app}, whose spec.queues "
+                                    f"does not list {name} in allowFrom",
+                                    code="queue_forbidden", queue=queue, owner=app)
+                if queue in wiring.destinations and queue not in wiring.queues:
+                    raise Conflict(f"queue {queue!r} is already the async destination of app "
+                                   f"{app}: declare it in spec.queues of one of the two and "
+                                   "list the other in allowFrom", code="queue_conflict",
+                                   queue=queue, owner=app)
+
+    def check_send(self, sender: str, queue: str) -> None:
+        if queue.startswith("skiff:"):
+            raise SkiffError("queues named skiff:* are Skiff's own", code="reserved_queue",
+                             status=400)
+        owned = self.owner(queue)
+        if owned is None:
+            raise NotFound(f"no app owns queue {queue!r}: the app that consumes it declares it "
+                           "(a queue trigger, or spec.queues)", code="queue_not_found",
+                           queue=queue)
+        owner, allowed = owned
+        if owner != sender and sender not in allowed:
+            raise Forbidden(f"app {sender} may not send to queue {queue!r}: it belongs to app "
+                            f"{owner}, whose spec.queues does not list {sender} in allowFrom",
+                            code="queue_forbidden", queue=queue, owner=owner)
+
+    def forget(self, app: str, manifests: list[Manifest]) -> int:
+        """Delete what the event plane holds for a deleted app: the queues any of its
+        ``manifests`` (every revision it had) claimed that no other app owns now, and
+        their messages, its async and rule queues, its async invocation records and
+        schedule checkpoints. Call after :meth:`unwire`; returns how many messages went.
+        Blocking (fsync'd commits): run it off the event loop."""
+        if app in self.apps:
+            raise RuntimeError(f"app {app} is still wired")
+        claimed: set[str] = set()
+        for manifest in manifests:
+            claimed |= set(declared_queues(manifest)) | destinations(manifest)
+        queues = {q for q in claimed if self.owner(q) is None}
+        queues |= {q.name for q in self.broker.queues()
+                   if q.name == async_queue(app) or q.name.startswith(f"skiff:rule:{app}:")}
+        removed = sum(self.broker.delete_queue(q) for q in sorted(queues))
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.execute("DELETE FROM async_invocations WHERE app = ?", (app,))
+            self._db.execute("DELETE FROM schedule_checkpoints WHERE app = ?", (app,))
+            self._db.execute("COMMIT")
+        return removed
 
     def _loop(self, queue: str, handle: Callable[[list[Delivery]], Awaitable[None]],
               batch_size: int, window: float, timeout: float) -> asyncio.Task:
