@@ -27,7 +27,7 @@ from skiff.instance import Instance, Launcher, ZygoteSpec
 from skiff.instance import protocol as p
 from skiff.instance.cgroups import CgroupManager
 from skiff.instance.environments import DEFAULT, Environments
-from skiff.instance.isolation import Support, plan_for
+from skiff.instance.isolation import Support, plan_for, zygote_plan
 from skiff.manifest import Manifest, content_hash, iter_app_files, load_manifest, parse_manifest
 from skiff.scheduler import Pool, Served, Target, WarmWindow
 from skiff.sdk.services import Services
@@ -280,7 +280,7 @@ class Platform:
         root = self.support.root
         return dataclasses.replace(
             env, key=f"{env.key}:{manifest.name}@{revision}", preinit=msgspec.json.encode(load),
-            sandbox=msgspec.json.encode(load.sandbox) if load.sandbox else None,
+            sandbox=msgspec.json.encode(zygote_plan(self.support, load.sandbox)) if load.sandbox else None,
             network=root and spec.isolation == "strict",
             uid=load.sandbox.uid if load.sandbox else 0, profile=spec.isolation)
 

@@ -3,9 +3,12 @@
 Layers, each optional so ``skiff doctor`` can say which are in force:
 
 - namespaces: pid (cannot see or signal other processes), network (loopback
-  only; the egress proxy is the one way out), mount (the app sees its code
-  read-only, a private size-limited /tmp and /proc, and none of the
-  platform's state: $SKIFF_HOME and /root are covered; /etc/shadow is unreadable to its uid);
+  only; the egress proxy is the one way out), mount: a minimal root of its own
+  (a tmpfs, then pivot_root) holding only the interpreter and its prefixes, the
+  system libraries, skiff's package, a small /etc, six device nodes, its code
+  and environment read-only, private size-limited /tmp (= /var/tmp) and
+  /dev/shm, and a fresh /proc. The rest of the host, the platform's state and
+  other apps' code do not exist for it;
 - its own unprivileged uid/gid per app, no capabilities, no_new_privs;
 - a seccomp filter refusing what no micro app needs.
 
@@ -18,7 +21,9 @@ import contextlib
 import ctypes
 import fcntl
 import os
+import platform
 import socket
+import stat
 import struct
 import threading
 
@@ -39,15 +44,35 @@ class Plan(msgspec.Struct, frozen=True):
     uid: int = 0
     gid: int = 0
     drop_privileges: bool = False
-    mount_ns: bool = False
-    hide: tuple[str, ...] = ()  # directories covered by an empty tmpfs
-    keep: tuple[str, ...] = ()  # paths under a hidden one that stay visible, read-only
+    mount_ns: bool = False  # a minimal root of its own (mount namespace + pivot_root)
+    binds: tuple[str, ...] = ()  # host paths visible read-only, at the same path
+    writable: tuple[str, ...] = ()  # host paths visible read-write (an app's data dir)
+    hide: tuple[str, ...] = ()  # covered by an empty tmpfs should a bind contain them
     tmp_mb: int = 64
     seccomp: bool = False
     egress_socket: str = ""  # unix socket of this app's egress proxy
 
 
 _libc = ctypes.CDLL(None, use_errno=True)
+_SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}.get(platform.machine(), -1)
+MNT_DETACH = 2
+
+# The new root is staged over /tmp: any directory would do, as the mount is seen
+# only in this process's own namespace; every source is opened before it is covered.
+_STAGE = "/tmp"
+# Of the host's /etc, what Python, OpenSSL and glibc read (the loader cache, time
+# zone, DNS, service names, CA certificates); nothing that names the host's users.
+ETC_FROM_HOST = ("ld.so.cache", "localtime", "resolv.conf", "services", "protocols",
+                 "mime.types", "ssl/openssl.cnf", "ssl/certs")
+DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
+_DEV_LINKS = {"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1",
+              "stderr": "/proc/self/fd/2"}
+APP_USER = "app"  # the name passwd gives the app's uid (getpass, ssh-style tools want one)
+# the root itself holds only mount points and the generated /etc files
+_ROOT_TMPFS = "mode=755,size=1m,nr_inodes=4096"
+_BIND_FLAGS = {"ro": MS_RDONLY | MS_NOSUID | MS_NODEV, "rw": MS_NOSUID | MS_NODEV,
+               "dev": MS_NOSUID | MS_NOEXEC,  # device nodes: nodev would make them useless
+               "socket": MS_NOSUID | MS_NODEV}
 
 
 def _check(result: int, what: str) -> None:
@@ -81,39 +106,142 @@ def enter_namespaces(network: bool) -> None:
     unshare(CLONE_NEWPID | (CLONE_NEWNET if network else 0))
 
 
+def _etc_files(uid: int, gid: int) -> dict[str, str]:
+    """The /etc files written for the instance, naming only root, the app and nobody."""
+    return {
+        "passwd": (f"root:x:0:0:root:/root:/usr/sbin/nologin\n"
+                   f"{APP_USER}:x:{uid}:{gid}:skiff app:/tmp:/usr/sbin/nologin\n"
+                   "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"),
+        "group": f"root:x:0:\n{APP_USER}:x:{gid}:\nnogroup:x:65534:\n",
+        "hosts": "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n",
+        "nsswitch.conf": ("passwd: files\ngroup: files\nshadow: files\nhosts: files dns\n"
+                          "networks: files\nprotocols: files\nservices: files\n"),
+    }
+
+
+def _covered(path: str, by: list[str]) -> bool:
+    return any(path == b or path.startswith(b.rstrip("/") + "/") for b in by)
+
+
+def _root_entries(plan: Plan) -> list[tuple[str, str, object]]:
+    """Everything the minimal root holds, as (path inside, kind, argument).
+    Sources are opened (O_PATH) here, before anything covers them."""
+    entries: list[tuple[str, str, object]] = []
+    ro: list[str] = []
+
+    def source(path: str) -> int:
+        return os.open(path, os.O_PATH | os.O_CLOEXEC)
+
+    def bind(path: str, kind: str) -> None:
+        if kind == "ro":
+            if _covered(path, ro):
+                return
+            ro.append(path)
+        entries.append((path, kind, source(path)))
+
+    links = []
+    for kind, paths in (("ro", plan.binds), ("rw", plan.writable)):
+        for path in sorted({os.path.normpath(p) for p in paths}, key=len):
+            if os.path.islink(path):
+                links.append((path, kind))
+            elif os.path.exists(path):
+                bind(path, kind)
+    for path, kind in links:  # /lib -> usr/lib: the link, and what it points to
+        entries.append((path, "symlink", os.readlink(path)))
+        real = os.path.realpath(path)
+        if os.path.exists(real):
+            bind(real, kind)
+    for path in plan.hide:  # under a bind: covered by an empty tmpfs
+        if _covered(path, [p for p, k, _a in entries if k in ("ro", "rw")]) \
+                and os.path.isdir(path):
+            entries.append((path, "tmpfs", "mode=755,size=4k"))
+    for name in ETC_FROM_HOST:
+        host = f"/etc/{name}"
+        if not os.path.exists(host) or _covered(host, ro):  # e.g. $SSL_CERT_DIR bound already
+            continue
+        real = os.path.realpath(host)
+        if os.path.islink(host) and _covered(real, ro):  # keep the zone name readable
+            entries.append((host, "symlink", real))
+        else:
+            entries.append((host, "ro", source(real)))
+    for name, text in _etc_files(plan.uid, plan.gid).items():
+        entries.append((f"/etc/{name}", "file", text))
+    entries.append(("/dev", "tmpfs", "mode=755,size=64k"))
+    for name in DEVICES:
+        if os.path.exists(f"/dev/{name}"):
+            entries.append((f"/dev/{name}", "dev", source(f"/dev/{name}")))
+    for name, target in _DEV_LINKS.items():
+        entries.append((f"/dev/{name}", "symlink", target))
+    entries.append(("/dev/shm", "tmpfs", f"mode=1777,size={plan.tmp_mb}m"))
+    # one budget for both: /var/tmp is the private /tmp again
+    entries.append(("/tmp", "tmpfs", f"mode=1777,size={plan.tmp_mb}m"))
+    entries.append(("/var/tmp", "alias", "/tmp"))
+    entries.append(("/proc", "dir", None))
+    if plan.egress_socket and os.path.exists(plan.egress_socket):
+        entries.append((plan.egress_socket, "socket", source(plan.egress_socket)))
+    # parents before children: /tmp's tmpfs before the code dir that may lie under it
+    entries.sort(key=lambda e: os.path.normpath(e[0]).split("/"))
+    return entries
+
+
+def _make_point(dest: str, is_dir: bool) -> None:
+    if is_dir:
+        os.makedirs(dest, exist_ok=True)
+    else:
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        if not os.path.lexists(dest):
+            os.close(os.open(dest, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
+
+
 def _mount_namespace(plan: Plan) -> None:
+    """A root of the instance's own, as bubblewrap and nsjail make one: a tmpfs,
+    the few host paths the plan names bound into it, then pivot_root into it, so
+    nothing else of the host exists for the app (no /home, /opt, /var/lib, no
+    world-writable /var/tmp or /run/lock shared with other apps)."""
     unshare(CLONE_NEWNS)
     _mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing we do leaks to the host
-    # open what must stay visible before covering its parents
-    keep = []
-    for path in sorted(set(plan.keep), key=len):
-        if os.path.exists(path):
-            keep.append((path, os.open(path, os.O_PATH | os.O_CLOEXEC), os.path.isdir(path)))
-    egress = None
-    if plan.egress_socket and os.path.exists(plan.egress_socket):
-        egress = os.open(plan.egress_socket, os.O_PATH | os.O_CLOEXEC)
-    # /tmp first: a hidden or kept path may lie below it (a $SKIFF_HOME in /tmp)
-    _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"mode=1777,size={plan.tmp_mb}m")
-    for path in plan.hide:
-        if os.path.isdir(path):
-            _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "mode=755,size=1m")
-    for path, fd, is_dir in keep:
-        if is_dir:
-            os.makedirs(path, exist_ok=True)
-        elif not os.path.exists(path):
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            open(path, "w").close()
-        _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
-        _mount(None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
-        os.close(fd)
-    if egress is not None:
-        os.makedirs(os.path.dirname(plan.egress_socket), exist_ok=True)
-        open(plan.egress_socket, "w").close()
-        _mount(f"/proc/self/fd/{egress}", plan.egress_socket, None, MS_BIND)
-        os.close(egress)
-    if os.path.isdir("/dev/shm"):
-        _mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
-               f"mode=1777,size={plan.tmp_mb}m")
+    entries = _root_entries(plan)
+    unclosed = {int(a) for _p, k, a in entries if k in _BIND_FLAGS}  # type: ignore[call-overload]
+    old_umask = os.umask(0o022)  # mount points and /etc files: root's, not writable
+    try:
+        _mount("tmpfs", _STAGE, "tmpfs", MS_NOSUID | MS_NODEV, _ROOT_TMPFS)
+        for path, kind, arg in entries:
+            dest = _STAGE + path
+            if kind == "symlink":
+                os.makedirs(os.path.dirname(dest), exist_ok=True)
+                os.symlink(str(arg), dest)
+            elif kind == "file":
+                _make_point(dest, False)
+                with open(dest, "w") as f:
+                    f.write(str(arg))
+            elif kind == "dir":
+                os.makedirs(dest, exist_ok=True)
+            elif kind == "tmpfs":
+                os.makedirs(dest, exist_ok=True)
+                noexec = MS_NOEXEC if path == "/dev/shm" else 0
+                _mount("tmpfs", dest, "tmpfs", MS_NOSUID | MS_NODEV | noexec, str(arg))
+            elif kind == "alias":
+                os.makedirs(dest, exist_ok=True)
+                _mount(_STAGE + str(arg), dest, None, MS_BIND)
+            else:  # a bind of an opened host path
+                fd = int(arg)  # type: ignore[call-overload]
+                try:
+                    _make_point(dest, stat.S_ISDIR(os.fstat(fd).st_mode))
+                    _mount(f"/proc/self/fd/{fd}", dest, None, MS_BIND | MS_REC)
+                finally:
+                    os.close(fd)
+                    unclosed.discard(fd)
+                _mount(None, dest, None, MS_BIND | MS_REMOUNT | _BIND_FLAGS[kind])
+    finally:
+        os.umask(old_umask)
+        for fd in unclosed:  # only on failure: every bind closes its own
+            os.close(fd)
+    os.chdir(_STAGE)
+    # pivot_root(".", "."): the old root ends up stacked on the new one, then detached
+    _check(_libc.syscall(_SYS_PIVOT_ROOT, b".", b"."), "pivot_root")
+    _check(_libc.umount2(b".", MNT_DETACH), "umount the host root")
+    os.chdir("/")
+    _mount(None, "/", None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
     # a /proc of our own pid namespace; hidepid hides other users' processes too
     _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "hidepid=2")
 
