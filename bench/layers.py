@@ -107,6 +107,10 @@ def measure(n: int) -> dict:
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
 
+    def mount_ns_alone() -> None:
+        sandbox.unshare(sandbox.CLONE_NEWNS)
+        sandbox._mount(None, "/", None, sandbox.MS_REC | sandbox.MS_PRIVATE)
+
     def net_ns() -> None:
         sandbox.unshare(sandbox.CLONE_NEWNET)
         sandbox.loopback_up()
@@ -117,7 +121,9 @@ def measure(n: int) -> dict:
         ("uid/gid drop", uid_drop, "bind"),
         ("no_new_privs", lambda: sandbox._check(sandbox._libc.prctl(38, 1, 0, 0, 0), "nnp"), "bind"),
         ("seccomp filter", lambda: (sandbox._libc.prctl(38, 1, 0, 0, 0), seccomp.install()), "bind"),
-        ("mount namespace + mounts", lambda: sandbox._mount_namespace(plan), "bind"),
+        ("mount namespace alone (unshare + private /)", mount_ns_alone, "bind"),
+        (f"minimal root ({len(plan.binds)} binds, /etc, /dev, tmpfs, pivot_root, /proc)",
+         lambda: sandbox._mount_namespace(plan), "bind"),
         ("cgroup mkdir + limits + attach", cgroup, "spare (ahead of demand)"),
         ("network namespace + lo up", net_ns, "spare (ahead of demand)"),
         ("pid namespace (+ fork)", _pid_ns, "spare (ahead of demand)"),
