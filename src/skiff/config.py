@@ -23,6 +23,8 @@ class Config:
     envs_dir: Path | None = None
     offline: bool = False
     tick_seconds: float = 0.5
+    # the host-wide registry of app uids, shared by every home (used when root)
+    uid_registry: Path = Path("/var/lib/skiff/uids.db")
 
     @classmethod
     def resolve(cls, **overrides: object) -> Config:
@@ -38,6 +40,8 @@ class Config:
             envs_dir=Path(envs).resolve() if envs else home / "envs",  # type: ignore[arg-type]
             offline=bool(given.pop("offline", _env("OFFLINE", "0") == "1")),
             tick_seconds=float(given.pop("tick_seconds", _env("TICK_SECONDS", "0.5"))),  # type: ignore[arg-type]
+            uid_registry=Path(given.pop("uid_registry", None)  # type: ignore[arg-type]
+                              or _env("UID_REGISTRY", "/var/lib/skiff/uids.db")),
         )
 
     def admin_token(self) -> str:

@@ -8,6 +8,7 @@
     ├── PayloadTooLarge        413 payload_too_large
     ├── Unauthorized           401 unauthorized         admin token missing or wrong
     ├── TooManyRequests        429 too_many_requests    pool and its queue are full
+    ├── UidConflict            409 uid_conflict         another Skiff home holds this home's app uids
     ├── InvocationError        502 (handler_error, instance_crashed, memory_limit, bad_result)
     └── InvocationTimeout      504 timeout
 """
@@ -63,6 +64,11 @@ class Unauthorized(SkiffError):
 class TooManyRequests(SkiffError):
     status = 429
     code = "too_many_requests"
+
+
+class UidConflict(SkiffError):
+    status = 409
+    code = "uid_conflict"
 
 
 class InvocationError(SkiffError):

@@ -33,6 +33,7 @@ from skiff.scheduler import Pool, Served, Target, WarmWindow
 from skiff.sdk.services import Services
 from skiff.store import Invocation, RevisionRow, Store
 from skiff.store.kv_sqlite import SQLiteKV
+from skiff.store.uids import host_registry
 from skiff.triggers import EventPlane
 
 LOG_LINES_PER_SECOND = 1000
@@ -55,7 +56,7 @@ class Platform:
     def __init__(self, config: Config) -> None:
         self.config = config
         config.home.mkdir(parents=True, exist_ok=True)
-        self.store = Store(config.home / "skiff.db")
+        self.store = Store(config.home / "skiff.db", uids=host_registry(config.uid_registry, config.home))
         self.envs = Environments(config.envs_dir or config.home / "envs", offline=config.offline)
         self.cgroups = CgroupManager(f"skiff-{uuid.uuid4().hex[:8]}")
         self.support = Support.probe(self.cgroups)
@@ -376,6 +377,7 @@ class Platform:
             listener.close()
         self.router.remove_app(name)
         self.store.delete_app(name)
+        self.store.release_uid(name)
 
     # -- invoke ---------------------------------------------------------------------
     def app(self, name: str) -> App:
