@@ -121,6 +121,14 @@ def test_shared_writable_directories_are_private(fs, app):
             assert not Path(f"{d}/drop-{token}").exists()
 
 
+@pytest.mark.parametrize("app", ["prober", "pre"])
+def test_no_descriptor_leads_out_of_the_root(fs, app):
+    """Building the root opens host paths; none of them is left open for the app."""
+    fds = probe(fs, app, "/dir-fds")
+    assert fds["ok"], fds
+    assert fds["result"] == []
+
+
 def test_dev_has_only_the_allowed_nodes(fs):
     """/dev holds null, zero, full, random, urandom, tty, shm and the fd links."""
     listing = probe(fs, "prober", "/ls", path="/dev")["result"]

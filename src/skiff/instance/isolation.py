@@ -7,16 +7,14 @@ show its findings, so an operator knows exactly what is and is not enforced.
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
 
-import skiff
 from skiff.instance import seccomp
 from skiff.instance.cgroups import CgroupManager
-from skiff.instance.sandbox import Plan
+from skiff.instance.sandbox import Plan, interpreter_prefixes, own_binds
 
 
 @dataclass(frozen=True)
@@ -68,18 +66,6 @@ class Support:
         ]
 
 
-# The host's system directories an interpreter needs (on merged-/usr systems
-# all but /usr are links into it; the root recreates the links).
-SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
-
-
-def _prefix(python: str) -> list[str]:
-    """The install prefix of an interpreter, as named and as resolved (a venv's
-    bin/python is a link to its base interpreter)."""
-    py = Path(python)
-    return [str(py.parent.parent), str(Path(os.path.realpath(py)).parent.parent)]
-
-
 def plan_for(support: Support, level: str, *, uid: int, home: Path, code_dir: Path,
              python: str, tmp_mb: int, egress_socket: str = "",
              data_dir: Path | None = None) -> Plan | None:
@@ -94,11 +80,8 @@ def plan_for(support: Support, level: str, *, uid: int, home: Path, code_dir: Pa
     if level == "none":
         return None
     root = support.root
-    binds = {*SYSTEM_PATHS, str(code_dir), *_prefix(python), *_prefix(sys.executable),
-             sys.prefix, sys.base_prefix, str(Path(skiff.__file__).resolve().parent)}
-    for var in ("SSL_CERT_FILE", "SSL_CERT_DIR"):  # instances inherit these two
-        if os.environ.get(var):
-            binds.add(os.environ[var])
+    # own_binds: the platform's interpreter and skiff; SSL_CERT_* (instances inherit them)
+    binds = {*own_binds(), *interpreter_prefixes(python), str(code_dir)}
     return Plan(uid=uid if root else 0, gid=uid if root else 0, drop_privileges=root,
                 mount_ns=root, binds=tuple(sorted(binds)) if root else (),
                 writable=(str(data_dir),) if data_dir and root else (),
