@@ -12,6 +12,11 @@ Layers, each optional so ``skiff doctor`` can say which are in force:
 - its own unprivileged uid/gid per app, no capabilities, no_new_privs;
 - a seccomp filter refusing what no micro app needs.
 
+The root is made in two parts: what every app shares is staged by the
+pre-forked spare while it waits (``prepare_root``, off the request path); at
+bind the app's part is added and the instance pivots into it (bench.layers
+measures both). An app zygote, which runs app code at init, builds it whole.
+
 Python 3.11 has no ``os.unshare``/``mount``, so they are called through libc.
 """
 
