@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from skiff.errors import UidConflict
+from skiff.errors import SkiffError, UidConflict
 from skiff.store import Store
 from skiff.store.uids import FIRST_APP_UID, HostUids, UidRegistry
 
@@ -108,3 +108,14 @@ def test_a_uid_a_running_process_uses_is_skipped(tmp_path):
     finally:
         squatter.kill()
         squatter.wait()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the registry is used only as root")
+def test_an_unusable_registry_path_is_a_clear_error(tmp_path):
+    from skiff.store.uids import host_registry
+
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SkiffError) as info:
+        host_registry(tmp_path / "file" / "uids.db", tmp_path / "home")
+    assert info.value.code == "uid_registry_unavailable"
+    assert "SKIFF_UID_REGISTRY" in info.value.message

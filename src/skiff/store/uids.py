@@ -28,7 +28,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from skiff.errors import UidConflict
+from skiff.errors import SkiffError, UidConflict
 
 DEFAULT_REGISTRY = Path("/var/lib/skiff/uids.db")
 FIRST_APP_UID = 100_000  # far above system and login users
@@ -182,4 +182,11 @@ def host_registry(path: Path | None, home: Path) -> UidRegistry | None:
     """The registry, when this process can drop to uids at all (root)."""
     if os.geteuid() != 0:
         return None
-    return UidRegistry(path or DEFAULT_REGISTRY, home)
+    path = path or DEFAULT_REGISTRY
+    try:
+        return UidRegistry(path, home)
+    except (OSError, sqlite3.Error) as exc:
+        raise SkiffError(f"cannot open the host's uid registry {path}: {exc}; make its "
+                          "directory writable, or point SKIFF_UID_REGISTRY at a file every "
+                          "Skiff home on this host shares", code="uid_registry_unavailable",
+                          status=500) from None
