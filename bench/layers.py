@@ -7,7 +7,9 @@ For each layer: fork a child, apply the layer, have the child write one byte
 to a pipe; the time from fork to byte minus the same for a bare fork is what
 the layer adds. Layers the platform applies ahead of demand (cgroup, pid and
 network namespaces, made with the pre-forked spares) are marked so: they are
-off the cold-start path.
+off the cold-start path. The shared part of the minimal root is staged with
+the spare too; the last rows time what is left at bind from the spare's
+wake-up (against their own baseline: a wake-up with nothing to do).
 """
 
 from __future__ import annotations
@@ -44,6 +46,32 @@ def _timed_fork(setup: Callable[[], None]) -> float:
     os.read(r, 1)
     elapsed = time.perf_counter() - t0
     os.close(r)
+    os.waitpid(pid, 0)
+    return elapsed * 1000
+
+
+def _timed_wake(prepare: Callable[[], None], setup: Callable[[], None]) -> float:
+    """As a spare is used: forked and ``prepare``d ahead (not timed), then woken
+    and ``setup`` run; the time from the wake-up to its byte."""
+    ready_r, ready_w = os.pipe()
+    go_r, go_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            prepare()
+            os.write(ready_w, b"p")
+            os.read(go_r, 1)
+            setup()
+            os.write(ready_w, b"x")
+        finally:
+            os._exit(0)
+    os.read(ready_r, 1)
+    t0 = time.perf_counter()
+    os.write(go_w, b"g")
+    os.read(ready_r, 1)
+    elapsed = time.perf_counter() - t0
+    for fd in (ready_r, ready_w, go_r, go_w):
+        os.close(fd)
     os.waitpid(pid, 0)
     return elapsed * 1000
 
@@ -107,6 +135,30 @@ def measure(n: int) -> dict:
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
 
+    def mount_ns_alone() -> None:
+        sandbox.unshare(sandbox.CLONE_NEWNS)
+        sandbox._mount(None, "/", None, sandbox.MS_REC | sandbox.MS_PRIVATE)
+
+    def previous_mount_layer() -> None:
+        """The mount layer before the minimal root, for comparison: the host's
+        tree with $SKIFF_HOME and /root covered, a private /tmp and /proc."""
+        m = sandbox._mount
+        sandbox.unshare(sandbox.CLONE_NEWNS)
+        m(None, "/", None, sandbox.MS_REC | sandbox.MS_PRIVATE)
+        keep = [(p, os.open(p, os.O_PATH)) for p in (sys.base_prefix, str(code))]
+        flags = sandbox.MS_NOSUID | sandbox.MS_NODEV
+        m("tmpfs", "/tmp", "tmpfs", flags, "mode=1777,size=64m")
+        for hidden in (str(home), "/root"):
+            if os.path.isdir(hidden):
+                m("tmpfs", hidden, "tmpfs", flags, "mode=755,size=1m")
+        for path, fd in keep:
+            os.makedirs(path, exist_ok=True)
+            m(f"/proc/self/fd/{fd}", path, None, sandbox.MS_BIND | sandbox.MS_REC)
+            m(None, path, None, sandbox.MS_BIND | sandbox.MS_REMOUNT | sandbox.MS_RDONLY | flags)
+            os.close(fd)
+        m("tmpfs", "/dev/shm", "tmpfs", flags | sandbox.MS_NOEXEC, "mode=1777,size=64m")
+        m("proc", "/proc", "proc", flags | sandbox.MS_NOEXEC, "hidepid=2")
+
     def net_ns() -> None:
         sandbox.unshare(sandbox.CLONE_NEWNET)
         sandbox.loopback_up()
@@ -117,19 +169,40 @@ def measure(n: int) -> dict:
         ("uid/gid drop", uid_drop, "bind"),
         ("no_new_privs", lambda: sandbox._check(sandbox._libc.prctl(38, 1, 0, 0, 0), "nnp"), "bind"),
         ("seccomp filter", lambda: (sandbox._libc.prctl(38, 1, 0, 0, 0), seccomp.install()), "bind"),
-        ("mount namespace + mounts", lambda: sandbox._mount_namespace(plan), "bind"),
+        ("mount namespace alone (unshare + private /)", mount_ns_alone, "bind"),
+        ("previous mount layer (home and /root covered, private /tmp)", previous_mount_layer,
+         "bind"),
+        (f"minimal root ({len(plan.binds)} binds, /etc, /dev, tmpfs, pivot_root, /proc)",
+         lambda: sandbox._mount_namespace(plan), "bind"),
         ("cgroup mkdir + limits + attach", cgroup, "spare (ahead of demand)"),
         ("network namespace + lo up", net_ns, "spare (ahead of demand)"),
         ("pid namespace (+ fork)", _pid_ns, "spare (ahead of demand)"),
         ("everything at bind (strict)", lambda: sandbox.apply(plan), "bind"),
     ]
+    # rows timed from a spare's wake-up, not its fork: their own baseline first
+    woken: list[tuple[str, Callable[[], None], Callable[[], None], str]] = [
+        ("spare woken, nothing to do (baseline of the rows below)", lambda: None,
+         lambda: None, "-"),
+        ("minimal root, app part (shared part staged with the spare)", sandbox.prepare_root,
+         lambda: sandbox._mount_namespace(plan), "bind"),
+        ("everything at bind (strict), shared root staged", sandbox.prepare_root,
+         lambda: sandbox.apply(plan), "bind"),
+    ]
+    # round robin over the layers: a change in the machine's load hits them all alike
+    runs: list[list[float]] = [[] for _ in (*layers, *woken)]
+    for _ in range(n):
+        for i, (_name, fn, _when) in enumerate(layers):
+            runs[i].append(_timed_fork(fn))
+        for i, (_name, prep, fn, _when) in enumerate(woken, len(layers)):
+            runs[i].append(_timed_wake(prep, fn))
     results = []
     base = None
-    for name, fn, when in layers:
-        samples = sorted(_timed_fork(fn) for _ in range(n))
+    rows = [(name, when) for name, _f, when in layers] + [(name, when) for name, *_r, when in woken]
+    for i, ((name, when), samples) in enumerate(zip(rows, runs, strict=True)):
+        samples.sort()
         med = statistics.median(samples)
         p95 = samples[int(0.95 * len(samples)) - 1]
-        if base is None:
+        if base is None or i == len(layers):
             base = med
         results.append({"layer": name, "when": when, "median_ms": round(med, 3),
                         "p95_ms": round(p95, 3), "added_median_ms": round(med - base, 3)})

@@ -40,6 +40,8 @@ class Config:
     log_retention_days: float = 7.0
     log_max_lines_per_app: int = 100_000
     log_max_mb_per_app: float = 64.0
+    # the host-wide registry of app uids, shared by every home (used when root)
+    uid_registry: Path = Path("/var/lib/skiff/uids.db")
 
     @classmethod
     def resolve(cls, **overrides: object) -> Config:
@@ -68,6 +70,8 @@ class Config:
                                                 _env("LOG_MAX_LINES_PER_APP", "100000"))),
             log_max_mb_per_app=float(given.pop("log_max_mb_per_app",  # type: ignore[arg-type]
                                                _env("LOG_MAX_MB_PER_APP", "64"))),
+            uid_registry=Path(given.pop("uid_registry", None)  # type: ignore[arg-type]
+                              or _env("UID_REGISTRY", "/var/lib/skiff/uids.db")),
         )
 
     def admin_token(self) -> str:

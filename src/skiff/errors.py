@@ -10,6 +10,7 @@
     ├── Forbidden              403 forbidden            (queue_forbidden) not this app's to use
     ├── Conflict               409 conflict             (route_conflict, queue_conflict) owned by another app
     ├── TooManyRequests        429 too_many_requests    pool and its queue are full
+    ├── UidConflict            409 uid_conflict         another Skiff home holds this home's app uids
     ├── InvocationError        502 (handler_error, instance_crashed, memory_limit, bad_result)
     └── InvocationTimeout      504 timeout
 """
@@ -75,6 +76,11 @@ class Conflict(SkiffError):
 class TooManyRequests(SkiffError):
     status = 429
     code = "too_many_requests"
+
+
+class UidConflict(SkiffError):
+    status = 409
+    code = "uid_conflict"
 
 
 class InvocationError(SkiffError):

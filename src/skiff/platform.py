@@ -38,13 +38,14 @@ from skiff.instance import Instance, Launcher, ZygoteSpec
 from skiff.instance import protocol as p
 from skiff.instance.cgroups import CgroupManager
 from skiff.instance.environments import DEFAULT, Environments
-from skiff.instance.isolation import Support, plan_for
+from skiff.instance.isolation import Support, plan_for, zygote_plan
 from skiff.logtext import one_line
 from skiff.manifest import Manifest, content_hash, iter_app_files, load_manifest, parse_manifest
 from skiff.scheduler import Pool, Served, Target, WarmWindow
 from skiff.sdk.services import Services
 from skiff.store import Invocation, LogRetention, RevisionRow, Store
 from skiff.store.kv_sqlite import SQLiteKV
+from skiff.store.uids import host_registry
 from skiff.triggers import EventPlane
 
 LOG_LINES_PER_SECOND = 1000
@@ -79,7 +80,8 @@ class Platform:
         self.store = Store(config.home / "skiff.db", retention=LogRetention(
             max_age_days=config.log_retention_days,
             max_lines_per_app=config.log_max_lines_per_app,
-            max_bytes_per_app=int(config.log_max_mb_per_app * 1024 * 1024)))
+            max_bytes_per_app=int(config.log_max_mb_per_app * 1024 * 1024)),
+            uids=host_registry(config.uid_registry, config.home))
         self.envs = Environments(config.envs_dir or config.home / "envs", offline=config.offline)
         self.cgroups = CgroupManager(f"skiff-{uuid.uuid4().hex[:8]}")
         self.support = Support.probe(self.cgroups)
@@ -373,7 +375,7 @@ class Platform:
         root = self.support.root
         return dataclasses.replace(
             env, key=f"{env.key}:{manifest.name}@{revision}", preinit=msgspec.json.encode(load),
-            sandbox=msgspec.json.encode(load.sandbox) if load.sandbox else None,
+            sandbox=msgspec.json.encode(zygote_plan(self.support, load.sandbox)) if load.sandbox else None,
             network=root and spec.isolation == "strict",
             uid=load.sandbox.uid if load.sandbox else 0, profile=spec.isolation)
 
@@ -512,6 +514,7 @@ class Platform:
             if listener is not None:
                 listener.close()
             self.store.delete_app(name)  # first: a restart from here on does not bring it back
+            self.store.release_uid(name)
             messages = await asyncio.to_thread(self.events.forget, name, manifests)
             items = await asyncio.to_thread(self.kv.clear, name)
             await asyncio.to_thread(shutil.rmtree, self.config.home / "revisions" / name, True)

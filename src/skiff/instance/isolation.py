@@ -7,14 +7,14 @@ show its findings, so an operator knows exactly what is and is not enforced.
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import skiff
+import msgspec
+
 from skiff.instance import seccomp
 from skiff.instance.cgroups import CgroupManager
-from skiff.instance.sandbox import Plan
+from skiff.instance.sandbox import Plan, interpreter_prefixes, own_binds
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,7 @@ class Support:
     seccomp_reason: str
     cgroups: str  # "cgroup v1 (memory, pids, cpu)" or why not
     cgroup_ok: bool
+    cgroup_dirs: tuple[str, ...] = ()  # this platform's cgroup directories
 
     @classmethod
     def probe(cls, cgroups: CgroupManager) -> Support:
@@ -38,7 +39,8 @@ class Support:
         cg = (f"cgroup v{cgroups.version} ({', '.join(cgroups.controllers)})"
               if cgroups.available else f"unavailable: {cgroups.reason}")
         return cls(root=os.geteuid() == 0, seccomp=ok, seccomp_reason=why, cgroups=cg,
-                   cgroup_ok=cgroups.available)
+                   cgroup_ok=cgroups.available,
+                   cgroup_dirs=tuple(str(p) for p in cgroups.bases.values()))
 
     @property
     def namespaces(self) -> bool:
@@ -52,8 +54,9 @@ class Support:
             Layer("no_new_privs", True, "set in every instance"),
             Layer("cgroups", self.cgroup_ok, self.cgroups if self.cgroup_ok else
                   f"{self.cgroups}; memory falls back to an address-space rlimit"),
-            Layer("mount_ns", self.root, "code read-only, private /tmp and /proc; platform "
-                  "state and /root hidden" if self.root else need_root),
+            Layer("mount_ns", self.root, "a minimal root of its own (pivot_root): system "
+                  "libraries, interpreter, code read-only; private /tmp, /var/tmp, /dev/shm, "
+                  "/proc; nothing else of the host" if self.root else need_root),
             Layer("pid_ns", self.root, "cannot see or signal other processes" if self.root
                   else need_root),
             Layer("net_ns", self.root, "loopback only; egress through the proxy"
@@ -64,18 +67,31 @@ class Support:
 
 
 def plan_for(support: Support, level: str, *, uid: int, home: Path, code_dir: Path,
-             python: str, tmp_mb: int, egress_socket: str = "") -> Plan | None:
-    """The sandbox of one app's instances at isolation ``level``; None for ``none``."""
+             python: str, tmp_mb: int, egress_socket: str = "",
+             data_dir: Path | None = None) -> Plan | None:
+    """The sandbox of one app's instances at isolation ``level``; None for ``none``.
+
+    The root holds, read-only: the system directories, the zygote's interpreter
+    with its prefix and base prefix (a dependency environment's), the platform's
+    own (its site-packages reach the environment through a .pth file), skiff's
+    package directory alone (not the checkout around it) and the app's code;
+    read-write only its data directory. ``home`` (the platform's state) is
+    covered should any of those contain it."""
     if level == "none":
         return None
-    hidden = [str(home), "/root"]
-    keep = {str(code_dir), str(Path(python).parent.parent), sys.prefix, sys.base_prefix,
-            str(Path(skiff.__file__).resolve().parent.parent)}
-    # only what lies under a hidden directory (or the private /tmp) needs binding back
-    covered = [*hidden, "/tmp"]
-    keep = {k for k in keep if any(k == h or k.startswith(h + "/") for h in covered)}
     root = support.root
+    # own_binds: the platform's interpreter and skiff; SSL_CERT_* (instances inherit them)
+    binds = {*own_binds(), *interpreter_prefixes(python), str(code_dir)}
     return Plan(uid=uid if root else 0, gid=uid if root else 0, drop_privileges=root,
-                mount_ns=root, hide=tuple(hidden) if root else (), keep=tuple(sorted(keep)),
-                tmp_mb=tmp_mb, seccomp=support.seccomp,
+                mount_ns=root, binds=tuple(sorted(binds)) if root else (),
+                writable=(str(data_dir),) if data_dir and root else (),
+                hide=(str(home), "/root") if root else (), tmp_mb=tmp_mb,
+                seccomp=support.seccomp,
                 egress_socket=egress_socket if level == "strict" and root else "")
+
+
+def zygote_plan(support: Support, plan: Plan) -> Plan:
+    """An app zygote's own plan: as its instances', and its cgroup directories
+    writable, because instances forked from it attach themselves to their
+    cgroups (files delegated to the app's uid, nothing else there is)."""
+    return msgspec.structs.replace(plan, writable=(*plan.writable, *support.cgroup_dirs))

@@ -86,6 +86,7 @@ def _namespaced(fd: int, network: bool) -> None:
         control.die_with_parent()
         if network:
             sandbox.loopback_up()
+        sandbox.prepare_root()  # the part of the minimal root every app shares, ahead of bind
         return
     os.close(fd)
     _, status = os.waitpid(pid, 0)

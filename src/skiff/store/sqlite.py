@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from skiff.store.uids import FIRST_APP_UID, UidRegistry
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS apps (
   name TEXT PRIMARY KEY,
@@ -74,9 +76,11 @@ CREATE TABLE IF NOT EXISTS app_uids (
   app TEXT PRIMARY KEY,
   uid INTEGER NOT NULL UNIQUE
 );
+CREATE TABLE IF NOT EXISTS released_uids (
+  uid INTEGER PRIMARY KEY  -- a deleted app's: never handed out again
+);
 """
 
-FIRST_APP_UID = 100_000  # far above system and login users
 # Rows deleted per pruning transaction: the store's lock (which request-path
 # readers and the batch writer share) is held for one small DELETE at a time.
 PRUNE_BATCH = 2000
@@ -148,11 +152,23 @@ class Invocation:
 
 
 class Store:
-    def __init__(self, path: Path, *, retention: LogRetention | None = None) -> None:
+    def __init__(self, path: Path, *, retention: LogRetention | None = None,
+                 uids: UidRegistry | None = None) -> None:
+        """``uids``: the host-wide uid registry (when running as root); this home's
+        recorded uids are checked against it first, and a conflict (UidConflict)
+        means the home does not open."""
         self.path = path
         self.retention = retention or LogRetention()
         self._db = connect(path, schema=_SCHEMA)
         self._db.row_factory = sqlite3.Row
+        self._uids = uids
+        if uids is not None:
+            try:
+                uids.claim({r["app"]: r["uid"] for r in self._db.execute("SELECT * FROM app_uids")})
+            except BaseException:
+                self._db.close()
+                uids.close()
+                raise
         self._lock = threading.Lock()
         # lines and bytes each app has in `logs`, kept current by flush and prune, so
         # the caps cost no count(*) per batch. Counted from the file by the writer
@@ -208,15 +224,34 @@ class Store:
         return [_revision(r) for r in rows]
 
     def uid_for(self, app: str) -> int:
-        """The app's own uid, allocated once and kept (files it writes stay its own)."""
+        """The app's own uid, allocated once and kept (files it writes stay its own):
+        from the host-wide registry when there is one, never one released before."""
         with self._lock:
             row = self._db.execute("SELECT uid FROM app_uids WHERE app = ?", (app,)).fetchone()
             if row:
                 return row["uid"]
-            top = self._db.execute("SELECT max(uid) FROM app_uids").fetchone()[0]
-            uid = (top or FIRST_APP_UID - 1) + 1
+            mine = [r[0] for r in self._db.execute(
+                "SELECT uid FROM app_uids UNION SELECT uid FROM released_uids")]
+            if self._uids is not None:
+                uid = self._uids.allocate(app, avoid=mine)
+            else:
+                uid = max([FIRST_APP_UID - 1, *mine]) + 1
             self._db.execute("INSERT INTO app_uids VALUES (?, ?)", (app, uid))
             return uid
+
+    def release_uid(self, app: str) -> None:
+        """The app is deleted: its uid is retired here and in the registry, so an
+        app deployed later under the same name gets a fresh one."""
+        with self._lock:
+            row = self._db.execute("SELECT uid FROM app_uids WHERE app = ?", (app,)).fetchone()
+            if row is None:
+                return
+            self._db.execute("BEGIN")
+            self._db.execute("INSERT OR IGNORE INTO released_uids VALUES (?)", (row["uid"],))
+            self._db.execute("DELETE FROM app_uids WHERE app = ?", (app,))
+            self._db.execute("COMMIT")
+            if self._uids is not None:
+                self._uids.release(app)
 
     def delete_app(self, app: str) -> None:
         """Forget the app: its registry row, its revisions and the routes granted to
@@ -446,6 +481,8 @@ class Store:
         self._writer.join(2)
         self.flush()
         self._db.close()
+        if self._uids is not None:
+            self._uids.close()
 
 
 def _pct(sorted_values: list[float], q: float) -> float | None:
