@@ -23,6 +23,11 @@ class Config:
     envs_dir: Path | None = None
     offline: bool = False
     tick_seconds: float = 0.5
+    # an app's init, in an instance or (pre-initialized) in its zygote; then init_timeout
+    init_timeout: float = 60.0
+    # how long an instance asked to stop (idle, replaced, shut down) may take before
+    # it is killed whole; it counts against maxInstances until then
+    stop_grace: float = 10.0
 
     @classmethod
     def resolve(cls, **overrides: object) -> Config:
@@ -38,6 +43,8 @@ class Config:
             envs_dir=Path(envs).resolve() if envs else home / "envs",  # type: ignore[arg-type]
             offline=bool(given.pop("offline", _env("OFFLINE", "0") == "1")),
             tick_seconds=float(given.pop("tick_seconds", _env("TICK_SECONDS", "0.5"))),  # type: ignore[arg-type]
+            init_timeout=float(given.pop("init_timeout", _env("INIT_TIMEOUT", "60"))),  # type: ignore[arg-type]
+            stop_grace=float(given.pop("stop_grace", _env("STOP_GRACE", "10"))),  # type: ignore[arg-type]
         )
 
     def admin_token(self) -> str:

@@ -114,8 +114,17 @@ def _sandbox_zygote() -> None:
     worker.mark_sandboxed()
 
 
+def _join_cgroup() -> None:
+    """An app zygote joins the app's cgroup before it runs anything else (its
+    init is app code, and the app's limits must hold while it runs)."""
+    for procs in filter(None, os.environ.pop("SKIFF_CGROUP_PROCS", "").split(",")):
+        with open(procs, "w") as f:
+            f.write(str(os.getpid()))
+
+
 def main(fd: int) -> None:
     control.die_with_parent()
+    _join_cgroup()
     ctl = socket.socket(fileno=fd)
     extra = [m for m in os.environ.get("SKIFF_PRELOAD", "").split(",") if m]
     _preload(extra)
