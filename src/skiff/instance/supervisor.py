@@ -203,6 +203,10 @@ class Zygote:
             fut = self._forks.get(msg.token)
             if fut is None or fut.done():
                 return
+            if msg.pid == 0:
+                del self._forks[msg.token]
+                fut.set_exception(ConnectionError("the zygote could not fork"))
+                return
             try:  # a lie propagates with the fork still waiting: _drop fails it
                 result = (msg.pid, self._adopt(msg.pid))
             except ProcessLookupError:
@@ -223,7 +227,7 @@ class Zygote:
         checked before opening (a pid the zygote made up) and after (a pid reused
         in between), so the pidfd is of that child."""
         zygote = self.pid
-        if zygote is None or pid <= 0 or pid == os.getpid():
+        if zygote is None or pid < 0 or pid == os.getpid():
             raise ZygoteLied(f"it reported pid {pid} as its new instance")
         if _ppid(pid) != zygote:
             if _ppid(pid) is None:

@@ -177,13 +177,17 @@ def main(fd: int) -> None:
                 for extra_fd in fds:
                     os.close(extra_fd)
                 continue
-            pid = os.fork()
+            try:
+                pid = os.fork()
+            except OSError:  # e.g. an app zygote at its pids limit: this fork fails, not us
+                pid = -1
             if pid == 0:
                 _child(fds[0], msg, ctl, sel, wake_r, wake_w)
             for extra_fd in fds:
                 os.close(extra_fd)
-            children.add(pid)
-            ctl.send(control.encode(control.Forked(token=msg.token, pid=pid)))
+            if pid > 0:
+                children.add(pid)
+            ctl.send(control.encode(control.Forked(token=msg.token, pid=max(pid, 0))))
 
 
 def _reap(ctl: socket.socket, children: set[int]) -> None:
