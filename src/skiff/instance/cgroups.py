@@ -31,7 +31,8 @@ _V1 = ("memory", "pids", "cpu", "freezer")
 _CFS_PERIOD = 100_000
 _OWNED = re.compile(r"^skiff-(\d+)-[0-9a-f]+$")  # a platform's directory: its pid in the name
 # freezing is asynchronous on v1 (FREEZING, then FROZEN); a group that does not
-# settle within this is killed anyway, and the kill repeats until it is empty
+# settle within this (one budget per kill) is killed anyway, and the kill repeats
+# while new processes show up (the pids limit bounds how many can)
 _FREEZE_WAIT = 0.2  # seconds
 _KILL_ROUNDS = 50
 
@@ -98,7 +99,7 @@ class Cgroup:
     def empty(self) -> bool:
         return not self.pids()
 
-    def _freeze(self, frozen: bool) -> bool:
+    def _freeze(self, frozen: bool, deadline: float = 0.0) -> bool:
         path = self.paths.get("freezer") if self.version == 1 else self.paths.get("unified")
         if path is None:
             return False
@@ -109,7 +110,6 @@ class Cgroup:
         except OSError:
             return False
         if frozen and self.version == 1:
-            deadline = time.monotonic() + _FREEZE_WAIT
             while time.monotonic() < deadline:
                 with contextlib.suppress(OSError):
                     if (path / name).read_text().strip() == "FROZEN":
@@ -127,8 +127,10 @@ class Cgroup:
                 (unified / "cgroup.kill").write_text("1")
                 return len(self.pids())
         killed: set[int] = set()
+        # one budget for the whole call: this runs on the gateway's event loop
+        deadline = time.monotonic() + _FREEZE_WAIT
         for _ in range(_KILL_ROUNDS):
-            frozen = self._freeze(True)
+            frozen = self._freeze(True, deadline)
             pids = self.pids() - killed
             for pid in pids:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
