@@ -19,7 +19,7 @@ import msgspec
 from skiff.bus import SQLiteBroker
 from skiff.config import Config
 from skiff.egress import EgressEvent, EgressListener, EgressPolicy, EgressProxy
-from skiff.errors import DeployError, NotFound, SkiffError
+from skiff.errors import DeployError, InvocationError, NotFound, SkiffError
 from skiff.gateway.routing import Route, Router
 from skiff.gateway.static import StaticSite
 from skiff.governance import SecretStore, scan_app
@@ -293,7 +293,10 @@ class Platform:
 
     async def _trial(self, manifest: Manifest, revision: str, code_dir: Path,
                      zygote: ZygoteSpec) -> Instance:
-        inst = await self.launcher.instance(zygote)
+        try:
+            inst = await self.launcher.instance(zygote)
+        except InvocationError as exc:  # e.g. its zygote lied (zygote_untrusted): the deploy fails
+            raise DeployError(f"app {manifest.name}: {exc.message}", code=exc.code) from None
         try:
             await inst.bind(self._load_message(manifest, revision, code_dir, zygote),
                             init_timeout=self.config.init_timeout)
