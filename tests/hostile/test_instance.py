@@ -186,6 +186,16 @@ def test_instance_cutting_its_socket_is_killed_and_holds_its_slot(server, how):
     assert server.app("escape")["instances"] == 0
 
 
+def test_a_process_that_keeps_moving_is_killed_with_its_instance(server):
+    """A child that forks and exits in a loop (a new pid all the time) dies with
+    its instance: the kill freezes the cgroup first, and repeats until it is empty."""
+    with neighbour_watch(server):
+        r = server.http.get("/escape/", params={"how": "runner"})
+        server.wait_for(lambda: not named("skiffrunner") and not named("skiffescape"),
+                        "the runner to be killed")
+    assert r.status_code == 502, r.text
+
+
 def test_instance_whose_shutdown_never_returns_is_killed(server):
     """An ASGI app whose lifespan shutdown hangs is killed after the grace period
     (here SKIFF_STOP_GRACE=2) once it goes idle."""
