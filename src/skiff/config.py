@@ -23,7 +23,7 @@ class Config:
     envs_dir: Path | None = None
     offline: bool = False
     tick_seconds: float = 0.5
-    # an app's init, in an instance or (pre-initialized) in its zygote; then init_timeout
+    # seconds an app's init may take, in an instance or (pre-initialized) in its zygote
     init_timeout: float = 60.0
     # how long an instance asked to stop (idle, replaced, shut down) may take before
     # it is killed whole; it counts against maxInstances until then

@@ -131,6 +131,15 @@ def test_zygote_naming_a_root_process_as_its_instance_is_stopped(server):
         victim.wait()
 
 
+def test_zygote_whose_instances_skip_their_cgroup_is_stopped(server):
+    """An init that patches the zygote so its instances do not join their cgroup
+    is caught at the first instance (the kernel's list of the cgroup)."""
+    with neighbour_watch(server):
+        r = upload(server, "liar-cgroup")
+    assert r.status_code == 422 and r.json()["error"]["code"] == "zygote_untrusted", r.text
+    server.wait_for(lambda: not in_cgroups_of("liar-cgroup"), "the liar's processes to go")
+
+
 # -- 2. an app zygote holds the app's limits ------------------------------------------
 
 def test_init_over_its_memory_limit_fails_the_deploy(server):

@@ -239,6 +239,13 @@ class Zygote:
             raise ZygoteLied(f"pid {pid} stopped being its child while it was adopted")
         return pidfd
 
+    def distrust(self, what: str) -> None:
+        """An instance of ours showed the zygote lied: stop it whole."""
+        if self._ctl is not None:
+            self._caught_lying(self._ctl, what)
+        else:
+            self.kill()
+
     def _caught_lying(self, ctl: socket.socket, what: str) -> None:
         print(f"skiff: zygote {self.spec.key} lied ({what}); it was stopped", file=sys.stderr)
         self._failure = InvocationError(
@@ -440,6 +447,15 @@ class Instance:
         if isinstance(msg, p.InitFailed):
             raise DeployError(f"app {load.app} failed to load: {msg.message}",
                               code="init_failed", traceback=msg.traceback)
+        if (not self.zygote.spec.trusted and self.cgroup is not None
+                and self.pid not in self.cgroup.pids()):
+            # an app zygote's child joins its cgroup before anything else: one that did
+            # not (or a pid that is not the instance) means the zygote's code was changed
+            self.zygote.distrust(f"its instance {self.pid} is not in the instance's cgroup")
+            self.kill()
+            raise DeployError(f"app {load.app}: its zygote was stopped: its instance is not "
+                              "where the platform put it (an app's init must not tamper with "
+                              "the platform's runtime)", code="zygote_untrusted")
         self.kind = msg.kind
         self.init_ms = msg.init_ms
         return msg
