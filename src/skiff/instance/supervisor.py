@@ -558,7 +558,9 @@ class Instance:
         await self._wait_exit(float("inf"))
         if self.cgroup is not None:
             await _until_empty(self.cgroup)
-        os.close(self._pidfd)
+        # -1 at once: a kill() during the awaits below must not signal a reused fd number
+        pidfd, self._pidfd = self._pidfd, -1
+        os.close(pidfd)
         if self._overdue is not None:
             self._overdue.cancel()
         returncode: int | None = None
@@ -604,7 +606,7 @@ class Instance:
         self.dead = True  # take it out of rotation now; _died() follows on EOF
         if self.cgroup is not None:
             self.cgroup.kill_all()  # the instance and everything it forked
-        if not self.gone:
+        if self._pidfd >= 0:
             with contextlib.suppress(OSError):
                 signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
 
