@@ -538,7 +538,7 @@ class Instance:
             self._calls -= 1
             self._call_done.set()
 
-    async def _wait_exit(self, timeout: float) -> bool:
+    async def _wait_exit(self, timeout: float | None) -> bool:
         assert self._exited is not None
         if not self._exited.done():
             with contextlib.suppress(TimeoutError):
@@ -555,7 +555,7 @@ class Instance:
                 "the instance broke its connection to the platform (closed it or sent a "
                 "malformed frame) and was stopped", code="instance_crashed")
         self.kill()  # also whatever it left running in its cgroup
-        await self._wait_exit(float("inf"))
+        await self._wait_exit(None)
         if self.cgroup is not None:
             await _until_empty(self.cgroup)
         # -1 at once: a kill() during the awaits below must not signal a reused fd number
