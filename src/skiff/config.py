@@ -42,6 +42,11 @@ class Config:
     log_max_mb_per_app: float = 64.0
     # the host-wide registry of app uids, shared by every home (used when root)
     uid_registry: Path = Path("/var/lib/skiff/uids.db")
+    # seconds an app's init may take, in an instance or (pre-initialized) in its zygote
+    init_timeout: float = 60.0
+    # how long an instance asked to stop (idle, replaced, shut down) may take before
+    # it is killed whole; it counts against maxInstances until then
+    stop_grace: float = 10.0
 
     @classmethod
     def resolve(cls, **overrides: object) -> Config:
@@ -72,6 +77,8 @@ class Config:
                                                _env("LOG_MAX_MB_PER_APP", "64"))),
             uid_registry=Path(given.pop("uid_registry", None)  # type: ignore[arg-type]
                               or _env("UID_REGISTRY", "/var/lib/skiff/uids.db")),
+            init_timeout=float(given.pop("init_timeout", _env("INIT_TIMEOUT", "60"))),  # type: ignore[arg-type]
+            stop_grace=float(given.pop("stop_grace", _env("STOP_GRACE", "10"))),  # type: ignore[arg-type]
         )
 
     def admin_token(self) -> str:

@@ -30,13 +30,13 @@ from skiff.egress import (
     fd_connection_budget,
     raise_fd_limit,
 )
-from skiff.errors import Conflict, DeployError, NotFound, SkiffError
+from skiff.errors import Conflict, DeployError, InvocationError, NotFound, SkiffError
 from skiff.gateway.routing import Route, Router, conflict
 from skiff.gateway.static import StaticSite
 from skiff.governance import SecretStore, scan_app
 from skiff.instance import Instance, Launcher, ZygoteSpec
 from skiff.instance import protocol as p
-from skiff.instance.cgroups import CgroupManager
+from skiff.instance.cgroups import CgroupManager, owned_name
 from skiff.instance.environments import DEFAULT, Environments
 from skiff.instance.isolation import Support, plan_for, zygote_plan
 from skiff.logtext import one_line
@@ -83,10 +83,11 @@ class Platform:
             max_bytes_per_app=int(config.log_max_mb_per_app * 1024 * 1024)),
             uids=host_registry(config.uid_registry, config.home))
         self.envs = Environments(config.envs_dir or config.home / "envs", offline=config.offline)
-        self.cgroups = CgroupManager(f"skiff-{uuid.uuid4().hex[:8]}")
+        self.cgroups = CgroupManager(owned_name())  # also removes those of dead platforms
         self.support = Support.probe(self.cgroups)
         self.launcher = Launcher(self.cgroups, spares=config.spares,
-                                 namespaces=self.support.namespaces)
+                                 namespaces=self.support.namespaces,
+                                 init_timeout=config.init_timeout, stop_grace=config.stop_grace)
         self.launcher.on_log = self._on_log
         self.launcher.on_death = self._on_death
         self.router = Router()
@@ -216,7 +217,12 @@ class Platform:
             trial = None
             stored = manifest.to_dict()
             if manifest.spec.handler:
-                trial = await self._trial(manifest, revision, code_dir, zygote)
+                try:
+                    trial = await self._trial(manifest, revision, code_dir, zygote)
+                except BaseException:
+                    if zygote.preinit:  # its zygote (and what its init started) goes too
+                        self.launcher.retire(zygote.key, grace=0)
+                    raise
                 # remember the detected kind: a restored or rolled-back revision needs it
                 # before any instance runs (e.g. to invoke it with an event)
                 stored["spec"]["kind"] = trial.kind
@@ -377,14 +383,18 @@ class Platform:
             env, key=f"{env.key}:{manifest.name}@{revision}", preinit=msgspec.json.encode(load),
             sandbox=msgspec.json.encode(zygote_plan(self.support, load.sandbox)) if load.sandbox else None,
             network=root and spec.isolation == "strict",
-            uid=load.sandbox.uid if load.sandbox else 0, profile=spec.isolation)
+            uid=load.sandbox.uid if load.sandbox else 0, profile=spec.isolation,
+            limits=(load.memory_mb, load.cpu, load.max_pids))
 
     async def _trial(self, manifest: Manifest, revision: str, code_dir: Path,
                      zygote: ZygoteSpec) -> Instance:
-        inst = await self.launcher.instance(zygote)
+        try:
+            inst = await self.launcher.instance(zygote)
+        except InvocationError as exc:  # e.g. its zygote lied (zygote_untrusted): the deploy fails
+            raise DeployError(f"app {manifest.name}: {exc.message}", code=exc.code) from None
         try:
             await inst.bind(self._load_message(manifest, revision, code_dir, zygote),
-                            init_timeout=60)
+                            init_timeout=self.config.init_timeout)
         except DeployError:
             inst.kill()
             raise
@@ -398,6 +408,7 @@ class Platform:
                       concurrency=s.scaling.concurrency, min_instances=s.scaling.min_instances,
                       max_instances=s.scaling.max_instances, idle_timeout=s.scaling.idle_timeout,
                       max_queue=s.scaling.max_queue, timeout=s.resources.timeout,
+                      init_timeout=self.config.init_timeout,
                       warm=tuple(WarmWindow(w.schedule, w.duration, w.min_instances)
                                  for w in s.scaling.warm))
 

@@ -6,18 +6,40 @@ with the spare instances, because creating them per request costs 15-25 ms
 at p99 here. An instance attaches *itself* (it writes its pid into the
 procs files before running anything else), so its children are born inside.
 When nothing is writable, instances fall back to rlimits and ``reason`` says why.
+
+Killing is by the kernel's list of a cgroup's processes, never by a pid an app
+process reported. On v1 there is no ``cgroup.kill``: a fork bomb could race a
+read-then-kill loop, so the freezer controller stops the group first (and the
+loop repeats until the group is empty). A platform names its directory
+``skiff-<pid>-<hex>``; a later platform removes the directories (and kills what
+is left in them) of platforms whose pid is dead, and nothing else: other Skiff
+servers may share the machine.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
+import time
+import uuid
 from pathlib import Path
 
 _ROOT = Path("/sys/fs/cgroup")
-_V1 = ("memory", "pids", "cpu")
+_V1 = ("memory", "pids", "cpu", "freezer")
 _CFS_PERIOD = 100_000
+_OWNED = re.compile(r"^skiff-(\d+)-[0-9a-f]+$")  # a platform's directory: its pid in the name
+# freezing is asynchronous on v1 (FREEZING, then FROZEN); a group that does not
+# settle within this (one budget per kill) is killed anyway, and the kill repeats
+# while new processes show up (the pids limit bounds how many can)
+_FREEZE_WAIT = 0.2  # seconds
+_KILL_ROUNDS = 50
+
+
+def owned_name() -> str:
+    """The directory name for this platform process's cgroups."""
+    return f"skiff-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
 class Cgroup:
@@ -66,20 +88,59 @@ class Cgroup:
         for procs in self.procs:
             Path(procs).write_text(str(pid))
 
+    def pids(self) -> set[int]:
+        """The processes in this cgroup, as the kernel lists them."""
+        found: set[int] = set()
+        for procs in self.procs:
+            with contextlib.suppress(OSError, ValueError):
+                found.update(int(x) for x in Path(procs).read_text().split())
+        return found
+
+    def empty(self) -> bool:
+        return not self.pids()
+
+    def _freeze(self, frozen: bool, deadline: float = 0.0) -> bool:
+        path = self.paths.get("freezer") if self.version == 1 else self.paths.get("unified")
+        if path is None:
+            return False
+        name, value = (("freezer.state", "FROZEN" if frozen else "THAWED") if self.version == 1
+                       else ("cgroup.freeze", "1" if frozen else "0"))
+        try:
+            (path / name).write_text(value)
+        except OSError:
+            return False
+        if frozen and self.version == 1:
+            while time.monotonic() < deadline:
+                with contextlib.suppress(OSError):
+                    if (path / name).read_text().strip() == "FROZEN":
+                        break
+                time.sleep(0.001)
+        return True
+
     def kill_all(self) -> int:
         """SIGKILL every process in the cgroup: the whole instance, however many
-        processes it made, whatever namespace they are in."""
-        killed = 0
-        for procs in self.procs:
-            try:
-                pids = [int(x) for x in Path(procs).read_text().split()]
-            except OSError:
-                continue
+        processes it made, whatever namespace they are in. Frozen first, so none
+        can fork while the list is read; repeated until the list stops growing."""
+        unified = self.paths.get("unified")
+        if unified is not None and (unified / "cgroup.kill").exists():
+            with contextlib.suppress(OSError):
+                (unified / "cgroup.kill").write_text("1")
+                return len(self.pids())
+        killed: set[int] = set()
+        # one budget for the whole call: this runs on the gateway's event loop
+        deadline = time.monotonic() + _FREEZE_WAIT
+        for _ in range(_KILL_ROUNDS):
+            frozen = self._freeze(True, deadline)
+            pids = self.pids() - killed
             for pid in pids:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, signal.SIGKILL)
-                    killed += 1
-        return killed
+                killed.add(pid)
+            if frozen:
+                self._freeze(False)  # SIGKILL takes effect once thawed
+            if not pids:
+                break
+        return len(killed)
 
     def oom_killed(self) -> bool:
         if self.version == 2:
@@ -108,12 +169,14 @@ class CgroupManager:
 
     def __init__(self, name: str) -> None:
         self.version: int | None = None
+        self.reaped = 0  # stale cgroups of dead platforms removed at start
         self.reason = ""
         self.bases: dict[str, Path] = {}
         own = _own_paths()
         unified = _ROOT / "cgroup.controllers"
         if unified.exists() and "memory" in unified.read_text().split():
             base = _ROOT / own.get("", "/").lstrip("/") / name
+            self.reaped += _reap_stale({"unified": base.parent}, 2)
             if self._make(base):
                 with contextlib.suppress(OSError):
                     (base / "cgroup.subtree_control").write_text("+memory +pids +cpu")
@@ -128,6 +191,7 @@ class CgroupManager:
                 self.bases[controller] = base
         if "memory" in self.bases:
             self.version = 1
+            self.reaped += _reap_stale({c: b.parent for c, b in self.bases.items()}, 1)
         elif not self.reason:
             self.reason = "no writable memory cgroup controller is mounted"
 
@@ -161,16 +225,62 @@ class CgroupManager:
                 continue
         return Cgroup(paths, self.version) if paths else None
 
-    def close(self) -> None:
-        for base in self.bases.values():
-            if not base.is_dir():
-                continue
-            for child in base.iterdir():
-                if child.is_dir():
-                    with contextlib.suppress(OSError):
-                        child.rmdir()
+    def close(self, wait: float = 5.0) -> None:
+        """Kill whatever is left in this platform's cgroups and remove them all."""
+        if self.version is not None:
+            _remove_tree(dict(self.bases), self.version, wait)
+
+
+def _children(paths: dict[str, Path]) -> list[str]:
+    names: set[str] = set()
+    for base in paths.values():
+        with contextlib.suppress(OSError):
+            names.update(c.name for c in base.iterdir() if c.is_dir())
+    return sorted(names)
+
+
+def _remove_tree(paths: dict[str, Path], version: int, wait: float) -> None:
+    """Kill every process in one cgroup (its directory in each controller) and
+    below, then rmdir them; the kernel refuses rmdir until the last task is gone."""
+    paths = {c: p for c, p in paths.items() if p.is_dir()}
+    if not paths:
+        return
+    for name in _children(paths):
+        _remove_tree({c: p / name for c, p in paths.items()}, version, wait)
+    group = Cgroup(paths, version)
+    deadline = time.monotonic() + wait
+    while True:
+        group.kill_all()
+        for p in list(paths.values()):
             with contextlib.suppress(OSError):
-                base.rmdir()
+                p.rmdir()
+        if not any(p.is_dir() for p in paths.values()) or time.monotonic() >= deadline:
+            return
+        time.sleep(0.01)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _reap_stale(parents: dict[str, Path], version: int) -> int:
+    """Remove the cgroups of platforms that are dead (their pid is in the name),
+    left behind by a kill -9, and kill what still runs in them. A live pid, even
+    a reused one, is left alone: it may be another Skiff server on this machine."""
+    reaped = 0
+    for name in _children(parents):
+        m = _OWNED.match(name)
+        if m is None or _alive(int(m.group(1))):
+            continue
+        _remove_tree({c: p / name for c, p in parents.items()}, version, wait=1.0)
+        reaped += 1
+    return reaped
 
 
 def _own_paths() -> dict[str, str]:

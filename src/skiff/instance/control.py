@@ -23,7 +23,7 @@ class Fork(msgspec.Struct, tag="fork"):
 
 class Forked(msgspec.Struct, tag="forked"):
     token: int
-    pid: int
+    pid: int  # 0: the fork failed
 
 
 class Exited(msgspec.Struct, tag="exited"):

@@ -1,7 +1,19 @@
 """The gateway's side of instances: zygote clients, a few pre-forked spare
 instances per zygote (so a cold start does not wait for a fork), and the
 ``Instance`` handle that sends invocations and watches for timeouts, crashes
-and out-of-memory kills."""
+and out-of-memory kills.
+
+Threat model: an app zygote runs the app's init, so after its Hello it is app
+code, and so is every instance. Nothing they say about processes is believed:
+a Forked pid is adopted only if the kernel says it is a child of the zygote
+process this gateway started (its ppid, read again after a pidfd is opened);
+a zygote caught lying is killed whole. Exit is learned from the kernel (the
+pidfd becomes readable, the cgroup empties), never from an app zygote's Exited
+message; only the platform's own zygotes (which run no app code) are believed
+about exit codes, and only for the error message. Killing is by pidfd and by
+cgroup, never ``os.kill`` of a reported pid. Every instance the platform stops
+is killed whole within a grace period, and counts as alive until it is dead.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +21,7 @@ import asyncio
 import contextlib
 import itertools
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -33,6 +46,22 @@ DEFAULT_LIMITS = (256, 1.0, 64)  # memoryMB, cpu, maxPids: the manifest's defaul
 INHERITED_ENV = frozenset({"PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "SSL_CERT_FILE",
                            "SSL_CERT_DIR"})
 MAX_FRAME = 16 * 1024 * 1024  # one message from an instance (Lambda allows 6 MB responses)
+# What the gateway holds per instance for skiff.sdk calls. A sync handler makes one
+# call at a time; 16 leaves room for threads of an ASGI app. Beyond it, and while
+# more than MAX_UNREAD_REPLIES of replies wait for the instance to read them, the
+# gateway stops reading from that instance (back-pressure, not an error): an app
+# that never reads its replies stalls itself, and its timeout stops it.
+MAX_CALLS_IN_FLIGHT = 16
+MAX_UNREAD_REPLIES = 4 * 1024 * 1024  # bytes
+# After EOF on an instance socket, how long a process that is exiting anyway gets
+# before it is killed (an exit closes the socket a moment before the pidfd fires).
+EXIT_SETTLE = 0.5  # seconds
+PLATFORM_ZYGOTE_START = 120.0  # seconds: no app code, only imports, on a slow disk
+CONTROL_BURST = 64  # control messages handled per wake-up: a flooding zygote cannot starve the loop
+
+
+class ZygoteLied(Exception):
+    """A zygote reported a process that is not its child, or garbage."""
 
 
 @dataclass(frozen=True)
@@ -45,19 +74,43 @@ class ZygoteSpec:
     network: bool = False  # an app zygote in a network namespace of its own
     uid: int = 0  # an app zygote's uid: its instances' cgroups are delegated to it
     profile: str = "none"  # spares' isolation: strict (pid+net ns) | standard (pid ns) | none
+    limits: tuple[int, float, int] | None = None  # an app zygote's memoryMB, cpu, maxPids
+
+    @property
+    def trusted(self) -> bool:
+        """A zygote that never runs app code (its children do, after they fork)."""
+        return self.preinit is None
+
+
+def _ppid(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    # the command name may hold spaces and parentheses: fields follow the last ")"
+    return int(stat[stat.rindex(b")") + 2:].split()[1])
+
+
+def _exited(pidfd: int) -> bool:
+    return bool(select.select([pidfd], [], [], 0)[0])
 
 
 class Zygote:
-    def __init__(self, spec: ZygoteSpec, *, rlimit_memory: bool) -> None:
+    def __init__(self, spec: ZygoteSpec, *, rlimit_memory: bool, cgroup: Cgroup | None = None,
+                 init_timeout: float = 60.0) -> None:
         self.spec = spec
+        self.cgroup = cgroup  # an app zygote's own, with the app's limits
+        self.init_timeout = init_timeout
         self._rlimit_memory = rlimit_memory
         self._proc: subprocess.Popen | None = None
         self._ctl: socket.socket | None = None
         self._tokens = itertools.count(1)
-        self._forks: dict[int, asyncio.Future[int]] = {}
+        self._forks: dict[int, asyncio.Future[tuple[int, int]]] = {}
         self._exits: dict[int, asyncio.Future[int]] = {}
         self._hello: asyncio.Future[control.Hello] | None = None
         self._lock = asyncio.Lock()
+        self._failure: InvocationError | None = None  # why the last one was stopped
 
     @property
     def pid(self) -> int | None:
@@ -81,6 +134,11 @@ class Zygote:
             if self.spec.sandbox:
                 env["SKIFF_SANDBOX"] = self.spec.sandbox.decode()
                 env["SKIFF_SANDBOX_NETWORK"] = "1" if self.spec.network else "0"
+            if self.cgroup is not None:
+                self.cgroup.kill_all()  # what a previous zygote of this app left behind
+                # the zygote joins its cgroup itself, first thing, before any app code
+                env["SKIFF_CGROUP_PROCS"] = ",".join(self.cgroup.procs)
+            self._failure = None
             self._proc = subprocess.Popen(
                 [self.spec.python, "-I", "-m", "skiff.instance.zygote", str(theirs.fileno())],
                 pass_fds=[theirs.fileno()], env=env, stdin=subprocess.DEVNULL,
@@ -90,10 +148,25 @@ class Zygote:
             self._hello = loop.create_future()
             loop.add_reader(ours.fileno(), self._on_readable, ours)
             self._ctl = ours
+            wait = self.init_timeout if not self.spec.trusted else PLATFORM_ZYGOTE_START
             try:
-                hello = await asyncio.wait_for(self._hello, 120)
-            except (TimeoutError, ConnectionError) as exc:
+                hello = await asyncio.wait_for(self._hello, wait)
+            except TimeoutError:
                 self._drop(ours)
+                if self.spec.trusted:
+                    raise InvocationError(f"the zygote for environment {self.spec.key} did not "
+                                          f"start within {wait:g}s", code="zygote_failed") from None
+                raise DeployError(
+                    f"pre-initialization did not finish within {wait:g}s and was stopped (make "
+                    "the init faster, or raise SKIFF_INIT_TIMEOUT)", code="init_timeout") from None
+            except ConnectionError as exc:
+                self._drop(ours)
+                if self.cgroup is not None and self.cgroup.oom_killed():
+                    raise DeployError(
+                        f"pre-initialization exceeded the app's memory limit of "
+                        f"{self.spec.limits[0] if self.spec.limits else '?'} MB and was stopped "
+                        "(raise spec.resources.memoryMB or use less memory at init)",
+                        code="memory_limit") from None
                 raise InvocationError(
                     f"the zygote for environment {self.spec.key} did not start: {exc}",
                     code="zygote_failed") from None
@@ -102,10 +175,14 @@ class Zygote:
                 message, _, tb = hello.error.partition("\n")
                 raise DeployError(f"pre-initialization failed: {message}", code="init_failed",
                                   traceback=tb)
+            if self.cgroup is not None and self._proc.pid not in self.cgroup.pids():
+                self._drop(ours)  # its limits would not hold: refuse to fork from it
+                raise InvocationError(f"the zygote for {self.spec.key} is not in its cgroup",
+                                      code="zygote_failed")
             return ours
 
     def _on_readable(self, ctl: socket.socket) -> None:
-        while True:
+        for _ in range(CONTROL_BURST):
             try:
                 data = ctl.recv(4096)
             except BlockingIOError:
@@ -115,26 +192,76 @@ class Zygote:
             if not data:
                 self._drop(ctl)
                 return
-            msg = control.decode(data)
-            if isinstance(msg, control.Forked):
-                fut = self._forks.pop(msg.token, None)
-                if fut and not fut.done():
-                    fut.set_result(msg.pid)
-            elif isinstance(msg, control.Exited):
-                done = self.exit_future(msg.pid)
+            try:
+                self._handle(control.decode(data))
+            except (ZygoteLied, msgspec.DecodeError) as exc:
+                self._caught_lying(ctl, str(exc) or "it sent a malformed control message")
+                return
+
+    def _handle(self, msg: control.ControlMessage) -> None:
+        if isinstance(msg, control.Forked):
+            fut = self._forks.get(msg.token)
+            if fut is None or fut.done():
+                return
+            if msg.pid == 0:
+                del self._forks[msg.token]
+                fut.set_exception(ConnectionError("the zygote could not fork"))
+                return
+            try:  # a lie propagates with the fork still waiting: _drop fails it
+                result = (msg.pid, self._adopt(msg.pid))
+            except ProcessLookupError:
+                fut.set_exception(ConnectionError(f"instance {msg.pid} exited at once"))
+                return
+            del self._forks[msg.token]
+            fut.set_result(result)
+        elif isinstance(msg, control.Exited):
+            if self.spec.trusted and msg.pid in self._exits:  # exit codes, for messages only
+                done = self._exits[msg.pid]
                 if not done.done():
                     done.set_result(msg.returncode)
-            elif isinstance(msg, control.Hello) and self._hello and not self._hello.done():
-                self._hello.set_result(msg)
+        elif isinstance(msg, control.Hello) and self._hello and not self._hello.done():
+            self._hello.set_result(msg)
+
+    def _adopt(self, pid: int) -> int:
+        """A pidfd for ``pid`` once the kernel confirms it is our zygote's child:
+        checked before opening (a pid the zygote made up) and after (a pid reused
+        in between), so the pidfd is of that child."""
+        zygote = self.pid
+        if zygote is None or pid < 0 or pid == os.getpid():
+            raise ZygoteLied(f"it reported pid {pid} as its new instance")
+        if _ppid(pid) != zygote:
+            if _ppid(pid) is None:
+                raise ProcessLookupError(pid)
+            raise ZygoteLied(f"it reported pid {pid}, which is not its child, as its new instance")
+        pidfd = os.pidfd_open(pid)
+        if _ppid(pid) != zygote:
+            os.close(pidfd)
+            raise ZygoteLied(f"pid {pid} stopped being its child while it was adopted")
+        return pidfd
+
+    def distrust(self, what: str) -> None:
+        """An instance of ours showed the zygote lied: stop it whole."""
+        if self._ctl is not None:
+            self._caught_lying(self._ctl, what)
+        else:
+            self.kill()
+
+    def _caught_lying(self, ctl: socket.socket, what: str) -> None:
+        print(f"skiff: zygote {self.spec.key} lied ({what}); it was stopped", file=sys.stderr)
+        self._failure = InvocationError(
+            f"the zygote of {self.spec.key} was stopped: {what} (an app's init must not "
+            "tamper with the platform's runtime)", code="zygote_untrusted")
+        self._drop(ctl)
 
     def _drop(self, ctl: socket.socket) -> None:
-        """The zygote went away: fail what waits on it; the next fork restarts it."""
+        """The zygote went away (or was stopped): kill it whole, fail what waits on it;
+        the next fork restarts it."""
         if self._ctl is ctl:
             self._ctl = None
         with contextlib.suppress(Exception):
             asyncio.get_running_loop().remove_reader(ctl.fileno())
         ctl.close()
-        err = ConnectionError("zygote exited")
+        err: Exception = self._failure or ConnectionError("zygote exited")
         for fut in [*self._forks.values(), self._hello]:
             if fut is not None and not fut.done():
                 fut.set_exception(err)
@@ -142,6 +269,13 @@ class Zygote:
         for _pid, fut in self._exits.items():
             if not fut.done():
                 fut.set_result(-signal.SIGKILL)
+        self.kill()
+
+    def kill(self) -> None:
+        """The zygote and everything in its cgroup (what its init started, setsid
+        or not); its instances die with it (they have it as parent-death signal)."""
+        if self.cgroup is not None:
+            self.cgroup.kill_all()
         if self._proc is not None:
             with contextlib.suppress(Exception):
                 self._proc.kill()
@@ -156,11 +290,12 @@ class Zygote:
     def token(self) -> int:
         return next(self._tokens)
 
-    async def fork(self, msg: control.Fork) -> tuple[int, socket.socket]:
+    async def fork(self, msg: control.Fork) -> tuple[int, int, socket.socket]:
+        """Fork an instance: its pid, a pidfd for it, and the gateway's end of its socket."""
         ctl = await self._ensure()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         token = msg.token
-        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[tuple[int, int]] = asyncio.get_running_loop().create_future()
         self._forks[token] = fut
         try:
             for _ in range(10_000):  # a burst of forks can fill the socket: wait for room
@@ -175,11 +310,18 @@ class Zygote:
         finally:
             theirs.close()
         try:
-            pid = await asyncio.wait_for(fut, 30)
-        except (TimeoutError, ConnectionError) as exc:
+            pid, pidfd = await asyncio.wait_for(fut, 30)
+        except InvocationError:
+            ours.close()
+            raise
+        except (TimeoutError, ConnectionError, OSError) as exc:
             ours.close()
             raise InvocationError(f"could not fork an instance: {exc}", code="zygote_failed") from None
-        return pid, ours
+        finally:
+            self._forks.pop(token, None)
+        if self.spec.trusted:
+            self.exit_future(pid)  # only now does an Exited for this pid mean anything
+        return pid, pidfd, ours
 
     def forget(self, pid: int) -> None:
         self._exits.pop(pid, None)
@@ -187,6 +329,24 @@ class Zygote:
     async def close(self) -> None:
         if self._ctl is not None:
             self._drop(self._ctl)
+        else:
+            self.kill()
+        if self.cgroup is not None:
+            await _until_empty(self.cgroup)
+            self.cgroup.remove()
+
+
+KILL_POLL = 0.02  # seconds between looks at a killed cgroup; backs off to 1 s
+
+
+async def _until_empty(cgroup: Cgroup) -> None:
+    """Kill until the kernel lists no process in ``cgroup`` (a process in
+    uninterruptible sleep dies when it wakes: keep looking, less often)."""
+    delay = KILL_POLL
+    while not cgroup.empty():
+        cgroup.kill_all()
+        await asyncio.sleep(delay)
+        delay = min(1.0, delay * 1.5)
 
 
 class _Expired(Exception):
@@ -201,23 +361,32 @@ def _expire(fut: asyncio.Future) -> None:
 class Instance:
     """One instance process as the gateway sees it."""
 
-    def __init__(self, pid: int, sock: socket.socket, zygote: Zygote, cgroup: Cgroup | None) -> None:
+    def __init__(self, pid: int, sock: socket.socket, zygote: Zygote, cgroup: Cgroup | None,
+                 *, pidfd: int, grace: float = 10.0) -> None:
         self.pid = pid
         self.id = f"i-{pid}"
         self.zygote = zygote
         self.cgroup = cgroup
+        self.grace = grace  # seconds a stopping instance gets before it is killed
+        self._pidfd = pidfd
         self._sock = sock
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._pending: dict[str, asyncio.Future] = {}
         self._ready: asyncio.Future | None = None
         self._task: asyncio.Task | None = None
+        self._exited: asyncio.Future[None] | None = None  # the pidfd fired
+        self._calls = 0  # skiff.sdk calls being answered
+        self._call_done = asyncio.Event()
+        self._overdue: asyncio.TimerHandle | None = None
         self.on_log: LogSink | None = None
         self.on_exit: Callable[[Instance], None] | None = None  # the pool's
         self.on_death: Callable[[Instance], None] | None = None  # the platform's, for logs
         self.on_call: CallHandler | None = None  # the platform's, for skiff.sdk
+        self.after_gone: Callable[[Instance], None] | None = None  # the launcher's
         self.memory_mb = 0
-        self.dead = False
+        self.dead = False  # out of rotation (it may still be running until ``gone``)
+        self.gone = False  # the kernel says no process of it is left
         self.exit_reason: InvocationError | None = None
         # scheduling state, owned by the pool
         self.app = ""
@@ -234,8 +403,27 @@ class Instance:
         self.log_window, self.log_lines = 0, 0  # the platform's output rate limit
 
     async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._exited = loop.create_future()
+        loop.add_reader(self._pidfd, self._on_pidfd)
         self._reader, self._writer = await asyncio.open_unix_connection(sock=self._sock)
+        # replies the instance has not read: drain() waits above this (see MAX_UNREAD_REPLIES)
+        self._writer.transport.set_write_buffer_limits(high=MAX_UNREAD_REPLIES)
         self._task = asyncio.ensure_future(self._read_loop())
+
+    def _on_pidfd(self) -> None:
+        with contextlib.suppress(Exception):
+            asyncio.get_running_loop().remove_reader(self._pidfd)
+        self.dead = True
+        if self._exited is not None and not self._exited.done():
+            self._exited.set_result(None)
+        # the socket normally ends with the process; if something else holds its
+        # other end (a grandchild, a zygote that kept it), end it here
+        asyncio.get_running_loop().call_later(EXIT_SETTLE, self._abort_socket)
+
+    def _abort_socket(self) -> None:
+        if self._writer is not None and not self.gone:
+            self._writer.transport.abort()
 
     async def bind(self, load: p.Load, init_timeout: float) -> p.Ready:
         """Turn a generic instance into an instance of ``load.app``."""
@@ -250,7 +438,8 @@ class Instance:
             msg = await asyncio.wait_for(self._ready, init_timeout)
         except TimeoutError:
             self.kill()
-            raise DeployError(f"app {load.app} did not finish its init within {init_timeout:g}s",
+            raise DeployError(f"app {load.app} did not finish its init within {init_timeout:g}s "
+                              "(make the init faster, or raise SKIFF_INIT_TIMEOUT)",
                               code="init_timeout") from None
         except InvocationError as exc:
             raise DeployError(f"app {load.app} failed during init: {exc.message}",
@@ -258,6 +447,15 @@ class Instance:
         if isinstance(msg, p.InitFailed):
             raise DeployError(f"app {load.app} failed to load: {msg.message}",
                               code="init_failed", traceback=msg.traceback)
+        if (not self.zygote.spec.trusted and self.cgroup is not None
+                and self.pid not in self.cgroup.pids()):
+            # an app zygote's child joins its cgroup before anything else: one that did
+            # not (or a pid that is not the instance) means the zygote's code was changed
+            self.zygote.distrust(f"its instance {self.pid} is not in the instance's cgroup")
+            self.kill()
+            raise DeployError(f"app {load.app}: its zygote was stopped: its instance is not "
+                              "where the platform put it (an app's init must not tamper with "
+                              "the platform's runtime)", code="zygote_untrusted")
         self.kind = msg.kind
         self.init_ms = msg.init_ms
         return msg
@@ -290,11 +488,18 @@ class Instance:
         return out
 
     async def _read_loop(self) -> None:
-        assert self._reader is not None
-        reader = self._reader
+        assert self._reader is not None and self._writer is not None
+        reader, writer = self._reader, self._writer
+        transport = writer.transport
         decode = p.decode_from_instance
         try:
             while True:
+                # back-pressure: an instance that does not read its replies is not read from
+                while self._calls >= MAX_CALLS_IN_FLIGHT:
+                    self._call_done.clear()
+                    await self._call_done.wait()
+                if transport.get_write_buffer_size() > MAX_UNREAD_REPLIES:
+                    await writer.drain()
                 head = await reader.readexactly(4)
                 size = int.from_bytes(head, "big")
                 if size > MAX_FRAME:  # never buffer an app's unbounded output in the gateway
@@ -312,6 +517,7 @@ class Instance:
                     if self.on_log is not None:
                         self.on_log(self, msg)
                 elif isinstance(msg, p.Call):
+                    self._calls += 1
                     asyncio.ensure_future(self._answer(msg))
                 elif self._ready is not None and not self._ready.done():
                     self._ready.set_result(msg)
@@ -320,19 +526,48 @@ class Instance:
         await self._died()
 
     async def _answer(self, call: p.Call) -> None:
-        if self.on_call is None:
-            result = p.CallResult(id=call.id, ok=False, code="not_supported",
-                                  message="this platform serves no skiff.sdk calls")
-        else:
-            result = await self.on_call(self, call)
-        if self._writer is not None and not self.dead:
-            self._writer.write(p.encode(result))
+        try:
+            if self.on_call is None:
+                result = p.CallResult(id=call.id, ok=False, code="not_supported",
+                                      message="this platform serves no skiff.sdk calls")
+            else:
+                result = await self.on_call(self, call)
+            if self._writer is not None and not self.dead:
+                self._writer.write(p.encode(result))
+        finally:
+            self._calls -= 1
+            self._call_done.set()
+
+    async def _wait_exit(self, timeout: float | None) -> bool:
+        assert self._exited is not None
+        if not self._exited.done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._exited), timeout)
+        return self._exited.done()
 
     async def _died(self) -> None:
+        """The instance's socket ended. Whatever the process does now, it is stopped
+        whole, and counts as alive (for the pool) until the kernel says it is gone."""
         self.dead = True
+        settle = self.grace if self.draining and self.exit_reason is None else EXIT_SETTLE
+        if not await self._wait_exit(settle) and self.exit_reason is None:
+            self.exit_reason = InvocationError(
+                "the instance broke its connection to the platform (closed it or sent a "
+                "malformed frame) and was stopped", code="instance_crashed")
+        self.kill()  # also whatever it left running in its cgroup
+        await self._wait_exit(None)
+        if self.cgroup is not None:
+            await _until_empty(self.cgroup)
+        # -1 at once: a kill() during the awaits below must not signal a reused fd number
+        pidfd, self._pidfd = self._pidfd, -1
+        os.close(pidfd)
+        if self._overdue is not None:
+            self._overdue.cancel()
         returncode: int | None = None
-        with contextlib.suppress(TimeoutError):
-            returncode = await asyncio.wait_for(asyncio.shield(self.zygote.exit_future(self.pid)), 2)
+        if self.zygote.spec.trusted:  # the platform's own zygote: its exit code, for the message
+            with contextlib.suppress(TimeoutError):
+                returncode = await asyncio.wait_for(
+                    asyncio.shield(self.zygote.exit_future(self.pid)), 2)
         self.zygote.forget(self.pid)
         if self.exit_reason is not None:  # the gateway stopped it, and said why
             err = self.exit_reason
@@ -343,9 +578,12 @@ class Instance:
         elif returncode is not None and returncode < 0:
             name = signal.Signals(-returncode).name if -returncode in signal.valid_signals() else -returncode
             err = InvocationError(f"the instance was killed by {name}", code="instance_crashed")
-        else:
+        elif returncode is not None:
             err = InvocationError(f"the instance exited (exit code {returncode}) while handling "
                                   "the request", code="instance_crashed")
+        else:
+            err = InvocationError("the instance exited while handling the request",
+                                  code="instance_crashed")
         self.exit_reason = err
         for fut in [*self._pending.values(), self._ready]:
             if fut is not None and not fut.done():
@@ -353,25 +591,41 @@ class Instance:
         if self._writer is not None:
             self._writer.close()
         if self.cgroup is not None:
-            # the kernel refuses rmdir until the last task is gone; exit_future says it is
             self.cgroup.remove()
+        self.gone = True
+        if self.after_gone is not None:
+            self.after_gone(self)
         if self.on_exit is not None:
             self.on_exit(self)
         if self.on_death is not None and self.app:
             self.on_death(self)
 
     def kill(self) -> None:
+        """Stop it now: every process in its cgroup, and the process itself through
+        its pidfd (never a pid an app process could have chosen)."""
         self.dead = True  # take it out of rotation now; _died() follows on EOF
         if self.cgroup is not None:
             self.cgroup.kill_all()  # the instance and everything it forked
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, signal.SIGKILL)
+        if self._pidfd >= 0:
+            with contextlib.suppress(OSError):
+                signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
 
     def shutdown(self) -> None:
-        """Ask the instance to finish its in-flight work and exit."""
+        """Ask the instance to finish its in-flight work and exit; it is killed if it
+        has not within ``grace`` seconds."""
         self.draining = True
         if self._writer is not None and not self.dead:
             self._writer.write(p.encode(p.Shutdown()))
+        if self._overdue is None and not self.gone:
+            self._overdue = asyncio.get_running_loop().call_later(self.grace, self._stop_overdue)
+
+    def _stop_overdue(self) -> None:
+        if not self.gone:
+            if self.exit_reason is None:
+                self.exit_reason = InvocationError(
+                    f"the instance did not exit within {self.grace:g}s of being asked to stop "
+                    "and was killed (SKIFF_STOP_GRACE)", code="stop_timeout")
+            self.kill()
 
 
 class Launcher:
@@ -380,13 +634,19 @@ class Launcher:
     request path)."""
 
     def __init__(self, cgroups: CgroupManager, *, spares: int = 2,
-                 namespaces: bool = False) -> None:
+                 namespaces: bool = False, init_timeout: float = 60.0,
+                 stop_grace: float = 10.0) -> None:
         self.cgroups = cgroups
         self.spares = spares
         self.namespaces = namespaces  # can we create namespaces (root)?
+        self.init_timeout = init_timeout  # an app zygote's init (instances get theirs from bind)
+        self.stop_grace = stop_grace
         self._zygotes: dict[str, Zygote] = {}
         self._spares: dict[tuple[str, str], deque[Instance]] = {}
         self._refilling: set[tuple[str, str]] = set()
+        self._live: set[Instance] = set()  # forked and not yet gone
+        self._closing: set[asyncio.Task] = set()
+        self._retiring: set[Zygote] = set()  # retired, closed once their grace is over
         self.on_log: LogSink | None = None
         self.on_death: Callable[[Instance], None] | None = None
         self.on_call: CallHandler | None = None
@@ -394,7 +654,15 @@ class Launcher:
     def zygote(self, spec: ZygoteSpec) -> Zygote:
         z = self._zygotes.get(spec.key)
         if z is None:
-            z = self._zygotes[spec.key] = Zygote(spec, rlimit_memory=not self.cgroups.available)
+            cgroup = None
+            if not spec.trusted and spec.limits is not None:
+                # the app's own limits hold while its init runs in the zygote
+                cgroup = self.cgroups.create(f"{spec.key.replace('/', '_')}-zygote")
+                if cgroup is not None:
+                    cgroup.limit(*spec.limits)
+            z = self._zygotes[spec.key] = Zygote(
+                spec, rlimit_memory=not self.cgroups.available, cgroup=cgroup,
+                init_timeout=self.init_timeout)
         return z
 
     async def _fork(self, zygote: Zygote, spec: ZygoteSpec) -> Instance:
@@ -409,15 +677,18 @@ class Launcher:
         msg = control.Fork(token=token, cgroup_procs=cgroup.procs if cgroup else [],
                            namespaces=ns, network=ns and spec.profile == "strict")
         try:
-            pid, sock = await zygote.fork(msg)
+            pid, pidfd, sock = await zygote.fork(msg)
         except BaseException:
             if cgroup is not None:
+                cgroup.kill_all()  # a child that was forked but not adopted
                 cgroup.remove()
             raise
-        inst = Instance(pid, sock, zygote, cgroup)
+        inst = Instance(pid, sock, zygote, cgroup, pidfd=pidfd, grace=self.stop_grace)
         inst.on_log = self.on_log
         inst.on_death = self.on_death
         inst.on_call = self.on_call
+        inst.after_gone = self._live.discard
+        self._live.add(inst)
         await inst.start()
         return inst
 
@@ -473,18 +744,29 @@ class Launcher:
             for inst in self._spares.pop(pool_key):
                 inst.kill()
         if zygote is not None:
-            asyncio.get_running_loop().call_later(
-                grace, lambda: asyncio.ensure_future(zygote.close()))
+            self._retiring.add(zygote)
+            asyncio.get_running_loop().call_later(grace, self._close_zygote, zygote)
+
+    def _close_zygote(self, zygote: Zygote) -> None:
+        if zygote not in self._retiring:
+            return  # the launcher closed it already
+        self._retiring.discard(zygote)
+        task = asyncio.ensure_future(zygote.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     def stats(self) -> dict:
         return {key: {"zygote_pid": z.pid,
                       "spares": {p: len(q) for (k, p), q in self._spares.items() if k == key}}
                 for key, z in self._zygotes.items()}
 
-    async def close(self) -> None:
-        for spares in self._spares.values():
-            for inst in spares:
-                inst.kill()
-        for z in self._zygotes.values():
-            await z.close()
+    async def close(self, wait: float = 5.0) -> None:
+        """Stop everything: every instance and zygote, killed whole, then their cgroups."""
+        for inst in list(self._live):
+            inst.kill()
+        closing = [z.close() for z in [*self._zygotes.values(), *self._retiring]]
+        self._retiring.clear()
+        live = [asyncio.ensure_future(i._wait_exit(wait)) for i in self._live]
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*closing, *live, *self._closing), wait)
         self.cgroups.close()

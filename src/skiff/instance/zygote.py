@@ -115,8 +115,17 @@ def _sandbox_zygote() -> None:
     worker.mark_sandboxed()
 
 
+def _join_cgroup() -> None:
+    """An app zygote joins the app's cgroup before it runs anything else (its
+    init is app code, and the app's limits must hold while it runs)."""
+    for procs in filter(None, os.environ.pop("SKIFF_CGROUP_PROCS", "").split(",")):
+        with open(procs, "w") as f:
+            f.write(str(os.getpid()))
+
+
 def main(fd: int) -> None:
     control.die_with_parent()
+    _join_cgroup()
     ctl = socket.socket(fileno=fd)
     extra = [m for m in os.environ.get("SKIFF_PRELOAD", "").split(",") if m]
     _preload(extra)
@@ -169,13 +178,17 @@ def main(fd: int) -> None:
                 for extra_fd in fds:
                     os.close(extra_fd)
                 continue
-            pid = os.fork()
+            try:
+                pid = os.fork()
+            except OSError:  # e.g. an app zygote at its pids limit: this fork fails, not us
+                pid = -1
             if pid == 0:
                 _child(fds[0], msg, ctl, sel, wake_r, wake_w)
             for extra_fd in fds:
                 os.close(extra_fd)
-            children.add(pid)
-            ctl.send(control.encode(control.Forked(token=msg.token, pid=pid)))
+            if pid > 0:
+                children.add(pid)
+            ctl.send(control.encode(control.Forked(token=msg.token, pid=max(pid, 0))))
 
 
 def _reap(ctl: socket.socket, children: set[int]) -> None:

@@ -24,6 +24,7 @@ class PoolView:
     min_instances: int
     max_instances: int
     idle_timeout: float
+    stopping: int = 0  # asked to stop or killed, not yet gone: they still hold a slot
 
 
 @dataclass(frozen=True)
@@ -37,14 +38,14 @@ def plan(pool: PoolView, now: float) -> Plan:
 
     Start enough to absorb the waiting requests (beyond what instances already
     starting will absorb), and up to ``min_instances``; never beyond
-    ``max_instances``. Stop instances idle for longer than ``idle_timeout``,
+    ``max_instances``, which counts instances still stopping. Stop instances idle for longer than ``idle_timeout``,
     longest idle first, but keep ``min_instances``.
     """
     total = len(pool.instances) + pool.starting
     free = sum(max(0, pool.concurrency - i.inflight) for i in pool.instances)
     unserved = max(0, pool.waiting - free - pool.starting * pool.concurrency)
     want = max(math.ceil(unserved / pool.concurrency), pool.min_instances - total)
-    start = max(0, min(want, pool.max_instances - total))
+    start = max(0, min(want, pool.max_instances - total - pool.stopping))
 
     idle = sorted((i for i in pool.instances
                    if i.inflight == 0 and now - i.idle_since >= pool.idle_timeout),

@@ -1,5 +1,11 @@
 """Per-app instance pools: admission, per-instance concurrency, the bounded wait
-queue (then 429), min instances and idle scale-to-zero."""
+queue (then 429), min instances and idle scale-to-zero.
+
+An instance holds its slot under ``maxInstances`` from the moment it starts
+until the kernel says it is gone: one asked to stop, or killed, still runs
+until then. A request may always wait for a slot that an instance starting (or
+yet to start, within ``maxInstances``) will offer; ``maxQueue`` bounds only the
+requests waiting beyond those."""
 
 from __future__ import annotations
 
@@ -98,8 +104,17 @@ class Pool:
                 return inst
         return None
 
+    def _stopping(self) -> int:
+        return len(self.draining) + sum(1 for i in self.instances if i.dead)
+
+    def _coming(self) -> int:
+        """Requests that instances starting, or free to start, will take."""
+        t = self.target
+        held = sum(1 for i in self.instances if not i.dead) + self._stopping()
+        return max(0, t.max_instances - held) * (t.concurrency or self.learned_concurrency)
+
     async def _wait_for_instance(self) -> Instance:
-        if len(self.waiters) >= self.target.max_queue:
+        if len(self.waiters) >= self.target.max_queue + self._coming():
             self.stats.throttled += 1
             raise TooManyRequests(
                 f"app {self.target.app} is at its maxInstances ({self.target.max_instances}) and "
@@ -147,7 +162,8 @@ class Pool:
             starting=self.starting, waiting=sum(1 for f in self.waiters if not f.done()),
             concurrency=t.concurrency or self.learned_concurrency,
             min_instances=warm_minimum(t.min_instances, t.warm, datetime.now()),
-            max_instances=t.max_instances, idle_timeout=t.idle_timeout)
+            max_instances=t.max_instances, idle_timeout=t.idle_timeout,
+            stopping=self._stopping())
 
     def rescale(self, now: float | None = None) -> Plan:
         decision = plan(self.view(), time.monotonic() if now is None else now)
