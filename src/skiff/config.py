@@ -29,6 +29,7 @@ class Config:
     header_timeout: float = 10.0  # seconds from connect (or keep-alive) to a complete head
     max_connections: int = 0  # 0: half the open-files limit (the rest is for instances)
     static_cache_bytes: int = 64 * 1024 * 1024  # small static files held, over all apps
+    max_buffered_bytes: int = 512 * 1024 * 1024  # request bodies held at once, over all
     # deploy uploads
     max_app_bytes: int = 250 * 1024 * 1024  # expanded size; Lambda's unzipped limit
     max_app_files: int = 10_000
@@ -52,6 +53,7 @@ class Config:
             max_header_bytes=int(given.pop("max_header_bytes", _env("MAX_HEADER_BYTES", str(32 << 10)))),  # type: ignore[arg-type]
             header_timeout=float(given.pop("header_timeout", _env("HEADER_TIMEOUT", "10"))),  # type: ignore[arg-type]
             max_connections=int(given.pop("max_connections", _env("MAX_CONNECTIONS", "0"))),  # type: ignore[arg-type]
+            max_buffered_bytes=int(given.pop("max_buffered_bytes", _env("MAX_BUFFERED_BYTES", str(512 << 20)))),  # type: ignore[arg-type]
             static_cache_bytes=int(given.pop("static_cache_bytes", _env("STATIC_CACHE_BYTES", str(64 << 20)))),  # type: ignore[arg-type]
             max_app_bytes=int(given.pop("max_app_bytes", _env("MAX_APP_BYTES", str(250 << 20)))),  # type: ignore[arg-type]
             max_app_files=int(given.pop("max_app_files", _env("MAX_APP_FILES", "10000"))),  # type: ignore[arg-type]

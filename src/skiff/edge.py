@@ -21,7 +21,9 @@ make the gateway hold is bounded:
 from __future__ import annotations
 
 import asyncio
+import json
 import resource
+import uuid
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
@@ -74,7 +76,7 @@ class EdgeProtocol(HttpToolsProtocol):
         self._fields = 0
         self._admin_only = False
         self._timer: asyncio.TimerHandle | None = None
-        self._rejection: tuple[int, str] | None = None
+        self._rejection: tuple[int, str, str] | None = None
 
     # -- connection accounting -------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -118,13 +120,18 @@ class EdgeProtocol(HttpToolsProtocol):
             self.transport.close()
 
     # -- timeouts ----------------------------------------------------------------------
+    def _idle(self) -> bool:
+        """No request of this connection is being answered (a pipelined one may be)."""
+        return self.cycle is None or self.cycle.response_complete
+
     def _head_timeout(self) -> None:
         self._timer = None
-        if self.transport.is_closing() or not self._in_head:
+        if self.transport.is_closing() or not self._in_head or not self._idle():
             return
         self.limits.timed_out += 1
         if self._head_bytes:
-            self._reject(408, "the request head did not arrive in time")
+            self._reject(408, "request_timeout", "the request head did not arrive within "
+                         f"{self.limits.header_timeout:g} s (SKIFF_HEADER_TIMEOUT)")
         else:
             self._close()  # an idle connection: nothing to answer
 
@@ -135,14 +142,19 @@ class EdgeProtocol(HttpToolsProtocol):
             return
         self.limits.timed_out += 1
         if not cycle.response_started:
-            self._reject(408, "the request body stopped arriving")
+            self._reject(408, "request_timeout", "the request body stopped arriving for "
+                         f"{self.limits.header_timeout:g} s (SKIFF_HEADER_TIMEOUT)")
         else:
             self._close()
 
-    def _reject(self, status: int, message: str) -> None:
-        body = message.encode()
+    def _reject(self, status: int, code: str, message: str) -> None:
+        """Answer in Skiff's error format and close: the request never reached the app."""
+        rid = str(uuid.uuid4())
+        body = json.dumps({"error": {"code": code, "message": message,
+                                     "request_id": rid}}).encode()
         head = [STATUS_LINE[status]]
-        head += [b"content-type: text/plain; charset=utf-8\r\n",
+        head += [b"content-type: application/json\r\n",
+                 b"x-skiff-request-id: " + rid.encode() + b"\r\n",
                  b"content-length: " + str(len(body)).encode() + b"\r\n",
                  b"connection: close\r\n\r\n", body]
         self.transport.write(b"".join(head))
@@ -163,15 +175,19 @@ class EdgeProtocol(HttpToolsProtocol):
 
     def send_400_response(self, msg: str) -> None:
         if self._rejection is not None:  # our callback stopped the parser
-            status, message = self._rejection
-            self._reject(status, message)
+            self._reject(*self._rejection)
         else:
-            super().send_400_response(msg)
+            self._reject(400, "bad_request", "the request is not valid HTTP/1.1 (a header "
+                         "with a control character, a bad request line or framing)")
 
     def _too_large(self) -> None:
         self.limits.too_large += 1
-        self._reject(431, f"the request head is over {self.limits.max_header_bytes} bytes or "
-                          f"{MAX_HEADERS} header fields")
+        self._reject(431, *self._head_limit())
+
+    def _head_limit(self) -> tuple[str, str]:
+        return ("request_head_too_large", f"the request head is over "
+                f"{self.limits.max_header_bytes} bytes (SKIFF_MAX_HEADER_BYTES) or "
+                f"{MAX_HEADERS} header fields")
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -180,8 +196,8 @@ class EdgeProtocol(HttpToolsProtocol):
     def on_url(self, url: bytes) -> None:
         self._field_bytes += len(url)
         if self._field_bytes > self.limits.max_header_bytes:
-            self._rejection = (414, f"the request line is over {self.limits.max_header_bytes} "
-                                    "bytes")
+            self._rejection = (414, "request_line_too_long", "the request line is over "
+                               f"{self.limits.max_header_bytes} bytes (SKIFF_MAX_HEADER_BYTES)")
             raise _HeadTooLarge
         super().on_url(url)
 
@@ -190,8 +206,7 @@ class EdgeProtocol(HttpToolsProtocol):
         self._field_bytes += len(name) + len(value) + 4
         if self._fields > MAX_HEADERS or self._field_bytes > self.limits.max_header_bytes:
             self.limits.too_large += 1
-            self._rejection = (431, f"the request head is over {self.limits.max_header_bytes} "
-                                    f"bytes or {MAX_HEADERS} header fields")
+            self._rejection = (431, *self._head_limit())
             raise _HeadTooLarge
         super().on_header(name, value)
 
@@ -217,7 +232,7 @@ class EdgeProtocol(HttpToolsProtocol):
         super().on_response_complete()
         if self.transport.is_closing():
             return
-        if self._in_head and not self.pipeline:
+        if self._in_head and not self.pipeline and self._idle():
             # ready for the next request: uvicorn's keep-alive timer closes an idle
             # connection, and ours bounds a head that then trickles in
             self._wait_for_head()

@@ -50,11 +50,13 @@ _FORWARDING = frozenset({"forwarded", "x-forwarded-for", "x-forwarded-proto", "x
 def error_response(exc: SkiffError, request_id: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     body = exc.to_dict()
     body["error"]["request_id"] = request_id
-    headers = [(b"content-type", b"application/json"), (b"x-skiff-request-id", request_id.encode())]
+    data = _json.encode(body)
+    headers = [(b"content-type", b"application/json"), (b"x-skiff-request-id", request_id.encode()),
+               (b"content-length", str(len(data)).encode())]
     retry = exc.details.get("retry_after")
     if retry is not None:
         headers.append((b"retry-after", str(retry).encode()))
-    return exc.status, headers, _json.encode(body)
+    return exc.status, headers, data
 
 
 async def _send(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
@@ -111,6 +113,9 @@ class Gateway:
         self.admin = admin
         config = platform.config
         self.static_cache = StaticCache(config.static_cache_bytes)
+        # Bodies are read whole before an instance is picked; 10,000 connections of
+        # 6 MiB each would be 60 GB. One budget over all requests bounds them.
+        self._body_budget = [config.max_buffered_bytes]
         # uvicorn's own rules for X-Forwarded-For/-Proto, applied only to the
         # proxies the operator named (uvicorn's default trusts 127.0.0.1)
         self._proxies = (ProxyHeadersMiddleware(self._http, config.forwarded_allow_ips)
@@ -164,6 +169,7 @@ class Gateway:
             elif k == b"traceparent":
                 traceparent = v.decode("latin-1")
         rid = platform.new_request_id()
+        held = [0]  # body bytes this request holds of the budget
         if "\x00" in path:  # no route, file or app path has one; file APIs raise on it
             await _send(send, *error_response(SkiffError(
                 "the request path has a NUL byte (%00)", code="bad_path", status=400), rid))
@@ -187,7 +193,8 @@ class Gateway:
                     return
             if app.pool is None:
                 raise NotFound(f"app {app.name} has no file at {match.path!r}", code="not_found")
-            body = await self._body(receive, platform.config.max_body_bytes)
+            body = await self._body(receive, platform.config.max_body_bytes, held,
+                                    self._body_budget)
             if body is None:
                 return
             scheme = scope.get("scheme", "http")
@@ -213,6 +220,8 @@ class Gateway:
         except SkiffError as exc:
             await _send(send, *error_response(exc, rid))
             return
+        finally:
+            self._body_budget[0] += held[0]
         await _send(send, *answer)
 
     async def _static(self, send: Send, f: StaticFile, inm: str | None, method: str,
@@ -246,7 +255,11 @@ class Gateway:
             await send({"type": "http.response.body", "body": chunk, "more_body": sent < f.size})
 
     @staticmethod
-    async def _body(receive: Receive, limit: int) -> bytes | None:
+    async def _body(receive: Receive, limit: int, held: list[int], budget: list[int]
+                    ) -> bytes | None:
+        """The whole body, within ``limit``; every byte is counted in ``budget`` (bytes
+        left for bodies of all requests) and in ``held`` (this request's, released by
+        the caller). None when the client went away."""
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -259,6 +272,12 @@ class Gateway:
                 if size > limit:
                     raise PayloadTooLarge(f"the request body is over the limit of {limit} bytes "
                                           "(SKIFF_MAX_BODY_BYTES)")
+                if budget[0] < len(chunk):
+                    raise SkiffError("the server holds as many request bodies as it may "
+                                     "(SKIFF_MAX_BUFFERED_BYTES); retry shortly",
+                                     code="server_busy", status=503, retry_after=1)
+                budget[0] -= len(chunk)
+                held[0] += len(chunk)
                 chunks.append(chunk)
             if not msg.get("more_body", False):
                 break
