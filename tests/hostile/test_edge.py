@@ -532,3 +532,18 @@ def test_admin_api_answers_hostile_input_with_4xx(edge):
                                          r.text[:200]))
     assert count > 500
     assert not failures, failures[:10]
+
+
+@pytest.mark.parametrize("headers", [
+    {"host": "\xe9\xff.localhost"}, {"host": "[::1"}, {"host": ":" * 200},
+    {"x-skiff-invocation-type": "Event", "traceparent": "\xe9" * 60},
+    {"x-skiff-invocation-type": "\xff"}, {"if-none-match": "\xff, W/, *, ,"},
+    {"content-type": "\xff; charset=\xe9"}, {"cookie": "\xe9=\xff; ;;=; a"},
+    {"x-forwarded-for": "\xff, ::::, 999.1.1.1"}, {"forwarded": "for=\"\xff"},
+])
+def test_odd_request_headers_are_never_a_500(edge, headers):
+    """Any latin-1 header value on the data plane gets the app's answer or a 4xx."""
+    for path in ("/echo/", "/site/", "/neighbour/", "/nope/"):
+        r = httpx.post(edge.url + path, content=b"{}", timeout=30,
+                       headers={k: v.encode("latin-1") for k, v in headers.items()})
+        assert r.status_code < 500, (path, r.text)

@@ -62,9 +62,11 @@ class StaticSite:
             if not (path == self.mount or path.startswith(self.mount + "/")):
                 return None
             path = path[len(self.mount):] or "/"
-        if "\x00" in path or len(path) > _PATH_MAX:
+        if "\x00" in path:
             return None
         key = posixpath.normpath("/" + path.lstrip("/"))  # ./, //, a/.. spell one path
+        if len(key) > _PATH_MAX:
+            return None
         candidate = self._resolved.get(key)
         if candidate is None:
             candidate = self._resolve(key)
