@@ -59,6 +59,12 @@ class EdgeLimits:
         self.waiting: dict[EdgeProtocol, None] = {}
         self.shed = self.refused = self.too_large = self.timed_out = 0
 
+    def stats(self) -> dict[str, int]:
+        """Counters since start, for the admin API's /system."""
+        return {"max_connections": self.max_connections, "waiting_for_head": len(self.waiting),
+                "shed": self.shed, "refused": self.refused, "head_too_large": self.too_large,
+                "timed_out": self.timed_out}
+
 
 class _HeadTooLarge(Exception):
     pass
@@ -175,6 +181,7 @@ class EdgeProtocol(HttpToolsProtocol):
 
     def send_400_response(self, msg: str) -> None:
         if self._rejection is not None:  # our callback stopped the parser
+            self.limits.too_large += 1
             self._reject(*self._rejection)
         else:
             self._reject(400, "bad_request", "the request is not valid HTTP/1.1 (a header "
@@ -205,7 +212,6 @@ class EdgeProtocol(HttpToolsProtocol):
         self._fields += 1
         self._field_bytes += len(name) + len(value) + 4
         if self._fields > MAX_HEADERS or self._field_bytes > self.limits.max_header_bytes:
-            self.limits.too_large += 1
             self._rejection = (431, *self._head_limit())
             raise _HeadTooLarge
         super().on_header(name, value)

@@ -75,9 +75,9 @@ async def serve(config: Config, dirs: list[Path],
     for name in upload.remove_stale(config.home):
         say(f"removed upload {name} left by a server that is gone")
     platform = Platform(config)
-    gateway = Gateway(platform, build_admin(platform, config.admin_token()))
     limits = EdgeLimits(max_header_bytes=config.max_header_bytes,
                         header_timeout=config.header_timeout, max_connections=max_connections)
+    gateway = Gateway(platform, build_admin(platform, config.admin_token(), limits.stats))
     server = uvicorn.Server(uvicorn.Config(
         gateway, host=config.host, port=config.port, lifespan="on", log_level="warning",
         access_log=False, http=functools.partial(EdgeProtocol, limits=limits),  # type: ignore[arg-type]

@@ -347,6 +347,8 @@ def test_slowloris_at_the_connection_cap_sheds_half_open_connections(edge):
             assert fresh.get("/neighbour/").status_code == 200
         assert edge.admin.get("/apps").status_code == 200
         during = fds(edge)
+        stats = edge.admin.get("/system").json()["edge"]
+        assert stats["shed"] >= 200 and stats["max_connections"] == 300
     for s in socks:
         s.close()
     print(f"gateway fds: {before} before, {during} with 600 half-open connections (cap 300)")

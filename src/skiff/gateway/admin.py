@@ -10,6 +10,7 @@ import secrets
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -131,7 +132,8 @@ _UNAUTHORIZED = ("a valid admin token is required: send `Authorization: Bearer <
                  "(the token is in $SKIFF_HOME/admin-token)")
 
 
-def build_admin(platform: Platform, token: str) -> AdminGuard:
+def build_admin(platform: Platform, token: str,
+                edge_stats: Callable[[], dict] | None = None) -> AdminGuard:
     api = FastAPI(title="Skiff admin API", version=skiff.__version__,
                   openapi_url=f"{PREFIX}/openapi.json", docs_url=f"{PREFIX}/docs", redoc_url=None)
     token_bytes = token.encode()
@@ -392,7 +394,10 @@ def build_admin(platform: Platform, token: str) -> AdminGuard:
 
     @api.get(f"{PREFIX}/system", dependencies=protected)
     async def system() -> dict:
-        return {"zygotes": platform.launcher.stats(),
-                "isolation": [layer.__dict__ for layer in platform.support.layers()]}
+        out = {"zygotes": platform.launcher.stats(),
+               "isolation": [layer.__dict__ for layer in platform.support.layers()]}
+        if edge_stats is not None:
+            out["edge"] = edge_stats()  # connections shed, refused, cut: is someone at it?
+        return out
 
     return AdminGuard(api, token, platform)
