@@ -1,5 +1,5 @@
 """The data plane's ASGI app: route, serve static files, read the body within
-its limit, dispatch to the app's pool, answer.
+its limit, dispatch to the app's pool, check what the app answered, answer.
 
 Written as a bare ASGI callable rather than on a framework: this is the one
 hot path every request takes, and a router/middleware stack would cost more
@@ -30,10 +30,10 @@ _json = msgspec.json.Encoder()
 ADMIN_PREFIX = "/_skiff/"
 
 # Headers an app may not send: they describe this hop or the framing of the
-# body, which the gateway does itself (Content-Length of what it sends). Let
-# through, Content-Length with Transfer-Encoding, or Connection, would let an
-# app split the client's connection and answer the next request on it. The
-# request id is the gateway's, not the app's to spoof.
+# body, which the gateway does itself (Content-Length of what it sends). Passed
+# through, Content-Length with Transfer-Encoding (or a 1xx status, or a CR/LF in
+# a value) let an app end its response early and answer the next request on the
+# client's kept-alive connection. The request id is the gateway's to set.
 _NOT_FROM_APPS = frozenset({
     "connection", "keep-alive", "proxy-connection", "transfer-encoding", "content-length",
     "te", "trailer", "trailers", "upgrade", "proxy-authenticate", "proxy-authorization",
