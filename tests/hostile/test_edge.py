@@ -111,6 +111,27 @@ def test_client_cannot_spoof_its_address_or_scheme(edge):
         assert spoofable not in headers
 
 
+def test_a_configured_proxy_sets_the_client_address(tmp_path, envs_dir):
+    """With SKIFF_FORWARDED_ALLOW_IPS naming the proxy (here the loopback), the app sees
+    the client the proxy names and its scheme, as uvicorn resolves them."""
+    src = tmp_path / "apps"
+    shutil.copytree(EDGE_APPS / "echo", src / "echo")
+    shutil.copytree(APPS / "neighbour", src / "neighbour")
+    server = SkiffServer(tmp_path / "home", [src], envs_dir,
+                         env={"SKIFF_FORWARDED_ALLOW_IPS": "127.0.0.1"})
+    try:
+        with neighbour_watch(server):
+            r = server.http.get("/echo/", headers={"x-forwarded-for": "203.0.113.9",
+                                                   "x-forwarded-proto": "https"})
+        seen = r.json()
+        assert seen["sourceIp"] == "203.0.113.9"
+        assert seen["headers"]["x-forwarded-for"] == "203.0.113.9"
+        assert seen["headers"]["x-forwarded-proto"] == "https"
+        assert seen["headers"]["x-forwarded-port"] == "443"
+    finally:
+        server.stop()
+
+
 def test_forwarding_headers_from_a_configured_proxy_are_kept():
     """From a trusted proxy, the chain and port it sent reach the app (uvicorn's rules
     have already resolved the client and scheme)."""
