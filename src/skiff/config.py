@@ -47,6 +47,16 @@ class Config:
     # how long an instance asked to stop (idle, replaced, shut down) may take before
     # it is killed whole; it counts against maxInstances until then
     stop_grace: float = 10.0
+    # the HTTP edge (see skiff.edge): who may set X-Forwarded-*, and what one client may hold
+    forwarded_allow_ips: str = ""  # comma-separated IPs/CIDRs of trusted proxies; "" = none
+    max_header_bytes: int = 32 * 1024  # request line + headers, as nginx's default buffers
+    header_timeout: float = 10.0  # seconds from connect (or keep-alive) to a complete head
+    max_connections: int = 0  # 0: half the open-files limit (the rest is for instances)
+    static_cache_bytes: int = 64 * 1024 * 1024  # small static files held, over all apps
+    max_buffered_bytes: int = 512 * 1024 * 1024  # request bodies held at once, over all
+    # deploy uploads
+    max_app_bytes: int = 250 * 1024 * 1024  # expanded size; Lambda's unzipped limit
+    max_app_files: int = 10_000
 
     @classmethod
     def resolve(cls, **overrides: object) -> Config:
@@ -79,6 +89,15 @@ class Config:
                               or _env("UID_REGISTRY", "/var/lib/skiff/uids.db")),
             init_timeout=float(given.pop("init_timeout", _env("INIT_TIMEOUT", "60"))),  # type: ignore[arg-type]
             stop_grace=float(given.pop("stop_grace", _env("STOP_GRACE", "10"))),  # type: ignore[arg-type]
+            forwarded_allow_ips=str(given.pop("forwarded_allow_ips",
+                                              _env("FORWARDED_ALLOW_IPS", ""))).strip(),
+            max_header_bytes=int(given.pop("max_header_bytes", _env("MAX_HEADER_BYTES", str(32 << 10)))),  # type: ignore[arg-type]
+            header_timeout=float(given.pop("header_timeout", _env("HEADER_TIMEOUT", "10"))),  # type: ignore[arg-type]
+            max_connections=int(given.pop("max_connections", _env("MAX_CONNECTIONS", "0"))),  # type: ignore[arg-type]
+            max_buffered_bytes=int(given.pop("max_buffered_bytes", _env("MAX_BUFFERED_BYTES", str(512 << 20)))),  # type: ignore[arg-type]
+            static_cache_bytes=int(given.pop("static_cache_bytes", _env("STATIC_CACHE_BYTES", str(64 << 20)))),  # type: ignore[arg-type]
+            max_app_bytes=int(given.pop("max_app_bytes", _env("MAX_APP_BYTES", str(250 << 20)))),  # type: ignore[arg-type]
+            max_app_files=int(given.pop("max_app_files", _env("MAX_APP_FILES", "10000"))),  # type: ignore[arg-type]
         )
 
     def admin_token(self) -> str:

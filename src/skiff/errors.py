@@ -1,18 +1,24 @@
 """The one exception tree of Skiff. Every error a user can hit carries an HTTP
 ``status`` and a stable ``code`` and says what to do.
 
-    SkiffError
+    SkiffError                 500 internal_error       (and 400 bad_request, bad_path, bad_upload,
+    │                                                    bad_event, bad_value; 503 server_busy)
     ├── ManifestError          422 invalid_manifest     skiff.yaml does not validate
     ├── DeployError            422 deploy_failed        install or import of an app failed
     ├── NotFound               404 not_found            (app_not_found, revision_not_found, route_not_found)
-    ├── PayloadTooLarge        413 payload_too_large
+    ├── PayloadTooLarge        413 payload_too_large    (app_too_large: a deploy upload expands too far)
     ├── Unauthorized           401 unauthorized         admin token missing or wrong
     ├── Forbidden              403 forbidden            (queue_forbidden) not this app's to use
     ├── Conflict               409 conflict             (route_conflict, queue_conflict) owned by another app
     ├── TooManyRequests        429 too_many_requests    pool and its queue are full
     ├── UidConflict            409 uid_conflict         another Skiff home holds this home's app uids
-    ├── InvocationError        502 (handler_error, instance_crashed, memory_limit, bad_result)
+    ├── InvocationError        502 (handler_error, instance_crashed, memory_limit, bad_result,
+    │                               invalid_response: not valid HTTP, refused by the gateway)
     └── InvocationTimeout      504 timeout
+
+The HTTP edge (skiff.edge) answers in the same format before a request reaches
+the gateway: 431 request_head_too_large, 414 request_line_too_long, 408
+request_timeout.
 """
 
 from __future__ import annotations

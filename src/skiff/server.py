@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
 import os
 import sys
@@ -14,8 +15,9 @@ from pathlib import Path
 import uvicorn
 
 from skiff.config import Config
+from skiff.edge import ADMIN_RESERVE, EdgeLimits, EdgeProtocol, raise_fd_limit
 from skiff.errors import SkiffError
-from skiff.gateway import Gateway
+from skiff.gateway import Gateway, upload
 from skiff.gateway.admin import build_admin
 from skiff.platform import Platform
 
@@ -64,11 +66,23 @@ async def deploy_all(platform: Platform, dirs: list[Path]) -> None:
 
 async def serve(config: Config, dirs: list[Path],
                 after_start: Callable[[Platform, Config], Awaitable[None]] | None = None) -> None:
+    fds = raise_fd_limit()
+    # half the open files for client connections: instances, their pipes and sockets,
+    # the egress proxy and the databases need the rest (a slowloris at the fd limit
+    # made every app and the admin API refuse connections)
+    max_connections = config.max_connections or max(64, fds // 2 - ADMIN_RESERVE)
+    config = dataclasses.replace(config, max_connections=max_connections)
+    for name in upload.remove_stale(config.home):
+        say(f"removed upload {name} left by a server that is gone")
     platform = Platform(config)
-    gateway = Gateway(platform, build_admin(platform, config.admin_token()))
+    limits = EdgeLimits(max_header_bytes=config.max_header_bytes,
+                        header_timeout=config.header_timeout, max_connections=max_connections)
+    gateway = Gateway(platform, build_admin(platform, config.admin_token(), limits.stats))
     server = uvicorn.Server(uvicorn.Config(
         gateway, host=config.host, port=config.port, lifespan="on", log_level="warning",
-        access_log=False, http="httptools", timeout_graceful_shutdown=5))
+        access_log=False, http=functools.partial(EdgeProtocol, limits=limits),  # type: ignore[arg-type]
+        # the gateway applies forwarding headers itself, from configured proxies only
+        proxy_headers=False, timeout_graceful_shutdown=5))
     task = asyncio.ensure_future(server.serve())
     while not server.started:
         if task.done():

@@ -46,6 +46,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _UNITS = {"minute": timedelta(minutes=1), "hour": timedelta(hours=1), "day": timedelta(days=1)}
 _DAYS = ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")
 _TICK = timedelta(microseconds=1)
+_MAX_RATE = timedelta(days=36_500)
 
 
 @dataclass(frozen=True)
@@ -230,6 +231,9 @@ def _rate(text: str, inner: str) -> timedelta:
         raise InvalidSchedule(f"{text}: unknown unit {unit!r}; use minutes, hours or days")
     if value < 1:
         raise InvalidSchedule(f"{text}: the value must be a positive integer")
+    if value > _MAX_RATE // _UNITS[singular]:  # compared as ints: no timedelta overflow
+        # also keeps the fire arithmetic (start + k * interval) inside datetime's range
+        raise InvalidSchedule(f"{text}: a rate is at most {_MAX_RATE.days} days")
     expected = singular if value == 1 else singular + "s"
     if unit != expected:
         raise InvalidSchedule(f"{text}: write rate({value} {expected})")

@@ -43,11 +43,14 @@ def _ms(v: float | None) -> str:
 def up(dirs: Annotated[list[Path] | None, typer.Argument(help="directories to search for skiff.yaml")] = None,
        port: Annotated[int | None, typer.Option(help="port (0 picks a free one)")] = None,
        host: Annotated[str | None, typer.Option(help="address to bind")] = None,
+       forwarded_allow_ips: Annotated[str | None, typer.Option(
+           help="IPs/CIDRs of proxies trusted to set X-Forwarded-For/-Proto (default: none)")] = None,
        home: HomeOpt = None) -> None:
     """Serve every app found under DIRS (and every app deployed before)."""
     from skiff.server import run
 
-    config = Config.resolve(home=home, port=port, host=host)
+    config = Config.resolve(home=home, port=port, host=host,
+                            forwarded_allow_ips=forwarded_allow_ips)
     run(config, [d.resolve() for d in (dirs or [])])
 
 

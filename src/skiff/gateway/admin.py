@@ -4,12 +4,13 @@ by OpenAPI at /_skiff/api/openapi.json. The CLI is a thin client of it."""
 from __future__ import annotations
 
 import asyncio
-import io
 import json
+import os
 import secrets
-import tarfile
+import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,12 +22,24 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import skiff
 from skiff.errors import NotFound, PayloadTooLarge, SkiffError, Unauthorized
+from skiff.gateway import upload
+from skiff.gateway.app import app_response
 from skiff.instance import protocol as p
 from skiff.manifest import json_schema
 from skiff.platform import Platform
 
 PREFIX = "/_skiff/api"
-MAX_UPLOAD = 200 * 1024 * 1024
+_WRITE_BATCH = 1024 * 1024  # upload bytes gathered before one write, off the loop
+
+
+def _json(data: bytes, what: str, code: str) -> Any:
+    """JSON of a request body; any input that is not (bad UTF-8, 100,000 levels of
+    nesting that exhaust the parser's recursion) is the client's 400."""
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError):
+        raise SkiffError(f"{what} must be JSON (nested at most a few hundred levels)",
+                         code=code, status=400) from None
 
 
 class MessageBody(BaseModel):
@@ -62,37 +75,121 @@ def _otel(r: dict) -> dict:
             "http.response.status_code": r["status"]}
 
 
-def build_admin(platform: Platform, token: str) -> FastAPI:
+class AdminGuard:
+    """In front of the FastAPI app: the token is checked before anything of the
+    request is read or parsed (FastAPI reads and validates a JSON body before it
+    runs the auth dependency), and a body is read only up to its limit."""
+
+    def __init__(self, api: FastAPI, token: str, platform: Platform) -> None:
+        self.api = api
+        self.platform = platform
+        self._token = token.encode()
+        self._public = {f"{PREFIX}/{p}" for p in ("health", "schema", "openapi.json", "docs")}
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.api(scope, receive, send)
+            return
+        path = scope["path"]
+        given = length = b""
+        for k, v in scope["headers"]:
+            if k == b"authorization":
+                given = v.removeprefix(b"Bearer ").strip()
+            elif k == b"content-length":
+                length = v
+        if path not in self._public and (
+                not given or not secrets.compare_digest(given, self._token)):
+            await self._refuse(send, Unauthorized(_UNAUTHORIZED))
+            return
+        config = self.platform.config
+        deploy = scope["method"] == "POST" and path == f"{PREFIX}/apps"
+        limit = config.max_app_bytes if deploy else config.max_body_bytes
+        too_large = PayloadTooLarge(
+            f"the request body is over {limit} bytes "
+            f"({'SKIFF_MAX_APP_BYTES' if deploy else 'SKIFF_MAX_BODY_BYTES'})",
+            code="app_too_large" if deploy else "payload_too_large")
+        if length.isdigit() and int(length) > limit:
+            await self._refuse(send, too_large)
+            return
+        received = 0
+
+        async def capped() -> dict:
+            nonlocal received
+            msg = await receive()
+            received += len(msg.get("body", b""))
+            if received > limit:
+                raise too_large
+            return msg
+
+        await self.api(scope, capped, send)
+
+    async def _refuse(self, send: Any, exc: SkiffError) -> None:
+        rid = self.platform.new_request_id()
+        body = exc.to_dict()
+        body["error"]["request_id"] = rid
+        headers = [(b"content-type", b"application/json"), (b"x-skiff-request-id", rid.encode())]
+        if exc.status == 401:
+            headers.append((b"www-authenticate", b"Bearer"))
+        await send({"type": "http.response.start", "status": exc.status, "headers": headers})
+        await send({"type": "http.response.body", "body": json.dumps(body).encode()})
+
+
+_UNAUTHORIZED = ("a valid admin token is required: send `Authorization: Bearer <token>` "
+                 "(the token is in $SKIFF_HOME/admin-token)")
+
+
+def build_admin(platform: Platform, token: str,
+                edge_stats: Callable[[], dict] | None = None) -> AdminGuard:
     api = FastAPI(title="Skiff admin API", version=skiff.__version__,
                   openapi_url=f"{PREFIX}/openapi.json", docs_url=f"{PREFIX}/docs", redoc_url=None)
+    token_bytes = token.encode()
+
+    def error(exc: SkiffError) -> JSONResponse:
+        rid = platform.new_request_id()
+        body = exc.to_dict()
+        body["error"]["request_id"] = rid
+        headers = {"x-skiff-request-id": rid}
+        if exc.details.get("retry_after") is not None:
+            headers["retry-after"] = str(exc.details["retry_after"])
+        return JSONResponse(body, status_code=exc.status, headers=headers)
 
     @api.exception_handler(SkiffError)
     async def skiff_error(request: Request, exc: SkiffError) -> JSONResponse:
-        headers = {}
-        if exc.details.get("retry_after") is not None:
-            headers["retry-after"] = str(exc.details["retry_after"])
-        return JSONResponse(exc.to_dict(), status_code=exc.status, headers=headers)
+        return error(exc)
 
     @api.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
                              for e in exc.errors())
-        return JSONResponse(SkiffError(f"the request is not valid: {problems}",
-                                       code="bad_request", status=400).to_dict(), status_code=400)
+        return error(SkiffError(f"the request is not valid: {problems}", code="bad_request",
+                                status=400))
 
     @api.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        code = {400: "bad_request", 404: "not_found",
+                405: "method_not_allowed"}.get(exc.status_code, "http_error")
         message = (f"no admin endpoint {request.method} {request.url.path}; see "
                    f"{PREFIX}/docs" if exc.status_code in (404, 405) else str(exc.detail))
-        return JSONResponse(SkiffError(message, code=code, status=exc.status_code).to_dict(),
-                            status_code=exc.status_code)
+        return error(SkiffError(message, code=code, status=exc.status_code))
+
+    @api.exception_handler(RecursionError)
+    async def too_deep(request: Request, exc: RecursionError) -> JSONResponse:
+        # a parser or validator ran out of stack on nested input: the input's fault
+        return error(SkiffError("the request is nested too deeply", code="bad_request",
+                                status=400))
+
+    @api.exception_handler(Exception)
+    async def internal(request: Request, exc: Exception) -> JSONResponse:
+        # still a bug to fix (uvicorn logs the traceback), but in Skiff's error format
+        return error(SkiffError(f"internal error ({type(exc).__name__}); the server log "
+                                "has the details", code="internal_error", status=500))
 
     def auth(authorization: Annotated[str | None, Header()] = None) -> None:
-        given = (authorization or "").removeprefix("Bearer ").strip()
-        if not given or not secrets.compare_digest(given, token):
-            raise Unauthorized("a valid admin token is required: send `Authorization: Bearer "
-                               "<token>` (the token is in $SKIFF_HOME/admin-token)")
+        # bytes: compare_digest refuses str with non-ASCII text (a header may have any
+        # latin-1), and that TypeError was a 500 for anyone, no token needed
+        given = (authorization or "").removeprefix("Bearer ").strip().encode("latin-1")
+        if not given or not secrets.compare_digest(given, token_bytes):
+            raise Unauthorized(_UNAUTHORIZED)
 
     protected = [Depends(auth)]
 
@@ -122,20 +219,34 @@ def build_admin(platform: Platform, token: str) -> FastAPI:
     async def deploy(request: Request, allow_secret_scan_findings: str | None = None) -> dict:
         """Upload an app directory as a .tar.gz; creates an immutable revision and serves it.
         ``allow_secret_scan_findings`` (a reason, recorded) lets a deploy through the scan."""
-        data = bytearray()
-        async for chunk in request.stream():
-            data += chunk
-            if len(data) > MAX_UPLOAD:
-                raise PayloadTooLarge(f"the upload is over {MAX_UPLOAD} bytes")
-        with tempfile.TemporaryDirectory(prefix="skiff-upload-") as tmp:
-            try:
-                with tarfile.open(fileobj=io.BytesIO(bytes(data)), mode="r:*") as tar:
-                    tar.extractall(tmp, filter="data")
-            except (tarfile.TarError, OSError) as exc:
-                raise SkiffError(f"the upload is not a valid .tar.gz of an app directory: {exc}",
-                                 code="bad_upload", status=400) from None
-            return await platform.deploy(Path(tmp),
+        config = platform.config
+        limit = config.max_app_bytes  # compressed, it is no bigger than expanded
+        where = upload.uploads_dir(config.home)
+        tmp = Path(tempfile.mkdtemp(dir=where, prefix=f"{os.getpid()}-"))
+        try:
+            archive = tmp / "upload.tar.gz"
+            received = 0
+            with open(archive, "wb") as out:
+                batch = bytearray()
+                async for chunk in request.stream():
+                    received += len(chunk)
+                    if received > limit:
+                        raise PayloadTooLarge(f"the upload is over {limit} bytes "
+                                              "(SKIFF_MAX_APP_BYTES)", code="app_too_large")
+                    batch += chunk
+                    if len(batch) >= _WRITE_BATCH:
+                        await asyncio.to_thread(out.write, bytes(batch))
+                        batch.clear()
+                await asyncio.to_thread(out.write, bytes(batch))
+            app_dir = tmp / "app"
+            await asyncio.to_thread(upload.extract, archive, app_dir,
+                                    max_bytes=config.max_app_bytes,
+                                    max_files=config.max_app_files)
+            archive.unlink()
+            return await platform.deploy(app_dir,
                                          allow_secret_findings=allow_secret_scan_findings)
+        finally:
+            await asyncio.to_thread(shutil.rmtree, tmp, True)
 
     @api.delete(f"{PREFIX}/apps/{{name}}", dependencies=protected)
     async def delete_app(name: str) -> dict:
@@ -160,10 +271,7 @@ def build_admin(platform: Platform, token: str) -> FastAPI:
         app = platform.app(name)
         payload = await request.body()
         if payload:
-            try:
-                json.loads(payload)
-            except ValueError:
-                raise SkiffError("the event must be JSON", code="bad_event", status=400) from None
+            _json(payload, "the event", "bad_event")
         rid = platform.new_request_id()
         timeout = app.pool.target.timeout if app.pool else 30.0
         deadline = (time.time() + timeout) * 1000
@@ -179,11 +287,13 @@ def build_admin(platform: Platform, token: str) -> FastAPI:
             return Response(json.dumps({"invocation_id": rid, "status": "queued"}).encode(),
                             status_code=202, media_type="application/json")
         resp = await platform.invoke(app, msg, "invoke")
-        headers = dict(resp.headers)
-        headers["x-skiff-request-id"] = rid
-        headers.pop("content-length", None)
-        return Response(resp.body, status_code=resp.status if app.kind != "lambda" else 200,
-                        headers=headers)
+        if app.kind == "lambda":
+            resp = p.Response(id=resp.id, status=200, headers=resp.headers, body=resp.body)
+        status, headers, body = app_response(app, resp, "POST", rid, lambda line: (
+            platform.log_platform(app.name, app.revision, line, request_id=rid)))
+        out = Response(body, status_code=status)
+        out.raw_headers = headers  # checked and framed already; as the gateway sends them
+        return out
 
     @api.get(f"{PREFIX}/apps/{{name}}/invocations", dependencies=protected)
     async def invocations(name: str, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict]:
@@ -261,7 +371,12 @@ def build_admin(platform: Platform, token: str) -> FastAPI:
         """Publish CloudEvents (binary, structured or batch mode) to the bus."""
         from skiff.bus import parse_http_events
 
-        events = parse_http_events(list(request.headers.items()), await request.body())
+        body = await request.body()
+        try:
+            events = parse_http_events(list(request.headers.items()), body)
+        except RecursionError:
+            raise SkiffError("the events are nested too deeply", code="bad_event",
+                             status=400) from None
         return {"events": [await asyncio.to_thread(platform.events.publish, e) for e in events]}
 
     @api.get(f"{PREFIX}/apps/{{name}}/kv", dependencies=protected)
@@ -281,10 +396,7 @@ def build_admin(platform: Platform, token: str) -> FastAPI:
     @api.put(f"{PREFIX}/apps/{{name}}/kv/{{key:path}}", dependencies=protected)
     async def kv_put(name: str, key: str, request: Request) -> dict:
         platform.app(name)
-        try:
-            value = json.loads(await request.body())
-        except ValueError:
-            raise SkiffError("the value must be JSON", code="bad_value", status=400) from None
+        value = _json(await request.body(), "the value", "bad_value")
         return platform.services.op_kv_put(name, key, value)
 
     def _grant_key(body: RouteGrantBody) -> tuple[str, str | None, str]:
@@ -315,7 +427,10 @@ def build_admin(platform: Platform, token: str) -> FastAPI:
 
     @api.get(f"{PREFIX}/system", dependencies=protected)
     async def system() -> dict:
-        return {"zygotes": platform.launcher.stats(),
-                "isolation": [layer.__dict__ for layer in platform.support.layers()]}
+        out = {"zygotes": platform.launcher.stats(),
+               "isolation": [layer.__dict__ for layer in platform.support.layers()]}
+        if edge_stats is not None:
+            out["edge"] = edge_stats()  # connections shed, refused, cut: is someone at it?
+        return out
 
-    return api
+    return AdminGuard(api, token, platform)

@@ -1,5 +1,5 @@
 """The data plane's ASGI app: route, serve static files, read the body within
-its limit, dispatch to the app's pool, answer.
+its limit, dispatch to the app's pool, check what the app answered, answer.
 
 Written as a bare ASGI callable rather than on a framework: this is the one
 hot path every request takes, and a router/middleware stack would cost more
@@ -8,16 +8,19 @@ than all of it.
 
 from __future__ import annotations
 
+import asyncio
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from skiff.errors import NotFound, PayloadTooLarge, SkiffError
-from skiff.gateway.static import StaticSite, etag_matches
+from skiff.errors import InvocationError, NotFound, PayloadTooLarge, SkiffError
+from skiff.gateway.static import STREAM_CHUNK, StaticCache, StaticFile, etag_matches, read_chunk
 from skiff.instance import protocol as p
-from skiff.platform import Platform
+from skiff.platform import App, Platform
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict]]
@@ -26,15 +29,34 @@ Send = Callable[[dict], Awaitable[None]]
 _json = msgspec.json.Encoder()
 ADMIN_PREFIX = "/_skiff/"
 
+# Headers an app may not send: they describe this hop or the framing of the
+# body, which the gateway does itself (Content-Length of what it sends). Passed
+# through, Content-Length with Transfer-Encoding (or a 1xx status, or a CR/LF in
+# a value) let an app end its response early and answer the next request on the
+# client's kept-alive connection. The request id is the gateway's to set.
+_NOT_FROM_APPS = frozenset({
+    "connection", "keep-alive", "proxy-connection", "transfer-encoding", "content-length",
+    "te", "trailer", "trailers", "upgrade", "proxy-authenticate", "proxy-authorization",
+    "x-skiff-request-id",
+})
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 field-name
+_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # CR, LF, NUL and the other controls
+# What a client sent about earlier hops; set by the gateway, trusted from configured proxies only
+_FORWARDING = frozenset({"forwarded", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-port",
+                         "x-forwarded-host", "x-forwarded-prefix", "x-forwarded-server",
+                         "x-real-ip"})
+
 
 def error_response(exc: SkiffError, request_id: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     body = exc.to_dict()
     body["error"]["request_id"] = request_id
-    headers = [(b"content-type", b"application/json"), (b"x-skiff-request-id", request_id.encode())]
+    data = _json.encode(body)
+    headers = [(b"content-type", b"application/json"), (b"x-skiff-request-id", request_id.encode()),
+               (b"content-length", str(len(data)).encode())]
     retry = exc.details.get("retry_after")
     if retry is not None:
         headers.append((b"retry-after", str(retry).encode()))
-    return exc.status, headers, _json.encode(body)
+    return exc.status, headers, data
 
 
 async def _send(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
@@ -42,15 +64,73 @@ async def _send(send: Send, status: int, headers: list[tuple[bytes, bytes]], bod
     await send({"type": "http.response.body", "body": body})
 
 
+def app_response(app: App, resp: p.Response, method: str, rid: str,
+                 log: Callable[[str], None]) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """Status, headers and body to send for what an instance answered, checked:
+    nothing an app returns may break the HTTP framing of the client's connection.
+    Raises ``InvocationError`` (502 ``invalid_response``) and logs what was wrong."""
+    status = resp.status
+    problem = None
+    if not 200 <= status <= 599:
+        problem = f"status {status} is not a final HTTP status (200-599)"
+    headers: list[tuple[bytes, bytes]] = []
+    head_length = None
+    for name, value in resp.headers:
+        if problem is not None:
+            break
+        lname = name.lower()
+        if not _TOKEN.fullmatch(name):
+            problem = f"header name {name[:80]!r} is not an HTTP token"
+        elif _BAD_VALUE.search(value):
+            problem = f"header {name!r} has a control character (CR, LF, NUL...) in its value"
+        elif lname in _NOT_FROM_APPS:
+            if lname == "content-length" and method == "HEAD" and value.isdigit():
+                head_length = value.encode()  # what a GET would send: HEAD says so too
+            continue
+        else:
+            try:
+                headers.append((lname.encode("ascii"), value.encode("latin-1")))
+            except UnicodeEncodeError:
+                problem = f"header {name!r} has a value that is not ISO-8859-1 text"
+    if problem is not None:
+        log(f"response rejected: {problem}")
+        raise InvocationError(f"app {app.name} returned a response that is not valid HTTP: "
+                              f"{problem}; see `skiff logs {app.name}`", code="invalid_response")
+    body = resp.body
+    if status in (204, 304):
+        body = b""  # these have no body; bytes after the head would be read as the next response
+    else:
+        headers.append((b"content-length", head_length or str(len(body)).encode()))
+    if method == "HEAD":
+        body = b""
+    headers.append((b"x-skiff-request-id", rid.encode()))
+    return status, headers, body
+
+
 class Gateway:
     def __init__(self, platform: Platform, admin: Callable | None = None) -> None:
         self.platform = platform
         self.admin = admin
+        config = platform.config
+        self.static_cache = StaticCache(config.static_cache_bytes)
+        # Bodies are read whole before an instance is picked; 10,000 connections of
+        # 6 MiB each would be 60 GB. One budget over all requests bounds them.
+        self._body_budget = [config.max_buffered_bytes]
+        # uvicorn's own rules for X-Forwarded-For/-Proto, applied only to the
+        # proxies the operator named (uvicorn's default trusts 127.0.0.1)
+        self._proxies = (ProxyHeadersMiddleware(self._http, config.forwarded_allow_ips)
+                         if config.forwarded_allow_ips else None)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            await self._http(scope, receive, send)
+            proxies = self._proxies
+            client = scope.get("client")
+            if proxies is not None and client and client[0] in proxies.trusted_hosts:
+                scope["skiff.via_proxy"] = True
+                await proxies(scope, receive, send)
+            else:
+                await self._http(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
         elif kind == "websocket":
@@ -89,6 +169,11 @@ class Gateway:
             elif k == b"traceparent":
                 traceparent = v.decode("latin-1")
         rid = platform.new_request_id()
+        held = [0]  # body bytes this request holds of the budget
+        if "\x00" in path:  # no route, file or app path has one; file APIs raise on it
+            await _send(send, *error_response(SkiffError(
+                "the request path has a NUL byte (%00)", code="bad_path", status=400), rid))
+            return
         try:
             match = platform.router.match(host, path)
             if match is None:
@@ -108,14 +193,17 @@ class Gateway:
                     return
             if app.pool is None:
                 raise NotFound(f"app {app.name} has no file at {match.path!r}", code="not_found")
-            body = await self._body(receive, platform.config.max_body_bytes)
+            body = await self._body(receive, platform.config.max_body_bytes, held,
+                                    self._body_budget)
+            if body is None:
+                return
             scheme = scope.get("scheme", "http")
             client = scope.get("client")
             timeout = app.pool.target.timeout
             req = p.HttpRequest(
                 id=rid, method=method, path=match.path,
                 query=scope.get("query_string", b"").decode("latin-1"),
-                headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]],
+                headers=_forwarded_headers(scope, scheme, client),
                 body=body, scheme=scheme, host=host, client=client[0] if client else "",
                 mount=match.mount, deadline_ms=(time.time() + timeout) * 1000)
             if invocation_type is not None and invocation_type.lower() == "event":
@@ -127,14 +215,17 @@ class Gateway:
                                         (b"x-skiff-request-id", rid.encode())], body)
                 return
             resp = await platform.invoke(app, req, "http")
+            answer = app_response(app, resp, method, rid, lambda line: platform.log_platform(
+                app.name, app.revision, line, request_id=rid))
         except SkiffError as exc:
             await _send(send, *error_response(exc, rid))
             return
-        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in resp.headers]
-        headers.append((b"x-skiff-request-id", rid.encode()))
-        await _send(send, resp.status, headers, b"" if method == "HEAD" else resp.body)
+        finally:
+            self._body_budget[0] += held[0]
+        await _send(send, *answer)
 
-    async def _static(self, send: Send, f: Any, inm: str | None, method: str, rid: str) -> None:
+    async def _static(self, send: Send, f: StaticFile, inm: str | None, method: str,
+                      rid: str) -> None:
         headers = [(b"etag", f.etag.encode()), (b"cache-control", b"no-cache"),
                    (b"x-skiff-request-id", rid.encode())]
         if inm is not None and etag_matches(inm, f.etag):
@@ -142,21 +233,86 @@ class Gateway:
             return
         headers += [(b"content-type", f.content_type.encode()),
                     (b"content-length", str(f.size).encode())]
-        await _send(send, 200, headers, b"" if method == "HEAD" else StaticSite.body(f))
+        if method == "HEAD":
+            await _send(send, 200, headers, b"")
+            return
+        data = self.static_cache.get(f)
+        if data is not None:
+            await _send(send, 200, headers, data)
+            return
+        # too big to hold: stream it, in chunks read off the loop, up to the size announced
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        sent = 0
+        while sent < f.size:
+            try:
+                chunk = await asyncio.to_thread(read_chunk, f.path, sent,
+                                                min(STREAM_CHUNK, f.size - sent))
+            except OSError:
+                chunk = b""
+            if not chunk:  # the file shrank or vanished: the length is promised, so cut here
+                raise ConnectionAbortedError(f"static file {f.path} changed while being sent")
+            sent += len(chunk)
+            await send({"type": "http.response.body", "body": chunk, "more_body": sent < f.size})
 
     @staticmethod
-    async def _body(receive: Receive, limit: int) -> bytes:
+    async def _body(receive: Receive, limit: int, held: list[int], budget: list[int]
+                    ) -> bytes | None:
+        """The whole body, within ``limit``; every byte is counted in ``budget`` (bytes
+        left for bodies of all requests) and in ``held`` (this request's, released by
+        the caller). None when the client went away."""
         chunks: list[bytes] = []
         size = 0
         while True:
             msg = await receive()
+            if msg["type"] == "http.disconnect":  # gone (or cut by the edge): invoke nothing
+                return None
             chunk = msg.get("body", b"")
             if chunk:
                 size += len(chunk)
                 if size > limit:
                     raise PayloadTooLarge(f"the request body is over the limit of {limit} bytes "
                                           "(SKIFF_MAX_BODY_BYTES)")
+                if budget[0] < len(chunk):
+                    raise SkiffError("the server holds as many request bodies as it may "
+                                     "(SKIFF_MAX_BUFFERED_BYTES); retry shortly",
+                                     code="server_busy", status=503, retry_after=1)
+                budget[0] -= len(chunk)
+                held[0] += len(chunk)
                 chunks.append(chunk)
             if not msg.get("more_body", False):
                 break
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _forwarded_headers(scope: Scope, scheme: str, client: tuple | None) -> p.Headers:
+    """The request's headers for the app, with the forwarding headers set by the
+    gateway: what a client says about earlier hops (X-Forwarded-For: 6.6.6.6)
+    counts only when it is a configured proxy; otherwise the app sees the real
+    client, scheme and port, as behind API Gateway."""
+    trusted = scope.get("skiff.via_proxy", False)
+    headers: p.Headers = []
+    chain = port = None
+    for k, v in scope["headers"]:
+        name = k.decode("latin-1")
+        if name in _FORWARDING:
+            if not trusted:
+                continue
+            if name == "x-forwarded-for":
+                chain = v.decode("latin-1") if chain is None else f"{chain}, {v.decode('latin-1')}"
+                continue
+            if name == "x-forwarded-proto":
+                continue  # uvicorn has resolved it into the scheme
+            if name == "x-forwarded-port":
+                port = v.decode("latin-1")
+                continue
+        headers.append((name, v.decode("latin-1")))
+    if chain is None:
+        chain = client[0] if client else ""
+    if port is None:
+        server = scope.get("server")
+        port = str(server[1]) if server and server[1] else ("443" if scheme == "https" else "80")
+        if trusted:  # the proxy's own port says nothing about the client's
+            port = "443" if scheme == "https" else "80"
+    headers += [("x-forwarded-for", chain), ("x-forwarded-proto", scheme),
+                ("x-forwarded-port", port)]
+    return headers

@@ -68,15 +68,27 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 DURATION_PATTERN = r"^\d+(\.\d+)?(ms|s|m|h)$"
 
 
+# Longer is "never" for every duration in a manifest; beyond it, timers and date
+# arithmetic overflow (a 400-digit YAML integer did not even fit a float).
+MAX_DURATION = 10 * 365 * 86400.0
+
+
 def parse_duration(value: Any) -> float:
     """Seconds from a number or a string like "500ms", "30s", "5m", "1h"."""
     if isinstance(value, bool):  # YAML `yes` is a bool, and bool is an int
         raise ValueError("not a duration")
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str) and (match := _DURATION.match(value.strip())):
-        return float(match[1]) * _UNIT_SECONDS[match[2]]
-    raise ValueError("not a duration")
+    try:
+        if isinstance(value, int | float):
+            seconds = float(value)
+        elif isinstance(value, str) and (match := _DURATION.match(value.strip())):
+            seconds = float(match[1]) * _UNIT_SECONDS[match[2]]
+        else:
+            raise ValueError("not a duration")
+    except OverflowError:
+        raise ValueError("not a duration") from None
+    if not seconds <= MAX_DURATION:  # also NaN and infinity
+        raise ValueError("not a duration")
+    return seconds
 
 
 def parse_duration_or_zero(value: Any) -> Any:

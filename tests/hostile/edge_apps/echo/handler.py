@@ -1,0 +1,3 @@
+def handler(event, context):
+    http = event["requestContext"]["http"]
+    return {"sourceIp": http["sourceIp"], "headers": event["headers"]}
