@@ -163,12 +163,12 @@ class EventPlane:
 
     def _loop(self, queue: str, handle: Callable[[list[Delivery]], Awaitable[None]],
               batch_size: int, window: float, timeout: float) -> asyncio.Task:
-        # The lease outlives the attempt: an invocation may wait up to its timeout for an
-        # instance (the pool's admission wait) and then run for its timeout (the instance
-        # is stopped then). So a message is delivered again only after its attempt ended,
-        # one attempt of an invocation at a time, which is what lets @idempotent take over
-        # the record of an attempt that died (skiff.sdk.idempotency).
-        visibility = 2 * timeout + 30.0
+        # The lease outlives the attempt: a batch may wait its batching window, then up to
+        # its timeout for an instance (the pool's admission wait), then run for its timeout
+        # (the instance is stopped then). So a message is delivered again only after its
+        # attempt ended, one attempt of an invocation at a time, which is what lets
+        # @idempotent take over the record of an attempt that died (skiff.sdk.idempotency).
+        visibility = window + 2 * timeout + 30.0
 
         async def run() -> None:
             while True:
