@@ -24,7 +24,7 @@ from bench.common import RESULTS, ROOT, log
 
 
 def _stages() -> dict[str, tuple[set[str], Callable[[bool], dict]]]:
-    from bench import coldstart, density, layers, queues, warm
+    from bench import coldstart, density, layers, neighbours, queues, warm
 
     return {
         "coldstart": ({"lambda-local", "functions-framework"}, coldstart.run_coldstart),
@@ -33,6 +33,7 @@ def _stages() -> dict[str, tuple[set[str], Callable[[bool], dict]]]:
         "density": (set(), density.run),
         "layers": (set(), layers.run),
         "queues": (set(), queues.stage),
+        "neighbours": ({"wrk"}, neighbours.run),
     }
 
 

@@ -224,12 +224,13 @@ class Client:
 # -- a Skiff server ------------------------------------------------------------------
 
 class Skiff:
-    """``skiff up DIRS --port 0 --home HOME`` pinned to the server core."""
+    """``skiff up DIRS --port 0 --home HOME`` pinned to the server core (unless
+    ``pin=False``: a stage about sharing the whole machine)."""
 
     def __init__(self, home: Path, dirs: list[Path], env: dict[str, str] | None = None,
                  ready_timeout: float = 300.0,
                  on_spawn: Callable[[int], None] | None = None,
-                 allow_failed_deploys: bool = False) -> None:
+                 allow_failed_deploys: bool = False, pin: bool = True) -> None:
         self.home = home
         self.lines: list[str] = []
         self._ready = threading.Event()
@@ -238,7 +239,7 @@ class Skiff:
         full_env.pop("SKIFF_HOME", None)
         self.started = time.monotonic()
         self.proc = children.start(
-            taskset(SERVER_CORE, [SKIFF, "up", *map(str, dirs), "--port", "0",
+            taskset(SERVER_CORE if pin else None, [SKIFF, "up", *map(str, dirs), "--port", "0",
                                   "--home", str(home)]),
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=full_env)
         threading.Thread(target=self._pump, daemon=True).start()

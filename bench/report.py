@@ -93,7 +93,7 @@ def targets(results: dict) -> list[dict]:
     out: list[dict] = []
 
     stage_of = {"cold start": "coldstart", "preinit": "heavy", "warm": "warm", "200": "density",
-                "1,000": "density", "async": "queues"}
+                "1,000": "density", "async": "queues", "neighbour": "neighbours"}
 
     def add(target: str, figure: str, met: bool | None) -> None:
         stage = next(v for k, v in stage_of.items() if target.startswith(k))
@@ -159,6 +159,11 @@ def targets(results: dict) -> list[dict]:
         v = lat.get(q)
         add(f"async enqueue→start {q} ≤ {bound:g} ms", f"{_fmt(v)} ms",
             None if v is None else v <= bound)
+
+    nb = _stage(results, "neighbours")
+    ratio = (nb or {}).get("p99_ratio")
+    add("neighbour p99 during a CPU + memory hog ≤ 2× quiet", _x(ratio),
+        None if ratio is None else ratio <= 2)
     return out
 
 
@@ -344,6 +349,30 @@ def _queues_section(results: dict) -> list[str]:
     return out
 
 
+def _neighbours_section(results: dict) -> list[str]:
+    stage = _stage(results, "neighbours")
+    if not stage:
+        return []
+    out = ["## 7. Neighbour impact (a CPU hog and a memory hog next to a hello app)", "",
+           _stage_note(results, "neighbours"), "",
+           f"`wrk -t1 -c{stage['connections']}` on the hello app through the gateway, "
+           f"{stage['seconds']} s per phase, quiet, floor and attack phases in turns "
+           f"({stage['rounds']} rounds); floor: two SCHED_IDLE busy loops outside Skiff (what "
+           f"busy cores cost this machine, whatever the scheduler does); attack: "
+           f"{stage['attack']}. The Skiff server is not pinned: the hogs, the neighbour and "
+           "the gateway share both cores. Ratios are to the quiet phases, of the medians over "
+           "the phases.", ""]
+    out += _table(["round", "phase", "req/s", "p50 ms", "p99 ms", "errors", "hog requests"],
+                  [[str(p["round"]), p["phase"], f"{p['rps']:.0f}", _fmt(p["p50_ms"]),
+                    _fmt(p["p99_ms"]), str(p["errors"]),
+                    ", ".join(f"{k}: {v}" for k, v in sorted(p["hogs"].items())) or "–"]
+                   for p in stage["phases"]])
+    out += ["", f"Attack / quiet: p50 {_x(stage['p50_ratio'])}, p99 {_x(stage['p99_ratio'])}, "
+                f"throughput {_x(stage['rps_ratio'])}. Floor / quiet: p50 "
+                f"{_x(stage.get('floor_p50_ratio'))}, p99 {_x(stage.get('floor_p99_ratio'))}.", ""]
+    return out
+
+
 def render(results: dict) -> str:
     meta = results.get("meta", {})
     m = meta.get("machine", {})
@@ -389,6 +418,7 @@ def render(results: dict) -> str:
     lines += _density_section(results)
     lines += _layers_section(results)
     lines += _queues_section(results)
+    lines += _neighbours_section(results)
     notes = Path(__file__).with_name("NOTES.md")
     if notes.exists():  # profiles and explanations, written by people, kept across runs
         lines += [notes.read_text().rstrip(), ""]

@@ -13,6 +13,7 @@ from types import SimpleNamespace
 import pytest
 
 from skiff.sdk.idempotency import (
+    Attempt,
     Idempotency,
     IdempotencyError,
     IdempotencyInProgress,
@@ -21,6 +22,7 @@ from skiff.sdk.idempotency import (
     IdempotencyStore,
     KVIdempotencyStore,
     MemoryIdempotencyStore,
+    current_attempt,
     default_store,
     idempotent,
     payload_hash,
@@ -283,3 +285,113 @@ def test_handlers_with_the_same_key_do_not_collide(store: IdempotencyStore) -> N
         return "two"
 
     assert (one("k", None), two("k", None)) == ("one", "two")
+
+
+# -- a dead attempt's record is taken over (its delivery lease is gone) ---------------
+def _left_by(attempt: Attempt, key: str, now: float) -> IdempotencyRecord:
+    """A record as an attempt that died mid-way leaves it, with a long lease still to run."""
+    return IdempotencyRecord(key, "in_progress", payload_hash(5), now + 3600, now + 900,
+                             invocation=attempt.invocation, attempt=attempt.token)
+
+
+def test_a_dead_attempt_of_the_same_invocation_is_taken_over_at_once(
+        store: IdempotencyStore, kv_clock) -> None:
+    """A redelivery of the invocation whose attempt left the record runs now, not after the lease:
+    the platform runs one attempt of an invocation at a time, so that attempt is over."""
+    engine = Idempotency(store, clock=kv_clock)
+    charger = Charger()
+    assert store.put_if_absent(_left_by(Attempt("inv-1", "dead"), "order-1", kv_clock())) is not None
+    again = Attempt("inv-1", "next")
+    assert engine.run("order-1", 5, lambda: charger.charge(5), attempt=again)["receipt"] == "r-1"
+    assert engine.run("order-1", 5, lambda: charger.charge(5), attempt=again)["receipt"] == "r-1"
+    assert charger.charges == 1
+
+
+def test_a_live_attempt_of_another_invocation_still_holds_the_key(
+        store: IdempotencyStore, kv_clock) -> None:
+    """Another invocation with the same key cannot know the holder is dead: it gets 409."""
+    engine = Idempotency(store, clock=kv_clock)
+    assert store.put_if_absent(_left_by(Attempt("inv-1", "live"), "order-1", kv_clock())) is not None
+    with pytest.raises(IdempotencyInProgress):
+        engine.run("order-1", 5, lambda: "other", attempt=Attempt("inv-2", "other"))
+
+
+def test_the_same_attempt_does_not_take_over_its_own_record(
+        store: IdempotencyStore, kv_clock) -> None:
+    """A re-entrant call inside the attempt that holds the key is still in progress."""
+    engine = Idempotency(store, clock=kv_clock)
+    me = Attempt("inv-1", "me")
+    assert store.put_if_absent(_left_by(me, "order-1", kv_clock())) is not None
+    with pytest.raises(IdempotencyInProgress):
+        engine.run("order-1", 5, lambda: "again", attempt=me)
+
+
+def test_the_dead_attempt_cannot_complete_a_record_taken_over(
+        store: IdempotencyStore, kv_clock) -> None:
+    """If the old attempt was not quite dead, its completion loses the compare-and-set and the
+    new attempt's result stays."""
+    engine = Idempotency(store, clock=kv_clock)
+    old = store.put_if_absent(_left_by(Attempt("inv-1", "old"), "order-1", kv_clock()))
+    assert old is not None
+    assert engine.run("order-1", 5, lambda: "new", attempt=Attempt("inv-1", "new")) == "new"
+    assert engine._complete(old, "old") == "old"  # logged, not stored
+    assert engine.run("order-1", 5, lambda: "third", attempt=Attempt("inv-9", "x")) == "new"
+
+
+def test_the_attempt_identity_is_stored_with_the_record(store: IdempotencyStore,
+                                                        kv_clock) -> None:
+    """The in-progress record names its invocation and attempt (so the KV round trip keeps them)."""
+    engine = Idempotency(store, clock=kv_clock)
+    seen: list[tuple[str | None, str | None]] = []
+
+    def look() -> str:
+        record = store.get("order-1")
+        assert record is not None
+        seen.append((record.invocation, record.attempt))
+        return "ok"
+
+    engine.run("order-1", 5, look, attempt=Attempt("inv-1", "tok"))
+    assert seen == [("inv-1", "tok")]
+
+
+def test_decorator_takes_over_a_record_its_invocation_left(store: IdempotencyStore) -> None:
+    """@idempotent names the attempt by the context's request id (and this process), so the
+    redelivery of an async invocation whose instance died is charged, once, at once."""
+    charger = Charger()
+
+    @idempotent(key=lambda e: e["id"], store=store)
+    def handler(event: dict, context: object) -> dict:
+        return charger.charge(1)
+
+    k = next(iter(_keys_of(handler, {"id": "o-1"})))
+    store.put_if_absent(IdempotencyRecord(k, "in_progress", payload_hash("o-1"), 4e9, 4e9,
+                                          invocation="req-1", attempt="a-dead-process"))
+    context = SimpleNamespace(aws_request_id="req-1")
+    assert handler({"id": "o-1"}, context) == {"charged": 1, "receipt": "r-1"}
+    assert handler({"id": "o-1"}, SimpleNamespace(aws_request_id="req-2"))["receipt"] == "r-1"
+    assert charger.charges == 1
+
+
+def test_the_attempt_token_differs_in_a_forked_child() -> None:
+    """Each process (each instance forked from a zygote) is its own attempt."""
+    import os
+
+    parent = current_attempt(SimpleNamespace(aws_request_id="r"))
+    assert parent is not None and parent.invocation == "r"
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        child = current_attempt(SimpleNamespace(aws_request_id="r"))
+        os.write(write, (child.token if child else "").encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    token = os.read(read, 200).decode()
+    os.close(read)
+    assert token and token != parent.token
+    assert current_attempt(None) is None  # nothing names the invocation: no takeover
+
+
+def _keys_of(handler, event: dict) -> list[str]:
+    """The record key @idempotent uses for ``event`` (handler name # key hash)."""
+    return [f"{handler.__module__}.{handler.__qualname__}#{payload_hash(event['id'])}"]

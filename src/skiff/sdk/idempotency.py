@@ -7,7 +7,20 @@ in_progress_expiry}`` is created only if none exists; the handler's result
 completes it; a retry with the same key then gets the stored result without
 running the handler. A failing handler deletes its record so a retry can run.
 A record left ``in_progress`` by a crashed run is taken over once its
-``in_progress_expiry`` passes (by default the invocation's remaining time).
+``in_progress_expiry`` passes (by default the invocation's remaining time),
+or at once by another attempt of the same invocation.
+
+Why that takeover is sound: the record names the :class:`Attempt` that wrote
+it (the platform's invocation id, the same on every delivery of an async
+invocation, and a token of the process that ran it). The platform runs one
+attempt of an invocation at a time: a message is delivered again only after
+the attempt that leased it settled, was stopped at its timeout (the lease
+outlives it), or died with the platform (instances die with it, and no write
+of theirs can land after). So a record of invocation I written by another
+process is an abandoned one. Waiting for its lease instead would make every
+retry fail with IdempotencyInProgress until the retries ran out, and an
+accepted message went to the dead-letter queue unprocessed (hardening item
+19, seen in 2 of 3 kill -9 runs of 2,500 messages).
 
 :class:`Idempotency` owns all of that logic; an :class:`IdempotencyStore`
 implements four primitives (compare-and-set on an opaque record version).
@@ -31,8 +44,11 @@ import hashlib
 import inspect
 import json
 import logging
+import os
+import sys
 import threading
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol, TypeVar
@@ -74,16 +90,30 @@ class IdempotencyRecord:
     result: Any = None
     #: The store's concurrency token for compare-and-set; opaque to the logic.
     version: int | None = None
+    #: Who holds an in-progress record (:class:`Attempt`); None when unknown.
+    invocation: str | None = None
+    attempt: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"status": self.status, "payload_hash": self.payload_hash,
                 "expires_at": self.expires_at, "in_progress_expiry": self.in_progress_expiry,
-                "result": self.result}
+                "result": self.result, "invocation": self.invocation, "attempt": self.attempt}
 
     @classmethod
     def from_json(cls, key: str, doc: dict[str, Any], version: int | None) -> IdempotencyRecord:
         return cls(key, doc["status"], doc["payload_hash"], doc["expires_at"],
-                   doc.get("in_progress_expiry"), doc.get("result"), version)
+                   doc.get("in_progress_expiry"), doc.get("result"), version,
+                   doc.get("invocation"), doc.get("attempt"))
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One attempt at an invocation: ``invocation`` is the platform's request id
+    (the same on every delivery of one async invocation or event), ``token``
+    names the process that runs this attempt."""
+
+    invocation: str
+    token: str
 
 
 class IdempotencyStore(abc.ABC):
@@ -226,12 +256,14 @@ class Idempotency:
         self.clock = clock
 
     def run(self, key: str, payload: Any, fn: Callable[[], T], *, expires: float = 3600,
-            in_progress_timeout: float = DEFAULT_IN_PROGRESS_TIMEOUT) -> T:
+            in_progress_timeout: float = DEFAULT_IN_PROGRESS_TIMEOUT,
+            attempt: Attempt | None = None) -> T:
         """``fn()`` once per ``key`` within ``expires`` seconds; its stored result
         after that. Raises :class:`IdempotencyKeyMismatch` if ``key`` was used
         with another ``payload``, :class:`IdempotencyInProgress` while another
-        run with ``key`` is live."""
-        begun = self._begin(key, payload, expires, in_progress_timeout)
+        run with ``key`` is live. ``attempt`` names this run, so that another
+        attempt of the same invocation takes over the record it leaves."""
+        begun = self._begin(key, payload, expires, in_progress_timeout, attempt)
         if begun.owned is None:
             return begun.result
         try:
@@ -243,9 +275,10 @@ class Idempotency:
 
     async def run_async(self, key: str, payload: Any, fn: Callable[[], Awaitable[T]], *,
                         expires: float = 3600,
-                        in_progress_timeout: float = DEFAULT_IN_PROGRESS_TIMEOUT) -> T:
+                        in_progress_timeout: float = DEFAULT_IN_PROGRESS_TIMEOUT,
+                        attempt: Attempt | None = None) -> T:
         """:meth:`run` for a coroutine function."""
-        begun = self._begin(key, payload, expires, in_progress_timeout)
+        begun = self._begin(key, payload, expires, in_progress_timeout, attempt)
         if begun.owned is None:
             return begun.result
         try:
@@ -255,12 +288,14 @@ class Idempotency:
             raise
         return self._complete(begun.owned, result)
 
-    def _begin(self, key: str, payload: Any, expires: float,
-               in_progress_timeout: float) -> _Begun:
+    def _begin(self, key: str, payload: Any, expires: float, in_progress_timeout: float,
+               attempt: Attempt | None) -> _Begun:
         digest = payload_hash(payload)
         now = self.clock()
         record = IdempotencyRecord(key, "in_progress", digest, now + expires,
-                                   now + in_progress_timeout)
+                                   now + in_progress_timeout,
+                                   invocation=attempt.invocation if attempt else None,
+                                   attempt=attempt.token if attempt else None)
         for _ in range(5):
             owned = self.store.put_if_absent(record)
             if owned is not None:
@@ -269,7 +304,7 @@ class Idempotency:
             if existing is None:
                 continue  # its run failed and released it just now: try again
             if existing.expires_at <= now or (existing.status == "in_progress" and (
-                    existing.in_progress_expiry or 0) <= now):
+                    (existing.in_progress_expiry or 0) <= now or _abandoned(existing, attempt))):
                 owned = self.store.update(record, expected=existing)  # stale: take it over
                 if owned is not None:
                     return _Begun(owned)
@@ -294,11 +329,52 @@ class Idempotency:
                 f"the result of idempotent run {owned.key!r} is not a JSON value, so it "
                 "cannot be replayed; return JSON data", code="idempotency_result_not_json",
                 key=owned.key) from None
-        done = replace(owned, status="completed", result=result, in_progress_expiry=None)
+        done = replace(owned, status="completed", result=result, in_progress_expiry=None,
+                       invocation=None, attempt=None)
         if self.store.update(done, expected=owned) is None:
             log.warning("idempotency record %s was taken over before the run completed "
                         "(it outlived its in-progress timeout)", owned.key)
         return result
+
+
+def _abandoned(existing: IdempotencyRecord, attempt: Attempt | None) -> bool:
+    """Whether ``existing`` was left by an earlier attempt of ``attempt``'s own invocation
+    (which the platform has ended before delivering this one; see the module docstring)."""
+    return (attempt is not None and existing.invocation == attempt.invocation
+            and existing.attempt is not None and existing.attempt != attempt.token)
+
+
+# One token per process: an instance forked from a zygote gets its own. A later attempt of
+# an invocation in the same process cannot find its earlier one in progress (a run that
+# raises deletes its record; a timeout or crash ends the process), so the same token means
+# "possibly this very attempt, re-entered" and is never taken over.
+_process_token = uuid.uuid4().hex
+
+
+def _new_process_token() -> None:
+    global _process_token
+    _process_token = uuid.uuid4().hex
+
+
+os.register_at_fork(after_in_child=_new_process_token)
+
+
+def current_attempt(context: Any = None) -> Attempt | None:
+    """The attempt running now: the invocation the platform is running in this
+    instance (else the context's ``aws_request_id``) in this process; None when
+    nothing names the invocation (e.g. in a thread the handler started)."""
+    invocation = _instance_request_id() or getattr(context, "aws_request_id", None)
+    if not invocation or not isinstance(invocation, str):
+        return None
+    return Attempt(invocation, _process_token)
+
+
+def _instance_request_id() -> str:
+    # the worker is loaded only inside an instance, where it sets the id of the message it
+    # is running (a context variable, so async instances running several keep them apart)
+    worker = sys.modules.get("skiff.instance.worker")
+    current = getattr(worker, "_request_id", None)
+    return current.get() if current is not None else ""
 
 
 def payload_hash(payload: Any) -> str:
@@ -345,7 +421,9 @@ def idempotent(*, key: Callable[[Any], Any] | None = None,
     compared between runs is ``payload(event)`` if given, else the key itself:
     whole events carry per-delivery fields (receipt handles, receive counts,
     request ids) that differ on every retry. The in-progress lease lasts the
-    invocation's remaining time when the context tells it. ``store`` is a store
+    invocation's remaining time when the context tells it; another attempt of
+    the same invocation (a redelivery after the instance or the platform died)
+    takes a record over at once. ``store`` is a store
     or a function returning one, resolved per call; default
     :func:`default_store`.
     """
@@ -353,7 +431,8 @@ def idempotent(*, key: Callable[[Any], Any] | None = None,
     def decorate(handler: Callable[..., Any]) -> Callable[..., Any]:
         name = f"{handler.__module__}.{handler.__qualname__}"
 
-        def prepare(event: Any, context: Any) -> tuple[Idempotency, str, Any, float] | None:
+        def prepare(event: Any, context: Any) -> tuple[Idempotency, str, Any, float,
+                                                       Attempt | None] | None:
             chosen = key(event) if key is not None else event
             if chosen is None:
                 log.warning("%s: the idempotency key of this event is None; running it "
@@ -362,7 +441,8 @@ def idempotent(*, key: Callable[[Any], Any] | None = None,
             resolved = store() if callable(store) else store
             engine = Idempotency(resolved or default_store(), clock=clock)
             checked = payload(event) if payload is not None else chosen
-            return engine, f"{name}#{payload_hash(chosen)}", checked, _remaining(context)
+            return (engine, f"{name}#{payload_hash(chosen)}", checked, _remaining(context),
+                    current_attempt(context))
 
         if inspect.iscoroutinefunction(handler):
             @functools.wraps(handler)
@@ -370,9 +450,10 @@ def idempotent(*, key: Callable[[Any], Any] | None = None,
                 plan = prepare(event, context)
                 if plan is None:
                     return await handler(event, context)
-                engine, k, checked, lease = plan
+                engine, k, checked, lease, attempt = plan
                 return await engine.run_async(k, checked, lambda: handler(event, context),
-                                              expires=expires, in_progress_timeout=lease)
+                                              expires=expires, in_progress_timeout=lease,
+                                              attempt=attempt)
             return run_async
 
         @functools.wraps(handler)
@@ -380,9 +461,9 @@ def idempotent(*, key: Callable[[Any], Any] | None = None,
             plan = prepare(event, context)
             if plan is None:
                 return handler(event, context)
-            engine, k, checked, lease = plan
+            engine, k, checked, lease, attempt = plan
             return engine.run(k, checked, lambda: handler(event, context), expires=expires,
-                              in_progress_timeout=lease)
+                              in_progress_timeout=lease, attempt=attempt)
         return run
 
     return decorate

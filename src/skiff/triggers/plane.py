@@ -70,6 +70,10 @@ CREATE TABLE IF NOT EXISTS async_invocations (
   result BLOB,
   error TEXT
 );
+CREATE TABLE IF NOT EXISTS async_waits (
+  id TEXT PRIMARY KEY,
+  waits INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS schedule_checkpoints (
   app TEXT NOT NULL,
   trigger TEXT NOT NULL,
@@ -77,6 +81,13 @@ CREATE TABLE IF NOT EXISTS schedule_checkpoints (
   PRIMARY KEY (app, trigger)
 );
 """
+
+
+#: How often an async invocation that failed only because another run holds its
+#: idempotency key (IdempotencyInProgress) is retried after that run's lease, not
+#: counting against maxAttempts. Bounded, since the app's own error says so.
+MAX_IN_PROGRESS_WAITS = 5
+_IN_PROGRESS = "handler_error: IdempotencyInProgress:"
 
 
 def async_queue(app: str) -> str:
@@ -265,8 +276,12 @@ class EventPlane:
 
     def _loop(self, queue: str, handle: Callable[[list[Delivery]], Awaitable[None]],
               batch_size: int, window: float, timeout: float) -> asyncio.Task:
-        # the lease outlives the handler's timeout, so a slow success is not redelivered
-        visibility = timeout + 30.0
+        # The lease outlives the attempt: a batch may wait its batching window, then up to
+        # its timeout for an instance (the pool's admission wait), then run for its timeout
+        # (the instance is stopped then). So a message is delivered again only after its
+        # attempt ended, one attempt of an invocation at a time, which is what lets
+        # @idempotent take over the record of an attempt that died (skiff.sdk.idempotency).
+        visibility = window + 2 * timeout + 30.0
 
         async def run() -> None:
             while True:
@@ -329,9 +344,7 @@ class EventPlane:
         return out
 
     def _deadline(self, app: str) -> float:
-        wiring = self.apps.get(app)
-        timeout = wiring.manifest.spec.resources.timeout if wiring else 30.0
-        return (time.time() + timeout) * 1000
+        return (time.time() + self._timeout(app)) * 1000
 
     def _set_status(self, inv_id: str, status: str, attempts: int, *, code: int | None = None,
                     result: bytes | None = None, error: str | None = None) -> None:
@@ -367,23 +380,52 @@ class EventPlane:
 
     def _settle(self, app: str, cfg: Any, d: Delivery, msg: p.HttpRequest | p.Event,
                 code: int | None, body: bytes, error: str | None) -> None:
+        waits = self._waits(d.message_id)
+        if error is not None and error.startswith(_IN_PROGRESS) and waits < MAX_IN_PROGRESS_WAITS:
+            # Another run holds the key (an invocation with the same key, or an attempt the
+            # SDK could not name). It ends by its deadline, at most the app's timeout from
+            # now: retry then, without spending an attempt, or a live duplicate would send
+            # this one to the DLQ unprocessed.
+            self._set_waits(d.message_id, waits + 1)
+            self._set_status(d.message_id, "retrying", d.receive_count, code=code, error=error)
+            self.broker.nack(d.queue, d.receipt, delay=self._timeout(app))
+            return
+        attempts = d.receive_count - waits
+        if waits and (error is None or attempts >= cfg.max_attempts):
+            with self._lock:
+                self._db.execute("DELETE FROM async_waits WHERE id = ?", (d.message_id,))
         if error is None:
             self._set_status(d.message_id, "succeeded", d.receive_count, code=code, result=body)
             if cfg.on_success:
                 self._destination(cfg.on_success, app, d, msg, "Success", code, body, None)
             self.broker.ack(d.queue, d.receipt)
             return
-        if d.receive_count >= cfg.max_attempts:
+        if attempts >= cfg.max_attempts:
             dest = cfg.on_failure or f"{app}-dlq"
             self._destination(dest, app, d, msg, "RetriesExhausted", code, body, error)
             self._set_status(d.message_id, "failed", d.receive_count, code=code, result=body,
                              error=error)
-            self.log(app, f"async invocation {d.message_id} failed after {d.receive_count} "
+            self.log(app, f"async invocation {d.message_id} failed after {attempts} "
                           f"attempt(s): {error}; sent to {dest}")
             self.broker.ack(d.queue, d.receipt)
             return
         self._set_status(d.message_id, "retrying", d.receive_count, code=code, error=error)
-        self.broker.nack(d.queue, d.receipt, delay=backoff(d.receive_count, base=0.5, cap=60.0))
+        self.broker.nack(d.queue, d.receipt, delay=backoff(attempts, base=0.5, cap=60.0))
+
+    def _timeout(self, app: str) -> float:
+        wiring = self.apps.get(app)
+        return wiring.manifest.spec.resources.timeout if wiring else 30.0
+
+    def _waits(self, inv_id: str) -> int:
+        with self._lock:
+            row = self._db.execute("SELECT waits FROM async_waits WHERE id = ?",
+                                   (inv_id,)).fetchone()
+        return row[0] if row else 0
+
+    def _set_waits(self, inv_id: str, waits: int) -> None:
+        with self._lock:
+            self._db.execute("INSERT INTO async_waits VALUES (?, ?) ON CONFLICT DO UPDATE SET "
+                             "waits = excluded.waits", (inv_id, waits))
 
     def _destination(self, queue: str, app: str, d: Delivery, msg: p.HttpRequest | p.Event,
                      condition: str, code: int | None, body: bytes, error: str | None) -> None:
@@ -452,7 +494,9 @@ class EventPlane:
     def _rule_batch(self, app: str) -> Callable[[list[Delivery]], Awaitable[None]]:
         async def handle(batch: list[Delivery]) -> None:
             for d in batch:
-                msg = p.Event(id=str(uuid.uuid4()), payload=d.body, deadline_ms=self._deadline(app))
+                # the delivery's id, as Lambda keeps an async request id over its retries:
+                # an @idempotent handler then takes over what a dead attempt left
+                msg = p.Event(id=d.message_id, payload=d.body, deadline_ms=self._deadline(app))
                 try:
                     await self.invoke(app, msg, "event")
                 except SkiffError as exc:
