@@ -15,9 +15,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from skiff import ipc as p
 from skiff.errors import InvocationError, TooManyRequests
 from skiff.instance import Instance, Launcher, ZygoteSpec
-from skiff.instance import protocol as p
 from skiff.scheduler.policy import (
     InstanceView,
     Plan,
