@@ -37,6 +37,7 @@ from skiff.platform.invoke import Invoker
 from skiff.platform.logsink import LogSink
 from skiff.platform.sdkcalls import SdkCalls
 from skiff.sdk.services import Services
+from skiff.serverlock import ServerLock
 from skiff.store import LogRetention, Store
 from skiff.store.kv_sqlite import SQLiteKV
 from skiff.store.uids import host_registry
@@ -147,6 +148,16 @@ async def deploy_all(platform: Platform, dirs: list[Path]) -> None:
 
 async def serve(config: Config, dirs: list[Path],
                 after_start: Callable[[Platform, Config], Awaitable[None]] | None = None) -> None:
+    lock = ServerLock(config.home)
+    lock.acquire()  # before any database is opened: a second server stops here, at once
+    try:
+        await _serve(config, dirs, after_start)
+    finally:
+        lock.release()
+
+
+async def _serve(config: Config, dirs: list[Path],
+                 after_start: Callable[[Platform, Config], Awaitable[None]] | None) -> None:
     fds = raise_fd_limit()
     # half the open files for client connections: instances, their pipes and sockets,
     # the egress proxy and the databases need the rest (a slowloris at the fd limit

@@ -524,4 +524,4 @@ def main() -> None:
         tb = exc.details.get("traceback")
         if tb:
             err.print(str(tb), markup=False, highlight=False)
-        sys.exit(1)
+        sys.exit(getattr(exc, "exit_code", 1))
