@@ -26,7 +26,7 @@ from skiff.errors import SkiffError
 from skiff.gateway import Gateway, Router, upload
 from skiff.gateway.admin import build_admin
 from skiff.governance import SecretStore
-from skiff.instance import Launcher
+from skiff.instance import InstanceHooks, Launcher
 from skiff.instance.cgroups import CgroupManager, owned_name
 from skiff.instance.environments import Environments
 from skiff.instance.isolation import Support
@@ -65,8 +65,11 @@ def say(line: str) -> None:
     print(line, flush=True)
 
 
-def assemble(config: Config) -> Platform:
-    """Build the platform's parts, each given what it uses, and the facade over them."""
+def assemble(config: Config, *,
+             launcher: Callable[[InstanceHooks], Launcher] | None = None) -> Platform:
+    """Build the platform's parts, each given what it uses, and the facade over them.
+    ``launcher`` makes the launcher of instances from the platform's hooks (tests pass
+    one of scripted instances; by default, zygotes in cgroups)."""
     config.home.mkdir(parents=True, exist_ok=True)
     # storage: the one place stores are made (a backend chosen by URL goes here)
     store = Store(config.home / "skiff.db", retention=LogRetention(
@@ -87,20 +90,26 @@ def assemble(config: Config) -> Platform:
     services = Services(kv, send=events.send, publish=events.publish,
                         may_send=events.check_send)
     sdk = SdkCalls(services)
-    cgroups = CgroupManager(owned_name())  # also removes those of dead platforms
-    support = Support.probe(cgroups)
-    launcher = Launcher(cgroups, hooks=PlatformHooks(logs, sdk), spares=config.spares,
-                        namespaces=support.namespaces, init_timeout=config.init_timeout,
-                        stop_grace=config.stop_grace)
+    hooks = PlatformHooks(logs, sdk)
+    if launcher is None:
+        cgroups = CgroupManager(owned_name())  # also removes those of dead platforms
+        support = Support.probe(cgroups)
+        launching = Launcher(cgroups, hooks=hooks, spares=config.spares,
+                             namespaces=support.namespaces, init_timeout=config.init_timeout,
+                             stop_grace=config.stop_grace)
+    else:  # no processes: no sandbox either
+        support = Support(root=False, seccomp=False, seccomp_reason="no instance processes",
+                          cgroups="unavailable: no instance processes", cgroup_ok=False)
+        launching = launcher(hooks)
     egress = egress_proxy(config, logs)
     deployer = Deployer(
-        config, store=store, registry=registry, launcher=launcher,
+        config, store=store, registry=registry, launcher=launching,
         envs=Environments(config.envs_dir or config.home / "envs", offline=config.offline),
         support=support, secrets=secrets, egress=egress, events=events, kv=kv, logs=logs,
         sdk=sdk)
     return Platform(config, Parts(
         store=store, registry=registry, logs=logs, invoker=invoker, deployer=deployer,
-        launcher=launcher, support=support, secrets=secrets, egress=egress, events=events,
+        launcher=launching, support=support, secrets=secrets, egress=egress, events=events,
         broker=broker, services=services, sdk=sdk, kv=kv))
 
 
