@@ -224,7 +224,8 @@ def build_admin(platform: Facade, token: str,
         try:
             archive = tmp / "upload.tar.gz"
             received = 0
-            with open(archive, "wb") as out:
+            out = await asyncio.to_thread(open, archive, "wb")
+            with out:
                 batch = bytearray()
                 async for chunk in request.stream():
                     received += len(chunk)

@@ -140,7 +140,9 @@ class Zygote:
                 # the zygote joins its cgroup itself, first thing, before any app code
                 env["SKIFF_CGROUP_PROCS"] = ",".join(self.cgroup.procs)
             self._failure = None
-            self._proc = subprocess.Popen(
+            # once per environment, a fork and exec (~1 ms); awaiting a thread here would
+            # let a second caller start a second zygote
+            self._proc = subprocess.Popen(  # noqa: ASYNC220
                 [self.spec.python, "-I", "-m", "skiff.instance.zygote", str(theirs.fileno())],
                 pass_fds=[theirs.fileno()], env=env, stdin=subprocess.DEVNULL,
                 start_new_session=True)

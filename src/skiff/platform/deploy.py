@@ -60,7 +60,7 @@ class Deployer:
         """Serve every app's current revision again (at start)."""
         for name, revision in self._store.apps():
             row = self._store.revision(name, revision)
-            if row is None or not Path(row.code_dir).is_dir():
+            if row is None or not await asyncio.to_thread(Path(row.code_dir).is_dir):
                 self._logs.platform(name, revision,
                                     f"revision {revision} is missing on disk; app not served")
                 continue
