@@ -12,6 +12,7 @@
     ├── Conflict               409 conflict             (route_conflict, queue_conflict) owned by another app
     ├── TooManyRequests        429 too_many_requests    pool and its queue are full
     ├── UidConflict            409 uid_conflict         another Skiff home holds this home's app uids
+    ├── HomeInUse              409 home_in_use          another server runs on this home (exit 2)
     ├── InvocationError        502 (handler_error, instance_crashed, memory_limit, bad_result,
     │                               invalid_response: not valid HTTP, refused by the gateway)
     └── InvocationTimeout      504 timeout
@@ -87,6 +88,12 @@ class TooManyRequests(SkiffError):
 class UidConflict(SkiffError):
     status = 409
     code = "uid_conflict"
+
+
+class HomeInUse(SkiffError):
+    status = 409
+    code = "home_in_use"
+    exit_code = 2  # `skiff up` exits with it: a usage problem, not a crash
 
 
 class InvocationError(SkiffError):

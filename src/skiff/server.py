@@ -1,5 +1,7 @@
-"""Run the platform: uvicorn (uvloop + httptools) serving the gateway, then
-deploy the app directories it was given."""
+"""The composition root: :func:`assemble` builds every part of the platform and
+passes each its collaborators (the one module that knows them all; nothing
+imports it but the CLI that runs it). :func:`serve` runs it: uvicorn (uvloop +
+httptools) serving the gateway, then the app directories it was given deployed."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import asyncio
 import dataclasses
 import functools
 import json
+import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable
@@ -14,12 +17,33 @@ from pathlib import Path
 
 import uvicorn
 
+from skiff.bus import SQLiteBroker
 from skiff.config import Config
 from skiff.edge import ADMIN_RESERVE, EdgeLimits, EdgeProtocol, raise_fd_limit
+from skiff.egress import EgressProxy, Guard, fd_connection_budget
+from skiff.egress import raise_fd_limit as raise_fd_limit_for_egress
 from skiff.errors import SkiffError
-from skiff.gateway import Gateway, upload
+from skiff.gateway import Gateway, Router, upload
 from skiff.gateway.admin import build_admin
-from skiff.platform import Platform
+from skiff.governance import SecretStore
+from skiff.instance import InstanceHooks, Launcher
+from skiff.instance.cgroups import CgroupManager, owned_name
+from skiff.instance.environments import Environments
+from skiff.instance.isolation import Support
+from skiff.platform import Parts, Platform, Registry
+from skiff.platform.deploy import Deployer
+from skiff.platform.hooks import PlatformHooks
+from skiff.platform.invoke import Invoker
+from skiff.platform.logsink import LogSink
+from skiff.platform.sdkcalls import SdkCalls
+from skiff.sdk.services import Services
+from skiff.serverlock import ServerLock
+from skiff.store import LogRetention, Store
+from skiff.store.kv_sqlite import SQLiteKV
+from skiff.store.uids import host_registry
+from skiff.triggers import EventPlane
+
+log = logging.getLogger("skiff")
 
 _SKIP = {"node_modules", "__pycache__", "venv", "site-packages"}
 
@@ -39,6 +63,73 @@ def find_apps(dirs: list[Path]) -> list[Path]:
 
 def say(line: str) -> None:
     print(line, flush=True)
+
+
+def assemble(config: Config, *,
+             launcher: Callable[[InstanceHooks], Launcher] | None = None) -> Platform:
+    """Build the platform's parts, each given what it uses, and the facade over them.
+    ``launcher`` makes the launcher of instances from the platform's hooks (tests pass
+    one of scripted instances; by default, zygotes in cgroups)."""
+    config.home.mkdir(parents=True, exist_ok=True)
+    # storage: the one place stores are made (a backend chosen by URL goes here)
+    store = Store(config.home / "skiff.db", retention=LogRetention(
+        max_age_days=config.log_retention_days,
+        max_lines_per_app=config.log_max_lines_per_app,
+        max_bytes_per_app=int(config.log_max_mb_per_app * 1024 * 1024)),
+        uids=host_registry(config.uid_registry, config.home))
+    # only this process opens these files (the CLI goes through the admin API)
+    kv = SQLiteKV(config.home / "kv.db", exclusive=True)
+    broker = SQLiteBroker(config.home / "bus.db", durable=True, exclusive=True)
+    secrets = SecretStore.open(config.home)
+
+    registry = Registry(Router(), platform_host=config.host)
+    logs = LogSink(store, lambda app: a.revision if (a := registry.apps.get(app)) else "")
+    invoker = Invoker(registry, store, logs)
+    events = EventPlane(broker, config.home / "events.db", invoker,
+                        log=lambda app, line: logs.platform(app, "", line))
+    services = Services(kv, send=events.send, publish=events.publish,
+                        may_send=events.check_send)
+    sdk = SdkCalls(services)
+    hooks = PlatformHooks(logs, sdk)
+    if launcher is None:
+        cgroups = CgroupManager(owned_name())  # also removes those of dead platforms
+        support = Support.probe(cgroups)
+        launching = Launcher(cgroups, hooks=hooks, spares=config.spares,
+                             namespaces=support.namespaces, init_timeout=config.init_timeout,
+                             stop_grace=config.stop_grace)
+    else:  # no processes: no sandbox either
+        support = Support(root=False, seccomp=False, seccomp_reason="no instance processes",
+                          cgroups="unavailable: no instance processes", cgroup_ok=False)
+        launching = launcher(hooks)
+    egress = egress_proxy(config, logs)
+    deployer = Deployer(
+        config, store=store, registry=registry, launcher=launching,
+        envs=Environments(config.envs_dir or config.home / "envs", offline=config.offline),
+        support=support, secrets=secrets, egress=egress, events=events, kv=kv, logs=logs,
+        sdk=sdk)
+    return Platform(config, Parts(
+        store=store, registry=registry, logs=logs, invoker=invoker, deployer=deployer,
+        launcher=launching, support=support, secrets=secrets, egress=egress, events=events,
+        broker=broker, services=services, sdk=sdk, kv=kv))
+
+
+def egress_proxy(config: Config, logs: LogSink) -> EgressProxy:
+    """The proxy with the operator's caps: descriptors first, since an app's idle
+    connections hold the gateway's (the soft limit is often 1024 of a far larger hard one)."""
+    raise_fd_limit_for_egress()
+    budget = fd_connection_budget()
+    if config.egress_max_connections > budget:
+        log.warning("SKIFF_EGRESS_MAX_CONNECTIONS=%d would leave the gateway too few file "
+                    "descriptors; using %d", config.egress_max_connections, budget)
+    try:
+        guard = Guard(allow=config.egress_allow,
+                      platform_ports=[config.port] if config.port else [])
+    except ValueError as exc:
+        raise SkiffError(str(exc), code="bad_config", status=500) from None
+    return EgressProxy(
+        on_event=logs.egress, guard=guard, idle_timeout=config.egress_idle_timeout,
+        max_connections_per_app=config.egress_max_connections_per_app,
+        max_connections=min(config.egress_max_connections or budget, budget))
 
 
 async def deploy_all(platform: Platform, dirs: list[Path]) -> None:
@@ -66,6 +157,16 @@ async def deploy_all(platform: Platform, dirs: list[Path]) -> None:
 
 async def serve(config: Config, dirs: list[Path],
                 after_start: Callable[[Platform, Config], Awaitable[None]] | None = None) -> None:
+    lock = ServerLock(config.home)
+    lock.acquire()  # before any database is opened: a second server stops here, at once
+    try:
+        await _serve(config, dirs, after_start)
+    finally:
+        lock.release()
+
+
+async def _serve(config: Config, dirs: list[Path],
+                 after_start: Callable[[Platform, Config], Awaitable[None]] | None) -> None:
     fds = raise_fd_limit()
     # half the open files for client connections: instances, their pipes and sockets,
     # the egress proxy and the databases need the rest (a slowloris at the fd limit
@@ -74,7 +175,7 @@ async def serve(config: Config, dirs: list[Path],
     config = dataclasses.replace(config, max_connections=max_connections)
     for name in upload.remove_stale(config.home):
         say(f"removed upload {name} left by a server that is gone")
-    platform = Platform(config)
+    platform = assemble(config)
     limits = EdgeLimits(max_header_bytes=config.max_header_bytes,
                         header_timeout=config.header_timeout, max_connections=max_connections)
     gateway = Gateway(platform, build_admin(platform, config.admin_token(), limits.stats))
@@ -94,18 +195,23 @@ async def serve(config: Config, dirs: list[Path],
     platform.config = config
     url = f"http://{config.host}:{port}"
     (config.home / "server.json").write_text(json.dumps({"url": url, "pid": os.getpid()}))
-    say(f"Skiff {url}  (home {config.home}, memory isolation: "
-        f"{'cgroup v' + str(platform.cgroups.version) if platform.cgroups.available else 'rlimit'})")
+    say(f"Skiff {url}  (home {config.home}, memory isolation: {platform.memory_isolation})")
     if dirs:
         await deploy_all(platform, dirs)
     if after_start is not None:
         await after_start(platform, config)
-    say(f"ready: {len(platform.apps)} app(s) at {url}/<app>/  (admin API {url}/_skiff/api/docs)")
+    say(f"ready: {len(platform.app_names())} app(s) at {url}/<app>/  (admin API {url}/_skiff/api/docs)")
     await task
 
 
 def run(config: Config, dirs: list[Path],
         after_start: Callable[[Platform, Config], Awaitable[None]] | None = None) -> None:
+    # the platform's own warnings (package loggers under "skiff") go to stderr, as
+    # "skiff: ..." lines beside uvicorn's
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("skiff: %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
     try:
         import uvloop
 

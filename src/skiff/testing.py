@@ -50,7 +50,7 @@ from typing import Any
 from urllib.parse import unquote, urlencode
 
 from skiff.bus import MemoryBroker, validate_event
-from skiff.instance.protocol import HttpRequest
+from skiff.ipc import HttpRequest
 from skiff.runtime import InvokeContext, LoadedApp, encode_result, load_app
 from skiff.sdk import client as sdk_client
 from skiff.sdk.services import Services

@@ -27,6 +27,7 @@ err = Console(stderr=True)
 UrlOpt = Annotated[str | None, typer.Option("--url", help="Skiff server URL (default: from $SKIFF_HOME/server.json)")]
 HomeOpt = Annotated[Path | None, typer.Option("--home", help="state directory ($SKIFF_HOME, default ./.skiff)")]
 TEMPLATES = Path(__file__).parent / "templates"
+_background: set = set()  # tasks `skiff dev` runs beside the server
 
 
 def _client(url: str | None, home: Path | None = None):  # noqa: ANN202
@@ -82,7 +83,7 @@ def dev(directory: Annotated[Path, typer.Argument(help="the app directory")] = P
                     if tb:
                         out.print(str(tb), markup=False)
 
-        asyncio.ensure_future(loop())
+        _background.add(asyncio.ensure_future(loop()))  # held: the loop runs till the server stops
 
     run(config, [directory], after_start=watch)
 
@@ -524,4 +525,4 @@ def main() -> None:
         tb = exc.details.get("traceback")
         if tb:
             err.print(str(tb), markup=False, highlight=False)
-        sys.exit(1)
+        sys.exit(getattr(exc, "exit_code", 1))

@@ -21,12 +21,13 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import skiff
+from skiff import ipc as p
 from skiff.errors import NotFound, PayloadTooLarge, SkiffError, Unauthorized
 from skiff.gateway import upload
 from skiff.gateway.app import app_response
-from skiff.instance import protocol as p
+from skiff.gateway.facade import Facade
 from skiff.manifest import json_schema
-from skiff.platform import Platform
+from skiff.scheduler import Invocation
 
 PREFIX = "/_skiff/api"
 _WRITE_BATCH = 1024 * 1024  # upload bytes gathered before one write, off the loop
@@ -80,7 +81,7 @@ class AdminGuard:
     request is read or parsed (FastAPI reads and validates a JSON body before it
     runs the auth dependency), and a body is read only up to its limit."""
 
-    def __init__(self, api: FastAPI, token: str, platform: Platform) -> None:
+    def __init__(self, api: FastAPI, token: str, platform: Facade) -> None:
         self.api = api
         self.platform = platform
         self._token = token.encode()
@@ -138,7 +139,7 @@ _UNAUTHORIZED = ("a valid admin token is required: send `Authorization: Bearer <
                  "(the token is in $SKIFF_HOME/admin-token)")
 
 
-def build_admin(platform: Platform, token: str,
+def build_admin(platform: Facade, token: str,
                 edge_stats: Callable[[], dict] | None = None) -> AdminGuard:
     api = FastAPI(title="Skiff admin API", version=skiff.__version__,
                   openapi_url=f"{PREFIX}/openapi.json", docs_url=f"{PREFIX}/docs", redoc_url=None)
@@ -195,7 +196,7 @@ def build_admin(platform: Platform, token: str,
 
     @api.get(f"{PREFIX}/health")
     async def health() -> dict:
-        return {"status": "ok", "version": skiff.__version__, "apps": len(platform.apps),
+        return {"status": "ok", "version": skiff.__version__, "apps": len(platform.app_names()),
                 "uptime_s": round(time.time() - platform.started, 1)}
 
     @api.get(f"{PREFIX}/schema")
@@ -204,14 +205,11 @@ def build_admin(platform: Platform, token: str,
 
     @api.get(f"{PREFIX}/apps", dependencies=protected)
     async def list_apps() -> list[dict]:
-        return [platform.describe(a) for _, a in sorted(platform.apps.items())]
+        return [platform.describe(name) for name in platform.app_names()]
 
     @api.get(f"{PREFIX}/apps/{{name}}", dependencies=protected)
     async def get_app(name: str) -> dict:
-        app = platform.app(name)
-        out = platform.describe(app)
-        out["manifest"] = app.manifest.to_dict()
-        return out
+        return platform.describe(name, manifest=True)
 
     @api.post(f"{PREFIX}/apps", status_code=201, dependencies=protected,
               openapi_extra={"requestBody": {"content": {"application/gzip": {
@@ -226,7 +224,8 @@ def build_admin(platform: Platform, token: str,
         try:
             archive = tmp / "upload.tar.gz"
             received = 0
-            with open(archive, "wb") as out:
+            out = await asyncio.to_thread(open, archive, "wb")
+            with out:
                 batch = bytearray()
                 async for chunk in request.stream():
                     received += len(chunk)
@@ -256,9 +255,7 @@ def build_admin(platform: Platform, token: str,
 
     @api.get(f"{PREFIX}/apps/{{name}}/revisions", dependencies=protected)
     async def revisions(name: str) -> list[dict]:
-        current = platform.app(name).revision
-        return [{"revision": r.revision, "created": r.created, "current": r.revision == current,
-                 "environment": r.env_key} for r in platform.store.revisions(name)]
+        return platform.revisions(name)
 
     @api.post(f"{PREFIX}/apps/{{name}}/rollback", dependencies=protected)
     async def rollback(name: str, body: RollbackBody | None = None) -> dict:
@@ -273,39 +270,36 @@ def build_admin(platform: Platform, token: str,
         if payload:
             _json(payload, "the event", "bad_event")
         rid = platform.new_request_id()
-        timeout = app.pool.target.timeout if app.pool else 30.0
-        deadline = (time.time() + timeout) * 1000
-        msg: Any
+        msg: p.HttpRequest | p.Event
         if app.kind == "lambda":
-            msg = p.Event(id=rid, payload=payload, deadline_ms=deadline)
+            msg = p.Event(id=rid, payload=payload)
         else:
             msg = p.HttpRequest(id=rid, method="POST" if payload else "GET", path="/",
                                 headers=[("content-type", "application/json")], body=payload,
-                                host=f"{name}.localhost", mount="", deadline_ms=deadline)
+                                host=f"{name}.localhost", mount="")
+        inv = Invocation.start(name, "invoke", msg, timeout=app.timeout,
+                               traceparent=request.headers.get("traceparent"))
         if request.headers.get("x-skiff-invocation-type", "").lower() == "event":
-            await platform.events.accept(name, msg, request.headers.get("traceparent"))
+            await platform.accept(inv)
             return Response(json.dumps({"invocation_id": rid, "status": "queued"}).encode(),
                             status_code=202, media_type="application/json")
-        resp = await platform.invoke(app, msg, "invoke")
+        resp = await platform.invoke(app, inv)
         if app.kind == "lambda":
             resp = p.Response(id=resp.id, status=200, headers=resp.headers, body=resp.body)
         status, headers, body = app_response(app, resp, "POST", rid, lambda line: (
-            platform.log_platform(app.name, app.revision, line, request_id=rid)))
+            platform.log(app, line, request_id=rid)))
         out = Response(body, status_code=status)
         out.raw_headers = headers  # checked and framed already; as the gateway sends them
         return out
 
     @api.get(f"{PREFIX}/apps/{{name}}/invocations", dependencies=protected)
     async def invocations(name: str, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict]:
-        platform.app(name)
-        return [r | {"attributes": _otel(r)} for r in platform.store.invocations(name, limit)]
+        return [r | {"attributes": _otel(r)} for r in platform.invocations(name, limit)]
 
     @api.delete(f"{PREFIX}/apps/{{name}}/instances", dependencies=protected)
     async def stop_instances(name: str) -> dict:
         """Scale the app to zero now (in-flight requests finish first)."""
-        app = platform.app(name)
-        stopped = app.pool.stop_all() if app.pool else 0
-        return {"app": name, "stopped": stopped}
+        return {"app": name, "stopped": platform.stop_instances(name)}
 
     @api.get(f"{PREFIX}/apps/{{name}}/logs", dependencies=protected)
     async def logs(name: str, after: int = 0,
@@ -313,58 +307,54 @@ def build_admin(platform: Platform, token: str,
                    stream: str | None = None) -> list[dict]:
         """App output (stdout, stderr) and platform lines; ``stream=egress`` gives every
         connection attempt through the egress proxy."""
-        platform.app(name)
-        return platform.store.logs(name, after, limit, stream)
+        return platform.logs(name, after, limit, stream)
 
     @api.get(f"{PREFIX}/secrets", dependencies=protected)
     async def list_secrets() -> list[dict]:
         """Names and versions only: values never leave the store through the API."""
-        return [{"name": i.name, "version": i.latest_version, "created": i.created,
-                 "updated": i.updated} for i in platform.secrets.list()]
+        return platform.secret_list()
 
     @api.put(f"{PREFIX}/secrets/{{name}}", dependencies=protected)
     async def set_secret(name: str, body: SecretBody) -> dict:
-        version = platform.secrets.set(name, body.value)
-        platform.follow_secrets()
+        version = platform.secret_set(name, body.value)
         return {"name": name, "version": version}
 
     @api.delete(f"{PREFIX}/secrets/{{name}}", dependencies=protected)
     async def delete_secret(name: str) -> dict:
-        removed = platform.secrets.delete(name)
-        platform.follow_secrets()
+        removed = platform.secret_delete(name)
         return {"name": name, "versions_removed": removed}
 
     @api.get(f"{PREFIX}/invocations/{{invocation_id}}", dependencies=protected)
     async def async_status(invocation_id: str) -> dict:
         """Status and result of an async invocation (queued, retrying,
         succeeded, failed)."""
-        return platform.events.status(invocation_id)
+        return platform.async_status(invocation_id)
 
     @api.get(f"{PREFIX}/queues", dependencies=protected)
     async def queues() -> list[dict]:
-        return platform.events.queues()
+        return platform.queues()
 
     @api.post(f"{PREFIX}/queues/{{name}}/messages", status_code=202, dependencies=protected)
     async def send_message(name: str, body: MessageBody) -> dict:
         data = body.body if isinstance(body.body, str) else json.dumps(body.body)
         return {"message_id": await asyncio.to_thread(
-            platform.events.send, name, data.encode(), body.attributes or None, body.delay)}
+            platform.queue_send, name, data.encode(), body.attributes or None, body.delay)}
 
     @api.get(f"{PREFIX}/queues/{{name}}/messages", dependencies=protected)
     async def peek(name: str, limit: Annotated[int, Query(ge=1, le=100)] = 10) -> list[dict]:
         return [{"message_id": m.message_id, "body": m.body.decode("utf-8", "replace"),
                  "attributes": m.attributes, "receive_count": m.receive_count,
                  "sent_at": m.sent_at, "source_queue": m.source_queue, "leased": m.leased}
-                for m in platform.events.broker.peek(name, limit)]
+                for m in platform.queue_peek(name, limit)]
 
     @api.delete(f"{PREFIX}/queues/{{name}}/messages", dependencies=protected)
     async def purge(name: str) -> dict:
-        return {"purged": platform.events.broker.purge(name)}
+        return {"purged": platform.queue_purge(name)}
 
     @api.post(f"{PREFIX}/queues/{{name}}/redrive", dependencies=protected)
     async def redrive(name: str, to: str | None = None) -> dict:
         """Move dead-lettered messages back to their source queue (or to ``to``)."""
-        return {"moved": platform.events.broker.redrive(name, to)}
+        return {"moved": platform.queue_redrive(name, to)}
 
     @api.post(f"{PREFIX}/events", status_code=202, dependencies=protected)
     async def publish(request: Request) -> dict:
@@ -377,27 +367,25 @@ def build_admin(platform: Platform, token: str,
         except RecursionError:
             raise SkiffError("the events are nested too deeply", code="bad_event",
                              status=400) from None
-        return {"events": [await asyncio.to_thread(platform.events.publish, e) for e in events]}
+        return {"events": [await asyncio.to_thread(platform.publish, e) for e in events]}
 
     @api.get(f"{PREFIX}/apps/{{name}}/kv", dependencies=protected)
     async def kv_list(name: str, prefix: str = "", cursor: str | None = None,
                       limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict:
-        platform.app(name)
-        return platform.services.op_kv_query(name, prefix, limit, cursor)
+        return platform.kv_query(name, prefix, limit, cursor)
 
     @api.get(f"{PREFIX}/apps/{{name}}/kv/{{key:path}}", dependencies=protected)
     async def kv_get(name: str, key: str) -> dict:
-        platform.app(name)
-        item = platform.services.op_kv_get(name, key)
+        item = platform.kv_get(name, key)
         if item is None:
             raise NotFound(f"app {name} has no key {key!r}", code="key_not_found")
         return item
 
     @api.put(f"{PREFIX}/apps/{{name}}/kv/{{key:path}}", dependencies=protected)
     async def kv_put(name: str, key: str, request: Request) -> dict:
-        platform.app(name)
+        platform.app(name)  # before the body is read
         value = _json(await request.body(), "the value", "bad_value")
-        return platform.services.op_kv_put(name, key, value)
+        return platform.kv_put(name, key, value)
 
     def _grant_key(body: RouteGrantBody) -> tuple[str, str | None, str]:
         return body.app, body.host.lower() if body.host else None, body.path.rstrip("/")
@@ -406,29 +394,28 @@ def build_admin(platform: Platform, token: str,
     async def route_grants() -> list[dict]:
         """Routes the operator lets an app have although they overlap others' (see
         `skiff routes grant`)."""
-        return [g | {"path": g["path"] or "/"} for g in platform.store.route_grants()]
+        return [g | {"path": g["path"] or "/"} for g in platform.route_grants()]
 
     @api.put(f"{PREFIX}/route-grants", dependencies=protected)
     async def grant_route(body: RouteGrantBody) -> dict:
         """Let ``app`` declare this route (host and/or path prefix) at its next deploy,
         whoever else it overlaps; the owned defaults of other apps still win."""
         app, host, path = _grant_key(body)
-        platform.store.grant_route(app, host, path)
+        platform.grant_route(app, host, path)
         return {"app": app, "host": host, "path": path or "/", "granted": True}
 
     @api.delete(f"{PREFIX}/route-grants", dependencies=protected)
     async def revoke_route(body: RouteGrantBody) -> dict:
         """Withdraw a grant; a route already served stays until the app's next deploy."""
         app, host, path = _grant_key(body)
-        if not platform.store.revoke_route(app, host, path):
+        if not platform.revoke_route(app, host, path):
             raise NotFound(f"no route grant for app {app} with host {host or '-'} and path "
                            f"{path or '/'}; see `skiff routes grants`", code="grant_not_found")
         return {"app": app, "host": host, "path": path or "/", "granted": False}
 
     @api.get(f"{PREFIX}/system", dependencies=protected)
     async def system() -> dict:
-        out = {"zygotes": platform.launcher.stats(),
-               "isolation": [layer.__dict__ for layer in platform.support.layers()]}
+        out = platform.system()
         if edge_stats is not None:
             out["edge"] = edge_stats()  # connections shed, refused, cut: is someone at it?
         return out

@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from skiff import ipc as p
 from skiff.errors import InvocationError, NotFound, PayloadTooLarge, SkiffError
+from skiff.gateway.facade import Facade, ServedApp
 from skiff.gateway.static import STREAM_CHUNK, StaticCache, StaticFile, etag_matches, read_chunk
-from skiff.instance import protocol as p
-from skiff.platform import App, Platform
+from skiff.scheduler import Invocation
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict]]
@@ -64,7 +64,7 @@ async def _send(send: Send, status: int, headers: list[tuple[bytes, bytes]], bod
     await send({"type": "http.response.body", "body": body})
 
 
-def app_response(app: App, resp: p.Response, method: str, rid: str,
+def app_response(app: ServedApp, resp: p.Response, method: str, rid: str,
                  log: Callable[[str], None]) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     """Status, headers and body to send for what an instance answered, checked:
     nothing an app returns may break the HTTP framing of the client's connection.
@@ -108,7 +108,7 @@ def app_response(app: App, resp: p.Response, method: str, rid: str,
 
 
 class Gateway:
-    def __init__(self, platform: Platform, admin: Callable | None = None) -> None:
+    def __init__(self, platform: Facade, admin: Callable | None = None) -> None:
         self.platform = platform
         self.admin = admin
         config = platform.config
@@ -175,11 +175,11 @@ class Gateway:
                 "the request path has a NUL byte (%00)", code="bad_path", status=400), rid))
             return
         try:
-            match = platform.router.match(host, path)
-            if match is None:
+            routed = platform.route(host, path)
+            if routed is None:
                 raise NotFound(f"no app is routed at {path!r}; deployed apps answer at /<app>/ "
                                "(see `skiff ls`)", code="app_not_found")
-            app = platform.apps[match.app]
+            match, app = routed
             method = scope["method"]
             if app.static is not None and method in ("GET", "HEAD"):
                 if match.mount and path == match.mount:
@@ -191,7 +191,7 @@ class Gateway:
                 if f is not None:
                     await self._static(send, f, inm, method, rid)
                     return
-            if app.pool is None:
+            if not app.serves:
                 raise NotFound(f"app {app.name} has no file at {match.path!r}", code="not_found")
             body = await self._body(receive, platform.config.max_body_bytes, held,
                                     self._body_budget)
@@ -199,24 +199,25 @@ class Gateway:
                 return
             scheme = scope.get("scheme", "http")
             client = scope.get("client")
-            timeout = app.pool.target.timeout
             req = p.HttpRequest(
                 id=rid, method=method, path=match.path,
                 query=scope.get("query_string", b"").decode("latin-1"),
                 headers=_forwarded_headers(scope, scheme, client),
                 body=body, scheme=scheme, host=host, client=client[0] if client else "",
-                mount=match.mount, deadline_ms=(time.time() + timeout) * 1000)
+                mount=match.mount)
+            inv = Invocation.start(app.name, "http", req, timeout=app.timeout,
+                                   traceparent=traceparent)
             if invocation_type is not None and invocation_type.lower() == "event":
                 # accepted durably first, answered 202; retries and DLQ follow spec.async
-                await platform.events.accept(app.name, req, traceparent)
+                await platform.accept(inv)
                 body = _json.encode({"invocation_id": rid, "status": "queued",
                                      "status_url": f"/_skiff/api/invocations/{rid}"})
                 await _send(send, 202, [(b"content-type", b"application/json"),
                                         (b"x-skiff-request-id", rid.encode())], body)
                 return
-            resp = await platform.invoke(app, req, "http")
-            answer = app_response(app, resp, method, rid, lambda line: platform.log_platform(
-                app.name, app.revision, line, request_id=rid))
+            resp = await platform.invoke(app, inv)
+            answer = app_response(app, resp, method, rid, lambda line: platform.log(
+                app, line, request_id=rid))
         except SkiffError as exc:
             await _send(send, *error_response(exc, rid))
             return

@@ -36,6 +36,8 @@ from collections.abc import Iterable
 
 import msgspec
 
+from skiff.ipc import Plan
+
 CLONE_NEWNS = 0x00020000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
@@ -43,21 +45,6 @@ MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
 PR_SET_NO_NEW_PRIVS = 38
 PROXY_PORT_ENV = "SKIFF_EGRESS_PORT"
-
-
-class Plan(msgspec.Struct, frozen=True):
-    """What to apply, decided by the platform (it knows the paths and the level)."""
-
-    uid: int = 0
-    gid: int = 0
-    drop_privileges: bool = False
-    mount_ns: bool = False  # a minimal root of its own (mount namespace + pivot_root)
-    binds: tuple[str, ...] = ()  # host paths visible read-only, at the same path
-    writable: tuple[str, ...] = ()  # host paths visible read-write (an app's data dir)
-    hide: tuple[str, ...] = ()  # covered by an empty tmpfs should a bind contain them
-    tmp_mb: int = 64
-    seccomp: bool = False
-    egress_socket: str = ""  # unix socket of this app's egress proxy
 
 
 _libc = ctypes.CDLL(None, use_errno=True)

@@ -20,26 +20,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 import os
 import select
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import msgspec
 
+from skiff import ipc as p
 from skiff.errors import DeployError, InvocationError, InvocationTimeout
 from skiff.instance import control
-from skiff.instance import protocol as p
 from skiff.instance.cgroups import Cgroup, CgroupManager
+from skiff.instance.hooks import InstanceHooks
 
-LogSink = Callable[["Instance", p.Log], None]
-CallHandler = Callable[["Instance", p.Call], Awaitable[p.CallResult]]
+log = logging.getLogger(__name__)
+_NO_HOOKS = InstanceHooks()
 
 REFILL_DELAY = 0.02  # seconds
 DEFAULT_LIMITS = (256, 1.0, 64)  # memoryMB, cpu, maxPids: the manifest's defaults
@@ -139,7 +140,9 @@ class Zygote:
                 # the zygote joins its cgroup itself, first thing, before any app code
                 env["SKIFF_CGROUP_PROCS"] = ",".join(self.cgroup.procs)
             self._failure = None
-            self._proc = subprocess.Popen(
+            # once per environment, a fork and exec (~1 ms); awaiting a thread here would
+            # let a second caller start a second zygote
+            self._proc = subprocess.Popen(  # noqa: ASYNC220
                 [self.spec.python, "-I", "-m", "skiff.instance.zygote", str(theirs.fileno())],
                 pass_fds=[theirs.fileno()], env=env, stdin=subprocess.DEVNULL,
                 start_new_session=True)
@@ -247,7 +250,7 @@ class Zygote:
             self.kill()
 
     def _caught_lying(self, ctl: socket.socket, what: str) -> None:
-        print(f"skiff: zygote {self.spec.key} lied ({what}); it was stopped", file=sys.stderr)
+        log.warning("zygote %s lied (%s); it was stopped", self.spec.key, what)
         self._failure = InvocationError(
             f"the zygote of {self.spec.key} was stopped: {what} (an app's init must not "
             "tamper with the platform's runtime)", code="zygote_untrusted")
@@ -362,7 +365,8 @@ class Instance:
     """One instance process as the gateway sees it."""
 
     def __init__(self, pid: int, sock: socket.socket, zygote: Zygote, cgroup: Cgroup | None,
-                 *, pidfd: int, grace: float = 10.0) -> None:
+                 *, pidfd: int, grace: float = 10.0, hooks: InstanceHooks = _NO_HOOKS,
+                 after_gone: Callable[[Instance], None] | None = None) -> None:
         self.pid = pid
         self.id = f"i-{pid}"
         self.zygote = zygote
@@ -377,13 +381,13 @@ class Instance:
         self._task: asyncio.Task | None = None
         self._exited: asyncio.Future[None] | None = None  # the pidfd fired
         self._calls = 0  # skiff.sdk calls being answered
+        self._answering: set[asyncio.Task] = set()
         self._call_done = asyncio.Event()
         self._overdue: asyncio.TimerHandle | None = None
-        self.on_log: LogSink | None = None
-        self.on_exit: Callable[[Instance], None] | None = None  # the pool's
-        self.on_death: Callable[[Instance], None] | None = None  # the platform's, for logs
-        self.on_call: CallHandler | None = None  # the platform's, for skiff.sdk
-        self.after_gone: Callable[[Instance], None] | None = None  # the launcher's
+        self._hooks = hooks  # the platform's: logs, skiff.sdk calls, death
+        self._after_gone = after_gone  # the launcher's: it stops counting the instance
+        self._ended: asyncio.Future[None] | None = None  # set after the hooks' after_death
+        self.on_exit: Callable[[Instance], None] | None = None  # the pool's, which adopted it
         self.memory_mb = 0
         self.dead = False  # out of rotation (it may still be running until ``gone``)
         self.gone = False  # the kernel says no process of it is left
@@ -514,11 +518,11 @@ class Instance:
                     if fut is not None and not fut.done():
                         fut.set_result(msg)
                 elif isinstance(msg, p.Log):
-                    if self.on_log is not None:
-                        self.on_log(self, msg)
+                    self._hooks.after_log(self, msg)
                 elif isinstance(msg, p.Call):
                     self._calls += 1
-                    asyncio.ensure_future(self._answer(msg))
+                    self._answering.add(task := asyncio.ensure_future(self._answer(msg)))
+                    task.add_done_callback(self._answering.discard)
                 elif self._ready is not None and not self._ready.done():
                     self._ready.set_result(msg)
         except (asyncio.IncompleteReadError, ConnectionError, msgspec.DecodeError):
@@ -527,11 +531,10 @@ class Instance:
 
     async def _answer(self, call: p.Call) -> None:
         try:
-            if self.on_call is None:
+            result = await self._hooks.after_call(self, call)
+            if result is None:
                 result = p.CallResult(id=call.id, ok=False, code="not_supported",
                                       message="this platform serves no skiff.sdk calls")
-            else:
-                result = await self.on_call(self, call)
             if self._writer is not None and not self.dead:
                 self._writer.write(p.encode(result))
         finally:
@@ -593,12 +596,27 @@ class Instance:
         if self.cgroup is not None:
             self.cgroup.remove()
         self.gone = True
-        if self.after_gone is not None:
-            self.after_gone(self)
+        if self._after_gone is not None:
+            self._after_gone(self)
         if self.on_exit is not None:
             self.on_exit(self)
-        if self.on_death is not None and self.app:
-            self.on_death(self)
+        try:
+            self._hooks.after_death(self)
+        finally:
+            if self._ended is not None and not self._ended.done():
+                self._ended.set_result(None)
+
+    def handling(self, request_id: str) -> bool:
+        """Whether the instance has been sent ``request_id`` and not answered it yet."""
+        return request_id in self._pending
+
+    def ended(self) -> asyncio.Future[None]:
+        """Done once the instance is gone and its hooks' after_death has run."""
+        if self._ended is None:
+            self._ended = asyncio.get_running_loop().create_future()
+            if self.gone:
+                self._ended.set_result(None)
+        return self._ended
 
     def kill(self) -> None:
         """Stop it now: every process in its cgroup, and the process itself through
@@ -633,9 +651,10 @@ class Launcher:
     isolation profile (namespaces and cgroups are made with the spare, off the
     request path)."""
 
-    def __init__(self, cgroups: CgroupManager, *, spares: int = 2,
-                 namespaces: bool = False, init_timeout: float = 60.0,
+    def __init__(self, cgroups: CgroupManager, *, hooks: InstanceHooks = _NO_HOOKS,
+                 spares: int = 2, namespaces: bool = False, init_timeout: float = 60.0,
                  stop_grace: float = 10.0) -> None:
+        self.hooks = hooks
         self.cgroups = cgroups
         self.spares = spares
         self.namespaces = namespaces  # can we create namespaces (root)?
@@ -647,9 +666,7 @@ class Launcher:
         self._live: set[Instance] = set()  # forked and not yet gone
         self._closing: set[asyncio.Task] = set()
         self._retiring: set[Zygote] = set()  # retired, closed once their grace is over
-        self.on_log: LogSink | None = None
-        self.on_death: Callable[[Instance], None] | None = None
-        self.on_call: CallHandler | None = None
+        self._refills: set[asyncio.Task] = set()
 
     def zygote(self, spec: ZygoteSpec) -> Zygote:
         z = self._zygotes.get(spec.key)
@@ -683,11 +700,8 @@ class Launcher:
                 cgroup.kill_all()  # a child that was forked but not adopted
                 cgroup.remove()
             raise
-        inst = Instance(pid, sock, zygote, cgroup, pidfd=pidfd, grace=self.stop_grace)
-        inst.on_log = self.on_log
-        inst.on_death = self.on_death
-        inst.on_call = self.on_call
-        inst.after_gone = self._live.discard
+        inst = Instance(pid, sock, zygote, cgroup, pidfd=pidfd, grace=self.stop_grace,
+                        hooks=self.hooks, after_gone=self._live.discard)
         self._live.add(inst)
         await inst.start()
         return inst
@@ -723,11 +737,13 @@ class Launcher:
                         return
                     spares.append(await self._fork(zygote, spec))
             except Exception as exc:  # noqa: BLE001 - spares are best effort
-                print(f"skiff: could not pre-fork a spare instance: {exc}", file=sys.stderr)
+                log.warning("could not pre-fork a spare instance: %s", exc)
             finally:
                 self._refilling.discard(pool_key)
 
-        asyncio.ensure_future(refill())
+        task = asyncio.ensure_future(refill())
+        self._refills.add(task)
+        task.add_done_callback(self._refills.discard)
 
     async def warm(self, spec: ZygoteSpec) -> None:
         """Start the zygote and its spares ahead of the first request."""

@@ -21,7 +21,7 @@ from typing import Any
 
 import msgspec
 
-from skiff.instance import protocol as p
+from skiff import ipc as p
 from skiff.runtime import encode_result
 
 _request_id: contextvars.ContextVar[str] = contextvars.ContextVar("skiff_request_id", default="")

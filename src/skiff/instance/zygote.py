@@ -38,7 +38,8 @@ def _preinit(load_json: str) -> str:
 
     import msgspec
 
-    from skiff.instance import protocol, worker
+    from skiff import ipc as protocol
+    from skiff.instance import worker
 
     try:
         worker.preinit(msgspec.json.decode(load_json.encode(), type=protocol.Load))

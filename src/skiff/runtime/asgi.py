@@ -15,7 +15,7 @@ import asyncio
 import traceback
 from urllib.parse import quote
 
-from skiff.instance.protocol import HttpRequest, Response
+from skiff.ipc import HttpRequest, Response
 
 from ._host import split_host
 from .context import InvokeContext

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from skiff.instance.protocol import HttpRequest, Response
+from skiff.ipc import HttpRequest, Response
 
 from .context import InvokeContext, LambdaContext
 from .lambda_http import build_http_event, to_response

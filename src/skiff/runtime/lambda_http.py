@@ -27,7 +27,7 @@ from urllib.parse import parse_qsl
 
 import msgspec
 
-from skiff.instance.protocol import HttpRequest, Response
+from skiff.ipc import HttpRequest, Response
 
 from .exceptions import BadResult
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from skiff.instance.protocol import HttpRequest, Response
+from skiff.ipc import HttpRequest, Response
 
 from .context import InvokeContext
 from .exceptions import NotSupported

@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import sys
 
-from skiff.instance.protocol import HttpRequest, Response
+from skiff.ipc import HttpRequest, Response
 
 from ._host import split_host
 from .context import InvokeContext

@@ -15,9 +15,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from skiff import ipc as p
 from skiff.errors import InvocationError, TooManyRequests
 from skiff.instance import Instance, Launcher, ZygoteSpec
-from skiff.instance import protocol as p
 from skiff.scheduler.policy import (
     InstanceView,
     Plan,
@@ -76,6 +76,7 @@ class Pool:
         self.waiters: deque[asyncio.Future[Instance]] = deque()
         self.stats = PoolStats()
         self.learned_concurrency = 1  # auto concurrency, known once an instance said its kind
+        self._starting: set[asyncio.Task] = set()
 
     # -- the request path -------------------------------------------------
     async def invoke(self, msg: p.HttpRequest | p.Event) -> tuple[p.Response, Served]:
@@ -169,7 +170,9 @@ class Pool:
         decision = plan(self.view(), time.monotonic() if now is None else now)
         for _ in range(decision.start):
             self.starting += 1
-            asyncio.ensure_future(self._start_one(self.target))
+            task = asyncio.ensure_future(self._start_one(self.target))
+            self._starting.add(task)  # held until done: the loop keeps only weak references
+            task.add_done_callback(self._starting.discard)
         if decision.stop:
             stop = set(decision.stop)
             for inst in [i for i in self.instances if i.id in stop]:

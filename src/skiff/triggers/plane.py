@@ -52,9 +52,10 @@ from skiff.bus import (
 from skiff.errors import Conflict, Forbidden, NotFound, SkiffError
 from skiff.instance import protocol as p
 from skiff.manifest import Manifest
+from skiff.scheduler import Invocation
 from skiff.store.sqlite import connect
 
-Invoke = Callable[[str, p.HttpRequest | p.Event, str], Awaitable[p.Response]]
+Invoke = Callable[[Invocation], Awaitable[p.Response]]
 _requests = msgspec.msgpack.Decoder(p.HttpRequest | p.Event)
 _msgpack = msgspec.msgpack.Encoder()
 
@@ -343,8 +344,13 @@ class EventPlane:
                 out["result"] = raw.decode("utf-8", "replace")
         return out
 
-    def _deadline(self, app: str) -> float:
-        return (time.time() + self._timeout(app)) * 1000
+    def _invocation(self, app: str, msg: p.HttpRequest | p.Event, trigger: str,
+                    d: Delivery | None = None) -> Invocation:
+        """What this plane invokes: the one boundary to the platform."""
+        return Invocation.start(
+            app, trigger, msg, timeout=self._timeout(app),
+            traceparent=(d.attributes or {}).get("traceparent") if d else None,
+            attempt=d.receive_count if d else 1)
 
     def _set_status(self, inv_id: str, status: str, attempts: int, *, code: int | None = None,
                     result: bytes | None = None, error: str | None = None) -> None:
@@ -365,10 +371,9 @@ class EventPlane:
             return
         cfg = wiring.manifest.spec.async_
         msg = _requests.decode(d.body)
-        msg.deadline_ms = self._deadline(app)
         error, code, body = None, None, b""
         try:
-            resp = await self.invoke(app, msg, "event")
+            resp = await self.invoke(self._invocation(app, msg, "event", d))
             code, body = resp.status, resp.body
             if resp.status >= 500:
                 error = f"status {resp.status}"
@@ -448,11 +453,10 @@ class EventPlane:
 
         async def handle(batch: list[Delivery]) -> None:
             event = to_sqs_records(batch, arn)
-            msg = p.Event(id=str(uuid.uuid4()), payload=json.dumps(event).encode(),
-                          deadline_ms=self._deadline(app))
+            msg = p.Event(id=str(uuid.uuid4()), payload=json.dumps(event).encode())
             failed: set[str] | None
             try:
-                resp = await self.invoke(app, msg, "queue")
+                resp = await self.invoke(self._invocation(app, msg, "queue", batch[0]))
                 failed = parse_batch_response(resp.body, [d.message_id for d in batch])
             except SkiffError as exc:
                 self.log(app, f"batch of {len(batch)} from {queue} failed: {exc.message}")
@@ -496,9 +500,9 @@ class EventPlane:
             for d in batch:
                 # the delivery's id, as Lambda keeps an async request id over its retries:
                 # an @idempotent handler then takes over what a dead attempt left
-                msg = p.Event(id=d.message_id, payload=d.body, deadline_ms=self._deadline(app))
+                msg = p.Event(id=d.message_id, payload=d.body)
                 try:
-                    await self.invoke(app, msg, "event")
+                    await self.invoke(self._invocation(app, msg, "event", d))
                 except SkiffError as exc:
                     self.log(app, f"event {d.message_id} failed (attempt {d.receive_count}): "
                                   f"{exc.message}")

@@ -1,0 +1,180 @@
+"""Frames between the gateway and an instance: a 4-byte big-endian length, then
+one msgpack-encoded message (msgspec tagged union).
+
+The conversation on one instance socket::
+
+    gateway                         instance
+    Load  ───────────────────────▶  (imports the app)
+          ◀───────────────────────  Ready | InitFailed
+    HttpRequest | Event ─────────▶
+          ◀───────────────────────  Log* then Response | Failure   (matched by id)
+          ◀───────────────────────  Call     (skiff.sdk, while handling)
+    CallResult ──────────────────▶
+    Shutdown ────────────────────▶  (exits 0)
+
+A leaf module: the gateway side (``instance/``) and the code inside an instance
+(``runtime/``) both import it, so neither imports the other.
+
+Msgpack via msgspec because it is the fastest safe codec measured here for small
+frames (~50 µs round trip over a unix socket).
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from typing import Any
+
+import msgspec
+
+Headers = list[tuple[str, str]]
+
+
+class Plan(msgspec.Struct, frozen=True):
+    """What to apply, decided by the platform (it knows the paths and the level)."""
+
+    uid: int = 0
+    gid: int = 0
+    drop_privileges: bool = False
+    mount_ns: bool = False  # a minimal root of its own (mount namespace + pivot_root)
+    binds: tuple[str, ...] = ()  # host paths visible read-only, at the same path
+    writable: tuple[str, ...] = ()  # host paths visible read-write (an app's data dir)
+    hide: tuple[str, ...] = ()  # covered by an empty tmpfs should a bind contain them
+    tmp_mb: int = 64
+    seccomp: bool = False
+    egress_socket: str = ""  # unix socket of this app's egress proxy
+
+
+class Load(msgspec.Struct, tag="load"):
+    app: str
+    revision: str
+    code_dir: str
+    handler: str | None
+    kind: str | None
+    env: dict[str, str] = {}
+    memory_mb: int = 256
+    cpu: float = 1.0
+    max_pids: int = 64
+    sandbox: Plan | None = None
+
+
+class Ready(msgspec.Struct, tag="ready"):
+    kind: str
+    is_async: bool
+    init_ms: float
+    pid: int
+
+
+class InitFailed(msgspec.Struct, tag="init_failed"):
+    message: str
+    traceback: str = ""
+
+
+class HttpRequest(msgspec.Struct, tag="http"):
+    """One HTTP request, already routed: ``path`` is relative to the app's mount."""
+
+    id: str
+    method: str
+    path: str
+    query: str = ""
+    headers: Headers = []
+    body: bytes = b""
+    scheme: str = "http"
+    host: str = ""
+    client: str = ""
+    mount: str = ""
+    route_key: str = "$default"
+    deadline_ms: float = 0.0
+
+
+class Event(msgspec.Struct, tag="event"):
+    """A direct invocation with a JSON payload (``skiff invoke``, async, queues)."""
+
+    id: str
+    payload: bytes
+    deadline_ms: float = 0.0
+
+
+class Response(msgspec.Struct, tag="response"):
+    id: str
+    status: int = 200
+    headers: Headers = []
+    body: bytes = b""
+
+
+class Failure(msgspec.Struct, tag="failure"):
+    id: str
+    code: str  # handler_error | bad_result | memory_limit | not_supported
+    message: str
+    traceback: str = ""
+
+
+class Log(msgspec.Struct, tag="log"):
+    request_id: str
+    stream: str
+    line: str
+
+
+class Shutdown(msgspec.Struct, tag="shutdown"):
+    pass
+
+
+class Call(msgspec.Struct, tag="call"):
+    """The app asks the platform for something (``skiff.sdk``: KV, queues, events).
+    The platform, not the app, decides which app is asking: the socket says so."""
+
+    id: int
+    op: str
+    args: dict[str, Any] = {}
+
+
+class CallResult(msgspec.Struct, tag="call_result"):
+    id: int
+    ok: bool = True
+    value: Any = None
+    code: str = ""
+    message: str = ""
+    status: int = 0
+
+
+ToInstance = Load | HttpRequest | Event | Shutdown | CallResult
+FromInstance = Ready | InitFailed | Response | Failure | Log | Call
+
+_encoder = msgspec.msgpack.Encoder()
+_to_instance = msgspec.msgpack.Decoder(ToInstance)
+_from_instance = msgspec.msgpack.Decoder(FromInstance)
+_len = struct.Struct(">I")
+
+
+def encode(msg: msgspec.Struct) -> bytes:
+    body = _encoder.encode(msg)
+    return _len.pack(len(body)) + body
+
+
+def decode_to_instance(body: bytes) -> ToInstance:
+    return _to_instance.decode(body)
+
+
+def decode_from_instance(body: bytes) -> FromInstance:
+    return _from_instance.decode(body)
+
+
+def recv_frame(sock: socket.socket) -> bytes | None:
+    """Blocking read of one frame; None when the peer closed the socket."""
+    head = _recv_exact(sock, 4)
+    if head is None:
+        return None
+    (n,) = _len.unpack(head)
+    return _recv_exact(sock, n)
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes | None:
+    buf = bytearray(n)
+    view = memoryview(buf)
+    got = 0
+    while got < n:
+        k = sock.recv_into(view[got:])
+        if k == 0:
+            return None
+        got += k
+    return bytes(buf)

@@ -1,0 +1,403 @@
+"""The deploy pipeline: validate, scan, store, trial-load, lock a :class:`Revision`
+and switch to it; and what else makes or unmakes revisions (restore at start,
+rollback, delete, secret rotation)."""
+
+from __future__ import annotations
+
+import asyncio
+import compileall
+import contextlib
+import dataclasses
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import msgspec
+
+from skiff import ipc as p
+from skiff.config import Config
+from skiff.egress import EgressListener, EgressPolicy, EgressProxy, ForbiddenEgressRule
+from skiff.errors import DeployError, InvocationError, NotFound, SkiffError
+from skiff.gateway.static import StaticSite
+from skiff.governance import SecretStore, scan_app
+from skiff.instance import Instance, Launcher, ZygoteSpec
+from skiff.instance.environments import Environments
+from skiff.instance.isolation import Support, plan_for, zygote_plan
+from skiff.manifest import Manifest, content_hash, iter_app_files, load_manifest, parse_manifest
+from skiff.platform.logsink import LogSink
+from skiff.platform.registry import App, Registry, Revision
+from skiff.platform.sdkcalls import SdkCalls
+from skiff.scheduler import Pool, Target, WarmWindow
+from skiff.store import KV, RevisionRow, Store
+from skiff.triggers import EventPlane
+
+
+class Deployer:
+    def __init__(self, config: Config, *, store: Store, registry: Registry, launcher: Launcher,
+                 envs: Environments, support: Support, secrets: SecretStore,
+                 egress: EgressProxy, events: EventPlane, kv: KV, logs: LogSink,
+                 sdk: SdkCalls) -> None:
+        self._config = config
+        self._store = store
+        self._registry = registry
+        self._launcher = launcher
+        self._envs = envs
+        self._support = support
+        self._secrets = secrets
+        self._egress = egress
+        self._events = events
+        self._kv = kv
+        self._logs = logs
+        self._sdk = sdk
+        self._listeners: dict[str, EgressListener] = {}
+        self._secret_versions = self._secret_snapshot()
+        self._run_dir = config.home / "run"
+        self._run_dir.mkdir(mode=0o700, exist_ok=True)
+
+    # -- restore ------------------------------------------------------------------
+    async def restore(self) -> None:
+        """Serve every app's current revision again (at start)."""
+        for name, revision in self._store.apps():
+            row = self._store.revision(name, revision)
+            if row is None or not await asyncio.to_thread(Path(row.code_dir).is_dir):
+                self._logs.platform(name, revision,
+                                    f"revision {revision} is missing on disk; app not served")
+                continue
+            try:
+                await self._bring_up(row)
+            except (SkiffError, OSError) as exc:
+                self._logs.platform(name, revision, f"could not restore: {exc}")
+
+    def close(self) -> None:
+        for app in self._registry.apps.values():
+            if app.pool:
+                app.pool.close()
+
+    # -- deploy -------------------------------------------------------------------
+    async def deploy(self, src: Path, *, allow_secret_findings: str | None = None) -> dict:
+        """Validate, scan, install, trial-load and activate the app in ``src``.
+        On any failure the previous revision keeps serving."""
+        # reading and hashing every file is blocking work: off the loop, or an upload of a
+        # big app stalls every other app's requests (measured: 3.9 s max latency)
+        manifest = await asyncio.to_thread(load_manifest, src / "skiff.yaml")
+        name = manifest.name
+        policy = EgressPolicy.parse(manifest.spec.egress)
+        problems = self._forbidden_egress(policy)
+        if problems:  # the proxy would deny them anyway: say so now, not at the first call
+            raise ForbiddenEgressRule("\n".join(problems), problems=problems)
+        self._resolve_secrets(manifest)  # a missing secret fails the deploy, not the instance
+        findings = await asyncio.to_thread(scan_app, src, iter_app_files(src))
+        if findings and not allow_secret_findings:
+            lines = [f"  {f.file}:{f.line}: {f.type}" for f in findings]
+            raise DeployError(
+                f"deploy of {name} rejected: {len(findings)} hard-coded credential(s) found:\n"
+                + "\n".join(lines) + f"\n{findings[0].hint} (or deploy with "
+                "--allow-secret-scan-findings REASON)", code="hardcoded_secret",
+                findings=[{"file": f.file, "line": f.line, "type": f.type} for f in findings])
+        async with self._registry.lock(name):
+            digest = await asyncio.to_thread(content_hash, src, manifest)
+            current = self._registry.apps.get(name)
+            if current is not None and current.revision == digest:
+                return deploy_result(current, changed=False)
+            self._check_ownership(manifest)  # before the work; again before switching
+            code_dir = await asyncio.to_thread(self._store_code, src, name, digest)
+            # the socket must exist for the trial; the old policy stays until we switch
+            listener = await self._egress_listener(name, policy)
+            zygote = await asyncio.to_thread(self._envs.resolve, code_dir)
+            zygote = self._zygote_for(manifest, digest, code_dir, zygote)
+            trial = None
+            stored = manifest.to_dict()
+            if manifest.spec.handler:
+                try:
+                    trial = await self._trial(manifest, digest, code_dir, zygote)
+                except BaseException:
+                    if zygote.preinit:  # its zygote (and what its init started) goes too
+                        self._launcher.retire(zygote.key, grace=0)
+                    raise
+                # remember the detected kind: a restored or rolled-back revision needs it
+                # before any instance runs (e.g. to invoke it with an event)
+                stored["spec"]["kind"] = trial.kind
+            try:  # another app may have taken a route or queue while this one installed
+                self._check_ownership(manifest)
+            except SkiffError:
+                if trial is not None:
+                    trial.kill()
+                if current is None:  # a new app that lost the race leaves no listener
+                    self._listeners.pop(name).close()
+                raise
+            revision = Revision.lock(manifest, digest, code_dir, zygote,
+                                     kind=trial.kind if trial is not None else None)
+            self._store.put_revision(RevisionRow(name, digest, stored,
+                                                 str(code_dir), zygote.key, time.time()))
+            self._store.set_current(name, digest)
+            app = self._activate(revision, trial=trial)
+            listener.policy = revision.egress
+            self._logs.platform(name, digest, f"revision {digest} deployed ({app.kind})")
+            if findings:
+                self._logs.platform(name, digest, f"deployed with {len(findings)} secret-scan "
+                                    f"finding(s) allowed; reason: {allow_secret_findings}")
+            return deploy_result(app, changed=True)
+
+    def _store_code(self, src: Path, name: str, revision: str) -> Path:
+        dest = self._config.home / "revisions" / name / revision
+        if dest.is_dir():
+            return dest
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{revision}-"))
+        for rel in iter_app_files(src):
+            target = tmp / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src / rel, target)
+        # instances see their code read-only: compile it now, or every cold start would
+        compileall.compile_dir(tmp, quiet=2, workers=1)
+        tmp.chmod(0o755)  # instances run as the app's own uid and must read their code
+        tmp.rename(dest)
+        return dest
+
+    def _load_message(self, manifest: Manifest, digest: str, code_dir: Path,
+                      zygote: ZygoteSpec, *, with_secrets: bool = True) -> p.Load:
+        spec = manifest.spec
+        sandbox = plan_for(self._support, spec.isolation, uid=self._store.uid_for(manifest.name),
+                           home=self._config.home, code_dir=code_dir, python=zygote.python,
+                           tmp_mb=spec.resources.tmp_mb,
+                           egress_socket=self.egress_socket(manifest.name))
+        env = dict(spec.env)
+        if with_secrets:  # never into a zygote: every fork of it would share them
+            env.update(self._resolve_secrets(manifest))
+        return p.Load(app=manifest.name, revision=digest, code_dir=str(code_dir),
+                      handler=spec.handler, kind=spec.kind, env=env,
+                      memory_mb=spec.resources.memory_mb, cpu=spec.resources.cpu,
+                      max_pids=spec.resources.max_pids, sandbox=sandbox)
+
+    def egress_socket(self, app: str) -> str:
+        return str(self._run_dir / f"egress-{app}.sock")
+
+    async def _egress_listener(self, name: str, policy: EgressPolicy) -> EgressListener:
+        """The app's one way out: a proxy listener on a unix socket that only its
+        instances can reach (it is bind-mounted into their mount namespace). An
+        existing listener keeps its policy: the caller switches it with the revision."""
+        listener = self._listeners.get(name)
+        if listener is None:
+            listener = self._listeners[name] = await self._egress.serve_unix(
+                self.egress_socket(name), name, policy, mode=0o666)
+        return listener
+
+    def _forbidden_egress(self, policy: EgressPolicy) -> list[str]:
+        """The spec.egress entries that name what the operator has not allowed."""
+        problems = []
+        for index, rule in enumerate(policy.rules):
+            why = self._egress.guard.check_rule(rule)
+            if why is not None:
+                problems.append(
+                    f"spec.egress[{index}] \"{rule.entry}\" names {why}, which apps may not "
+                    "reach; remove it, or ask the platform's operator to allow it "
+                    f"(SKIFF_EGRESS_ALLOW={rule.entry})")
+        return problems
+
+    async def _bring_up(self, row: RevisionRow) -> App:
+        """Serve a stored revision (at start, or for a rollback): no trial, its
+        instances start on demand."""
+        code_dir = Path(row.code_dir)
+        manifest = parse_manifest(row.manifest, source=f"{row.app}@{row.revision}",
+                                  base_dir=code_dir)
+        policy = EgressPolicy.parse(manifest.spec.egress)
+        for problem in self._forbidden_egress(policy):  # allowed once; the proxy denies it now
+            self._logs.platform(row.app, row.revision, f"{problem}; the egress proxy denies it")
+        zygote = await asyncio.to_thread(self._envs.resolve, code_dir)
+        zygote = self._zygote_for(manifest, row.revision, code_dir, zygote)
+        listener = await self._egress_listener(row.app, policy)
+        old = self._registry.apps.get(row.app)
+        kind = manifest.spec.kind or (old.kind if old else None)
+        app = self._activate(Revision.lock(manifest, row.revision, code_dir, zygote, kind),
+                             trial=None)
+        listener.policy = app.revision_.egress
+        return app
+
+    # -- secrets ------------------------------------------------------------------
+    def _resolve_secrets(self, manifest: Manifest) -> dict[str, str]:
+        values = {}
+        for secret in manifest.spec.secrets:
+            try:
+                values[secret.name] = self._secrets.resolve_ref(secret.ref).value
+            except SkiffError as exc:
+                raise DeployError(f"app {manifest.name} needs {secret.ref} for ${secret.name}: "
+                                  f"{exc.message}", code="secret_not_found") from None
+        return values
+
+    def _secret_snapshot(self) -> dict[str, int]:
+        return {info.name: info.latest_version for info in self._secrets.list()}
+
+    def follow_secrets(self) -> None:
+        """A secret changed (here or by `skiff secrets`): replace the instances of every
+        app that uses it; they finish their requests first, so none fails."""
+        now = self._secret_snapshot()
+        if now == self._secret_versions:
+            return
+        changed = {n for n in now.keys() | self._secret_versions.keys()
+                   if now.get(n) != self._secret_versions.get(n)}
+        self._secret_versions = now
+        for app in list(self._registry.apps.values()):
+            uses = {s.ref.removeprefix("secret://") for s in app.manifest.spec.secrets}
+            if app.pool is None or not uses & changed:
+                continue
+            try:
+                target = self._target(app.revision_)
+            except SkiffError as exc:
+                self._logs.platform(app.name, app.revision, f"secret rotation: {exc.message}")
+                continue
+            app.pool.set_target(target)
+            app.pool.rescale()
+            self._logs.platform(app.name, app.revision, "secret rotated: instances replaced")
+
+    def _zygote_for(self, manifest: Manifest, digest: str, code_dir: Path,
+                    env: ZygoteSpec) -> ZygoteSpec:
+        """Pre-initialized apps get a zygote of their own that has run their init,
+        sandboxed before it did; other apps share their environment's zygote."""
+        spec = manifest.spec
+        if not spec.scaling.preinit or not spec.handler:
+            return dataclasses.replace(env, profile=spec.isolation)
+        load = self._load_message(manifest, digest, code_dir, env, with_secrets=False)
+        root = self._support.root
+        return dataclasses.replace(
+            env, key=f"{env.key}:{manifest.name}@{digest}", preinit=msgspec.json.encode(load),
+            sandbox=msgspec.json.encode(zygote_plan(self._support, load.sandbox))
+            if load.sandbox else None,
+            network=root and spec.isolation == "strict",
+            uid=load.sandbox.uid if load.sandbox else 0, profile=spec.isolation,
+            limits=(load.memory_mb, load.cpu, load.max_pids))
+
+    async def _trial(self, manifest: Manifest, digest: str, code_dir: Path,
+                     zygote: ZygoteSpec) -> Instance:
+        try:
+            inst = await self._launcher.instance(zygote)
+        except InvocationError as exc:  # e.g. its zygote lied (zygote_untrusted): the deploy fails
+            raise DeployError(f"app {manifest.name}: {exc.message}", code=exc.code) from None
+        try:
+            await inst.bind(self._load_message(manifest, digest, code_dir, zygote),
+                            init_timeout=self._config.init_timeout)
+        except DeployError:
+            inst.kill()
+            raise
+        return inst
+
+    def _target(self, rev: Revision) -> Target:
+        s = rev.manifest.spec
+        return Target(app=rev.name, revision=rev.digest, zygote=rev.zygote,
+                      load=self._load_message(rev.manifest, rev.digest, rev.code_dir, rev.zygote),
+                      concurrency=s.scaling.concurrency, min_instances=s.scaling.min_instances,
+                      max_instances=s.scaling.max_instances, idle_timeout=s.scaling.idle_timeout,
+                      max_queue=s.scaling.max_queue, timeout=s.resources.timeout,
+                      init_timeout=self._config.init_timeout,
+                      warm=tuple(WarmWindow(w.schedule, w.duration, w.min_instances)
+                                 for w in s.scaling.warm))
+
+    def _activate(self, rev: Revision, trial: Instance | None) -> App:
+        spec = rev.manifest.spec
+        old = self._registry.apps.get(rev.name)
+        pool = None
+        if spec.handler:
+            target = self._target(rev)
+            if old is not None and old.pool is not None:
+                pool = old.pool
+                pool.set_target(target)
+            else:
+                pool = Pool(target, self._launcher)
+            if trial is not None:
+                pool.adopt(trial, target)
+            pool.rescale()  # after the trial counts toward minInstances
+        elif old is not None and old.pool is not None:
+            old.pool.close()
+        static = (StaticSite(rev.code_dir / spec.static.dir, spec.static.path)
+                  if spec.static else None)
+        if old is not None and old.zygote.preinit and old.zygote.key != rev.zygote.key:
+            self._launcher.retire(old.zygote.key, grace=old.manifest.spec.resources.timeout + 5)
+        app = App(rev, pool, static)
+        self._events.wire(rev.manifest)
+        self._registry.put(app)
+        return app
+
+    def _check_ownership(self, manifest: Manifest) -> None:
+        """Refuse a manifest whose routes or queues belong to another app (409).
+        Synchronous, so a caller that switches right after it cannot race another deploy."""
+        granted = {(g["host"], g["path"]) for g in self._store.route_grants(manifest.name)}
+        self._registry.check_routes(manifest, granted)
+        self._events.check_queues(manifest)
+
+    # -- rollback and delete ------------------------------------------------------------
+    async def rollback(self, name: str, revision: str | None = None) -> dict:
+        app = self._registry.get(name)
+        revisions = self._store.revisions(name)
+        if revision is None:
+            older = [r for r in revisions if r.revision != app.revision and r.created <= max(
+                (x.created for x in revisions if x.revision == app.revision), default=0)]
+            if not older:
+                raise NotFound(f"app {name} has no revision before {app.revision} to roll back to",
+                               code="revision_not_found")
+            row = older[-1]
+        else:
+            matches = [r for r in revisions if r.revision.startswith(revision)]
+            if len(matches) != 1:
+                raise NotFound(f"app {name} has no revision {revision!r}; see `skiff ls {name}`",
+                               code="revision_not_found")
+            row = matches[0]
+        async with self._registry.lock(name):
+            self._check_ownership(parse_manifest(row.manifest, source=f"{name}@{row.revision}",
+                                                 base_dir=Path(row.code_dir)))
+            app = await self._bring_up(row)
+            self._store.set_current(name, row.revision)
+        self._logs.platform(name, row.revision, f"rolled back to revision {row.revision}")
+        return deploy_result(app, changed=True)
+
+    async def delete(self, name: str) -> dict:
+        """Delete the app and what it owns: its KV items (idempotency records are KV
+        items), its queues with their messages and dead-letter queues, its pending
+        async invocations, its schedules and rules, its routes and route grants, its
+        revisions (rows and files) and its secret bindings (they are in its manifests;
+        the secrets are the operator's and stay). Invocation records and logs stay for
+        audit under ``<name>@deleted-<unix time>`` (log retention ages them out). A
+        later app of the same name starts with nothing."""
+        async with self._registry.lock(name):
+            app = self._registry.get(name)
+            manifests = [app.manifest]
+            for row in self._store.revisions(name):
+                # a revision an older Skiff wrote may not parse: its queues are unknown
+                with contextlib.suppress(SkiffError):
+                    manifests.append(parse_manifest(row.manifest, source=f"{name}@{row.revision}",
+                                                    base_dir=Path(row.code_dir)))
+            # stop serving first: nothing new arrives while the data goes
+            self._registry.remove(name)
+            self._events.unwire(name)
+            self._sdk.forget(name)
+            if app.pool:
+                await _close_pool(app.pool)
+            if app.zygote.preinit:
+                self._launcher.retire(app.zygote.key, grace=0)
+            listener = self._listeners.pop(name, None)
+            if listener is not None:
+                listener.close()
+            self._store.delete_app(name)  # first: a restart from here on does not bring it back
+            self._store.release_uid(name)
+            messages = await asyncio.to_thread(self._events.forget, name, manifests)
+            items = await asyncio.to_thread(self._kv.clear, name)
+            await asyncio.to_thread(shutil.rmtree, self._config.home / "revisions" / name, True)
+            self._logs.platform(name, app.revision, f"app deleted ({items} KV item(s), "
+                                f"{messages} queued message(s) and its revisions removed)")
+            retired = await asyncio.to_thread(self._store.retire_records, name)
+        return {"deleted": name, "kv_items": items, "messages": messages,
+                "records_kept_as": retired}
+
+
+async def _close_pool(pool: Pool, timeout: float = 5.0) -> None:
+    """Kill the pool's instances and wait until each one's last output and death
+    are logged (its hooks' after_death is the last thing it does), so none lands
+    after the app's records are retired."""
+    ended = [inst.ended() for inst in [*pool.instances, *pool.draining]]
+    pool.close()
+    if ended:
+        await asyncio.wait(ended, timeout=timeout)
+
+
+def deploy_result(app: App, *, changed: bool) -> dict:
+    return {"app": app.name, "revision": app.revision, "kind": app.kind, "changed": changed,
+            "path": f"/{app.name}/", "host": f"{app.name}.localhost"}

@@ -1,0 +1,232 @@
+"""The platform as the gateway and the admin API see it (``gateway.facade.Facade``):
+a few operations over the parts the composition root built and passed in."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from skiff import ipc as p
+from skiff.bus import Broker
+from skiff.config import Config
+from skiff.egress import EgressProxy
+from skiff.governance import SecretStore
+from skiff.instance import Launcher
+from skiff.instance.environments import DEFAULT
+from skiff.instance.isolation import Support
+from skiff.platform.deploy import Deployer
+from skiff.platform.invoke import Invoker
+from skiff.platform.logsink import LogSink
+from skiff.platform.registry import App, Registry
+from skiff.platform.sdkcalls import SdkCalls
+from skiff.platform.views import describe
+from skiff.scheduler import Invocation
+from skiff.sdk.services import Services
+from skiff.store import KV, Store
+from skiff.triggers import EventPlane
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class Parts:
+    """Everything the platform runs on, built by the composition root."""
+
+    store: Store
+    registry: Registry
+    logs: LogSink
+    invoker: Invoker
+    deployer: Deployer
+    launcher: Launcher
+    support: Support
+    secrets: SecretStore
+    egress: EgressProxy
+    events: EventPlane
+    broker: Broker
+    services: Services
+    sdk: SdkCalls
+    kv: KV
+
+
+class Platform:
+    def __init__(self, config: Config, parts: Parts) -> None:
+        self._config = config
+        self._p = parts
+        self._ticker: asyncio.Task | None = None
+        self.started = time.time()
+
+    @property
+    def config(self) -> Config:
+        return self._config
+
+    @config.setter
+    def config(self, config: Config) -> None:
+        # the server replaces the config once it knows the port it bound (port 0 picks
+        # one): the egress guard must keep apps off that port from then on
+        self._config = config
+        if config.port:
+            self._p.egress.guard.platform_ports = {config.port}
+
+    # -- lifecycle ------------------------------------------------------------
+    async def start(self) -> None:
+        await self._p.deployer.restore()
+        await self._p.launcher.warm(dataclasses.replace(DEFAULT, profile="strict"))
+        self._p.events.start()
+        self._ticker = asyncio.ensure_future(self._tick())
+
+    async def stop(self) -> None:
+        if self._ticker:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+        await self._p.egress.aclose()
+        self._p.sdk.close()
+        await self._p.events.stop()
+        self._p.secrets.close()
+        self._p.kv.close()
+        self._p.deployer.close()
+        await self._p.launcher.close()
+        self._p.store.close()
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(self._config.tick_seconds)
+            self._p.deployer.follow_secrets()
+            for app in list(self._p.registry.apps.values()):
+                if app.pool is not None:
+                    try:
+                        app.pool.rescale()
+                    except Exception:  # one app never stops the loop
+                        log.exception("scaling %s failed", app.name)
+
+    def new_request_id(self) -> str:
+        return str(uuid.uuid4())
+
+    # -- the data plane ---------------------------------------------------------
+    def route(self, host: str, path: str) -> tuple[Any, App] | None:
+        return self._p.registry.route(host, path)
+
+    def app(self, name: str) -> App:
+        return self._p.registry.get(name)
+
+    async def invoke(self, app: App, inv: Invocation) -> p.Response:
+        return await self._p.invoker.invoke(app, inv)
+
+    async def accept(self, inv: Invocation) -> str:
+        """Accept an async invocation durably (202); the event plane runs it."""
+        return await self._p.events.accept(inv.app, inv.request, inv.traceparent)
+
+    def log(self, app: App, line: str, *, request_id: str = "") -> None:
+        self._p.logs.platform(app.name, app.revision, line, request_id=request_id)
+
+    # -- apps and revisions -------------------------------------------------------
+    def app_names(self) -> list[str]:
+        return sorted(self._p.registry.apps)
+
+    def describe(self, name: str, *, manifest: bool = False) -> dict:
+        app = self.app(name)
+        out = describe(app, self._p.store)
+        if manifest:
+            out["manifest"] = app.manifest.to_dict()
+        return out
+
+    async def deploy(self, src: Path, *, allow_secret_findings: str | None = None) -> dict:
+        return await self._p.deployer.deploy(src, allow_secret_findings=allow_secret_findings)
+
+    async def rollback(self, name: str, revision: str | None = None) -> dict:
+        return await self._p.deployer.rollback(name, revision)
+
+    async def delete(self, name: str) -> dict:
+        return await self._p.deployer.delete(name)
+
+    def revisions(self, name: str) -> list[dict]:
+        current = self.app(name).revision
+        return [{"revision": r.revision, "created": r.created, "current": r.revision == current,
+                 "environment": r.env_key} for r in self._p.store.revisions(name)]
+
+    def stop_instances(self, name: str) -> int:
+        """Scale the app to zero now (in-flight requests finish first)."""
+        app = self.app(name)
+        return app.pool.stop_all() if app.pool else 0
+
+    def invocations(self, name: str, limit: int) -> list[dict]:
+        self.app(name)
+        return self._p.store.invocations(name, limit)
+
+    def logs(self, name: str, after: int, limit: int, stream: str | None) -> list[dict]:
+        self.app(name)
+        return self._p.store.logs(name, after, limit, stream)
+
+    # -- what apps own, the operator's secrets and grants ----------------------------
+    def kv_query(self, name: str, prefix: str, limit: int, cursor: str | None) -> dict:
+        self.app(name)
+        return self._p.services.op_kv_query(name, prefix, limit, cursor)
+
+    def kv_get(self, name: str, key: str) -> dict | None:
+        self.app(name)
+        return self._p.services.op_kv_get(name, key)
+
+    def kv_put(self, name: str, key: str, value: Any) -> dict:
+        self.app(name)
+        return self._p.services.op_kv_put(name, key, value)
+
+    def secret_list(self) -> list[dict]:
+        """Names and versions only: values never leave the store through the API."""
+        return [{"name": i.name, "version": i.latest_version, "created": i.created,
+                 "updated": i.updated} for i in self._p.secrets.list()]
+
+    def secret_set(self, name: str, value: str) -> int:
+        version = self._p.secrets.set(name, value)
+        self._p.deployer.follow_secrets()
+        return version
+
+    def secret_delete(self, name: str) -> int:
+        removed = self._p.secrets.delete(name)
+        self._p.deployer.follow_secrets()
+        return removed
+
+    def async_status(self, invocation_id: str) -> dict:
+        return self._p.events.status(invocation_id)
+
+    def queues(self) -> list[dict]:
+        return self._p.events.queues()
+
+    def queue_send(self, queue: str, body: bytes, attributes: dict[str, str] | None,
+                   delay: float) -> str:
+        return self._p.events.send(queue, body, attributes, delay)
+
+    def queue_peek(self, queue: str, limit: int) -> list[Any]:
+        return self._p.broker.peek(queue, limit)
+
+    def queue_purge(self, queue: str) -> int:
+        return self._p.broker.purge(queue)
+
+    def queue_redrive(self, queue: str, to: str | None) -> int:
+        return self._p.broker.redrive(queue, to)
+
+    def publish(self, event: dict[str, Any]) -> dict:
+        return self._p.events.publish(event)
+
+    def route_grants(self) -> list[dict]:
+        return self._p.store.route_grants()
+
+    def grant_route(self, app: str, host: str | None, path: str) -> None:
+        self._p.store.grant_route(app, host, path)
+
+    def revoke_route(self, app: str, host: str | None, path: str) -> bool:
+        return self._p.store.revoke_route(app, host, path)
+
+    def system(self) -> dict:
+        return {"zygotes": self._p.launcher.stats(),
+                "isolation": [layer.__dict__ for layer in self._p.support.layers()]}
+
+    @property
+    def memory_isolation(self) -> str:
+        cgroups = self._p.launcher.cgroups
+        return f"cgroup v{cgroups.version}" if cgroups.available else "rlimit"
