@@ -39,11 +39,11 @@ def drive(tmp_path, outcomes: list[str | None]) -> tuple[dict, list[float], Memo
     broker = MemoryBroker(clock=clock)
     left = list(outcomes)
 
-    async def invoke(app, msg, trigger):  # noqa: ANN001, ANN202
+    async def invoke(inv):  # noqa: ANN001, ANN202 - the plane hands over one Invocation
         error = left.pop(0)
         if error is not None:
             raise InvocationError(error, code="handler_error")
-        return p.Response(id=msg.id, body=b'"ok"')
+        return p.Response(id=inv.request.id, body=b'"ok"')
 
     async def main() -> tuple[dict, list[float]]:
         plane = EventPlane(broker, tmp_path / "events.db", invoke, log=lambda *a: None)
