@@ -67,8 +67,78 @@ CREATE TABLE kv_items (
 CREATE INDEX kv_items_expiry ON kv_items (expires_at) WHERE expires_at IS NOT NULL;
 """
 
+_REGISTRY = """
+CREATE TABLE apps (
+  name TEXT PRIMARY KEY,
+  revision TEXT NOT NULL,
+  created DOUBLE PRECISION NOT NULL,
+  updated DOUBLE PRECISION NOT NULL
+);
+CREATE TABLE revisions (
+  app TEXT NOT NULL,
+  revision TEXT NOT NULL,
+  manifest TEXT NOT NULL,
+  code_dir TEXT NOT NULL,
+  env_key TEXT NOT NULL,
+  created DOUBLE PRECISION NOT NULL,
+  PRIMARY KEY (app, revision)
+);
+CREATE TABLE code_bundles (
+  app TEXT NOT NULL,
+  revision TEXT NOT NULL,
+  data BYTEA NOT NULL,
+  PRIMARY KEY (app, revision)
+);
+CREATE TABLE route_grants (
+  app TEXT NOT NULL,
+  host TEXT NOT NULL,
+  path TEXT NOT NULL,
+  created DOUBLE PRECISION NOT NULL,
+  PRIMARY KEY (app, host, path)
+);
+CREATE TABLE app_uids (
+  app TEXT PRIMARY KEY,
+  uid INTEGER NOT NULL UNIQUE
+);
+CREATE TABLE released_uids (
+  uid INTEGER PRIMARY KEY
+);
+"""
+
+_RECORDS = """
+CREATE TABLE invocations (
+  seq BIGSERIAL PRIMARY KEY,
+  id TEXT NOT NULL,
+  app TEXT NOT NULL,
+  revision TEXT NOT NULL,
+  instance TEXT NOT NULL,
+  trigger TEXT NOT NULL,
+  cold BOOLEAN NOT NULL,
+  init_ms DOUBLE PRECISION NOT NULL,
+  duration_ms DOUBLE PRECISION NOT NULL,
+  queued_ms DOUBLE PRECISION NOT NULL,
+  billed_ms BIGINT NOT NULL,
+  memory_mb INTEGER NOT NULL,
+  status INTEGER NOT NULL,
+  error TEXT,
+  ts DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX invocations_app ON invocations (app, seq);
+CREATE TABLE logs (
+  seq BIGSERIAL PRIMARY KEY,
+  app TEXT NOT NULL,
+  revision TEXT NOT NULL,
+  instance TEXT NOT NULL,
+  request_id TEXT NOT NULL,
+  stream TEXT NOT NULL,
+  line TEXT NOT NULL,
+  ts DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX logs_app ON logs (app, seq);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
-    Migration(1, "0001_bus_and_kv", postgres=_BUS + _KV),
+    Migration(1, "0001_initial", postgres=_BUS + _KV + _REGISTRY + _RECORDS),
 )
 
 #: The schema version this code reads and writes.

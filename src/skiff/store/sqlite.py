@@ -18,7 +18,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from skiff.store.registry import Registry, RevisionRow
 from skiff.store.uids import FIRST_APP_UID, UidRegistry
+
+__all__ = ["Invocation", "LogRetention", "RevisionRow", "Store", "connect"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS apps (
@@ -72,6 +75,12 @@ CREATE TABLE IF NOT EXISTS route_grants (
   created REAL NOT NULL,
   PRIMARY KEY (app, host, path)
 );
+CREATE TABLE IF NOT EXISTS code_bundles (
+  app TEXT NOT NULL,
+  revision TEXT NOT NULL,
+  data BLOB NOT NULL,
+  PRIMARY KEY (app, revision)
+);
 CREATE TABLE IF NOT EXISTS app_uids (
   app TEXT PRIMARY KEY,
   uid INTEGER NOT NULL UNIQUE
@@ -120,16 +129,6 @@ def connect(path: str | Path, *, durable: bool = False, schema: str = "",
 
 
 @dataclass(frozen=True)
-class RevisionRow:
-    app: str
-    revision: str
-    manifest: dict
-    code_dir: str
-    env_key: str
-    created: float
-
-
-@dataclass(frozen=True)
 class Invocation:
     id: str
     app: str
@@ -151,7 +150,7 @@ class Invocation:
         return max(1, int(-(-self.duration_ms // 1)))
 
 
-class Store:
+class Store(Registry):
     def __init__(self, path: Path, *, retention: LogRetention | None = None,
                  uids: UidRegistry | None = None) -> None:
         """``uids``: the host-wide uid registry (when running as root); this home's
@@ -262,6 +261,7 @@ class Store:
             self._db.execute("DELETE FROM apps WHERE name = ?", (app,))
             self._db.execute("DELETE FROM revisions WHERE app = ?", (app,))
             self._db.execute("DELETE FROM route_grants WHERE app = ?", (app,))
+            self._db.execute("DELETE FROM code_bundles WHERE app = ?", (app,))
             self._db.execute("COMMIT")
 
     def retire_records(self, app: str, when: float | None = None) -> str:
@@ -280,6 +280,17 @@ class Store:
             if size is not None:
                 self._log_sizes[retired] = size
         return retired
+
+    def put_bundle(self, app: str, revision: str, data: bytes) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO code_bundles VALUES (?, ?, ?)",
+                             (app, revision, data))
+
+    def bundle(self, app: str, revision: str) -> bytes | None:
+        with self._lock:
+            row = self._db.execute("SELECT data FROM code_bundles WHERE app = ? AND revision = ?",
+                                   (app, revision)).fetchone()
+        return None if row is None else bytes(row[0])
 
     # -- route grants (the operator's exceptions to route ownership) -----------------
     def grant_route(self, app: str, host: str | None, path: str) -> None:

@@ -1,0 +1,24 @@
+"""Fixtures of the storage contract suites: every backend of each interface."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from skiff.store.registry import Registry
+from skiff.store.sqlite import Store
+from tests.postgres import pg_database  # noqa: F401 - a fixture
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def registry(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Registry]:
+    if request.param == "postgres":
+        from skiff.store.registry_postgres import PostgresRegistry
+
+        r: Registry = PostgresRegistry(request.getfixturevalue("pg_database"))
+    else:
+        r = Store(tmp_path / "skiff.db")
+    yield r
+    r.close()
