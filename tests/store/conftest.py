@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from skiff.store.records import InvocationLog, LogRetention
 from skiff.store.registry import Registry
 from skiff.store.sqlite import Store
 from tests.postgres import pg_database  # noqa: F401 - a fixture
@@ -20,5 +21,21 @@ def registry(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Registr
         r: Registry = PostgresRegistry(request.getfixturevalue("pg_database"))
     else:
         r = Store(tmp_path / "skiff.db")
+    yield r
+    r.close()
+
+
+RETENTION = LogRetention(max_age_days=1, max_lines_per_app=100, max_bytes_per_app=10_000)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def records(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[InvocationLog]:
+    if request.param == "postgres":
+        from skiff.store.records_postgres import PostgresInvocationLog
+
+        r: InvocationLog = PostgresInvocationLog(request.getfixturevalue("pg_database"),
+                                                 retention=RETENTION)
+    else:
+        r = Store(tmp_path / "skiff.db", retention=RETENTION)
     yield r
     r.close()

@@ -3,7 +3,10 @@ the registry and records (``Store``) and the apps' key-value store (``KV``)."""
 
 from skiff.store.kv import KV, ConditionFailed, InvalidItem, Item, MemoryKV, NamespacedKV, Page
 from skiff.store.kv_sqlite import SQLiteKV
-from skiff.store.sqlite import Invocation, LogRetention, RevisionRow, Store
+from skiff.store.records import Invocation, InvocationLog, LogRetention
+from skiff.store.registry import Registry, RevisionRow
+from skiff.store.sqlite import Store
 
-__all__ = ["KV", "ConditionFailed", "InvalidItem", "Invocation", "Item", "LogRetention",
-           "MemoryKV", "NamespacedKV", "Page", "RevisionRow", "SQLiteKV", "Store"]
+__all__ = ["KV", "ConditionFailed", "InvalidItem", "Invocation", "InvocationLog", "Item",
+           "LogRetention", "MemoryKV", "NamespacedKV", "Page", "Registry", "RevisionRow",
+           "SQLiteKV", "Store"]
