@@ -10,6 +10,7 @@ import pytest
 from skiff.store.records import InvocationLog, LogRetention
 from skiff.store.registry import Registry
 from skiff.store.sqlite import Store
+from skiff.store.trigger_state import SQLiteTriggerState, TriggerState
 from tests.postgres import pg_database  # noqa: F401 - a fixture
 
 
@@ -39,3 +40,15 @@ def records(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Invocati
         r = Store(tmp_path / "skiff.db", retention=RETENTION)
     yield r
     r.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def trigger_state(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TriggerState]:
+    if request.param == "postgres":
+        from skiff.store.trigger_state_postgres import PostgresTriggerState
+
+        t: TriggerState = PostgresTriggerState(request.getfixturevalue("pg_database"))
+    else:
+        t = SQLiteTriggerState(tmp_path / "events.db")
+    yield t
+    t.close()

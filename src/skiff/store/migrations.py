@@ -137,8 +137,46 @@ CREATE TABLE logs (
 CREATE INDEX logs_app ON logs (app, seq);
 """
 
+_TRIGGERS = """
+CREATE TABLE async_invocations (
+  id TEXT PRIMARY KEY,
+  app TEXT NOT NULL,
+  status TEXT NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  created DOUBLE PRECISION NOT NULL,
+  updated DOUBLE PRECISION NOT NULL,
+  status_code INTEGER,
+  result BYTEA,
+  error TEXT
+);
+CREATE INDEX async_invocations_app ON async_invocations (app);
+CREATE TABLE schedule_checkpoints (
+  app TEXT NOT NULL,
+  trigger TEXT NOT NULL,
+  last_fire DOUBLE PRECISION NOT NULL,
+  PRIMARY KEY (app, trigger)
+);
+"""
+
+_SECRETS = """
+CREATE TABLE secret_versions (
+  name TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  nonce BYTEA NOT NULL,
+  ciphertext BYTEA NOT NULL,
+  created DOUBLE PRECISION NOT NULL,
+  PRIMARY KEY (name, version)
+);
+CREATE TABLE secret_meta (
+  key TEXT PRIMARY KEY,
+  nonce BYTEA NOT NULL,
+  ciphertext BYTEA NOT NULL
+);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
-    Migration(1, "0001_initial", postgres=_BUS + _KV + _REGISTRY + _RECORDS),
+    Migration(1, "0001_initial",
+              postgres=_BUS + _KV + _REGISTRY + _RECORDS + _TRIGGERS + _SECRETS),
 )
 
 #: The schema version this code reads and writes.
