@@ -17,7 +17,7 @@ SKIP_REASON = ("no PostgreSQL: set SKIFF_TEST_DATABASE_URL, e.g. run "
                "'eval \"$(.ci/postgres start)\"' as root first (CI does)")
 
 
-def database_url() -> str:
+def postgres_url() -> str:
     url = os.environ.get("SKIFF_TEST_DATABASE_URL", "")
     if not url:
         pytest.skip(SKIP_REASON)
@@ -30,7 +30,7 @@ def pg_database() -> Iterator[object]:
     from skiff.store.migrations import migrate_postgres
     from skiff.store.postgres import PostgresDatabase
 
-    url = database_url()
+    url = postgres_url()
     schema = f"test_{uuid.uuid4().hex[:12]}"
     admin = PostgresDatabase(url, pool_size=1)
     with admin.connection() as conn:

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import msgspec
 
-from skiff.bus import SQLiteBroker
 from skiff.config import Config
 from skiff.egress import (
     EgressEvent,
@@ -43,8 +42,8 @@ from skiff.logtext import one_line
 from skiff.manifest import Manifest, content_hash, iter_app_files, load_manifest, parse_manifest
 from skiff.scheduler import Pool, Served, Target, WarmWindow
 from skiff.sdk.services import Services
-from skiff.store import Invocation, LogRetention, RevisionRow, Store
-from skiff.store.kv_sqlite import SQLiteKV
+from skiff.store import Invocation, LogRetention, RevisionRow
+from skiff.store.factory import database_url, open_storage
 from skiff.store.uids import host_registry
 from skiff.triggers import EventPlane
 
@@ -77,11 +76,14 @@ class Platform:
     def __init__(self, config: Config) -> None:
         self._config = config
         config.home.mkdir(parents=True, exist_ok=True)
-        self.store = Store(config.home / "skiff.db", retention=LogRetention(
+        # every store from SKIFF_DATABASE_URL; the event plane keeps events.db itself for now
+        self.storage = open_storage(database_url(config.home, config.database_url),
+                                    home=config.home, trigger_state=False, retention=LogRetention(
             max_age_days=config.log_retention_days,
             max_lines_per_app=config.log_max_lines_per_app,
             max_bytes_per_app=int(config.log_max_mb_per_app * 1024 * 1024)),
             uids=host_registry(config.uid_registry, config.home))
+        self.store = self.storage.store
         self.envs = Environments(config.envs_dir or config.home / "envs", offline=config.offline)
         self.cgroups = CgroupManager(owned_name())  # also removes those of dead platforms
         self.support = Support.probe(self.cgroups)
@@ -95,15 +97,14 @@ class Platform:
         self._deploy_locks: dict[str, asyncio.Lock] = {}
         self._ticker: asyncio.Task | None = None
         self.started = time.time()
-        self.secrets = SecretStore.open(config.home)
+        self.secrets = SecretStore.open(config.home, rows=self.storage.secret_rows)
         self._secret_versions = self._secret_snapshot()
         self.egress = self._egress_proxy(config)
         self._egress: dict[str, EgressListener] = {}
         self.run_dir = config.home / "run"
         self.run_dir.mkdir(mode=0o700, exist_ok=True)
-        # only this process opens these files (the CLI goes through the admin API)
-        self.kv = SQLiteKV(config.home / "kv.db", exclusive=True)
-        self.events = EventPlane(SQLiteBroker(config.home / "bus.db", durable=True, exclusive=True),
+        self.kv = self.storage.kv
+        self.events = EventPlane(self.storage.broker,
                                  config.home / "events.db", self._invoke_named,
                                  log=lambda app, line: self.log_platform(app, "", line))
         self.services = Services(self.kv, send=self.events.send, publish=self.events.publish,
@@ -170,7 +171,7 @@ class Platform:
             if app.pool:
                 app.pool.close()
         await self.launcher.close()
-        self.store.close()
+        self.storage.close()
 
     async def _tick(self) -> None:
         while True:

@@ -501,6 +501,28 @@ def kv_ls(name: str, prefix: str = "", url: UrlOpt = None) -> None:
 
 
 @app.command()
+def migrate(database_url: Annotated[str | None, typer.Option(
+                "--database-url", help="the database ($SKIFF_DATABASE_URL, default: "
+                "sqlite:///$SKIFF_HOME/skiff.db)")] = None,
+            home: HomeOpt = None) -> None:
+    """Bring the database's schema to this version of Skiff (run once per upgrade,
+    from one node, before starting the nodes of the new version)."""
+    from skiff.store.factory import database_url as default_url
+    from skiff.store.factory import migrate as run_migrations
+    from skiff.store.migrations import CODE_VERSION
+    from skiff.store.postgres import mask_url
+
+    config = Config.resolve(home=home, database_url=database_url)
+    url = default_url(config.home, config.database_url)
+    applied = run_migrations(url)
+    if applied:
+        out.print(f"[green]migrated[/] {mask_url(url)}: applied {', '.join(applied)} "
+                  f"(schema version {CODE_VERSION})")
+    else:
+        out.print(f"{mask_url(url)} is at schema version {CODE_VERSION}; nothing to do")
+
+
+@app.command()
 def schema() -> None:
     """Print the JSON Schema of skiff.yaml (for editors)."""
     from skiff.manifest import json_schema

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from skiff.errors import SchemaMismatch
+from skiff.store.postgres import mask_url
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,7 +234,7 @@ def migrate_postgres(db: Any) -> list[str]:
             conn.execute(_TABLE_PG)
             current = conn.execute(
                 "SELECT COALESCE(MAX(version), 0) FROM skiff_schema").fetchone()[0]
-            _refuse_newer(current, db.url)
+            _refuse_newer(current, mask_url(db.url))
             for m in MIGRATIONS:
                 if m.version <= current:
                     continue

@@ -65,6 +65,15 @@ class PostgresDatabase:
         self._kwargs: dict[str, Any] = {"autocommit": True}
         if options:
             self._kwargs["options"] = options  # e.g. "-c search_path=..." (the tests' schemas)
+        # one direct connection first: a wrong URL or a server that is down fails
+        # at once with the driver's reason, not after the pool's retries and log lines
+        try:
+            psycopg.connect(url, connect_timeout=max(1, int(connect_timeout)),
+                            **self._kwargs).close()
+        except psycopg.Error as exc:
+            raise DatabaseUnavailable(
+                f"cannot reach the database at {mask_url(url)}: {_reason(exc)}; check "
+                "SKIFF_DATABASE_URL and that the server is up", url=mask_url(url)) from None
         self._pool = psycopg_pool.ConnectionPool(
             url, min_size=1, max_size=pool_size, kwargs=self._kwargs, open=False,
             timeout=connect_timeout, name="skiff")
@@ -82,7 +91,7 @@ class PostgresDatabase:
         try:
             self.psycopg.connect(self.url, connect_timeout=2, **self._kwargs).close()
         except self.psycopg.Error as exc:
-            return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            return _reason(exc)
         return "the pool timed out"
 
     @contextlib.contextmanager
@@ -103,3 +112,9 @@ class PostgresDatabase:
 
     def close(self) -> None:
         self._pool.close()
+
+
+def _reason(exc: BaseException) -> str:
+    """The driver's message, on one line (libpq's never contains the password)."""
+    text = " ".join(line.strip() for line in str(exc).strip().splitlines())
+    return text or type(exc).__name__
