@@ -73,7 +73,7 @@ def test_up_on_postgres_serves_and_records_there(pg_url: str, start_server,
                                pg_url], capture_output=True, text=True, timeout=120)
     assert migrated.returncode == 0, migrated.stdout + migrated.stderr
     server = start_server(TEST_APPS / "hello", env={"SKIFF_DATABASE_URL": pg_url})
-    assert server.http.get("/hello/").status_code == 200
+    assert server.http.get("/hello/").status_code == 200, "\n".join(server.lines)
     server.wait_for(lambda: server.admin.get("/apps/hello/invocations").json(), "a record")
     with psycopg.connect(pg_url) as conn:
         assert conn.execute("SELECT name FROM apps").fetchall() == [("hello",)]

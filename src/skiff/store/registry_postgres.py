@@ -3,8 +3,10 @@ PostgreSQL, one set for every node.
 
 App uids are allocated here, cluster-wide, so an app runs as the same uid on
 every node (its files stay its own wherever it runs). With a host-wide uid
-registry (root), each node also claims the uid on its host, which refuses a
-uid another Skiff home of that host holds (UidConflict).
+registry (root), the node that allocates picks a uid free on its host and in
+the cluster, and every node claims the app's uid on its host when it asks
+for it, which refuses a uid another Skiff home of that host holds
+(UidConflict) instead of sharing it.
 """
 
 from __future__ import annotations
@@ -68,21 +70,23 @@ class PostgresRegistry(Registry):
     def uid_for(self, app: str) -> int:
         with self.db.transaction() as conn:
             row = conn.execute("SELECT uid FROM app_uids WHERE app = %s", (app,)).fetchone()
-            if row:
+            if row is None:
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_UID_LOCK,))
+                row = conn.execute("SELECT uid FROM app_uids WHERE app = %s", (app,)).fetchone()
+            if row is not None:  # allocated before (maybe by another node): this host claims it
+                if self._uids is not None:
+                    self._uids.claim({app: row[0]})
                 return row[0]
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_UID_LOCK,))
-            row = conn.execute("SELECT uid FROM app_uids WHERE app = %s", (app,)).fetchone()
-            if row:  # another node allocated it while this one waited for the lock
-                return row[0]
-            top = conn.execute("SELECT GREATEST((SELECT MAX(uid) FROM app_uids), "
-                               "(SELECT MAX(uid) FROM released_uids))").fetchone()[0]
-            uid = max(FIRST_APP_UID - 1, top or 0) + 1
+            taken = [r[0] for r in conn.execute(
+                "SELECT uid FROM app_uids UNION SELECT uid FROM released_uids")]
+            if self._uids is not None:  # free on this host and in the cluster
+                uid = self._uids.allocate(app, avoid=taken)
+            else:
+                uid = max([FIRST_APP_UID - 1, *taken]) + 1
             if uid > LAST_APP_UID:
                 raise UidConflict(f"the cluster has no app uid left below {LAST_APP_UID}",
                                   code="uids_exhausted")
             conn.execute("INSERT INTO app_uids VALUES (%s, %s)", (app, uid))
-            if self._uids is not None:
-                self._uids.claim({app: uid})  # raising rolls the allocation back
         return uid
 
     def release_uid(self, app: str) -> None:
