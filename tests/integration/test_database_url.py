@@ -80,3 +80,22 @@ def test_up_on_postgres_serves_and_records_there(pg_url: str, start_server,
         assert conn.execute("SELECT count(*) FROM invocations WHERE app = 'hello'"
                             ).fetchone()[0] >= 1
     assert not (tmp_path / "home" / "skiff.db").exists()
+
+
+def test_local_secrets_cli_writes_where_the_server_reads(pg_url: str, tmp_path: Path) -> None:
+    """`skiff secrets set` on a node of a PostgreSQL cluster stores the sealed row in the
+    database, not in a secrets.db of its home."""
+    import psycopg
+
+    env = {**os.environ, "SKIFF_DATABASE_URL": pg_url}
+    env.pop("SKIFF_URL", None)
+    home = tmp_path / "home"
+    for args in (["migrate"], ["secrets", "set", "api-key", "s3cr3t", "--home", str(home)]):
+        done = subprocess.run([sys.executable, "-m", "skiff", *args], env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+    with psycopg.connect(pg_url) as conn:
+        rows = conn.execute("SELECT name, version, ciphertext FROM secret_versions").fetchall()
+    assert [(n, v) for n, v, _ in rows] == [("api-key", 1)]
+    assert b"s3cr3t" not in bytes(rows[0][2])
+    assert not (home / "secrets.db").exists()

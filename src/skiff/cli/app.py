@@ -264,8 +264,12 @@ class _LocalSecrets:
 
     def __init__(self, home: Path | None) -> None:
         from skiff.governance import SecretStore
+        from skiff.store.factory import database_url, open_secret_rows
 
-        self.store = SecretStore.open(Config.resolve(home=home).home)
+        config = Config.resolve(home=home)
+        # the rows where the server keeps them: secrets.db, or SKIFF_DATABASE_URL's tables
+        self.store = SecretStore.open(config.home, rows=open_secret_rows(
+            database_url(config.home, config.database_url)))
 
     def set(self, name: str, value: str) -> int:
         return self.store.set(name, value)

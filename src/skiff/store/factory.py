@@ -172,6 +172,34 @@ def _open_postgres(url: str, retention: LogRetention | None,
                    PostgresSecretRows(db), PostgresTriggerState(db))
 
 
+def open_secret_rows(url: str) -> SecretRows:
+    """Only the secret rows of ``url`` (what ``skiff secrets`` on a node writes while a
+    server runs): its schema is checked as at a node's start."""
+    scheme = urlsplit(url).scheme
+    if scheme == "sqlite":
+        from skiff.store.secret_rows import SQLiteSecretRows
+
+        return SQLiteSecretRows(sqlite_path(url).parent / "secrets.db")
+    if scheme in ("postgresql", "postgres"):
+        from skiff.store.postgres import PostgresDatabase
+        from skiff.store.secret_rows_postgres import PostgresSecretRows
+
+        class OwnRows(PostgresSecretRows):
+            def close(self) -> None:
+                self.db.close()
+
+        db = PostgresDatabase(url, pool_size=1)
+        try:
+            migrations.check_postgres(db, mask_url(url))
+        except BaseException:
+            db.close()
+            raise
+        return OwnRows(db)
+    raise DatabaseUnavailable(
+        f"SKIFF_DATABASE_URL must start with sqlite:/// or postgresql://, got {mask_url(url)!r}",
+        url=mask_url(url))
+
+
 def migrate(url: str) -> list[str]:
     """Apply the pending migrations to the database ``url`` names; return their names."""
     scheme = urlsplit(url).scheme
