@@ -39,8 +39,8 @@ from skiff.store.postgres import PostgresDatabase
 
 #: The NOTIFY channel of queue wake-ups; the payload is the queue name.
 CHANNEL = "skiff_bus"
-#: How often the listener thread checks that it should still run.
-_LISTEN_TICK = 0.5
+#: How often the listener thread checks that it should still run (close waits for it).
+_LISTEN_TICK = 0.2
 
 _COLUMNS = ("queue, message_id, body, attributes, sent_at, visible_at, receive_count, "
             "first_received_at, receipt, source_queue")
