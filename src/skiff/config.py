@@ -57,7 +57,7 @@ class Config:
     # deploy uploads
     max_app_bytes: int = 250 * 1024 * 1024  # expanded size; Lambda's unzipped limit
     max_app_files: int = 10_000
-    # where the platform's state lives (skiff.store.factory): "" is sqlite:///<home>/skiff.db;
+    # where the platform's state lives (skiff.storage): "" is sqlite:///<home>/skiff.db;
     # postgresql://... is the shared engine of several nodes
     database_url: str = ""
 

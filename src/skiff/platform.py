@@ -42,8 +42,8 @@ from skiff.logtext import one_line
 from skiff.manifest import Manifest, content_hash, iter_app_files, load_manifest, parse_manifest
 from skiff.scheduler import Pool, Served, Target, WarmWindow
 from skiff.sdk.services import Services
+from skiff.storage import database_url, open_storage
 from skiff.store import Invocation, LogRetention, RevisionRow
-from skiff.store.factory import database_url, open_storage
 from skiff.store.uids import host_registry
 from skiff.triggers import EventPlane
 

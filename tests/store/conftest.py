@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from skiff.governance.secret_rows import SecretRows, SQLiteSecretRows
 from skiff.store.records import InvocationLog, LogRetention
 from skiff.store.registry import Registry
-from skiff.store.secret_rows import SecretRows, SQLiteSecretRows
 from skiff.store.sqlite import Store
 from skiff.store.trigger_state import SQLiteTriggerState, TriggerState
 from tests.postgres import pg_database  # noqa: F401 - a fixture
@@ -58,7 +58,7 @@ def trigger_state(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Tr
 @pytest.fixture(params=["sqlite", "postgres"])
 def secret_rows(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SecretRows]:
     if request.param == "postgres":
-        from skiff.store.secret_rows_postgres import PostgresSecretRows
+        from skiff.governance.secret_rows_postgres import PostgresSecretRows
 
         rows: SecretRows = PostgresSecretRows(request.getfixturevalue("pg_database"))
     else:

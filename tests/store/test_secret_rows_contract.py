@@ -8,6 +8,7 @@ import threading
 
 import pytest
 
+from skiff.governance.secret_rows import SecretRows
 from skiff.governance.secrets import (
     MasterKeyError,
     SecretNotFound,
@@ -15,7 +16,6 @@ from skiff.governance.secrets import (
     generate_master_key,
 )
 from skiff.governance.secrets import decode_master_key as _decode
-from skiff.store.secret_rows import SecretRows
 
 
 def _seal(tag: bytes):

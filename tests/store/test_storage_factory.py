@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from skiff.errors import DatabaseUnavailable, SchemaMismatch
-from skiff.store.factory import database_url, migrate, open_storage
+from skiff.storage import database_url, migrate, open_storage
 from skiff.store.migrations import CODE_VERSION
 from skiff.store.postgres import mask_url
 from tests.postgres import postgres_url

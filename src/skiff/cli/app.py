@@ -264,7 +264,7 @@ class _LocalSecrets:
 
     def __init__(self, home: Path | None) -> None:
         from skiff.governance import SecretStore
-        from skiff.store.factory import database_url, open_secret_rows
+        from skiff.storage import database_url, open_secret_rows
 
         config = Config.resolve(home=home)
         # the rows where the server keeps them: secrets.db, or SKIFF_DATABASE_URL's tables
@@ -511,10 +511,9 @@ def migrate(database_url: Annotated[str | None, typer.Option(
             home: HomeOpt = None) -> None:
     """Bring the database's schema to this version of Skiff (run once per upgrade,
     from one node, before starting the nodes of the new version)."""
-    from skiff.store.factory import database_url as default_url
-    from skiff.store.factory import migrate as run_migrations
-    from skiff.store.migrations import CODE_VERSION
-    from skiff.store.postgres import mask_url
+    from skiff.storage import CODE_VERSION, mask_url
+    from skiff.storage import database_url as default_url
+    from skiff.storage import migrate as run_migrations
 
     config = Config.resolve(home=home, database_url=database_url)
     url = default_url(config.home, config.database_url)

@@ -41,7 +41,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ..errors import NotFound, PayloadTooLarge, SkiffError
-from ..store.secret_rows import SecretRows, SQLiteSecretRows
+from .secret_rows import SecretRows, SQLiteSecretRows
 
 KEY_ENV = "SKIFF_MASTER_KEY"
 KEY_FILE = "master.key"
@@ -196,7 +196,7 @@ def _aad(name: str, version: int) -> bytes:
 
 
 class SecretStore:
-    """Versioned secrets over a :class:`~skiff.store.secret_rows.SecretRows`
+    """Versioned secrets over a :class:`~skiff.governance.secret_rows.SecretRows`
     backend: a path opens the embedded SQLite file (WAL; safe across threads and
     processes), or pass rows of the shared database. Opening checks the key
     against a sealed canary, so a wrong master key fails at once and clearly.

@@ -1,4 +1,4 @@
-"""Storage interfaces and their backends, chosen by URL (:mod:`skiff.store.factory`:
+"""Storage interfaces and their backends, chosen by URL (:mod:`skiff.storage`:
 ``open_storage(SKIFF_DATABASE_URL) -> Storage``).
 
 One small interface per family, each kept by a SQLite backend (the embedded
@@ -10,7 +10,8 @@ interface under tests/:
 - :class:`InvocationLog`: invocation records, stats, logs with retention
 - :class:`TriggerState`: async invocation status, schedule checkpoints
 - :class:`KV`: the apps' key-value store (idempotency records live in it)
-- :class:`SecretRows`: the encrypted rows under the secret store
+- the encrypted rows under the secret store: :class:`skiff.governance.secret_rows.SecretRows`
+  (it lives with the encryption above it: governance imports nothing of store)
 - the broker: :class:`skiff.bus.Broker`
 
 :mod:`skiff.store.migrations` numbers the shared schema (``skiff migrate``).
@@ -20,10 +21,9 @@ from skiff.store.kv import KV, ConditionFailed, InvalidItem, Item, MemoryKV, Nam
 from skiff.store.kv_sqlite import SQLiteKV
 from skiff.store.records import Invocation, InvocationLog, LogRetention
 from skiff.store.registry import Registry, RevisionRow
-from skiff.store.secret_rows import SecretRows
 from skiff.store.sqlite import Store
 from skiff.store.trigger_state import TriggerState
 
 __all__ = ["KV", "ConditionFailed", "InvalidItem", "Invocation", "InvocationLog", "Item",
            "LogRetention", "MemoryKV", "NamespacedKV", "Page", "Registry", "RevisionRow",
-           "SQLiteKV", "SecretRows", "Store", "TriggerState"]
+           "SQLiteKV", "Store", "TriggerState"]

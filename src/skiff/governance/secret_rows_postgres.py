@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
-from skiff.store.postgres import PostgresDatabase
-from skiff.store.secret_rows import Seal, SecretRows
+from skiff.governance.secret_rows import Seal, SecretRows
 
 #: The first key of these advisory locks ("sec"); the second is a hash of the name.
 _LOCK_CLASS = 0x736563
 
 
 class PostgresSecretRows(SecretRows):
-    def __init__(self, db: PostgresDatabase) -> None:
+    def __init__(self, db: Any) -> None:
+        """``db``: a :class:`skiff.store.postgres.PostgresDatabase` (not imported:
+        governance sits beside store, not above it)."""
         self.db = db
 
     def meta(self, key: str, create: Callable[[], tuple[bytes, bytes]]) -> tuple[bytes, bytes]:

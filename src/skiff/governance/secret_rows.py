@@ -8,7 +8,7 @@ plaintext or the key, so moving secrets to a shared database moves only
 ciphertexts bound to their names and versions.
 
 :class:`SQLiteSecretRows` (``secrets.db``, created 0600) and
-:class:`skiff.store.secret_rows_postgres.PostgresSecretRows`;
+:class:`skiff.governance.secret_rows_postgres.PostgresSecretRows`;
 tests/store/test_secret_rows_contract.py is the contract of both.
 """
 

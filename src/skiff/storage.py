@@ -1,5 +1,10 @@
 """One URL picks every storage backend: ``open_storage(url) -> Storage``.
 
+This is the composition side of storage (beside the composition root): it is
+the one module that knows the backend families of ``store``, ``bus`` (the
+broker) and ``governance`` (the secret rows), which do not import each other
+upward.
+
 ``SKIFF_DATABASE_URL`` is either
 
 - ``sqlite:///path/to/skiff.db`` (the default: ``$SKIFF_HOME/skiff.db``): the
@@ -28,14 +33,18 @@ from urllib.parse import unquote, urlsplit
 
 from skiff.bus.broker import Broker
 from skiff.errors import DatabaseUnavailable
+from skiff.governance.secret_rows import SecretRows
 from skiff.store import migrations
 from skiff.store.kv import KV
+from skiff.store.migrations import CODE_VERSION
 from skiff.store.postgres import mask_url
 from skiff.store.records import InvocationLog, LogRetention
 from skiff.store.registry import Registry
-from skiff.store.secret_rows import SecretRows
 from skiff.store.trigger_state import TriggerState
 from skiff.store.uids import UidRegistry
+
+__all__ = ["CODE_VERSION", "Storage", "database_url", "mask_url", "migrate", "open_secret_rows",
+           "open_storage", "sqlite_path"]
 
 DEFAULT_FILE = "skiff.db"
 
@@ -102,8 +111,8 @@ def open_storage(url: str, *, home: Path, retention: LogRetention | None = None,
 def _open_sqlite(path: Path, retention: LogRetention | None, uids: UidRegistry | None,
                  with_trigger_state: bool) -> Storage:
     from skiff.bus.sqlite import SQLiteBroker
+    from skiff.governance.secret_rows import SQLiteSecretRows
     from skiff.store.kv_sqlite import SQLiteKV
-    from skiff.store.secret_rows import SQLiteSecretRows
     from skiff.store.sqlite import Store
     from skiff.store.trigger_state import SQLiteTriggerState
 
@@ -145,11 +154,11 @@ def _open_sqlite(path: Path, retention: LogRetention | None, uids: UidRegistry |
 def _open_postgres(url: str, retention: LogRetention | None,
                    uids: UidRegistry | None) -> Storage:
     from skiff.bus.postgres import PostgresBroker
+    from skiff.governance.secret_rows_postgres import PostgresSecretRows
     from skiff.store.kv_postgres import PostgresKV
     from skiff.store.postgres import PostgresDatabase
     from skiff.store.records_postgres import PostgresInvocationLog
     from skiff.store.registry_postgres import PostgresRegistry
-    from skiff.store.secret_rows_postgres import PostgresSecretRows
     from skiff.store.trigger_state_postgres import PostgresTriggerState
 
     class PostgresStore(PostgresRegistry, PostgresInvocationLog):
@@ -177,12 +186,12 @@ def open_secret_rows(url: str) -> SecretRows:
     server runs): its schema is checked as at a node's start."""
     scheme = urlsplit(url).scheme
     if scheme == "sqlite":
-        from skiff.store.secret_rows import SQLiteSecretRows
+        from skiff.governance.secret_rows import SQLiteSecretRows
 
         return SQLiteSecretRows(sqlite_path(url).parent / "secrets.db")
     if scheme in ("postgresql", "postgres"):
+        from skiff.governance.secret_rows_postgres import PostgresSecretRows
         from skiff.store.postgres import PostgresDatabase
-        from skiff.store.secret_rows_postgres import PostgresSecretRows
 
         class OwnRows(PostgresSecretRows):
             def close(self) -> None:
