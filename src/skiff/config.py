@@ -57,6 +57,9 @@ class Config:
     # deploy uploads
     max_app_bytes: int = 250 * 1024 * 1024  # expanded size; Lambda's unzipped limit
     max_app_files: int = 10_000
+    # where the platform's state lives (skiff.storage): "" is sqlite:///<home>/skiff.db;
+    # postgresql://... is the shared engine of several nodes
+    database_url: str = ""
 
     @classmethod
     def resolve(cls, **overrides: object) -> Config:
@@ -98,6 +101,7 @@ class Config:
             static_cache_bytes=int(given.pop("static_cache_bytes", _env("STATIC_CACHE_BYTES", str(64 << 20)))),  # type: ignore[arg-type]
             max_app_bytes=int(given.pop("max_app_bytes", _env("MAX_APP_BYTES", str(250 << 20)))),  # type: ignore[arg-type]
             max_app_files=int(given.pop("max_app_files", _env("MAX_APP_FILES", "10000"))),  # type: ignore[arg-type]
+            database_url=str(given.pop("database_url", _env("DATABASE_URL", ""))).strip(),
         )
 
     def admin_token(self) -> str:

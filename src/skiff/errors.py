@@ -15,7 +15,10 @@
     ├── HomeInUse              409 home_in_use          another server runs on this home (exit 2)
     ├── InvocationError        502 (handler_error, instance_crashed, memory_limit, bad_result,
     │                               invalid_response: not valid HTTP, refused by the gateway)
-    └── InvocationTimeout      504 timeout
+    ├── InvocationTimeout      504 timeout
+    ├── DatabaseUnavailable    503 database_unavailable  SKIFF_DATABASE_URL cannot be opened or reached
+    └── SchemaMismatch         503 schema_mismatch       the database's schema is older or newer than
+                                                         this node's code (run ``skiff migrate``)
 
 The HTTP edge (skiff.edge) answers in the same format before a request reaches
 the gateway: 431 request_head_too_large, 414 request_line_too_long, 408
@@ -104,3 +107,13 @@ class InvocationError(SkiffError):
 class InvocationTimeout(SkiffError):
     status = 504
     code = "timeout"
+
+
+class DatabaseUnavailable(SkiffError):
+    status = 503
+    code = "database_unavailable"
+
+
+class SchemaMismatch(SkiffError):
+    status = 503
+    code = "schema_mismatch"

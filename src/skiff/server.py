@@ -17,7 +17,6 @@ from pathlib import Path
 
 import uvicorn
 
-from skiff.bus import SQLiteBroker
 from skiff.config import Config
 from skiff.edge import ADMIN_RESERVE, EdgeLimits, EdgeProtocol, raise_fd_limit
 from skiff.egress import EgressProxy, Guard, fd_connection_budget
@@ -38,8 +37,8 @@ from skiff.platform.logsink import LogSink
 from skiff.platform.sdkcalls import SdkCalls
 from skiff.sdk.services import Services
 from skiff.serverlock import ServerLock
-from skiff.store import LogRetention, Store
-from skiff.store.kv_sqlite import SQLiteKV
+from skiff.storage import database_url, open_storage
+from skiff.store import LogRetention
 from skiff.store.uids import host_registry
 from skiff.triggers import EventPlane
 
@@ -71,16 +70,16 @@ def assemble(config: Config, *,
     ``launcher`` makes the launcher of instances from the platform's hooks (tests pass
     one of scripted instances; by default, zygotes in cgroups)."""
     config.home.mkdir(parents=True, exist_ok=True)
-    # storage: the one place stores are made (a backend chosen by URL goes here)
-    store = Store(config.home / "skiff.db", retention=LogRetention(
-        max_age_days=config.log_retention_days,
-        max_lines_per_app=config.log_max_lines_per_app,
-        max_bytes_per_app=int(config.log_max_mb_per_app * 1024 * 1024)),
-        uids=host_registry(config.uid_registry, config.home))
-    # only this process opens these files (the CLI goes through the admin API)
-    kv = SQLiteKV(config.home / "kv.db", exclusive=True)
-    broker = SQLiteBroker(config.home / "bus.db", durable=True, exclusive=True)
-    secrets = SecretStore.open(config.home)
+    # storage: the one place stores are made, every backend chosen by SKIFF_DATABASE_URL
+    # (the event plane keeps its own events.db for now)
+    storage = open_storage(database_url(config.home, config.database_url), home=config.home,
+                           trigger_state=False, retention=LogRetention(
+                               max_age_days=config.log_retention_days,
+                               max_lines_per_app=config.log_max_lines_per_app,
+                               max_bytes_per_app=int(config.log_max_mb_per_app * 1024 * 1024)),
+                           uids=host_registry(config.uid_registry, config.home))
+    store, kv, broker = storage.store, storage.kv, storage.broker
+    secrets = SecretStore.open(config.home, rows=storage.secret_rows)
 
     registry = Registry(Router(), platform_host=config.host)
     logs = LogSink(store, lambda app: a.revision if (a := registry.apps.get(app)) else "")
@@ -110,7 +109,7 @@ def assemble(config: Config, *,
     return Platform(config, Parts(
         store=store, registry=registry, logs=logs, invoker=invoker, deployer=deployer,
         launcher=launching, support=support, secrets=secrets, egress=egress, events=events,
-        broker=broker, services=services, sdk=sdk, kv=kv))
+        broker=broker, services=services, sdk=sdk, kv=kv, storage=storage))
 
 
 def egress_proxy(config: Config, logs: LogSink) -> EgressProxy:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from skiff.bus import Broker, MemoryBroker, SQLiteBroker
+from tests.postgres import pg_database  # noqa: F401 - a fixture
 
 
 class FakeClock:
@@ -28,10 +29,14 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 def broker(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> Iterator[Broker]:
     if request.param == "memory":
         b: Broker = MemoryBroker(clock=clock)
+    elif request.param == "postgres":
+        from skiff.bus.postgres import PostgresBroker
+
+        b = PostgresBroker(request.getfixturevalue("pg_database"), clock=clock)
     else:
         # durable=False: the same semantics without an fsync per commit (speed);
         # test_bus_sqlite_durability.py covers the durable default.

@@ -9,6 +9,7 @@ import pytest
 
 from skiff.store.kv import KV, MemoryKV
 from skiff.store.kv_sqlite import SQLiteKV
+from tests.postgres import pg_database  # noqa: F401 - a fixture
 
 
 class KVClock:
@@ -29,9 +30,16 @@ def kv_clock() -> KVClock:
     return KVClock()
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 def kv(request: pytest.FixtureRequest, tmp_path: Path, kv_clock: KVClock) -> Iterator[KV]:
-    store: KV = (MemoryKV(clock=kv_clock) if request.param == "memory"
-                 else SQLiteKV(tmp_path / "kv.db", clock=kv_clock, durable=False))
+    store: KV
+    if request.param == "postgres":
+        from skiff.store.kv_postgres import PostgresKV
+
+        store = PostgresKV(request.getfixturevalue("pg_database"), clock=kv_clock)
+    elif request.param == "memory":
+        store = MemoryKV(clock=kv_clock)
+    else:
+        store = SQLiteKV(tmp_path / "kv.db", clock=kv_clock, durable=False)
     yield store
     store.close()

@@ -32,13 +32,18 @@ from skiff.store.kv import MemoryKV
 from skiff.store.kv_sqlite import SQLiteKV
 
 
-@pytest.fixture(params=["memory", "kv-memory", "kv-sqlite"])
+@pytest.fixture(params=["memory", "kv-memory", "kv-sqlite", "kv-postgres"])
 def store(request: pytest.FixtureRequest, tmp_path: Path, kv_clock) -> Iterator[IdempotencyStore]:
     if request.param == "memory":
         yield MemoryIdempotencyStore()
         return
-    kv = MemoryKV(clock=kv_clock) if request.param == "kv-memory" else \
-        SQLiteKV(tmp_path / "kv.db", clock=kv_clock)
+    if request.param == "kv-postgres":
+        from skiff.store.kv_postgres import PostgresKV
+
+        kv = PostgresKV(request.getfixturevalue("pg_database"), clock=kv_clock)
+    else:
+        kv = MemoryKV(clock=kv_clock) if request.param == "kv-memory" else \
+            SQLiteKV(tmp_path / "kv.db", clock=kv_clock)
     yield KVIdempotencyStore(kv.scoped("shop"), clock=kv_clock)
     kv.close()
 

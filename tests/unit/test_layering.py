@@ -19,12 +19,15 @@ SRC = Path(skiff.__file__).parent
 LEAVES = {"errors", "config", "logtext", "ipc", "edge"}
 ALLOWED: dict[str, set[str]] = {
     "__main__": {"cli"},
-    "cli": {"server", "config", "errors", "governance", "instance", "logtext", "manifest"},
+    "cli": {"server", "storage", "config", "errors", "governance", "instance", "logtext",
+            "manifest"},
     "server": {"platform", "gateway", "triggers", "bus", "store", "sdk", "instance",
-               "governance", "egress", "edge", "serverlock", "config", "errors"},
+               "governance", "egress", "edge", "serverlock", "storage", "config", "errors"},
     "serverlock": {"errors"},
     "platform": {"gateway", "triggers", "scheduler", "instance", "egress", "governance",
-                 "manifest", "bus", "store", "sdk", "config", "errors", "logtext", "ipc"},
+                 "manifest", "bus", "store", "storage", "sdk", "config", "errors", "logtext",
+                 "ipc"},
+    "storage": {"bus", "store", "governance", "errors"},  # the URL factory of every backend
     "gateway": {"scheduler", "manifest", "bus", "config", "errors", "ipc"},
     "triggers": {"scheduler", "instance", "bus", "manifest", "store", "errors", "ipc"},
     "scheduler": {"instance", "errors", "ipc"},

@@ -265,8 +265,12 @@ class _LocalSecrets:
 
     def __init__(self, home: Path | None) -> None:
         from skiff.governance import SecretStore
+        from skiff.storage import database_url, open_secret_rows
 
-        self.store = SecretStore.open(Config.resolve(home=home).home)
+        config = Config.resolve(home=home)
+        # the rows where the server keeps them: secrets.db, or SKIFF_DATABASE_URL's tables
+        self.store = SecretStore.open(config.home, rows=open_secret_rows(
+            database_url(config.home, config.database_url)))
 
     def set(self, name: str, value: str) -> int:
         return self.store.set(name, value)
@@ -499,6 +503,27 @@ def kv_ls(name: str, prefix: str = "", url: UrlOpt = None) -> None:
     for item in page["items"]:
         table.add_row(item["key"], str(item["version"]), escape(json.dumps(item["value"])[:80]))
     out.print(table)
+
+
+@app.command()
+def migrate(database_url: Annotated[str | None, typer.Option(
+                "--database-url", help="the database ($SKIFF_DATABASE_URL, default: "
+                "sqlite:///$SKIFF_HOME/skiff.db)")] = None,
+            home: HomeOpt = None) -> None:
+    """Bring the database's schema to this version of Skiff (run once per upgrade,
+    from one node, before starting the nodes of the new version)."""
+    from skiff.storage import CODE_VERSION, mask_url
+    from skiff.storage import database_url as default_url
+    from skiff.storage import migrate as run_migrations
+
+    config = Config.resolve(home=home, database_url=database_url)
+    url = default_url(config.home, config.database_url)
+    applied = run_migrations(url)
+    if applied:
+        out.print(f"[green]migrated[/] {mask_url(url)}: applied {', '.join(applied)} "
+                  f"(schema version {CODE_VERSION})")
+    else:
+        out.print(f"{mask_url(url)} is at schema version {CODE_VERSION}; nothing to do")
 
 
 @app.command()

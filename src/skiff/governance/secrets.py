@@ -30,12 +30,9 @@ import base64
 import binascii
 import os
 import re
-import sqlite3
 import stat
 import threading
-import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -44,6 +41,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ..errors import NotFound, PayloadTooLarge, SkiffError
+from .secret_rows import SecretRows, SQLiteSecretRows
 
 KEY_ENV = "SKIFF_MASTER_KEY"
 KEY_FILE = "master.key"
@@ -193,89 +191,57 @@ def check_name(name: str) -> str:
     return name
 
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS secret_versions (
-  name TEXT NOT NULL,
-  version INTEGER NOT NULL,
-  nonce BLOB NOT NULL,
-  ciphertext BLOB NOT NULL,
-  created REAL NOT NULL,
-  PRIMARY KEY (name, version)
-);
-CREATE TABLE IF NOT EXISTS secret_meta (
-  key TEXT PRIMARY KEY,
-  nonce BLOB NOT NULL,
-  ciphertext BLOB NOT NULL
-);
-"""
-
-
 def _aad(name: str, version: int) -> bytes:
     return f"skiff-secret\x00{name}\x00{version}".encode()
 
 
 class SecretStore:
-    """Versioned secrets in one SQLite file (WAL; safe across threads and processes).
-
-    The file may be shared with other Skiff tables: this store only touches
-    ``secret_versions`` and ``secret_meta``. Opening checks the key against a
-    sealed canary, so a wrong master key fails at once and clearly.
+    """Versioned secrets over a :class:`~skiff.governance.secret_rows.SecretRows`
+    backend: a path opens the embedded SQLite file (WAL; safe across threads and
+    processes), or pass rows of the shared database. Opening checks the key
+    against a sealed canary, so a wrong master key fails at once and clearly.
     """
 
-    def __init__(self, path: str | os.PathLike[str], key: bytes) -> None:
+    def __init__(self, path: str | os.PathLike[str] | SecretRows, key: bytes) -> None:
         if len(key) != 32:
             raise MasterKeyError("the master key must be 32 bytes (AES-256)")
-        self.path = Path(path)
         self._aead = AESGCM(key)
-        self._lock = threading.Lock()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if not self.path.exists():  # created private: it holds ciphertexts and metadata
-            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                                   timeout=10.0)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=10000")
-        self._db.executescript(_SCHEMA)
-        self._check_key()
+        self.rows: SecretRows
+        if isinstance(path, SecretRows):  # the caller's rows: closed with this store
+            self.rows = path
+            self.path = Path(str(getattr(path, "path", "<database>")))
+            self._check_key()
+            return
+        self.path = Path(path)
+        self.rows = SQLiteSecretRows(self.path)
+        try:
+            self._check_key()
+        except BaseException:
+            self.rows.close()
+            raise
 
     @classmethod
     def open(cls, home: str | os.PathLike[str], *,
-             environ: Mapping[str, str] | None = None) -> SecretStore:
-        """The store of a Skiff home: ``<home>/secrets.db`` under the home's master key."""
-        return cls(Path(home) / "secrets.db", load_master_key(home, environ=environ))
+             environ: Mapping[str, str] | None = None,
+             rows: SecretRows | None = None) -> SecretStore:
+        """The store of a Skiff home: ``<home>/secrets.db`` (or ``rows``) under the
+        home's master key."""
+        return cls(rows if rows is not None else Path(home) / "secrets.db",
+                   load_master_key(home, environ=environ))
 
     def _check_key(self) -> None:
-        with self._write() as db:
-            row = db.execute("SELECT nonce, ciphertext FROM secret_meta WHERE key = 'check'"
-                             ).fetchone()
-            if row is None:
-                nonce = os.urandom(12)
-                db.execute("INSERT INTO secret_meta VALUES ('check', ?, ?)",
-                           (nonce, self._aead.encrypt(nonce, b"ok", _CHECK_AAD)))
-                return
+        def canary() -> tuple[bytes, bytes]:
+            nonce = os.urandom(12)
+            return nonce, self._aead.encrypt(nonce, b"ok", _CHECK_AAD)
+
+        nonce, sealed = self.rows.meta("check", canary)
         try:
-            self._aead.decrypt(row[0], row[1], _CHECK_AAD)
+            self._aead.decrypt(nonce, sealed, _CHECK_AAD)
         except InvalidTag:
             raise MasterKeyError(
                 f"the secret store {self.path} was sealed with a different master key; "
                 f"set ${KEY_ENV} (or restore {KEY_FILE}) to the key it was created with",
                 code="master_key_mismatch", path=str(self.path)) from None
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction, taken up front so concurrent writers serialize."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-
-    def _read(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple]:
-        with self._lock:
-            return self._db.execute(sql, args).fetchall()
 
     # -- API ----------------------------------------------------------------------------------
 
@@ -295,30 +261,22 @@ class SecretStore:
         if len(plain) > MAX_VALUE_BYTES:
             raise SecretTooLarge(f"secret {name} is {len(plain)} bytes; the limit is "
                                  f"{MAX_VALUE_BYTES}", name=name, limit=MAX_VALUE_BYTES)
-        with self._write() as db:
-            (latest,) = db.execute("SELECT MAX(version) FROM secret_versions WHERE name = ?",
-                                   (name,)).fetchone()
-            if latest is None and must_exist:
-                raise _not_found(name)
-            version = (latest or 0) + 1
+        def seal(version: int) -> tuple[bytes, bytes]:
             nonce = os.urandom(12)
-            db.execute("INSERT INTO secret_versions VALUES (?, ?, ?, ?, ?)",
-                       (name, version, nonce, self._aead.encrypt(nonce, plain, _aad(name, version)),
-                        time.time()))
+            return nonce, self._aead.encrypt(nonce, plain, _aad(name, version))
+
+        version = self.rows.add(name, seal, must_exist=must_exist)
+        if version is None:
+            raise _not_found(name)
         return version
 
     def get(self, name: str, version: int | None = None) -> str:
         """The value of ``name`` at ``version`` (the latest by default)."""
         check_name(name)
-        if version is None:
-            rows = self._read("SELECT version, nonce, ciphertext FROM secret_versions "
-                              "WHERE name = ? ORDER BY version DESC LIMIT 1", (name,))
-        else:
-            rows = self._read("SELECT version, nonce, ciphertext FROM secret_versions "
-                              "WHERE name = ? AND version = ?", (name, version))
-        if not rows:
+        row = self.rows.get(name, version)
+        if row is None:
             raise _not_found(name, version, self._latest(name) if version is not None else None)
-        found, nonce, ciphertext = rows[0]
+        found, nonce, ciphertext = row
         try:
             return self._aead.decrypt(nonce, ciphertext, _aad(name, found)).decode()
         except InvalidTag:
@@ -329,25 +287,21 @@ class SecretStore:
     def versions(self, name: str) -> list[SecretVersion]:
         """Every stored version of ``name``, oldest first."""
         check_name(name)
-        rows = self._read("SELECT version, created FROM secret_versions WHERE name = ? "
-                          "ORDER BY version", (name,))
+        rows = self.rows.versions(name)
         if not rows:
             raise _not_found(name)
         return [SecretVersion(v, c) for v, c in rows]
 
     def list(self) -> list[SecretInfo]:
         """Every secret's name and version history summary, sorted by name; no values."""
-        rows = self._read("SELECT name, MAX(version), MIN(created), MAX(created) "
-                          "FROM secret_versions GROUP BY name ORDER BY name")
-        return [SecretInfo(*row) for row in rows]
+        return [SecretInfo(*row) for row in self.rows.names()]
 
     def delete(self, name: str) -> int:
         """Delete ``name`` with all its versions; returns how many versions went."""
         check_name(name)
-        with self._write() as db:
-            count = db.execute("DELETE FROM secret_versions WHERE name = ?", (name,)).rowcount
-            if not count:
-                raise _not_found(name)
+        count = self.rows.delete(name)
+        if not count:
+            raise _not_found(name)
         return count
 
     def resolve_ref(self, ref: str) -> ResolvedSecret:
@@ -360,11 +314,10 @@ class SecretStore:
         return ResolvedSecret(name, version, self.get(name, version))
 
     def _latest(self, name: str) -> int | None:
-        return self._read("SELECT MAX(version) FROM secret_versions WHERE name = ?", (name,))[0][0]
+        return self.rows.latest(name)
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self.rows.close()
 
     def __enter__(self) -> SecretStore:
         return self

@@ -28,6 +28,7 @@ from skiff.platform.sdkcalls import SdkCalls
 from skiff.platform.views import describe
 from skiff.scheduler import Invocation
 from skiff.sdk.services import Services
+from skiff.storage import Storage
 from skiff.store import KV, Store
 from skiff.triggers import EventPlane
 
@@ -52,6 +53,7 @@ class Parts:
     services: Services
     sdk: SdkCalls
     kv: KV
+    storage: Storage
 
 
 class Platform:
@@ -92,7 +94,7 @@ class Platform:
         self._p.kv.close()
         self._p.deployer.close()
         await self._p.launcher.close()
-        self._p.store.close()
+        self._p.storage.close()
 
     async def _tick(self) -> None:
         while True:

@@ -11,14 +11,16 @@ rate limit keeps at most its cap on disk and never evicts another app's lines.
 from __future__ import annotations
 
 import json
-import math
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
+from skiff.store.records import Invocation, InvocationLog, LogRetention, percentile, retired_name
+from skiff.store.registry import Registry, RevisionRow
 from skiff.store.uids import FIRST_APP_UID, UidRegistry
+
+__all__ = ["Invocation", "LogRetention", "RevisionRow", "Store", "connect"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS apps (
@@ -72,6 +74,12 @@ CREATE TABLE IF NOT EXISTS route_grants (
   created REAL NOT NULL,
   PRIMARY KEY (app, host, path)
 );
+CREATE TABLE IF NOT EXISTS code_bundles (
+  app TEXT NOT NULL,
+  revision TEXT NOT NULL,
+  data BLOB NOT NULL,
+  PRIMARY KEY (app, revision)
+);
 CREATE TABLE IF NOT EXISTS app_uids (
   app TEXT PRIMARY KEY,
   uid INTEGER NOT NULL UNIQUE
@@ -85,15 +93,6 @@ CREATE TABLE IF NOT EXISTS released_uids (
 # readers and the batch writer share) is held for one small DELETE at a time.
 PRUNE_BATCH = 2000
 AGE_CHECK_SECONDS = 60.0  # age pruning runs this often; caps are checked after every batch
-
-
-@dataclass(frozen=True)
-class LogRetention:
-    """How much app output the store keeps (see the module docstring)."""
-
-    max_age_days: float = 7.0
-    max_lines_per_app: int = 100_000
-    max_bytes_per_app: int = 64 * 1024 * 1024
 
 
 def connect(path: str | Path, *, durable: bool = False, schema: str = "",
@@ -119,39 +118,7 @@ def connect(path: str | Path, *, durable: bool = False, schema: str = "",
     return conn
 
 
-@dataclass(frozen=True)
-class RevisionRow:
-    app: str
-    revision: str
-    manifest: dict
-    code_dir: str
-    env_key: str
-    created: float
-
-
-@dataclass(frozen=True)
-class Invocation:
-    id: str
-    app: str
-    revision: str
-    instance: str
-    trigger: str
-    cold: bool
-    init_ms: float
-    duration_ms: float
-    queued_ms: float
-    memory_mb: int
-    status: int
-    error: str | None
-    ts: float
-
-    @property
-    def billed_ms(self) -> int:
-        # Lambda bills in 1 ms steps, rounding up.
-        return max(1, int(-(-self.duration_ms // 1)))
-
-
-class Store:
+class Store(Registry, InvocationLog):
     def __init__(self, path: Path, *, retention: LogRetention | None = None,
                  uids: UidRegistry | None = None) -> None:
         """``uids``: the host-wide uid registry (when running as root); this home's
@@ -262,6 +229,7 @@ class Store:
             self._db.execute("DELETE FROM apps WHERE name = ?", (app,))
             self._db.execute("DELETE FROM revisions WHERE app = ?", (app,))
             self._db.execute("DELETE FROM route_grants WHERE app = ?", (app,))
+            self._db.execute("DELETE FROM code_bundles WHERE app = ?", (app,))
             self._db.execute("COMMIT")
 
     def retire_records(self, app: str, when: float | None = None) -> str:
@@ -269,7 +237,7 @@ class Store:
         app can have (``<app>@deleted-<unix time>``), so a later app of the same name
         starts with no history; return that name. One UPDATE per table: a delete is
         rare, and its caller runs this off the event loop."""
-        retired = f"{app}@deleted-{int(time.time() if when is None else when)}"
+        retired = retired_name(app, time.time() if when is None else when)
         self.flush()
         with self._lock:
             self._db.execute("BEGIN")
@@ -280,6 +248,17 @@ class Store:
             if size is not None:
                 self._log_sizes[retired] = size
         return retired
+
+    def put_bundle(self, app: str, revision: str, data: bytes) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO code_bundles VALUES (?, ?, ?)",
+                             (app, revision, data))
+
+    def bundle(self, app: str, revision: str) -> bytes | None:
+        with self._lock:
+            row = self._db.execute("SELECT data FROM code_bundles WHERE app = ? AND revision = ?",
+                                   (app, revision)).fetchone()
+        return None if row is None else bytes(row[0])
 
     # -- route grants (the operator's exceptions to route ownership) -----------------
     def grant_route(self, app: str, host: str | None, path: str) -> None:
@@ -471,8 +450,8 @@ class Store:
         return {
             "requests": total["n"], "cold_starts": total["cold"], "errors": total["errors"],
             "billed_ms": total["billed"], "avg_init_ms": round(total["init_ms"], 2),
-            "p50_ms": _pct(recent, 50), "p95_ms": _pct(recent, 95), "p99_ms": _pct(recent, 99),
-            "cold_start_added_p95_ms": _pct(cold_wait, 95),
+            "p50_ms": percentile(recent, 50), "p95_ms": percentile(recent, 95), "p99_ms": percentile(recent, 99),
+            "cold_start_added_p95_ms": percentile(cold_wait, 95),
         }
 
     def close(self) -> None:
@@ -483,14 +462,6 @@ class Store:
         self._db.close()
         if self._uids is not None:
             self._uids.close()
-
-
-def _pct(sorted_values: list[float], q: float) -> float | None:
-    if not sorted_values:
-        return None
-    # nearest rank: the smallest value with at least q% of values at or below it
-    k = max(0, math.ceil(q / 100 * len(sorted_values)) - 1)
-    return round(sorted_values[k], 3)
 
 
 def _revision(row: sqlite3.Row) -> RevisionRow:

@@ -1,0 +1,287 @@
+"""Schema versions: the numbered migrations of the shared database.
+
+The database records the migrations applied to it in ``skiff_schema``; the
+code knows :data:`MIGRATIONS`. A node starts only when both agree
+(:func:`check`): a database that is behind is brought forward by
+``skiff migrate`` (run once, by an operator, while nodes of the old version
+are stopped), and a database ahead of the node means the node runs old code.
+Neither case is guessed around, because a node that writes rows of another
+shape corrupts what the others read.
+
+Migrations only ever append. Each is one transaction; concurrent ``skiff
+migrate`` runs serialize on an advisory lock (Postgres) or the write lock
+(SQLite). On SQLite the backends still create their own tables (one node owns
+the file), so its migrations carry only what changes existing tables.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from skiff.errors import SchemaMismatch
+from skiff.store.postgres import mask_url
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    postgres: str
+    sqlite: str = ""
+
+
+_BUS = """
+CREATE TABLE bus_messages (
+  seq BIGSERIAL PRIMARY KEY,
+  queue TEXT NOT NULL,
+  message_id TEXT NOT NULL,
+  body BYTEA NOT NULL,
+  attributes TEXT NOT NULL,
+  sent_at DOUBLE PRECISION NOT NULL,
+  visible_at DOUBLE PRECISION NOT NULL,
+  receive_count INTEGER NOT NULL DEFAULT 0,
+  first_received_at DOUBLE PRECISION,
+  receipt TEXT,
+  source_queue TEXT,
+  UNIQUE (queue, message_id)
+);
+CREATE INDEX bus_messages_ready ON bus_messages (queue, visible_at, seq);
+CREATE TABLE bus_queues (
+  name TEXT PRIMARY KEY,
+  dead_letter_queue TEXT,
+  max_receive_count INTEGER
+);
+"""
+
+# COLLATE "C": keys sort by code point, as the KV contract says (and SQLite does).
+_KV = """
+CREATE TABLE kv_items (
+  ns TEXT COLLATE "C" NOT NULL,
+  key TEXT COLLATE "C" NOT NULL,
+  value TEXT NOT NULL,
+  version BIGINT NOT NULL,
+  expires_at DOUBLE PRECISION,
+  PRIMARY KEY (ns, key)
+);
+CREATE INDEX kv_items_expiry ON kv_items (expires_at) WHERE expires_at IS NOT NULL;
+"""
+
+_REGISTRY = """
+CREATE TABLE apps (
+  name TEXT PRIMARY KEY,
+  revision TEXT NOT NULL,
+  created DOUBLE PRECISION NOT NULL,
+  updated DOUBLE PRECISION NOT NULL
+);
+CREATE TABLE revisions (
+  app TEXT NOT NULL,
+  revision TEXT NOT NULL,
+  manifest TEXT NOT NULL,
+  code_dir TEXT NOT NULL,
+  env_key TEXT NOT NULL,
+  created DOUBLE PRECISION NOT NULL,
+  PRIMARY KEY (app, revision)
+);
+CREATE TABLE code_bundles (
+  app TEXT NOT NULL,
+  revision TEXT NOT NULL,
+  data BYTEA NOT NULL,
+  PRIMARY KEY (app, revision)
+);
+CREATE TABLE route_grants (
+  app TEXT NOT NULL,
+  host TEXT NOT NULL,
+  path TEXT NOT NULL,
+  created DOUBLE PRECISION NOT NULL,
+  PRIMARY KEY (app, host, path)
+);
+CREATE TABLE app_uids (
+  app TEXT PRIMARY KEY,
+  uid INTEGER NOT NULL UNIQUE
+);
+CREATE TABLE released_uids (
+  uid INTEGER PRIMARY KEY
+);
+"""
+
+_RECORDS = """
+CREATE TABLE invocations (
+  seq BIGSERIAL PRIMARY KEY,
+  id TEXT NOT NULL,
+  app TEXT NOT NULL,
+  revision TEXT NOT NULL,
+  instance TEXT NOT NULL,
+  trigger TEXT NOT NULL,
+  cold BOOLEAN NOT NULL,
+  init_ms DOUBLE PRECISION NOT NULL,
+  duration_ms DOUBLE PRECISION NOT NULL,
+  queued_ms DOUBLE PRECISION NOT NULL,
+  billed_ms BIGINT NOT NULL,
+  memory_mb INTEGER NOT NULL,
+  status INTEGER NOT NULL,
+  error TEXT,
+  ts DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX invocations_app ON invocations (app, seq);
+CREATE TABLE logs (
+  seq BIGSERIAL PRIMARY KEY,
+  app TEXT NOT NULL,
+  revision TEXT NOT NULL,
+  instance TEXT NOT NULL,
+  request_id TEXT NOT NULL,
+  stream TEXT NOT NULL,
+  line TEXT NOT NULL,
+  ts DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX logs_app ON logs (app, seq);
+"""
+
+_TRIGGERS = """
+CREATE TABLE async_invocations (
+  id TEXT PRIMARY KEY,
+  app TEXT NOT NULL,
+  status TEXT NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  created DOUBLE PRECISION NOT NULL,
+  updated DOUBLE PRECISION NOT NULL,
+  status_code INTEGER,
+  result BYTEA,
+  error TEXT
+);
+CREATE INDEX async_invocations_app ON async_invocations (app);
+CREATE TABLE schedule_checkpoints (
+  app TEXT NOT NULL,
+  trigger TEXT NOT NULL,
+  last_fire DOUBLE PRECISION NOT NULL,
+  PRIMARY KEY (app, trigger)
+);
+"""
+
+_SECRETS = """
+CREATE TABLE secret_versions (
+  name TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  nonce BYTEA NOT NULL,
+  ciphertext BYTEA NOT NULL,
+  created DOUBLE PRECISION NOT NULL,
+  PRIMARY KEY (name, version)
+);
+CREATE TABLE secret_meta (
+  key TEXT PRIMARY KEY,
+  nonce BYTEA NOT NULL,
+  ciphertext BYTEA NOT NULL
+);
+"""
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "0001_initial",
+              postgres=_BUS + _KV + _REGISTRY + _RECORDS + _TRIGGERS + _SECRETS),
+)
+
+#: The schema version this code reads and writes.
+CODE_VERSION = MIGRATIONS[-1].version
+
+#: A key of Postgres' advisory lock space for ``skiff migrate`` ("skif").
+_MIGRATE_LOCK = 0x736B6966
+
+_TABLE_PG = ("CREATE TABLE IF NOT EXISTS skiff_schema (version INTEGER PRIMARY KEY, "
+             "name TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)")
+_TABLE_SQLITE = ("CREATE TABLE IF NOT EXISTS skiff_schema (version INTEGER PRIMARY KEY, "
+                 "name TEXT NOT NULL, applied_at REAL NOT NULL)")
+
+
+def _name(version: int) -> str:
+    for m in MIGRATIONS:
+        if m.version == version:
+            return m.name
+    return f"{version:04d}_unknown"
+
+
+def _verdict(current: int, where: str) -> None:
+    if current == CODE_VERSION:
+        return
+    if current < CODE_VERSION:
+        pending = ", ".join(m.name for m in MIGRATIONS if m.version > current)
+        raise SchemaMismatch(
+            f"the database at {where} is at schema version {current} and this node needs "
+            f"{CODE_VERSION}: run `skiff migrate` to apply {pending}",
+            database_version=current, code_version=CODE_VERSION, migrations=pending)
+    raise SchemaMismatch(
+        f"the database at {where} is at schema version {current} ({_name(current)}), newer "
+        f"than this node's {CODE_VERSION} ({_name(CODE_VERSION)}): upgrade Skiff on this node "
+        "(a node never writes rows of a schema it does not know)",
+        database_version=current, code_version=CODE_VERSION)
+
+
+# -- PostgreSQL -------------------------------------------------------------------------
+def postgres_version(db: Any) -> int:
+    """The highest migration applied to the database (0 for an empty one)."""
+    with db.connection() as conn:
+        exists = conn.execute("SELECT to_regclass('skiff_schema')").fetchone()[0]
+        if exists is None:
+            return 0
+        return conn.execute("SELECT COALESCE(MAX(version), 0) FROM skiff_schema").fetchone()[0]
+
+
+def migrate_postgres(db: Any) -> list[str]:
+    """Apply every pending migration, each in its own transaction; return their names."""
+    applied = []
+    with db.connection() as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATE_LOCK,))
+        try:
+            conn.execute(_TABLE_PG)
+            current = conn.execute(
+                "SELECT COALESCE(MAX(version), 0) FROM skiff_schema").fetchone()[0]
+            _refuse_newer(current, mask_url(db.url))
+            for m in MIGRATIONS:
+                if m.version <= current:
+                    continue
+                with conn.transaction():
+                    conn.execute(m.postgres)
+                    conn.execute("INSERT INTO skiff_schema VALUES (%s, %s, %s)",
+                                 (m.version, m.name, time.time()))
+                applied.append(m.name)
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATE_LOCK,))
+    return applied
+
+
+def check_postgres(db: Any, where: str) -> None:
+    _verdict(postgres_version(db), where)
+
+
+# -- SQLite -----------------------------------------------------------------------------
+def sqlite_version(conn: Any) -> int:
+    conn.execute(_TABLE_SQLITE)
+    return conn.execute("SELECT COALESCE(MAX(version), 0) FROM skiff_schema").fetchone()[0]
+
+
+def migrate_sqlite(conn: Any, where: str) -> list[str]:
+    applied = []
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        current = sqlite_version(conn)
+        _refuse_newer(current, where)
+        for m in MIGRATIONS:
+            if m.version > current:
+                if m.sqlite:
+                    conn.executescript(m.sqlite)  # pragma: no cover - none yet
+                conn.execute("INSERT INTO skiff_schema VALUES (?, ?, ?)",
+                             (m.version, m.name, time.time()))
+                applied.append(m.name)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return applied
+
+
+def check_sqlite(conn: Any, where: str) -> None:
+    _verdict(sqlite_version(conn), where)
+
+
+def _refuse_newer(current: int, where: str) -> None:
+    if current > CODE_VERSION:
+        _verdict(current, where)
