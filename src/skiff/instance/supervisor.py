@@ -460,6 +460,8 @@ class Instance:
             raise DeployError(f"app {load.app}: its zygote was stopped: its instance is not "
                               "where the platform put it (an app's init must not tamper with "
                               "the platform's runtime)", code="zygote_untrusted")
+        if self.cgroup is not None and self.zygote.spec.uid:
+            self.cgroup.undelegate()  # joined: no other instance of the app may join it
         self.kind = msg.kind
         self.init_ms = msg.init_ms
         return msg
@@ -686,7 +688,9 @@ class Launcher:
         token = zygote.token()
         cgroup = self.cgroups.create(f"{spec.key.replace('/', '_')}-{token}")
         if cgroup is not None:
-            cgroup.limit(*DEFAULT_LIMITS)  # off the request path; bind rewrites only changes
+            # off the request path; bind rewrites only changes. An app zygote's spares get
+            # the app's own limits: until bound, a spare's cgroup is the app uid's to join
+            cgroup.limit(*(spec.limits or DEFAULT_LIMITS))
             if spec.uid:
                 cgroup.delegate(spec.uid, spec.uid)
         # an app zygote is sandboxed already: no namespaces of its own for its forks
