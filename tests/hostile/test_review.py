@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.conftest import SkiffServer
@@ -18,13 +20,18 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox needs roo
 
 APPS = Path(__file__).parent / "review_apps"
 PRE_MEMORY_MB = 64  # tests/hostile/review_apps/pre-escape/skiff.yaml
+# small body limits, so that filling the gateway's body budget takes a few requests
+MAX_BODY = 256 * 1024
+MAX_BUFFERED = 4 * MAX_BODY
 
 
 @pytest.fixture(scope="module")
 def review(tmp_path_factory, envs_dir):
     src = tmp_path_factory.mktemp("review-apps")
     shutil.copytree(APPS, src, dirs_exist_ok=True)
-    server = SkiffServer(tmp_path_factory.mktemp("home"), [src], envs_dir)
+    server = SkiffServer(tmp_path_factory.mktemp("home"), [src], envs_dir,
+                         env={"SKIFF_MAX_BODY_BYTES": str(MAX_BODY),
+                              "SKIFF_MAX_BUFFERED_BYTES": str(MAX_BUFFERED)})
     yield server
     server.stop()
 
@@ -49,6 +56,53 @@ def test_preinit_instance_cannot_join_a_roomier_or_bound_cgroup(review):
             moved = review.http.get("/pre-escape/", params={"op": "move", "target": w})
             assert moved.status_code in (200, 502), moved.text
     assert review.http.get("/neighbour/").status_code == 200
+
+
+def test_one_apps_queued_bodies_cannot_fill_the_gateways_body_budget(review):
+    """Bodies are held until their invocation ends, and a slow app's queue is long
+    (maxQueue 100, timeout 30 s): 101 requests of 6 MiB to it held all 512 MiB of
+    SKIFF_MAX_BUFFERED_BYTES, and every other app's requests with a body got 503. Now one
+    app's requests hold at most a quarter of the budget; the rest is left to the others."""
+    outcomes: list[int] = []
+
+    def hoard() -> None:
+        with httpx.Client(base_url=review.url, timeout=60) as client:
+            r = client.post("/hoarder/", params={"s": "3"}, content=b"x" * MAX_BODY)
+            outcomes.append(r.status_code)
+
+    with neighbour_watch(review):
+        threads = [threading.Thread(target=hoard, daemon=True) for _ in range(6)]
+        for t in threads:
+            t.start()
+        review.wait_for(lambda: outcomes.count(503) >= 2,
+                        "the hoarder's bodies over its share to be refused", timeout=20)
+        r = review.http.post("/neighbour/", content=b'{"order": 1}')
+        assert r.status_code == 200, r.text
+        for t in threads:
+            t.join(60)
+    assert set(outcomes) <= {200, 503}, outcomes
+    assert 200 in outcomes, outcomes
+
+
+@pytest.mark.xfail(strict=True, reason="open: the async path (x-skiff-invocation-type: Event) "
+                   "accepts durably without a bound; a per-app cap on pending async "
+                   "invocations belongs in the event plane (triggers/plane.py, another "
+                   "helper's file now)")
+def test_async_invocations_from_anyone_are_bounded(review):
+    """Over HTTP, any client may ask for an async invocation: each is written to disk
+    (its body up to SKIFF_MAX_BODY_BYTES) and answered 202. The sync path stops at
+    maxInstances + maxQueue with 429; the async path has no bound at all, so an
+    unauthenticated client fills the host's disk through any app. Expected: past a bound
+    of pending async invocations per app, 429."""
+    statuses: list[int] = []
+    with neighbour_watch(review), httpx.Client(base_url=review.url, timeout=30) as client:
+        for _ in range(130):  # maxInstances 1 + maxQueue 100, and some
+            r = client.post("/hoarder/", params={"s": "2"}, content=b"x" * 1024,
+                            headers={"x-skiff-invocation-type": "Event"})
+            statuses.append(r.status_code)
+    # what the async queue holds now goes with the app (a test module of its own)
+    assert review.admin.delete("/apps/hoarder").status_code == 200
+    assert 429 in statuses, f"every async invocation was accepted: {set(statuses)}"
 
 
 def test_platform_alive_after_the_attacks(review):
