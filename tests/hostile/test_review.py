@@ -12,7 +12,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
+from skiff.cli.client import pack
 from tests.conftest import SkiffServer
 from tests.hostile.conftest import neighbour_watch
 
@@ -82,6 +84,68 @@ def test_one_apps_queued_bodies_cannot_fill_the_gateways_body_budget(review):
             t.join(60)
     assert set(outcomes) <= {200, 503}, outcomes
     assert 200 in outcomes, outcomes
+
+
+FRONTPAGE = """def handler(event, context):
+    return {"statusCode": 200, "body": "frontpage " + event.get("rawPath", "")}
+"""
+
+
+def frontpage_dir(tmp_path: Path) -> Path:
+    app_dir = tmp_path / "frontpage"
+    app_dir.mkdir()
+    (app_dir / "handler.py").write_text(FRONTPAGE)
+    (app_dir / "skiff.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "skiff.dev/v1", "kind": "MicroApp",
+        "metadata": {"name": "frontpage", "owner": "red-team@example.com"},
+        "spec": {"handler": "handler:handler", "routes": [{"path": "/"}]}}))
+    return app_dir
+
+
+def test_a_revoked_route_grant_stops_serving_the_route(review, tmp_path):
+    """The operator grants a catch-all `/` and the app deploys with it; then the tenant
+    misbehaves and the grant is revoked. The route used to stay until the app's next
+    deploy, which is the tenant's to make (or never make), and came back at every restart.
+    Now a revoke withdraws what the grant allowed at once."""
+    app_dir = frontpage_dir(tmp_path)
+    grant = {"app": "frontpage", "path": "/"}
+    assert review.admin.put("/route-grants", json=grant).status_code == 200
+    with neighbour_watch(review):
+        r = review.admin.post("/apps", content=pack(app_dir),
+                              headers={"content-type": "application/gzip"})
+        assert r.status_code == 201, r.text
+        assert review.http.get("/nobody-here/x").text == "frontpage /nobody-here/x"
+        assert review.admin.request("DELETE", "/route-grants", json=grant).status_code == 200
+        r = review.http.get("/nobody-here/x")
+        assert r.status_code == 404, r.text
+        assert review.http.get("/frontpage/").status_code == 200  # its own path stays
+    assert review.admin.delete("/apps/frontpage").status_code == 200
+
+
+def test_a_restart_serves_only_what_the_grants_allow_now(tmp_path, envs_dir):
+    """A restart brought every app's current revision back with all its routes, checked
+    against nothing: a revoked catch-all came back. Now it is withdrawn again."""
+    home, apps = tmp_path / "home", tmp_path / "apps"
+    apps.mkdir()
+    shutil.copytree(APPS / "neighbour", apps / "neighbour")
+    grant = {"app": "frontpage", "path": "/"}
+    first = SkiffServer(home, [apps], envs_dir)
+    try:
+        assert first.admin.put("/route-grants", json=grant).status_code == 200
+        r = first.admin.post("/apps", content=pack(frontpage_dir(tmp_path)),
+                             headers={"content-type": "application/gzip"})
+        assert r.status_code == 201, r.text
+        assert first.http.get("/nobody-here/").status_code == 200
+        assert first.admin.request("DELETE", "/route-grants", json=grant).status_code == 200
+    finally:
+        first.stop()
+    again = SkiffServer(home, [apps], envs_dir)
+    try:
+        with neighbour_watch(again):
+            assert again.http.get("/nobody-here/").status_code == 404
+            assert again.http.get("/frontpage/").status_code == 200
+    finally:
+        again.stop()
 
 
 @pytest.mark.xfail(strict=True, reason="open: the async path (x-skiff-invocation-type: Event) "
