@@ -94,7 +94,7 @@ class Cgroup:
     def undelegate(self) -> None:
         """Take the delegation back once the instance has joined: every instance of an
         app shares its uid, so a delegated cgroup.procs let one move into another's."""
-        self.delegate(0, 0)
+        self.delegate(os.geteuid(), os.getegid())  # the platform's, as created
 
     def attach(self, pid: int) -> None:
         for procs in self.procs:
