@@ -339,6 +339,11 @@ class Zygote:
             self.cgroup.remove()
 
 
+# How long a delegated cgroup waits for its forked child to join (it does so first thing,
+# in microseconds) before the delegation is taken back; past it, bind's check of the
+# cgroup's members stops a zygote whose child never joined.
+JOIN_WAIT = 1.0  # seconds
+JOIN_POLL = 0.001  # seconds
 KILL_POLL = 0.02  # seconds between looks at a killed cgroup; backs off to 1 s
 
 
@@ -460,8 +465,6 @@ class Instance:
             raise DeployError(f"app {load.app}: its zygote was stopped: its instance is not "
                               "where the platform put it (an app's init must not tamper with "
                               "the platform's runtime)", code="zygote_untrusted")
-        if self.cgroup is not None and self.zygote.spec.uid:
-            self.cgroup.undelegate()  # joined: no other instance of the app may join it
         self.kind = msg.kind
         self.init_ms = msg.init_ms
         return msg
@@ -648,6 +651,14 @@ class Instance:
             self.kill()
 
 
+async def _joined(cgroup: Cgroup, pid: int) -> None:
+    """Until ``pid`` is in ``cgroup`` (or JOIN_WAIT is over)."""
+    for _ in range(int(JOIN_WAIT / JOIN_POLL)):  # the kernel tells no one: look
+        if pid in cgroup.pids():
+            return
+        await asyncio.sleep(JOIN_POLL)
+
+
 class Launcher:
     """Zygotes by environment, each with a few pre-forked spare instances per
     isolation profile (namespaces and cgroups are made with the spare, off the
@@ -704,6 +715,9 @@ class Launcher:
                 cgroup.kill_all()  # a child that was forked but not adopted
                 cgroup.remove()
             raise
+        if cgroup is not None and spec.uid:
+            await _joined(cgroup, pid)
+            cgroup.undelegate()  # a waiting spare's cgroup is no other instance's to join
         inst = Instance(pid, sock, zygote, cgroup, pidfd=pidfd, grace=self.stop_grace,
                         hooks=self.hooks, after_gone=self._live.discard)
         self._live.add(inst)
