@@ -465,7 +465,7 @@ def routes_grant(name: str, host: HostOpt = None, path: PathOpt = "/",
 @routes_app.command("revoke")
 def routes_revoke(name: str, host: HostOpt = None, path: PathOpt = "/",
                   url: UrlOpt = None) -> None:
-    """Withdraw a grant (a route already served stays until the app's next deploy)."""
+    """Withdraw a grant (a route it allowed is no longer served, at once)."""
     _client(url).json("DELETE", "/route-grants", json={"app": name, "host": host, "path": path})
     out.print(f"[green]revoked[/] {name}: host {host or '-'} path {path}")
 

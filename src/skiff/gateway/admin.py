@@ -406,7 +406,7 @@ def build_admin(platform: Facade, token: str,
 
     @api.delete(f"{PREFIX}/route-grants", dependencies=protected)
     async def revoke_route(body: RouteGrantBody) -> dict:
-        """Withdraw a grant; a route already served stays until the app's next deploy."""
+        """Withdraw a grant; a route it allowed is no longer served, from now on."""
         app, host, path = _grant_key(body)
         if not platform.revoke_route(app, host, path):
             raise NotFound(f"no route grant for app {app} with host {host or '-'} and path "

@@ -107,6 +107,13 @@ def app_response(app: ServedApp, resp: p.Response, method: str, rid: str,
     return status, headers, body
 
 
+# One app's requests may hold at most this fraction (1/N) of SKIFF_MAX_BUFFERED_BYTES:
+# a body is held until its invocation ends, so a slow app with a long queue (maxQueue
+# 100 x 6 MiB > 512 MiB) held the whole budget and every other app's bodies got 503.
+# A quarter leaves three quarters to the rest, and still fits 21 default-size bodies.
+APP_BODY_SHARE = 4
+
+
 class Gateway:
     def __init__(self, platform: Facade, admin: Callable | None = None) -> None:
         self.platform = platform
@@ -116,6 +123,9 @@ class Gateway:
         # Bodies are read whole before an instance is picked; 10,000 connections of
         # 6 MiB each would be 60 GB. One budget over all requests bounds them.
         self._body_budget = [config.max_buffered_bytes]
+        self._app_held: dict[str, int] = {}  # of that budget, by app (see APP_BODY_SHARE)
+        self._app_share = max(config.max_buffered_bytes // APP_BODY_SHARE,
+                              config.max_body_bytes)
         # uvicorn's own rules for X-Forwarded-For/-Proto, applied only to the
         # proxies the operator named (uvicorn's default trusts 127.0.0.1)
         self._proxies = (ProxyHeadersMiddleware(self._http, config.forwarded_allow_ips)
@@ -170,6 +180,7 @@ class Gateway:
                 traceparent = v.decode("latin-1")
         rid = platform.new_request_id()
         held = [0]  # body bytes this request holds of the budget
+        owner = ""  # the app it holds them for
         if "\x00" in path:  # no route, file or app path has one; file APIs raise on it
             await _send(send, *error_response(SkiffError(
                 "the request path has a NUL byte (%00)", code="bad_path", status=400), rid))
@@ -193,8 +204,9 @@ class Gateway:
                     return
             if not app.serves:
                 raise NotFound(f"app {app.name} has no file at {match.path!r}", code="not_found")
+            owner = app.name
             body = await self._body(receive, platform.config.max_body_bytes, held,
-                                    self._body_budget)
+                                    self._body_budget, self._app_held, owner, self._app_share)
             if body is None:
                 return
             scheme = scope.get("scheme", "http")
@@ -223,6 +235,12 @@ class Gateway:
             return
         finally:
             self._body_budget[0] += held[0]
+            if held[0]:
+                left = self._app_held[owner] - held[0]
+                if left > 0:
+                    self._app_held[owner] = left
+                else:
+                    del self._app_held[owner]
         await _send(send, *answer)
 
     async def _static(self, send: Send, f: StaticFile, inm: str | None, method: str,
@@ -256,11 +274,12 @@ class Gateway:
             await send({"type": "http.response.body", "body": chunk, "more_body": sent < f.size})
 
     @staticmethod
-    async def _body(receive: Receive, limit: int, held: list[int], budget: list[int]
-                    ) -> bytes | None:
+    async def _body(receive: Receive, limit: int, held: list[int], budget: list[int],
+                    app_held: dict[str, int], app: str, share: int) -> bytes | None:
         """The whole body, within ``limit``; every byte is counted in ``budget`` (bytes
-        left for bodies of all requests) and in ``held`` (this request's, released by
-        the caller). None when the client went away."""
+        left for bodies of all requests), in ``app_held`` (what ``app``'s requests hold,
+        at most ``share``) and in ``held`` (this request's, released by the caller).
+        None when the client went away."""
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -277,7 +296,14 @@ class Gateway:
                     raise SkiffError("the server holds as many request bodies as it may "
                                      "(SKIFF_MAX_BUFFERED_BYTES); retry shortly",
                                      code="server_busy", status=503, retry_after=1)
+                mine = app_held.get(app, 0) + len(chunk)
+                if mine > share:
+                    raise SkiffError(f"requests to app {app} hold their share of the server's "
+                                     "request bodies (a quarter of SKIFF_MAX_BUFFERED_BYTES) "
+                                     "until their invocations end; retry shortly",
+                                     code="server_busy", status=503, retry_after=1)
                 budget[0] -= len(chunk)
+                app_held[app] = mine
                 held[0] += len(chunk)
                 chunks.append(chunk)
             if not msg.get("more_body", False):

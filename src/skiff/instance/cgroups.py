@@ -91,6 +91,11 @@ class Cgroup:
                 with contextlib.suppress(OSError):
                     os.chown(p / name, uid, gid)
 
+    def undelegate(self) -> None:
+        """Take the delegation back once the instance has joined: every instance of an
+        app shares its uid, so a delegated cgroup.procs let one move into another's."""
+        self.delegate(os.geteuid(), os.getegid())  # the platform's, as created
+
     def attach(self, pid: int) -> None:
         for procs in self.procs:
             Path(procs).write_text(str(pid))

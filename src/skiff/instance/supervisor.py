@@ -339,6 +339,11 @@ class Zygote:
             self.cgroup.remove()
 
 
+# How long a delegated cgroup waits for its forked child to join (it does so first thing,
+# in microseconds) before the delegation is taken back; past it, bind's check of the
+# cgroup's members stops a zygote whose child never joined.
+JOIN_WAIT = 1.0  # seconds
+JOIN_POLL = 0.001  # seconds
 KILL_POLL = 0.02  # seconds between looks at a killed cgroup; backs off to 1 s
 
 
@@ -646,6 +651,14 @@ class Instance:
             self.kill()
 
 
+async def _joined(cgroup: Cgroup, pid: int) -> None:
+    """Until ``pid`` is in ``cgroup`` (or JOIN_WAIT is over)."""
+    for _ in range(int(JOIN_WAIT / JOIN_POLL)):  # the kernel tells no one: look
+        if pid in cgroup.pids():
+            return
+        await asyncio.sleep(JOIN_POLL)
+
+
 class Launcher:
     """Zygotes by environment, each with a few pre-forked spare instances per
     isolation profile (namespaces and cgroups are made with the spare, off the
@@ -686,7 +699,9 @@ class Launcher:
         token = zygote.token()
         cgroup = self.cgroups.create(f"{spec.key.replace('/', '_')}-{token}")
         if cgroup is not None:
-            cgroup.limit(*DEFAULT_LIMITS)  # off the request path; bind rewrites only changes
+            # off the request path; bind rewrites only changes. An app zygote's spares get
+            # the app's own limits: until bound, a spare's cgroup is the app uid's to join
+            cgroup.limit(*(spec.limits or DEFAULT_LIMITS))
             if spec.uid:
                 cgroup.delegate(spec.uid, spec.uid)
         # an app zygote is sandboxed already: no namespaces of its own for its forks
@@ -700,6 +715,9 @@ class Launcher:
                 cgroup.kill_all()  # a child that was forked but not adopted
                 cgroup.remove()
             raise
+        if cgroup is not None and spec.uid:
+            await _joined(cgroup, pid)
+            cgroup.undelegate()  # a waiting spare's cgroup is no other instance's to join
         inst = Instance(pid, sock, zygote, cgroup, pidfd=pidfd, grace=self.stop_grace,
                         hooks=self.hooks, after_gone=self._live.discard)
         self._live.add(inst)

@@ -68,6 +68,19 @@ class Deployer:
                 await self._bring_up(row)
             except (SkiffError, OSError) as exc:
                 self._logs.platform(name, revision, f"could not restore: {exc}")
+        for name in list(self._registry.apps):  # once all are back: what overlaps whom
+            self.withdraw_ungranted(name)
+
+    def withdraw_ungranted(self, name: str) -> None:
+        """Stop serving routes of ``name`` that overlap another app's and that no grant
+        allows now (a revoked grant, or a grant gone since the deploy)."""
+        grants = {(g["app"], g["host"], g["path"]) for g in self._store.route_grants()}
+        for route in self._registry.withdraw_ungranted(name, grants):
+            app = self._registry.apps[name]
+            where = " ".join(x for x in (route.host and f"host {route.host}",
+                                         f"path {route.path or '/'}") if x)
+            self._logs.platform(name, app.revision, f"route {where} is no longer served: it "
+                                "overlaps other apps' traffic and no grant allows it")
 
     def close(self) -> None:
         for app in self._registry.apps.values():

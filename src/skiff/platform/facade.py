@@ -222,7 +222,10 @@ class Platform:
         self._p.store.grant_route(app, host, path)
 
     def revoke_route(self, app: str, host: str | None, path: str) -> bool:
-        return self._p.store.revoke_route(app, host, path)
+        revoked = self._p.store.revoke_route(app, host, path)
+        if revoked:  # at once: the tenant, not the operator, decides when it redeploys
+            self._p.deployer.withdraw_ungranted(app)
+        return revoked
 
     def system(self) -> dict:
         return {"zygotes": self._p.launcher.stats(),

@@ -130,6 +130,26 @@ class Registry:
         self.router.remove_app(name)
         return self.apps.pop(name)
 
+    def withdraw_ungranted(self, name: str, grants: set[tuple[str, str | None, str]]
+                           ) -> list[Route]:
+        """Stop serving the routes of app ``name`` that overlap another's traffic and that
+        ``grants`` (app, host, path) do not allow (any more); returns them. A revoke
+        applies at once, and a restart serves what the grants allow now, not what they
+        allowed at the deploy (the tenant decides when it redeploys). Others' routes held
+        by a grant do not count against it: they were granted over it."""
+        app = self.apps.get(name)
+        if app is None:
+            return []
+        others = [r for r in self.router.routes if (r.app, r.host, r.path) not in grants]
+        kept, dropped = [], []
+        for route in app.revision_.routes:
+            owner = None if (name, route.host, route.path) in grants else conflict(
+                route, others, self.router.apps - {name}, platform_hosts=self._platform_hosts)
+            (kept if owner is None else dropped).append(route)
+        if dropped:
+            self.router.set_app(name, kept)
+        return dropped
+
     def check_routes(self, manifest: Manifest, granted: set[tuple[str | None, str]]) -> None:
         """Refuse a manifest whose routes belong to another app (409), unless granted."""
         name = manifest.name
