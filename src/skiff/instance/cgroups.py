@@ -100,6 +100,16 @@ class Cgroup:
         for procs in self.procs:
             Path(procs).write_text(str(pid))
 
+    def holds(self, pid: int) -> bool:
+        """Whether ``pid`` is in this cgroup in every hierarchy (v1 has one per controller)."""
+        for procs in self.procs:
+            try:
+                if str(pid) not in Path(procs).read_text().split():
+                    return False
+            except OSError:
+                return False
+        return True
+
     def pids(self) -> set[int]:
         """The processes in this cgroup, as the kernel lists them."""
         found: set[int] = set()

@@ -340,9 +340,11 @@ class Zygote:
 
 
 # How long a delegated cgroup waits for its forked child to join (it does so first thing,
-# in microseconds) before the delegation is taken back; past it, bind's check of the
-# cgroup's members stops a zygote whose child never joined.
-JOIN_WAIT = 1.0  # seconds
+# in microseconds, but a loaded machine may not run it for over a second) before the
+# delegation is taken back; past it, bind's check of the cgroup's members stops a
+# zygote whose child never joined. Only this fresh cgroup, with the app's own limits,
+# is open meanwhile.
+JOIN_WAIT = 10.0  # seconds
 JOIN_POLL = 0.001  # seconds
 KILL_POLL = 0.02  # seconds between looks at a killed cgroup; backs off to 1 s
 
@@ -652,11 +654,17 @@ class Instance:
 
 
 async def _joined(cgroup: Cgroup, pid: int) -> None:
-    """Until ``pid`` is in ``cgroup`` (or JOIN_WAIT is over)."""
-    for _ in range(int(JOIN_WAIT / JOIN_POLL)):  # the kernel tells no one: look
-        if pid in cgroup.pids():
+    """Until ``pid`` is in every hierarchy of ``cgroup``, or JOIN_WAIT is over. The
+    child joins first thing, in microseconds, but on a loaded machine it may not run
+    for a while (seen: over a second with both cores busy): look, less often as time
+    goes, rather than take a slow child for a lying zygote."""
+    delay, waited = JOIN_POLL, 0.0
+    while waited < JOIN_WAIT:  # the kernel tells no one
+        if cgroup.holds(pid):
             return
-        await asyncio.sleep(JOIN_POLL)
+        await asyncio.sleep(delay)
+        waited += delay
+        delay = min(0.05, delay * 2)
 
 
 class Launcher:
