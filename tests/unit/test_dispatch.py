@@ -1,0 +1,133 @@
+"""The event plane's dispatcher (in-process, MemoryBroker): idle queues hold no task and
+no timer; a send, a delay or a retry wakes only its queue; a queue never runs more
+batches at once than its consumer's concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from skiff.bus import MemoryBroker
+from skiff.instance import protocol as p
+from skiff.manifest import parse_manifest
+from skiff.triggers import EventPlane
+
+N = 50
+
+
+def manifest(name: str, max_instances: int = 2):
+    return parse_manifest({
+        "apiVersion": "skiff.dev/v1", "kind": "MicroApp", "metadata": {"name": name},
+        "spec": {"handler": "app:handler", "scaling": {"maxInstances": max_instances},
+                 "triggers": [{"queue": f"{name}-jobs"}, {"schedule": "rate(1 day)"},
+                              {"event": {"source": ["shop"]}}]}})
+
+
+async def settle(plane: EventPlane, timeout: float = 5.0) -> None:
+    """Until no drain runs (a readiness wait, not a timing assertion)."""
+    deadline = time.monotonic() + timeout
+    await asyncio.sleep(0.05)
+    while plane.dispatcher.active() and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    assert not plane.dispatcher.active()
+
+
+def test_idle_apps_hold_no_task_and_no_timer(tmp_path):
+    """50 wired apps (async, a queue trigger, a rule and a schedule each) and no traffic:
+    once the first look at each queue is done, no drain task and no timer is left, and
+    a send to one queue runs only that queue's handler."""
+    seen: list[tuple[str, str]] = []
+
+    async def invoke(app, msg, trigger):  # noqa: ANN001, ANN202
+        seen.append((app, trigger))
+        return p.Response(id=msg.id, body=b"{}")
+
+    async def main() -> None:
+        plane = EventPlane(MemoryBroker(), tmp_path / "events.db", invoke, log=lambda *a: None)
+        before = len(asyncio.all_tasks())
+        for i in range(N):
+            plane.wire(manifest(f"app-{i}"))
+        await settle(plane)
+        assert (len(asyncio.all_tasks()), plane.dispatcher.timers()) == (before, 0)
+        plane.send("app-7-jobs", b'{"n": 1}')
+        plane.enqueue_invocation("app-3", p.Event(id="inv-1", payload=b"{}"))
+        plane.publish({"specversion": "1.0", "id": "e1", "source": "shop", "type": "order"})
+        deadline = time.monotonic() + 5
+        while len(seen) < 2 + N and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        await settle(plane)
+        assert ("app-7", "queue") in seen and ("app-3", "event") in seen
+        assert len(seen) == 2 + N  # each rule once, the queue and the async invocation once
+        assert (len(asyncio.all_tasks()), plane.dispatcher.timers()) == (before, 0)
+        await plane.stop()
+
+    asyncio.run(main())
+
+
+def test_a_delayed_message_arms_one_timer_and_is_delivered(tmp_path):
+    """A delayed message leaves its queue a timer (and no task) until it is visible; then it
+    is delivered and nothing is left."""
+    got: list[float] = []
+
+    async def invoke(app, msg, trigger):  # noqa: ANN001, ANN202
+        got.append(time.monotonic())
+        return p.Response(id=msg.id, body=b"{}")
+
+    async def main() -> None:
+        plane = EventPlane(MemoryBroker(), tmp_path / "events.db", invoke, log=lambda *a: None)
+        plane.wire(manifest("late"))
+        await settle(plane)
+        sent = time.monotonic()
+        plane.send("late-jobs", b"{}", delay=0.3)
+        await settle(plane)
+        assert (got, plane.dispatcher.timers()) == ([], 1)
+        deadline = time.monotonic() + 5
+        while not got and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert got and got[0] - sent >= 0.3
+        await settle(plane)
+        assert plane.dispatcher.timers() == 0
+        await plane.stop()
+
+    asyncio.run(main())
+
+
+def test_concurrency_is_the_consumer_count_of_before(tmp_path):
+    """Async work of an app with maxInstances 8 runs 4 invocations at once and no more (the 4
+    consumers it had); its queue trigger runs one batch at a time."""
+    running: dict[str, int] = {"event": 0, "queue": 0}
+    peak: dict[str, int] = {"event": 0, "queue": 0}
+    gate = asyncio.Event()
+
+    async def invoke(app, msg, trigger):  # noqa: ANN001, ANN202
+        running[trigger] += 1
+        peak[trigger] = max(peak[trigger], running[trigger])
+        await gate.wait()
+        running[trigger] -= 1
+        return p.Response(id=msg.id, body=b"{}")
+
+    async def main() -> None:
+        broker = MemoryBroker()
+        plane = EventPlane(broker, tmp_path / "events.db", invoke, log=lambda *a: None)
+        plane.wire(manifest("busy", max_instances=8))
+        await settle(plane)
+        for i in range(10):  # one at a time, as callers do: each wakes the queue
+            plane.enqueue_invocation("busy", p.Event(id=f"inv-{i}", payload=b"{}"))
+            plane.send("busy-jobs", b"{}")
+            await asyncio.sleep(0.01)
+        deadline = time.monotonic() + 5
+        while running["event"] < 4 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)
+        assert (running, peak) == ({"event": 4, "queue": 1}, {"event": 4, "queue": 1})
+        gate.set()
+        deadline = time.monotonic() + 5
+        while broker.queues() and any(q.visible or q.in_flight for q in broker.queues()) \
+                and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        await settle(plane)
+        assert [plane.status(f"inv-{i}")["status"] for i in range(10)] == ["succeeded"] * 10
+        assert peak == {"event": 4, "queue": 1}
+        await plane.stop()
+
+    asyncio.run(main())
