@@ -5,7 +5,6 @@ batches at once than its consumer's concurrency."""
 from __future__ import annotations
 
 import asyncio
-import time
 
 from skiff.bus import MemoryBroker
 from skiff.instance import protocol as p
@@ -13,6 +12,16 @@ from skiff.manifest import parse_manifest
 from skiff.triggers import EventPlane
 
 N = 50
+
+
+def called(args: tuple) -> tuple[str, str, str]:
+    """(app, trigger, request id) of an invoke call: ``(app, msg, trigger)``, or one
+    ``Invocation`` (the platform boundary on main)."""
+    if len(args) == 1:
+        inv = args[0]
+        return inv.app, inv.trigger, inv.request.id
+    app, msg, trigger = args
+    return app, trigger, msg.id
 
 
 def manifest(name: str, max_instances: int = 2):
@@ -23,13 +32,19 @@ def manifest(name: str, max_instances: int = 2):
                               {"event": {"source": ["shop"]}}]}})
 
 
-async def settle(plane: EventPlane, timeout: float = 5.0) -> None:
-    """Until no drain runs (a readiness wait, not a timing assertion)."""
-    deadline = time.monotonic() + timeout
-    await asyncio.sleep(0.05)
-    while plane.dispatcher.active() and time.monotonic() < deadline:
+async def until(predicate, what: str, timeout: float = 5.0) -> None:  # noqa: ANN001
+    """Poll until ``predicate()``: a readiness wait, not a timing assertion."""
+    for _ in range(int(timeout / 0.01)):
+        if predicate():
+            return
         await asyncio.sleep(0.01)
-    assert not plane.dispatcher.active()
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def settle(plane: EventPlane) -> None:
+    """Until no drain runs."""
+    await asyncio.sleep(0.05)
+    await until(lambda: not plane.dispatcher.active(), "every drain to end")
 
 
 def test_idle_apps_hold_no_task_and_no_timer(tmp_path):
@@ -38,9 +53,10 @@ def test_idle_apps_hold_no_task_and_no_timer(tmp_path):
     a send to one queue runs only that queue's handler."""
     seen: list[tuple[str, str]] = []
 
-    async def invoke(app, msg, trigger):  # noqa: ANN001, ANN202
+    async def invoke(*args):  # noqa: ANN002, ANN202
+        app, trigger, rid = called(args)
         seen.append((app, trigger))
-        return p.Response(id=msg.id, body=b"{}")
+        return p.Response(id=rid, body=b"{}")
 
     async def main() -> None:
         plane = EventPlane(MemoryBroker(), tmp_path / "events.db", invoke, log=lambda *a: None)
@@ -52,9 +68,7 @@ def test_idle_apps_hold_no_task_and_no_timer(tmp_path):
         plane.send("app-7-jobs", b'{"n": 1}')
         plane.enqueue_invocation("app-3", p.Event(id="inv-1", payload=b"{}"))
         plane.publish({"specversion": "1.0", "id": "e1", "source": "shop", "type": "order"})
-        deadline = time.monotonic() + 5
-        while len(seen) < 2 + N and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
+        await until(lambda: len(seen) >= 2 + N, "every invocation")
         await settle(plane)
         assert ("app-7", "queue") in seen and ("app-3", "event") in seen
         assert len(seen) == 2 + N  # each rule once, the queue and the async invocation once
@@ -67,24 +81,20 @@ def test_idle_apps_hold_no_task_and_no_timer(tmp_path):
 def test_a_delayed_message_arms_one_timer_and_is_delivered(tmp_path):
     """A delayed message leaves its queue a timer (and no task) until it is visible; then it
     is delivered and nothing is left."""
-    got: list[float] = []
+    got: list[bool] = []
 
-    async def invoke(app, msg, trigger):  # noqa: ANN001, ANN202
-        got.append(time.monotonic())
-        return p.Response(id=msg.id, body=b"{}")
+    async def invoke(*args):  # noqa: ANN002, ANN202
+        got.append(True)
+        return p.Response(id=called(args)[2], body=b"{}")
 
     async def main() -> None:
         plane = EventPlane(MemoryBroker(), tmp_path / "events.db", invoke, log=lambda *a: None)
         plane.wire(manifest("late"))
         await settle(plane)
-        sent = time.monotonic()
         plane.send("late-jobs", b"{}", delay=0.3)
         await settle(plane)
         assert (got, plane.dispatcher.timers()) == ([], 1)
-        deadline = time.monotonic() + 5
-        while not got and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
-        assert got and got[0] - sent >= 0.3
+        await until(lambda: got, "the delayed message")
         await settle(plane)
         assert plane.dispatcher.timers() == 0
         await plane.stop()
@@ -99,12 +109,13 @@ def test_concurrency_is_the_consumer_count_of_before(tmp_path):
     peak: dict[str, int] = {"event": 0, "queue": 0}
     gate = asyncio.Event()
 
-    async def invoke(app, msg, trigger):  # noqa: ANN001, ANN202
+    async def invoke(*args):  # noqa: ANN002, ANN202
+        _, trigger, rid = called(args)
         running[trigger] += 1
         peak[trigger] = max(peak[trigger], running[trigger])
         await gate.wait()
         running[trigger] -= 1
-        return p.Response(id=msg.id, body=b"{}")
+        return p.Response(id=rid, body=b"{}")
 
     async def main() -> None:
         broker = MemoryBroker()
@@ -115,16 +126,12 @@ def test_concurrency_is_the_consumer_count_of_before(tmp_path):
             plane.enqueue_invocation("busy", p.Event(id=f"inv-{i}", payload=b"{}"))
             plane.send("busy-jobs", b"{}")
             await asyncio.sleep(0.01)
-        deadline = time.monotonic() + 5
-        while running["event"] < 4 and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
+        await until(lambda: running["event"] >= 4, "4 async invocations running")
         await asyncio.sleep(0.1)
         assert (running, peak) == ({"event": 4, "queue": 1}, {"event": 4, "queue": 1})
         gate.set()
-        deadline = time.monotonic() + 5
-        while broker.queues() and any(q.visible or q.in_flight for q in broker.queues()) \
-                and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
+        await until(lambda: not any(q.visible or q.in_flight for q in broker.queues()),
+                    "the queues to drain")
         await settle(plane)
         assert [plane.status(f"inv-{i}")["status"] for i in range(10)] == ["succeeded"] * 10
         assert peak == {"event": 4, "queue": 1}
