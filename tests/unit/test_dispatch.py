@@ -5,6 +5,7 @@ batches at once than its consumer's concurrency."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 from skiff.bus import MemoryBroker
 from skiff.instance import protocol as p
@@ -79,27 +80,48 @@ def test_idle_apps_hold_no_task_and_no_timer(tmp_path):
 
 
 def test_a_delayed_message_arms_one_timer_and_is_delivered(tmp_path):
-    """A delayed message leaves its queue a timer (and no task) until it is visible; then it
-    is delivered and nothing is left."""
+    """A delayed message leaves its queue one timer and no task until it is visible (on a
+    fake clock: a message 30 s away); a short delay is then delivered by the timer alone,
+    which leaves nothing behind."""
     got: list[bool] = []
+    clock = Clock()
 
     async def invoke(*args):  # noqa: ANN002, ANN202
         got.append(True)
         return p.Response(id=called(args)[2], body=b"{}")
 
     async def main() -> None:
-        plane = EventPlane(MemoryBroker(), tmp_path / "events.db", invoke, log=lambda *a: None)
+        broker = MemoryBroker(clock=clock)
+        plane = EventPlane(broker, tmp_path / "events.db", invoke, log=lambda *a: None)
+        before = len(asyncio.all_tasks())
         plane.wire(manifest("late"))
         await settle(plane)
-        plane.send("late-jobs", b"{}", delay=0.3)
+        plane.send("late-jobs", b"{}", delay=30)
         await settle(plane)
-        assert (got, plane.dispatcher.timers()) == ([], 1)
+        assert (got, plane.dispatcher.timers(), len(asyncio.all_tasks())) == ([], 1, before)
+        plane.unwire("late")
+        broker.purge("late-jobs")
+        clock.real = True
+        plane.wire(manifest("late"))
+        await settle(plane)
+        plane.send("late-jobs", b"{}", delay=0.2)
         await until(lambda: got, "the delayed message")
         await settle(plane)
-        assert plane.dispatcher.timers() == 0
+        assert (got, plane.dispatcher.timers(), len(asyncio.all_tasks())) == ([True], 0, before)
         await plane.stop()
 
     asyncio.run(main())
+
+
+class Clock:
+    """A clock that stands still until ``real`` is set."""
+
+    def __init__(self) -> None:
+        self.real = False
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return time.time() if self.real else self.now
 
 
 def test_concurrency_is_the_consumer_count_of_before(tmp_path):
@@ -126,8 +148,9 @@ def test_concurrency_is_the_consumer_count_of_before(tmp_path):
             plane.enqueue_invocation("busy", p.Event(id=f"inv-{i}", payload=b"{}"))
             plane.send("busy-jobs", b"{}")
             await asyncio.sleep(0.01)
-        await until(lambda: running["event"] >= 4, "4 async invocations running")
-        await asyncio.sleep(0.1)
+        await until(lambda: running["event"] >= 4 and running["queue"] >= 1,
+                    "4 async invocations and a batch running")
+        await asyncio.sleep(0.1)  # room for a fifth, were there one
         assert (running, peak) == ({"event": 4, "queue": 1}, {"event": 4, "queue": 1})
         gate.set()
         await until(lambda: not any(q.visible or q.in_flight for q in broker.queues()),
