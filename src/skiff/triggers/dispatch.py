@@ -201,6 +201,9 @@ class Dispatcher:
                     continue
                 if next_at is not None:
                     self._arm(st, next_at)
+                elif st.timer is not None:  # armed for a lease since acked: nothing to wait for
+                    st.timer.cancel()
+                    st.timer = None
                 return None
         finally:
             st.looking -= 1
