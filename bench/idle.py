@@ -50,6 +50,11 @@ def checkout(rev: str) -> Iterator[tuple[str, Path]]:
                            capture_output=True)
 
 
+def _describe() -> str:
+    return subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+
 def write_apps(root: Path, n: int) -> Path:
     for i in range(n):
         name = f"idle-{i:04d}"
@@ -91,15 +96,15 @@ def run(quick: bool, base: str = BASE) -> dict:
     seconds = 10.0 if quick else 30.0
     msgs, samples = (1000, 100) if quick else (5000, 300)
     out: dict = {"apps": n, "window_s": seconds, "base": base, "rows": []}
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, check=True,
-                          capture_output=True, text=True).stdout.strip()
     with tempfile.TemporaryDirectory(prefix="skiff-bench-idle-") as tmp, \
             checkout(base) as (base_commit, base_path):
         work = Path(tmp)
         apps = write_apps(work / "apps", n)
         variants = [(f"base {base} ({base_commit})", {"PYTHONPATH": str(base_path / "src")}),
-                    (f"this checkout ({head})", None)]
+                    ("this checkout", None)]
         for i, (label, env) in enumerate(variants):
+            if env is None:  # the code a server imports is the tree's when it starts
+                label += f" ({_describe()})"
             log(f"idle: {label}: {n} idle apps")
             row: dict = {"code": label, "idle": idle_cpu(work, apps, f"v{i}", env, seconds)}
             log(f"idle: {label}: async throughput of {msgs}, latency of {samples}")
