@@ -268,12 +268,14 @@ def _skiff_profile(server: Skiff, n: int, timeout: float, out_dir: Path) -> dict
     return out
 
 
-def run_skiff(n: int, samples: int, timeout: float, profile_to: Path | None) -> list[dict]:
+def run_skiff(n: int, samples: int, timeout: float, profile_to: Path | None,
+              env: dict[str, str] | None = None) -> list[dict]:
+    """``env``: extra environment of the server (e.g. PYTHONPATH of another checkout)."""
     rows = []
     with tempfile.TemporaryDirectory(prefix="skiff-bench-queues-") as tmp:
         home = Path(tmp) / "home"
         entry: dict = {"load_before": _load()}
-        server = Skiff(home, [APP_DIR])
+        server = Skiff(home, [APP_DIR], env=env)
         try:
             wait_until(lambda: server.app(APP)["instances"] >= 2, 60, 0.1,
                        "2 warm instances of queue-noop")

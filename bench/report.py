@@ -93,7 +93,8 @@ def targets(results: dict) -> list[dict]:
     out: list[dict] = []
 
     stage_of = {"cold start": "coldstart", "preinit": "heavy", "warm": "warm", "200": "density",
-                "1,000": "density", "async": "queues", "neighbour": "neighbours"}
+                "1,000": "density", "async": "queues", "neighbour": "neighbours",
+                "idle": "idle"}
 
     def add(target: str, figure: str, met: bool | None) -> None:
         stage = next(v for k, v in stage_of.items() if target.startswith(k))
@@ -164,6 +165,14 @@ def targets(results: dict) -> list[dict]:
     ratio = (nb or {}).get("p99_ratio")
     add("neighbour p99 during a CPU + memory hog ≤ 2× quiet", _x(ratio),
         None if ratio is None else ratio <= 2)
+    idle = _stage(results, "idle")
+    rows = idle["rows"] if idle else []
+    pct = rows[-1]["idle"]["cpu_pct_of_core"] if rows else None
+    add(f"idle platform with {idle['apps'] if idle else 1000} apps (async, queue trigger, "
+        "schedule) ≤ 1 % of a core", f"{_fmt(pct)} %" + (
+            f" (base {rows[0]['idle']['cpu_pct_of_core']} %)" if len(rows) > 1 else ""),
+        None if pct is None else pct <= 1)
+
     return out
 
 
@@ -373,6 +382,14 @@ def _neighbours_section(results: dict) -> list[str]:
     return out
 
 
+def _idle_section(results: dict) -> list[str]:
+    stage = _stage(results, "idle")
+    if not stage:
+        return []
+    return ["## 8. Idle cost of the event plane", "", _stage_note(results, "idle"), "",
+            stage.get("markdown", "").rstrip(), ""]
+
+
 def render(results: dict) -> str:
     meta = results.get("meta", {})
     m = meta.get("machine", {})
@@ -419,6 +436,7 @@ def render(results: dict) -> str:
     lines += _layers_section(results)
     lines += _queues_section(results)
     lines += _neighbours_section(results)
+    lines += _idle_section(results)
     notes = Path(__file__).with_name("NOTES.md")
     if notes.exists():  # profiles and explanations, written by people, kept across runs
         lines += [notes.read_text().rstrip(), ""]

@@ -100,3 +100,18 @@ def test_non_durable_mode_still_persists_across_reopen(tmp_path: Path) -> None:
         b.send(Q, b"x")
     with SQLiteBroker(path) as b:
         assert [d.body for d in b.receive(Q)] == [b"x"]
+
+
+def test_release_leases_wakes_every_queue_it_released(tmp_path: Path, clock) -> None:
+    """At the start of the next life, releasing the dead leases wakes the consumers of each
+    queue that held one, also a queue this process has not named yet (an app's async queue
+    is never configured): its consumer would otherwise sleep until the old lease's end."""
+    path = tmp_path / "bus.db"
+    with SQLiteBroker(path, clock=clock) as b:
+        b.send("skiff:async:app", b"x")
+        b.receive("skiff:async:app", visibility_timeout=300)
+    with SQLiteBroker(path, clock=clock) as b:
+        woken: list[str] = []
+        b.add_listener(woken.append)
+        assert b.release_leases() == 1
+        assert woken == ["skiff:async:app"]

@@ -113,3 +113,25 @@ def test_an_instance_being_stopped_holds_its_slot_until_it_is_gone():
         assert resp.status == 200 and len(launcher.made) == 2
 
     asyncio.run(run())
+
+
+def test_a_pool_scaled_to_zero_is_rescaled_without_building_a_plan(monkeypatch):
+    """The autoscaler's tick over a scaled-to-zero app with nothing asked costs no plan (the
+    tick over 1,000 idle apps was most of an idle platform's CPU); one with a minimum, or a
+    request waiting, still plans and starts."""
+    import skiff.scheduler.pool as pool_module
+
+    planned: list[object] = []
+    real = pool_module.plan
+    monkeypatch.setattr(pool_module, "plan", lambda view, now: planned.append(view) or real(view, now))
+
+    async def run() -> None:
+        launcher = FakeLauncher()
+        idle = Pool(_target(max_instances=2), launcher)  # type: ignore[arg-type]
+        assert idle.rescale().start == 0 and planned == [] and launcher.made == []
+        warm = Pool(_target(max_instances=2, min_instances=1), launcher)  # type: ignore[arg-type]
+        assert warm.rescale().start == 1 and len(planned) == 1
+        launcher.bound.set()
+        await asyncio.sleep(0.01)
+
+    asyncio.run(run())

@@ -252,6 +252,17 @@ class Broker(abc.ABC):
         non-blocking (e.g. ``loop.call_soon_threadsafe``). Returns a remover."""
         return self.signals.add_listener(listener)
 
+    def listen(self) -> Callable[[], None]:
+        """Relay the commits of *other processes* to this broker's wake-ups
+        (``self.signals.notify(queue)``) until the returned stop function is called.
+
+        Commits made through this object notify by themselves; a dispatcher
+        (:class:`skiff.triggers.dispatch.Dispatcher`) calls this once so that a
+        backend shared by several processes wakes it too, e.g. Postgres with
+        ``LISTEN`` on a channel its commits ``NOTIFY``. SQLite
+        and memory brokers are owned by one process: nothing to relay."""
+        return _nothing
+
     # -- operating ---------------------------------------------------------------
     def configure(self, queue: str, *, dead_letter_queue: str | None = None,
                   max_receive_count: int | None = None) -> None:
@@ -399,6 +410,10 @@ class Broker(abc.ABC):
 
     def _step(self, remaining: float, until: float | None) -> float:
         return min(remaining, self.poll_interval, math.inf if until is None else until)
+
+
+def _nothing() -> None:
+    pass
 
 
 def new_receipt(seq: int) -> str:

@@ -204,9 +204,13 @@ class SQLiteBroker(Broker):
 
     def release_leases(self) -> int:
         with self._tx() as db:
+            # the queues holding leases, not only those named in this process so far: a
+            # consumer of any of them sleeps until its next visible time otherwise
+            leased = [q for (q,) in db.execute("SELECT DISTINCT queue FROM bus_messages "
+                                               "WHERE receipt IS NOT NULL")]
             released = db.execute("UPDATE bus_messages SET receipt = NULL, visible_at = ? "
                                   "WHERE receipt IS NOT NULL", (self.clock(),)).rowcount
-        for name in list(self._known):
+        for name in sorted(set(leased) | self._known):
             self.signals.notify(name)
         return released
 

@@ -22,7 +22,9 @@ Deleting an app deletes its queues, their messages and its async invocations.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import math
 import sys
 import threading
 import time
@@ -54,6 +56,7 @@ from skiff.instance import protocol as p
 from skiff.manifest import Manifest
 from skiff.scheduler import Invocation
 from skiff.store.sqlite import connect
+from skiff.triggers.dispatch import Consumer, Dispatcher
 
 Invoke = Callable[[Invocation], Awaitable[p.Response]]
 _requests = msgspec.msgpack.Decoder(p.HttpRequest | p.Event)
@@ -89,6 +92,12 @@ CREATE TABLE IF NOT EXISTS schedule_checkpoints (
 #: counting against maxAttempts. Bounded, since the app's own error says so.
 MAX_IN_PROGRESS_WAITS = 5
 _IN_PROGRESS = "handler_error: IdempotencyInProgress:"
+#: The schedule clock wakes at the next fire, but at least this often, so a step of
+#: the wall clock (NTP, a suspended VM) delays a fire by at most this long.
+_MAX_SCHEDULE_SLEEP = 60.0
+#: ...and at most this often (fires are whole seconds; a fire a hair away is not
+#: worth a spin).
+_MIN_SCHEDULE_SLEEP = 0.05
 
 
 def async_queue(app: str) -> str:
@@ -123,7 +132,7 @@ def destinations(manifest: Manifest) -> set[str]:
 @dataclass
 class _AppWiring:
     manifest: Manifest
-    tasks: list[asyncio.Task] = field(default_factory=list)
+    consumers: list[str] = field(default_factory=list)  # the queues it consumes
     rules: list[tuple[int, dict, str]] = field(default_factory=list)  # (index, pattern, format)
     queues: dict[str, frozenset[str]] = field(default_factory=dict)  # declared -> allowFrom
     destinations: set[str] = field(default_factory=set)
@@ -139,6 +148,11 @@ class EventPlane:
         self._lock = threading.Lock()
         self.apps: dict[str, _AppWiring] = {}
         self._scheduler: asyncio.Task | None = None
+        self.dispatcher = Dispatcher(broker)
+        # (app, schedule key) -> when it fires next (epoch s): the schedule clock sleeps
+        # until the earliest instead of looking at every schedule each second
+        self._next_fire: dict[tuple[str, str], float] = {}
+        self._rewired = asyncio.Event()
 
     # -- wiring ------------------------------------------------------------------
     def start(self) -> None:
@@ -149,12 +163,10 @@ class EventPlane:
         self._scheduler = asyncio.ensure_future(self._schedules())
 
     async def stop(self) -> None:
-        tasks = [t for w in self.apps.values() for t in w.tasks]
         if self._scheduler:
-            tasks.append(self._scheduler)
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+            self._scheduler.cancel()
+            await asyncio.gather(self._scheduler, return_exceptions=True)
+        await self.dispatcher.close()
         self.apps.clear()
         self.broker.close()
         self._db.close()
@@ -164,39 +176,43 @@ class EventPlane:
         name, spec = manifest.name, manifest.spec
         old = self.apps.get(name)
         if old is not None:
-            for t in old.tasks:
-                t.cancel()
+            for queue in old.consumers:
+                self.dispatcher.remove(queue)
         wiring = _AppWiring(manifest, queues=declared_queues(manifest),
                             destinations=destinations(manifest))
         self.apps[name] = wiring  # replaced, never absent: a send meanwhile sees an owner
+        self._forget_fires(name)  # its schedules are looked at afresh (a new one starts now)
+        self._rewired.set()
         if not spec.handler:
             return
         # a few parallel consumers, so async work can use more than one instance
         workers = max(1, min(spec.scaling.max_instances, 4))
-        for _ in range(workers):
-            wiring.tasks.append(self._loop(async_queue(name), self._async_batch(name), 1, 0.0,
-                                           spec.resources.timeout))
+        self._consume(wiring, async_queue(name), self._async_batch(name), 1, 0.0, workers)
         for index, trig in enumerate(spec.triggers):
             if trig.queue:
                 dlq = trig.dead_letter_queue or f"{trig.queue}-dlq"
                 self.broker.configure(trig.queue, dead_letter_queue=dlq,
                                       max_receive_count=trig.max_receive_count)
-                wiring.tasks.append(self._loop(trig.queue, self._queue_batch(name, trig.queue),
-                                               trig.batch_size, trig.max_batching_window,
-                                               spec.resources.timeout))
+                self._consume(wiring, trig.queue, self._queue_batch(name, trig.queue),
+                              trig.batch_size, trig.max_batching_window)
             elif trig.event is not None:
                 queue = rule_queue(name, index)
                 self.broker.configure(queue, dead_letter_queue=f"{name}-events-dlq",
                                       max_receive_count=trig.max_attempts)
                 wiring.rules.append((index, trig.event, trig.format))
-                wiring.tasks.append(self._loop(queue, self._rule_batch(name), 1, 0.0,
-                                               spec.resources.timeout))
+                self._consume(wiring, queue, self._rule_batch(name), 1, 0.0)
 
     def unwire(self, app: str) -> None:
         wiring = self.apps.pop(app, None)
+        self._forget_fires(app)
         if wiring is not None:
-            for t in wiring.tasks:
-                t.cancel()
+            for queue in wiring.consumers:
+                self.dispatcher.remove(queue)
+
+    def _forget_fires(self, app: str) -> None:
+        # list() copies in one step: the schedule clock's thread may be adding entries
+        for key in [k for k in list(self._next_fire) if k[0] == app]:
+            self._next_fire.pop(key, None)
 
     # -- ownership --------------------------------------------------------------------
     def owner(self, queue: str) -> tuple[str, frozenset[str]] | None:
@@ -275,38 +291,18 @@ class EventPlane:
             self._db.execute("COMMIT")
         return removed
 
-    def _loop(self, queue: str, handle: Callable[[list[Delivery]], Awaitable[None]],
-              batch_size: int, window: float, timeout: float) -> asyncio.Task:
+    def _consume(self, wiring: _AppWiring, queue: str,
+                 handle: Callable[[list[Delivery]], Awaitable[None]], batch_size: int,
+                 window: float, concurrency: int = 1) -> None:
         # The lease outlives the attempt: a batch may wait its batching window, then up to
         # its timeout for an instance (the pool's admission wait), then run for its timeout
         # (the instance is stopped then). So a message is delivered again only after its
         # attempt ended, one attempt of an invocation at a time, which is what lets
         # @idempotent take over the record of an attempt that died (skiff.sdk.idempotency).
-        visibility = window + 2 * timeout + 30.0
-
-        async def run() -> None:
-            while True:
-                try:
-                    batch = await asyncio.to_thread(self.broker.receive, queue,
-                                                    max_messages=batch_size,
-                                                    visibility_timeout=visibility)
-                    if not batch:
-                        await self.broker.wait_async(queue, 5.0)
-                        continue
-                    deadline = time.monotonic() + window
-                    while len(batch) < batch_size and time.monotonic() < deadline:
-                        await self.broker.wait_async(queue, deadline - time.monotonic())
-                        batch += await asyncio.to_thread(
-                            self.broker.receive, queue, max_messages=batch_size - len(batch),
-                            visibility_timeout=visibility)
-                    await handle(batch)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # noqa: BLE001 - a consumer never dies of one batch
-                    print(f"skiff: consumer of {queue}: {exc!r}", file=sys.stderr)
-                    await asyncio.sleep(1.0)
-
-        return asyncio.ensure_future(run())
+        visibility = window + 2 * wiring.manifest.spec.resources.timeout + 30.0
+        wiring.consumers.append(queue)
+        self.dispatcher.add(Consumer(queue, handle, batch_size, window, visibility,
+                                     concurrency))
 
     # -- async invocation -----------------------------------------------------------
     async def accept(self, app: str, msg: p.HttpRequest | p.Event,
@@ -515,34 +511,61 @@ class EventPlane:
     # -- schedules ------------------------------------------------------------------
     async def _schedules(self) -> None:
         while True:
+            self._rewired.clear()
             try:
-                await asyncio.to_thread(self.fire_due_schedules, time.time())
+                now = time.time()
+                wait = await asyncio.to_thread(self._fire_due, now) - now
             except Exception as exc:  # noqa: BLE001 - the clock goes on
                 print(f"skiff: schedules: {exc!r}", file=sys.stderr)
-            await asyncio.sleep(1.0)
+                wait = 1.0
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._rewired.wait(),
+                                       min(max(wait, _MIN_SCHEDULE_SLEEP), _MAX_SCHEDULE_SLEEP))
 
     def fire_due_schedules(self, now_ts: float) -> int:
         """Enqueue every fire due at ``now_ts`` as an async invocation. Fires carry
         deterministic ids, so a crash between enqueue and checkpoint repeats none."""
         fired = 0
+        for app, index, trig, key in self._schedule_triggers():
+            fired += self._fire_one(app, index, trig, key, now_ts)
+        return fired
+
+    def _fire_due(self, now_ts: float) -> float:
+        """The schedule clock's tick: fire (and checkpoint) only the schedules that are
+        due at ``now_ts``; returns when the next one is. A checkpoint that is not
+        moved while nothing fires is the same checkpoint: the fires after it are
+        those after ``now`` (``due`` counts fires in (checkpoint, now])."""
+        soonest = math.inf
+        for app, index, trig, key in self._schedule_triggers():
+            at = self._next_fire.get((app, key))
+            if at is None or at <= now_ts:
+                self._fire_one(app, index, trig, key, now_ts)
+                at = self._next_fire.get((app, key), math.inf)
+            soonest = min(soonest, at)
+        return soonest
+
+    def _schedule_triggers(self) -> list[tuple[str, int, Any, str]]:
+        return [(app, index, trig, f"{index}:{trig.schedule}@{trig.timezone}")
+                for app, wiring in list(self.apps.items())
+                for index, trig in enumerate(wiring.manifest.spec.triggers) if trig.schedule]
+
+    def _fire_one(self, app: str, index: int, trig: Any, key: str, now_ts: float) -> int:
         now = datetime.fromtimestamp(now_ts, UTC)
-        for app, wiring in list(self.apps.items()):
-            for index, trig in enumerate(wiring.manifest.spec.triggers):
-                if not trig.schedule:
-                    continue
-                key = f"{index}:{trig.schedule}@{trig.timezone}"
-                with self._lock:
-                    row = self._db.execute("SELECT last_fire FROM schedule_checkpoints WHERE "
-                                           "app = ? AND trigger = ?", (app, key)).fetchone()
-                if row is None:  # new schedule: starts now, no backfill
-                    self._checkpoint(app, key, now_ts)
-                    continue
-                sched = parse_schedule(trig.schedule, trig.timezone)
-                last = datetime.fromtimestamp(row[0], UTC)
-                for fire in due(sched, last, now, catch_up=trig.catch_up):
-                    self._enqueue_fire(app, index, trig, fire)
-                    fired += 1
-                self._checkpoint(app, key, now_ts)
+        sched = parse_schedule(trig.schedule, trig.timezone)
+        nxt = sched.next_after(now)
+        self._next_fire[(app, key)] = nxt.timestamp() if nxt is not None else math.inf
+        with self._lock:
+            row = self._db.execute("SELECT last_fire FROM schedule_checkpoints WHERE "
+                                   "app = ? AND trigger = ?", (app, key)).fetchone()
+        if row is None:  # new schedule: starts now, no backfill
+            self._checkpoint(app, key, now_ts)
+            return 0
+        fired = 0
+        last = datetime.fromtimestamp(row[0], UTC)
+        for fire in due(sched, last, now, catch_up=trig.catch_up):
+            self._enqueue_fire(app, index, trig, fire)
+            fired += 1
+        self._checkpoint(app, key, now_ts)
         return fired
 
     def _checkpoint(self, app: str, key: str, ts: float) -> None:
