@@ -44,6 +44,9 @@ class Config:
     uid_registry: Path = Path("/var/lib/skiff/uids.db")
     # seconds an app's init may take, in an instance or (pre-initialized) in its zygote
     init_timeout: float = 60.0
+    # async invocations accepted and not yet settled, per app: any client that reaches an
+    # app may ask for them, and each is kept on disk until it runs
+    async_max_pending_per_app: int = 10_000
     # how long an instance asked to stop (idle, replaced, shut down) may take before
     # it is killed whole; it counts against maxInstances until then
     stop_grace: float = 10.0
@@ -91,6 +94,8 @@ class Config:
             uid_registry=Path(given.pop("uid_registry", None)  # type: ignore[arg-type]
                               or _env("UID_REGISTRY", "/var/lib/skiff/uids.db")),
             init_timeout=float(given.pop("init_timeout", _env("INIT_TIMEOUT", "60"))),  # type: ignore[arg-type]
+            async_max_pending_per_app=int(given.pop(  # type: ignore[call-overload]
+                "async_max_pending_per_app", _env("ASYNC_MAX_PENDING_PER_APP", "10000"))),
             stop_grace=float(given.pop("stop_grace", _env("STOP_GRACE", "10"))),  # type: ignore[arg-type]
             forwarded_allow_ips=str(given.pop("forwarded_allow_ips",
                                               _env("FORWARDED_ALLOW_IPS", ""))).strip(),

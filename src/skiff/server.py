@@ -85,7 +85,8 @@ def assemble(config: Config, *,
     logs = LogSink(store, lambda app: a.revision if (a := registry.apps.get(app)) else "")
     invoker = Invoker(registry, store, logs)
     events = EventPlane(broker, config.home / "events.db", invoker,
-                        log=lambda app, line: logs.platform(app, "", line))
+                        log=lambda app, line: logs.platform(app, "", line),
+                        max_pending_per_app=config.async_max_pending_per_app)
     services = Services(kv, send=events.send, publish=events.publish,
                         may_send=events.check_send)
     sdk = SdkCalls(services)

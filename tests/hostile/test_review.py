@@ -33,7 +33,8 @@ def review(tmp_path_factory, envs_dir):
     shutil.copytree(APPS, src, dirs_exist_ok=True)
     server = SkiffServer(tmp_path_factory.mktemp("home"), [src], envs_dir,
                          env={"SKIFF_MAX_BODY_BYTES": str(MAX_BODY),
-                              "SKIFF_MAX_BUFFERED_BYTES": str(MAX_BUFFERED)})
+                              "SKIFF_MAX_BUFFERED_BYTES": str(MAX_BUFFERED),
+                              "SKIFF_ASYNC_MAX_PENDING_PER_APP": "100"})
     yield server
     server.stop()
 
@@ -147,16 +148,12 @@ def test_a_restart_serves_only_what_the_grants_allow_now(tmp_path, envs_dir):
         again.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="open: the async path (x-skiff-invocation-type: Event) "
-                   "accepts durably without a bound; a per-app cap on pending async "
-                   "invocations belongs in the event plane (triggers/plane.py, another "
-                   "helper's file now)")
 def test_async_invocations_from_anyone_are_bounded(review):
     """Over HTTP, any client may ask for an async invocation: each is written to disk
     (its body up to SKIFF_MAX_BODY_BYTES) and answered 202. The sync path stops at
-    maxInstances + maxQueue with 429; the async path has no bound at all, so an
-    unauthenticated client fills the host's disk through any app. Expected: past a bound
-    of pending async invocations per app, 429."""
+    maxInstances + maxQueue with 429; the async path had no bound at all, so an
+    unauthenticated client filled the host's disk through any app. Now past
+    SKIFF_ASYNC_MAX_PENDING_PER_APP pending async invocations (100 here), 429."""
     statuses: list[int] = []
     with neighbour_watch(review), httpx.Client(base_url=review.url, timeout=30) as client:
         for _ in range(130):  # maxInstances 1 + maxQueue 100, and some

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from skiff.bus import MemoryBroker
-from skiff.errors import InvocationError
+from skiff.errors import InvocationError, TooManyRequests
 from skiff.instance import protocol as p
 from skiff.manifest import parse_manifest
 from skiff.triggers import EventPlane
@@ -88,3 +90,30 @@ def test_in_progress_waits_are_bounded(tmp_path):
     status, delays, _ = drive(tmp_path, [IN_PROGRESS] * (MAX_IN_PROGRESS_WAITS + 3))
     assert status["status"] == "failed"
     assert len(delays) == MAX_IN_PROGRESS_WAITS + 2
+
+
+def test_pending_async_invocations_are_bounded_per_app(tmp_path):
+    """Past its bound of accepted, unsettled async invocations an app gets 429 (anyone
+    may ask for them over HTTP, and each is kept on disk); another app is not affected,
+    and a settled invocation frees its place."""
+    broker = MemoryBroker(clock=Clock())
+
+    async def invoke(inv):  # noqa: ANN001, ANN202
+        return p.Response(id=inv.request.id, body=b'"ok"')
+
+    async def main() -> None:
+        plane = EventPlane(broker, tmp_path / "events.db", invoke, log=lambda *a: None,
+                           max_pending_per_app=2)
+        plane.apps["shop"] = type("W", (), {"manifest": manifest()})()
+        plane.enqueue_invocation("shop", p.Event(id="a", payload=b"{}"))
+        plane.enqueue_invocation("shop", p.Event(id="b", payload=b"{}"))
+        with pytest.raises(TooManyRequests) as refused:
+            plane.enqueue_invocation("shop", p.Event(id="c", payload=b"{}"))
+        assert refused.value.status == 429
+        assert "SKIFF_ASYNC_MAX_PENDING_PER_APP" in refused.value.message
+        plane.enqueue_invocation("other", p.Event(id="x", payload=b"{}"))
+        [d] = broker.receive(async_queue("shop"), max_messages=1, visibility_timeout=70)
+        await plane._run_async("shop", d)
+        plane.enqueue_invocation("shop", p.Event(id="c", payload=b"{}"))
+
+    asyncio.run(main())

@@ -51,7 +51,7 @@ from skiff.bus import (
     to_sqs_records,
     validate_event,
 )
-from skiff.errors import Conflict, Forbidden, NotFound, SkiffError
+from skiff.errors import Conflict, Forbidden, NotFound, SkiffError, TooManyRequests
 from skiff.instance import protocol as p
 from skiff.manifest import Manifest
 from skiff.scheduler import Invocation
@@ -74,6 +74,7 @@ CREATE TABLE IF NOT EXISTS async_invocations (
   result BLOB,
   error TEXT
 );
+CREATE INDEX IF NOT EXISTS async_invocations_app ON async_invocations (app, status);
 CREATE TABLE IF NOT EXISTS async_waits (
   id TEXT PRIMARY KEY,
   waits INTEGER NOT NULL
@@ -140,8 +141,12 @@ class _AppWiring:
 
 class EventPlane:
     def __init__(self, broker: Broker, db_path: Path, invoke: Invoke, *,
-                 log: Callable[[str, str], None]) -> None:
+                 log: Callable[[str, str], None], max_pending_per_app: int = 10_000) -> None:
         self.broker = broker
+        # async invocations accepted and not settled, per app (counted from the table on
+        # first use, then kept): the HTTP path takes them from anyone, so they are bounded
+        self.max_pending_per_app = max_pending_per_app
+        self._pending: dict[str, int] = {}
         self.invoke = invoke
         self.log = log
         self._db = connect(db_path, schema=_SCHEMA, exclusive=True)
@@ -287,6 +292,7 @@ class EventPlane:
         with self._lock:
             self._db.execute("BEGIN")
             self._db.execute("DELETE FROM async_invocations WHERE app = ?", (app,))
+            self._pending.pop(app, None)
             self._db.execute("DELETE FROM schedule_checkpoints WHERE app = ?", (app,))
             self._db.execute("COMMIT")
         return removed
@@ -312,16 +318,38 @@ class EventPlane:
         return await asyncio.to_thread(self.enqueue_invocation, app, msg, traceparent)
 
     def enqueue_invocation(self, app: str, msg: p.HttpRequest | p.Event,
-                     traceparent: str | None = None) -> str:
-        """Durably accept an async invocation; returns its id (202 to the caller)."""
+                           traceparent: str | None = None) -> str:
+        """Durably accept an async invocation; returns its id (202 to the caller).
+        Past the app's bound of pending invocations: TooManyRequests (429)."""
         attrs = {"traceparent": traceparent} if traceparent else None
         now = time.time()
         with self._lock:
-            self._db.execute("INSERT OR IGNORE INTO async_invocations (id, app, status, created, "
-                             "updated) VALUES (?, ?, 'queued', ?, ?)", (msg.id, app, now, now))
+            pending = self._pending_count(app)
+            if pending >= self.max_pending_per_app:
+                raise TooManyRequests(
+                    f"app {app} has {pending} async invocations waiting to run, its limit "
+                    f"(SKIFF_ASYNC_MAX_PENDING_PER_APP); retry later", retry_after=1)
+            added = self._db.execute(
+                "INSERT OR IGNORE INTO async_invocations (id, app, status, created, updated) "
+                "VALUES (?, ?, 'queued', ?, ?)", (msg.id, app, now, now)).rowcount
+            self._pending[app] = pending + added
         self.broker.send(async_queue(app), _msgpack.encode(msg), attributes=attrs,
                          message_id=msg.id)
         return msg.id
+
+    def _pending_count(self, app: str) -> int:
+        """Under self._lock."""
+        count = self._pending.get(app)
+        if count is None:
+            count = self._pending[app] = self._db.execute(
+                "SELECT count(*) FROM async_invocations WHERE app = ? AND status IN "
+                "('queued', 'retrying')", (app,)).fetchone()[0]
+        return count
+
+    def _settled(self, app: str) -> None:
+        with self._lock:
+            if self._pending.get(app):
+                self._pending[app] -= 1
 
     def status(self, invocation_id: str) -> dict:
         with self._lock:
@@ -397,6 +425,7 @@ class EventPlane:
                 self._db.execute("DELETE FROM async_waits WHERE id = ?", (d.message_id,))
         if error is None:
             self._set_status(d.message_id, "succeeded", d.receive_count, code=code, result=body)
+            self._settled(app)
             if cfg.on_success:
                 self._destination(cfg.on_success, app, d, msg, "Success", code, body, None)
             self.broker.ack(d.queue, d.receipt)
@@ -406,6 +435,7 @@ class EventPlane:
             self._destination(dest, app, d, msg, "RetriesExhausted", code, body, error)
             self._set_status(d.message_id, "failed", d.receive_count, code=code, result=body,
                              error=error)
+            self._settled(app)
             self.log(app, f"async invocation {d.message_id} failed after {attempts} "
                           f"attempt(s): {error}; sent to {dest}")
             self.broker.ack(d.queue, d.receipt)
