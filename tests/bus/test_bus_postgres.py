@@ -71,3 +71,22 @@ def test_release_leases_leaves_other_nodes_leases_alone(pg_database) -> None:
     finally:
         a.close()
         b.close()
+
+
+def test_work_committed_while_no_listen_was_in_place_is_signalled(pg_database) -> None:
+    """A NOTIFY sent while a node's listener was away (starting, or reconnecting) reaches no
+    one, and the dispatcher does not poll: after LISTEN the listener signals every queue
+    that holds messages."""
+    a = PostgresBroker(pg_database)
+    b = PostgresBroker(pg_database, listen=False)
+    try:
+        a.send(Q, b"sent before b listened")
+        heard: list[str] = []
+        b.add_listener(heard.append)
+        b._listener = threading.Thread(target=b._listen, daemon=True)  # as a reconnect does
+        b._listener.start()
+        assert b.listening.wait(30)
+        _wait_for(lambda: Q in heard)
+    finally:
+        a.close()
+        b.close()

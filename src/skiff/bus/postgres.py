@@ -10,8 +10,9 @@ Wake-ups cross nodes: every commit that may make a message visible sends
 ``NOTIFY`` on :data:`CHANNEL` with the queue name (delivered at commit), and
 one listener thread per broker turns those into the base class's in-process
 signals, so a consumer on another node wakes at once instead of at its next
-poll. A lost notification (listener reconnecting) costs at most
-``poll_interval``.
+poll. Notifications sent while the listener was reconnecting are lost, and the
+dispatcher does not poll: after every LISTEN the listener signals each queue that
+holds messages, so work committed meanwhile is not left waiting.
 
 Unlike the SQLite broker, :meth:`release_leases` does nothing: the database
 is shared, and another node's leases are alive.
@@ -83,6 +84,9 @@ class PostgresBroker(Broker):
                 continue
             try:
                 conn.execute(f"LISTEN {CHANNEL}")
+                # what was committed while no LISTEN was in place sent its NOTIFY to no one
+                for (queue,) in conn.execute("SELECT DISTINCT queue FROM bus_messages").fetchall():
+                    self.signals.notify(queue)
                 self.listening.set()
                 while not self._closing.is_set():
                     for note in conn.notifies(timeout=_LISTEN_TICK):
