@@ -114,18 +114,65 @@ def app_response(app: ServedApp, resp: p.Response, method: str, rid: str,
 APP_BODY_SHARE = 4
 
 
+class BodyBudget:
+    """Request-body bytes held at once: at most ``total`` over all requests, at most
+    ``share`` for one app's. Bodies are read whole before an instance is picked, so
+    10,000 connections of 6 MiB each would otherwise be 60 GB."""
+
+    def __init__(self, total: int, share: int) -> None:
+        self.left = total
+        self.share = share
+        self.by_app: dict[str, int] = {}
+
+    def hold(self, app: str) -> _Hold:
+        return _Hold(self, app)
+
+
+class _Hold:
+    """What one request holds of the budget, given back by :meth:`release`."""
+
+    __slots__ = ("app", "budget", "size")
+
+    def __init__(self, budget: BodyBudget, app: str) -> None:
+        self.budget, self.app, self.size = budget, app, 0
+
+    def take(self, n: int) -> None:
+        b = self.budget
+        if b.left < n:
+            raise SkiffError("the server holds as many request bodies as it may "
+                             "(SKIFF_MAX_BUFFERED_BYTES); retry shortly",
+                             code="server_busy", status=503, retry_after=1)
+        mine = b.by_app.get(self.app, 0) + n
+        if mine > b.share:
+            raise SkiffError(f"requests to app {self.app} hold their share of the server's "
+                             "request bodies (a quarter of SKIFF_MAX_BUFFERED_BYTES) until "
+                             "their invocations end; retry shortly",
+                             code="server_busy", status=503, retry_after=1)
+        b.left -= n
+        b.by_app[self.app] = mine
+        self.size += n
+
+    def release(self) -> None:
+        if self.size:
+            b = self.budget
+            b.left += self.size
+            rest = b.by_app[self.app] - self.size
+            if rest > 0:
+                b.by_app[self.app] = rest
+            else:
+                del b.by_app[self.app]
+            self.size = 0
+
+
 class Gateway:
     def __init__(self, platform: Facade, admin: Callable | None = None) -> None:
         self.platform = platform
         self.admin = admin
         config = platform.config
         self.static_cache = StaticCache(config.static_cache_bytes)
-        # Bodies are read whole before an instance is picked; 10,000 connections of
-        # 6 MiB each would be 60 GB. One budget over all requests bounds them.
-        self._body_budget = [config.max_buffered_bytes]
-        self._app_held: dict[str, int] = {}  # of that budget, by app (see APP_BODY_SHARE)
-        self._app_share = max(config.max_buffered_bytes // APP_BODY_SHARE,
-                              config.max_body_bytes)
+        self._bodies = BodyBudget(config.max_buffered_bytes,
+                                  max(config.max_buffered_bytes // APP_BODY_SHARE,
+                                      config.max_body_bytes))
         # uvicorn's own rules for X-Forwarded-For/-Proto, applied only to the
         # proxies the operator named (uvicorn's default trusts 127.0.0.1)
         self._proxies = (ProxyHeadersMiddleware(self._http, config.forwarded_allow_ips)
@@ -179,8 +226,7 @@ class Gateway:
             elif k == b"traceparent":
                 traceparent = v.decode("latin-1")
         rid = platform.new_request_id()
-        held = [0]  # body bytes this request holds of the budget
-        owner = ""  # the app it holds them for
+        hold = None  # what this request's body holds of the budget
         if "\x00" in path:  # no route, file or app path has one; file APIs raise on it
             await _send(send, *error_response(SkiffError(
                 "the request path has a NUL byte (%00)", code="bad_path", status=400), rid))
@@ -204,9 +250,8 @@ class Gateway:
                     return
             if not app.serves:
                 raise NotFound(f"app {app.name} has no file at {match.path!r}", code="not_found")
-            owner = app.name
-            body = await self._body(receive, platform.config.max_body_bytes, held,
-                                    self._body_budget, self._app_held, owner, self._app_share)
+            hold = self._bodies.hold(app.name)
+            body = await self._body(receive, platform.config.max_body_bytes, hold)
             if body is None:
                 return
             scheme = scope.get("scheme", "http")
@@ -234,13 +279,8 @@ class Gateway:
             await _send(send, *error_response(exc, rid))
             return
         finally:
-            self._body_budget[0] += held[0]
-            if held[0]:
-                left = self._app_held[owner] - held[0]
-                if left > 0:
-                    self._app_held[owner] = left
-                else:
-                    del self._app_held[owner]
+            if hold is not None:
+                hold.release()
         await _send(send, *answer)
 
     async def _static(self, send: Send, f: StaticFile, inm: str | None, method: str,
@@ -274,12 +314,9 @@ class Gateway:
             await send({"type": "http.response.body", "body": chunk, "more_body": sent < f.size})
 
     @staticmethod
-    async def _body(receive: Receive, limit: int, held: list[int], budget: list[int],
-                    app_held: dict[str, int], app: str, share: int) -> bytes | None:
-        """The whole body, within ``limit``; every byte is counted in ``budget`` (bytes
-        left for bodies of all requests), in ``app_held`` (what ``app``'s requests hold,
-        at most ``share``) and in ``held`` (this request's, released by the caller).
-        None when the client went away."""
+    async def _body(receive: Receive, limit: int, hold: _Hold) -> bytes | None:
+        """The whole body, within ``limit``, every byte taken from the body budget
+        (``hold``, released by the caller). None when the client went away."""
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -292,19 +329,7 @@ class Gateway:
                 if size > limit:
                     raise PayloadTooLarge(f"the request body is over the limit of {limit} bytes "
                                           "(SKIFF_MAX_BODY_BYTES)")
-                if budget[0] < len(chunk):
-                    raise SkiffError("the server holds as many request bodies as it may "
-                                     "(SKIFF_MAX_BUFFERED_BYTES); retry shortly",
-                                     code="server_busy", status=503, retry_after=1)
-                mine = app_held.get(app, 0) + len(chunk)
-                if mine > share:
-                    raise SkiffError(f"requests to app {app} hold their share of the server's "
-                                     "request bodies (a quarter of SKIFF_MAX_BUFFERED_BYTES) "
-                                     "until their invocations end; retry shortly",
-                                     code="server_busy", status=503, retry_after=1)
-                budget[0] -= len(chunk)
-                app_held[app] = mine
-                held[0] += len(chunk)
+                hold.take(len(chunk))
                 chunks.append(chunk)
             if not msg.get("more_body", False):
                 break
