@@ -37,6 +37,9 @@ def broker(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> 
         from skiff.bus.postgres import PostgresBroker
 
         b = PostgresBroker(request.getfixturevalue("pg_database"), clock=clock)
+        # Each LISTEN (the first included) signals every queue holding messages,
+        # a wake-up that may be spurious; wait for it so tests count only theirs.
+        assert b.listening.wait(10), "the broker's LISTEN never came up"
     else:
         # durable=False: the same semantics without an fsync per commit (speed);
         # test_bus_sqlite_durability.py covers the durable default.
