@@ -56,6 +56,7 @@ class Load(msgspec.Struct, tag="load"):
     cpu: float = 1.0
     max_pids: int = 64
     sandbox: Plan | None = None
+    region: str = "us-east-1"  # AWS_REGION of the instance (SKIFF_AWS_REGION)
 
 
 class Ready(msgspec.Struct, tag="ready"):

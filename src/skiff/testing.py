@@ -52,6 +52,7 @@ from urllib.parse import unquote, urlencode
 from skiff.bus import MemoryBroker, validate_event
 from skiff.ipc import HttpRequest
 from skiff.runtime import InvokeContext, LoadedApp, encode_result, load_app
+from skiff.runtime.environment import DEFAULTS, instance_environment
 from skiff.sdk import client as sdk_client
 from skiff.sdk.services import Services
 from skiff.store.kv import MemoryKV
@@ -118,13 +119,12 @@ class AppClient:
         self.host = host
         self.client_ip = client_ip
         self._env = {
+            **DEFAULTS,
             **self.spec.env,
             **(env or {}),
-            "AWS_LAMBDA_FUNCTION_NAME": self.spec.name,
-            "AWS_LAMBDA_FUNCTION_VERSION": "test",
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(self.spec.memory_mb),
-            "SKIFF_APP": self.spec.name,
-            "SKIFF_REVISION": "test",
+            **instance_environment(app=self.spec.name, revision="test",
+                                   handler=self.spec.handler, code_dir=str(self.app_dir),
+                                   memory_mb=self.spec.memory_mb),
         }
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False

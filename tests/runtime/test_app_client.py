@@ -84,7 +84,7 @@ class TestPowertoolsResolver:
     def test_lambda_context(self, client):
         body = client.get("/pantry/whoami").json()
         assert body["function"] == "pantry"
-        assert body["arn"] == "arn:aws:lambda:local:000000000000:function:pantry"
+        assert body["arn"] == "arn:aws:lambda:us-east-1:000000000000:function:pantry"
         assert body["request_id"]
 
     def test_paths_outside_the_mount(self, client):

@@ -59,6 +59,41 @@ def error_response(exc: SkiffError, request_id: str) -> tuple[int, list[tuple[by
     return exc.status, headers, data
 
 
+#: Failures whose message Skiff wrote about the instance (a crash, its memory
+#: limit, a response that broke HTTP): the caller may read them. Every other
+#: failure's message may hold the app's own words (exception text, a traceback,
+#: a connection string) or the host's (paths): those go to the app's log only.
+_SAYABLE = frozenset({"instance_crashed", "memory_limit", "invalid_response", "shutting_down"})
+_PUBLIC = {
+    "bad_result": "the app returned a result that cannot be sent as an HTTP response",
+    "not_supported": "the app answered in a way Skiff does not support",
+}
+_INTERNAL_ERROR_JSON = b'{"message":"Internal Server Error"}'
+
+
+def failure_response(exc: InvocationError, kind: str | None,
+                     request_id: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """The answer to an HTTP caller for an app that failed (a data-plane reply;
+    the authenticated admin API says more). An unhandled exception is answered
+    as API Gateway does for a Lambda function (500 ``{"message": "Internal Server
+    Error"}``) and as uvicorn and gunicorn do for ASGI and WSGI apps (500, plain
+    text)."""
+    if exc.code in _SAYABLE:
+        return error_response(exc, request_id)
+    rid = (b"x-skiff-request-id", request_id.encode())
+    if exc.code == "handler_error":
+        if kind in ("asgi", "wsgi"):
+            body, ctype = b"Internal Server Error", b"text/plain; charset=utf-8"
+        else:
+            body, ctype = _INTERNAL_ERROR_JSON, b"application/json"
+        return 500, [(b"content-type", ctype), rid,
+                     (b"content-length", str(len(body)).encode())], body
+    message = _PUBLIC.get(exc.code, "the app failed to answer")
+    return error_response(SkiffError(f"{message}; its log has the details (request id "
+                                     f"{request_id})", code=exc.code, status=exc.status),
+                          request_id)
+
+
 async def _send(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
@@ -275,6 +310,9 @@ class Gateway:
             resp = await platform.invoke(app, inv)
             answer = app_response(app, resp, method, rid, lambda line: platform.log(
                 app, line, request_id=rid))
+        except InvocationError as exc:
+            await _send(send, *failure_response(exc, app.kind, rid))
+            return
         except SkiffError as exc:
             await _send(send, *error_response(exc, rid))
             return

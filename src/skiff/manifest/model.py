@@ -18,6 +18,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from .fields import (
+    RESERVED_ENV,
     AppKind,
     AppName,
     BatchWindow,
@@ -331,6 +332,18 @@ class Spec(_Model):
             seen.add(queue.name)
         return queues
 
+    @field_validator("env")
+    @classmethod
+    def _env_not_reserved(cls, env: dict[str, str]) -> dict[str, str]:
+        for name in env:
+            if name in RESERVED_ENV:
+                raise invalid(message=f"{name} is set by Skiff in every instance (as Lambda "
+                              "reserves it); remove it (the operator sets the region with "
+                              "SKIFF_AWS_REGION)" if "REGION" in name else
+                              f"{name} is set by Skiff in every instance (as Lambda reserves "
+                              "it); remove it", at=(name,))
+        return env
+
     @field_validator("secrets")
     @classmethod
     def _secret_names_unique(cls, secrets: tuple[Secret, ...],
@@ -340,6 +353,9 @@ class Spec(_Model):
         for index, secret in enumerate(secrets):
             if secret.name in seen:
                 raise invalid("a name no other secret uses", at=(index, "name"), value=secret.name)
+            if secret.name in RESERVED_ENV:
+                raise invalid(message=f"{secret.name} is set by Skiff in every instance; "
+                              "use another name", at=(index, "name"))
             if secret.name in env:
                 raise invalid("a name not also set in spec.env", at=(index, "name"),
                               value=secret.name)

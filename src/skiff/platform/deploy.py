@@ -181,7 +181,8 @@ class Deployer:
         return p.Load(app=manifest.name, revision=digest, code_dir=str(code_dir),
                       handler=spec.handler, kind=spec.kind, env=env,
                       memory_mb=spec.resources.memory_mb, cpu=spec.resources.cpu,
-                      max_pids=spec.resources.max_pids, sandbox=sandbox)
+                      max_pids=spec.resources.max_pids, sandbox=sandbox,
+                      region=self._config.aws_region)
 
     def egress_socket(self, app: str) -> str:
         return str(self._run_dir / f"egress-{app}.sock")

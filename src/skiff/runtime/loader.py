@@ -122,8 +122,9 @@ def _takes(params: tuple[int, list[str], bool], n: int) -> bool:
 def _split_handler(handler: str) -> tuple[str, str]:
     if ":" in handler:
         module_name, _, attr = handler.partition(":")
-    else:  # Lambda's "file.function"
+    else:  # Lambda's "file.function", the file maybe in a directory ("src/app.handler")
         module_name, _, attr = handler.rpartition(".")
+        module_name = module_name.replace("/", ".")
     if not module_name or not attr:
         raise LoadError(f"spec.handler {handler!r} must look like 'module:attribute'")
     return module_name, attr
