@@ -86,6 +86,8 @@ class HttpRequest(msgspec.Struct, tag="http"):
     mount: str = ""
     route_key: str = "$default"
     deadline_ms: float = 0.0
+    payload_format: str = "2.0"  # of a Lambda handler's event: "2.0" HTTP API, "1.0" REST API
+    path_params: dict[str, str] = {}  # bound by the app's spec.http.routes (route_key)
 
 
 class Event(msgspec.Struct, tag="event"):

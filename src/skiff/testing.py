@@ -104,6 +104,7 @@ class _AppSpec:
     timeout_s: float = 30.0
     static_dir: str | None = None
     static_path: str = "/"
+    payload_format: str = "2.0"
 
 
 class AppClient:
@@ -202,7 +203,8 @@ class AppClient:
         req = HttpRequest(
             id=str(uuid.uuid4()), method=method, path=path, query=query_string,
             headers=header_list, body=body, scheme="http", host=self.host,
-            client=self.client_ip, mount=self.mount, deadline_ms=self._deadline())
+            client=self.client_ip, mount=self.mount, deadline_ms=self._deadline(),
+            payload_format=self.spec.payload_format)
         ctx = self._context(req.id, req.deadline_ms)
         with self._inside():
             if self._loop is not None:
@@ -356,6 +358,7 @@ def _read_spec(app_dir: Path) -> _AppSpec:
                         or getattr(resources, "timeout", None) or 30.0),
         static_dir=static.dir if static else None,
         static_path=(static.path or "/") if static else "/",
+        payload_format=spec.http.payload_format,
     )
 
 
@@ -378,6 +381,7 @@ def _read_yaml(path: Path) -> _AppSpec:
         timeout_s=_seconds(resources.get("timeout", 30)),
         static_dir=static.get("dir") if static else None,
         static_path=static.get("path", "/") if static else "/",
+        payload_format=str((spec.get("http") or {}).get("payloadFormat", "2.0")),
     )
 
 

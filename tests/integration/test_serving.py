@@ -300,3 +300,35 @@ def test_lambda_handlers_get_lambdas_environment(test_apps_server):
     assert env["_HANDLER"] == "app.lambda_handler"
     assert env["GREETING"] == "hi" and env["LANG"] and env["TZ"]
     assert got["arn"] == "arn:aws:lambda:us-east-1:000000000000:function:lambdaenv"
+
+
+def test_rest_api_handlers_get_payload_1_0_events(test_apps_server):
+    """spec.http.payloadFormat "1.0": the handler gets a REST API proxy event
+    (httpMethod, resource /{proxy+}, multiValue* fields) and its multiValueHeaders
+    go out as repeated headers; its exception is answered as API Gateway does,
+    the password in its message never reaching the caller."""
+    r = test_apps_server.http.get("/restv1/orders/7?tag=a&tag=b")
+    assert r.status_code == 200, r.text
+    assert r.json() == {"method": "GET", "path": "/orders/7", "resource": "/{proxy+}",
+                        "proxy": "orders/7", "tags": ["a", "b"], "stage": "Prod"}
+    assert r.headers.get_list("x-seen") == ["one", "two"]
+    r = test_apps_server.http.get("/restv1/boom")
+    assert (r.status_code, r.json()) == (500, {"message": "Internal Server Error"})
+    assert "ledger_admin" not in r.text and "10.0.0.7" not in r.text
+
+
+def test_api_routes_bind_path_parameters_and_refuse_the_rest(test_apps_server):
+    """spec.http.routes: routeKey and pathParameters as API Gateway sets them; a path
+    no route takes is 404 and a wrong method 405 (with Allow), before any instance runs."""
+    http = test_apps_server.http
+    assert http.get("/itemsapi/items/42").json() == {
+        "routeKey": "GET /items/{id}", "pathParameters": {"id": "42"}, "method": "GET"}
+    assert http.post("/itemsapi/items").json()["routeKey"] == "POST /items"
+    assert http.put("/itemsapi/files/a/b.txt").json() == {
+        "routeKey": "ANY /files/{proxy+}", "pathParameters": {"proxy": "a/b.txt"},
+        "method": "PUT"}
+    r = http.get("/itemsapi/nothing")
+    assert (r.status_code, r.json()) == (404, {"message": "Not Found"})
+    r = http.put("/itemsapi/items/42")
+    assert (r.status_code, r.json()) == (405, {"message": "Method Not Allowed"})
+    assert r.headers["allow"] == "DELETE, GET"

@@ -18,6 +18,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from skiff import ipc as p
 from skiff.errors import InvocationError, NotFound, PayloadTooLarge, SkiffError
+from skiff.gateway.apiroutes import MethodNotAllowed, RouteMatch
 from skiff.gateway.facade import Facade, ServedApp
 from skiff.gateway.static import STREAM_CHUNK, StaticCache, StaticFile, etag_matches, read_chunk
 from skiff.scheduler import Invocation
@@ -92,6 +93,26 @@ def failure_response(exc: InvocationError, kind: str | None,
     return error_response(SkiffError(f"{message}; its log has the details (request id "
                                      f"{request_id})", code=exc.code, status=exc.status),
                           request_id)
+
+
+_NO_PARAMS: dict[str, str] = {}
+
+
+def _unrouted(found: MethodNotAllowed | None,
+              request_id: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """No route of the app's spec.http.routes takes the request: API Gateway's answer
+    (404 Not Found), or 405 with Allow when only the method is wrong."""
+    headers = [(b"content-type", b"application/json"),
+               (b"x-skiff-request-id", request_id.encode())]
+    if found is None:
+        body = b'{"message":"Not Found"}'
+        status = 404
+    else:
+        body = b'{"message":"Method Not Allowed"}'
+        status = 405
+        headers.append((b"allow", ", ".join(found.allowed).encode()))
+    headers.append((b"content-length", str(len(body)).encode()))
+    return status, headers, body
 
 
 async def _send(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
@@ -285,6 +306,13 @@ class Gateway:
                     return
             if not app.serves:
                 raise NotFound(f"app {app.name} has no file at {match.path!r}", code="not_found")
+            route_key, params = "$default", _NO_PARAMS
+            if app.api_routes:  # before the body: an unrouted request needs none of it
+                found = app.api_routes.match(method, match.path or "/")
+                if not isinstance(found, RouteMatch):
+                    await _send(send, *_unrouted(found, rid))
+                    return
+                route_key, params = found.route_key, found.params
             hold = self._bodies.hold(app.name)
             body = await self._body(receive, platform.config.max_body_bytes, hold)
             if body is None:
@@ -296,7 +324,8 @@ class Gateway:
                 query=scope.get("query_string", b"").decode("latin-1"),
                 headers=_forwarded_headers(scope, scheme, client),
                 body=body, scheme=scheme, host=host, client=client[0] if client else "",
-                mount=match.mount)
+                mount=match.mount, route_key=route_key, path_params=params,
+                payload_format=app.payload_format)
             inv = Invocation.start(app.name, "http", req, timeout=app.timeout,
                                    traceparent=traceparent)
             if invocation_type is not None and invocation_type.lower() == "event":
