@@ -170,3 +170,11 @@ def test_yaml_fallback_reads_the_same_fields(monkeypatch, app):
     full = testing._read_spec(APPS / app)
     monkeypatch.setitem(sys.modules, "skiff.manifest", None)  # import now fails
     assert testing._read_spec(APPS / app) == full
+
+
+def test_an_app_factory_is_called_once_at_init():
+    """handler "flaskr:create_app()": the factory makes the app once; its kind is detected."""
+    with AppClient(APPS / "flask_factory") as client:
+        assert client.kind == "wsgi"
+        assert client.get("/hello").json() == {"hello": "world", "apps_made": 1}
+        assert client.get("/hello").json()["apps_made"] == 1

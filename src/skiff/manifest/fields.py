@@ -186,15 +186,15 @@ RESERVED_ENV = frozenset({
 })
 
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
-# "module:attribute", or Lambda's (and SAM's) "file.function", the file possibly
-# in a directory ("src/app.handler": the runtime imports src.app)
-HANDLER_PATTERN = (rf"^({_IDENT}(\.{_IDENT})*:{_IDENT}"
+# "module:attribute" (with "()" an app factory, called once at init), or Lambda's (and
+# SAM's) "file.function", the file possibly in a directory ("src/app.handler")
+HANDLER_PATTERN = (rf"^({_IDENT}(\.{_IDENT})*:{_IDENT}(\(\))?"
                    rf"|({_IDENT}/)*{_IDENT}(\.{_IDENT})*\.{_IDENT})$")
 Handler = Annotated[
     str,
     StringConstraints(pattern=HANDLER_PATTERN),
     expect('"module:attribute" or Lambda\'s "file.function", e.g. "app:handler", '
-           '"pkg.mod:app" or "app.lambda_handler"'),
+           '"pkg.mod:app", "app.lambda_handler" or an app factory "flaskr:create_app()"'),
 ]
 
 AppKind = Annotated[
