@@ -63,6 +63,8 @@ class Config:
     # where the platform's state lives (skiff.storage): "" is sqlite:///<home>/skiff.db;
     # postgresql://... is the shared engine of several nodes
     database_url: str = ""
+    # AWS_REGION / AWS_DEFAULT_REGION in every instance (boto3 and Powertools need one)
+    aws_region: str = "us-east-1"
 
     @classmethod
     def resolve(cls, **overrides: object) -> Config:
@@ -107,6 +109,7 @@ class Config:
             max_app_bytes=int(given.pop("max_app_bytes", _env("MAX_APP_BYTES", str(250 << 20)))),  # type: ignore[arg-type]
             max_app_files=int(given.pop("max_app_files", _env("MAX_APP_FILES", "10000"))),  # type: ignore[arg-type]
             database_url=str(given.pop("database_url", _env("DATABASE_URL", ""))).strip(),
+            aws_region=str(given.pop("aws_region", _env("AWS_REGION", "us-east-1"))).strip(),
         )
 
     def admin_token(self) -> str:

@@ -56,6 +56,7 @@ class Load(msgspec.Struct, tag="load"):
     cpu: float = 1.0
     max_pids: int = 64
     sandbox: Plan | None = None
+    region: str = "us-east-1"  # AWS_REGION of the instance (SKIFF_AWS_REGION)
 
 
 class Ready(msgspec.Struct, tag="ready"):
@@ -85,6 +86,8 @@ class HttpRequest(msgspec.Struct, tag="http"):
     mount: str = ""
     route_key: str = "$default"
     deadline_ms: float = 0.0
+    payload_format: str = "2.0"  # of a Lambda handler's event: "2.0" HTTP API, "1.0" REST API
+    path_params: dict[str, str] = {}  # bound by the app's spec.http.routes (route_key)
 
 
 class Event(msgspec.Struct, tag="event"):

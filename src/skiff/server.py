@@ -132,13 +132,14 @@ def egress_proxy(config: Config, logs: LogSink) -> EgressProxy:
         max_connections=min(config.egress_max_connections or budget, budget))
 
 
-async def deploy_all(platform: Platform, dirs: list[Path]) -> None:
+async def deploy_all(platform: Platform, dirs: list[Path], *,
+                     allow_secret_findings: str | None = None) -> None:
     apps = find_apps(dirs)
     gate = asyncio.Semaphore(4)  # a thousand apps deploy a few at a time, not all at once
 
     async def one(d: Path) -> dict:
         async with gate:
-            return await platform.deploy(d)
+            return await platform.deploy(d, allow_secret_findings=allow_secret_findings)
 
     results = await asyncio.gather(*(one(d) for d in apps), return_exceptions=True)
     base = platform.config
@@ -153,20 +154,25 @@ async def deploy_all(platform: Platform, dirs: list[Path]) -> None:
         else:
             say(f"  ✓ {res['app']:<20} {res['kind'] or '':<7} rev {res['revision']}  "
                 f"http://{base.host}:{base.port}/{res['app']}/")
+            for w in res.get("scan_warnings", ()):
+                say(f"    ! {w['file']}:{w['line']}: {w['type']} (in test or sample data: "
+                    "a warning, not deployed code)")
 
 
 async def serve(config: Config, dirs: list[Path],
-                after_start: Callable[[Platform, Config], Awaitable[None]] | None = None) -> None:
+                after_start: Callable[[Platform, Config], Awaitable[None]] | None = None, *,
+                allow_secret_findings: str | None = None) -> None:
     lock = ServerLock(config.home)
     lock.acquire()  # before any database is opened: a second server stops here, at once
     try:
-        await _serve(config, dirs, after_start)
+        await _serve(config, dirs, after_start, allow_secret_findings)
     finally:
         lock.release()
 
 
 async def _serve(config: Config, dirs: list[Path],
-                 after_start: Callable[[Platform, Config], Awaitable[None]] | None) -> None:
+                 after_start: Callable[[Platform, Config], Awaitable[None]] | None,
+                 allow_secret_findings: str | None = None) -> None:
     fds = raise_fd_limit()
     # half the open files for client connections: instances, their pipes and sockets,
     # the egress proxy and the databases need the rest (a slowloris at the fd limit
@@ -197,7 +203,7 @@ async def _serve(config: Config, dirs: list[Path],
     (config.home / "server.json").write_text(json.dumps({"url": url, "pid": os.getpid()}))
     say(f"Skiff {url}  (home {config.home}, memory isolation: {platform.memory_isolation})")
     if dirs:
-        await deploy_all(platform, dirs)
+        await deploy_all(platform, dirs, allow_secret_findings=allow_secret_findings)
     if after_start is not None:
         await after_start(platform, config)
     say(f"ready: {len(platform.app_names())} app(s) at {url}/<app>/  (admin API {url}/_skiff/api/docs)")
@@ -205,7 +211,8 @@ async def _serve(config: Config, dirs: list[Path],
 
 
 def run(config: Config, dirs: list[Path],
-        after_start: Callable[[Platform, Config], Awaitable[None]] | None = None) -> None:
+        after_start: Callable[[Platform, Config], Awaitable[None]] | None = None, *,
+        allow_secret_findings: str | None = None) -> None:
     # the platform's own warnings (package loggers under "skiff") go to stderr, as
     # "skiff: ..." lines beside uvicorn's
     handler = logging.StreamHandler(sys.stderr)
@@ -215,9 +222,9 @@ def run(config: Config, dirs: list[Path],
     try:
         import uvloop
 
-        uvloop.run(serve(config, dirs, after_start))
+        uvloop.run(serve(config, dirs, after_start, allow_secret_findings=allow_secret_findings))
     except ImportError:
-        asyncio.run(serve(config, dirs, after_start))
+        asyncio.run(serve(config, dirs, after_start, allow_secret_findings=allow_secret_findings))
     except KeyboardInterrupt:
         pass
     sys.stdout.flush()

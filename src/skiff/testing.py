@@ -52,6 +52,7 @@ from urllib.parse import unquote, urlencode
 from skiff.bus import MemoryBroker, validate_event
 from skiff.ipc import HttpRequest
 from skiff.runtime import InvokeContext, LoadedApp, encode_result, load_app
+from skiff.runtime.environment import DEFAULTS, instance_environment
 from skiff.sdk import client as sdk_client
 from skiff.sdk.services import Services
 from skiff.store.kv import MemoryKV
@@ -103,6 +104,7 @@ class _AppSpec:
     timeout_s: float = 30.0
     static_dir: str | None = None
     static_path: str = "/"
+    payload_format: str = "2.0"
 
 
 class AppClient:
@@ -118,13 +120,12 @@ class AppClient:
         self.host = host
         self.client_ip = client_ip
         self._env = {
+            **DEFAULTS,
             **self.spec.env,
             **(env or {}),
-            "AWS_LAMBDA_FUNCTION_NAME": self.spec.name,
-            "AWS_LAMBDA_FUNCTION_VERSION": "test",
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(self.spec.memory_mb),
-            "SKIFF_APP": self.spec.name,
-            "SKIFF_REVISION": "test",
+            **instance_environment(app=self.spec.name, revision="test",
+                                   handler=self.spec.handler, code_dir=str(self.app_dir),
+                                   memory_mb=self.spec.memory_mb),
         }
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
@@ -202,7 +203,8 @@ class AppClient:
         req = HttpRequest(
             id=str(uuid.uuid4()), method=method, path=path, query=query_string,
             headers=header_list, body=body, scheme="http", host=self.host,
-            client=self.client_ip, mount=self.mount, deadline_ms=self._deadline())
+            client=self.client_ip, mount=self.mount, deadline_ms=self._deadline(),
+            payload_format=self.spec.payload_format)
         ctx = self._context(req.id, req.deadline_ms)
         with self._inside():
             if self._loop is not None:
@@ -356,6 +358,7 @@ def _read_spec(app_dir: Path) -> _AppSpec:
                         or getattr(resources, "timeout", None) or 30.0),
         static_dir=static.dir if static else None,
         static_path=(static.path or "/") if static else "/",
+        payload_format=spec.http.payload_format,
     )
 
 
@@ -378,6 +381,7 @@ def _read_yaml(path: Path) -> _AppSpec:
         timeout_s=_seconds(resources.get("timeout", 30)),
         static_dir=static.get("dir") if static else None,
         static_path=static.get("path", "/") if static else "/",
+        payload_format=str((spec.get("http") or {}).get("payloadFormat", "2.0")),
     )
 
 

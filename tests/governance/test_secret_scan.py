@@ -59,7 +59,8 @@ def test_findings_never_hold_the_value(app_dir: Path) -> None:
                           *map(str, dataclasses.astuple(finding))])
         for secret in (AWS_KEY, TOKEN, "MIIEowIBAAKCAQEA"):
             assert secret not in shown
-        assert [f.name for f in dataclasses.fields(Finding)] == ["file", "line", "type", "hint"]
+        assert [f.name for f in dataclasses.fields(Finding)] == ["file", "line", "type", "hint",
+                                                              "severity"]
 
 
 def test_binary_large_outside_and_missing_files_are_skipped(app_dir: Path, tmp_path: Path
@@ -91,3 +92,27 @@ def test_scan_leaves_warnings_handling_alone(app_dir: Path) -> None:
     before = warnings.showwarning
     scan_app(app_dir, files(app_dir))
     assert warnings.showwarning is before
+
+
+def test_findings_in_tests_and_sample_events_are_warnings(tmp_path: Path) -> None:
+    """AWS's sample events and a test's fixture key warn; the same key in code denies."""
+    app = tmp_path / "app"
+    (app / "events").mkdir(parents=True)
+    (app / "tests").mkdir()
+    (app / "events" / "event.json").write_text(f'{{"accessKeyId": "{AWS_KEY}"}}\n')
+    (app / "tests" / "test_handler.py").write_text(f'KEY = "{AWS_KEY}"\n')
+    (app / "handler.py").write_text(f'KEY = "{AWS_KEY}"\n')
+    got = {(f.file, f.severity) for f in scan_app(app, files(app)) if f.type == "AWS Access Key"}
+    assert got == {("events/event.json", "warn"), ("tests/test_handler.py", "warn"),
+                   ("handler.py", "deny")}
+
+
+def test_a_development_default_is_not_a_credential(tmp_path: Path) -> None:
+    """Flask's tutorial: SECRET_KEY = "dev" (a placeholder) is no finding; a long one is."""
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "config.py").write_text('SECRET_KEY = "dev"\npassword = "changeme"\n')
+    assert scan_app(app, files(app)) == []
+    (app / "config.py").write_text(f'SECRET_KEY = "{TOKEN[:10]}-kept-{TOKEN[10:]}"\n')
+    assert [f.severity for f in scan_app(app, files(app))] and all(
+        f.severity == "deny" for f in scan_app(app, files(app)))

@@ -83,3 +83,31 @@ def test_hardcoded_credentials_reject_the_deploy(start_server, vault):
     assert allowed.returncode == 0, allowed.stderr
     logs = server.admin.get("/apps/vault/logs").json()
     assert any("documented example key" in entry["line"] for entry in logs)
+
+
+def test_skiff_up_warns_on_sample_data_and_takes_an_explicit_override(start_server, tmp_path):
+    """An unmodified app with AWS's sample event and Flask's SECRET_KEY = "dev" starts
+    with a warning line; a real finding in shipped code needs `skiff up
+    --allow-secret-scan-findings REASON`, whose reason is logged."""
+    app = tmp_path / "apps" / "sampled"
+    (app / "events").mkdir(parents=True)
+    (app / "skiff.yaml").write_text("apiVersion: skiff.dev/v1\nkind: MicroApp\nmetadata:\n"
+                                    "  name: sampled\nspec:\n  handler: app:handler\n")
+    (app / "app.py").write_text('SECRET_KEY = "dev"\n\n\ndef handler(event, context):\n'
+                                '    return {"ok": True}\n')
+    key = "AKIA" + "IOSFODNN7" + "EXAMPLE"
+    (app / "events" / "event.json").write_text(f'{{"accessKeyId": "{key}"}}\n')
+    server = start_server(app.parent)
+    assert server.http.get("/sampled/").json() == {"ok": True}
+    assert any("events/event.json:1" in line and "warning" in line for line in server.lines)
+    server.stop()
+    (app / "config.py").write_text(f'ACCESS_KEY_ID = "{key}"\n')
+    refused = start_server(app.parent, home=tmp_path / "home2")
+    assert refused.http.get("/sampled/").status_code == 404
+    assert any("config.py:1" in line for line in refused.lines)
+    refused.stop()
+    allowed = start_server(app.parent, home=tmp_path / "home3",
+                           args=("--allow-secret-scan-findings", "a sample key, reviewed"))
+    assert allowed.http.get("/sampled/").json() == {"ok": True}
+    logs = allowed.admin.get("/apps/sampled/logs").json()
+    assert any("a sample key, reviewed" in entry["line"] for entry in logs)

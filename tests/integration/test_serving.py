@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures as cf
+import re
 import signal
 import time
 from pathlib import Path
@@ -34,21 +35,37 @@ def test_unknown_app_is_a_json_404(test_apps_server):
     assert r.json()["error"]["request_id"]
 
 
-def test_handler_exception_is_502_and_instance_survives(test_apps_server):
-    """A raising handler gives 502 with the error; the next request is served normally."""
+def _app_log(server, app: str, request_id: str) -> str:
+    r = server.admin.get(f"/apps/{app}/logs", params={"limit": 5000})
+    assert r.status_code == 200, r.text
+    return "\n".join(line["line"] for line in r.json() if line["request_id"] == request_id)
+
+
+def test_handler_exception_is_answered_as_api_gateway_does(test_apps_server):
+    """A raising Lambda handler: 500 {"message": "Internal Server Error"} and the request
+    id, nothing of the exception (its text may hold a password); the traceback is in
+    the app's log under that request id; the next request is served normally."""
     r = test_apps_server.http.get("/faulty/raise")
-    assert r.status_code == 502
-    assert r.json()["error"]["code"] == "handler_error"
-    assert "ValueError: boom" in r.json()["error"]["message"]
+    assert r.status_code == 500
+    assert r.json() == {"message": "Internal Server Error"}
+    rid = r.headers["x-skiff-request-id"]
+    assert "boom" not in r.text and "Traceback" not in r.text
+    log = test_apps_server.wait_for(
+        lambda: (text := _app_log(test_apps_server, "faulty", rid)) and "ValueError: boom" in text
+        and text, "the traceback in the log")
+    assert "Traceback" in log and "handler.py" in log
     assert test_apps_server.http.get("/faulty/ok").status_code == 200
 
 
-def test_non_serializable_result_names_the_type(test_apps_server):
-    """A handler returning a set gets a 502 that names the type."""
+def test_non_serializable_result_is_a_502_and_the_log_names_the_type(test_apps_server):
+    """A handler returning a set gets a 502 bad_result; the log names the type."""
     r = test_apps_server.http.get("/faulty/set")
     assert r.status_code == 502
     assert r.json()["error"]["code"] == "bad_result"
-    assert "'set'" in r.json()["error"]["message"]
+    assert "set" not in r.json()["error"]["message"].replace("request id", "")
+    rid = r.headers["x-skiff-request-id"]
+    test_apps_server.wait_for(lambda: "'set'" in _app_log(test_apps_server, "faulty", rid),
+                              "the bad result in the log")
 
 
 def test_crash_gives_502_then_a_new_instance(test_apps_server):
@@ -261,3 +278,57 @@ def test_admin_errors_have_codes(test_apps_server):
     assert r.status_code == 400
     assert r.json()["error"]["code"] == "bad_request"
     assert "body" in r.json()["error"]["message"]
+
+
+def test_lambda_handlers_get_lambdas_environment(test_apps_server):
+    """The reserved variables Lambda's Python runtime sets (Powertools and boto3 read
+    them at import), from a SAM-style "file.function" handler string."""
+    r = test_apps_server.http.get("/lambdaenv/")
+    assert r.status_code == 200, r.text
+    got = r.json()
+    env = got["env"]
+    assert env["AWS_REGION"] == env["AWS_DEFAULT_REGION"] == "us-east-1"
+    assert env["AWS_EXECUTION_ENV"].startswith("AWS_Lambda_python3.")
+    assert env["AWS_LAMBDA_FUNCTION_NAME"] == env["K_SERVICE"] == "lambdaenv"
+    assert env["AWS_LAMBDA_FUNCTION_VERSION"] == test_apps_server.app("lambdaenv")["revision"]
+    assert env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == "256"
+    assert env["AWS_LAMBDA_INITIALIZATION_TYPE"] == "on-demand"
+    assert env["AWS_LAMBDA_LOG_GROUP_NAME"] == got["log_group"] == "/aws/lambda/lambdaenv"
+    assert env["AWS_LAMBDA_LOG_STREAM_NAME"] == got["log_stream"]
+    assert re.fullmatch(r"\d{4}/\d\d/\d\d/\[[0-9a-f]+\][0-9a-f]{32}", got["log_stream"])
+    assert env["LAMBDA_TASK_ROOT"] == got["cwd"]
+    assert env["_HANDLER"] == "app.lambda_handler"
+    assert env["GREETING"] == "hi" and env["LANG"] and env["TZ"]
+    assert got["arn"] == "arn:aws:lambda:us-east-1:000000000000:function:lambdaenv"
+
+
+def test_rest_api_handlers_get_payload_1_0_events(test_apps_server):
+    """spec.http.payloadFormat "1.0": the handler gets a REST API proxy event
+    (httpMethod, resource /{proxy+}, multiValue* fields) and its multiValueHeaders
+    go out as repeated headers; its exception is answered as API Gateway does,
+    the password in its message never reaching the caller."""
+    r = test_apps_server.http.get("/restv1/orders/7?tag=a&tag=b")
+    assert r.status_code == 200, r.text
+    assert r.json() == {"method": "GET", "path": "/orders/7", "resource": "/{proxy+}",
+                        "proxy": "orders/7", "tags": ["a", "b"], "stage": "Prod"}
+    assert r.headers.get_list("x-seen") == ["one", "two"]
+    r = test_apps_server.http.get("/restv1/boom")
+    assert (r.status_code, r.json()) == (500, {"message": "Internal Server Error"})
+    assert "ledger_admin" not in r.text and "10.0.0.7" not in r.text
+
+
+def test_api_routes_bind_path_parameters_and_refuse_the_rest(test_apps_server):
+    """spec.http.routes: routeKey and pathParameters as API Gateway sets them; a path
+    no route takes is 404 and a wrong method 405 (with Allow), before any instance runs."""
+    http = test_apps_server.http
+    assert http.get("/itemsapi/items/42").json() == {
+        "routeKey": "GET /items/{id}", "pathParameters": {"id": "42"}, "method": "GET"}
+    assert http.post("/itemsapi/items").json()["routeKey"] == "POST /items"
+    assert http.put("/itemsapi/files/a/b.txt").json() == {
+        "routeKey": "ANY /files/{proxy+}", "pathParameters": {"proxy": "a/b.txt"},
+        "method": "PUT"}
+    r = http.get("/itemsapi/nothing")
+    assert (r.status_code, r.json()) == (404, {"message": "Not Found"})
+    r = http.put("/itemsapi/items/42")
+    assert (r.status_code, r.json()) == (405, {"message": "Method Not Allowed"})
+    assert r.headers["allow"] == "DELETE, GET"

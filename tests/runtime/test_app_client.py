@@ -84,7 +84,7 @@ class TestPowertoolsResolver:
     def test_lambda_context(self, client):
         body = client.get("/pantry/whoami").json()
         assert body["function"] == "pantry"
-        assert body["arn"] == "arn:aws:lambda:local:000000000000:function:pantry"
+        assert body["arn"] == "arn:aws:lambda:us-east-1:000000000000:function:pantry"
         assert body["request_id"]
 
     def test_paths_outside_the_mount(self, client):
@@ -170,3 +170,11 @@ def test_yaml_fallback_reads_the_same_fields(monkeypatch, app):
     full = testing._read_spec(APPS / app)
     monkeypatch.setitem(sys.modules, "skiff.manifest", None)  # import now fails
     assert testing._read_spec(APPS / app) == full
+
+
+def test_an_app_factory_is_called_once_at_init():
+    """handler "flaskr:create_app()": the factory makes the app once; its kind is detected."""
+    with AppClient(APPS / "flask_factory") as client:
+        assert client.kind == "wsgi"
+        assert client.get("/hello").json() == {"hello": "world", "apps_made": 1}
+        assert client.get("/hello").json()["apps_made"] == 1

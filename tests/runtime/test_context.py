@@ -16,7 +16,7 @@ def test_lambda_context_attributes():
     assert ctx.function_name == "where2eat"
     assert ctx.function_version == "r7"
     assert ctx.memory_limit_in_mb == 256 and isinstance(ctx.memory_limit_in_mb, int)
-    assert ctx.invoked_function_arn == "arn:aws:lambda:local:000000000000:function:where2eat"
+    assert ctx.invoked_function_arn == "arn:aws:lambda:us-east-1:000000000000:function:where2eat"
     assert ctx.log_group_name == "/aws/lambda/where2eat"
     assert "[r7]" in ctx.log_stream_name
     assert ctx.identity is None and ctx.client_context is None

@@ -46,13 +46,17 @@ def up(dirs: Annotated[list[Path] | None, typer.Argument(help="directories to se
        host: Annotated[str | None, typer.Option(help="address to bind")] = None,
        forwarded_allow_ips: Annotated[str | None, typer.Option(
            help="IPs/CIDRs of proxies trusted to set X-Forwarded-For/-Proto (default: none)")] = None,
+       allow_secret_scan_findings: Annotated[str | None, typer.Option(
+           help="deploy DIRS even with hard-coded credential findings; the REASON is "
+                "logged")] = None,
        home: HomeOpt = None) -> None:
     """Serve every app found under DIRS (and every app deployed before)."""
     from skiff.server import run
 
     config = Config.resolve(home=home, port=port, host=host,
                             forwarded_allow_ips=forwarded_allow_ips)
-    run(config, [d.resolve() for d in (dirs or [])])
+    run(config, [d.resolve() for d in (dirs or [])],
+        allow_secret_findings=allow_secret_scan_findings)
 
 
 @app.command()

@@ -18,6 +18,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from skiff import ipc as p
 from skiff.errors import InvocationError, NotFound, PayloadTooLarge, SkiffError
+from skiff.gateway.apiroutes import MethodNotAllowed, RouteMatch
 from skiff.gateway.facade import Facade, ServedApp
 from skiff.gateway.static import STREAM_CHUNK, StaticCache, StaticFile, etag_matches, read_chunk
 from skiff.scheduler import Invocation
@@ -57,6 +58,61 @@ def error_response(exc: SkiffError, request_id: str) -> tuple[int, list[tuple[by
     if retry is not None:
         headers.append((b"retry-after", str(retry).encode()))
     return exc.status, headers, data
+
+
+#: Failures whose message Skiff wrote about the instance (a crash, its memory
+#: limit, a response that broke HTTP): the caller may read them. Every other
+#: failure's message may hold the app's own words (exception text, a traceback,
+#: a connection string) or the host's (paths): those go to the app's log only.
+_SAYABLE = frozenset({"instance_crashed", "memory_limit", "invalid_response", "shutting_down"})
+_PUBLIC = {
+    "bad_result": "the app returned a result that cannot be sent as an HTTP response",
+    "not_supported": "the app answered in a way Skiff does not support",
+}
+_INTERNAL_ERROR_JSON = b'{"message":"Internal Server Error"}'
+
+
+def failure_response(exc: InvocationError, kind: str | None,
+                     request_id: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """The answer to an HTTP caller for an app that failed (a data-plane reply;
+    the authenticated admin API says more). An unhandled exception is answered
+    as API Gateway does for a Lambda function (500 ``{"message": "Internal Server
+    Error"}``) and as uvicorn and gunicorn do for ASGI and WSGI apps (500, plain
+    text)."""
+    if exc.code in _SAYABLE:
+        return error_response(exc, request_id)
+    rid = (b"x-skiff-request-id", request_id.encode())
+    if exc.code == "handler_error":
+        if kind in ("asgi", "wsgi"):
+            body, ctype = b"Internal Server Error", b"text/plain; charset=utf-8"
+        else:
+            body, ctype = _INTERNAL_ERROR_JSON, b"application/json"
+        return 500, [(b"content-type", ctype), rid,
+                     (b"content-length", str(len(body)).encode())], body
+    message = _PUBLIC.get(exc.code, "the app failed to answer")
+    return error_response(SkiffError(f"{message}; its log has the details (request id "
+                                     f"{request_id})", code=exc.code, status=exc.status),
+                          request_id)
+
+
+_NO_PARAMS: dict[str, str] = {}
+
+
+def _unrouted(found: MethodNotAllowed | None,
+              request_id: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """No route of the app's spec.http.routes takes the request: API Gateway's answer
+    (404 Not Found), or 405 with Allow when only the method is wrong."""
+    headers = [(b"content-type", b"application/json"),
+               (b"x-skiff-request-id", request_id.encode())]
+    if found is None:
+        body = b'{"message":"Not Found"}'
+        status = 404
+    else:
+        body = b'{"message":"Method Not Allowed"}'
+        status = 405
+        headers.append((b"allow", ", ".join(found.allowed).encode()))
+    headers.append((b"content-length", str(len(body)).encode()))
+    return status, headers, body
 
 
 async def _send(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
@@ -250,6 +306,13 @@ class Gateway:
                     return
             if not app.serves:
                 raise NotFound(f"app {app.name} has no file at {match.path!r}", code="not_found")
+            route_key, params = "$default", _NO_PARAMS
+            if app.api_routes:  # before the body: an unrouted request needs none of it
+                found = app.api_routes.match(method, match.path or "/")
+                if not isinstance(found, RouteMatch):
+                    await _send(send, *_unrouted(found, rid))
+                    return
+                route_key, params = found.route_key, found.params
             hold = self._bodies.hold(app.name)
             body = await self._body(receive, platform.config.max_body_bytes, hold)
             if body is None:
@@ -261,7 +324,8 @@ class Gateway:
                 query=scope.get("query_string", b"").decode("latin-1"),
                 headers=_forwarded_headers(scope, scheme, client),
                 body=body, scheme=scheme, host=host, client=client[0] if client else "",
-                mount=match.mount)
+                mount=match.mount, route_key=route_key, path_params=params,
+                payload_format=app.payload_format)
             inv = Invocation.start(app.name, "http", req, timeout=app.timeout,
                                    traceparent=traceparent)
             if invocation_type is not None and invocation_type.lower() == "event":
@@ -275,6 +339,9 @@ class Gateway:
             resp = await platform.invoke(app, inv)
             answer = app_response(app, resp, method, rid, lambda line: platform.log(
                 app, line, request_id=rid))
+        except InvocationError as exc:
+            await _send(send, *failure_response(exc, app.kind, rid))
+            return
         except SkiffError as exc:
             await _send(send, *error_response(exc, rid))
             return

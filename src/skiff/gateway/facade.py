@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 from skiff import ipc as p
 from skiff.config import Config
+from skiff.gateway.apiroutes import ApiRoutes
 from skiff.gateway.routing import Match
 from skiff.gateway.static import StaticSite
 from skiff.scheduler import Invocation
@@ -25,6 +26,10 @@ class ServedApp(Protocol):
     def kind(self) -> str | None: ...
     @property
     def static(self) -> StaticSite | None: ...
+    @property
+    def payload_format(self) -> str: ...  # of a Lambda handler's HTTP events
+    @property
+    def api_routes(self) -> ApiRoutes: ...  # spec.http.routes; empty: $default
     @property
     def serves(self) -> bool: ...  # has a handler (else only static files)
     @property

@@ -162,14 +162,17 @@ def mark_sandboxed() -> None:
 
 
 def _apply_env(load: p.Load) -> None:
+    from skiff.runtime.environment import DEFAULTS, instance_environment
+
+    for name, value in DEFAULTS.items():
+        os.environ.setdefault(name, value)
     os.environ.update(load.env)
-    os.environ.update({
-        "AWS_LAMBDA_FUNCTION_NAME": load.app,
-        "AWS_LAMBDA_FUNCTION_VERSION": load.revision,
-        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(load.memory_mb),
-        "SKIFF_APP": load.app,
-        "SKIFF_REVISION": load.revision,
-    })
+    preinitialized = _preinit is not None and _preinit[0].revision == load.revision
+    os.environ.update(instance_environment(
+        app=load.app, revision=load.revision, handler=load.handler, code_dir=load.code_dir,
+        memory_mb=load.memory_mb, region=load.region,
+        initialization="snap-start" if preinitialized else "on-demand"))
+    time.tzset()  # TZ may have just been set
     os.chdir(load.code_dir)
 
 

@@ -175,12 +175,26 @@ EnvVars = Annotated[
     }),
 ]
 
+#: Names every instance gets from the platform (skiff.runtime.environment), reserved
+#: as Lambda reserves them: an app cannot set them in spec.env or spec.secrets.
+RESERVED_ENV = frozenset({
+    "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_EXECUTION_ENV", "AWS_LAMBDA_FUNCTION_NAME",
+    "AWS_LAMBDA_FUNCTION_VERSION", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+    "AWS_LAMBDA_INITIALIZATION_TYPE", "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME",
+    "LAMBDA_TASK_ROOT", "_HANDLER", "K_SERVICE", "K_REVISION", "K_CONFIGURATION", "SKIFF_APP",
+    "SKIFF_REVISION",
+})
+
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
-HANDLER_PATTERN = rf"^{_IDENT}(\.{_IDENT})*:{_IDENT}$"
+# "module:attribute" (with "()" an app factory, called once at init), or Lambda's (and
+# SAM's) "file.function", the file possibly in a directory ("src/app.handler")
+HANDLER_PATTERN = (rf"^({_IDENT}(\.{_IDENT})*:{_IDENT}(\(\))?"
+                   rf"|({_IDENT}/)*{_IDENT}(\.{_IDENT})*\.{_IDENT})$")
 Handler = Annotated[
     str,
     StringConstraints(pattern=HANDLER_PATTERN),
-    expect('"module:attribute", e.g. "app:handler" or "pkg.mod:app"'),
+    expect('"module:attribute" or Lambda\'s "file.function", e.g. "app:handler", '
+           '"pkg.mod:app", "app.lambda_handler" or an app factory "flaskr:create_app()"'),
 ]
 
 AppKind = Annotated[

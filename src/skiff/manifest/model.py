@@ -4,6 +4,7 @@ camelCase, which is also what ``to_dict()`` and the JSON Schema use."""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -18,6 +19,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from .fields import (
+    RESERVED_ENV,
     AppKind,
     AppName,
     BatchWindow,
@@ -231,6 +233,45 @@ class Queue(_Model):
                                                             "skiff.sdk (the owner always may).")
 
 
+_TEMPLATE = re.compile(r"^(/([A-Za-z0-9._~!$&'()*,;=:@-]+|\{[A-Za-z0-9_.:-]+\}))*"
+                       r"(/\{[A-Za-z0-9_.:-]+\+\})?/?$")
+
+
+class ApiRoute(_Model):
+    """One route of the app's API, as an API Gateway route: a path template and methods."""
+
+    path: Annotated[str, Field(description='Relative to the app, e.g. "/items/{id}" or '
+                                           '"/files/{proxy+}" (the rest of the path).')]
+    methods: tuple[Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "ANY"],
+                   ...] = Field((), description="Methods the route takes; none or ANY: all.")
+
+    @field_validator("path")
+    @classmethod
+    def _template(cls, path: str) -> str:
+        if path != "/" and not _TEMPLATE.fullmatch(path):
+            raise invalid('a path template such as "/items/{id}" or "/files/{proxy+}" '
+                          '(a greedy {name+} only as the last segment)', value=path)
+        return path
+
+    @field_validator("methods")
+    @classmethod
+    def _any(cls, methods: tuple[str, ...]) -> tuple[str, ...]:
+        return () if "ANY" in methods else tuple(dict.fromkeys(methods))
+
+
+class Http(_Model):
+    """How HTTP requests reach the app's handler."""
+
+    routes: tuple[ApiRoute, ...] = Field(
+        (), description="The app's API routes (path parameters, methods), as API Gateway "
+                        "routes; a request no route takes is answered 404 (a wrong method 405). "
+                        "None: every request reaches the handler ($default).")
+    payload_format: Literal["2.0", "1.0"] = Field(
+        "2.0", alias="payloadFormat",
+        description='The event a Lambda handler gets: "2.0" as from an API Gateway HTTP API, '
+                    '"1.0" as from a REST API (httpMethod, multiValueHeaders...).')
+
+
 class AsyncConfig(_Model):
     """Asynchronous invocation (X-Skiff-Invocation-Type: Event): retries and destinations."""
 
@@ -264,6 +305,7 @@ class Spec(_Model):
                                     description="Entry point as module:attribute, "
                                                 "e.g. app:handler.")
     routes: tuple[Route, ...] = Field((), description="Extra path prefixes and host names.")
+    http: Http = Field(default_factory=Http)
     env: EnvVars = Field(default_factory=dict, description="Environment variables; "
                                                            "numbers and booleans become strings.")
     secrets: tuple[Secret, ...] = Field((), description="Secrets exposed as "
@@ -331,6 +373,18 @@ class Spec(_Model):
             seen.add(queue.name)
         return queues
 
+    @field_validator("env")
+    @classmethod
+    def _env_not_reserved(cls, env: dict[str, str]) -> dict[str, str]:
+        for name in env:
+            if name in RESERVED_ENV:
+                raise invalid(message=f"{name} is set by Skiff in every instance (as Lambda "
+                              "reserves it); remove it (the operator sets the region with "
+                              "SKIFF_AWS_REGION)" if "REGION" in name else
+                              f"{name} is set by Skiff in every instance (as Lambda reserves "
+                              "it); remove it", at=(name,))
+        return env
+
     @field_validator("secrets")
     @classmethod
     def _secret_names_unique(cls, secrets: tuple[Secret, ...],
@@ -340,6 +394,9 @@ class Spec(_Model):
         for index, secret in enumerate(secrets):
             if secret.name in seen:
                 raise invalid("a name no other secret uses", at=(index, "name"), value=secret.name)
+            if secret.name in RESERVED_ENV:
+                raise invalid(message=f"{secret.name} is set by Skiff in every instance; "
+                              "use another name", at=(index, "name"))
             if secret.name in env:
                 raise invalid("a name not also set in spec.env", at=(index, "name"),
                               value=secret.name)

@@ -100,7 +100,10 @@ class Deployer:
         if problems:  # the proxy would deny them anyway: say so now, not at the first call
             raise ForbiddenEgressRule("\n".join(problems), problems=problems)
         self._resolve_secrets(manifest)  # a missing secret fails the deploy, not the instance
-        findings = await asyncio.to_thread(scan_app, src, iter_app_files(src))
+        scanned = await asyncio.to_thread(scan_app, src, iter_app_files(src))
+        findings = [f for f in scanned if f.severity == "deny"]
+        warnings = [{"file": f.file, "line": f.line, "type": f.type, "severity": f.severity}
+                    for f in scanned if f.severity != "deny"]  # in tests and sample data
         if findings and not allow_secret_findings:
             lines = [f"  {f.file}:{f.line}: {f.type}" for f in findings]
             raise DeployError(
@@ -150,7 +153,10 @@ class Deployer:
             if findings:
                 self._logs.platform(name, digest, f"deployed with {len(findings)} secret-scan "
                                     f"finding(s) allowed; reason: {allow_secret_findings}")
-            return deploy_result(app, changed=True)
+            for w in warnings:
+                self._logs.platform(name, digest, f"secret scan warning (test or sample data): "
+                                    f"{w['file']}:{w['line']}: {w['type']}")
+            return {**deploy_result(app, changed=True), "scan_warnings": warnings}
 
     def _store_code(self, src: Path, name: str, revision: str) -> Path:
         dest = self._config.home / "revisions" / name / revision
@@ -181,7 +187,8 @@ class Deployer:
         return p.Load(app=manifest.name, revision=digest, code_dir=str(code_dir),
                       handler=spec.handler, kind=spec.kind, env=env,
                       memory_mb=spec.resources.memory_mb, cpu=spec.resources.cpu,
-                      max_pids=spec.resources.max_pids, sandbox=sandbox)
+                      max_pids=spec.resources.max_pids, sandbox=sandbox,
+                      region=self._config.aws_region)
 
     def egress_socket(self, app: str) -> str:
         return str(self._run_dir / f"egress-{app}.sock")

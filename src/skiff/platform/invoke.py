@@ -6,12 +6,16 @@ from __future__ import annotations
 import time
 
 from skiff import ipc as p
-from skiff.errors import NotFound, SkiffError
+from skiff.errors import InvocationError, NotFound, SkiffError
 from skiff.platform.logsink import LogSink
 from skiff.platform.registry import App, Registry
 from skiff.scheduler import Invocation, Served
 from skiff.store import Invocation as InvocationRecord
 from skiff.store import Store
+
+#: Failures whose message is the app's own words (what it raised or returned),
+#: logged on its stderr; the others are the platform's and have their own lines.
+_APP_WORDS = frozenset({"handler_error", "bad_result", "not_supported"})
 
 
 class Invoker:
@@ -29,13 +33,16 @@ class Invoker:
             raise NotFound(f"app {app.name} serves only static files", code="route_not_found")
         t0 = time.perf_counter()
         served: Served | None = None
-        status, error = 500, None
+        status, error, detail = 500, None, ""
         try:
             resp, served = await app.pool.invoke(inv.request)
             status = resp.status
             return resp
         except SkiffError as exc:
             status, error = exc.status, exc.code
+            if isinstance(exc, InvocationError):  # the caller is told less: the log has it
+                detail = str(exc.details.get("traceback") or "").rstrip() or (
+                    exc.message if exc.code in _APP_WORDS else "")
             raise
         finally:
             elapsed = (time.perf_counter() - t0) * 1000
@@ -53,3 +60,6 @@ class Invoker:
                 self._logs.platform(app.name, record.revision, f"request failed: {error} "
                                     f"(status {status}, {record.duration_ms:.2f} ms)",
                                     request_id=inv.id, instance=record.instance)
+                if detail:
+                    self._logs.failure_text(app.name, record.revision, detail,
+                                            request_id=inv.id, instance=record.instance)

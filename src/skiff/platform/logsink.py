@@ -14,6 +14,7 @@ from skiff.store import Store
 
 LOG_LINES_PER_SECOND = 1000
 MAX_LOG_LINE = 16 * 1024
+MAX_FAILURE_LINES = 64  # of one failure's traceback (the worker sends its last frames)
 APP_STREAMS = frozenset({"stdout", "stderr"})  # all an instance may write; the rest is ours
 
 
@@ -25,6 +26,14 @@ class LogSink:
     def platform(self, app: str, revision: str, line: str, *, request_id: str = "",
                  instance: str = "") -> None:
         self._store.log(app, revision, instance, request_id, "platform", line)
+
+    def failure_text(self, app: str, revision: str, text: str, *, request_id: str = "",
+                     instance: str = "") -> None:
+        """What an app's failure said (its exception and traceback): the app's words, so
+        on its stderr, a line per line, escaped and capped like any output of the app."""
+        for line in text.splitlines()[:MAX_FAILURE_LINES]:
+            self._store.log(app, revision, instance, request_id, "stderr",
+                            one_line(line[:MAX_LOG_LINE])[:MAX_LOG_LINE])
 
     def instance_line(self, inst: Instance, log: p.Log) -> None:
         """A line an instance wrote. Nothing in the frame is taken on trust (the app can

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from skiff.egress import EgressPolicy
 from skiff.errors import Conflict, NotFound
+from skiff.gateway.apiroutes import NO_ROUTES, ApiRoutes, compile_route
 from skiff.gateway.routing import Match, Route, Router, conflict
 from skiff.gateway.static import StaticSite
 from skiff.instance import ZygoteSpec
@@ -33,6 +34,7 @@ class Revision:
     triggers: tuple  # spec.triggers
     egress: EgressPolicy
     routes: tuple[Route, ...]
+    api: ApiRoutes = NO_ROUTES  # spec.http.routes, compiled
 
     @classmethod
     def lock(cls, manifest: Manifest, digest: str, code_dir: Path, zygote: ZygoteSpec,
@@ -42,7 +44,8 @@ class Revision:
                    kind=kind if spec.handler else "static", manifest=manifest,
                    code_dir=code_dir, zygote=zygote, env=tuple(sorted(spec.env.items())),
                    triggers=tuple(spec.triggers), egress=EgressPolicy.parse(spec.egress),
-                   routes=tuple(routes_of(manifest)))
+                   routes=tuple(routes_of(manifest)),
+                   api=ApiRoutes([compile_route(r.path, r.methods) for r in spec.http.routes]))
 
     @property
     def timeout(self) -> float:
@@ -85,6 +88,14 @@ class App:
     @property
     def zygote(self) -> ZygoteSpec:
         return self.revision_.zygote
+
+    @property
+    def payload_format(self) -> str:
+        return self.revision_.manifest.spec.http.payload_format
+
+    @property
+    def api_routes(self) -> ApiRoutes:
+        return self.revision_.api
 
     @property
     def serves(self) -> bool:

@@ -41,7 +41,8 @@ class LambdaContext:
 
     @property
     def invoked_function_arn(self) -> str:
-        return f"arn:aws:lambda:local:000000000000:function:{self.function_name}"
+        region = os.environ.get("AWS_REGION", "us-east-1")
+        return f"arn:aws:lambda:{region}:000000000000:function:{self.function_name}"
 
     @property
     def log_group_name(self) -> str:
@@ -49,9 +50,13 @@ class LambdaContext:
 
     @property
     def log_stream_name(self) -> str:
-        # Lambda names a stream per execution environment; an instance process is one.
-        day = time.strftime("%Y/%m/%d", time.gmtime())
-        return f"{day}/[{self.function_version}]{os.getpid():08x}"
+        # Lambda names a stream per execution environment (an instance process here),
+        # set in the environment when it starts
+        stream = os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME")
+        if not stream:
+            day = time.strftime("%Y/%m/%d", time.gmtime())
+            stream = f"{day}/[{self.function_version}]{os.getpid():08x}"
+        return stream
 
     def get_remaining_time_in_millis(self) -> int:
         deadline = self._ctx.deadline_ms

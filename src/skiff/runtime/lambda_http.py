@@ -19,10 +19,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import re
 import time
 from decimal import Decimal
-from functools import lru_cache
 from urllib.parse import parse_qsl
 
 import msgspec
@@ -103,9 +101,8 @@ def build_http_event(req: HttpRequest, app: str = "", *, now_ms: float | None = 
             is_b64 = True
         if is_b64:
             event["body"] = base64.b64encode(body).decode("ascii")
-    params = _path_params(req.route_key, path)
-    if params:
-        event["pathParameters"] = params
+    if req.path_params:
+        event["pathParameters"] = dict(req.path_params)
     event["isBase64Encoded"] = is_b64
     return event
 
@@ -160,7 +157,12 @@ def _proxy_response(request_id: str, result: dict) -> Response:
             name = str(name).lower()
             if name == "content-type":
                 has_type = True
-            headers.append((name, value if type(value) is str else _header_text(value)))
+            if type(value) is str:
+                headers.append((name, value))
+            elif isinstance(value, list | tuple):  # several values: the header repeated
+                headers.extend((name, _header_text(v)) for v in value)
+            else:
+                headers.append((name, _header_text(value)))
     cookies = result.get("cookies")
     if cookies:
         headers.extend(("set-cookie", str(c)) for c in cookies)
@@ -228,32 +230,3 @@ def _clf_time(epoch_ms: int) -> str:
             f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} +0000")
     _clf_last = (second, text)
     return text
-
-
-def _path_params(route_key: str, path: str) -> dict[str, str] | None:
-    route = _route_pattern(route_key)
-    if route is None:
-        return None
-    pattern, names = route
-    match = pattern.fullmatch(path)
-    return dict(zip(names, match.groups(), strict=True)) if match else None
-
-
-@lru_cache(maxsize=256)
-def _route_pattern(route_key: str) -> tuple[re.Pattern[str], tuple[str, ...]] | None:
-    """``"GET /items/{id}"`` → a regex and its parameter names; ``{name+}`` is greedy.
-    None for routes without parameters (the common ``$default``)."""
-    template = route_key.partition(" ")[2]
-    if "{" not in template:
-        return None
-    names: list[str] = []
-    regex = []
-    for part in re.split(r"(\{[^{}]+\})", template):
-        if part.startswith("{") and part.endswith("}"):
-            name = part[1:-1]
-            greedy = name.endswith("+")
-            names.append(name[:-1] if greedy else name)
-            regex.append("(.+)" if greedy else "([^/]+)")
-        else:
-            regex.append(re.escape(part))
-    return re.compile("".join(regex)), tuple(names)

@@ -37,7 +37,9 @@ def load_app(code_dir: str, handler: str | None, kind: str | None, *,
     if not handler:
         raise LoadError("the app has no handler: set spec.handler to 'module:attribute' "
                         "(e.g. 'app:handler' for def handler(event, context) in app.py)")
-    module_name, attr = _split_handler(handler)
+    # "module:factory()": an app factory (Flask's create_app), called once at init
+    factory = handler.endswith("()")
+    module_name, attr = _split_handler(handler[:-2] if factory else handler)
     code_dir = os.path.abspath(code_dir)
     if not sys.path or sys.path[0] != code_dir:
         sys.path.insert(0, code_dir)
@@ -66,6 +68,15 @@ def load_app(code_dir: str, handler: str | None, kind: str | None, *,
             raise LoadError(f"resolving {handler!r} failed: {_last_line(exc)}",
                             _summary(exc, code_dir)) from exc
 
+    if factory:
+        if not callable(target):
+            raise LoadError(f"{attr!r} in {module_name!r} is not callable, so it cannot be an "
+                            f"app factory (spec.handler is {handler!r})")
+        try:
+            target = target()
+        except (Exception, SystemExit) as exc:
+            raise LoadError(f"the app factory {handler!r} failed: {_last_line(exc)}",
+                            _summary(exc, code_dir)) from exc
     if kind is None:
         kind = detect_kind(target)
         if kind is None:
@@ -122,8 +133,9 @@ def _takes(params: tuple[int, list[str], bool], n: int) -> bool:
 def _split_handler(handler: str) -> tuple[str, str]:
     if ":" in handler:
         module_name, _, attr = handler.partition(":")
-    else:  # Lambda's "file.function"
+    else:  # Lambda's "file.function", the file maybe in a directory ("src/app.handler")
         module_name, _, attr = handler.rpartition(".")
+        module_name = module_name.replace("/", ".")
     if not module_name or not attr:
         raise LoadError(f"spec.handler {handler!r} must look like 'module:attribute'")
     return module_name, attr
