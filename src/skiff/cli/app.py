@@ -46,12 +46,15 @@ def up(dirs: Annotated[list[Path] | None, typer.Argument(help="directories to se
        host: Annotated[str | None, typer.Option(help="address to bind")] = None,
        forwarded_allow_ips: Annotated[str | None, typer.Option(
            help="IPs/CIDRs of proxies trusted to set X-Forwarded-For/-Proto (default: none)")] = None,
+       node_name: Annotated[str | None, typer.Option(
+           help="this node's name in health checks and the X-Skiff-Node header "
+                "($SKIFF_NODE_NAME, default: hostname:port, or hostname-pid for port 0)")] = None,
        home: HomeOpt = None) -> None:
     """Serve every app found under DIRS (and every app deployed before)."""
     from skiff.server import run
 
     config = Config.resolve(home=home, port=port, host=host,
-                            forwarded_allow_ips=forwarded_allow_ips)
+                            forwarded_allow_ips=forwarded_allow_ips, node_name=node_name)
     run(config, [d.resolve() for d in (dirs or [])])
 
 
