@@ -1,0 +1,128 @@
+"""Following the other nodes: what another node deployed, rolled back or deleted
+is served (or no longer served) here too.
+
+Nodes share the registry (PostgreSQL) and nothing else: the registry tells its
+listeners which app changed (:meth:`skiff.store.Registry.add_listener`), and
+:class:`Follower` *reconciles* that app: it reads the app's current revision
+and makes this node serve exactly that (no revision: the app was deleted). A
+reconcile is idempotent and reads the registry each time, so signals may be
+coalesced, repeated, or be this node's own, and a ``None`` signal (the
+listener may have missed some) reconciles every app. A revision that cannot be
+brought up here (its bundle does not unpack, its environment does not build)
+is logged for that app, and the revision served before keeps serving.
+
+The embedded (SQLite) registry has one node and never signals; then
+:meth:`Follower.reconcile` runs only when called.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+
+from skiff.errors import SkiffError
+from skiff.platform.deploy import Deployer
+from skiff.platform.logsink import LogSink
+from skiff.platform.registry import Registry
+from skiff.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class Follower:
+    def __init__(self, store: Store, registry: Registry, deployer: Deployer,
+                 logs: LogSink) -> None:
+        self._store = store
+        self._registry = registry
+        self._deployer = deployer
+        self._logs = logs
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task | None = None
+        self._pending: set[str] = set()
+        self._everything = False
+
+    def start(self) -> None:
+        """Listen to the registry and reconcile on each signal (on this event loop)."""
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        self._task = asyncio.ensure_future(self._run())
+        self._store.add_listener(self._heard)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def _heard(self, app: str | None) -> None:
+        """A signal, on the registry's listener thread: to the loop."""
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: the node stopped
+                loop.call_soon_threadsafe(self._note, app)
+
+    def _note(self, app: str | None) -> None:
+        if app is None:
+            self._everything = True
+        else:
+            self._pending.add(app)
+        assert self._wake is not None
+        self._wake.set()
+
+    async def _run(self) -> None:
+        assert self._wake is not None
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            names = None if self._everything else sorted(self._pending)
+            self._everything, self._pending = False, set()
+            try:
+                await self.reconcile(names)
+            except Exception:  # the database may be away; the next signal tries again
+                log.exception("following the registry failed")
+
+    async def reconcile(self, names: Iterable[str] | None = None) -> None:
+        """Make this node serve each app's current revision (``None``: every app the
+        registry or this node knows)."""
+        if names is None:
+            stored = await asyncio.to_thread(self._store.apps)
+            names = sorted({name for name, _ in stored} | set(self._registry.apps))
+        names = list(names)
+        for name in names:
+            await self._follow(name)
+        for name in names:  # once all are switched: what overlaps whom (as restore does)
+            if name in self._registry.apps:
+                self._deployer.withdraw_ungranted(name)
+
+    async def _follow(self, name: str) -> None:
+        # under the app's lock, as a deploy here: what is read is what is switched to
+        async with self._registry.lock(name):
+            await self._switch(name)
+
+    async def _switch(self, name: str) -> None:
+        current = await asyncio.to_thread(self._store.current, name)
+        served = self._registry.apps.get(name)
+        if current is None:
+            if served is not None:
+                await self._deployer.forget_deleted(name)
+            return
+        if served is not None and served.revision == current:
+            return
+        row = await asyncio.to_thread(self._store.revision, name, current)
+        if row is None:  # deleted again meanwhile: the next signal says so
+            return
+        try:
+            app = await self._deployer.bring_up(row)
+        except (SkiffError, OSError) as exc:
+            reason = exc.message if isinstance(exc, SkiffError) else str(exc)
+            keeps = (f"revision {served.revision} keeps serving here" if served is not None
+                     else "the app is not served here")
+            self._logs.platform(name, current, f"could not serve revision {current} deployed "
+                                f"by another node: {reason}; {keeps}")
+            return
+        self._logs.platform(name, current, f"revision {current} ({app.kind}) served here, "
+                            "as another node deployed it")
