@@ -193,3 +193,25 @@ def test_the_node_name_is_on_health_and_on_data_plane_responses(tmp_path: Path) 
             missing = await http.get("/nothing-here/")
             assert missing.status_code == 404 and missing.headers["x-skiff-node"] == "node-a"
     asyncio.run(run())
+
+
+def test_a_grant_revoked_elsewhere_withdraws_the_route_here(tmp_path: Path) -> None:
+    """An operator revokes a route grant through another node: this node stops serving
+    the route too (as a revoke on this node does), and the app keeps its own routes."""
+    async def run() -> None:
+        scripts = {"front": Script(by_revision), "hello": Script(by_revision)}
+        async with node(tmp_path, scripts) as (http, admin, plat):
+            await deploy(admin, app_dir(tmp_path, "hello"))
+            assert (await admin.put("/route-grants", json={"app": "front", "path": "/"})
+                    ).status_code in (200, 201, 204)
+            front = app_dir(tmp_path, "front")
+            (front / "skiff.yaml").write_text((front / "skiff.yaml").read_text()
+                                              + "  routes: [{path: /}]\n")
+            rev = (await deploy(admin, front))["revision"]
+            assert (await http.get("/no-app-here/x")).text == rev
+            assert plat._p.store.revoke_route("front", None, "")  # on another node
+            await plat._p.follower.reconcile(["front"])
+            assert (await http.get("/no-app-here/x")).status_code == 404
+            assert (await http.get("/front/")).text == rev
+            assert (await http.get("/hello/")).status_code == 200
+    asyncio.run(run())
