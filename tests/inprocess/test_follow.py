@@ -107,8 +107,9 @@ def test_follows_a_deploy_a_rollback_and_a_delete_made_elsewhere(tmp_path: Path)
 
 def test_a_revision_that_cannot_come_up_here_leaves_the_previous_serving(
         tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
-    """A bundle that does not unpack, or an environment that does not build, is logged
-    for the app, and the revision served before keeps serving."""
+    """A bundle that does not unpack, an environment that does not build, or a revision
+    named like a path is logged for the app, and the revision served before keeps
+    serving."""
     async def run() -> None:
         async with node(tmp_path, {"hello": Script(by_revision)}) as (http, admin, plat):
             one = (await deploy(admin, app_dir(tmp_path, "hello", "1")))["revision"]
@@ -136,6 +137,19 @@ def test_a_revision_that_cannot_come_up_here_leaves_the_previous_serving(
             monkeypatch.undo()
             await follower.reconcile()  # the next signal tries again
             assert (await http.get("/hello/")).text == three
+
+            # a row naming a path, not a revision (a registry written by someone else)
+            store = plat._p.store
+            row = store.revision("hello", three)
+            store.put_revision(RevisionRow("hello", "..", row.manifest, row.code_dir, "env",
+                                           time.time()))
+            store.put_bundle("hello", "..", pack_code(app_dir(tmp_path, "hello", "4")))
+            store.set_current("hello", "..")
+            await follower.reconcile(["hello"])
+            assert (await http.get("/hello/")).text == three
+            assert any("could not serve revision .." in line and "not a directory name" in line
+                       for line in await platform_lines(admin, "hello"))
+            assert not (plat.config.home / "app.py").exists()
     asyncio.run(run())
 
 

@@ -81,13 +81,21 @@ class Deployer:
                 await asyncio.to_thread(self._store_bundle, name, revision, app.code_dir)
             except (SkiffError, OSError) as exc:
                 self._logs.platform(name, revision, f"could not restore: {_reason(exc)}")
+        grants = await asyncio.to_thread(self.grants)
         for name in list(self._registry.apps):  # once all are back: what overlaps whom
-            self.withdraw_ungranted(name)
+            self.withdraw_ungranted(name, grants)
 
-    def withdraw_ungranted(self, name: str) -> None:
+    def grants(self) -> set[tuple[str, str | None, str]]:
+        """Every route grant as (app, host, path) (blocking: the registry)."""
+        return {(g["app"], g["host"], g["path"]) for g in self._store.route_grants()}
+
+    def withdraw_ungranted(self, name: str,
+                           grants: set[tuple[str, str | None, str]] | None = None) -> None:
         """Stop serving routes of ``name`` that overlap another app's and that no grant
-        allows now (a revoked grant, or a grant gone since the deploy)."""
-        grants = {(g["app"], g["host"], g["path"]) for g in self._store.route_grants()}
+        allows now (a revoked grant, or a grant gone since the deploy). ``grants``: as
+        :meth:`grants` returns them, read once for many apps."""
+        if grants is None:
+            grants = self.grants()
         for route in self._registry.withdraw_ungranted(name, grants):
             app = self._registry.apps[name]
             where = " ".join(x for x in (route.host and f"host {route.host}",
@@ -174,7 +182,13 @@ class Deployer:
             return deploy_result(app, changed=True)
 
     def _code_dir(self, name: str, revision: str) -> Path:
-        """Where this node keeps the revision's code (the same on every node)."""
+        """Where this node keeps the revision's code (the same on every node). The names
+        may come from a row another node wrote: each must be one path component."""
+        for part in (name, revision):
+            if not part or part in (".", "..") or "/" in part or "\0" in part:
+                raise DeployError(f"the registry names a revision {name!r}/{revision!r} that "
+                                  "is not a directory name; it is not served here",
+                                  code="bad_revision")
         return self._config.home / "revisions" / name / revision
 
     def _store_code(self, src: Path, name: str, revision: str) -> Path:

@@ -94,9 +94,10 @@ class Follower:
         names = list(names)
         for name in names:
             await self._follow(name)
+        grants = await asyncio.to_thread(self._deployer.grants)
         for name in names:  # once all are switched: what overlaps whom (as restore does)
             if name in self._registry.apps:
-                self._deployer.withdraw_ungranted(name)
+                self._deployer.withdraw_ungranted(name, grants)
 
     async def _follow(self, name: str) -> None:
         # under the app's lock, as a deploy here: what is read is what is switched to
