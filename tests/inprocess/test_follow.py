@@ -15,8 +15,9 @@ from pathlib import Path
 
 import httpx
 
+from skiff.cli.client import pack
 from skiff.config import Config
-from skiff.errors import DeployError
+from skiff.errors import DatabaseUnavailable, DeployError
 from skiff.gateway import Gateway
 from skiff.gateway.admin import build_admin
 from skiff.manifest import content_hash, load_manifest
@@ -228,4 +229,28 @@ def test_a_grant_revoked_elsewhere_withdraws_the_route_here(tmp_path: Path) -> N
             assert (await http.get("/no-app-here/x")).status_code == 404
             assert (await http.get("/front/")).text == rev
             assert (await http.get("/hello/")).status_code == 200
+    asyncio.run(run())
+
+
+def test_a_deploy_whose_bundle_cannot_be_stored_changes_nothing(tmp_path: Path,
+                                                                monkeypatch) -> None:  # noqa: ANN001
+    """The bundle goes in before the revision is current: when it cannot (the database
+    is away), the deploy fails, the revision is not current anywhere, the previous one
+    serves, and its trial instance is gone."""
+    async def run() -> None:
+        async with node(tmp_path, {"hello": Script(by_revision)}) as (http, admin, plat):
+            one = (await deploy(admin, app_dir(tmp_path, "hello", "1")))["revision"]
+            live = len(plat._p.launcher.live)
+
+            def away(*args):  # noqa: ANN002, ANN202
+                raise DatabaseUnavailable("cannot reach the database")
+
+            monkeypatch.setattr(plat._p.store, "put_bundle", away)
+            r = await admin.post("/apps", content=pack(app_dir(tmp_path, "hello", "2")),
+                                 headers={"content-type": "application/gzip"})
+            assert r.status_code == 503 and r.json()["error"]["code"] == "database_unavailable"
+            assert plat._p.store.current("hello") == one
+            assert (await http.get("/hello/")).text == one
+            await asyncio.sleep(0)  # the killed trial's exit is handled on the next turn
+            assert len(plat._p.launcher.live) == live
     asyncio.run(run())

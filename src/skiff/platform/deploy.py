@@ -154,9 +154,11 @@ class Deployer:
                 stored["spec"]["kind"] = trial.kind
             try:  # before it is current: a node that hears of it must find its code
                 await asyncio.to_thread(self._store_bundle, name, digest, code_dir)
-            except BaseException:
+            except BaseException:  # e.g. the database is away: the deploy fails whole
                 if trial is not None:
                     trial.kill()
+                if zygote.preinit:
+                    self._launcher.retire(zygote.key, grace=0)
                 if current is None:
                     self._listeners.pop(name).close()
                 raise
