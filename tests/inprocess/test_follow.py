@@ -21,7 +21,7 @@ from skiff.errors import DatabaseUnavailable, DeployError
 from skiff.gateway import Gateway
 from skiff.gateway.admin import build_admin
 from skiff.manifest import content_hash, load_manifest
-from skiff.platform import Platform
+from skiff.platform import Platform, follow
 from skiff.server import assemble
 from skiff.store import RevisionRow
 from skiff.store.registry import pack_code
@@ -110,7 +110,7 @@ def test_a_revision_that_cannot_come_up_here_leaves_the_previous_serving(
         tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
     """A bundle that does not unpack, an environment that does not build, or a revision
     named like a path is logged for the app, and the revision served before keeps
-    serving."""
+    serving; the follower tries again by itself (the package index came back)."""
     async def run() -> None:
         async with node(tmp_path, {"hello": Script(by_revision)}) as (http, admin, plat):
             one = (await deploy(admin, app_dir(tmp_path, "hello", "1")))["revision"]
@@ -124,19 +124,27 @@ def test_a_revision_that_cannot_come_up_here_leaves_the_previous_serving(
             assert not (plat.config.home / "revisions" / "hello" / bad).exists()
 
             envs = plat._p.deployer._envs
+            resolve, index = envs.resolve, {"away": True}
 
-            def broken(code_dir):  # noqa: ANN001, ANN202
-                raise DeployError("pip install -r requirements.txt failed: no such package",
-                                  code="env_build_failed")
+            def flaky(code_dir):  # noqa: ANN001, ANN202
+                if index["away"]:
+                    raise DeployError("pip install -r requirements.txt failed: the package "
+                                      "index is unreachable", code="env_build_failed")
+                return resolve(code_dir)
 
-            monkeypatch.setattr(envs, "resolve", broken)
+            monkeypatch.setattr(envs, "resolve", flaky)
+            monkeypatch.setattr(follow, "RETRY_FIRST", 0.05)
             three = elsewhere(plat, app_dir(tmp_path, "hello", "3"))
             await follower.reconcile(["hello"])
             assert (await http.get("/hello/")).text == one
             assert any(f"could not serve revision {three}" in line and "pip install" in line
+                       and "trying again in 0.05 s" in line
                        for line in await platform_lines(admin, "hello"))
-            monkeypatch.undo()
-            await follower.reconcile()  # the next signal tries again
+            index["away"] = False  # back: the follower's own retry brings the revision up
+            for _ in range(400):
+                if (await http.get("/hello/")).text == three:
+                    break
+                await asyncio.sleep(0.025)
             assert (await http.get("/hello/")).text == three
 
             # a row naming a path, not a revision (a registry written by someone else)

@@ -9,7 +9,9 @@ reconcile is idempotent and reads the registry each time, so signals may be
 coalesced, repeated, or be this node's own, and a ``None`` signal (the
 listener may have missed some) reconciles every app. A revision that cannot be
 brought up here (its bundle does not unpack, its environment does not build)
-is logged for that app, and the revision served before keeps serving.
+is logged for that app, and the revision served before keeps serving; the
+follower tries it again later (a package index or the database may be back),
+less and less often, until it comes up or another revision is current.
 
 The embedded (SQLite) registry has one node and never signals; then
 :meth:`Follower.reconcile` runs only when called.
@@ -30,6 +32,12 @@ from skiff.store import Store
 
 log = logging.getLogger(__name__)
 
+#: Seconds until a revision that did not come up here is tried again, doubled after
+#: each failure up to RETRY_MAX: a transient failure (a package index away) heals
+#: within a minute, and a bundle that never unpacks logs a few lines an hour.
+RETRY_FIRST = 30.0
+RETRY_MAX = 900.0
+
 
 class Follower:
     def __init__(self, store: Store, registry: Registry, deployer: Deployer,
@@ -43,6 +51,8 @@ class Follower:
         self._task: asyncio.Task | None = None
         self._pending: set[str] = set()
         self._everything = False
+        #: app -> (the revision that failed, the delay used, the timer of the retry)
+        self._retries: dict[str, tuple[str, float, asyncio.TimerHandle]] = {}
 
     def start(self) -> None:
         """Listen to the registry and reconcile on each signal (on this event loop)."""
@@ -52,6 +62,9 @@ class Follower:
         self._store.add_listener(self._heard)
 
     async def stop(self) -> None:
+        for _, _, timer in self._retries.values():
+            timer.cancel()
+        self._retries.clear()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -107,6 +120,8 @@ class Follower:
     async def _switch(self, name: str) -> None:
         current = await asyncio.to_thread(self._store.current, name)
         served = self._registry.apps.get(name)
+        if current is None or (served is not None and served.revision == current):
+            self._forget_retry(name)
         if current is None:
             if served is not None:
                 await self._deployer.forget_deleted(name)
@@ -122,8 +137,28 @@ class Follower:
             reason = exc.message if isinstance(exc, SkiffError) else str(exc)
             keeps = (f"revision {served.revision} keeps serving here" if served is not None
                      else "the app is not served here")
+            delay = self._retry(name, current)
             self._logs.platform(name, current, f"could not serve revision {current} deployed "
-                                f"by another node: {reason}; {keeps}")
+                                f"by another node: {reason}; {keeps}; trying again in "
+                                f"{delay:g} s")
             return
+        self._forget_retry(name)
         self._logs.platform(name, current, f"revision {current} ({app.kind}) served here, "
                             "as another node deployed it")
+
+    def _retry(self, name: str, revision: str) -> float:
+        """Reconcile ``name`` again later; returns in how many seconds."""
+        failed = self._retries.pop(name, None)
+        delay = RETRY_FIRST
+        if failed is not None:
+            failed[2].cancel()
+            if failed[0] == revision:
+                delay = min(failed[1] * 2, RETRY_MAX)
+        timer = asyncio.get_running_loop().call_later(delay, self._note, name)
+        self._retries[name] = (revision, delay, timer)
+        return delay
+
+    def _forget_retry(self, name: str) -> None:
+        failed = self._retries.pop(name, None)
+        if failed is not None:
+            failed[2].cancel()
