@@ -73,10 +73,12 @@ def test_a_second_node_serves_what_the_first_deploys_rolls_back_and_deletes(
         assert r.status_code == 201, r.text
         assert version_on(one) == "1"
 
-        # another host, as far as uids go: its own uid registry (the app keeps its uid)
+        # another host, as far as uids go: its own uid registry (the app keeps its uid);
+        # its database and name by flags, as an operator starts one
         two = SkiffServer(tmp_path / "home-2", [], envs_dir, env={
-            **shared, "SKIFF_NODE_NAME": "node-2",
-            "SKIFF_UID_REGISTRY": str(tmp_path / "host-2-uids.db")})
+            "SKIFF_MASTER_KEY": shared["SKIFF_MASTER_KEY"],
+            "SKIFF_UID_REGISTRY": str(tmp_path / "host-2-uids.db")},
+            args=["--database-url", cluster_url, "--node-name", "node-2"])
         nodes.append(two)
         assert any("node node-2" in line for line in two.lines), two.lines
         assert "ready: 1 app(s)" in "\n".join(two.lines)

@@ -54,6 +54,7 @@ def test_listeners_hear_what_another_node_changes(pg_database) -> None:
     here, there = PostgresRegistry(pg_database), PostgresRegistry(pg_database)
     try:
         heard, _ = _heard(here)
+        _wait(here.listening.is_set, "the LISTEN")
         _wait(lambda: heard == [None], "the first reconcile signal")
         there.put_revision(RevisionRow("a", "r1", {}, "/x", "env", 1.0))
         there.set_current("a", "r1")

@@ -101,25 +101,29 @@ class Follower:
     async def reconcile(self, names: Iterable[str] | None = None) -> None:
         """Make this node serve each app's current revision (``None``: every app the
         registry or this node knows)."""
+        known: dict[str, str] = {}  # name -> current revision, as read for every app at once
         if names is None:
-            stored = await asyncio.to_thread(self._store.apps)
-            names = sorted({name for name, _ in stored} | set(self._registry.apps))
+            known = dict(await asyncio.to_thread(self._store.apps))
+            names = sorted(known.keys() | self._registry.apps.keys())
         names = list(names)
         for name in names:
-            await self._follow(name)
+            await self._follow(name, known.get(name))
         grants = await asyncio.to_thread(self._deployer.grants)
         for name in names:  # once all are switched: what overlaps whom (as restore does)
             if name in self._registry.apps:
                 self._deployer.withdraw_ungranted(name, grants)
 
-    async def _follow(self, name: str) -> None:
+    async def _follow(self, name: str, hint: str | None = None) -> None:
         # under the app's lock, as a deploy here: what is read is what is switched to
         async with self._registry.lock(name):
-            await self._switch(name)
+            await self._switch(name, hint)
 
-    async def _switch(self, name: str) -> None:
-        current = await asyncio.to_thread(self._store.current, name)
+    async def _switch(self, name: str, hint: str | None) -> None:
         served = self._registry.apps.get(name)
+        if hint is not None and served is not None and served.revision == hint:
+            self._forget_retry(name)
+            return  # read before the lock; a change since then sends a signal of its own
+        current = await asyncio.to_thread(self._store.current, name)
         if current is None or (served is not None and served.revision == current):
             self._forget_retry(name)
         if current is None:
