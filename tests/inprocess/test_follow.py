@@ -262,3 +262,31 @@ def test_a_deploy_whose_bundle_cannot_be_stored_changes_nothing(tmp_path: Path,
             await asyncio.sleep(0)  # the killed trial's exit is handled on the next turn
             assert len(plat._p.launcher.live) == live
     asyncio.run(run())
+
+
+def test_a_reconcile_the_database_interrupts_is_tried_again(tmp_path: Path,
+                                                            monkeypatch) -> None:  # noqa: ANN001
+    """The registry fails while the follower reads it (a failover): the follower logs
+    it and reconciles everything again later, without waiting for another signal."""
+    async def run() -> None:
+        async with node(tmp_path, {"hello": Script(by_revision)}) as (http, admin, plat):
+            await deploy(admin, app_dir(tmp_path, "hello", "1"))
+            two = elsewhere(plat, app_dir(tmp_path, "hello", "2"))
+            store, failures = plat._p.store, []
+            current = store.current
+
+            def failing_once(name):  # noqa: ANN001, ANN202
+                if not failures:
+                    failures.append(name)
+                    raise DatabaseUnavailable("the database is restarting")
+                return current(name)
+
+            monkeypatch.setattr(store, "current", failing_once)
+            monkeypatch.setattr(follow, "RETRY_FIRST", 0.05)
+            plat._p.follower._heard("hello")
+            for _ in range(400):
+                if (await http.get("/hello/")).text == two:
+                    break
+                await asyncio.sleep(0.025)
+            assert failures == ["hello"] and (await http.get("/hello/")).text == two
+    asyncio.run(run())

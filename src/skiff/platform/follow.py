@@ -95,8 +95,10 @@ class Follower:
             self._everything, self._pending = False, set()
             try:
                 await self.reconcile(names)
-            except Exception:  # the database may be away; the next signal tries again
-                log.exception("following the registry failed")
+            except Exception:  # the database may be away: all of it again, later
+                log.exception("following the registry failed; trying again in %g s",
+                              RETRY_FIRST)
+                asyncio.get_running_loop().call_later(RETRY_FIRST, self._note, None)
 
     async def reconcile(self, names: Iterable[str] | None = None) -> None:
         """Make this node serve each app's current revision (``None``: every app the
