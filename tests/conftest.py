@@ -23,7 +23,7 @@ class SkiffServer:
     """``skiff up DIRS --port 0`` as a child process, with its output captured."""
 
     def __init__(self, home: Path, dirs: list[Path], envs: Path, env: dict | None = None,
-                 command: str = "up", args: tuple[str, ...] = ()) -> None:
+                 command: str = "up", args: list[str] | None = None) -> None:
         self.home = home
         self.lines: list[str] = []
         self._ready = threading.Event()
@@ -32,7 +32,7 @@ class SkiffServer:
         full_env.pop("SKIFF_ADMIN_TOKEN", None)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "skiff", command, *map(str, dirs), "--port", "0",
-             "--home", str(home), *args],
+             "--home", str(home), *(args or [])],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=full_env)
         threading.Thread(target=self._pump, daemon=True).start()
         if not self._ready.wait(180) or self.proc.poll() is not None:

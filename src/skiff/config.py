@@ -4,9 +4,14 @@ argument > ``SKIFF_*`` environment variable > default."""
 from __future__ import annotations
 
 import os
+import re
 import secrets
+import socket
 from dataclasses import dataclass
 from pathlib import Path
+
+#: A node name goes into a response header and log lines: hostname-like text only.
+NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
 
 def _env(name: str, default: str) -> str:
@@ -65,16 +70,24 @@ class Config:
     database_url: str = ""
     # AWS_REGION / AWS_DEFAULT_REGION in every instance (boto3 and Powertools need one)
     aws_region: str = "us-east-1"
+    # this node among the nodes of one database: in the start line, /_skiff/api/health and
+    # the X-Skiff-Node header (a load balancer's health check tells nodes apart by it)
+    node_name: str = ""  # "": the hostname and the port (or the pid, for port 0)
+
+    def __post_init__(self) -> None:
+        if not self.node_name:
+            object.__setattr__(self, "node_name", default_node_name(self.port))
 
     @classmethod
     def resolve(cls, **overrides: object) -> Config:
         given = {k: v for k, v in overrides.items() if v is not None}
         home = Path(given.pop("home", None) or _env("HOME", ".skiff")).resolve()
         envs = given.pop("envs_dir", None) or os.environ.get("SKIFF_ENVS_DIR")
+        port = int(given.pop("port", _env("PORT", "8080")))  # type: ignore[call-overload]
         return cls(
             home=home,
             host=str(given.pop("host", _env("HOST", "127.0.0.1"))),
-            port=int(given.pop("port", _env("PORT", "8080"))),  # type: ignore[arg-type]
+            port=port,
             max_body_bytes=int(given.pop("max_body_bytes", _env("MAX_BODY_BYTES", str(6 << 20)))),  # type: ignore[arg-type]
             spares=int(given.pop("spares", _env("SPARES", "2"))),  # type: ignore[arg-type]
             envs_dir=Path(envs).resolve() if envs else home / "envs",  # type: ignore[arg-type]
@@ -110,6 +123,7 @@ class Config:
             max_app_files=int(given.pop("max_app_files", _env("MAX_APP_FILES", "10000"))),  # type: ignore[arg-type]
             database_url=str(given.pop("database_url", _env("DATABASE_URL", ""))).strip(),
             aws_region=str(given.pop("aws_region", _env("AWS_REGION", "us-east-1"))).strip(),
+            node_name=str(given.pop("node_name", None) or _env("NODE_NAME", "")).strip(),
         )
 
     def admin_token(self) -> str:
@@ -124,3 +138,10 @@ class Config:
             with os.fdopen(fd, "w") as f:
                 f.write(secrets.token_urlsafe(32))
         return path.read_text().strip()
+
+
+def default_node_name(port: int) -> str:
+    """The hostname and the port, or the pid when the port is picked at bind time (0):
+    two nodes on one machine differ either way."""
+    host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:100].lstrip("._-") or "node"
+    return f"{host}:{port}" if port else f"{host}-{os.getpid()}"

@@ -2,9 +2,14 @@
 ``status`` and a stable ``code`` and says what to do.
 
     SkiffError                 500 internal_error       (and 400 bad_request, bad_path, bad_upload,
-    │                                                    bad_event, bad_value; 503 server_busy)
+    │                                                    bad_event, bad_value, bad_config: a
+    │                                                    setting such as SKIFF_NODE_NAME is
+    │                                                    unusable; 503 server_busy)
     ├── ManifestError          422 invalid_manifest     skiff.yaml does not validate
     ├── DeployError            422 deploy_failed        install or import of an app failed
+    │                                                   (bundle_missing, bundle_invalid, bad_revision:
+    │                                                   a revision another node deployed cannot
+    │                                                   be brought up on this one; logged for the app)
     ├── NotFound               404 not_found            (app_not_found, revision_not_found, route_not_found)
     ├── PayloadTooLarge        413 payload_too_large    (app_too_large: a deploy upload expands too far)
     ├── Unauthorized           401 unauthorized         admin token missing or wrong

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import uvicorn
 
-from skiff.config import Config
+from skiff.config import NODE_NAME, Config
 from skiff.edge import ADMIN_RESERVE, EdgeLimits, EdgeProtocol, raise_fd_limit
 from skiff.egress import EgressProxy, Guard, fd_connection_budget
 from skiff.egress import raise_fd_limit as raise_fd_limit_for_egress
@@ -31,6 +31,7 @@ from skiff.instance.environments import Environments
 from skiff.instance.isolation import Support
 from skiff.platform import Parts, Platform, Registry
 from skiff.platform.deploy import Deployer
+from skiff.platform.follow import Follower
 from skiff.platform.hooks import PlatformHooks
 from skiff.platform.invoke import Invoker
 from skiff.platform.logsink import LogSink
@@ -107,10 +108,12 @@ def assemble(config: Config, *,
         envs=Environments(config.envs_dir or config.home / "envs", offline=config.offline),
         support=support, secrets=secrets, egress=egress, events=events, kv=kv, logs=logs,
         sdk=sdk)
+    # what other nodes of the database deploy, roll back and delete, served here too
+    follower = Follower(store, registry, deployer, logs)
     return Platform(config, Parts(
         store=store, registry=registry, logs=logs, invoker=invoker, deployer=deployer,
         launcher=launching, support=support, secrets=secrets, egress=egress, events=events,
-        broker=broker, services=services, sdk=sdk, kv=kv, storage=storage))
+        broker=broker, services=services, sdk=sdk, kv=kv, storage=storage, follower=follower))
 
 
 def egress_proxy(config: Config, logs: LogSink) -> EgressProxy:
@@ -162,6 +165,10 @@ async def deploy_all(platform: Platform, dirs: list[Path], *,
 async def serve(config: Config, dirs: list[Path],
                 after_start: Callable[[Platform, Config], Awaitable[None]] | None = None, *,
                 allow_secret_findings: str | None = None) -> None:
+    if not NODE_NAME.fullmatch(config.node_name):  # it goes into a header and log lines
+        raise SkiffError(f"the node name {config.node_name[:200]!r} must be 1-128 letters, "
+                         "digits, '.', '_', ':' or '-', starting with a letter or digit "
+                         "(--node-name, SKIFF_NODE_NAME)", code="bad_config", status=400)
     lock = ServerLock(config.home)
     lock.acquire()  # before any database is opened: a second server stops here, at once
     try:
@@ -201,7 +208,8 @@ async def _serve(config: Config, dirs: list[Path],
     platform.config = config
     url = f"http://{config.host}:{port}"
     (config.home / "server.json").write_text(json.dumps({"url": url, "pid": os.getpid()}))
-    say(f"Skiff {url}  (home {config.home}, memory isolation: {platform.memory_isolation})")
+    say(f"Skiff {url}  (node {config.node_name}, home {config.home}, "
+        f"memory isolation: {platform.memory_isolation})")
     if dirs:
         await deploy_all(platform, dirs, allow_secret_findings=allow_secret_findings)
     if after_start is not None:

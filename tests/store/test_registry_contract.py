@@ -120,3 +120,48 @@ def test_unpack_refuses_paths_out_of_the_destination(tmp_path: Path) -> None:
     with pytest.raises(tarfile.TarError):
         unpack_code(buf.getvalue(), tmp_path / "dest")
     assert not (tmp_path / "escape.txt").exists()
+
+
+def test_has_bundle_says_whether_one_is_stored(registry: Registry) -> None:
+    """has_bundle answers without fetching: stored, not stored, and gone with the app."""
+    registry.put_revision(_row("a", "r1"))
+    registry.set_current("a", "r1")
+    assert registry.has_bundle("a", "r1") is False
+    registry.put_bundle("a", "r1", b"tar")
+    assert registry.has_bundle("a", "r1") is True and registry.has_bundle("a", "r2") is False
+    registry.delete_app("a")
+    assert registry.has_bundle("a", "r1") is False
+
+
+def test_a_bundle_leaves_bytecode_out(tmp_path: Path) -> None:
+    """__pycache__ stays out of a bundle: the node that unpacks compiles for its own Python."""
+    src = tmp_path / "src"
+    (src / "__pycache__").mkdir(parents=True)
+    (src / "pkg" / "__pycache__").mkdir(parents=True)
+    (src / "app.py").write_text("x = 1\n")
+    (src / "pkg" / "m.py").write_text("y = 2\n")
+    (src / "__pycache__" / "app.cpython-311.pyc").write_bytes(b"\0")
+    (src / "pkg" / "__pycache__" / "m.cpython-311.pyc").write_bytes(b"\0")
+    out = unpack_code(pack_code(src), tmp_path / "out")
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == [
+        "app.py", "pkg", "pkg/m.py"]
+
+
+def test_unpack_refuses_a_bundle_over_the_limits_before_writing(tmp_path: Path) -> None:
+    """A bundle that expands past max_bytes or max_files is refused (413 app_too_large)
+    and nothing of it is written: a few KB of zeros may expand to gigabytes."""
+    from skiff.errors import PayloadTooLarge
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "zeros.bin").write_bytes(bytes(1 << 20))
+    (src / "b.txt").write_text("b")
+    data = pack_code(src)
+    assert len(data) < 10_000
+    for limits in ({"max_bytes": 1 << 19}, {"max_files": 1}):
+        with pytest.raises(PayloadTooLarge) as err:
+            unpack_code(data, tmp_path / "dest", **limits)
+        assert err.value.code == "app_too_large"
+        assert not (tmp_path / "dest").exists()
+    out = unpack_code(data, tmp_path / "dest", max_bytes=1 << 21, max_files=2)
+    assert (out / "zeros.bin").stat().st_size == 1 << 20

@@ -49,12 +49,20 @@ def up(dirs: Annotated[list[Path] | None, typer.Argument(help="directories to se
        allow_secret_scan_findings: Annotated[str | None, typer.Option(
            help="deploy DIRS even with hard-coded credential findings; the REASON is "
                 "logged")] = None,
+       node_name: Annotated[str | None, typer.Option(
+           help="this node's name in health checks and the X-Skiff-Node header "
+                "($SKIFF_NODE_NAME, default: hostname:port, or hostname-pid for port 0)")] = None,
+       database_url: Annotated[str | None, typer.Option(
+           "--database-url", help="the database ($SKIFF_DATABASE_URL, default: "
+           "sqlite:///$SKIFF_HOME/skiff.db); nodes on one postgresql:// URL serve the same "
+           "apps")] = None,
        home: HomeOpt = None) -> None:
     """Serve every app found under DIRS (and every app deployed before)."""
     from skiff.server import run
 
     config = Config.resolve(home=home, port=port, host=host,
-                            forwarded_allow_ips=forwarded_allow_ips)
+                            forwarded_allow_ips=forwarded_allow_ips, node_name=node_name,
+                            database_url=database_url)
     run(config, [d.resolve() for d in (dirs or [])],
         allow_secret_findings=allow_secret_scan_findings)
 

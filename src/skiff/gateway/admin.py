@@ -195,8 +195,11 @@ def build_admin(platform: Facade, token: str,
     protected = [Depends(auth)]
 
     @api.get(f"{PREFIX}/health")
-    async def health() -> dict:
-        return {"status": "ok", "version": skiff.__version__, "apps": len(platform.app_names()),
+    async def health(response: Response) -> dict:
+        node = platform.config.node_name
+        response.headers["x-skiff-node"] = node  # a load balancer's check tells nodes apart
+        return {"status": "ok", "version": skiff.__version__, "node": node,
+                "apps": len(platform.app_names()),
                 "uptime_s": round(time.time() - platform.started, 1)}
 
     @api.get(f"{PREFIX}/schema")

@@ -34,11 +34,11 @@ ADMIN_PREFIX = "/_skiff/"
 # body, which the gateway does itself (Content-Length of what it sends). Passed
 # through, Content-Length with Transfer-Encoding (or a 1xx status, or a CR/LF in
 # a value) let an app end its response early and answer the next request on the
-# client's kept-alive connection. The request id is the gateway's to set.
+# client's kept-alive connection. The request id and the node are the gateway's to set.
 _NOT_FROM_APPS = frozenset({
     "connection", "keep-alive", "proxy-connection", "transfer-encoding", "content-length",
     "te", "trailer", "trailers", "upgrade", "proxy-authenticate", "proxy-authorization",
-    "x-skiff-request-id",
+    "x-skiff-request-id", "x-skiff-node",
 })
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 field-name
 _BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # CR, LF, NUL and the other controls
@@ -226,6 +226,8 @@ class Gateway:
         self.admin = admin
         config = platform.config
         self.static_cache = StaticCache(config.static_cache_bytes)
+        # which node answered (behind a load balancer): one constant header, made once
+        self._node = (b"x-skiff-node", config.node_name.encode("latin-1"))
         self._bodies = BodyBudget(config.max_buffered_bytes,
                                   max(config.max_buffered_bytes // APP_BODY_SHARE,
                                       config.max_body_bytes))
@@ -284,7 +286,7 @@ class Gateway:
         rid = platform.new_request_id()
         hold = None  # what this request's body holds of the budget
         if "\x00" in path:  # no route, file or app path has one; file APIs raise on it
-            await _send(send, *error_response(SkiffError(
+            await self._reply(send, *error_response(SkiffError(
                 "the request path has a NUL byte (%00)", code="bad_path", status=400), rid))
             return
         try:
@@ -298,7 +300,8 @@ class Gateway:
                 if match.mount and path == match.mount:
                     q = scope.get("query_string", b"")
                     loc = (match.mount + "/" + ("?" + q.decode("latin-1") if q else "")).encode()
-                    await _send(send, 308, [(b"location", loc), (b"content-length", b"0")], b"")
+                    await self._reply(send, 308, [(b"location", loc), (b"content-length", b"0")],
+                                      b"")
                     return
                 f = app.static.lookup(match.path)
                 if f is not None:
@@ -333,8 +336,8 @@ class Gateway:
                 await platform.accept(inv)
                 body = _json.encode({"invocation_id": rid, "status": "queued",
                                      "status_url": f"/_skiff/api/invocations/{rid}"})
-                await _send(send, 202, [(b"content-type", b"application/json"),
-                                        (b"x-skiff-request-id", rid.encode())], body)
+                await self._reply(send, 202, [(b"content-type", b"application/json"),
+                                              (b"x-skiff-request-id", rid.encode())], body)
                 return
             resp = await platform.invoke(app, inv)
             answer = app_response(app, resp, method, rid, lambda line: platform.log(
@@ -343,17 +346,22 @@ class Gateway:
             await _send(send, *failure_response(exc, app.kind, rid))
             return
         except SkiffError as exc:
-            await _send(send, *error_response(exc, rid))
+            await self._reply(send, *error_response(exc, rid))
             return
         finally:
             if hold is not None:
                 hold.release()
-        await _send(send, *answer)
+        await self._reply(send, *answer)
+
+    async def _reply(self, send: Send, status: int, headers: list[tuple[bytes, bytes]],
+                     body: bytes) -> None:
+        headers.append(self._node)
+        await _send(send, status, headers, body)
 
     async def _static(self, send: Send, f: StaticFile, inm: str | None, method: str,
                       rid: str) -> None:
         headers = [(b"etag", f.etag.encode()), (b"cache-control", b"no-cache"),
-                   (b"x-skiff-request-id", rid.encode())]
+                   (b"x-skiff-request-id", rid.encode()), self._node]
         if inm is not None and etag_matches(inm, f.etag):
             await _send(send, 304, headers, b"")
             return

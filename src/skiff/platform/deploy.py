@@ -1,6 +1,12 @@
 """The deploy pipeline: validate, scan, store, trial-load, lock a :class:`Revision`
 and switch to it; and what else makes or unmakes revisions (restore at start,
-rollback, delete, secret rotation)."""
+rollback, delete, secret rotation, following another node).
+
+Every revision's code is stored twice: in this node's home
+(``revisions/<app>/<revision>``, what instances run) and as a bundle in the
+registry (what another node, or this one with an empty home, unpacks into the
+same place). A deploy stores the bundle before it makes the revision current,
+so no node hears of a revision whose code it cannot fetch."""
 
 from __future__ import annotations
 
@@ -9,8 +15,10 @@ import compileall
 import contextlib
 import dataclasses
 import shutil
+import tarfile
 import tempfile
 import time
+import zlib
 from pathlib import Path
 
 import msgspec
@@ -30,6 +38,7 @@ from skiff.platform.registry import App, Registry, Revision
 from skiff.platform.sdkcalls import SdkCalls
 from skiff.scheduler import Pool, Target, WarmWindow
 from skiff.store import KV, RevisionRow, Store
+from skiff.store.registry import pack_code, unpack_code
 from skiff.triggers import EventPlane
 
 
@@ -57,24 +66,36 @@ class Deployer:
 
     # -- restore ------------------------------------------------------------------
     async def restore(self) -> None:
-        """Serve every app's current revision again (at start)."""
-        for name, revision in self._store.apps():
-            row = self._store.revision(name, revision)
-            if row is None or not await asyncio.to_thread(Path(row.code_dir).is_dir):
+        """Serve every app's current revision again (at start): from this node's disk,
+        or unpacked from its bundle when this home does not have it (a new node)."""
+        for name, revision in await asyncio.to_thread(self._store.apps):
+            row = await asyncio.to_thread(self._store.revision, name, revision)
+            if row is None:
                 self._logs.platform(name, revision,
-                                    f"revision {revision} is missing on disk; app not served")
+                                    f"revision {revision} is missing from the registry; "
+                                    "app not served")
                 continue
             try:
-                await self._bring_up(row)
+                app = await self._bring_up(row)
+                # a revision deployed before bundles existed: other nodes need it now
+                await asyncio.to_thread(self._store_bundle, name, revision, app.code_dir)
             except (SkiffError, OSError) as exc:
-                self._logs.platform(name, revision, f"could not restore: {exc}")
+                self._logs.platform(name, revision, f"could not restore: {_reason(exc)}")
+        grants = await asyncio.to_thread(self.grants)
         for name in list(self._registry.apps):  # once all are back: what overlaps whom
-            self.withdraw_ungranted(name)
+            self.withdraw_ungranted(name, grants)
 
-    def withdraw_ungranted(self, name: str) -> None:
+    def grants(self) -> set[tuple[str, str | None, str]]:
+        """Every route grant as (app, host, path) (blocking: the registry)."""
+        return {(g["app"], g["host"], g["path"]) for g in self._store.route_grants()}
+
+    def withdraw_ungranted(self, name: str,
+                           grants: set[tuple[str, str | None, str]] | None = None) -> None:
         """Stop serving routes of ``name`` that overlap another app's and that no grant
-        allows now (a revoked grant, or a grant gone since the deploy)."""
-        grants = {(g["app"], g["host"], g["path"]) for g in self._store.route_grants()}
+        allows now (a revoked grant, or a grant gone since the deploy). ``grants``: as
+        :meth:`grants` returns them, read once for many apps."""
+        if grants is None:
+            grants = self.grants()
         for route in self._registry.withdraw_ungranted(name, grants):
             app = self._registry.apps[name]
             where = " ".join(x for x in (route.host and f"host {route.host}",
@@ -134,6 +155,16 @@ class Deployer:
                 # remember the detected kind: a restored or rolled-back revision needs it
                 # before any instance runs (e.g. to invoke it with an event)
                 stored["spec"]["kind"] = trial.kind
+            try:  # before it is current: a node that hears of it must find its code
+                await asyncio.to_thread(self._store_bundle, name, digest, code_dir)
+            except BaseException:  # e.g. the database is away: the deploy fails whole
+                if trial is not None:
+                    trial.kill()
+                if zygote.preinit:
+                    self._launcher.retire(zygote.key, grace=0)
+                if current is None:
+                    self._listeners.pop(name).close()
+                raise
             try:  # another app may have taken a route or queue while this one installed
                 self._check_ownership(manifest)
             except SkiffError:
@@ -158,8 +189,18 @@ class Deployer:
                                     f"{w['file']}:{w['line']}: {w['type']}")
             return {**deploy_result(app, changed=True), "scan_warnings": warnings}
 
+    def _code_dir(self, name: str, revision: str) -> Path:
+        """Where this node keeps the revision's code (the same on every node). The names
+        may come from a row another node wrote: each must be one path component."""
+        for part in (name, revision):
+            if not part or part in (".", "..") or "/" in part or "\0" in part:
+                raise DeployError(f"the registry names a revision {name!r}/{revision!r} that "
+                                  "is not a directory name; it is not served here",
+                                  code="bad_revision")
+        return self._config.home / "revisions" / name / revision
+
     def _store_code(self, src: Path, name: str, revision: str) -> Path:
-        dest = self._config.home / "revisions" / name / revision
+        dest = self._code_dir(name, revision)
         if dest.is_dir():
             return dest
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -172,6 +213,52 @@ class Deployer:
         compileall.compile_dir(tmp, quiet=2, workers=1)
         tmp.chmod(0o755)  # instances run as the app's own uid and must read their code
         tmp.rename(dest)
+        return dest
+
+    def _store_bundle(self, name: str, revision: str, code_dir: Path) -> None:
+        """The revision's code into the registry, once (blocking: tar and the database)."""
+        if not self._store.has_bundle(name, revision):
+            self._store.put_bundle(name, revision, pack_code(code_dir))
+
+    async def _code_here(self, row: RevisionRow) -> Path:
+        """This node's copy of the revision's code: where a deploy here put it, or its
+        bundle from the registry unpacked there (another node deployed it)."""
+        dest = self._code_dir(row.app, row.revision)
+        if await asyncio.to_thread(dest.is_dir):
+            return dest
+        data = await asyncio.to_thread(self._store.bundle, row.app, row.revision)
+        if data is None:
+            raise DeployError(f"the code of revision {row.revision} of app {row.app} is not on "
+                              "this node, and the registry has no bundle of it (a revision "
+                              "deployed before code bundles were stored is on the disk of the "
+                              "node that deployed it only); deploy the app again",
+                              code="bundle_missing")
+        return await asyncio.to_thread(self._unpack, data, row.app, row.revision)
+
+    def _unpack(self, data: bytes, name: str, revision: str) -> Path:
+        """A bundle into the revision's directory, whole or not at all (blocking)."""
+        dest = self._code_dir(name, revision)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{revision}-"))
+        try:
+            unpack_code(data, tmp, max_bytes=self._config.max_app_bytes,
+                        max_files=self._config.max_app_files)
+            compileall.compile_dir(tmp, quiet=2, workers=1)  # as _store_code, for this node
+            tmp.chmod(0o755)
+            try:
+                tmp.rename(dest)
+            except OSError:
+                if not dest.is_dir():  # else another follower of this node got there first
+                    raise
+                shutil.rmtree(tmp, ignore_errors=True)
+        except (tarfile.TarError, EOFError, zlib.error) as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise DeployError(f"the code bundle of revision {revision} of app {name} does not "
+                              f"unpack: {exc}; deploy the app again",
+                              code="bundle_invalid") from None
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         return dest
 
     def _load_message(self, manifest: Manifest, digest: str, code_dir: Path,
@@ -215,10 +302,17 @@ class Deployer:
                     f"(SKIFF_EGRESS_ALLOW={rule.entry})")
         return problems
 
+    async def bring_up(self, row: RevisionRow) -> App:
+        """Serve a revision another node deployed (its trial ran there); the caller
+        holds the app's lock (``registry.lock``)."""
+        return await self._bring_up(row)
+
     async def _bring_up(self, row: RevisionRow) -> App:
-        """Serve a stored revision (at start, or for a rollback): no trial, its
-        instances start on demand."""
-        code_dir = Path(row.code_dir)
+        """Serve a stored revision (at start, for a rollback, or deployed by another
+        node): no trial, its instances start on demand. Its code comes from this
+        node's disk or its bundle. Until it switches, the revision served before
+        keeps serving; any failure before that leaves it so."""
+        code_dir = await self._code_here(row)
         manifest = parse_manifest(row.manifest, source=f"{row.app}@{row.revision}",
                                   base_dir=code_dir)
         policy = EgressPolicy.parse(manifest.spec.egress)
@@ -362,9 +456,10 @@ class Deployer:
                                code="revision_not_found")
             row = matches[0]
         async with self._registry.lock(name):
-            self._check_ownership(parse_manifest(row.manifest, source=f"{name}@{row.revision}",
-                                                 base_dir=Path(row.code_dir)))
+            # no base_dir: the code may not be on this node yet (_bring_up checks it there)
+            self._check_ownership(parse_manifest(row.manifest, source=f"{name}@{row.revision}"))
             app = await self._bring_up(row)
+            await asyncio.to_thread(self._store_bundle, name, row.revision, app.code_dir)
             self._store.set_current(name, row.revision)
         self._logs.platform(name, row.revision, f"rolled back to revision {row.revision}")
         return deploy_result(app, changed=True)
@@ -382,20 +477,11 @@ class Deployer:
             manifests = [app.manifest]
             for row in self._store.revisions(name):
                 # a revision an older Skiff wrote may not parse: its queues are unknown
+                # (no base_dir: its code may be on another node, and only its queues count)
                 with contextlib.suppress(SkiffError):
-                    manifests.append(parse_manifest(row.manifest, source=f"{name}@{row.revision}",
-                                                    base_dir=Path(row.code_dir)))
-            # stop serving first: nothing new arrives while the data goes
-            self._registry.remove(name)
-            self._events.unwire(name)
-            self._sdk.forget(name)
-            if app.pool:
-                await _close_pool(app.pool)
-            if app.zygote.preinit:
-                self._launcher.retire(app.zygote.key, grace=0)
-            listener = self._listeners.pop(name, None)
-            if listener is not None:
-                listener.close()
+                    manifests.append(parse_manifest(row.manifest,
+                                                    source=f"{name}@{row.revision}"))
+            await self._unserve(app)  # first: nothing new arrives while the data goes
             self._store.delete_app(name)  # first: a restart from here on does not bring it back
             self._store.release_uid(name)
             messages = await asyncio.to_thread(self._events.forget, name, manifests)
@@ -407,6 +493,33 @@ class Deployer:
         return {"deleted": name, "kv_items": items, "messages": messages,
                 "records_kept_as": retired}
 
+    async def forget_deleted(self, name: str) -> None:
+        """Another node deleted the app (and its data, which is shared): stop serving it
+        here and remove what this node kept of it (its code, its uid on this host). The
+        caller holds the app's lock."""
+        app = self._registry.apps.get(name)
+        if app is None:
+            return
+        await self._unserve(app)
+        await asyncio.to_thread(shutil.rmtree, self._config.home / "revisions" / name, True)
+        await asyncio.to_thread(self._store.forget_host_uid, name)
+        self._logs.platform(name, app.revision, "app deleted by another node; no longer "
+                            "served here")
+
+    async def _unserve(self, app: App) -> None:
+        """Stop serving the app on this node: routes, event wiring, instances, egress."""
+        name = app.name
+        self._registry.remove(name)
+        self._events.unwire(name)
+        self._sdk.forget(name)
+        if app.pool:
+            await _close_pool(app.pool)
+        if app.zygote.preinit:
+            self._launcher.retire(app.zygote.key, grace=0)
+        listener = self._listeners.pop(name, None)
+        if listener is not None:
+            listener.close()
+
 
 async def _close_pool(pool: Pool, timeout: float = 5.0) -> None:
     """Kill the pool's instances and wait until each one's last output and death
@@ -416,6 +529,10 @@ async def _close_pool(pool: Pool, timeout: float = 5.0) -> None:
     pool.close()
     if ended:
         await asyncio.wait(ended, timeout=timeout)
+
+
+def _reason(exc: BaseException) -> str:
+    return exc.message if isinstance(exc, SkiffError) else str(exc)
 
 
 def deploy_result(app: App, *, changed: bool) -> dict:

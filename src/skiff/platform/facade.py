@@ -21,6 +21,7 @@ from skiff.instance import Launcher
 from skiff.instance.environments import DEFAULT
 from skiff.instance.isolation import Support
 from skiff.platform.deploy import Deployer
+from skiff.platform.follow import Follower
 from skiff.platform.invoke import Invoker
 from skiff.platform.logsink import LogSink
 from skiff.platform.registry import App, Registry
@@ -54,6 +55,7 @@ class Parts:
     sdk: SdkCalls
     kv: KV
     storage: Storage
+    follower: Follower
 
 
 class Platform:
@@ -78,6 +80,7 @@ class Platform:
     # -- lifecycle ------------------------------------------------------------
     async def start(self) -> None:
         await self._p.deployer.restore()
+        self._p.follower.start()  # its first reconcile catches what changed since the restore
         await self._p.launcher.warm(dataclasses.replace(DEFAULT, profile="strict"))
         self._p.events.start()
         self._ticker = asyncio.ensure_future(self._tick())
@@ -87,6 +90,7 @@ class Platform:
             self._ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
+        await self._p.follower.stop()
         await self._p.egress.aclose()
         self._p.sdk.close()
         await self._p.events.stop()

@@ -7,26 +7,52 @@ registry (root), the node that allocates picks a uid free on its host and in
 the cluster, and every node claims the app's uid on its host when it asks
 for it, which refuses a uid another Skiff home of that host holds
 (UidConflict) instead of sharing it.
+
+Every change of what an app serves (:meth:`set_current`, :meth:`delete_app`,
+:meth:`grant_route`, :meth:`revoke_route`) sends ``NOTIFY`` on :data:`CHANNEL`
+with the app's name in the same transaction, so it is heard only once
+committed. One listener thread per registry (started by the first
+:meth:`add_listener`) passes those to the listeners. A notification sent while
+that thread was not listening (it was connecting, or its connection broke)
+reached no one, so after every LISTEN the listeners are told ``None``:
+reconcile everything. The node that made a change hears it too (telling its
+own notifications apart by server pid fails once a pid is reused by another
+node's connection); a listener's reconcile finds nothing to do then.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import threading
 import time
 
 from skiff.errors import UidConflict
 from skiff.store.postgres import PostgresDatabase
-from skiff.store.registry import Registry, RevisionRow
+from skiff.store.registry import Listener, Registry, RevisionRow
 from skiff.store.uids import FIRST_APP_UID, LAST_APP_UID, UidRegistry
+
+log = logging.getLogger(__name__)
 
 #: The advisory lock uid allocation takes, cluster-wide ("uid").
 _UID_LOCK = 0x756964
+#: The NOTIFY channel of registry changes; the payload is the app's name.
+CHANNEL = "skiff_registry"
+#: How often the listener thread checks that it should still run (close waits for it).
+_LISTEN_TICK = 0.2
+#: Seconds between attempts to LISTEN again after the connection failed.
+_RETRY = 1.0
 
 
 class PostgresRegistry(Registry):
     def __init__(self, db: PostgresDatabase, *, uids: UidRegistry | None = None) -> None:
         self.db = db
         self._uids = uids
+        self._listeners: list[Listener] = []
+        self._listener: threading.Thread | None = None
+        self._closing = threading.Event()
+        #: Set while the listener thread's LISTEN is in place (tests wait on it).
+        self.listening = threading.Event()
         if uids is not None:
             with db.connection() as conn:
                 uids.claim(dict(conn.execute("SELECT app, uid FROM app_uids").fetchall()))
@@ -40,10 +66,11 @@ class PostgresRegistry(Registry):
 
     def set_current(self, app: str, revision: str) -> None:
         now = time.time()
-        with self.db.connection() as conn:
+        with self.db.transaction() as conn:
             conn.execute("INSERT INTO apps VALUES (%s, %s, %s, %s) ON CONFLICT (name) DO UPDATE "
                          "SET revision = EXCLUDED.revision, updated = EXCLUDED.updated",
                          (app, revision, now, now))
+            _notify(conn, app)
 
     def current(self, app: str) -> str | None:
         with self.db.connection() as conn:
@@ -104,17 +131,23 @@ class PostgresRegistry(Registry):
             for table, column in (("apps", "name"), ("revisions", "app"),
                                   ("route_grants", "app"), ("code_bundles", "app")):
                 conn.execute(f"DELETE FROM {table} WHERE {column} = %s", (app,))
+            _notify(conn, app)
 
     def grant_route(self, app: str, host: str | None, path: str) -> None:
-        with self.db.connection() as conn:
-            conn.execute("INSERT INTO route_grants VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                         (app, host or "", path, time.time()))
+        with self.db.transaction() as conn:
+            if conn.execute("INSERT INTO route_grants VALUES (%s, %s, %s, %s) "
+                            "ON CONFLICT DO NOTHING",
+                            (app, host or "", path, time.time())).rowcount:
+                _notify(conn, app)
 
     def revoke_route(self, app: str, host: str | None, path: str) -> bool:
-        with self.db.connection() as conn:
-            return conn.execute(
+        with self.db.transaction() as conn:
+            revoked = conn.execute(
                 "DELETE FROM route_grants WHERE app = %s AND host = %s AND path = %s",
                 (app, host or "", path)).rowcount == 1
+            if revoked:
+                _notify(conn, app)
+        return revoked
 
     def route_grants(self, app: str | None = None) -> list[dict]:
         with self.db.connection() as conn:
@@ -135,9 +168,65 @@ class PostgresRegistry(Registry):
                                (app, revision)).fetchone()
         return None if row is None else bytes(row[0])
 
+    def has_bundle(self, app: str, revision: str) -> bool:
+        with self.db.connection() as conn:
+            return conn.execute("SELECT 1 FROM code_bundles WHERE app = %s AND revision = %s",
+                                (app, revision)).fetchone() is not None
+
+    def forget_host_uid(self, app: str) -> None:
+        if self._uids is not None:
+            self._uids.release(app)
+
+    # -- what other nodes change --------------------------------------------------------
+    def add_listener(self, callback: Listener) -> None:
+        """See :meth:`Registry.add_listener`. Add listeners before the first LISTEN
+        completes (at start) for them to get its ``None``."""
+        self._listeners.append(callback)
+        if self._listener is None:
+            self._listener = threading.Thread(target=self._listen, name="skiff-registry-listen",
+                                              daemon=True)
+            self._listener.start()
+
+    def _listen(self) -> None:
+        while not self._closing.is_set():
+            try:
+                conn = self.db.connect()
+            except Exception:  # the database is away: try again
+                self._closing.wait(_RETRY)
+                continue
+            try:
+                conn.execute(f"LISTEN {CHANNEL}")
+                self.listening.set()
+                self._tell(None)  # what changed while no LISTEN was in place told no one
+                while not self._closing.is_set():
+                    for note in conn.notifies(timeout=_LISTEN_TICK):
+                        self._tell(note.payload)
+            except Exception:
+                log.warning("the registry's LISTEN connection failed; listening again",
+                            exc_info=True)
+                self._closing.wait(_RETRY)
+            finally:
+                self.listening.clear()
+                conn.close()
+
+    def _tell(self, app: str | None) -> None:
+        for callback in list(self._listeners):
+            try:
+                callback(app)
+            except Exception:  # one listener's bug never stops the others hearing
+                log.exception("a registry listener failed")
+
     def close(self) -> None:
+        self._closing.set()
+        if self._listener is not None:
+            self._listener.join()
         if self._uids is not None:
             self._uids.close()
+
+
+def _notify(conn: object, app: str) -> None:
+    """Tell the listeners of every node, once the transaction of ``conn`` commits."""
+    conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, app))  # type: ignore[attr-defined]
 
 
 def _revision(row: tuple) -> RevisionRow:

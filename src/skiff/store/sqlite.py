@@ -260,6 +260,11 @@ class Store(Registry, InvocationLog):
                                    (app, revision)).fetchone()
         return None if row is None else bytes(row[0])
 
+    def has_bundle(self, app: str, revision: str) -> bool:
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM code_bundles WHERE app = ? AND revision = ?",
+                                    (app, revision)).fetchone() is not None
+
     # -- route grants (the operator's exceptions to route ownership) -----------------
     def grant_route(self, app: str, host: str | None, path: str) -> None:
         with self._lock:
