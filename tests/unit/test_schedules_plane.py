@@ -7,6 +7,7 @@ import contextlib
 import json
 
 import msgspec
+import pytest
 
 from skiff.bus import MemoryBroker
 from skiff.instance import protocol as p
@@ -34,13 +35,16 @@ class Crash(Exception):
 
 
 class CrashingState(SQLiteTriggerState):
-    """Dies once at the end of a claim: after the fires were enqueued, before the
-    checkpoint was written."""
+    """Dies once at the end of a claim (``crash``: after the fires were enqueued, before
+    the checkpoint was written), or fails once to claim (``unavailable``)."""
 
-    crash = False
+    crash = unavailable = False
 
     @contextlib.contextmanager
     def claim_schedule(self, app, trigger):  # noqa: ANN001, ANN201
+        if self.unavailable:
+            self.unavailable = False
+            raise Crash("the database is away")
         with super().claim_schedule(app, trigger) as claim:
             yield claim
             if self.crash:
@@ -103,3 +107,23 @@ def test_fires_missed_while_down_can_all_run(tmp_path):
     """With catchUp: all, every missed fire runs."""
     ids, _ = run(tmp_path, [("fire", T0), ("fire", T0 + 600)], catch_up="all")
     assert len(ids) == 10
+
+
+def test_a_claim_that_failed_is_tried_again_at_the_next_tick(tmp_path):
+    """The schedule clock's tick whose claim failed (the database away a moment) leaves
+    the schedule due: the next tick, a second later, fires it."""
+    broker = MemoryBroker()
+
+    async def main() -> int:
+        state = CrashingState(tmp_path / "events.db")
+        plane = EventPlane(broker, state, _noop, log=lambda *a: None)
+        plane.wire(manifest())
+        plane._fire_due(T0)
+        state.unavailable = True
+        with pytest.raises(Crash):
+            plane._fire_due(T0 + 61)
+        plane._fire_due(T0 + 62)
+        plane.unwire("cron-app")
+        return len(broker.peek(async_queue("cron-app"), 100))
+
+    assert asyncio.run(main()) == 1

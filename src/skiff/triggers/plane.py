@@ -521,7 +521,6 @@ class EventPlane:
         now = datetime.fromtimestamp(now_ts, UTC)
         sched = parse_schedule(trig.schedule, trig.timezone)
         nxt = sched.next_after(now)
-        self._next_fire[(app, key)] = nxt.timestamp() if nxt is not None else math.inf
         # Held from the read of the checkpoint to its move: another node claiming it
         # meanwhile waits, then finds the fires enqueued. A crash before the move leaves
         # the checkpoint where it was, so the next claimant enqueues the fires again:
@@ -532,6 +531,9 @@ class EventPlane:
             for fire in fires:
                 self._enqueue_fire(app, index, trig, fire)
             claim.advance(now_ts)
+        # only now: a claim that failed (the database away a moment) is tried again at
+        # the clock's next tick, not a period later (catchUp would fold its fire away)
+        self._next_fire[(app, key)] = nxt.timestamp() if nxt is not None else math.inf
         return len(fires)
 
     def _enqueue_fire(self, app: str, index: int, trig: Any, fire: datetime) -> None:
