@@ -72,9 +72,8 @@ def assemble(config: Config, *,
     one of scripted instances; by default, zygotes in cgroups)."""
     config.home.mkdir(parents=True, exist_ok=True)
     # storage: the one place stores are made, every backend chosen by SKIFF_DATABASE_URL
-    # (the event plane keeps its own events.db for now)
     storage = open_storage(database_url(config.home, config.database_url), home=config.home,
-                           trigger_state=False, retention=LogRetention(
+                           retention=LogRetention(
                                max_age_days=config.log_retention_days,
                                max_lines_per_app=config.log_max_lines_per_app,
                                max_bytes_per_app=int(config.log_max_mb_per_app * 1024 * 1024)),
@@ -85,7 +84,7 @@ def assemble(config: Config, *,
     registry = Registry(Router(), platform_host=config.host)
     logs = LogSink(store, lambda app: a.revision if (a := registry.apps.get(app)) else "")
     invoker = Invoker(registry, store, logs)
-    events = EventPlane(broker, config.home / "events.db", invoker,
+    events = EventPlane(broker, storage.trigger_state, invoker,
                         log=lambda app, line: logs.platform(app, "", line),
                         max_pending_per_app=config.async_max_pending_per_app)
     services = Services(kv, send=events.send, publish=events.publish,

@@ -59,14 +59,12 @@ class Storage:
     broker: Broker
     kv: KV
     secret_rows: SecretRows
-    #: None when the caller keeps the event state itself (the event plane still
-    #: opens ``events.db`` on SQLite until it takes a TriggerState).
-    trigger_state: TriggerState | None
+    #: the event plane's async statuses and schedule checkpoints
+    trigger_state: TriggerState
 
     def close(self) -> None:
         for part in (self.broker, self.kv, self.secret_rows, self.trigger_state, self.store):
-            if part is not None:
-                part.close()
+            part.close()
         database = getattr(self.store, "db", None)
         if database is not None:
             database.close()
@@ -87,16 +85,15 @@ def sqlite_path(url: str) -> Path:
 
 
 def open_storage(url: str, *, home: Path, retention: LogRetention | None = None,
-                 uids: UidRegistry | None = None, trigger_state: bool = True) -> Storage:
+                 uids: UidRegistry | None = None) -> Storage:
     """Open every backend ``url`` names, after checking its schema version.
 
-    ``uids``: the host-wide uid registry (root). ``trigger_state=False`` leaves
-    the SQLite event state to its caller (see :attr:`Storage.trigger_state`).
+    ``uids``: the host-wide uid registry (root).
     """
     scheme = urlsplit(url).scheme
     try:
         if scheme == "sqlite":
-            return _open_sqlite(sqlite_path(url), retention, uids, trigger_state)
+            return _open_sqlite(sqlite_path(url), retention, uids)
         if scheme in ("postgresql", "postgres"):
             return _open_postgres(url, retention, uids)
         raise DatabaseUnavailable(
@@ -108,8 +105,8 @@ def open_storage(url: str, *, home: Path, retention: LogRetention | None = None,
         raise
 
 
-def _open_sqlite(path: Path, retention: LogRetention | None, uids: UidRegistry | None,
-                 with_trigger_state: bool) -> Storage:
+def _open_sqlite(path: Path, retention: LogRetention | None,
+                 uids: UidRegistry | None) -> Storage:
     from skiff.bus.sqlite import SQLiteBroker
     from skiff.governance.secret_rows import SQLiteSecretRows
     from skiff.store.kv_sqlite import SQLiteKV
@@ -125,8 +122,12 @@ def _open_sqlite(path: Path, retention: LogRetention | None, uids: UidRegistry |
                                   url=f"sqlite://{where}") from None
     try:
         # one node owns the file: a new (or pre-versioning) file is brought to the
-        # code's version here; any other mismatch is the operator's call
-        if migrations.sqlite_version(conn) == 0:
+        # code's version here, and so is one behind only by migrations that change
+        # nothing in SQLite (their tables are the backends' own, made at open); any
+        # other mismatch is the operator's call
+        current = migrations.sqlite_version(conn)
+        if current == 0 or all(not m.sqlite for m in migrations.MIGRATIONS
+                               if m.version > current):
             migrations.migrate_sqlite(conn, where)
         migrations.check_sqlite(conn, where)
     finally:
@@ -142,8 +143,8 @@ def _open_sqlite(path: Path, retention: LogRetention | None, uids: UidRegistry |
         opened.append(broker)
         rows = SQLiteSecretRows(path.parent / "secrets.db")
         opened.append(rows)
-        state = (SQLiteTriggerState(path.parent / "events.db", exclusive=True)
-                 if with_trigger_state else None)
+        # the file older servers' event planes wrote: their state is read as it is
+        state = SQLiteTriggerState(path.parent / "events.db", exclusive=True)
     except BaseException:
         for part in reversed(opened):
             part.close()

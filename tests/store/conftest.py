@@ -43,16 +43,44 @@ def records(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Invocati
     r.close()
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", "sqlite-exclusive", "postgres"])
 def trigger_state(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TriggerState]:
+    """Each backend; "sqlite-exclusive" is the platform's own events.db (one connection,
+    pending counts kept in memory)."""
     if request.param == "postgres":
         from skiff.store.trigger_state_postgres import PostgresTriggerState
 
         t: TriggerState = PostgresTriggerState(request.getfixturevalue("pg_database"))
     else:
-        t = SQLiteTriggerState(tmp_path / "events.db")
+        t = SQLiteTriggerState(tmp_path / "events.db",
+                               exclusive=request.param == "sqlite-exclusive")
     yield t
     t.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def two_trigger_states(request: pytest.FixtureRequest,
+                       tmp_path: Path) -> Iterator[tuple[TriggerState, TriggerState]]:
+    """Two TriggerStates on one database, each with its own connections (two nodes;
+    on SQLite, two connections to one file)."""
+    if request.param == "postgres":
+        from skiff.store.postgres import PostgresDatabase
+        from skiff.store.trigger_state_postgres import PostgresTriggerState
+
+        db = request.getfixturevalue("pg_database")
+        with db.connection() as conn:
+            schema = conn.execute("SHOW search_path").fetchone()[0]
+        other = PostgresDatabase(db.url, pool_size=4, options=f"-c search_path={schema}")
+        pair: tuple[TriggerState, TriggerState] = (PostgresTriggerState(db),
+                                                   PostgresTriggerState(other))
+        yield pair
+        other.close()
+    else:
+        pair = (SQLiteTriggerState(tmp_path / "events.db"),
+                SQLiteTriggerState(tmp_path / "events.db"))
+        yield pair
+        for t in pair:
+            t.close()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

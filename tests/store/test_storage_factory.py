@@ -11,7 +11,7 @@ import pytest
 
 from skiff.errors import DatabaseUnavailable, SchemaMismatch
 from skiff.storage import database_url, migrate, open_storage
-from skiff.store.migrations import CODE_VERSION
+from skiff.store.migrations import CODE_VERSION, MIGRATIONS
 from skiff.store.postgres import mask_url
 from tests.postgres import postgres_url
 
@@ -50,6 +50,50 @@ def test_a_sqlite_file_from_a_newer_skiff_is_refused(tmp_path: Path) -> None:
     assert err.value.code == "schema_mismatch"
     assert f"schema version {CODE_VERSION + 98}" in err.value.message
     assert "upgrade Skiff" in err.value.message
+
+
+# What the event plane of an older server created in events.db (before the trigger
+# state took it over): its rows must read the same after an upgrade.
+OLD_EVENTS_SCHEMA = """
+CREATE TABLE async_invocations (id TEXT PRIMARY KEY, app TEXT NOT NULL, status TEXT NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0, created REAL NOT NULL, updated REAL NOT NULL,
+  status_code INTEGER, result BLOB, error TEXT);
+CREATE INDEX async_invocations_app ON async_invocations (app, status);
+CREATE TABLE async_waits (id TEXT PRIMARY KEY, waits INTEGER NOT NULL);
+CREATE TABLE schedule_checkpoints (app TEXT NOT NULL, trigger TEXT NOT NULL,
+  last_fire REAL NOT NULL, PRIMARY KEY (app, trigger));
+INSERT INTO async_invocations VALUES ('done', 'a', 'succeeded', 1, 1.0, 2.0, 200, X'7B7D', NULL);
+INSERT INTO async_invocations VALUES ('waiting', 'a', 'retrying', 2, 1.0, 2.0, 500, NULL, 'x');
+INSERT INTO async_invocations VALUES ('queued', 'a', 'queued', 0, 3.0, 3.0, NULL, NULL, NULL);
+INSERT INTO async_waits VALUES ('waiting', 2);
+INSERT INTO schedule_checkpoints VALUES ('a', '0:rate(1 minute)@UTC', 1800000000.0);
+"""
+
+
+def test_a_home_of_an_older_server_opens_with_its_event_state(tmp_path: Path) -> None:
+    """A home at schema version 1 opens without `skiff migrate` (what came after changes
+    nothing in SQLite), and the statuses, waits and checkpoints its events.db holds are
+    the trigger state's."""
+    with sqlite3.connect(tmp_path / "skiff.db") as db:
+        db.execute("CREATE TABLE skiff_schema (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+                   " applied_at REAL NOT NULL)")
+        db.execute("INSERT INTO skiff_schema VALUES (1, '0001_initial', 0)")
+    with sqlite3.connect(tmp_path / "events.db") as db:
+        db.executescript(OLD_EVENTS_SCHEMA)
+    storage = open_storage(database_url(tmp_path), home=tmp_path)
+    try:
+        state = storage.trigger_state
+        assert state.async_status("done")["result"] == b"{}"
+        assert state.async_status("waiting")["status"] == "retrying"
+        assert state.async_waits("waiting") == 2
+        assert state.pending_async("a") == 2
+        assert state.checkpoint("a", "0:rate(1 minute)@UTC") == 1800000000.0
+        state.forget_app("a")
+        assert state.async_waits("waiting") == 0 and state.pending_async("a") == 0
+    finally:
+        storage.close()
+    with sqlite3.connect(tmp_path / "skiff.db") as db:
+        assert db.execute("SELECT max(version) FROM skiff_schema").fetchone()[0] == CODE_VERSION
 
 
 def test_urls_of_another_engine_are_refused(tmp_path: Path) -> None:
@@ -96,7 +140,7 @@ def test_postgres_needs_skiff_migrate_first_then_opens(fresh_database: str,
     with pytest.raises(SchemaMismatch) as err:
         open_storage(fresh_database, home=tmp_path)
     assert "skiff migrate" in err.value.message and "0001_initial" in err.value.message
-    assert migrate(fresh_database) == ["0001_initial"]
+    assert migrate(fresh_database) == [m.name for m in MIGRATIONS]
     assert migrate(fresh_database) == []
     storage = open_storage(fresh_database, home=tmp_path)
     try:
@@ -123,3 +167,32 @@ def test_postgres_newer_than_the_code_is_refused(fresh_database: str, tmp_path: 
         with pytest.raises(SchemaMismatch) as err:
             attempt()
         assert "newer than this node's" in err.value.message
+
+
+def test_postgres_of_version_1_is_brought_forward_by_migrate(fresh_database: str,
+                                                             tmp_path: Path) -> None:
+    """A database an older node migrated (version 1) refuses this node, naming 0002;
+    `skiff migrate` applies only that, and the statuses the old nodes wrote stay."""
+    import psycopg
+
+    first = MIGRATIONS[0]
+    with psycopg.connect(fresh_database, autocommit=True) as conn:
+        conn.execute("CREATE TABLE skiff_schema (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+                     " applied_at DOUBLE PRECISION NOT NULL)")
+        conn.execute(first.postgres)
+        conn.execute("INSERT INTO skiff_schema VALUES (%s, %s, 0)", (first.version, first.name))
+        conn.execute("INSERT INTO async_invocations (id, app, status, created, updated) "
+                     "VALUES ('old', 'a', 'queued', 1, 1)")
+    with pytest.raises(SchemaMismatch) as err:
+        open_storage(fresh_database, home=tmp_path)
+    assert "0002_async_waits" in err.value.message
+    assert migrate(fresh_database) == [m.name for m in MIGRATIONS[1:]]
+    storage = open_storage(fresh_database, home=tmp_path)
+    try:
+        state = storage.trigger_state
+        assert state.async_status("old")["status"] == "queued"
+        assert state.pending_async("a") == 1
+        state.set_async_waits("old", 1)
+        assert state.async_waits("old") == 1
+    finally:
+        storage.close()

@@ -12,6 +12,7 @@ from skiff.bus import MemoryBroker
 from skiff.errors import InvocationError, TooManyRequests
 from skiff.instance import protocol as p
 from skiff.manifest import parse_manifest
+from skiff.store.trigger_state import SQLiteTriggerState
 from skiff.triggers import EventPlane
 from skiff.triggers.plane import MAX_IN_PROGRESS_WAITS, async_queue
 
@@ -48,7 +49,8 @@ def drive(tmp_path, outcomes: list[str | None]) -> tuple[dict, list[float], Memo
         return p.Response(id=inv.request.id, body=b'"ok"')
 
     async def main() -> tuple[dict, list[float]]:
-        plane = EventPlane(broker, tmp_path / "events.db", invoke, log=lambda *a: None)
+        plane = EventPlane(broker, SQLiteTriggerState(tmp_path / "events.db"), invoke,
+                           log=lambda *a: None)
         plane.apps["shop"] = type("W", (), {"manifest": manifest()})()
         plane.enqueue_invocation("shop", p.Event(id="inv-1", payload=b"{}"))
         delays: list[float] = []
@@ -102,8 +104,8 @@ def test_pending_async_invocations_are_bounded_per_app(tmp_path):
         return p.Response(id=inv.request.id, body=b'"ok"')
 
     async def main() -> None:
-        plane = EventPlane(broker, tmp_path / "events.db", invoke, log=lambda *a: None,
-                           max_pending_per_app=2)
+        plane = EventPlane(broker, SQLiteTriggerState(tmp_path / "events.db"), invoke,
+                           log=lambda *a: None, max_pending_per_app=2)
         plane.apps["shop"] = type("W", (), {"manifest": manifest()})()
         plane.enqueue_invocation("shop", p.Event(id="a", payload=b"{}"))
         plane.enqueue_invocation("shop", p.Event(id="b", payload=b"{}"))

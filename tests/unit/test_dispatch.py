@@ -10,6 +10,7 @@ import time
 from skiff.bus import MemoryBroker
 from skiff.instance import protocol as p
 from skiff.manifest import parse_manifest
+from skiff.store.trigger_state import SQLiteTriggerState
 from skiff.triggers import EventPlane
 
 N = 50
@@ -60,7 +61,8 @@ def test_idle_apps_hold_no_task_and_no_timer(tmp_path):
         return p.Response(id=rid, body=b"{}")
 
     async def main() -> None:
-        plane = EventPlane(MemoryBroker(), tmp_path / "events.db", invoke, log=lambda *a: None)
+        plane = EventPlane(MemoryBroker(), SQLiteTriggerState(tmp_path / "events.db"),
+                           invoke, log=lambda *a: None)
         before = len(asyncio.all_tasks())
         for i in range(N):
             plane.wire(manifest(f"app-{i}"))
@@ -92,7 +94,8 @@ def test_a_delayed_message_arms_one_timer_and_is_delivered(tmp_path):
 
     async def main() -> None:
         broker = MemoryBroker(clock=clock)
-        plane = EventPlane(broker, tmp_path / "events.db", invoke, log=lambda *a: None)
+        plane = EventPlane(broker, SQLiteTriggerState(tmp_path / "events.db"), invoke,
+                           log=lambda *a: None)
         before = len(asyncio.all_tasks())
         plane.wire(manifest("late"))
         await settle(plane)
@@ -141,7 +144,8 @@ def test_concurrency_is_the_consumer_count_of_before(tmp_path):
 
     async def main() -> None:
         broker = MemoryBroker()
-        plane = EventPlane(broker, tmp_path / "events.db", invoke, log=lambda *a: None)
+        plane = EventPlane(broker, SQLiteTriggerState(tmp_path / "events.db"), invoke,
+                           log=lambda *a: None)
         plane.wire(manifest("busy", max_instances=8))
         await settle(plane)
         for i in range(10):  # one at a time, as callers do: each wakes the queue

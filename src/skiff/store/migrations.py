@@ -175,9 +175,22 @@ CREATE TABLE secret_meta (
 );
 """
 
+# The event plane's state moves to the shared database: the IdempotencyInProgress wait
+# counts (events.db had them), and an index of the pending rows the per-app async bound
+# counts at every accept.
+_ASYNC_WAITS = """
+CREATE TABLE async_waits (
+  id TEXT PRIMARY KEY,
+  waits INTEGER NOT NULL
+);
+CREATE INDEX async_invocations_pending ON async_invocations (app)
+  WHERE status IN ('queued', 'retrying');
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "0001_initial",
               postgres=_BUS + _KV + _REGISTRY + _RECORDS + _TRIGGERS + _SECRETS),
+    Migration(2, "0002_async_waits", postgres=_ASYNC_WAITS),
 )
 
 #: The schema version this code reads and writes.

@@ -26,13 +26,11 @@ import contextlib
 import json
 import math
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -55,37 +53,12 @@ from skiff.errors import Conflict, Forbidden, NotFound, SkiffError, TooManyReque
 from skiff.instance import protocol as p
 from skiff.manifest import Manifest
 from skiff.scheduler import Invocation
-from skiff.store.sqlite import connect
+from skiff.store.trigger_state import TriggerState
 from skiff.triggers.dispatch import Consumer, Dispatcher
 
 Invoke = Callable[[Invocation], Awaitable[p.Response]]
 _requests = msgspec.msgpack.Decoder(p.HttpRequest | p.Event)
 _msgpack = msgspec.msgpack.Encoder()
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS async_invocations (
-  id TEXT PRIMARY KEY,
-  app TEXT NOT NULL,
-  status TEXT NOT NULL,
-  attempts INTEGER NOT NULL DEFAULT 0,
-  created REAL NOT NULL,
-  updated REAL NOT NULL,
-  status_code INTEGER,
-  result BLOB,
-  error TEXT
-);
-CREATE INDEX IF NOT EXISTS async_invocations_app ON async_invocations (app, status);
-CREATE TABLE IF NOT EXISTS async_waits (
-  id TEXT PRIMARY KEY,
-  waits INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS schedule_checkpoints (
-  app TEXT NOT NULL,
-  trigger TEXT NOT NULL,
-  last_fire REAL NOT NULL,
-  PRIMARY KEY (app, trigger)
-);
-"""
 
 
 #: How often an async invocation that failed only because another run holds its
@@ -140,17 +113,19 @@ class _AppWiring:
 
 
 class EventPlane:
-    def __init__(self, broker: Broker, db_path: Path, invoke: Invoke, *,
+    """``state`` keeps async statuses and schedule checkpoints; on a shared database
+    (several nodes) an invocation's status is the same from every node, and each
+    schedule fire is enqueued by one of them."""
+
+    def __init__(self, broker: Broker, state: TriggerState, invoke: Invoke, *,
                  log: Callable[[str, str], None], max_pending_per_app: int = 10_000) -> None:
         self.broker = broker
-        # async invocations accepted and not settled, per app (counted from the table on
-        # first use, then kept): the HTTP path takes them from anyone, so they are bounded
+        self.state = state
+        # async invocations accepted and not settled, per app: the HTTP path takes them
+        # from anyone, so they are bounded
         self.max_pending_per_app = max_pending_per_app
-        self._pending: dict[str, int] = {}
         self.invoke = invoke
         self.log = log
-        self._db = connect(db_path, schema=_SCHEMA, exclusive=True)
-        self._lock = threading.Lock()
         self.apps: dict[str, _AppWiring] = {}
         self._scheduler: asyncio.Task | None = None
         self.dispatcher = Dispatcher(broker)
@@ -174,7 +149,7 @@ class EventPlane:
         await self.dispatcher.close()
         self.apps.clear()
         self.broker.close()
-        self._db.close()
+        self.state.close()
 
     def wire(self, manifest: Manifest) -> None:
         """(Re)start the consumers of an app after it was (re)activated."""
@@ -289,12 +264,7 @@ class EventPlane:
         queues |= {q.name for q in self.broker.queues()
                    if q.name == async_queue(app) or q.name.startswith(f"skiff:rule:{app}:")}
         removed = sum(self.broker.delete_queue(q) for q in sorted(queues))
-        with self._lock:
-            self._db.execute("BEGIN")
-            self._db.execute("DELETE FROM async_invocations WHERE app = ?", (app,))
-            self._pending.pop(app, None)
-            self._db.execute("DELETE FROM schedule_checkpoints WHERE app = ?", (app,))
-            self._db.execute("COMMIT")
+        self.state.forget_app(app)
         return removed
 
     def _consume(self, wiring: _AppWiring, queue: str,
@@ -320,48 +290,29 @@ class EventPlane:
     def enqueue_invocation(self, app: str, msg: p.HttpRequest | p.Event,
                            traceparent: str | None = None) -> str:
         """Durably accept an async invocation; returns its id (202 to the caller).
-        Past the app's bound of pending invocations: TooManyRequests (429)."""
+        Past the app's bound of pending invocations: TooManyRequests (429).
+
+        The bound is counted, then the invocation recorded: accepts racing on other
+        threads (or nodes) may each pass it, so an app overshoots it by at most the
+        accepts in flight at once, which is what a bound against a flood needs."""
         attrs = {"traceparent": traceparent} if traceparent else None
-        now = time.time()
-        with self._lock:
-            pending = self._pending_count(app)
-            if pending >= self.max_pending_per_app:
-                raise TooManyRequests(
-                    f"app {app} has {pending} async invocations waiting to run, its limit "
-                    f"(SKIFF_ASYNC_MAX_PENDING_PER_APP); retry later", retry_after=1)
-            added = self._db.execute(
-                "INSERT OR IGNORE INTO async_invocations (id, app, status, created, updated) "
-                "VALUES (?, ?, 'queued', ?, ?)", (msg.id, app, now, now)).rowcount
-            self._pending[app] = pending + added
+        pending = self.state.pending_async(app)
+        if pending >= self.max_pending_per_app:
+            raise TooManyRequests(
+                f"app {app} has {pending} async invocations waiting to run, its limit "
+                f"(SKIFF_ASYNC_MAX_PENDING_PER_APP); retry later", retry_after=1)
+        self.state.accept_async(msg.id, app, time.time())
         self.broker.send(async_queue(app), _msgpack.encode(msg), attributes=attrs,
                          message_id=msg.id)
         return msg.id
 
-    def _pending_count(self, app: str) -> int:
-        """Under self._lock."""
-        count = self._pending.get(app)
-        if count is None:
-            count = self._pending[app] = self._db.execute(
-                "SELECT count(*) FROM async_invocations WHERE app = ? AND status IN "
-                "('queued', 'retrying')", (app,)).fetchone()[0]
-        return count
-
-    def _settled(self, app: str) -> None:
-        with self._lock:
-            if self._pending.get(app):
-                self._pending[app] -= 1
-
     def status(self, invocation_id: str) -> dict:
-        with self._lock:
-            row = self._db.execute("SELECT * FROM async_invocations WHERE id = ?",
-                                   (invocation_id,)).fetchone()
-        if row is None:
+        """The async invocation's status, whichever node accepted or ran it."""
+        out = self.state.async_status(invocation_id)
+        if out is None:
             raise NotFound(f"no async invocation {invocation_id!r}", code="invocation_not_found")
-        keys = ("id", "app", "status", "attempts", "created", "updated", "status_code", "result",
-                "error")
-        out = dict(zip(keys, row, strict=True))
         if out["result"] is not None:
-            raw = bytes(out["result"])
+            raw = out["result"]
             try:
                 out["result"] = json.loads(raw)
             except ValueError:
@@ -378,10 +329,8 @@ class EventPlane:
 
     def _set_status(self, inv_id: str, status: str, attempts: int, *, code: int | None = None,
                     result: bytes | None = None, error: str | None = None) -> None:
-        with self._lock:
-            self._db.execute("UPDATE async_invocations SET status = ?, attempts = ?, updated = ?,"
-                             " status_code = ?, result = ?, error = ? WHERE id = ?",
-                             (status, attempts, time.time(), code, result, error, inv_id))
+        self.state.set_async_status(inv_id, status, attempts, time.time(), code=code,
+                                    result=result, error=error)
 
     def _async_batch(self, app: str) -> Callable[[list[Delivery]], Awaitable[None]]:
         async def handle(batch: list[Delivery]) -> None:
@@ -409,23 +358,21 @@ class EventPlane:
 
     def _settle(self, app: str, cfg: Any, d: Delivery, msg: p.HttpRequest | p.Event,
                 code: int | None, body: bytes, error: str | None) -> None:
-        waits = self._waits(d.message_id)
+        waits = self.state.async_waits(d.message_id)
         if error is not None and error.startswith(_IN_PROGRESS) and waits < MAX_IN_PROGRESS_WAITS:
             # Another run holds the key (an invocation with the same key, or an attempt the
             # SDK could not name). It ends by its deadline, at most the app's timeout from
             # now: retry then, without spending an attempt, or a live duplicate would send
             # this one to the DLQ unprocessed.
-            self._set_waits(d.message_id, waits + 1)
+            self.state.set_async_waits(d.message_id, waits + 1)
             self._set_status(d.message_id, "retrying", d.receive_count, code=code, error=error)
             self.broker.nack(d.queue, d.receipt, delay=self._timeout(app))
             return
         attempts = d.receive_count - waits
         if waits and (error is None or attempts >= cfg.max_attempts):
-            with self._lock:
-                self._db.execute("DELETE FROM async_waits WHERE id = ?", (d.message_id,))
+            self.state.set_async_waits(d.message_id, 0)
         if error is None:
             self._set_status(d.message_id, "succeeded", d.receive_count, code=code, result=body)
-            self._settled(app)
             if cfg.on_success:
                 self._destination(cfg.on_success, app, d, msg, "Success", code, body, None)
             self.broker.ack(d.queue, d.receipt)
@@ -435,7 +382,6 @@ class EventPlane:
             self._destination(dest, app, d, msg, "RetriesExhausted", code, body, error)
             self._set_status(d.message_id, "failed", d.receive_count, code=code, result=body,
                              error=error)
-            self._settled(app)
             self.log(app, f"async invocation {d.message_id} failed after {attempts} "
                           f"attempt(s): {error}; sent to {dest}")
             self.broker.ack(d.queue, d.receipt)
@@ -446,17 +392,6 @@ class EventPlane:
     def _timeout(self, app: str) -> float:
         wiring = self.apps.get(app)
         return wiring.manifest.spec.resources.timeout if wiring else 30.0
-
-    def _waits(self, inv_id: str) -> int:
-        with self._lock:
-            row = self._db.execute("SELECT waits FROM async_waits WHERE id = ?",
-                                   (inv_id,)).fetchone()
-        return row[0] if row else 0
-
-    def _set_waits(self, inv_id: str, waits: int) -> None:
-        with self._lock:
-            self._db.execute("INSERT INTO async_waits VALUES (?, ?) ON CONFLICT DO UPDATE SET "
-                             "waits = excluded.waits", (inv_id, waits))
 
     def _destination(self, queue: str, app: str, d: Delivery, msg: p.HttpRequest | p.Event,
                      condition: str, code: int | None, body: bytes, error: str | None) -> None:
@@ -553,8 +488,11 @@ class EventPlane:
                                        min(max(wait, _MIN_SCHEDULE_SLEEP), _MAX_SCHEDULE_SLEEP))
 
     def fire_due_schedules(self, now_ts: float) -> int:
-        """Enqueue every fire due at ``now_ts`` as an async invocation. Fires carry
-        deterministic ids, so a crash between enqueue and checkpoint repeats none."""
+        """Enqueue every fire due at ``now_ts`` as an async invocation; returns how many
+        this plane enqueued. Each schedule is claimed first (:meth:`TriggerState.
+        claim_schedule`), so of several nodes on one database one enqueues each fire.
+        Fires carry deterministic ids, so a crash between enqueue and checkpoint
+        repeats none that is still queued."""
         fired = 0
         for app, index, trig, key in self._schedule_triggers():
             fired += self._fire_one(app, index, trig, key, now_ts)
@@ -583,25 +521,20 @@ class EventPlane:
         now = datetime.fromtimestamp(now_ts, UTC)
         sched = parse_schedule(trig.schedule, trig.timezone)
         nxt = sched.next_after(now)
+        # Held from the read of the checkpoint to its move: another node claiming it
+        # meanwhile waits, then finds the fires enqueued. A crash before the move leaves
+        # the checkpoint where it was, so the next claimant enqueues the fires again:
+        # at least once, never lost.
+        with self.state.claim_schedule(app, key) as claim:
+            fires = [] if claim.last is None else due(  # new schedule: starts now, no backfill
+                sched, datetime.fromtimestamp(claim.last, UTC), now, catch_up=trig.catch_up)
+            for fire in fires:
+                self._enqueue_fire(app, index, trig, fire)
+            claim.advance(now_ts)
+        # only now: a claim that failed (the database away a moment) is tried again at
+        # the clock's next tick, not a period later (catchUp would fold its fire away)
         self._next_fire[(app, key)] = nxt.timestamp() if nxt is not None else math.inf
-        with self._lock:
-            row = self._db.execute("SELECT last_fire FROM schedule_checkpoints WHERE "
-                                   "app = ? AND trigger = ?", (app, key)).fetchone()
-        if row is None:  # new schedule: starts now, no backfill
-            self._checkpoint(app, key, now_ts)
-            return 0
-        fired = 0
-        last = datetime.fromtimestamp(row[0], UTC)
-        for fire in due(sched, last, now, catch_up=trig.catch_up):
-            self._enqueue_fire(app, index, trig, fire)
-            fired += 1
-        self._checkpoint(app, key, now_ts)
-        return fired
-
-    def _checkpoint(self, app: str, key: str, ts: float) -> None:
-        with self._lock:
-            self._db.execute("INSERT INTO schedule_checkpoints VALUES (?, ?, ?) ON CONFLICT DO "
-                             "UPDATE SET last_fire = excluded.last_fire", (app, key, ts))
+        return len(fires)
 
     def _enqueue_fire(self, app: str, index: int, trig: Any, fire: datetime) -> None:
         fire_id = f"sched-{app}-{index}-{int(fire.timestamp())}"
