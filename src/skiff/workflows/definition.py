@@ -1,0 +1,344 @@
+"""A state machine definition: parsed once into frozen objects and validated, with
+findings shaped like AWS's ValidateStateMachineDefinition diagnostics (code, message,
+location naming the state and field, e.g. ``/States/Wait/Timestamp``).
+
+The states keep their fields as written (``State.fields``): the interpreter reads the ASL
+field names directly, which keeps this module a checker rather than a second schema.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from . import intrinsics, jsonata, paths, timestamps
+from .choice import OPERATORS
+from .errors import ALL, Diagnostic, InvalidDefinition
+from .retry import Catcher, Retrier
+
+JSONPATH = "JSONPath"
+JSONATA = "JSONata"
+STATE_TYPES = ("Task", "Pass", "Choice", "Wait", "Succeed", "Fail", "Parallel", "Map")
+TERMINAL = ("Succeed", "Fail")
+
+# Fields only one query language may use (AWS refuses the others at creation).
+JSONPATH_ONLY = ("InputPath", "Parameters", "ResultSelector", "ResultPath", "OutputPath",
+                 "ItemsPath", "SecondsPath", "TimestampPath", "ErrorPath", "CausePath",
+                 "MaxConcurrencyPath", "ToleratedFailureCountPath",
+                 "ToleratedFailurePercentagePath", "TimeoutSecondsPath",
+                 "HeartbeatSecondsPath")
+JSONATA_ONLY = ("Arguments", "Output")
+
+
+@dataclass(frozen=True)
+class State:
+    name: str
+    type: str
+    query_language: str
+    fields: Mapping[str, Any]
+    retry: tuple[Retrier, ...] = ()
+    catch: tuple[Catcher, ...] = ()
+    # Parallel: its branches; Map: its item processor (one machine)
+    branches: tuple[StateMachine, ...] = ()
+
+    @property
+    def next(self) -> str | None:
+        return self.fields.get("Next")
+
+    @property
+    def end(self) -> bool:
+        return bool(self.fields.get("End")) or self.type in TERMINAL
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.fields.get(key, default)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.fields
+
+
+@dataclass(frozen=True)
+class StateMachine:
+    start_at: str
+    states: Mapping[str, State]
+    query_language: str = JSONPATH
+    comment: str | None = None
+    timeout_seconds: int | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+
+def parse(definition: Mapping[str, Any] | str) -> StateMachine:
+    """Validate ``definition`` (a dict, or its JSON text) and freeze it; raises
+    InvalidDefinition with every finding."""
+    if isinstance(definition, str):
+        try:
+            definition = json.loads(definition)
+        except ValueError as e:
+            raise InvalidDefinition([Diagnostic("INVALID_JSON_DESCRIPTION",
+                                                f"the definition is not JSON: {e}", "/")])\
+                from None
+    found: list[Diagnostic] = []
+    if not isinstance(definition, Mapping):
+        raise InvalidDefinition([Diagnostic("SCHEMA_VALIDATION_FAILED",
+                                            "the definition must be a JSON object", "/")])
+    top = definition.get("QueryLanguage", JSONPATH)
+    if top not in (JSONPATH, JSONATA):
+        found.append(Diagnostic("SCHEMA_VALIDATION_FAILED",
+                                f"'QueryLanguage' must be JSONPath or JSONata, got {top!r}",
+                                "/QueryLanguage"))
+        top = JSONPATH
+    machine = _machine(definition, "", top, top, found)
+    if found:
+        raise InvalidDefinition(found)
+    assert machine is not None
+    return machine
+
+
+def validate(definition: Mapping[str, Any] | str) -> list[Diagnostic]:
+    """The findings for ``definition`` (empty when it is valid), like
+    ValidateStateMachineDefinition."""
+    try:
+        parse(definition)
+    except InvalidDefinition as e:
+        return list(e.diagnostics)
+    return []
+
+
+def _machine(raw: Mapping[str, Any], where: str, default_ql: str, top_ql: str,
+             found: list[Diagnostic]) -> StateMachine | None:
+    missing = [k for k in ("States", "StartAt") if k not in raw]
+    if missing:
+        found.append(Diagnostic("SCHEMA_VALIDATION_FAILED",
+                                f"These fields are required: [{', '.join(missing)}]",
+                                where or "/"))
+        return None
+    states_raw = raw["States"]
+    if not isinstance(states_raw, Mapping) or not states_raw:
+        found.append(Diagnostic("SCHEMA_VALIDATION_FAILED",
+                                "'States' must be a non-empty object", f"{where}/States"))
+        return None
+    states: dict[str, State] = {}
+    for name, s in states_raw.items():
+        st = _state(name, s, f"{where}/States/{name}", default_ql, top_ql, found)
+        if st is not None:
+            states[name] = st
+    start = raw["StartAt"]
+    if start not in states_raw:
+        found.append(Diagnostic("MISSING_TRANSITION_TARGET",
+                                f"StartAt names no state: {start!r}", f"{where}/StartAt"))
+    for st in states.values():
+        _check_transitions(st, states_raw, f"{where}/States/{st.name}", found)
+    return StateMachine(start_at=start, states=MappingProxyType(states),
+                        query_language=default_ql, comment=raw.get("Comment"),
+                        timeout_seconds=raw.get("TimeoutSeconds"), raw=raw)
+
+
+def _check_transitions(st: State, names: Mapping[str, Any], where: str,
+                       found: list[Diagnostic]) -> None:
+    targets: list[tuple[str, str]] = []
+    if st.next is not None:
+        targets.append((st.next, f"{where}/Next"))
+    if st.type == "Choice":
+        for i, rule in enumerate(st.get("Choices") or ()):
+            if isinstance(rule, Mapping) and "Next" in rule:
+                targets.append((rule["Next"], f"{where}/Choices/{i}/Next"))
+        if "Default" in st:
+            targets.append((st.get("Default"), f"{where}/Default"))
+    for i, c in enumerate(st.catch):
+        targets.append((c.next, f"{where}/Catch/{i}/Next"))
+    for target, loc in targets:
+        if target not in names:
+            found.append(Diagnostic("MISSING_TRANSITION_TARGET",
+                                    f"Missing 'Next' target: {target}", loc))
+
+
+def _state(name: str, s: Any, where: str, default_ql: str, top_ql: str,
+           found: list[Diagnostic]) -> State | None:
+    def bad(msg: str, at: str = "", code: str = "SCHEMA_VALIDATION_FAILED") -> None:
+        found.append(Diagnostic(code, msg, where + at))
+
+    if not isinstance(s, Mapping):
+        bad("a state must be a JSON object")
+        return None
+    typ = s.get("Type")
+    if typ not in STATE_TYPES:
+        bad(f"'Type' must be one of {', '.join(STATE_TYPES)}, got {typ!r}", "/Type")
+        return None
+    ql = s.get("QueryLanguage", default_ql)
+    if ql not in (JSONPATH, JSONATA):
+        bad(f"'QueryLanguage' must be JSONPath or JSONata, got {ql!r}", "/QueryLanguage")
+        ql = default_ql
+    if top_ql == JSONATA and ql == JSONPATH:
+        bad("'QueryLanguage' can not be 'JSONPath' if set to 'JSONata' for whole state machine")
+    if typ not in TERMINAL and typ != "Choice" and bool(s.get("End")) == ("Next" in s):
+        bad("a state has exactly one of 'Next' or 'End': true")
+    for key in JSONPATH_ONLY if ql == JSONATA else JSONATA_ONLY:
+        if key in s:
+            bad(f"The field '{key}' is not supported with QueryLanguage {ql}", f"/{key}")
+    if ql == JSONPATH:
+        for key in ("Parameters", "ResultSelector", "ItemSelector"):
+            if key in s:
+                _check_template(s[key], f"{where}/{key}", found)
+        if "Assign" in s:
+            _check_template(s["Assign"], f"{where}/Assign", found)
+        for key in ("InputPath", "OutputPath", "ItemsPath", "SecondsPath", "TimestampPath",
+                    "ErrorPath", "CausePath"):
+            v = s.get(key)
+            if isinstance(v, str) and not intrinsics.is_intrinsic(v):
+                try:
+                    paths.check(v)
+                except paths.PathSyntaxError as e:
+                    bad(str(e), f"/{key}")
+        if isinstance(s.get("ResultPath"), str):
+            try:
+                paths.check_reference(s["ResultPath"])
+            except paths.PathSyntaxError as e:
+                bad(str(e), "/ResultPath")
+    else:
+        _check_jsonata(s, where, found)
+    if typ == "Wait":
+        modes = [k for k in ("Seconds", "Timestamp", "SecondsPath", "TimestampPath") if k in s]
+        if len(modes) != 1:
+            bad("a Wait state has exactly one of Seconds, Timestamp, SecondsPath, TimestampPath")
+        ts = s.get("Timestamp")
+        if ts is not None and not (ql == JSONATA and jsonata.is_expression(ts)) \
+                and timestamps.parse(ts) is None:
+            bad("String does not match RFC3339 timestamp", "/Timestamp")
+    if typ == "Choice":
+        choices = s.get("Choices")
+        if not isinstance(choices, list) or not choices:
+            bad("'Choices' must be a non-empty array", "/Choices")
+        else:
+            for i, rule in enumerate(choices):
+                _check_rule(rule, ql, f"{where}/Choices/{i}", found, top=True)
+    retriers, catchers = [], []
+    for i, r in enumerate(s.get("Retry") or ()):
+        if _check_error_equals(r, f"{where}/Retry/{i}", found):
+            retriers.append(Retrier.parse(r))
+    for i, c in enumerate(s.get("Catch") or ()):
+        if _check_error_equals(c, f"{where}/Catch/{i}", found):
+            if "Next" not in c:
+                bad("a Catcher needs 'Next'", f"/Catch/{i}")
+                continue
+            catchers.append(Catcher.parse(c))
+    branches: list[StateMachine] = []
+    if typ == "Parallel":
+        for i, b in enumerate(s.get("Branches") or ()):
+            m = _machine(b, f"{where}/Branches/{i}", top_ql, top_ql, found)
+            if m is not None:
+                branches.append(m)
+        if not s.get("Branches"):
+            bad("'Branches' must be a non-empty array", "/Branches")
+    if typ == "Map":
+        proc = s.get("ItemProcessor", s.get("Iterator"))
+        if not isinstance(proc, Mapping):
+            bad("a Map state needs an 'ItemProcessor'", "/ItemProcessor")
+        else:
+            m = _machine(proc, f"{where}/ItemProcessor", top_ql, top_ql, found)
+            if m is not None:
+                branches.append(m)
+    return State(name=name, type=typ, query_language=ql, fields=MappingProxyType(dict(s)),
+                 retry=tuple(retriers), catch=tuple(catchers), branches=tuple(branches))
+
+
+def _check_error_equals(r: Any, where: str, found: list[Diagnostic]) -> bool:
+    if not isinstance(r, Mapping) or not isinstance(r.get("ErrorEquals"), list) \
+            or not r["ErrorEquals"]:
+        found.append(Diagnostic("SCHEMA_VALIDATION_FAILED",
+                                "'ErrorEquals' must be a non-empty array", where))
+        return False
+    ee = r["ErrorEquals"]
+    if ALL in ee and len(ee) > 1:
+        found.append(Diagnostic("SCHEMA_VALIDATION_FAILED",
+                                "States.ALL must appear alone in 'ErrorEquals'",
+                                f"{where}/ErrorEquals"))
+        return False
+    return True
+
+
+def _check_template(tmpl: Any, where: str, found: list[Diagnostic]) -> None:
+    if isinstance(tmpl, Mapping):
+        for k, v in tmpl.items():
+            if isinstance(k, str) and k.endswith(".$"):
+                if not isinstance(v, str) or not _valid_path_or_call(v):
+                    found.append(Diagnostic(
+                        "SCHEMA_VALIDATION_FAILED",
+                        f"The value for the field '{k}' must be a valid JSONPath or a valid "
+                        f"intrinsic function call", where))
+            else:
+                _check_template(v, where, found)
+    elif isinstance(tmpl, list):
+        for v in tmpl:
+            _check_template(v, where, found)
+
+
+def _valid_path_or_call(v: str) -> bool:
+    if intrinsics.is_intrinsic(v):
+        try:
+            intrinsics.parse(v)
+        except intrinsics.IntrinsicSyntaxError:
+            return False
+        return True
+    try:
+        paths.check(v)
+    except paths.PathSyntaxError:
+        return False
+    return True
+
+
+def _check_jsonata(s: Mapping[str, Any], where: str, found: list[Diagnostic]) -> None:
+    def walk(v: Any, at: str) -> None:
+        if jsonata.is_expression(v):
+            why = jsonata.check(jsonata.body(v))
+            if why is not None:
+                found.append(Diagnostic("SCHEMA_VALIDATION_FAILED",
+                                        f"invalid JSONata expression {v!r}: {why}", at))
+        elif isinstance(v, Mapping):
+            for k, x in v.items():
+                walk(x, f"{at}/{k}")
+        elif isinstance(v, list):
+            for x in v:
+                walk(x, at)
+
+    for key in ("Arguments", "Output", "Assign", "Items", "Seconds", "Timestamp", "Error",
+                "Cause", "MaxConcurrency", "ToleratedFailureCount",
+                "ToleratedFailurePercentage", "TimeoutSeconds", "HeartbeatSeconds",
+                "ItemSelector"):
+        if key in s:
+            walk(s[key], f"{where}/{key}")
+
+
+def _check_rule(rule: Any, ql: str, where: str, found: list[Diagnostic], *,
+                top: bool) -> None:
+    if not isinstance(rule, Mapping):
+        found.append(Diagnostic("SCHEMA_VALIDATION_FAILED", "a Choice rule is an object", where))
+        return
+    if top and "Next" not in rule:
+        found.append(Diagnostic("SCHEMA_VALIDATION_FAILED", "a Choice rule needs 'Next'", where))
+    if ql == JSONATA:
+        if "Condition" not in rule:
+            found.append(Diagnostic("SCHEMA_VALIDATION_FAILED",
+                                    "a JSONata Choice rule needs 'Condition'", where))
+        return
+    if "And" in rule or "Or" in rule:
+        subs = rule.get("And", rule.get("Or"))
+        if not isinstance(subs, list) or not subs:
+            found.append(Diagnostic("SCHEMA_VALIDATION_FAILED",
+                                    "'And'/'Or' take a non-empty array", where))
+            return
+        for i, r in enumerate(subs):
+            _check_rule(r, ql, f"{where}/{i}", found, top=False)
+        return
+    if "Not" in rule:
+        _check_rule(rule["Not"], ql, f"{where}/Not", found, top=False)
+        return
+    if not any(k in OPERATORS for k in rule):
+        found.append(Diagnostic("SCHEMA_VALIDATION_FAILED",
+                                "a Choice rule needs a comparison operator", where))
+    if "Variable" in rule:
+        try:
+            paths.check(rule["Variable"])
+        except paths.PathSyntaxError as e:
+            found.append(Diagnostic("SCHEMA_VALIDATION_FAILED", str(e), f"{where}/Variable"))
