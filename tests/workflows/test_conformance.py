@@ -41,3 +41,23 @@ def test_pass_rate_table_counts_every_case() -> None:
     table = conformance.report(out=out)
     assert "| **all** |" in out.getvalue()
     assert table["choice"][1] >= 190 and table["jsonata"][1] >= 100
+
+
+def test_the_pure_step_replays_every_case_to_the_same_history() -> None:
+    """Driving each case through ``step(machine, history, event)``, which rebuilds the
+    execution from its history on every event (as after a restart), records exactly the
+    history and commands the in-memory Execution does."""
+    from skiff.workflows import local, parse
+
+    differ = []
+    for name in NAMES:
+        case = conformance.load(name)
+        if case.get("kind") == "validate":
+            continue
+        machine = parse(case["definition"])
+        live = local.run(machine, case["input"], tasks=conformance.task_table())
+        replayed = local.run(machine, case["input"], tasks=conformance.task_table(),
+                             replay=True)
+        if live.history != replayed.history or live.commands != replayed.commands:
+            differ.append(name)
+    assert not differ

@@ -33,9 +33,10 @@ EXCEEDED_TOLERATED_FAILURE_THRESHOLD = "States.ExceedToleratedFailureThreshold"
 ITEM_READER_FAILED = "States.ItemReaderFailed"
 RESULT_WRITER_FAILED = "States.ResultWriterFailed"
 PERMISSIONS = "States.Permissions"
+DATA_LIMIT_EXCEEDED = "States.DataLimitExceeded"
 
-# States.ALL matches every error but these two (ASL spec, "Error names").
-NOT_MATCHED_BY_ALL = frozenset({RUNTIME, "States.DataLimitExceeded"})
+# States.ALL matches every error but these two (AWS: both are terminal).
+NOT_MATCHED_BY_ALL = frozenset({RUNTIME, DATA_LIMIT_EXCEEDED})
 
 
 @dataclass(frozen=True)

@@ -24,10 +24,12 @@ from collections.abc import Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from . import choice, events, jsonata, paths, retry, timestamps
 from .definition import JSONATA, State, StateMachine
 from .errors import (
-    ALL,
+    DATA_LIMIT_EXCEEDED,
     EXCEEDED_TOLERATED_FAILURE_THRESHOLD,
     HEARTBEAT_TIMEOUT,
     NO_CHOICE_MATCHED,
@@ -38,8 +40,26 @@ from .errors import (
 )
 from .intrinsics import Evaluator as IntrinsicEvaluator
 
-# How the local task vocabulary and callers see AWS-ish identifiers.
 DEFAULT_MACHINE_NAME = "StateMachine"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The bounds an execution runs within; AWS's quotas by default (Step Functions
+    developer guide, "Quotas"). The executor passes the operator's configured values."""
+
+    # 256 KiB of UTF-8: the largest execution input, state input/output or task result
+    max_payload_bytes: int = 262_144
+    # events in one execution's history; past it the execution fails
+    max_history_events: int = 25_000
+    # iterations an inline Map runs at once, whatever its MaxConcurrency says (AWS: 40)
+    max_map_concurrency: int = 40
+
+
+def payload_size(value: Any) -> int:
+    """The UTF-8 size of ``value`` as JSON (msgspec: ~10x faster than json.dumps here,
+    and it runs on every state transition)."""
+    return len(msgspec.json.encode(value))
 
 
 @dataclass
@@ -84,8 +104,10 @@ class _Output(Exception):
 class Execution:
     """One execution, in memory. Feed it events with ``apply``."""
 
-    def __init__(self, machine: StateMachine) -> None:
+    def __init__(self, machine: StateMachine, limits: Limits | None = None) -> None:
         self.machine = machine
+        self.limits = limits or Limits()
+        self._over_history = False
         self.history: list[dict] = []
         self.status = "PENDING"
         self.now = 0.0
@@ -94,7 +116,7 @@ class Execution:
         self.variables: dict[str, Any] = {}
         self._ready: collections.deque = collections.deque()
         self._tasks: dict[str, tuple[_Fiber, _TaskWait]] = {}
-        self._timers: dict[str, tuple[_Fiber, Any]] = {}
+        self._timers: dict[str, tuple[_Fiber, str, float]] = {}
         self._timeout_of: dict[str, str] = {}  # timer -> task token it times out
         self._root: _Fiber | None = None
         self._out: events.Decision | None = None
@@ -127,6 +149,13 @@ class Execution:
         self._run()
         return self._take()
 
+    def pending(self) -> list[events.Command]:
+        """What is outstanding: every task not yet answered (to run again, with the same
+        token, after a restart) and every timer not yet fired (to arm again)."""
+        out: list[events.Command] = [wait.command for _f, wait in self._tasks.values()]
+        out += [events.StartTimer(t, at, reason) for t, (_f, reason, at) in self._timers.items()]
+        return out
+
     # -- bookkeeping ----------------------------------------------------------------------
 
     def _take(self) -> events.Decision:
@@ -137,6 +166,8 @@ class Execution:
     def _record(self, type_: str, **details: Any) -> dict:
         ev = {"id": len(self.history) + 1, "type": type_, "timestamp": self.now, **details}
         self.history.append(ev)
+        if len(self.history) > self.limits.max_history_events:
+            self._over_history = True
         if self._out is not None:
             self._out.events.append(ev)
         return ev
@@ -163,12 +194,18 @@ class Execution:
         self.context = {"Execution": execution, "StateMachine": sm}
         self._root = _Fiber(self._machine(self.machine, ev.get("input"), self.variables, ""),
                             "")
+        size = payload_size(ev.get("input"))
+        if size > self.limits.max_payload_bytes:
+            self._finish("FAILED", error=DATA_LIMIT_EXCEEDED,
+                         cause=f"The execution input has {size} bytes, more than the "
+                               f"{self.limits.max_payload_bytes} allowed.")
+            return
         self._ready.append((self._root, "send", None))
         if self.machine.timeout_seconds:
             timer = "execution-timeout"
-            self._timers[timer] = (self._root, "execution-timeout")
-            self._command(events.StartTimer(timer, self.now + self.machine.timeout_seconds,
-                                            "execution-timeout"))
+            fire_at = self.now + self.machine.timeout_seconds
+            self._timers[timer] = (self._root, "execution-timeout", fire_at)
+            self._command(events.StartTimer(timer, fire_at, "execution-timeout"))
 
     def _task_done(self, ev: dict) -> None:
         entry = self._tasks.pop(ev["token"], None)
@@ -180,7 +217,13 @@ class Execution:
                 self._timeout_of.pop(timer, None)
                 self._command(events.CancelTimer(timer))
         if ev["type"] == events.TASK_SUCCEEDED:
-            self._ready.append((fiber, "send", ev.get("output")))
+            size = payload_size(ev.get("output"))
+            if size > self.limits.max_payload_bytes:
+                self._ready.append((fiber, "throw", StatesError(
+                    DATA_LIMIT_EXCEEDED, f"The task result has {size} bytes, more than the "
+                                         f"{self.limits.max_payload_bytes} allowed.")))
+            else:
+                self._ready.append((fiber, "send", ev.get("output")))
         else:
             self._ready.append((fiber, "throw", StatesError(ev.get("error"), ev.get("cause"))))
 
@@ -192,6 +235,8 @@ class Execution:
         hb = wait.command.heartbeat_seconds
         for timer in wait.timers:
             if timer.endswith("/heartbeat") and timer in self._timers and hb:
+                fiber, reason, _at = self._timers[timer]
+                self._timers[timer] = (fiber, reason, self.now + hb)
                 self._command(events.StartTimer(timer, self.now + hb, "heartbeat"))
 
     def _timer_fired(self, ev: dict) -> None:
@@ -199,7 +244,7 @@ class Execution:
         entry = self._timers.pop(timer, None)
         if entry is None:
             return
-        fiber, what = entry
+        fiber, what, _at = entry
         if what == "execution-timeout":
             self._finish("TIMED_OUT", error=TIMEOUT,
                          cause="The execution ran longer than its TimeoutSeconds")
@@ -227,6 +272,11 @@ class Execution:
 
     def _run(self) -> None:
         while self._ready and self.status == "RUNNING":
+            if self._over_history:
+                self._finish("FAILED", error=RUNTIME,
+                             cause=f"The execution reached the maximum number of history "
+                                   f"events ({self.limits.max_history_events}).")
+                return
             fiber, how, value = self._ready.popleft()
             if fiber.cancelled or fiber.done:
                 continue
@@ -255,11 +305,11 @@ class Execution:
                                          "heartbeat")):
                 if secs:
                     wait.timers.append(timer)
-                    self._timers[timer] = (fiber, reason)
+                    self._timers[timer] = (fiber, reason, self.now + secs)
                     self._timeout_of[timer] = wait.token
                     self._command(events.StartTimer(timer, self.now + secs, reason))
         elif isinstance(wait, _TimerWait):
-            self._timers[wait.timer] = (fiber, wait.reason)
+            self._timers[wait.timer] = (fiber, wait.reason, wait.fire_at)
             self._record(events.TIMER_STARTED, timer=wait.timer, fireAt=wait.fire_at,
                          reason=wait.reason)
             self._command(events.StartTimer(wait.timer, wait.fire_at, wait.reason))
@@ -311,7 +361,7 @@ class Execution:
                     if self._timers.pop(timer, None) is not None:
                         self._timeout_of.pop(timer, None)
                         self._command(events.CancelTimer(timer))
-        for timer, (f, _what) in list(self._timers.items()):
+        for timer, (f, _what, _at) in list(self._timers.items()):
             if f is fiber:
                 del self._timers[timer]
                 self._command(events.CancelTimer(timer))
@@ -362,6 +412,11 @@ class Execution:
             if caught is None:
                 raise
             output, nxt, assigned = caught
+        size = payload_size(output)
+        if size > self.limits.max_payload_bytes:
+            raise StatesError(DATA_LIMIT_EXCEEDED,
+                              f"The state '{st.name}' produced an output of {size} bytes, "
+                              f"more than the {self.limits.max_payload_bytes} allowed.")
         exited = {"name": st.name, "frame": frame, "output": output}
         if assigned:
             exited["assignedVariables"] = assigned
@@ -696,7 +751,9 @@ class _StateRun:
                     raise
                 counts[idx] += 1
                 attempt += 1
-                self.ctx["State"] = {**self.ctx["State"], "RetryCount": attempt}
+                # a new context object, never an update: recorded events may hold the old one
+                self.ctx = {**self.ctx, "State": {**self.ctx["State"], "RetryCount": attempt}}
+                self.scope = paths.Scope(self.ctx, self.variables)
                 delay = r.delay(counts[idx], self.ex.rng.random())
                 if delay > 0:
                     yield _TimerWait(f"{self.frame}{self.st.name}#{self.visit}/retry{attempt}",
@@ -866,7 +923,8 @@ class _StateRun:
         index_of: dict[int, int] = {}
         failures = 0
         nxt = 0
-        limit = max_conc if max_conc and max_conc > 0 else len(inputs)
+        cap = self.ex.limits.max_map_concurrency
+        limit = min(max_conc, cap) if max_conc and max_conc > 0 else cap
         while nxt < len(inputs) or running:
             while nxt < len(inputs) and len(running) < limit:
                 frame = f"{self.frame}{st.name}#{self.visit}.{attempt}[{nxt}]/"
@@ -980,9 +1038,11 @@ def _body(v: Any) -> str:
     return jsonata.body(v) if jsonata.is_expression(v) else str(v)
 
 
-def replay(machine: StateMachine, history: Iterable[Mapping[str, Any]]) -> Execution:
-    """The execution ``history`` describes, rebuilt by re-applying its input events."""
-    ex = Execution(machine)
+def replay(machine: StateMachine, history: Iterable[Mapping[str, Any]],
+           limits: Limits | None = None) -> Execution:
+    """The execution ``history`` describes, rebuilt by re-applying its input events.
+    ``pending()`` on the result says what to run and arm again after a restart."""
+    ex = Execution(machine, limits)
     for ev in history:
         if ev["type"] in events.EXTERNAL:
             ex.apply(ev)
@@ -990,9 +1050,9 @@ def replay(machine: StateMachine, history: Iterable[Mapping[str, Any]]) -> Execu
 
 
 def step(machine: StateMachine, history: Iterable[Mapping[str, Any]],
-         event: Mapping[str, Any]) -> events.Decision:
+         event: Mapping[str, Any], limits: Limits | None = None) -> events.Decision:
     """The pure core: what ``event`` does to the execution ``history`` records."""
-    return replay(machine, history).apply(event)
+    return replay(machine, history, limits).apply(event)
 
 
-__all__ = ["ALL", "Execution", "replay", "step"]
+__all__ = ["Execution", "Limits", "payload_size", "replay", "step"]

@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from jsonata import JException, Jsonata
+from jsonata import Functions, JException, Jsonata
 from jsonata.utils import Utils
 
 from .errors import QUERY_EVALUATION_ERROR, StatesError
@@ -135,6 +135,9 @@ class Evaluator:
         b["uuid"] = Jsonata.JLambda(lambda: str(uuid.UUID(int=rng.getrandbits(128), version=4)))
         b["parse"] = Jsonata.JLambda(lambda text: _to_jsonata(json.loads(text)))
         b["millis"] = Jsonata.JLambda(lambda: now)
+        b["now"] = Jsonata.JLambda(
+            lambda picture=None, timezone=None: Functions.datetime_from_millis(now, picture,
+                                                                               timezone))
         return b
 
     def evaluate(self, text: str, states: Mapping[str, Any], variables: Mapping[str, Any],

@@ -19,7 +19,7 @@ from typing import Any
 
 from . import events
 from .definition import StateMachine, parse
-from .interpreter import Execution
+from .interpreter import Execution, Limits, step
 
 DEFAULT_START = 1_700_000_000.0  # a fixed epoch: runs are reproducible
 
@@ -84,11 +84,17 @@ def _resolve(tasks: Mapping[str, TaskFn], resource: str) -> TaskFn:
 def run(definition: StateMachine | Mapping[str, Any], input: Any = None, *,
         tasks: Mapping[str, TaskFn] | None = None, start: float = DEFAULT_START,
         seed: int = 0, execution_id: str = "arn:aws:states:local:0:execution:sm:exec",
-        state_machine_name: str = "sm") -> Result:
-    """Run ``definition`` on ``input`` to its end; returns status, output and history."""
+        state_machine_name: str = "sm", limits: Limits | None = None,
+        replay: bool = False) -> Result:
+    """Run ``definition`` on ``input`` to its end; returns status, output and history.
+
+    With ``replay`` every event goes through the pure ``step(machine, history, event)``,
+    rebuilding the execution from its history each time, as the durable executor does
+    after a restart (slower: for tests that hold the core to its purity)."""
     machine = definition if isinstance(definition, StateMachine) else parse(definition)
     tasks = tasks or {}
-    ex = Execution(machine)
+    ex = Execution(machine, limits)
+    history: list[dict] = ex.history
     clock = start
     queue: list[tuple[float, int, dict]] = []
     seq = 0
@@ -110,13 +116,17 @@ def run(definition: StateMachine | Mapping[str, Any], input: Any = None, *,
                 continue  # cancelled or re-armed
             del armed[ev["timer"]]
         clock = max(clock, at)
-        decision = ex.apply({**ev, "timestamp": clock})
-        if len(ex.history) > MAX_EVENTS:
+        if replay:
+            decision = step(machine, history, {**ev, "timestamp": clock}, limits)
+            history.extend(decision.events)
+        else:
+            decision = ex.apply({**ev, "timestamp": clock})
+        if len(history) > MAX_EVENTS:
             raise RuntimeError(f"execution passed {MAX_EVENTS} events; is it looping?")
         for cmd in decision.commands:
             all_commands.append(cmd)
             if isinstance(cmd, events.Finish):
-                return Result(cmd.status, cmd.output, cmd.error, cmd.cause, ex.history,
+                return Result(cmd.status, cmd.output, cmd.error, cmd.cause, history,
                               all_commands, clock)
             if isinstance(cmd, events.StartTimer):
                 armed[cmd.timer] = cmd.fire_at
@@ -141,4 +151,5 @@ def run(definition: StateMachine | Mapping[str, Any], input: Any = None, *,
                             "error": "States.TaskFailed",
                             "cause": f"no task function for resource {cmd.resource!r}"}
                 push(clock + delay, done)
-    return Result(ex.status, history=ex.history, commands=all_commands, now=clock)
+    # the queue ran dry without a Finish: something waits for an event nobody will send
+    return Result("RUNNING", history=history, commands=all_commands, now=clock)
