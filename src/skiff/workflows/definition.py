@@ -32,6 +32,31 @@ JSONPATH_ONLY = ("InputPath", "Parameters", "ResultSelector", "ResultPath", "Out
                  "HeartbeatSecondsPath")
 JSONATA_ONLY = ("Arguments", "Output")
 
+# The fields each state type takes; AWS refuses any other at creation.
+_COMMON = {"Type", "Comment", "QueryLanguage"}
+_FLOW = {"Next", "End"}
+_IO = {"InputPath", "OutputPath", "Output", "Assign"}
+_RESULT = {"Parameters", "ResultSelector", "ResultPath", "Arguments", "Retry", "Catch"}
+FIELDS: dict[str, frozenset[str]] = {
+    "Pass": frozenset(_COMMON | _FLOW | _IO | {"Parameters", "Result", "ResultPath"}),
+    "Task": frozenset(_COMMON | _FLOW | _IO | _RESULT | {
+        "Resource", "TimeoutSeconds", "TimeoutSecondsPath", "HeartbeatSeconds",
+        "HeartbeatSecondsPath", "Credentials"}),
+    "Choice": frozenset(_COMMON | _IO | {"Choices", "Default"}),
+    "Wait": frozenset(_COMMON | _FLOW | _IO | {"Seconds", "Timestamp", "SecondsPath",
+                                              "TimestampPath"}),
+    "Succeed": frozenset(_COMMON | {"InputPath", "OutputPath", "Output"}),
+    "Fail": frozenset(_COMMON | {"Error", "Cause", "ErrorPath", "CausePath"}),
+    "Parallel": frozenset(_COMMON | _FLOW | _IO | _RESULT | {"Branches"}),
+    "Map": frozenset(_COMMON | _FLOW | _IO | _RESULT | {
+        "ItemProcessor", "Iterator", "ItemsPath", "Items", "ItemSelector", "ItemReader",
+        "ItemBatcher", "ResultWriter", "MaxConcurrency", "MaxConcurrencyPath",
+        "ToleratedFailureCount", "ToleratedFailureCountPath", "ToleratedFailurePercentage",
+        "ToleratedFailurePercentagePath", "Label"}),
+}
+MACHINE_FIELDS = frozenset({"StartAt", "States", "Comment", "Version", "TimeoutSeconds",
+                            "QueryLanguage", "ProcessorConfig"})
+
 
 @dataclass(frozen=True)
 class State:
@@ -108,6 +133,14 @@ def validate(definition: Mapping[str, Any] | str) -> list[Diagnostic]:
 
 def _machine(raw: Mapping[str, Any], where: str, default_ql: str, top_ql: str,
              found: list[Diagnostic]) -> StateMachine | None:
+    if not isinstance(raw, Mapping):
+        found.append(Diagnostic("SCHEMA_VALIDATION_FAILED", "a state machine is a JSON object",
+                                where or "/"))
+        return None
+    for key in raw:
+        if key not in MACHINE_FIELDS:
+            found.append(Diagnostic("SCHEMA_VALIDATION_FAILED",
+                                    f"Field '{key}' is not supported", where or "/"))
     missing = [k for k in ("States", "StartAt") if k not in raw]
     if missing:
         found.append(Diagnostic("SCHEMA_VALIDATION_FAILED",
@@ -166,6 +199,9 @@ def _state(name: str, s: Any, where: str, default_ql: str, top_ql: str,
     if typ not in STATE_TYPES:
         bad(f"'Type' must be one of {', '.join(STATE_TYPES)}, got {typ!r}", "/Type")
         return None
+    for key in s:
+        if key not in FIELDS[typ]:
+            bad(f"Field '{key}' is not supported for a {typ} state", f"/{key}")
     ql = s.get("QueryLanguage", default_ql)
     if ql not in (JSONPATH, JSONATA):
         bad(f"'QueryLanguage' must be JSONPath or JSONata, got {ql!r}", "/QueryLanguage")
@@ -213,9 +249,11 @@ def _state(name: str, s: Any, where: str, default_ql: str, top_ql: str,
         else:
             for i, rule in enumerate(choices):
                 _check_rule(rule, ql, f"{where}/Choices/{i}", found, top=True)
+    _check_values(typ, s, ql, where, found)
     retriers, catchers = [], []
     for i, r in enumerate(s.get("Retry") or ()):
-        if _check_error_equals(r, f"{where}/Retry/{i}", found):
+        if _check_error_equals(r, f"{where}/Retry/{i}", found) and \
+                _check_retrier(r, f"{where}/Retry/{i}", found):
             retriers.append(Retrier.parse(r))
     for i, c in enumerate(s.get("Catch") or ()):
         if _check_error_equals(c, f"{where}/Catch/{i}", found):
@@ -241,6 +279,76 @@ def _state(name: str, s: Any, where: str, default_ql: str, top_ql: str,
                 branches.append(m)
     return State(name=name, type=typ, query_language=ql, fields=MappingProxyType(dict(s)),
                  retry=tuple(retriers), catch=tuple(catchers), branches=tuple(branches))
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _check_values(typ: str, s: Mapping[str, Any], ql: str, where: str,
+                  found: list[Diagnostic]) -> None:
+    """The literal values AWS checks at creation (a JSONata expression is checked when
+    it runs)."""
+    def bad(msg: str, key: str) -> None:
+        found.append(Diagnostic("SCHEMA_VALIDATION_FAILED", msg, f"{where}/{key}"))
+
+    def literal(key: str) -> bool:
+        return key in s and not (ql == JSONATA and jsonata.is_expression(s[key]))
+
+    if "Next" in s and not isinstance(s["Next"], str):
+        bad("'Next' must be a state name", "Next")
+    if typ == "Task" and not isinstance(s.get("Resource"), str):
+        bad("a Task state needs a 'Resource' string", "Resource")
+    for key in ("TimeoutSeconds", "HeartbeatSeconds"):
+        if literal(key) and (not _is_int(s[key]) or s[key] <= 0):
+            bad(f"'{key}' must be a positive integer", key)
+    if literal("TimeoutSeconds") and literal("HeartbeatSeconds") and \
+            _is_int(s["TimeoutSeconds"]) and _is_int(s["HeartbeatSeconds"]) and \
+            s["HeartbeatSeconds"] >= s["TimeoutSeconds"]:
+        bad("'HeartbeatSeconds' must be smaller than 'TimeoutSeconds'", "HeartbeatSeconds")
+    if typ == "Wait" and literal("Seconds") and (not _is_int(s["Seconds"]) or s["Seconds"] < 0):
+        bad("'Seconds' must be a non-negative integer", "Seconds")
+    if typ == "Map":
+        if literal("MaxConcurrency") and (not _is_int(s["MaxConcurrency"])
+                                          or s["MaxConcurrency"] < 0):
+            bad("'MaxConcurrency' must be a non-negative integer", "MaxConcurrency")
+        if literal("ToleratedFailureCount") and (not _is_int(s["ToleratedFailureCount"])
+                                                 or s["ToleratedFailureCount"] < 0):
+            bad("'ToleratedFailureCount' must be a non-negative integer",
+                "ToleratedFailureCount")
+        if literal("ToleratedFailurePercentage") and (
+                not _is_number(s["ToleratedFailurePercentage"])
+                or not 0 <= s["ToleratedFailurePercentage"] <= 100):
+            bad("'ToleratedFailurePercentage' must be between 0 and 100",
+                "ToleratedFailurePercentage")
+    if typ == "Fail":
+        for a, b in (("Error", "ErrorPath"), ("Cause", "CausePath")):
+            if a in s and b in s:
+                bad(f"'{a}' and '{b}' exclude each other", b)
+
+
+def _check_retrier(r: Mapping[str, Any], where: str, found: list[Diagnostic]) -> bool:
+    problems = []
+    if "IntervalSeconds" in r and (not _is_int(r["IntervalSeconds"]) or
+                                   r["IntervalSeconds"] < 1):
+        problems.append(("IntervalSeconds", "must be a positive integer"))
+    if "MaxAttempts" in r and (not _is_int(r["MaxAttempts"]) or r["MaxAttempts"] < 0):
+        problems.append(("MaxAttempts", "must be a non-negative integer"))
+    if "BackoffRate" in r and (not _is_number(r["BackoffRate"]) or r["BackoffRate"] < 1):
+        problems.append(("BackoffRate", "must be a number of at least 1.0"))
+    if "MaxDelaySeconds" in r and (not _is_int(r["MaxDelaySeconds"]) or
+                                   r["MaxDelaySeconds"] < 1):
+        problems.append(("MaxDelaySeconds", "must be a positive integer"))
+    if r.get("JitterStrategy", "NONE") not in ("NONE", "FULL"):
+        problems.append(("JitterStrategy", "must be FULL or NONE"))
+    for key, msg in problems:
+        found.append(Diagnostic("SCHEMA_VALIDATION_FAILED", f"'{key}' {msg}",
+                                f"{where}/{key}"))
+    return not problems
 
 
 def _check_error_equals(r: Any, where: str, found: list[Diagnostic]) -> bool:
@@ -342,3 +450,15 @@ def _check_rule(rule: Any, ql: str, where: str, found: list[Diagnostic], *,
             paths.check(rule["Variable"])
         except paths.PathSyntaxError as e:
             found.append(Diagnostic("SCHEMA_VALIDATION_FAILED", str(e), f"{where}/Variable"))
+
+
+def task_resources(machine: StateMachine) -> set[str]:
+    """Every Task ``Resource`` in ``machine``, nested machines included: what a deploy
+    checks against the apps that exist."""
+    out: set[str] = set()
+    for st in machine.states.values():
+        if st.type == "Task" and isinstance(st.get("Resource"), str):
+            out.add(st.get("Resource"))
+        for b in st.branches:
+            out |= task_resources(b)
+    return out

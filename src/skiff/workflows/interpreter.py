@@ -67,6 +67,7 @@ class _TaskWait:
     token: str
     command: events.RunTask
     timers: list[str] = field(default_factory=list)
+    beats: int = 0
 
 
 @dataclass
@@ -158,6 +159,10 @@ class Execution:
 
     # -- bookkeeping ----------------------------------------------------------------------
 
+    def _history_cause(self) -> str:
+        return (f"The execution reached the maximum number of history events "
+                f"({self.limits.max_history_events}).")
+
     def _take(self) -> events.Decision:
         out, self._out = self._out, None
         assert out is not None
@@ -228,16 +233,24 @@ class Execution:
             self._ready.append((fiber, "throw", StatesError(ev.get("error"), ev.get("cause"))))
 
     def _heartbeat(self, ev: dict) -> None:
+        """A heartbeat moves the heartbeat deadline: a new timer (a new name, so a late
+        fire of the old one is ignored) replaces the old."""
         entry = self._tasks.get(ev["token"])
         if entry is None:
             return
-        _fiber, wait = entry
+        fiber, wait = entry
         hb = wait.command.heartbeat_seconds
-        for timer in wait.timers:
-            if timer.endswith("/heartbeat") and timer in self._timers and hb:
-                fiber, reason, _at = self._timers[timer]
-                self._timers[timer] = (fiber, reason, self.now + hb)
-                self._command(events.StartTimer(timer, self.now + hb, "heartbeat"))
+        for i, timer in enumerate(wait.timers):
+            if "/heartbeat" in timer and timer in self._timers and hb:
+                del self._timers[timer]
+                self._timeout_of.pop(timer, None)
+                self._command(events.CancelTimer(timer))
+                wait.beats += 1
+                new = f"{wait.token}/heartbeat.{wait.beats}"
+                wait.timers[i] = new
+                self._timers[new] = (fiber, "heartbeat", self.now + hb)
+                self._timeout_of[new] = wait.token
+                self._command(events.StartTimer(new, self.now + hb, "heartbeat"))
 
     def _timer_fired(self, ev: dict) -> None:
         timer = ev["timer"]
@@ -258,7 +271,7 @@ class Execution:
             for other in wait.timers:
                 if other != timer and self._timers.pop(other, None) is not None:
                     self._command(events.CancelTimer(other))
-            heartbeat = timer.endswith("/heartbeat")
+            heartbeat = "/heartbeat" in timer
             self._record(events.TASK_TIMED_OUT, token=token,
                          error=HEARTBEAT_TIMEOUT if heartbeat else TIMEOUT)
             self._ready.append((fiber, "throw", StatesError(
@@ -273,9 +286,7 @@ class Execution:
     def _run(self) -> None:
         while self._ready and self.status == "RUNNING":
             if self._over_history:
-                self._finish("FAILED", error=RUNTIME,
-                             cause=f"The execution reached the maximum number of history "
-                                   f"events ({self.limits.max_history_events}).")
+                self._finish("FAILED", error=RUNTIME, cause=self._history_cause())
                 return
             fiber, how, value = self._ready.popleft()
             if fiber.cancelled or fiber.done:
@@ -403,6 +414,8 @@ class Execution:
         visit = self._visits[key]
         entered = self._record(events.entered(st.type), name=st.name, frame=frame,
                                input=raw)
+        if self._over_history:  # a loop of Pass/Choice states never yields: stop it here
+            raise StatesError(RUNTIME, self._history_cause(), catchable=False)
         ctx = self._context(st, entered, extra_context)
         run = _StateRun(self, st, raw, variables, ctx, frame, visit, entered["id"])
         try:
