@@ -55,7 +55,6 @@ class RunTask:
     attempt: int
     timeout_seconds: float | None = None
     heartbeat_seconds: float | None = None
-    parameters: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
