@@ -98,7 +98,7 @@ def _definite(node: jp.JSONPath) -> bool:
     if isinstance(node, jp.Fields):
         return len(node.fields) == 1 and node.fields[0] != "*"
     if isinstance(node, jp.Index):
-        return len(getattr(node, "indices", [0])) == 1
+        return len(node.indices) == 1
     return False  # Slice, Descendants, Filter, Union, Where...
 
 
@@ -151,8 +151,8 @@ def _steps(node: jp.JSONPath) -> list[str | int]:
         return _steps(node.left) + _steps(node.right)
     if isinstance(node, jp.Fields) and len(node.fields) == 1 and node.fields[0] != "*":
         return [node.fields[0]]
-    if isinstance(node, jp.Index) and len(getattr(node, "indices", [0])) == 1:
-        return [node.index]
+    if isinstance(node, jp.Index) and len(node.indices) == 1:
+        return [node.indices[0]]
     raise PathSyntaxError("a ResultPath is a reference path: fields and indexes only")
 
 
