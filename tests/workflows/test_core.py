@@ -237,3 +237,24 @@ def test_retry_delay(rule: dict, n: int, draw: float, delay: float) -> None:
 ])
 def test_error_matching(equals: list[str], error: str, hit: bool) -> None:
     assert retry.matches(equals, error) is hit
+
+
+def test_item_batcher_hands_each_iteration_a_batch() -> None:
+    m = machine(("M", {"Type": "Map", "End": True,
+                       "ItemBatcher": {"MaxItemsPerBatch": 2, "BatchInput": {"k.$": "$.k"}},
+                       "ItemsPath": "$.items",
+                       "ItemProcessor": {"StartAt": "P", "States": {
+                           "P": {"Type": "Pass", "End": True}}}}))
+    r = local.run(m, {"k": "v", "items": [1, 2, 3]})
+    assert r.output == [{"BatchInput": {"k": "v"}, "Items": [1, 2]},
+                        {"BatchInput": {"k": "v"}, "Items": [3]}]
+
+
+def test_item_reader_is_refused_rather_than_ignored() -> None:
+    from skiff.workflows import validate
+
+    found = validate({"StartAt": "M", "States": {"M": {
+        "Type": "Map", "End": True, "ItemReader": {"Resource": "arn:aws:states:::s3:getObject"},
+        "ItemProcessor": {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}}}})
+    assert [(f.code, f.location) for f in found] == [("UNSUPPORTED_FEATURE",
+                                                      "/States/M/ItemReader")]

@@ -34,7 +34,10 @@ def test_a_definite_path_that_misses_is_states_runtime() -> None:
     with pytest.raises(StatesError) as info:
         paths.read("$.no.such", {"no": {}}, SCOPE)
     assert info.value.error == "States.Runtime"
-    assert "$['no']['such']" in info.value.cause
+    assert info.value.cause.endswith("No results for path: $['no']['such']")
+    with pytest.raises(StatesError) as info:
+        paths.read("$.no.such.thing", {}, SCOPE)
+    assert info.value.cause.endswith("Missing property in path $['no']")
     with pytest.raises(StatesError):
         paths.read("$undefined", {}, SCOPE)
 

@@ -325,6 +325,13 @@ def _check_values(typ: str, s: Mapping[str, Any], ql: str, where: str,
                 or not 0 <= s["ToleratedFailurePercentage"] <= 100):
             bad("'ToleratedFailurePercentage' must be between 0 and 100",
                 "ToleratedFailurePercentage")
+    if typ == "Map":
+        for key in ("ItemReader", "ResultWriter"):
+            if key in s:
+                # they read and write S3 on AWS; a silent inline run would be wrong
+                found.append(Diagnostic("UNSUPPORTED_FEATURE",
+                                        f"'{key}' is not supported: give the Map its items "
+                                        f"inline (ItemsPath or Items)", f"{where}/{key}"))
     if typ == "Fail":
         for a, b in (("Error", "ErrorPath"), ("Cause", "CausePath")):
             if a in s and b in s:

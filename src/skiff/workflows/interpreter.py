@@ -921,15 +921,21 @@ class _StateRun:
                 inputs.append(item)
             elif self.jsonata:
                 ctx = {**self.ctx, **map_ctx}
-                inputs.append(self.jx().template(selector, {"input": self.raw, "context": ctx},
-                                                 self.variables, field="ItemSelector",
-                                                 state=st.name))
+                try:
+                    inputs.append(self.jx().template(selector, {"input": self.raw,
+                                                                "context": ctx},
+                                                     self.variables, field="ItemSelector",
+                                                     state=st.name))
+                except StatesError as e:
+                    raise self._wrap(e) from None
             else:
                 scope = paths.Scope({**self.ctx, **map_ctx}, self.variables)
                 try:
                     inputs.append(paths.template(selector, value, scope, self.intrinsic))
                 except StatesError as e:
                     raise self._wrap(e) from None
+        if "ItemBatcher" in st:
+            inputs = items = self._batches(st.get("ItemBatcher"), inputs, value)
         processor = st.branches[0]
         results: list[Any] = [None] * len(inputs)
         running: list[_Fiber] = []
@@ -974,6 +980,43 @@ class _StateRun:
                                       "exceeded")
                 raise done.error
         return self._finish_collection(results)
+
+    def _batches(self, spec: Mapping[str, Any], inputs: list[Any], value: Any) -> list[dict]:
+        """ItemBatcher: the items in batches ``{"Items": [...], "BatchInput": ...}``,
+        each within MaxItemsPerBatch items and MaxInputBytesPerBatch bytes."""
+        def bound(key: str) -> Any:
+            if self.jsonata:
+                return (self.jtemplate(spec[key], f"ItemBatcher/{key}") if key in spec
+                        else None)
+            if key in spec:
+                return spec[key]
+            if f"{key}Path" in spec:
+                n = _as_number(self.read(spec[f"{key}Path"], value), int)
+                if n is None or n <= 0:
+                    raise self.fail(RUNTIME, f"The {key}Path field must refer to a positive "
+                                             f"integer: {spec[f'{key}Path']}")
+                return n
+            return None
+
+        max_items = bound("MaxItemsPerBatch") or len(inputs) or 1
+        max_bytes = bound("MaxInputBytesPerBatch") or self.ex.limits.max_payload_bytes
+        extra: dict[str, Any] = {}
+        if "BatchInput" in spec:
+            extra["BatchInput"] = (self.jtemplate(spec["BatchInput"], "ItemBatcher/BatchInput")
+                                   if self.jsonata else self.template(spec["BatchInput"], value))
+        batches: list[dict] = []
+        current: list[Any] = []
+        size = 0
+        for item in inputs:
+            n = payload_size(item) + 1
+            if current and (len(current) >= max_items or size + n > max_bytes):
+                batches.append({**extra, "Items": current})
+                current, size = [], 0
+            current.append(item)
+            size += n
+        if current:
+            batches.append({**extra, "Items": current})
+        return batches
 
     def _jnumber_any(self, key: str, default: Any) -> Any:
         if key not in self.st:

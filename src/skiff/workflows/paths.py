@@ -132,15 +132,30 @@ def read(path: str, value: Any, scope: Scope, *,
         return [m.value for m in matches]
     if not matches:
         raise (on_missing(path) if on_missing else StatesError(
-            RUNTIME, f"Invalid path '{path}' : No results for path: {_bracketed(rest)}"))
+            RUNTIME, f"Invalid path '{path}' : {_why_missing(rest, value)}"))
     return matches[0].value
 
 
-def _bracketed(rest: str) -> str:
+def _why_missing(rest: str, value: Any) -> str:
+    """AWS's wording: the last step missing is "No results", an earlier one "Missing
+    property" (naming the path up to it)."""
     try:
         steps = _steps(compile_path(rest))
     except PathSyntaxError:
-        return rest
+        return f"No results for path: {rest}"
+    node = value
+    for i, step in enumerate(steps):
+        ok = (isinstance(step, int) and isinstance(node, list) and -len(node) <= step < len(node)
+              ) or (isinstance(step, str) and isinstance(node, dict) and step in node)
+        if not ok:
+            if i == len(steps) - 1:
+                break
+            return f"Missing property in path {_render(steps[:i + 1])}"
+        node = node[step]
+    return f"No results for path: {_render(steps)}"
+
+
+def _render(steps: list[str | int]) -> str:
     return "$" + "".join(f"[{s}]" if isinstance(s, int) else f"['{s}']" for s in steps)
 
 
