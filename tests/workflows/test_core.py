@@ -258,3 +258,15 @@ def test_item_reader_is_refused_rather_than_ignored() -> None:
         "ItemProcessor": {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}}}})
     assert [(f.code, f.location) for f in found] == [("UNSUPPORTED_FEATURE",
                                                       "/States/M/ItemReader")]
+
+
+def test_a_task_that_changes_its_input_in_place_cannot_change_the_history() -> None:
+    def rude(value: dict, call: object) -> dict:
+        value["added"] = True
+        return value
+
+    r = local.run(machine(("T", task(ResultPath="$.r"))), {"a": 1}, tasks={"app": rude})
+    assert r.output == {"a": 1, "r": {"a": 1, "added": True}}
+    assert r.history[0]["input"] == {"a": 1}
+    scheduled = next(e for e in r.history if e["type"] == "TaskScheduled")
+    assert scheduled["input"] == {"a": 1}

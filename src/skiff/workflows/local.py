@@ -17,6 +17,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from . import events
 from .definition import StateMachine, parse
 from .interpreter import Execution, Limits, step
@@ -67,6 +69,10 @@ TaskFn = Callable[[Any, TaskCall], Any]
 
 # Bounds a runaway definition (a Choice loop with no exit) in tests and dry runs.
 MAX_EVENTS = 200_000
+
+
+def _json(value: Any) -> Any:
+    return msgspec.json.decode(msgspec.json.encode(value))
 
 
 def _resolve(tasks: Mapping[str, TaskFn], resource: str) -> TaskFn:
@@ -138,14 +144,21 @@ def run(definition: StateMachine | Mapping[str, Any], input: Any = None, *,
                 delay = 0.0
                 try:
                     fn = _resolve(tasks, cmd.resource)
-                    result = fn(cmd.input, call)
+                    # a JSON round trip each way, as over the wire to an app: a task that
+                    # changes its input in place cannot reach the recorded history
+                    result = fn(_json(cmd.input), call)
                     if isinstance(result, Sleep):
                         delay, result = result.seconds, result.result
+                    result = _json(result)
                     done = {"type": events.TASK_SUCCEEDED, "token": cmd.token,
                             "output": result}
                 except TaskError as e:
                     done = {"type": events.TASK_FAILED, "token": cmd.token, "error": e.error,
                             "cause": e.cause}
+                except (msgspec.EncodeError, TypeError) as e:
+                    done = {"type": events.TASK_FAILED, "token": cmd.token,
+                            "error": "States.TaskFailed",
+                            "cause": f"the task returned a value that is not JSON: {e}"}
                 except KeyError:
                     done = {"type": events.TASK_FAILED, "token": cmd.token,
                             "error": "States.TaskFailed",
