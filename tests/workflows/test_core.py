@@ -270,3 +270,33 @@ def test_a_task_that_changes_its_input_in_place_cannot_change_the_history() -> N
     assert r.history[0]["input"] == {"a": 1}
     scheduled = next(e for e in r.history if e["type"] == "TaskScheduled")
     assert scheduled["input"] == {"a": 1}
+
+
+def test_the_task_token_is_in_the_context_for_callback_tasks() -> None:
+    m = machine(("T", task(Parameters={"token.$": "$$.Task.Token"})))
+    run = only(Execution(m).apply(started()).commands, RunTask)
+    assert run.input == {"token": run.token}
+    m = parse({"QueryLanguage": "JSONata", "StartAt": "T", "States": {
+        "T": task(Arguments={"token": "{% $states.context.Task.Token %}"})}})
+    run = only(Execution(m).apply(started()).commands, RunTask)
+    assert run.input == {"token": run.token}
+
+
+def test_an_aborted_execution_cancels_its_timers_and_ignores_what_comes_later() -> None:
+    ex = Execution(machine(("W", {"Type": "Wait", "Seconds": 9, "End": True})))
+    timer = only(ex.apply(started()).commands, StartTimer)
+    d = ex.apply({"type": "ExecutionAborted", "timestamp": T0 + 1, "error": "Stopped",
+                  "cause": "by the operator"})
+    assert d.commands == [CancelTimer(timer.timer),
+                          Finish("ABORTED", error="Stopped", cause="by the operator")]
+    assert ex.apply({"type": "TimerFired", "timestamp": T0 + 9,
+                     "timer": timer.timer}).commands == []
+
+
+def test_an_aborted_history_replays_to_itself() -> None:
+    m = machine(("W", {"Type": "Wait", "Seconds": 9, "End": True}))
+    history: list[dict] = []
+    for ev in (started(), {"type": "ExecutionAborted", "timestamp": T0 + 1}):
+        history += step(m, history, ev).events
+    assert replay(m, history).history == history
+    assert [e["type"] for e in history][-1] == "ExecutionAborted"

@@ -1,12 +1,38 @@
-"""The vocabulary between the interpreter and whatever drives it: history events (as
-AWS's GetExecutionHistory names them) and the commands the interpreter asks for.
+"""The vocabulary between the interpreter and whatever drives it: history events (named
+as AWS's GetExecutionHistory names them) and the commands the interpreter asks for.
 
-An event is a plain dict (``{"id", "type", "timestamp", ...details}``) so the history can
-be stored as JSON rows as it is; commands are frozen dataclasses, consumed at once.
+An event is a plain dict ``{"id", "type", "timestamp", ...details}`` (ids count from 1,
+timestamps are epoch seconds), so a history stores as JSON rows as it is; commands are
+frozen dataclasses, carried out and forgotten.
 
-Events that come *from outside* the interpreter (the driver records them; replaying them
-rebuilds the execution): ExecutionStarted, TaskSucceeded, TaskFailed, TaskHeartbeat,
-TimerFired, ExecutionAborted. Every other event the interpreter writes itself.
+Input events (the driver records them; replaying them rebuilds the execution):
+
+    ExecutionStarted   input, seed (int: UUID, MathRandom, jitter), execution {Id, Name,
+                       StartTime, ...: $$.Execution}, state_machine {Id, Name}
+    TaskSucceeded      token, output
+    TaskFailed         token, error, cause
+    TaskHeartbeat      token
+    TimerFired         timer
+    ExecutionAborted   error?, cause?   (StopExecution; also the execution's last event)
+
+Events the interpreter writes:
+
+    <Type>StateEntered     name, frame, input        (TaskStateEntered, MapStateEntered...)
+    <Type>StateExited      name, frame, output, assignedVariables?
+    TaskScheduled          token, state, resource, input, attempt, timeoutInSeconds,
+                           heartbeatInSeconds
+    TaskTimedOut           token, error (States.Timeout or States.HeartbeatTimeout)
+    TimerStarted           timer, fireAt, reason (wait | retry)
+    MapIterationStarted    name, index, frame;  MapIterationSucceeded  name, index
+    MapIterationFailed     name, index, error, cause
+    ParallelBranchStarted  name, branch, frame
+    ExecutionSucceeded     output
+    ExecutionFailed        error?, cause?
+    ExecutionTimedOut      error, cause
+
+``frame`` names where a state runs: "" at the top, ``Map#1.0[3]/`` inside iteration 3 of
+the first visit, first attempt, of state Map. Timers for task deadlines are armed by
+StartTimer commands only (they belong to the task, whose TaskScheduled says them).
 """
 
 from __future__ import annotations

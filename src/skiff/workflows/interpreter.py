@@ -389,10 +389,11 @@ class Execution:
             self._record(events.EXECUTION_SUCCEEDED, output=output)
         elif status == "TIMED_OUT":
             self._record(events.EXECUTION_TIMED_OUT, error=error, cause=cause)
-        else:
-            self._record(events.EXECUTION_FAILED if status == "FAILED" else "ExecutionAborted",
+        elif status == "FAILED":
+            self._record(events.EXECUTION_FAILED,
                          **({"error": error} if error is not None else {}),
                          **({"cause": cause} if cause is not None else {}))
+        # ABORTED: the ExecutionAborted input event is itself the record
         self._command(events.Finish(status, output=output, error=error, cause=cause))
 
     # -- running a (sub)machine -----------------------------------------------------------
@@ -798,6 +799,13 @@ class _StateRun:
 
     def _task(self, attempt: int) -> Generator:
         st = self.st
+        exec_id = self.ex.context["Execution"]["Id"]
+        # the idempotency token: $$.Execution.Id, the state (its frame inside a Map or
+        # Parallel, and which visit of it in a loop) and the attempt. It is also the
+        # callback token: Parameters can pass $$.Task.Token to a .waitForTaskToken task.
+        token = f"{exec_id}/{self.frame}{st.name}#{self.visit}/{attempt}"
+        self.ctx = {**self.ctx, "Task": {"Token": token}}
+        self.scope = paths.Scope(self.ctx, self.variables)
         if self.jsonata:
             value = (self.jtemplate(st.get("Arguments"), "Arguments") if "Arguments" in st
                      else self.raw)
@@ -807,8 +815,6 @@ class _StateRun:
             value = self.effective_input()
             timeout = self._number("TimeoutSeconds", value)
             heartbeat = self._number("HeartbeatSeconds", value)
-        exec_id = self.ex.context["Execution"]["Id"]
-        token = f"{exec_id}/{self.frame}{st.name}#{self.visit}/{attempt}"
         cmd = events.RunTask(token=token, resource=st.get("Resource"), input=value,
                              state=st.name, attempt=attempt, timeout_seconds=timeout,
                              heartbeat_seconds=heartbeat)
