@@ -185,7 +185,10 @@ def test_payloads_over_the_limit_fail_with_data_limit_exceeded() -> None:
 
 def test_a_history_past_its_limit_fails_the_execution() -> None:
     loop = parse({"StartAt": "A", "States": {
-        "A": {"Type": "Pass", "Next": "B"}, "B": {"Type": "Pass", "Next": "A"}}})
+        "A": {"Type": "Pass", "Next": "B"},
+        "B": {"Type": "Choice", "Choices": [{"Variable": "$.never", "IsPresent": True,
+                                             "Next": "End"}], "Default": "A"},
+        "End": {"Type": "Succeed"}}})
     r = local.run(loop, {}, limits=Limits(max_history_events=100))
     assert (r.status, r.error) == ("FAILED", "States.Runtime")
     assert "maximum number of history events (100)" in r.cause

@@ -91,3 +91,23 @@ def test_task_resources_lists_every_task_including_nested_ones() -> None:
             "I": {"Type": "Task", "Resource": "skiff:app/inner", "End": True}}}},
         "T": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "End": True}}})
     assert task_resources(m) == {"skiff:app/inner", "arn:aws:states:::lambda:invoke"}
+
+
+def test_state_names_are_unique_across_nested_machines() -> None:
+    found = validate({"StartAt": "A", "States": {"A": {
+        "Type": "Parallel", "End": True, "Branches": [
+            {"StartAt": "A", "States": {"A": {"Type": "Pass", "End": True}}}]}}})
+    assert [(f.code, f.location) for f in found] == [
+        ("DUPLICATE_STATE_NAME", "/States/A/Branches/0/States/A")]
+
+
+def test_a_machine_without_a_terminal_state_is_refused() -> None:
+    found = validate({"StartAt": "A", "States": {
+        "A": {"Type": "Pass", "Next": "B"}, "B": {"Type": "Pass", "Next": "A"}}})
+    assert [f.code for f in found] == ["MISSING_END_STATE"]
+
+
+def test_a_state_name_is_at_most_80_characters() -> None:
+    name = "x" * 81
+    found = validate({"StartAt": name, "States": {name: {"Type": "Succeed"}}})
+    assert [f.code for f in found] == ["INVALID_STATE_NAME"]

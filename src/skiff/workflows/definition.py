@@ -115,6 +115,8 @@ def parse(definition: Mapping[str, Any] | str) -> StateMachine:
                                 "/QueryLanguage"))
         top = JSONPATH
     machine = _machine(definition, "", top, top, found)
+    if machine is not None:
+        _check_names(machine, found)
     if found:
         raise InvalidDefinition(found)
     assert machine is not None
@@ -163,9 +165,40 @@ def _machine(raw: Mapping[str, Any], where: str, default_ql: str, top_ql: str,
                                 f"StartAt names no state: {start!r}", f"{where}/StartAt"))
     for st in states.values():
         _check_transitions(st, states_raw, f"{where}/States/{st.name}", found)
+    if states and not any(st.end for st in states.values()):
+        found.append(Diagnostic("MISSING_END_STATE", "The workflow has no terminal state "
+                                "(End: true, Succeed or Fail)", f"{where}/States"))
     return StateMachine(start_at=start, states=MappingProxyType(states),
                         query_language=default_ql, comment=raw.get("Comment"),
                         timeout_seconds=raw.get("TimeoutSeconds"), raw=raw)
+
+
+# AWS: state names are 1 to 80 characters
+MAX_STATE_NAME = 80
+
+
+def _check_names(machine: StateMachine, found: list[Diagnostic]) -> None:
+    """State names are unique in the whole machine, nested ones included (ASL spec), and
+    at most 80 characters (AWS)."""
+    seen: dict[str, str] = {}
+
+    def walk(m: StateMachine, where: str) -> None:
+        for name, st in m.states.items():
+            at = f"{where}/States/{name}"
+            if not 1 <= len(name) <= MAX_STATE_NAME:
+                found.append(Diagnostic("INVALID_STATE_NAME", f"A state name has 1 to "
+                                        f"{MAX_STATE_NAME} characters", at))
+            if name in seen:
+                found.append(Diagnostic("DUPLICATE_STATE_NAME",
+                                        f"The state name {name!r} is also used at "
+                                        f"{seen[name]}", at))
+            else:
+                seen[name] = at
+            key = "Branches" if st.type == "Parallel" else "ItemProcessor"
+            for i, b in enumerate(st.branches):
+                walk(b, f"{at}/{key}/{i}" if st.type == "Parallel" else f"{at}/{key}")
+
+    walk(machine, "")
 
 
 def _check_transitions(st: State, names: Mapping[str, Any], where: str,
