@@ -111,3 +111,12 @@ def test_a_state_name_is_at_most_80_characters() -> None:
     name = "x" * 81
     found = validate({"StartAt": name, "States": {name: {"Type": "Succeed"}}})
     assert [f.code for f in found] == ["INVALID_STATE_NAME"]
+
+
+def test_states_all_must_be_in_the_last_catcher() -> None:
+    found = validate({"StartAt": "T", "States": {
+        "T": {"Type": "Task", "Resource": "r", "End": True, "Catch": [
+            {"ErrorEquals": ["States.ALL"], "Next": "F"},
+            {"ErrorEquals": ["Custom"], "Next": "F"}]},
+        "F": {"Type": "Fail"}}})
+    assert [f.location for f in found] == ["/States/T/Catch/0/ErrorEquals"]

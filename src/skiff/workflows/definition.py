@@ -283,6 +283,12 @@ def _state(name: str, s: Any, where: str, default_ql: str, top_ql: str,
             for i, rule in enumerate(choices):
                 _check_rule(rule, ql, f"{where}/Choices/{i}", found, top=True)
     _check_values(typ, s, ql, where, found)
+    for key in ("Retry", "Catch"):
+        rules = s.get(key) or ()
+        for i, r in enumerate(rules[:-1]):
+            if isinstance(r, Mapping) and ALL in (r.get("ErrorEquals") or ()):
+                bad(f"States.ALL must be in the last {'Retrier' if key == 'Retry' else 'Catcher'}",
+                    f"/{key}/{i}/ErrorEquals")
     retriers, catchers = [], []
     for i, r in enumerate(s.get("Retry") or ()):
         if _check_error_equals(r, f"{where}/Retry/{i}", found) and \
