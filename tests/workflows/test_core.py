@@ -303,3 +303,33 @@ def test_an_aborted_history_replays_to_itself() -> None:
         history += step(m, history, ev).events
     assert replay(m, history).history == history
     assert [e["type"] for e in history][-1] == "ExecutionAborted"
+
+
+def test_cancelling_a_branch_cancels_the_map_iterations_inside_it() -> None:
+    m = machine(("P", {"Type": "Parallel", "End": True, "Branches": [
+        {"StartAt": "M", "States": {"M": {
+            "Type": "Map", "MaxConcurrency": 1, "End": True,
+            "ItemProcessor": {"StartAt": "I", "States": {
+                "I": {**task(), "End": False, "Next": "I2"}, "I2": task()}}}}},
+        {"StartAt": "F", "States": {"F": task()}}]}))
+    ex = Execution(m)
+    d = ex.apply(started([1, 2, 3]))
+    runs = {c.state: c for c in d.commands if isinstance(c, RunTask)}
+    assert set(runs) == {"I", "F"}
+    fail = runs["F"]
+    d = ex.apply({"type": "TaskFailed", "timestamp": T0, "token": fail.token, "error": "E"})
+    assert d.commands[-1].status == "FAILED"
+    ex2 = Execution(parse({"StartAt": "P", "States": {"P": {
+        **m.states["P"].fields, "End": False, "Next": "Wait",
+        "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Wait"}]},
+        "Wait": {"Type": "Wait", "Seconds": 5, "End": True}}}))
+    d = ex2.apply(started([1, 2, 3]))
+    runs = {c.state: c for c in d.commands if isinstance(c, RunTask)}
+    first, fail = runs["I"], runs["F"]
+    ex2.apply({"type": "TaskFailed", "timestamp": T0, "token": fail.token, "error": "E"})
+    # the iteration in flight answers late: neither its next state nor a further
+    # iteration may start
+    d = ex2.apply({"type": "TaskSucceeded", "timestamp": T0, "token": first.token,
+                   "output": 1})
+    assert d.commands == []
+    assert ex2.pending() == [StartTimer("Wait#1/wait", T0 + 5, "wait")]

@@ -120,6 +120,7 @@ class Execution:
         self._timers: dict[str, tuple[_Fiber, str, float]] = {}
         self._timeout_of: dict[str, str] = {}  # timer -> task token it times out
         self._root: _Fiber | None = None
+        self._current: _Fiber | None = None
         self._out: events.Decision | None = None
         self._visits: collections.Counter = collections.Counter()
 
@@ -294,6 +295,7 @@ class Execution:
             self._resume(fiber, how, value)
 
     def _resume(self, fiber: _Fiber, how: str, value: Any) -> None:
+        self._current = fiber  # the parent of any fiber it spawns
         try:
             wait = fiber.gen.send(value) if how == "send" else fiber.gen.throw(value)
         except StopIteration as stop:
@@ -354,8 +356,12 @@ class Execution:
             else:
                 self._finish("FAILED", error=error.error, cause=error.cause)
 
-    def _spawn(self, parent_name: str, gen: Generator, name: str) -> _Fiber:
+    def _spawn(self, gen: Generator, name: str) -> _Fiber:
+        """A child fiber of the running one (a branch, an iteration): cancelling the
+        parent cancels it too."""
         fiber = _Fiber(gen, name)
+        if self._current is not None:
+            self._current.children.append(fiber)
         self._ready.append((fiber, "send", None))
         return fiber
 
@@ -859,7 +865,7 @@ class _StateRun:
             self.ex._record(events.PARALLEL_BRANCH_STARTED, name=st.name, branch=i,
                             frame=frame)
             gen = self.ex._machine(branch, value, dict(self.variables), frame)
-            fibers.append(self.ex._spawn(self.frame, gen, frame))
+            fibers.append(self.ex._spawn(gen, frame))
         results: list[Any] = [None] * len(fibers)
         pending = list(fibers)
         while pending:
@@ -958,7 +964,7 @@ class _StateRun:
                 map_ctx = {"Map": {"Item": {"Index": nxt, "Value": items[nxt]}}}
                 gen = self.ex._machine(processor, inputs[nxt], dict(self.variables), frame,
                                        map_ctx)
-                f = self.ex._spawn(self.frame, gen, frame)
+                f = self.ex._spawn(gen, frame)
                 index_of[id(f)] = nxt
                 running.append(f)
                 nxt += 1
