@@ -73,6 +73,15 @@ def test_targets_inside_choice_catch_and_nested_machines_are_checked() -> None:
      "/States/S/Output"),
     ({"Type": "Pass", "Next": "S", "End": True}, "/States/S"),
     ({"Type": "Nope"}, "/States/S/Type"),
+    ({"Type": "Choice", "Default": "S", "Choices": [{"Variable": "$.x", "NumericEquals": "1",
+                                                     "Next": "S"}]},
+     "/States/S/Choices/0/NumericEquals"),
+    ({"Type": "Choice", "Default": "S", "Choices": [{"Variable": "$.x",
+                                                     "StringEqualsPath": "nope", "Next": "S"}]},
+     "/States/S/Choices/0/StringEqualsPath"),
+    ({"Type": "Wait", "End": True, "TimestampPath": True}, "/States/S/TimestampPath"),
+    ({"Type": "Pass", "End": True, "Assign": [1]}, "/States/S/Assign"),
+    ({"Type": "Task", "Resource": "r", "End": True, "Retry": {"a": 1}}, "/States/S/Retry"),
 ])
 def test_bad_fields_are_located(state: dict, location: str) -> None:
     d = _one({"StartAt": "S", "States": {"S": state}})

@@ -160,7 +160,11 @@ def _machine(raw: Mapping[str, Any], where: str, default_ql: str, top_ql: str,
         if st is not None:
             states[name] = st
     start = raw["StartAt"]
-    if start not in states_raw:
+    if not isinstance(start, str):
+        found.append(Diagnostic("SCHEMA_VALIDATION_FAILED", "'StartAt' must be a state name",
+                                f"{where}/StartAt"))
+        start = ""
+    elif start not in states_raw:
         found.append(Diagnostic("MISSING_TRANSITION_TARGET",
                                 f"StartAt names no state: {start!r}", f"{where}/StartAt"))
     for st in states.values():
@@ -207,7 +211,8 @@ def _check_transitions(st: State, names: Mapping[str, Any], where: str,
     if st.next is not None:
         targets.append((st.next, f"{where}/Next"))
     if st.type == "Choice":
-        for i, rule in enumerate(st.get("Choices") or ()):
+        choices = st.get("Choices")
+        for i, rule in enumerate(choices if isinstance(choices, list) else ()):
             if isinstance(rule, Mapping) and "Next" in rule:
                 targets.append((rule["Next"], f"{where}/Choices/{i}/Next"))
         if "Default" in st:
@@ -215,7 +220,10 @@ def _check_transitions(st: State, names: Mapping[str, Any], where: str,
     for i, c in enumerate(st.catch):
         targets.append((c.next, f"{where}/Catch/{i}/Next"))
     for target, loc in targets:
-        if target not in names:
+        if not isinstance(target, str):
+            found.append(Diagnostic("SCHEMA_VALIDATION_FAILED", "a transition names a state",
+                                    loc))
+        elif target not in names:
             found.append(Diagnostic("MISSING_TRANSITION_TARGET",
                                     f"Missing 'Next' target: {target}", loc))
 
@@ -253,9 +261,24 @@ def _state(name: str, s: Any, where: str, default_ql: str, top_ql: str,
         if "Assign" in s:
             _check_template(s["Assign"], f"{where}/Assign", found)
         for key in ("InputPath", "OutputPath", "ItemsPath", "SecondsPath", "TimestampPath",
-                    "ErrorPath", "CausePath"):
-            v = s.get(key)
-            if isinstance(v, str) and not intrinsics.is_intrinsic(v):
+                    "ErrorPath", "CausePath", "ResultPath", "MaxConcurrencyPath",
+                    "ToleratedFailureCountPath", "ToleratedFailurePercentagePath",
+                    "TimeoutSecondsPath", "HeartbeatSecondsPath"):
+            if key not in s:
+                continue
+            v = s[key]
+            nullable = key in ("InputPath", "OutputPath", "ResultPath")
+            if not isinstance(v, str) and not (nullable and v is None):
+                bad(f"'{key}' must be a path string" + (" or null" if nullable else ""),
+                    f"/{key}")
+                continue
+            if key in ("ErrorPath", "CausePath") and intrinsics.is_intrinsic(v):
+                try:
+                    intrinsics.parse(v)
+                except intrinsics.IntrinsicSyntaxError as e:
+                    bad(str(e), f"/{key}")
+                continue
+            if isinstance(v, str) and key != "ResultPath":
                 try:
                     paths.check(v)
                 except paths.PathSyntaxError as e:
@@ -272,7 +295,7 @@ def _state(name: str, s: Any, where: str, default_ql: str, top_ql: str,
         if len(modes) != 1:
             bad("a Wait state has exactly one of Seconds, Timestamp, SecondsPath, TimestampPath")
         ts = s.get("Timestamp")
-        if ts is not None and not (ql == JSONATA and jsonata.is_expression(ts)) \
+        if "Timestamp" in s and not (ql == JSONATA and jsonata.is_expression(ts)) \
                 and timestamps.parse(ts) is None:
             bad("String does not match RFC3339 timestamp", "/Timestamp")
     if typ == "Choice":
@@ -284,17 +307,21 @@ def _state(name: str, s: Any, where: str, default_ql: str, top_ql: str,
                 _check_rule(rule, ql, f"{where}/Choices/{i}", found, top=True)
     _check_values(typ, s, ql, where, found)
     for key in ("Retry", "Catch"):
-        rules = s.get(key) or ()
+        if key in s and not isinstance(s[key], list):
+            bad(f"'{key}' must be an array", f"/{key}")
+    _check_assigns(s, where, found)
+    for key in ("Retry", "Catch"):
+        rules = s.get(key) if isinstance(s.get(key), list) else []
         for i, r in enumerate(rules[:-1]):
             if isinstance(r, Mapping) and ALL in (r.get("ErrorEquals") or ()):
                 bad(f"States.ALL must be in the last {'Retrier' if key == 'Retry' else 'Catcher'}",
                     f"/{key}/{i}/ErrorEquals")
     retriers, catchers = [], []
-    for i, r in enumerate(s.get("Retry") or ()):
+    for i, r in enumerate(s.get("Retry") if isinstance(s.get("Retry"), list) else ()):
         if _check_error_equals(r, f"{where}/Retry/{i}", found) and \
                 _check_retrier(r, f"{where}/Retry/{i}", found):
             retriers.append(Retrier.parse(r))
-    for i, c in enumerate(s.get("Catch") or ()):
+    for i, c in enumerate(s.get("Catch") if isinstance(s.get("Catch"), list) else ()):
         if _check_error_equals(c, f"{where}/Catch/{i}", found):
             if "Next" not in c:
                 bad("a Catcher needs 'Next'", f"/Catch/{i}")
@@ -302,11 +329,12 @@ def _state(name: str, s: Any, where: str, default_ql: str, top_ql: str,
             catchers.append(Catcher.parse(c))
     branches: list[StateMachine] = []
     if typ == "Parallel":
-        for i, b in enumerate(s.get("Branches") or ()):
+        raw_branches = s.get("Branches")
+        for i, b in enumerate(raw_branches if isinstance(raw_branches, list) else ()):
             m = _machine(b, f"{where}/Branches/{i}", top_ql, top_ql, found)
             if m is not None:
                 branches.append(m)
-        if not s.get("Branches"):
+        if not isinstance(raw_branches, list) or not raw_branches:
             bad("'Branches' must be a non-empty array", "/Branches")
     if typ == "Map":
         proc = s.get("ItemProcessor", s.get("Iterator"))
@@ -318,6 +346,19 @@ def _state(name: str, s: Any, where: str, default_ql: str, top_ql: str,
                 branches.append(m)
     return State(name=name, type=typ, query_language=ql, fields=MappingProxyType(dict(s)),
                  retry=tuple(retriers), catch=tuple(catchers), branches=tuple(branches))
+
+
+def _check_assigns(s: Mapping[str, Any], where: str, found: list[Diagnostic]) -> None:
+    """Assign, wherever it appears (state, Choice rule, Catcher), is an object."""
+    places: list[tuple[Any, str]] = [(s, where)]
+    for key in ("Choices", "Catch"):
+        if isinstance(s.get(key), list):
+            places += [(r, f"{where}/{key}/{i}") for i, r in enumerate(s[key])]
+    for holder, at in places:
+        if isinstance(holder, Mapping) and "Assign" in holder and \
+                not isinstance(holder["Assign"], Mapping):
+            found.append(Diagnostic("SCHEMA_VALIDATION_FAILED", "'Assign' must be an object",
+                                    f"{at}/Assign"))
 
 
 def _is_int(v: Any) -> bool:
@@ -464,6 +505,26 @@ def _check_jsonata(s: Mapping[str, Any], where: str, found: list[Diagnostic]) ->
             walk(s[key], f"{where}/{key}")
 
 
+def _operand_problem(op: str, v: Any) -> str | None:
+    if op.endswith("Path"):
+        if not isinstance(v, str):
+            return "takes a path string"
+        try:
+            paths.check(v)
+        except paths.PathSyntaxError as e:
+            return str(e)
+        return None
+    if op.startswith("Is"):
+        return None if isinstance(v, bool) else "takes true or false"
+    if op.startswith("Boolean"):
+        return None if isinstance(v, bool) else "takes a boolean"
+    if op.startswith("Numeric"):
+        return None if _is_number(v) else "takes a number"
+    if op.startswith("Timestamp"):
+        return None if timestamps.parse(v) is not None else "takes an ISO-8601 timestamp"
+    return None if isinstance(v, str) else "takes a string"  # String*
+
+
 def _check_rule(rule: Any, ql: str, where: str, found: list[Diagnostic], *,
                 top: bool) -> None:
     if not isinstance(rule, Mapping):
@@ -488,11 +549,19 @@ def _check_rule(rule: Any, ql: str, where: str, found: list[Diagnostic], *,
     if "Not" in rule:
         _check_rule(rule["Not"], ql, f"{where}/Not", found, top=False)
         return
-    if not any(k in OPERATORS for k in rule):
+    ops = [k for k in rule if k in OPERATORS]
+    if len(ops) != 1:
         found.append(Diagnostic("SCHEMA_VALIDATION_FAILED",
-                                "a Choice rule needs a comparison operator", where))
+                                "a Choice rule needs exactly one comparison operator", where))
+    for op in ops:
+        why = _operand_problem(op, rule[op])
+        if why:
+            found.append(Diagnostic("SCHEMA_VALIDATION_FAILED", f"'{op}' {why}",
+                                    f"{where}/{op}"))
     if "Variable" in rule:
         try:
+            if not isinstance(rule["Variable"], str):
+                raise paths.PathSyntaxError("'Variable' must be a path string")
             paths.check(rule["Variable"])
         except paths.PathSyntaxError as e:
             found.append(Diagnostic("SCHEMA_VALIDATION_FAILED", str(e), f"{where}/Variable"))

@@ -908,7 +908,7 @@ class _StateRun:
             value = self.raw
             max_conc = self._jnumber_any("MaxConcurrency", 0)
             tol_count = self._jnumber_any("ToleratedFailureCount", None)
-            tol_pct = self._jnumber_any("ToleratedFailurePercentage", None)
+            tol_pct = self._jnumber_any("ToleratedFailurePercentage", None, float)
         else:
             value = self.raw
             if "InputPath" in st:
@@ -1030,10 +1030,15 @@ class _StateRun:
             batches.append({**extra, "Items": current})
         return batches
 
-    def _jnumber_any(self, key: str, default: Any) -> Any:
+    def _jnumber_any(self, key: str, default: Any, kind: type = int) -> Any:
         if key not in self.st:
             return default
-        return self.jtemplate(self.st.get(key), key)
+        n = self.jtemplate(self.st.get(key), key)
+        if not (_is_int(n) if kind is int else _is_number(n)):
+            raise self.fail(QUERY_EVALUATION_ERROR,
+                            f"The {key} field must be {'an integer' if kind is int else 'a number'}"
+                            f", got {_show(n)}")
+        return n
 
     def _map_int(self, key: str, value: Any, default: Any) -> Any:
         if key in self.st:
