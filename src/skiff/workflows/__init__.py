@@ -11,7 +11,8 @@ from __future__ import annotations
 from .definition import State, StateMachine, parse, validate
 from .errors import Diagnostic, InvalidDefinition, StatesError
 from .events import CancelTimer, Decision, Finish, RunTask, StartTimer
-from .interpreter import Execution, Limits, replay, step
+from .interpreter import Execution, replay, step
+from .limits import Limits
 
 __all__ = [
     "CancelTimer", "Decision", "Diagnostic", "Execution", "Finish", "InvalidDefinition", "Limits",

@@ -21,7 +21,8 @@ import msgspec
 
 from . import events
 from .definition import StateMachine, parse
-from .interpreter import Execution, Limits, step
+from .interpreter import Execution, step
+from .limits import Limits
 
 DEFAULT_START = 1_700_000_000.0  # a fixed epoch: runs are reproducible
 
