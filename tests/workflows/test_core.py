@@ -333,3 +333,21 @@ def test_cancelling_a_branch_cancels_the_map_iterations_inside_it() -> None:
                    "output": 1})
     assert d.commands == []
     assert ex2.pending() == [StartTimer("Wait#1/wait", T0 + 5, "wait")]
+
+
+def test_after_a_restart_map_iterations_resume_individually() -> None:
+    m = machine(("M", {"Type": "Map", "End": True,
+                       "ItemProcessor": {"StartAt": "T", "States": {"T": task()}}}))
+    history: list[dict] = []
+    d = step(m, history, started([1, 2, 3]))
+    history += d.events
+    runs = [c for c in d.commands if isinstance(c, RunTask)]
+    history += step(m, history, {"type": "TaskSucceeded", "timestamp": T0,
+                                 "token": runs[1].token, "output": "two"}).events
+    # restart: the two unanswered iterations run again, the answered one does not
+    assert replay(m, history).pending() == [runs[0], runs[2]]
+    for r, out in ((runs[0], "one"), (runs[2], "three")):
+        d = step(m, history, {"type": "TaskSucceeded", "timestamp": T0, "token": r.token,
+                              "output": out})
+        history += d.events
+    assert d.commands == [Finish("SUCCEEDED", output=["one", "two", "three"])]
