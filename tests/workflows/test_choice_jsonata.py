@@ -90,3 +90,14 @@ def test_templates_evaluate_only_whole_expression_strings() -> None:
     out = EV.template({"a": "{% 1 + 1 %}", "b": "text {% 1 %}", "c": ["{% 'x' %}"]},
                       {"input": {}}, {}, field="Output", state="S")
     assert out == {"a": 2, "b": "text {% 1 %}", "c": ["x"]}
+
+
+def test_a_runaway_expression_is_stopped_by_a_step_budget(monkeypatch) -> None:
+    from skiff.workflows import jsonata as jsonata_module
+
+    monkeypatch.setattr(jsonata_module, "MAX_STEPS", 5_000)
+    with pytest.raises(StatesError) as info:
+        ev("($f := function($n){ $f($n + 1) }; $f(0))")
+    assert info.value.error == "States.QueryEvaluationError"
+    assert "evaluation steps" in info.value.cause
+    assert ev("$sum([1..100])") == 5050  # an ordinary expression stays well inside
