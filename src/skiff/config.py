@@ -63,6 +63,15 @@ class Config:
     # where the platform's state lives (skiff.storage): "" is sqlite:///<home>/skiff.db;
     # postgresql://... is the shared engine of several nodes
     database_url: str = ""
+    # governance: OIDC sign-in for the admin API (skiff.governance.oidc); "" = off
+    oidc_issuer: str = ""
+    oidc_audience: str = ""
+    oidc_groups_claim: str = "groups"  # the claim whose values are the caller's groups
+    oidc_roles: tuple[str, ...] = ()  # GROUP=ROLE entries: the role of OIDC callers
+    oidc_default_role: str = "viewer"  # an OIDC caller in no mapped group
+    # the built-in policy pack's limits (skiff.governance.admission.Limits)
+    policy_max_ttl_days: int = 90
+    policy_approved_hosts: tuple[str, ...] = ()  # empty: the egress-host policy is off
 
     @classmethod
     def resolve(cls, **overrides: object) -> Config:
@@ -107,6 +116,17 @@ class Config:
             max_app_bytes=int(given.pop("max_app_bytes", _env("MAX_APP_BYTES", str(250 << 20)))),  # type: ignore[arg-type]
             max_app_files=int(given.pop("max_app_files", _env("MAX_APP_FILES", "10000"))),  # type: ignore[arg-type]
             database_url=str(given.pop("database_url", _env("DATABASE_URL", ""))).strip(),
+            oidc_issuer=str(given.pop("oidc_issuer", _env("OIDC_ISSUER", ""))).strip(),
+            oidc_audience=str(given.pop("oidc_audience", _env("OIDC_AUDIENCE", ""))).strip(),
+            oidc_groups_claim=str(given.pop("oidc_groups_claim",
+                                            _env("OIDC_GROUPS_CLAIM", "groups"))).strip(),
+            oidc_roles=_entries(given.pop("oidc_roles", None) or _env("OIDC_ROLES", "")),
+            oidc_default_role=str(given.pop("oidc_default_role",
+                                            _env("OIDC_DEFAULT_ROLE", "viewer"))).strip(),
+            policy_max_ttl_days=int(given.pop("policy_max_ttl_days",  # type: ignore[call-overload]
+                                              _env("POLICY_MAX_TTL_DAYS", "90"))),
+            policy_approved_hosts=_entries(given.pop("policy_approved_hosts", None)
+                                           or _env("POLICY_APPROVED_HOSTS", "")),
         )
 
     def admin_token(self) -> str:

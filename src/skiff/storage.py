@@ -33,6 +33,8 @@ from urllib.parse import unquote, urlsplit
 
 from skiff.bus.broker import Broker
 from skiff.errors import DatabaseUnavailable
+from skiff.governance.audit import AuditLog
+from skiff.governance.identity_rows import IdentityRows
 from skiff.governance.secret_rows import SecretRows
 from skiff.store import migrations
 from skiff.store.kv import KV
@@ -62,9 +64,13 @@ class Storage:
     #: None when the caller keeps the event state itself (the event plane still
     #: opens ``events.db`` on SQLite until it takes a TriggerState).
     trigger_state: TriggerState | None
+    #: users, groups, service tokens; and the audit trail (``governance.db`` on SQLite)
+    identities: IdentityRows | None = None
+    audit: AuditLog | None = None
 
     def close(self) -> None:
-        for part in (self.broker, self.kv, self.secret_rows, self.trigger_state, self.store):
+        for part in (self.broker, self.kv, self.secret_rows, self.trigger_state,
+                     self.identities, self.audit, self.store):
             if part is not None:
                 part.close()
         database = getattr(self.store, "db", None)
@@ -125,8 +131,9 @@ def _open_sqlite(path: Path, retention: LogRetention | None, uids: UidRegistry |
                                   url=f"sqlite://{where}") from None
     try:
         # one node owns the file: a new (or pre-versioning) file is brought to the
-        # code's version here; any other mismatch is the operator's call
-        if migrations.sqlite_version(conn) == 0:
+        # code's version here, and so are migrations that change no SQLite table;
+        # any other mismatch is the operator's call
+        if migrations.sqlite_version(conn) == 0 or migrations.sqlite_needs_nothing(conn):
             migrations.migrate_sqlite(conn, where)
         migrations.check_sqlite(conn, where)
     finally:
@@ -144,11 +151,28 @@ def _open_sqlite(path: Path, retention: LogRetention | None, uids: UidRegistry |
         opened.append(rows)
         state = (SQLiteTriggerState(path.parent / "events.db", exclusive=True)
                  if with_trigger_state else None)
+        if state is not None:
+            opened.append(state)
+        identities, audit = open_governance_sqlite(path.parent)
     except BaseException:
         for part in reversed(opened):
             part.close()
         raise
-    return Storage(f"sqlite://{where}", store, broker, kv, rows, state)
+    return Storage(f"sqlite://{where}", store, broker, kv, rows, state, identities, audit)
+
+
+def open_governance_sqlite(directory: Path) -> tuple[IdentityRows, AuditLog]:
+    """The identity rows and audit log of ``governance.db`` in ``directory`` (shared
+    with a local CLI, as secrets.db is)."""
+    from skiff.governance.audit import SQLiteAuditLog
+    from skiff.governance.identity_rows import SQLiteIdentityRows
+
+    identities = SQLiteIdentityRows(directory / "governance.db")
+    try:
+        return identities, SQLiteAuditLog(directory / "governance.db")
+    except BaseException:
+        identities.close()
+        raise
 
 
 def _open_postgres(url: str, retention: LogRetention | None,
@@ -177,8 +201,11 @@ def _open_postgres(url: str, retention: LogRetention | None,
     except BaseException:
         db.close()
         raise
+    from skiff.governance.identity_rows_postgres import PostgresAuditLog, PostgresIdentityRows
+
     return Storage(mask_url(url), store, PostgresBroker(db), PostgresKV(db),
-                   PostgresSecretRows(db), PostgresTriggerState(db))
+                   PostgresSecretRows(db), PostgresTriggerState(db), PostgresIdentityRows(db),
+                   PostgresAuditLog(db))
 
 
 def open_secret_rows(url: str) -> SecretRows:

@@ -11,7 +11,7 @@ import pytest
 
 from skiff.errors import DatabaseUnavailable, SchemaMismatch
 from skiff.storage import database_url, migrate, open_storage
-from skiff.store.migrations import CODE_VERSION
+from skiff.store.migrations import CODE_VERSION, MIGRATIONS
 from skiff.store.postgres import mask_url
 from tests.postgres import postgres_url
 
@@ -96,7 +96,7 @@ def test_postgres_needs_skiff_migrate_first_then_opens(fresh_database: str,
     with pytest.raises(SchemaMismatch) as err:
         open_storage(fresh_database, home=tmp_path)
     assert "skiff migrate" in err.value.message and "0001_initial" in err.value.message
-    assert migrate(fresh_database) == ["0001_initial"]
+    assert migrate(fresh_database) == [m.name for m in MIGRATIONS]
     assert migrate(fresh_database) == []
     storage = open_storage(fresh_database, home=tmp_path)
     try:

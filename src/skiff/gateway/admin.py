@@ -1,5 +1,11 @@
 """The admin API: JSON over HTTP under /_skiff/api, token-protected, described
-by OpenAPI at /_skiff/api/openapi.json. The CLI is a thin client of it."""
+by OpenAPI at /_skiff/api/openapi.json. The CLI is a thin client of it.
+
+Every route but health, schema and the docs needs a caller (see
+skiff.governance.access) and a role: viewer reads; developer deploys, rolls
+back, deletes and operates the apps it owns (the Deployer asks the Governor);
+operator everything about every app, secrets, queues and route grants; admin
+identities and policies."""
 
 from __future__ import annotations
 
@@ -14,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
@@ -26,6 +32,8 @@ from skiff.errors import NotFound, PayloadTooLarge, SkiffError, Unauthorized
 from skiff.gateway import upload
 from skiff.gateway.app import app_response
 from skiff.gateway.facade import Facade
+from skiff.governance import Principal, Role
+from skiff.governance.access import UNAUTHORIZED
 from skiff.manifest import json_schema
 from skiff.scheduler import Invocation
 
@@ -57,6 +65,25 @@ class RollbackBody(BaseModel):
     revision: str | None = None
 
 
+class TokenBody(BaseModel):
+    user: str
+    role: str
+    expires_in: float | None = None  # seconds
+
+
+class UserBody(BaseModel):
+    name: str
+    groups: list[str] = []
+
+
+class GroupBody(BaseModel):
+    name: str
+
+
+class PolicyBody(BaseModel):
+    text: str  # YAML: one policy or a list
+
+
 class RouteGrantBody(BaseModel):
     app: str
     host: str | None = None
@@ -85,6 +112,7 @@ class AdminGuard:
         self.api = api
         self.platform = platform
         self._token = token.encode()
+        self._access = platform.access
         self._public = {f"{PREFIX}/{p}" for p in ("health", "schema", "openapi.json", "docs")}
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
@@ -98,10 +126,12 @@ class AdminGuard:
                 given = v.removeprefix(b"Bearer ").strip()
             elif k == b"content-length":
                 length = v
-        if path not in self._public and (
-                not given or not secrets.compare_digest(given, self._token)):
-            await self._refuse(send, Unauthorized(_UNAUTHORIZED))
-            return
+        if path not in self._public:
+            try:
+                scope["skiff.principal"] = await self._principal(given)
+            except SkiffError as exc:
+                await self._refuse(send, exc)
+                return
         config = self.platform.config
         deploy = scope["method"] == "POST" and path == f"{PREFIX}/apps"
         limit = config.max_app_bytes if deploy else config.max_body_bytes
@@ -124,6 +154,18 @@ class AdminGuard:
 
         await self.api(scope, capped, send)
 
+    async def _principal(self, given: bytes) -> Principal:
+        if not given:
+            raise Unauthorized(UNAUTHORIZED)
+        if secrets.compare_digest(given, self._token):
+            from skiff.governance import BOOTSTRAP
+
+            return BOOTSTRAP
+        token = given.decode("latin-1")
+        if self._access.needs_network(token):  # the issuer's keys may be fetched: off the loop
+            return await asyncio.to_thread(self._access.authenticate, token)
+        return self._access.authenticate(token)
+
     async def _refuse(self, send: Any, exc: SkiffError) -> None:
         rid = self.platform.new_request_id()
         body = exc.to_dict()
@@ -135,16 +177,21 @@ class AdminGuard:
         await send({"type": "http.response.body", "body": json.dumps(body).encode()})
 
 
-_UNAUTHORIZED = ("a valid admin token is required: send `Authorization: Bearer <token>` "
-                 "(the token is in $SKIFF_HOME/admin-token)")
+def caller(request: Request) -> Principal:
+    """The caller the guard authenticated before anything of the request was read."""
+    principal = request.scope.get("skiff.principal")
+    if principal is None:
+        raise Unauthorized(UNAUTHORIZED)
+    return principal
+
+
+Caller = Annotated[Principal, Depends(caller)]
 
 
 def build_admin(platform: Facade, token: str,
                 edge_stats: Callable[[], dict] | None = None) -> AdminGuard:
     api = FastAPI(title="Skiff admin API", version=skiff.__version__,
                   openapi_url=f"{PREFIX}/openapi.json", docs_url=f"{PREFIX}/docs", redoc_url=None)
-    token_bytes = token.encode()
-
     def error(exc: SkiffError) -> JSONResponse:
         rid = platform.new_request_id()
         body = exc.to_dict()
@@ -185,14 +232,21 @@ def build_admin(platform: Facade, token: str,
         return error(SkiffError(f"internal error ({type(exc).__name__}); the server log "
                                 "has the details", code="internal_error", status=500))
 
-    def auth(authorization: Annotated[str | None, Header()] = None) -> None:
-        # bytes: compare_digest refuses str with non-ASCII text (a header may have any
-        # latin-1), and that TypeError was a 500 for anyone, no token needed
-        given = (authorization or "").removeprefix("Bearer ").strip().encode("latin-1")
-        if not given or not secrets.compare_digest(given, token_bytes):
-            raise Unauthorized(_UNAUTHORIZED)
+    def role(needed: Role, doing: str) -> Callable[[Request], Principal]:
+        def check(request: Request) -> Principal:
+            principal = caller(request)
+            principal.require(needed, doing)
+            return principal
+        return check
 
-    protected = [Depends(auth)]
+    protected = [Depends(role(Role.viewer, "reading the admin API"))]
+    operating = [Depends(role(Role.operator, "this operation"))]
+    admin_only = [Depends(role(Role.admin, "managing identities"))]
+
+    def manages(principal: Principal, name: str, doing: str) -> None:
+        """Per-app operations: its owners (developer) or an operator."""
+        governor = platform.governor
+        governor.may_remove(principal, platform.app_manifest(name), doing)
 
     @api.get(f"{PREFIX}/health")
     async def health() -> dict:
@@ -214,9 +268,11 @@ def build_admin(platform: Facade, token: str,
     @api.post(f"{PREFIX}/apps", status_code=201, dependencies=protected,
               openapi_extra={"requestBody": {"content": {"application/gzip": {
                   "schema": {"type": "string", "format": "binary"}}}, "required": True}})
-    async def deploy(request: Request, allow_secret_scan_findings: str | None = None) -> dict:
+    async def deploy(request: Request, principal: Caller,
+                     allow_secret_scan_findings: str | None = None) -> dict:
         """Upload an app directory as a .tar.gz; creates an immutable revision and serves it.
         ``allow_secret_scan_findings`` (a reason, recorded) lets a deploy through the scan."""
+        principal.require(Role.developer, "deploying an app")
         config = platform.config
         limit = config.max_app_bytes  # compressed, it is no bigger than expanded
         where = upload.uploads_dir(config.home)
@@ -243,29 +299,31 @@ def build_admin(platform: Facade, token: str,
                                     max_files=config.max_app_files)
             archive.unlink()
             return await platform.deploy(app_dir,
-                                         allow_secret_findings=allow_secret_scan_findings)
+                                         allow_secret_findings=allow_secret_scan_findings,
+                                         actor=principal)
         finally:
             await asyncio.to_thread(shutil.rmtree, tmp, True)
 
     @api.delete(f"{PREFIX}/apps/{{name}}", dependencies=protected)
-    async def delete_app(name: str) -> dict:
+    async def delete_app(name: str, principal: Caller) -> dict:
         """Delete the app with its data, queues, revisions and route grants; its
         invocation records and logs stay for audit."""
-        return await platform.delete(name)
+        return await platform.delete(name, actor=principal)
 
     @api.get(f"{PREFIX}/apps/{{name}}/revisions", dependencies=protected)
     async def revisions(name: str) -> list[dict]:
         return platform.revisions(name)
 
     @api.post(f"{PREFIX}/apps/{{name}}/rollback", dependencies=protected)
-    async def rollback(name: str, body: RollbackBody | None = None) -> dict:
-        return await platform.rollback(name, body.revision if body else None)
+    async def rollback(name: str, principal: Caller, body: RollbackBody | None = None) -> dict:
+        return await platform.rollback(name, body.revision if body else None, actor=principal)
 
     @api.post(f"{PREFIX}/apps/{{name}}/invoke", dependencies=protected)
-    async def invoke(name: str, request: Request) -> Response:
+    async def invoke(name: str, request: Request, principal: Caller) -> Response:
         """Invoke the app directly with a JSON event (Lambda's RequestResponse).
         HTTP-only apps (ASGI/WSGI) get the data as a POST / body instead."""
         app = platform.app(name)
+        manages(principal, name, "invoke")
         payload = await request.body()
         if payload:
             _json(payload, "the event", "bad_event")
@@ -297,8 +355,9 @@ def build_admin(platform: Facade, token: str,
         return [r | {"attributes": _otel(r)} for r in platform.invocations(name, limit)]
 
     @api.delete(f"{PREFIX}/apps/{{name}}/instances", dependencies=protected)
-    async def stop_instances(name: str) -> dict:
+    async def stop_instances(name: str, principal: Caller) -> dict:
         """Scale the app to zero now (in-flight requests finish first)."""
+        manages(principal, name, "stop instances of")
         return {"app": name, "stopped": platform.stop_instances(name)}
 
     @api.get(f"{PREFIX}/apps/{{name}}/logs", dependencies=protected)
@@ -314,14 +373,14 @@ def build_admin(platform: Facade, token: str,
         """Names and versions only: values never leave the store through the API."""
         return platform.secret_list()
 
-    @api.put(f"{PREFIX}/secrets/{{name}}", dependencies=protected)
-    async def set_secret(name: str, body: SecretBody) -> dict:
-        version = platform.secret_set(name, body.value)
+    @api.put(f"{PREFIX}/secrets/{{name}}", dependencies=operating)
+    async def set_secret(name: str, body: SecretBody, principal: Caller) -> dict:
+        version = platform.secret_set(name, body.value, actor=principal)
         return {"name": name, "version": version}
 
-    @api.delete(f"{PREFIX}/secrets/{{name}}", dependencies=protected)
-    async def delete_secret(name: str) -> dict:
-        removed = platform.secret_delete(name)
+    @api.delete(f"{PREFIX}/secrets/{{name}}", dependencies=operating)
+    async def delete_secret(name: str, principal: Caller) -> dict:
+        removed = platform.secret_delete(name, actor=principal)
         return {"name": name, "versions_removed": removed}
 
     @api.get(f"{PREFIX}/invocations/{{invocation_id}}", dependencies=protected)
@@ -334,7 +393,7 @@ def build_admin(platform: Facade, token: str,
     async def queues() -> list[dict]:
         return platform.queues()
 
-    @api.post(f"{PREFIX}/queues/{{name}}/messages", status_code=202, dependencies=protected)
+    @api.post(f"{PREFIX}/queues/{{name}}/messages", status_code=202, dependencies=operating)
     async def send_message(name: str, body: MessageBody) -> dict:
         data = body.body if isinstance(body.body, str) else json.dumps(body.body)
         return {"message_id": await asyncio.to_thread(
@@ -347,16 +406,17 @@ def build_admin(platform: Facade, token: str,
                  "sent_at": m.sent_at, "source_queue": m.source_queue, "leased": m.leased}
                 for m in platform.queue_peek(name, limit)]
 
-    @api.delete(f"{PREFIX}/queues/{{name}}/messages", dependencies=protected)
+    @api.delete(f"{PREFIX}/queues/{{name}}/messages", dependencies=operating)
     async def purge(name: str) -> dict:
         return {"purged": platform.queue_purge(name)}
 
-    @api.post(f"{PREFIX}/queues/{{name}}/redrive", dependencies=protected)
+    @api.post(f"{PREFIX}/queues/{{name}}/redrive", dependencies=operating)
     async def redrive(name: str, to: str | None = None) -> dict:
         """Move dead-lettered messages back to their source queue (or to ``to``)."""
         return {"moved": platform.queue_redrive(name, to)}
 
-    @api.post(f"{PREFIX}/events", status_code=202, dependencies=protected)
+    @api.post(f"{PREFIX}/events", status_code=202,
+              dependencies=[Depends(role(Role.developer, "publishing events"))])
     async def publish(request: Request) -> dict:
         """Publish CloudEvents (binary, structured or batch mode) to the bus."""
         from skiff.bus import parse_http_events
@@ -370,20 +430,23 @@ def build_admin(platform: Facade, token: str,
         return {"events": [await asyncio.to_thread(platform.publish, e) for e in events]}
 
     @api.get(f"{PREFIX}/apps/{{name}}/kv", dependencies=protected)
-    async def kv_list(name: str, prefix: str = "", cursor: str | None = None,
+    async def kv_list(name: str, principal: Caller, prefix: str = "", cursor: str | None = None,
                       limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict:
+        manages(principal, name, "read the data of")
         return platform.kv_query(name, prefix, limit, cursor)
 
     @api.get(f"{PREFIX}/apps/{{name}}/kv/{{key:path}}", dependencies=protected)
-    async def kv_get(name: str, key: str) -> dict:
+    async def kv_get(name: str, key: str, principal: Caller) -> dict:
+        manages(principal, name, "read the data of")
         item = platform.kv_get(name, key)
         if item is None:
             raise NotFound(f"app {name} has no key {key!r}", code="key_not_found")
         return item
 
     @api.put(f"{PREFIX}/apps/{{name}}/kv/{{key:path}}", dependencies=protected)
-    async def kv_put(name: str, key: str, request: Request) -> dict:
+    async def kv_put(name: str, key: str, request: Request, principal: Caller) -> dict:
         platform.app(name)  # before the body is read
+        manages(principal, name, "write the data of")
         value = _json(await request.body(), "the value", "bad_value")
         return platform.kv_put(name, key, value)
 
@@ -396,7 +459,7 @@ def build_admin(platform: Facade, token: str,
         `skiff routes grant`)."""
         return [g | {"path": g["path"] or "/"} for g in platform.route_grants()]
 
-    @api.put(f"{PREFIX}/route-grants", dependencies=protected)
+    @api.put(f"{PREFIX}/route-grants", dependencies=operating)
     async def grant_route(body: RouteGrantBody) -> dict:
         """Let ``app`` declare this route (host and/or path prefix) at its next deploy,
         whoever else it overlaps; the owned defaults of other apps still win."""
@@ -404,7 +467,7 @@ def build_admin(platform: Facade, token: str,
         platform.grant_route(app, host, path)
         return {"app": app, "host": host, "path": path or "/", "granted": True}
 
-    @api.delete(f"{PREFIX}/route-grants", dependencies=protected)
+    @api.delete(f"{PREFIX}/route-grants", dependencies=operating)
     async def revoke_route(body: RouteGrantBody) -> dict:
         """Withdraw a grant; a route it allowed is no longer served, from now on."""
         app, host, path = _grant_key(body)
@@ -420,4 +483,104 @@ def build_admin(platform: Facade, token: str,
             out["edge"] = edge_stats()  # connections shed, refused, cut: is someone at it?
         return out
 
+    governance_routes(api, platform, protected, admin_only)
     return AdminGuard(api, token, platform)
+
+
+def governance_routes(api: FastAPI, platform: Facade, protected: list,
+                      admin_only: list) -> None:
+    """Identities, policies and the audit trail."""
+    gov = platform.governor
+
+    @api.get(f"{PREFIX}/whoami", dependencies=protected)
+    async def whoami(principal: Caller) -> dict:
+        return principal.to_dict() | {"identities_enabled": gov.identities.enabled}
+
+    @api.get(f"{PREFIX}/tokens", dependencies=admin_only)
+    async def list_tokens() -> list[dict]:
+        """Every service token's id, user, role and state; never the token."""
+        return gov.identities.tokens()
+
+    @api.post(f"{PREFIX}/tokens", status_code=201, dependencies=admin_only)
+    async def create_token(body: TokenBody, principal: Caller) -> dict:
+        """A new service token. The token is in this answer only: it is stored hashed."""
+        role = Role.parse(body.role)
+        if body.expires_in is not None and body.expires_in <= 0:
+            raise SkiffError("expires_in must be a positive number of seconds",
+                             code="bad_request", status=400)
+        token, row = gov.identities.create_token(body.user, role, expires_in=body.expires_in)
+        gov.record(principal, "token.create", f"token:{row.id}", "allowed",
+                   f"for user {row.user}, role {row.role}"
+                   + (f", expires {row.expires:.0f}" if row.expires else ""))
+        return {"id": row.id, "user": row.user, "role": row.role, "expires": row.expires,
+                "token": token}
+
+    @api.delete(f"{PREFIX}/tokens/{{token_id}}", dependencies=admin_only)
+    async def revoke_token(token_id: str, principal: Caller) -> dict:
+        if not gov.identities.revoke(token_id):
+            raise NotFound(f"no active token {token_id!r}; see `skiff tokens ls`",
+                           code="token_not_found")
+        gov.record(principal, "token.revoke", f"token:{token_id}", "allowed", "revoked")
+        return {"id": token_id, "revoked": True}
+
+    @api.get(f"{PREFIX}/users", dependencies=protected)
+    async def list_users() -> list[dict]:
+        return gov.identities.users()
+
+    @api.post(f"{PREFIX}/users", status_code=201, dependencies=admin_only)
+    async def add_user(body: UserBody, principal: Caller) -> dict:
+        created = gov.identities.add_user(body.name, body.groups)
+        gov.record(principal, "user.add", f"user:{body.name}", "allowed",
+                   ("created" if created else "exists") + (
+                       f"; groups {', '.join(body.groups)}" if body.groups else ""))
+        return {"name": body.name, "groups": gov.identities.rows.user_groups(body.name),
+                "created": created}
+
+    @api.delete(f"{PREFIX}/users/{{name}}", dependencies=admin_only)
+    async def remove_user(name: str, principal: Caller) -> dict:
+        if not gov.identities.rows.remove_user(name):
+            raise NotFound(f"no user {name!r}; see `skiff users ls`", code="user_not_found")
+        gov.record(principal, "user.rm", f"user:{name}", "allowed", "removed")
+        return {"name": name, "removed": True}
+
+    @api.get(f"{PREFIX}/groups", dependencies=protected)
+    async def list_groups() -> list[dict]:
+        return gov.identities.groups()
+
+    @api.post(f"{PREFIX}/groups", status_code=201, dependencies=admin_only)
+    async def add_group(body: GroupBody, principal: Caller) -> dict:
+        created = gov.identities.add_group(body.name)
+        gov.record(principal, "group.add", f"group:{body.name}", "allowed",
+                   "created" if created else "exists")
+        return {"name": body.name, "created": created}
+
+    @api.get(f"{PREFIX}/policies", dependencies=protected)
+    async def list_policies() -> dict:
+        error = gov.policy_error()
+        return {"policies": [p.to_dict() for p in gov.policies()],
+                "error": error.to_dict()["error"] if error else None}
+
+    @api.post(f"{PREFIX}/policies", status_code=201)
+    async def apply_policies(body: PolicyBody, principal: Caller) -> dict:
+        """Check and store policies (YAML); every running app is re-evaluated."""
+        applied = await asyncio.to_thread(gov.apply, body.text, actor=principal)
+        return {"applied": [p.id for p in applied],
+                "violations": await asyncio.to_thread(gov.violations)}
+
+    @api.delete(f"{PREFIX}/policies/{{policy_id}}")
+    async def remove_policy(policy_id: str, principal: Caller) -> dict:
+        await asyncio.to_thread(gov.remove, policy_id, actor=principal)
+        return {"removed": policy_id, "violations": await asyncio.to_thread(gov.violations)}
+
+    @api.get(f"{PREFIX}/policies/violations", dependencies=protected)
+    async def violations() -> list[dict]:
+        """What running apps violate now (Gatekeeper-style audit); nothing is stopped."""
+        return await asyncio.to_thread(gov.violations)
+
+    @api.get(f"{PREFIX}/audit", dependencies=protected)
+    async def audit(app: str | None = None, since: float | None = None,
+                    actor: str | None = None,
+                    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000) -> list[dict]:
+        """Who did what, oldest first (the newest ``limit`` entries)."""
+        return [e.to_dict() for e in await asyncio.to_thread(
+            gov.audit.query, app=app, since=since, actor=actor, limit=limit)]

@@ -20,7 +20,7 @@ from skiff.config import Config
 from skiff.egress import EgressListener, EgressPolicy, EgressProxy, ForbiddenEgressRule
 from skiff.errors import DeployError, InvocationError, NotFound, SkiffError
 from skiff.gateway.static import StaticSite
-from skiff.governance import SecretStore, scan_app
+from skiff.governance import Governor, Principal, SecretStore, scan_app
 from skiff.instance import Instance, Launcher, ZygoteSpec
 from skiff.instance.environments import Environments
 from skiff.instance.isolation import Support, plan_for, zygote_plan
@@ -37,7 +37,7 @@ class Deployer:
     def __init__(self, config: Config, *, store: Store, registry: Registry, launcher: Launcher,
                  envs: Environments, support: Support, secrets: SecretStore,
                  egress: EgressProxy, events: EventPlane, kv: KV, logs: LogSink,
-                 sdk: SdkCalls) -> None:
+                 sdk: SdkCalls, governor: Governor) -> None:
         self._config = config
         self._store = store
         self._registry = registry
@@ -50,6 +50,7 @@ class Deployer:
         self._kv = kv
         self._logs = logs
         self._sdk = sdk
+        self._governor = governor
         self._listeners: dict[str, EgressListener] = {}
         self._secret_versions = self._secret_snapshot()
         self._run_dir = config.home / "run"
@@ -88,7 +89,8 @@ class Deployer:
                 app.pool.close()
 
     # -- deploy -------------------------------------------------------------------
-    async def deploy(self, src: Path, *, allow_secret_findings: str | None = None) -> dict:
+    async def deploy(self, src: Path, *, allow_secret_findings: str | None = None,
+                     actor: Principal | None = None) -> dict:
         """Validate, scan, install, trial-load and activate the app in ``src``.
         On any failure the previous revision keeps serving."""
         # reading and hashing every file is blocking work: off the loop, or an upload of a
@@ -111,8 +113,12 @@ class Deployer:
         async with self._registry.lock(name):
             digest = await asyncio.to_thread(content_hash, src, manifest)
             current = self._registry.apps.get(name)
+            # who may, and the policies: decided before anything is stored
+            admission = self._governor.admit(
+                manifest, actor=actor, current=current.manifest if current else None,
+                findings=findings, allowed_reason=allow_secret_findings)
             if current is not None and current.revision == digest:
-                return deploy_result(current, changed=False)
+                return deploy_result(current, changed=False) | admission.result()
             self._check_ownership(manifest)  # before the work; again before switching
             code_dir = await asyncio.to_thread(self._store_code, src, name, digest)
             # the socket must exist for the trial; the old policy stays until we switch
@@ -150,7 +156,7 @@ class Deployer:
             if findings:
                 self._logs.platform(name, digest, f"deployed with {len(findings)} secret-scan "
                                     f"finding(s) allowed; reason: {allow_secret_findings}")
-            return deploy_result(app, changed=True)
+            return deploy_result(app, changed=True) | admission.result()
 
     def _store_code(self, src: Path, name: str, revision: str) -> Path:
         dest = self._config.home / "revisions" / name / revision
@@ -338,7 +344,8 @@ class Deployer:
         self._events.check_queues(manifest)
 
     # -- rollback and delete ------------------------------------------------------------
-    async def rollback(self, name: str, revision: str | None = None) -> dict:
+    async def rollback(self, name: str, revision: str | None = None, *,
+                       actor: Principal | None = None) -> dict:
         app = self._registry.get(name)
         revisions = self._store.revisions(name)
         if revision is None:
@@ -355,14 +362,16 @@ class Deployer:
                                code="revision_not_found")
             row = matches[0]
         async with self._registry.lock(name):
-            self._check_ownership(parse_manifest(row.manifest, source=f"{name}@{row.revision}",
-                                                 base_dir=Path(row.code_dir)))
+            target = parse_manifest(row.manifest, source=f"{name}@{row.revision}",
+                                    base_dir=Path(row.code_dir))
+            self._governor.admit(target, actor=actor, current=app.manifest, action="rollback")
+            self._check_ownership(target)
             app = await self._bring_up(row)
             self._store.set_current(name, row.revision)
         self._logs.platform(name, row.revision, f"rolled back to revision {row.revision}")
         return deploy_result(app, changed=True)
 
-    async def delete(self, name: str) -> dict:
+    async def delete(self, name: str, *, actor: Principal | None = None) -> dict:
         """Delete the app and what it owns: its KV items (idempotency records are KV
         items), its queues with their messages and dead-letter queues, its pending
         async invocations, its schedules and rules, its routes and route grants, its
@@ -372,6 +381,7 @@ class Deployer:
         later app of the same name starts with nothing."""
         async with self._registry.lock(name):
             app = self._registry.get(name)
+            self._governor.may_remove(actor, app.manifest, "delete")
             manifests = [app.manifest]
             for row in self._store.revisions(name):
                 # a revision an older Skiff wrote may not parse: its queues are unknown
