@@ -238,8 +238,12 @@ def _parse_problem(expression: str, line: int, column: int) -> str:
     """What is at the error (celpy's message only echoes the text with a caret)."""
     lines = expression.splitlines() or [""]
     text = lines[line - 1] if 0 < line <= len(lines) else ""
-    if column > len(text.rstrip()) and line >= len(lines):
-        return "the expression ends too early"
+    at = text[column - 1] if 0 < column <= len(text) else ""
+    if at and (at in "$#@`~\\;" or not at.isascii()):
+        return f"unexpected {at!r}"
+    rest = text[column - 1:].split() if column > 0 else []
+    if line >= len(lines) and len(rest) <= 1:  # the parser stopped at the last token
+        return "the expression ends too early (an unclosed bracket or a missing operand?)"
     return f"unexpected {text[column - 1]!r}" if 0 < column <= len(text) else "syntax error"
 
 
