@@ -307,6 +307,8 @@ class Governor:
         Raises the refusal; otherwise the decisions, with warnings for the author."""
         actor = actor or BOOTSTRAP
         actor.require(Role.developer, f"{action} of an app")
+        if action != "deploy" and current is not None:  # a rollback acts on the app as it is
+            self.may_remove(actor, current, action)
         self._check_owner(manifest, actor, current)
         found = [{"file": f.file, "line": f.line, "type": f.type} for f in findings]
         decisions = self.evaluate(manifest, actor=actor, findings=found,

@@ -138,7 +138,11 @@ def compile_policy(raw: Mapping[str, Any], *, source: str = "api", line: int = 1
     try:
         ast = env.compile(expression)
     except celpy.CELParseError as exc:
-        eline, ecol = getattr(exc, "line", None) or 1, getattr(exc, "column", None) or 1
+        eline, ecol = getattr(exc, "line", None), getattr(exc, "column", None)
+        if eline is None:  # lark gives no place for an unexpected end: it is after the text
+            body = expression.rstrip().splitlines() or [""]
+            eline, ecol = len(body), len(body[-1]) + 1
+        ecol = ecol or 1
         first_line, first_col, indent = expression_at or (line, 1, 0)
         fline = first_line + eline - 1
         fcol = first_col + ecol - 1 if eline == 1 else indent + ecol

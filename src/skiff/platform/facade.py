@@ -154,7 +154,7 @@ class Platform:
             out = await self._p.deployer.deploy(src, allow_secret_findings=allow_secret_findings,
                                                 actor=actor)
         except SkiffError as exc:
-            self._audit_refusal(actor, "deploy", app or src.name, exc)
+            self._audit_refusal(actor, "deploy", app or _app_name(src), exc)
             raise
         reason = f"revision {out['revision']}" + ("" if out["changed"] else " (unchanged)")
         if allow_secret_findings:
@@ -298,3 +298,14 @@ class Platform:
     def memory_isolation(self) -> str:
         cgroups = self._p.launcher.cgroups
         return f"cgroup v{cgroups.version}" if cgroups.available else "rlimit"
+
+
+def _app_name(src: Path) -> str:
+    """The name a refused upload gives itself, for its audit entry."""
+    try:
+        import yaml
+
+        name = yaml.safe_load((src / "skiff.yaml").read_text())["metadata"]["name"]
+        return name if isinstance(name, str) and len(name) <= 100 else "(unnamed app)"
+    except Exception:  # noqa: BLE001 - any manifest that does not say is unnamed
+        return "(unnamed app)"
