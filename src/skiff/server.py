@@ -24,7 +24,7 @@ from skiff.egress import raise_fd_limit as raise_fd_limit_for_egress
 from skiff.errors import SkiffError
 from skiff.gateway import Gateway, Router, upload
 from skiff.gateway.admin import build_admin
-from skiff.governance import Governor, Identities, Limits, Role, SecretStore
+from skiff.governance import SYSTEM_UP, Governor, Identities, Limits, Role, SecretStore
 from skiff.governance.access import Access
 from skiff.governance.oidc import OIDCSettings, OIDCVerifier
 from skiff.instance import InstanceHooks, Launcher
@@ -171,7 +171,7 @@ async def deploy_all(platform: Platform, dirs: list[Path]) -> None:
 
     async def one(d: Path) -> dict:
         async with gate:
-            return await platform.deploy(d)
+            return await platform.deploy(d, actor=SYSTEM_UP)
 
     results = await asyncio.gather(*(one(d) for d in apps), return_exceptions=True)
     base = platform.config

@@ -45,8 +45,8 @@ from skiff.store.registry import Registry
 from skiff.store.trigger_state import TriggerState
 from skiff.store.uids import UidRegistry
 
-__all__ = ["CODE_VERSION", "Storage", "database_url", "mask_url", "migrate", "open_secret_rows",
-           "open_storage", "sqlite_path"]
+__all__ = ["CODE_VERSION", "Storage", "database_url", "mask_url", "migrate", "open_audit",
+           "open_secret_rows", "open_storage", "sqlite_path"]
 
 DEFAULT_FILE = "skiff.db"
 
@@ -231,6 +231,34 @@ def open_secret_rows(url: str) -> SecretRows:
             db.close()
             raise
         return OwnRows(db)
+    raise DatabaseUnavailable(
+        f"SKIFF_DATABASE_URL must start with sqlite:/// or postgresql://, got {mask_url(url)!r}",
+        url=mask_url(url))
+
+
+def open_audit(url: str) -> AuditLog:
+    """Only the audit log of ``url`` (what ``skiff secrets`` on a node appends to while
+    a server runs); its schema is checked as at a node's start."""
+    scheme = urlsplit(url).scheme
+    if scheme == "sqlite":
+        from skiff.governance.audit import SQLiteAuditLog
+
+        return SQLiteAuditLog(sqlite_path(url).parent / "governance.db")
+    if scheme in ("postgresql", "postgres"):
+        from skiff.governance.identity_rows_postgres import PostgresAuditLog
+        from skiff.store.postgres import PostgresDatabase
+
+        class OwnLog(PostgresAuditLog):
+            def close(self) -> None:
+                self.db.close()
+
+        db = PostgresDatabase(url, pool_size=1)
+        try:
+            migrations.check_postgres(db, mask_url(url))
+        except BaseException:
+            db.close()
+            raise
+        return OwnLog(db)
     raise DatabaseUnavailable(
         f"SKIFF_DATABASE_URL must start with sqlite:/// or postgresql://, got {mask_url(url)!r}",
         url=mask_url(url))

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -270,6 +273,35 @@ def test_policies_deny_warn_and_fail_closed(skiff: SkiffServer, tokens: dict[str
         assert skiff.admin.delete("/policies/cost-centre").status_code == 200
     violations = skiff.admin.get("/policies/violations").json()
     assert {v["policy"] for v in violations if v["app"] == "neighbour"} == {"team-label"}
+
+
+def test_cli_tokens_and_audit(skiff: SkiffServer) -> None:
+    """`skiff tokens create --expires 30d` prints the token once (last line); `tokens
+    revoke` ends it; `skiff audit --app --json` lists each step with its actor."""
+    env = {**os.environ, "SKIFF_URL": skiff.url,
+           "SKIFF_ADMIN_TOKEN": (skiff.home / "admin-token").read_text().strip()}
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "skiff", *args], capture_output=True,
+                              text=True, env=env, timeout=120)
+
+    made = cli("tokens", "create", "--user", "ci-bot", "--role", "developer", "--expires", "30d")
+    assert made.returncode == 0, made.stderr
+    token = made.stdout.strip().splitlines()[-1]
+    with as_(skiff, token) as bot:
+        assert bot.get("/whoami").json()["name"] == "user:ci-bot"
+        token_id = next(t["id"] for t in skiff.admin.get("/tokens").json()
+                        if t["user"] == "ci-bot")
+        assert cli("tokens", "revoke", token_id).returncode == 0
+        r = bot.get("/apps")
+        assert r.status_code == 401 and _error(r)["code"] == "token_revoked"
+    listed = cli("audit", "--app", "shop", "--json")
+    assert listed.returncode == 0, listed.stderr
+    actions = [(e["actor"], e["action"]) for e in json.loads(listed.stdout)]
+    assert ("user:alice", "deploy") in actions and ("user:bob", "delete") in actions
+    everything = json.loads(cli("audit", "--since", "1h", "--json").stdout)
+    assert {"token.create", "token.revoke", "user.add", "group.add", "policy.apply",
+            "policy.rm", "signin.oidc"} <= {e["action"] for e in everything}
 
 
 def test_restart_reevaluates_without_unserving(skiff: SkiffServer, envs_dir: Path) -> None:

@@ -166,6 +166,7 @@ class Governor:
         self._running = running
         self._log_app = log_app or (lambda app, rev, line: None)
         self._lock = threading.RLock()
+        self._evaluating = threading.Lock()  # compiled programs are not shared across threads
         self._set = _PolicySet()
         self._violations: dict[tuple[str, str], list[Decision]] = {}
         self._builtins = builtin_policies()
@@ -298,7 +299,9 @@ class Governor:
             raise PolicyDenied(f"deploys are refused until the policies load again: "
                                f"{self._set.error.message}", code="policy_load_failed",
                                **self._set.error.details)
-        return evaluate(policies, self._input(manifest, actor, findings or [], findings_allowed))
+        given = self._input(manifest, actor, findings or [], findings_allowed)
+        with self._evaluating:
+            return evaluate(policies, given)
 
     def admit(self, manifest: Manifest, *, actor: Principal | None, current: Manifest | None,
               findings: Iterable[Any] = (), allowed_reason: str | None = None,
