@@ -65,6 +65,10 @@ class Limits:
 class Admission:
     verdict: str  # "allowed"; later "pending" (approvals)
     decisions: tuple[Decision, ...] = ()
+    #: (old owner, new owner) when the deploy hands the app to another owner
+    owner_change: tuple[str, str] | None = None
+    #: the secrets the app references: the old owner may know their values
+    secrets: tuple[str, ...] = ()
 
     @property
     def warnings(self) -> list[dict]:
@@ -72,9 +76,18 @@ class Admission:
 
     def result(self) -> dict:
         """What the deploy result says of it."""
-        return {"policy": {"verdict": self.verdict, "warnings": self.warnings,
-                           "audit": [d.to_dict() for d in self.decisions
-                                     if not d.allowed and d.enforcement == "audit"]}}
+        out: dict = {"policy": {"verdict": self.verdict, "warnings": self.warnings,
+                                "audit": [d.to_dict() for d in self.decisions
+                                          if not d.allowed and d.enforcement == "audit"]}}
+        if self.owner_change is not None:
+            old, new = self.owner_change
+            out["owner_changed"] = {
+                "from": old, "to": new, "secrets": list(self.secrets),
+                "message": f"the app passed from {old} to {new}" + (
+                    ": rotate the secrets it uses, which its former owner may know: "
+                    + ", ".join(f"`skiff secrets rotate {n}`" for n in self.secrets)
+                    if self.secrets else "")}
+        return out
 
 
 class OwnerRequired(ManifestError):
@@ -218,12 +231,16 @@ class Governor:
     def apply(self, text: str, *, actor: Principal) -> list[Policy]:
         """Check ``text`` (YAML: a policy or a list) and store each policy as
         ``policies/<id>.yaml``; then every running app is re-evaluated."""
-        actor.require(Role.admin, "changing policies")
         try:
-            parsed = parse_policies(text, source="api")
-        except PolicyError as exc:
-            self.record(actor, "policy.apply", "policy:?", "denied", exc.message)
+            return self._apply(text, actor)
+        except SkiffError as exc:
+            self.record(actor, "policy.apply", f"policy:{exc.details.get('policy', '?')}",
+                        "denied", f"{exc.code}: {exc.message}")
             raise
+
+    def _apply(self, text: str, actor: Principal) -> list[Policy]:
+        actor.require(Role.admin, "changing policies")
+        parsed = parse_policies(text, source="api")
         import yaml
 
         with self._lock:
@@ -248,6 +265,14 @@ class Governor:
         return parsed
 
     def remove(self, policy_id: str, *, actor: Principal) -> None:
+        try:
+            self._remove(policy_id, actor)
+        except SkiffError as exc:
+            self.record(actor, "policy.rm", f"policy:{policy_id}", "denied",
+                        f"{exc.code}: {exc.message}")
+            raise
+
+    def _remove(self, policy_id: str, actor: Principal) -> None:
         actor.require(Role.admin, "changing policies")
         with self._lock:
             path = self._file_of(policy_id)
@@ -323,7 +348,11 @@ class Governor:
                 f"{action} of {manifest.name} denied by {len(denied)} polic"
                 f"{'y' if len(denied) == 1 else 'ies'}:\n" + "\n".join(lines),
                 denials=[d.to_dict() for d in denied])
-        return Admission("allowed", tuple(decisions))
+        was = current.metadata.owner if current is not None else None
+        change = (was, manifest.metadata.owner or "") if (
+            current is not None and was and was != manifest.metadata.owner) else None
+        used = tuple(sorted({parse_ref(s.ref)[0] for s in manifest.spec.secrets}))
+        return Admission("allowed", tuple(decisions), change, used if change else ())
 
     def _check_owner(self, manifest: Manifest, actor: Principal, current: Manifest | None) -> None:
         if not self.identities.enabled:

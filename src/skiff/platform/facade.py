@@ -163,6 +163,11 @@ class Platform:
         self._p.governor.record(actor, "deploy", out["app"], "allowed", reason, app=out["app"],
                                 revision=out["revision"],
                                 warnings=[w["policy"] for w in warned])
+        changed = out.get("owner_changed")
+        if changed:  # the old owner may know the values: say so where both will look
+            self._p.governor.record(actor, "owner.change", out["app"], "allowed",
+                                    changed["message"], app=out["app"])
+            self._p.logs.platform(out["app"], out["revision"], changed["message"])
         return out
 
     async def rollback(self, name: str, revision: str | None = None, *,
