@@ -358,7 +358,10 @@ def build_admin(platform: Facade, token: str,
     async def stop_instances(name: str, principal: Caller) -> dict:
         """Scale the app to zero now (in-flight requests finish first)."""
         manages(principal, name, "stop instances of")
-        return {"app": name, "stopped": platform.stop_instances(name)}
+        stopped = platform.stop_instances(name)
+        platform.governor.record(principal, "instances.stop", name, "allowed",
+                                 f"{stopped} stopped", app=name)
+        return {"app": name, "stopped": stopped}
 
     @api.get(f"{PREFIX}/apps/{{name}}/logs", dependencies=protected)
     async def logs(name: str, after: int = 0,
@@ -407,13 +410,19 @@ def build_admin(platform: Facade, token: str,
                 for m in platform.queue_peek(name, limit)]
 
     @api.delete(f"{PREFIX}/queues/{{name}}/messages", dependencies=operating)
-    async def purge(name: str) -> dict:
-        return {"purged": platform.queue_purge(name)}
+    async def purge(name: str, principal: Caller) -> dict:
+        purged = platform.queue_purge(name)
+        platform.governor.record(principal, "queue.purge", f"queue:{name}", "allowed",
+                                 f"{purged} message(s)")
+        return {"purged": purged}
 
     @api.post(f"{PREFIX}/queues/{{name}}/redrive", dependencies=operating)
-    async def redrive(name: str, to: str | None = None) -> dict:
+    async def redrive(name: str, principal: Caller, to: str | None = None) -> dict:
         """Move dead-lettered messages back to their source queue (or to ``to``)."""
-        return {"moved": platform.queue_redrive(name, to)}
+        moved = platform.queue_redrive(name, to)
+        platform.governor.record(principal, "queue.redrive", f"queue:{name}", "allowed",
+                                 f"{moved} message(s)" + (f" to {to}" if to else ""))
+        return {"moved": moved}
 
     @api.post(f"{PREFIX}/events", status_code=202,
               dependencies=[Depends(role(Role.developer, "publishing events"))])
@@ -448,7 +457,10 @@ def build_admin(platform: Facade, token: str,
         platform.app(name)  # before the body is read
         manages(principal, name, "write the data of")
         value = _json(await request.body(), "the value", "bad_value")
-        return platform.kv_put(name, key, value)
+        out = platform.kv_put(name, key, value)
+        platform.governor.record(principal, "kv.put", name, "allowed", f"key {key[:200]!r}",
+                                 app=name)
+        return out
 
     def _grant_key(body: RouteGrantBody) -> tuple[str, str | None, str]:
         return body.app, body.host.lower() if body.host else None, body.path.rstrip("/")
@@ -460,20 +472,24 @@ def build_admin(platform: Facade, token: str,
         return [g | {"path": g["path"] or "/"} for g in platform.route_grants()]
 
     @api.put(f"{PREFIX}/route-grants", dependencies=operating)
-    async def grant_route(body: RouteGrantBody) -> dict:
+    async def grant_route(body: RouteGrantBody, principal: Caller) -> dict:
         """Let ``app`` declare this route (host and/or path prefix) at its next deploy,
         whoever else it overlaps; the owned defaults of other apps still win."""
         app, host, path = _grant_key(body)
         platform.grant_route(app, host, path)
+        platform.governor.record(principal, "route.grant", app, "allowed",
+                                 f"host {host or '-'}, path {path or '/'}", app=app)
         return {"app": app, "host": host, "path": path or "/", "granted": True}
 
     @api.delete(f"{PREFIX}/route-grants", dependencies=operating)
-    async def revoke_route(body: RouteGrantBody) -> dict:
+    async def revoke_route(body: RouteGrantBody, principal: Caller) -> dict:
         """Withdraw a grant; a route it allowed is no longer served, from now on."""
         app, host, path = _grant_key(body)
         if not platform.revoke_route(app, host, path):
             raise NotFound(f"no route grant for app {app} with host {host or '-'} and path "
                            f"{path or '/'}; see `skiff routes grants`", code="grant_not_found")
+        platform.governor.record(principal, "route.revoke", app, "allowed",
+                                 f"host {host or '-'}, path {path or '/'}", app=app)
         return {"app": app, "host": host, "path": path or "/", "granted": False}
 
     @api.get(f"{PREFIX}/system", dependencies=protected)

@@ -1,12 +1,16 @@
 """The audit trail: every mutating admin action, appended, never updated.
 
 One entry says who (``actor``: ``user:NAME``, ``token:ID``, ``admin`` for the
-bootstrap token, ``oidc:SUB``, ``system:up`` for ``skiff up DIRS``), when, what
-(``action``: deploy, rollback, delete, secret.set, secret.delete, policy.apply,
-policy.rm, token.create, token.revoke, user.add, user.rm, group.add,
-signin.oidc), on what (``target``, and ``app`` when it is an app's), the
+bootstrap token, ``oidc:SUB``, ``system:up`` for ``skiff up DIRS``, ``local:USER``
+for ``skiff secrets`` run on the node), when, what (``action``: deploy, rollback,
+delete, owner.change, secret.set, secret.rotate, secret.delete, policy.apply,
+policy.rm, token.create, token.revoke, user.add, user.rm, group.add, signin.oidc,
+kv.put, queue.purge, queue.redrive, route.grant, route.revoke, instances.stop),
+on what (``target``, and ``app`` when it is an app's), the
 decision (``allowed``, ``denied``, ``failed``) and why (the error code and
-message of a refusal, or what changed). Values of secrets never appear.
+message of a refusal, or what changed). Values of secrets never appear. Only
+authenticated callers write entries (a refused sign-in is not one), so the
+trail grows with what people do, not with what anyone sends.
 
 :class:`SQLiteAuditLog` (the ``gov_audit`` table of ``governance.db``) and
 :class:`skiff.governance.audit_postgres.PostgresAuditLog`;
