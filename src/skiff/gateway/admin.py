@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -37,6 +38,7 @@ from skiff.governance.access import UNAUTHORIZED
 from skiff.manifest import json_schema
 from skiff.scheduler import Invocation
 
+log = logging.getLogger(__name__)
 PREFIX = "/_skiff/api"
 _WRITE_BATCH = 1024 * 1024  # upload bytes gathered before one write, off the loop
 
@@ -131,6 +133,12 @@ class AdminGuard:
                 scope["skiff.principal"] = await self._principal(given)
             except SkiffError as exc:
                 await self._refuse(send, exc)
+                return
+            except Exception:  # a bug or a database down: still no way in, and a clear answer
+                log.exception("authenticating an admin API call failed")
+                await self._refuse(send, SkiffError(
+                    "the caller could not be authenticated (internal error); the server log "
+                    "has the details", code="internal_error", status=500))
                 return
         config = self.platform.config
         deploy = scope["method"] == "POST" and path == f"{PREFIX}/apps"
@@ -554,7 +562,7 @@ def governance_routes(api: FastAPI, platform: Facade, protected: list,
 
     @api.delete(f"{PREFIX}/users/{{name}}", dependencies=admin_only)
     async def remove_user(name: str, principal: Caller) -> dict:
-        if not gov.identities.rows.remove_user(name):
+        if not gov.identities.remove_user(name):
             raise NotFound(f"no user {name!r}; see `skiff users ls`", code="user_not_found")
         gov.record(principal, "user.rm", f"user:{name}", "allowed", "removed")
         return {"name": name, "removed": True}

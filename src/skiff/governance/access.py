@@ -11,6 +11,7 @@ fill.
 from __future__ import annotations
 
 import secrets
+import threading
 from collections import OrderedDict
 
 from skiff.errors import Unauthorized
@@ -33,6 +34,7 @@ class Access:
         self.governor = governor
         self.oidc = oidc
         self._seen: OrderedDict[str, None] = OrderedDict()
+        self._seen_lock = threading.Lock()  # sign-ins are verified in worker threads
 
     def needs_network(self, token: str) -> bool:
         """May authenticating ``token`` fetch the issuer's keys (run it off the loop)?"""
@@ -62,12 +64,13 @@ class Access:
 
     def _signed_in(self, token: str, principal: Principal, claims: dict) -> None:
         key = digest(token)
-        if key in self._seen:
-            self._seen.move_to_end(key)
-            return
-        self._seen[key] = None
-        if len(self._seen) > _SEEN_TOKENS:
-            self._seen.popitem(last=False)
+        with self._seen_lock:
+            if key in self._seen:
+                self._seen.move_to_end(key)
+                return
+            self._seen[key] = None
+            if len(self._seen) > _SEEN_TOKENS:
+                self._seen.popitem(last=False)
         self.governor.record(principal, "signin.oidc", principal.name, "allowed",
                              f"role {principal.role.name}",
                              groups=sorted(principal.groups), exp=claims.get("exp"))

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
@@ -51,6 +52,11 @@ log = logging.getLogger(__name__)
 
 #: owners named in an unknown_owner error: enough to spot a typo, not a directory dump
 _OWNERS_LISTED = 50
+#: how long a running app's violations are reused: what they depend on besides the
+#: policies and the revision (secrets, another node's identity changes) is not
+#: watched, so a listing is at most this stale; re-evaluating a thousand apps costs
+#: seconds, not something to do on every GET
+VIOLATIONS_TTL = 30.0
 
 
 @dataclass(frozen=True)
@@ -181,7 +187,7 @@ class Governor:
         self._lock = threading.RLock()
         self._evaluating = threading.Lock()  # compiled programs are not shared across threads
         self._set = _PolicySet()
-        self._violations: dict[tuple[str, str], list[Decision]] = {}
+        self._violations: dict[tuple[str, str, int], tuple[float, list[Decision]]] = {}
         self._builtins = builtin_policies()
         self._reload()
 
@@ -412,17 +418,22 @@ class Governor:
     def violations(self) -> list[dict]:
         self._reload()
         out = []
+        now = time.monotonic()
         for name, (revision, manifest) in sorted(self._running().items()):
-            key = (name, revision)
+            key = (name, revision, self.identities.version)
             with self._lock:
-                decisions = self._violations.get(key)
-            if decisions is None:
+                cached = self._violations.get(key)
+            if cached is not None and now - cached[0] < VIOLATIONS_TTL:
+                decisions = cached[1]
+            else:
                 try:
                     decisions = [d for d in self.evaluate(manifest) if not d.allowed]
                 except PolicyDenied as exc:
                     decisions = [Decision("policies", "deny", False, exc.message, exc.code)]
                 with self._lock:
-                    self._violations[key] = decisions
+                    if cached is None and len(self._violations) > 4 * len(self._running()) + 64:
+                        self._violations.clear()  # revisions and versions gone by
+                    self._violations[key] = (now, decisions)
             out.extend({"app": name, "revision": revision, "owner": manifest.metadata.owner,
                         **d.to_dict()} for d in decisions)
         return out

@@ -124,6 +124,9 @@ class Identities:
     def __init__(self, rows: IdentityRows, *, oidc: bool = False) -> None:
         self.rows = rows
         self.oidc = oidc
+        #: bumped by every change made through this object (what owners are known
+        #: changes what running apps violate)
+        self.version = 0
 
     @property
     def enabled(self) -> bool:
@@ -143,6 +146,7 @@ class Identities:
                        role=role.name, created=now,
                        expires=None if expires_in is None else now + expires_in, revoked=None)
         self.rows.add_token(row)
+        self.version += 1
         return token, row
 
     def authenticate_token(self, token: str, *, now: float | None = None) -> Principal | None:
@@ -164,6 +168,7 @@ class Identities:
                          groups=frozenset(groups), via="token")
 
     def revoke(self, token_id: str) -> bool:
+        self.version += 1
         return self.rows.revoke_token(token_id, time.time())
 
     def tokens(self) -> list[dict]:
@@ -179,9 +184,15 @@ class Identities:
         check_name(name, "user")
         for g in groups:
             check_name(g, "group")
+        self.version += 1
         return self.rows.add_user(name, groups, time.time())
 
+    def remove_user(self, name: str) -> bool:
+        self.version += 1
+        return self.rows.remove_user(name)
+
     def add_group(self, name: str) -> bool:
+        self.version += 1
         return self.rows.add_group(check_name(name, "group"), time.time())
 
     def users(self) -> list[dict]:
