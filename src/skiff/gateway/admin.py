@@ -535,7 +535,9 @@ def governance_routes(api: FastAPI, platform: Facade, protected: list,
         token, row = gov.identities.create_token(body.user, role, expires_in=body.expires_in)
         gov.record(principal, "token.create", f"token:{row.id}", "allowed",
                    f"for user {row.user}, role {row.role}"
-                   + (f", expires {row.expires:.0f}" if row.expires else ""))
+                   + (", expires " + time.strftime("%Y-%m-%d %H:%M:%S UTC",
+                                                    time.gmtime(row.expires))
+                      if row.expires else ""))
         return {"id": row.id, "user": row.user, "role": row.role, "expires": row.expires,
                 "token": token}
 
