@@ -74,6 +74,16 @@ class Config:
     # the X-Skiff-Node header (a load balancer's health check tells nodes apart by it)
     node_name: str = ""  # "": the hostname and the port (or the pid, for port 0)
 
+    # governance: OIDC sign-in for the admin API (skiff.governance.oidc); "" = off
+    oidc_issuer: str = ""
+    oidc_audience: str = ""
+    oidc_groups_claim: str = "groups"  # the claim whose values are the caller's groups
+    oidc_roles: tuple[str, ...] = ()  # GROUP=ROLE entries: the role of OIDC callers
+    oidc_default_role: str = "viewer"  # an OIDC caller in no mapped group
+    # the built-in policy pack's limits (skiff.governance.admission.Limits)
+    policy_max_ttl_days: int = 90
+    policy_approved_hosts: tuple[str, ...] = ()  # empty: the egress-host policy is off
+
     def __post_init__(self) -> None:
         if not self.node_name:
             object.__setattr__(self, "node_name", default_node_name(self.port))
@@ -124,6 +134,17 @@ class Config:
             database_url=str(given.pop("database_url", _env("DATABASE_URL", ""))).strip(),
             aws_region=str(given.pop("aws_region", _env("AWS_REGION", "us-east-1"))).strip(),
             node_name=str(given.pop("node_name", None) or _env("NODE_NAME", "")).strip(),
+            oidc_issuer=str(given.pop("oidc_issuer", _env("OIDC_ISSUER", ""))).strip(),
+            oidc_audience=str(given.pop("oidc_audience", _env("OIDC_AUDIENCE", ""))).strip(),
+            oidc_groups_claim=str(given.pop("oidc_groups_claim",
+                                            _env("OIDC_GROUPS_CLAIM", "groups"))).strip(),
+            oidc_roles=_entries(given.pop("oidc_roles", None) or _env("OIDC_ROLES", "")),
+            oidc_default_role=str(given.pop("oidc_default_role",
+                                            _env("OIDC_DEFAULT_ROLE", "viewer"))).strip(),
+            policy_max_ttl_days=int(given.pop("policy_max_ttl_days",  # type: ignore[call-overload]
+                                              _env("POLICY_MAX_TTL_DAYS", "90"))),
+            policy_approved_hosts=_entries(given.pop("policy_approved_hosts", None)
+                                           or _env("POLICY_APPROVED_HOSTS", "")),
         )
 
     def admin_token(self) -> str:

@@ -6,18 +6,25 @@
     │                                                    setting such as SKIFF_NODE_NAME is
     │                                                    unusable; 503 server_busy)
     ├── ManifestError          422 invalid_manifest     skiff.yaml does not validate
+    │                              (owner_required, unknown_owner: metadata.owner once identities
+    │                               are enabled; skiff.governance.admission)
     ├── DeployError            422 deploy_failed        install or import of an app failed
     │                                                   (bundle_missing, bundle_invalid, bad_revision:
     │                                                   a revision another node deployed cannot
     │                                                   be brought up on this one; logged for the app)
     ├── NotFound               404 not_found            (app_not_found, revision_not_found, route_not_found)
     ├── PayloadTooLarge        413 payload_too_large    (app_too_large: a deploy upload expands too far)
-    ├── Unauthorized           401 unauthorized         admin token missing or wrong
-    ├── Forbidden              403 forbidden            (queue_forbidden) not this app's to use
-    ├── Conflict               409 conflict             (route_conflict, queue_conflict) owned by another app
+    ├── Unauthorized           401 unauthorized         admin token missing or wrong (unknown_token,
+    │                                                   token_expired, token_revoked, oidc_rejected)
+    ├── Forbidden              403 forbidden            (queue_forbidden) not this app's to use;
+    │                                                   role_required, not_owner, policy_denied,
+    │                                                   policy_load_failed (skiff.governance)
+    ├── Conflict               409 conflict             (route_conflict, queue_conflict, owner_conflict)
+    │                                                   owned by another app or owner
     ├── TooManyRequests        429 too_many_requests    pool and its queue are full
     ├── UidConflict            409 uid_conflict         another Skiff home holds this home's app uids
     ├── HomeInUse              409 home_in_use          another server runs on this home (exit 2)
+    ├── PolicyError            422 invalid_policy       a policy that does not load (file:line:column)
     ├── InvocationError        502 (handler_error, instance_crashed, memory_limit, bad_result,
     │                               invalid_response: not valid HTTP, refused by the gateway)
     ├── InvocationTimeout      504 timeout

@@ -24,7 +24,9 @@ from skiff.egress import raise_fd_limit as raise_fd_limit_for_egress
 from skiff.errors import SkiffError
 from skiff.gateway import Gateway, Router, upload
 from skiff.gateway.admin import build_admin
-from skiff.governance import SecretStore
+from skiff.governance import SYSTEM_UP, Governor, Identities, Limits, Role, SecretStore
+from skiff.governance.access import Access
+from skiff.governance.oidc import OIDCSettings, OIDCVerifier
 from skiff.instance import InstanceHooks, Launcher
 from skiff.instance.cgroups import CgroupManager, owned_name
 from skiff.instance.environments import Environments
@@ -38,7 +40,7 @@ from skiff.platform.logsink import LogSink
 from skiff.platform.sdkcalls import SdkCalls
 from skiff.sdk.services import Services
 from skiff.serverlock import ServerLock
-from skiff.storage import database_url, open_storage
+from skiff.storage import Storage, database_url, open_storage
 from skiff.store import LogRetention
 from skiff.store.uids import host_registry
 from skiff.triggers import EventPlane
@@ -102,17 +104,48 @@ def assemble(config: Config, *,
                           cgroups="unavailable: no instance processes", cgroup_ok=False)
         launching = launcher(hooks)
     egress = egress_proxy(config, logs)
+    governor, access = governance(config, storage, secrets, registry, logs)
     deployer = Deployer(
         config, store=store, registry=registry, launcher=launching,
         envs=Environments(config.envs_dir or config.home / "envs", offline=config.offline),
         support=support, secrets=secrets, egress=egress, events=events, kv=kv, logs=logs,
-        sdk=sdk)
+        sdk=sdk, governor=governor)
     # what other nodes of the database deploy, roll back and delete, served here too
     follower = Follower(store, registry, deployer, logs)
     return Platform(config, Parts(
         store=store, registry=registry, logs=logs, invoker=invoker, deployer=deployer,
         launcher=launching, support=support, secrets=secrets, egress=egress, events=events,
-        broker=broker, services=services, sdk=sdk, kv=kv, storage=storage, follower=follower))
+        broker=broker, services=services, sdk=sdk, kv=kv, storage=storage, governor=governor,
+        access=access, follower=follower))
+
+
+def governance(config: Config, storage: Storage, secrets: SecretStore, registry: Registry,
+               logs: LogSink) -> tuple[Governor, Access]:
+    """Identities, the deploy gate with its policies, the audit trail, and sign-in."""
+    oidc = None
+    if config.oidc_issuer:
+        if not config.oidc_audience:
+            raise SkiffError("SKIFF_OIDC_ISSUER is set without SKIFF_OIDC_AUDIENCE: tokens "
+                             "of any client of the issuer would be accepted", code="bad_config")
+        try:
+            roles = tuple((g, r) for g, _, r in (e.partition("=") for e in config.oidc_roles))
+            for _, role in (*roles, ("", config.oidc_default_role)):
+                Role.parse(role)
+        except SkiffError as exc:
+            raise SkiffError(f"SKIFF_OIDC_ROLES / SKIFF_OIDC_DEFAULT_ROLE: {exc.message}",
+                             code="bad_config") from None
+        oidc = OIDCVerifier(OIDCSettings(config.oidc_issuer, config.oidc_audience,
+                                         config.oidc_groups_claim, roles,
+                                         config.oidc_default_role))
+    assert storage.identities is not None and storage.audit is not None
+    governor = Governor(
+        Identities(storage.identities, oidc=oidc is not None), storage.audit,
+        policy_dir=config.home / "policies",
+        limits=Limits(config.policy_max_ttl_days, config.policy_approved_hosts),
+        secret_exists=lambda name: secrets.rows.latest(name) is not None,
+        running=lambda: {n: (a.revision, a.manifest) for n, a in list(registry.apps.items())},
+        log_app=lambda app, revision, line: logs.platform(app, revision, line))
+    return governor, Access(config.admin_token(), governor, oidc)
 
 
 def egress_proxy(config: Config, logs: LogSink) -> EgressProxy:
@@ -141,7 +174,8 @@ async def deploy_all(platform: Platform, dirs: list[Path], *,
 
     async def one(d: Path) -> dict:
         async with gate:
-            return await platform.deploy(d, allow_secret_findings=allow_secret_findings)
+            return await platform.deploy(d, actor=SYSTEM_UP,
+                                         allow_secret_findings=allow_secret_findings)
 
     results = await asyncio.gather(*(one(d) for d in apps), return_exceptions=True)
     base = platform.config

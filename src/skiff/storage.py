@@ -33,6 +33,8 @@ from urllib.parse import unquote, urlsplit
 
 from skiff.bus.broker import Broker
 from skiff.errors import DatabaseUnavailable
+from skiff.governance.audit import AuditLog
+from skiff.governance.identity_rows import IdentityRows
 from skiff.governance.secret_rows import SecretRows
 from skiff.store import migrations
 from skiff.store.kv import KV
@@ -43,8 +45,8 @@ from skiff.store.registry import Registry
 from skiff.store.trigger_state import TriggerState
 from skiff.store.uids import UidRegistry
 
-__all__ = ["CODE_VERSION", "Storage", "database_url", "mask_url", "migrate", "open_secret_rows",
-           "open_storage", "sqlite_path"]
+__all__ = ["CODE_VERSION", "Storage", "database_url", "mask_url", "migrate", "open_audit",
+           "open_secret_rows", "open_storage", "sqlite_path"]
 
 DEFAULT_FILE = "skiff.db"
 
@@ -61,10 +63,15 @@ class Storage:
     secret_rows: SecretRows
     #: the event plane's async statuses and schedule checkpoints
     trigger_state: TriggerState
+    #: users, groups, service tokens; and the audit trail (``governance.db`` on SQLite)
+    identities: IdentityRows | None = None
+    audit: AuditLog | None = None
 
     def close(self) -> None:
-        for part in (self.broker, self.kv, self.secret_rows, self.trigger_state, self.store):
-            part.close()
+        for part in (self.broker, self.kv, self.secret_rows, self.trigger_state,
+                     self.identities, self.audit, self.store):
+            if part is not None:
+                part.close()
         database = getattr(self.store, "db", None)
         if database is not None:
             database.close()
@@ -122,12 +129,9 @@ def _open_sqlite(path: Path, retention: LogRetention | None,
                                   url=f"sqlite://{where}") from None
     try:
         # one node owns the file: a new (or pre-versioning) file is brought to the
-        # code's version here, and so is one behind only by migrations that change
-        # nothing in SQLite (their tables are the backends' own, made at open); any
-        # other mismatch is the operator's call
-        current = migrations.sqlite_version(conn)
-        if current == 0 or all(not m.sqlite for m in migrations.MIGRATIONS
-                               if m.version > current):
+        # code's version here, and so are migrations that change no SQLite table;
+        # any other mismatch is the operator's call
+        if migrations.sqlite_version(conn) == 0 or migrations.sqlite_needs_nothing(conn):
             migrations.migrate_sqlite(conn, where)
         migrations.check_sqlite(conn, where)
     finally:
@@ -145,11 +149,27 @@ def _open_sqlite(path: Path, retention: LogRetention | None,
         opened.append(rows)
         # the file older servers' event planes wrote: their state is read as it is
         state = SQLiteTriggerState(path.parent / "events.db", exclusive=True)
+        opened.append(state)
+        identities, audit = open_governance_sqlite(path.parent)
     except BaseException:
         for part in reversed(opened):
             part.close()
         raise
-    return Storage(f"sqlite://{where}", store, broker, kv, rows, state)
+    return Storage(f"sqlite://{where}", store, broker, kv, rows, state, identities, audit)
+
+
+def open_governance_sqlite(directory: Path) -> tuple[IdentityRows, AuditLog]:
+    """The identity rows and audit log of ``governance.db`` in ``directory`` (shared
+    with a local CLI, as secrets.db is)."""
+    from skiff.governance.audit import SQLiteAuditLog
+    from skiff.governance.identity_rows import SQLiteIdentityRows
+
+    identities = SQLiteIdentityRows(directory / "governance.db")
+    try:
+        return identities, SQLiteAuditLog(directory / "governance.db")
+    except BaseException:
+        identities.close()
+        raise
 
 
 def _open_postgres(url: str, retention: LogRetention | None,
@@ -178,8 +198,11 @@ def _open_postgres(url: str, retention: LogRetention | None,
     except BaseException:
         db.close()
         raise
+    from skiff.governance.identity_rows_postgres import PostgresAuditLog, PostgresIdentityRows
+
     return Storage(mask_url(url), store, PostgresBroker(db), PostgresKV(db),
-                   PostgresSecretRows(db), PostgresTriggerState(db))
+                   PostgresSecretRows(db), PostgresTriggerState(db), PostgresIdentityRows(db),
+                   PostgresAuditLog(db))
 
 
 def open_secret_rows(url: str) -> SecretRows:
@@ -205,6 +228,34 @@ def open_secret_rows(url: str) -> SecretRows:
             db.close()
             raise
         return OwnRows(db)
+    raise DatabaseUnavailable(
+        f"SKIFF_DATABASE_URL must start with sqlite:/// or postgresql://, got {mask_url(url)!r}",
+        url=mask_url(url))
+
+
+def open_audit(url: str) -> AuditLog:
+    """Only the audit log of ``url`` (what ``skiff secrets`` on a node appends to while
+    a server runs); its schema is checked as at a node's start."""
+    scheme = urlsplit(url).scheme
+    if scheme == "sqlite":
+        from skiff.governance.audit import SQLiteAuditLog
+
+        return SQLiteAuditLog(sqlite_path(url).parent / "governance.db")
+    if scheme in ("postgresql", "postgres"):
+        from skiff.governance.identity_rows_postgres import PostgresAuditLog
+        from skiff.store.postgres import PostgresDatabase
+
+        class OwnLog(PostgresAuditLog):
+            def close(self) -> None:
+                self.db.close()
+
+        db = PostgresDatabase(url, pool_size=1)
+        try:
+            migrations.check_postgres(db, mask_url(url))
+        except BaseException:
+            db.close()
+            raise
+        return OwnLog(db)
     raise DatabaseUnavailable(
         f"SKIFF_DATABASE_URL must start with sqlite:/// or postgresql://, got {mask_url(url)!r}",
         url=mask_url(url))

@@ -28,7 +28,8 @@ ALLOWED: dict[str, set[str]] = {
                  "manifest", "bus", "store", "storage", "sdk", "config", "errors", "logtext",
                  "ipc"},
     "storage": {"bus", "store", "governance", "errors"},  # the URL factory of every backend
-    "gateway": {"scheduler", "manifest", "bus", "config", "errors", "ipc"},
+    # the admin API authenticates callers and checks their roles (governance.identity)
+    "gateway": {"scheduler", "manifest", "bus", "governance", "config", "errors", "ipc"},
     "triggers": {"scheduler", "instance", "bus", "manifest", "store", "errors", "ipc"},
     "scheduler": {"instance", "errors", "ipc"},
     "instance": {"runtime", "ipc", "errors"},  # the worker hosts the runtime, in the instance
@@ -38,7 +39,8 @@ ALLOWED: dict[str, set[str]] = {
     "manifest": {"bus", "errors"},  # schedules and patterns are validated by the bus's parsers
     "egress": {"errors"},
     "workflows": {"errors"},  # the ASL core is pure: the executor wiring lives above it
-    "governance": {"errors"},
+    # deploy -> manifest -> governance: policies read the normalized manifest
+    "governance": {"manifest", "errors"},
     "bus": {"store", "errors"},
     "store": {"errors"},
     **{leaf: set() for leaf in LEAVES},

@@ -121,6 +121,8 @@ def deploy(directory: Annotated[Path, typer.Argument(help="the app directory")] 
     verb = "deployed" if res["changed"] else "unchanged"
     out.print(f"[green]{verb}[/] {res['app']} revision [bold]{res['revision']}[/] "
               f"({res['kind']}) → {client.url}{res['path']}")
+    for w in res.get("policy", {}).get("warnings", []):
+        out.print(f"[yellow]warning[/] {escape(w['policy'])}: {escape(w['message'])}")
 
 
 @app.command()
@@ -280,19 +282,38 @@ class _LocalSecrets:
         from skiff.storage import database_url, open_secret_rows
 
         config = Config.resolve(home=home)
+        self.url = database_url(config.home, config.database_url)
         # the rows where the server keeps them: secrets.db, or SKIFF_DATABASE_URL's tables
-        self.store = SecretStore.open(config.home, rows=open_secret_rows(
-            database_url(config.home, config.database_url)))
+        self.store = SecretStore.open(config.home, rows=open_secret_rows(self.url))
+
+    def _audit(self, action: str, name: str, reason: str) -> None:
+        """Changes made here, past the admin API, are in the audit trail too: the actor
+        is the local account that ran the command."""
+        import getpass
+
+        from skiff.governance import AuditEntry
+        from skiff.storage import open_audit
+
+        log = open_audit(self.url)
+        try:
+            log.append(AuditEntry(actor=f"local:{getpass.getuser()}", action=action,
+                                  target=f"secret:{name}", decision="allowed", reason=reason))
+        finally:
+            log.close()
 
     def set(self, name: str, value: str) -> int:
-        return self.store.set(name, value)
+        version = self.store.set(name, value)
+        self._audit("secret.rotate" if version > 1 else "secret.set", name, f"version {version}")
+        return version
 
     def ls(self) -> list[dict]:
         return [{"name": i.name, "version": i.latest_version, "updated": i.updated}
                 for i in self.store.list()]
 
     def rm(self, name: str) -> int:
-        return self.store.delete(name)
+        removed = self.store.delete(name)
+        self._audit("secret.delete", name, f"{removed} version(s) removed")
+        return removed
 
     def exists(self, name: str) -> bool:
         return any(i.name == name for i in self.store.list())
@@ -552,6 +573,15 @@ def version() -> None:
     import skiff
 
     out.print(skiff.__version__)
+
+
+def _register_governance() -> None:
+    from skiff.cli.governance import register
+
+    register(app)
+
+
+_register_governance()
 
 
 def main() -> None:

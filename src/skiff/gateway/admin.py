@@ -1,10 +1,17 @@
 """The admin API: JSON over HTTP under /_skiff/api, token-protected, described
-by OpenAPI at /_skiff/api/openapi.json. The CLI is a thin client of it."""
+by OpenAPI at /_skiff/api/openapi.json. The CLI is a thin client of it.
+
+Every route but health, schema and the docs needs a caller (see
+skiff.governance.access) and a role: viewer reads; developer deploys, rolls
+back, deletes and operates the apps it owns (the Deployer asks the Governor);
+operator everything about every app, secrets, queues and route grants; admin
+identities and policies."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -14,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
@@ -26,9 +33,12 @@ from skiff.errors import NotFound, PayloadTooLarge, SkiffError, Unauthorized
 from skiff.gateway import upload
 from skiff.gateway.app import app_response
 from skiff.gateway.facade import Facade
+from skiff.governance import Principal, Role
+from skiff.governance.access import UNAUTHORIZED
 from skiff.manifest import json_schema
 from skiff.scheduler import Invocation
 
+log = logging.getLogger(__name__)
 PREFIX = "/_skiff/api"
 _WRITE_BATCH = 1024 * 1024  # upload bytes gathered before one write, off the loop
 
@@ -55,6 +65,25 @@ class SecretBody(BaseModel):
 
 class RollbackBody(BaseModel):
     revision: str | None = None
+
+
+class TokenBody(BaseModel):
+    user: str
+    role: str
+    expires_in: float | None = None  # seconds
+
+
+class UserBody(BaseModel):
+    name: str
+    groups: list[str] = []
+
+
+class GroupBody(BaseModel):
+    name: str
+
+
+class PolicyBody(BaseModel):
+    text: str  # YAML: one policy or a list
 
 
 class RouteGrantBody(BaseModel):
@@ -85,6 +114,7 @@ class AdminGuard:
         self.api = api
         self.platform = platform
         self._token = token.encode()
+        self._access = platform.access
         self._public = {f"{PREFIX}/{p}" for p in ("health", "schema", "openapi.json", "docs")}
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
@@ -98,10 +128,18 @@ class AdminGuard:
                 given = v.removeprefix(b"Bearer ").strip()
             elif k == b"content-length":
                 length = v
-        if path not in self._public and (
-                not given or not secrets.compare_digest(given, self._token)):
-            await self._refuse(send, Unauthorized(_UNAUTHORIZED))
-            return
+        if path not in self._public:
+            try:
+                scope["skiff.principal"] = await self._principal(given)
+            except SkiffError as exc:
+                await self._refuse(send, exc)
+                return
+            except Exception:  # a bug or a database down: still no way in, and a clear answer
+                log.exception("authenticating an admin API call failed")
+                await self._refuse(send, SkiffError(
+                    "the caller could not be authenticated (internal error); the server log "
+                    "has the details", code="internal_error", status=500))
+                return
         config = self.platform.config
         deploy = scope["method"] == "POST" and path == f"{PREFIX}/apps"
         limit = config.max_app_bytes if deploy else config.max_body_bytes
@@ -124,6 +162,18 @@ class AdminGuard:
 
         await self.api(scope, capped, send)
 
+    async def _principal(self, given: bytes) -> Principal:
+        if not given:
+            raise Unauthorized(UNAUTHORIZED)
+        if secrets.compare_digest(given, self._token):
+            from skiff.governance import BOOTSTRAP
+
+            return BOOTSTRAP
+        token = given.decode("latin-1")
+        if self._access.needs_network(token):  # the issuer's keys may be fetched: off the loop
+            return await asyncio.to_thread(self._access.authenticate, token)
+        return self._access.authenticate(token)
+
     async def _refuse(self, send: Any, exc: SkiffError) -> None:
         rid = self.platform.new_request_id()
         body = exc.to_dict()
@@ -135,16 +185,21 @@ class AdminGuard:
         await send({"type": "http.response.body", "body": json.dumps(body).encode()})
 
 
-_UNAUTHORIZED = ("a valid admin token is required: send `Authorization: Bearer <token>` "
-                 "(the token is in $SKIFF_HOME/admin-token)")
+def caller(request: Request) -> Principal:
+    """The caller the guard authenticated before anything of the request was read."""
+    principal = request.scope.get("skiff.principal")
+    if principal is None:
+        raise Unauthorized(UNAUTHORIZED)
+    return principal
+
+
+Caller = Annotated[Principal, Depends(caller)]
 
 
 def build_admin(platform: Facade, token: str,
                 edge_stats: Callable[[], dict] | None = None) -> AdminGuard:
     api = FastAPI(title="Skiff admin API", version=skiff.__version__,
                   openapi_url=f"{PREFIX}/openapi.json", docs_url=f"{PREFIX}/docs", redoc_url=None)
-    token_bytes = token.encode()
-
     def error(exc: SkiffError) -> JSONResponse:
         rid = platform.new_request_id()
         body = exc.to_dict()
@@ -185,14 +240,21 @@ def build_admin(platform: Facade, token: str,
         return error(SkiffError(f"internal error ({type(exc).__name__}); the server log "
                                 "has the details", code="internal_error", status=500))
 
-    def auth(authorization: Annotated[str | None, Header()] = None) -> None:
-        # bytes: compare_digest refuses str with non-ASCII text (a header may have any
-        # latin-1), and that TypeError was a 500 for anyone, no token needed
-        given = (authorization or "").removeprefix("Bearer ").strip().encode("latin-1")
-        if not given or not secrets.compare_digest(given, token_bytes):
-            raise Unauthorized(_UNAUTHORIZED)
+    def role(needed: Role, doing: str) -> Callable[[Request], Principal]:
+        def check(request: Request) -> Principal:
+            principal = caller(request)
+            principal.require(needed, doing)
+            return principal
+        return check
 
-    protected = [Depends(auth)]
+    protected = [Depends(role(Role.viewer, "reading the admin API"))]
+    operating = [Depends(role(Role.operator, "this operation"))]
+    admin_only = [Depends(role(Role.admin, "managing identities"))]
+
+    def manages(principal: Principal, name: str, doing: str) -> None:
+        """Per-app operations: its owners (developer) or an operator."""
+        governor = platform.governor
+        governor.may_remove(principal, platform.app_manifest(name), doing)
 
     @api.get(f"{PREFIX}/health")
     async def health(response: Response) -> dict:
@@ -217,9 +279,11 @@ def build_admin(platform: Facade, token: str,
     @api.post(f"{PREFIX}/apps", status_code=201, dependencies=protected,
               openapi_extra={"requestBody": {"content": {"application/gzip": {
                   "schema": {"type": "string", "format": "binary"}}}, "required": True}})
-    async def deploy(request: Request, allow_secret_scan_findings: str | None = None) -> dict:
+    async def deploy(request: Request, principal: Caller,
+                     allow_secret_scan_findings: str | None = None) -> dict:
         """Upload an app directory as a .tar.gz; creates an immutable revision and serves it.
         ``allow_secret_scan_findings`` (a reason, recorded) lets a deploy through the scan."""
+        principal.require(Role.developer, "deploying an app")
         config = platform.config
         limit = config.max_app_bytes  # compressed, it is no bigger than expanded
         where = upload.uploads_dir(config.home)
@@ -246,29 +310,31 @@ def build_admin(platform: Facade, token: str,
                                     max_files=config.max_app_files)
             archive.unlink()
             return await platform.deploy(app_dir,
-                                         allow_secret_findings=allow_secret_scan_findings)
+                                         allow_secret_findings=allow_secret_scan_findings,
+                                         actor=principal)
         finally:
             await asyncio.to_thread(shutil.rmtree, tmp, True)
 
     @api.delete(f"{PREFIX}/apps/{{name}}", dependencies=protected)
-    async def delete_app(name: str) -> dict:
+    async def delete_app(name: str, principal: Caller) -> dict:
         """Delete the app with its data, queues, revisions and route grants; its
         invocation records and logs stay for audit."""
-        return await platform.delete(name)
+        return await platform.delete(name, actor=principal)
 
     @api.get(f"{PREFIX}/apps/{{name}}/revisions", dependencies=protected)
     async def revisions(name: str) -> list[dict]:
         return platform.revisions(name)
 
     @api.post(f"{PREFIX}/apps/{{name}}/rollback", dependencies=protected)
-    async def rollback(name: str, body: RollbackBody | None = None) -> dict:
-        return await platform.rollback(name, body.revision if body else None)
+    async def rollback(name: str, principal: Caller, body: RollbackBody | None = None) -> dict:
+        return await platform.rollback(name, body.revision if body else None, actor=principal)
 
     @api.post(f"{PREFIX}/apps/{{name}}/invoke", dependencies=protected)
-    async def invoke(name: str, request: Request) -> Response:
+    async def invoke(name: str, request: Request, principal: Caller) -> Response:
         """Invoke the app directly with a JSON event (Lambda's RequestResponse).
         HTTP-only apps (ASGI/WSGI) get the data as a POST / body instead."""
         app = platform.app(name)
+        manages(principal, name, "invoke")
         payload = await request.body()
         if payload:
             _json(payload, "the event", "bad_event")
@@ -300,9 +366,13 @@ def build_admin(platform: Facade, token: str,
         return [r | {"attributes": _otel(r)} for r in platform.invocations(name, limit)]
 
     @api.delete(f"{PREFIX}/apps/{{name}}/instances", dependencies=protected)
-    async def stop_instances(name: str) -> dict:
+    async def stop_instances(name: str, principal: Caller) -> dict:
         """Scale the app to zero now (in-flight requests finish first)."""
-        return {"app": name, "stopped": platform.stop_instances(name)}
+        manages(principal, name, "stop instances of")
+        stopped = platform.stop_instances(name)
+        platform.governor.record(principal, "instances.stop", name, "allowed",
+                                 f"{stopped} stopped", app=name)
+        return {"app": name, "stopped": stopped}
 
     @api.get(f"{PREFIX}/apps/{{name}}/logs", dependencies=protected)
     async def logs(name: str, after: int = 0,
@@ -317,14 +387,14 @@ def build_admin(platform: Facade, token: str,
         """Names and versions only: values never leave the store through the API."""
         return platform.secret_list()
 
-    @api.put(f"{PREFIX}/secrets/{{name}}", dependencies=protected)
-    async def set_secret(name: str, body: SecretBody) -> dict:
-        version = platform.secret_set(name, body.value)
+    @api.put(f"{PREFIX}/secrets/{{name}}", dependencies=operating)
+    async def set_secret(name: str, body: SecretBody, principal: Caller) -> dict:
+        version = platform.secret_set(name, body.value, actor=principal)
         return {"name": name, "version": version}
 
-    @api.delete(f"{PREFIX}/secrets/{{name}}", dependencies=protected)
-    async def delete_secret(name: str) -> dict:
-        removed = platform.secret_delete(name)
+    @api.delete(f"{PREFIX}/secrets/{{name}}", dependencies=operating)
+    async def delete_secret(name: str, principal: Caller) -> dict:
+        removed = platform.secret_delete(name, actor=principal)
         return {"name": name, "versions_removed": removed}
 
     @api.get(f"{PREFIX}/invocations/{{invocation_id}}", dependencies=protected)
@@ -337,7 +407,7 @@ def build_admin(platform: Facade, token: str,
     async def queues() -> list[dict]:
         return platform.queues()
 
-    @api.post(f"{PREFIX}/queues/{{name}}/messages", status_code=202, dependencies=protected)
+    @api.post(f"{PREFIX}/queues/{{name}}/messages", status_code=202, dependencies=operating)
     async def send_message(name: str, body: MessageBody) -> dict:
         data = body.body if isinstance(body.body, str) else json.dumps(body.body)
         return {"message_id": await asyncio.to_thread(
@@ -350,16 +420,23 @@ def build_admin(platform: Facade, token: str,
                  "sent_at": m.sent_at, "source_queue": m.source_queue, "leased": m.leased}
                 for m in platform.queue_peek(name, limit)]
 
-    @api.delete(f"{PREFIX}/queues/{{name}}/messages", dependencies=protected)
-    async def purge(name: str) -> dict:
-        return {"purged": platform.queue_purge(name)}
+    @api.delete(f"{PREFIX}/queues/{{name}}/messages", dependencies=operating)
+    async def purge(name: str, principal: Caller) -> dict:
+        purged = platform.queue_purge(name)
+        platform.governor.record(principal, "queue.purge", f"queue:{name}", "allowed",
+                                 f"{purged} message(s)")
+        return {"purged": purged}
 
-    @api.post(f"{PREFIX}/queues/{{name}}/redrive", dependencies=protected)
-    async def redrive(name: str, to: str | None = None) -> dict:
+    @api.post(f"{PREFIX}/queues/{{name}}/redrive", dependencies=operating)
+    async def redrive(name: str, principal: Caller, to: str | None = None) -> dict:
         """Move dead-lettered messages back to their source queue (or to ``to``)."""
-        return {"moved": platform.queue_redrive(name, to)}
+        moved = platform.queue_redrive(name, to)
+        platform.governor.record(principal, "queue.redrive", f"queue:{name}", "allowed",
+                                 f"{moved} message(s)" + (f" to {to}" if to else ""))
+        return {"moved": moved}
 
-    @api.post(f"{PREFIX}/events", status_code=202, dependencies=protected)
+    @api.post(f"{PREFIX}/events", status_code=202,
+              dependencies=[Depends(role(Role.developer, "publishing events"))])
     async def publish(request: Request) -> dict:
         """Publish CloudEvents (binary, structured or batch mode) to the bus."""
         from skiff.bus import parse_http_events
@@ -373,22 +450,28 @@ def build_admin(platform: Facade, token: str,
         return {"events": [await asyncio.to_thread(platform.publish, e) for e in events]}
 
     @api.get(f"{PREFIX}/apps/{{name}}/kv", dependencies=protected)
-    async def kv_list(name: str, prefix: str = "", cursor: str | None = None,
+    async def kv_list(name: str, principal: Caller, prefix: str = "", cursor: str | None = None,
                       limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict:
+        manages(principal, name, "read the data of")
         return platform.kv_query(name, prefix, limit, cursor)
 
     @api.get(f"{PREFIX}/apps/{{name}}/kv/{{key:path}}", dependencies=protected)
-    async def kv_get(name: str, key: str) -> dict:
+    async def kv_get(name: str, key: str, principal: Caller) -> dict:
+        manages(principal, name, "read the data of")
         item = platform.kv_get(name, key)
         if item is None:
             raise NotFound(f"app {name} has no key {key!r}", code="key_not_found")
         return item
 
     @api.put(f"{PREFIX}/apps/{{name}}/kv/{{key:path}}", dependencies=protected)
-    async def kv_put(name: str, key: str, request: Request) -> dict:
+    async def kv_put(name: str, key: str, request: Request, principal: Caller) -> dict:
         platform.app(name)  # before the body is read
+        manages(principal, name, "write the data of")
         value = _json(await request.body(), "the value", "bad_value")
-        return platform.kv_put(name, key, value)
+        out = platform.kv_put(name, key, value)
+        platform.governor.record(principal, "kv.put", name, "allowed", f"key {key[:200]!r}",
+                                 app=name)
+        return out
 
     def _grant_key(body: RouteGrantBody) -> tuple[str, str | None, str]:
         return body.app, body.host.lower() if body.host else None, body.path.rstrip("/")
@@ -399,21 +482,25 @@ def build_admin(platform: Facade, token: str,
         `skiff routes grant`)."""
         return [g | {"path": g["path"] or "/"} for g in platform.route_grants()]
 
-    @api.put(f"{PREFIX}/route-grants", dependencies=protected)
-    async def grant_route(body: RouteGrantBody) -> dict:
+    @api.put(f"{PREFIX}/route-grants", dependencies=operating)
+    async def grant_route(body: RouteGrantBody, principal: Caller) -> dict:
         """Let ``app`` declare this route (host and/or path prefix) at its next deploy,
         whoever else it overlaps; the owned defaults of other apps still win."""
         app, host, path = _grant_key(body)
         platform.grant_route(app, host, path)
+        platform.governor.record(principal, "route.grant", app, "allowed",
+                                 f"host {host or '-'}, path {path or '/'}", app=app)
         return {"app": app, "host": host, "path": path or "/", "granted": True}
 
-    @api.delete(f"{PREFIX}/route-grants", dependencies=protected)
-    async def revoke_route(body: RouteGrantBody) -> dict:
+    @api.delete(f"{PREFIX}/route-grants", dependencies=operating)
+    async def revoke_route(body: RouteGrantBody, principal: Caller) -> dict:
         """Withdraw a grant; a route it allowed is no longer served, from now on."""
         app, host, path = _grant_key(body)
         if not platform.revoke_route(app, host, path):
             raise NotFound(f"no route grant for app {app} with host {host or '-'} and path "
                            f"{path or '/'}; see `skiff routes grants`", code="grant_not_found")
+        platform.governor.record(principal, "route.revoke", app, "allowed",
+                                 f"host {host or '-'}, path {path or '/'}", app=app)
         return {"app": app, "host": host, "path": path or "/", "granted": False}
 
     @api.get(f"{PREFIX}/system", dependencies=protected)
@@ -423,4 +510,106 @@ def build_admin(platform: Facade, token: str,
             out["edge"] = edge_stats()  # connections shed, refused, cut: is someone at it?
         return out
 
+    governance_routes(api, platform, protected, admin_only)
     return AdminGuard(api, token, platform)
+
+
+def governance_routes(api: FastAPI, platform: Facade, protected: list,
+                      admin_only: list) -> None:
+    """Identities, policies and the audit trail."""
+    gov = platform.governor
+
+    @api.get(f"{PREFIX}/whoami", dependencies=protected)
+    async def whoami(principal: Caller) -> dict:
+        return principal.to_dict() | {"identities_enabled": gov.identities.enabled}
+
+    @api.get(f"{PREFIX}/tokens", dependencies=admin_only)
+    async def list_tokens() -> list[dict]:
+        """Every service token's id, user, role and state; never the token."""
+        return gov.identities.tokens()
+
+    @api.post(f"{PREFIX}/tokens", status_code=201, dependencies=admin_only)
+    async def create_token(body: TokenBody, principal: Caller) -> dict:
+        """A new service token. The token is in this answer only: it is stored hashed."""
+        role = Role.parse(body.role)
+        if body.expires_in is not None and body.expires_in <= 0:
+            raise SkiffError("expires_in must be a positive number of seconds",
+                             code="bad_request", status=400)
+        token, row = gov.identities.create_token(body.user, role, expires_in=body.expires_in)
+        gov.record(principal, "token.create", f"token:{row.id}", "allowed",
+                   f"for user {row.user}, role {row.role}"
+                   + (", expires " + time.strftime("%Y-%m-%d %H:%M:%S UTC",
+                                                    time.gmtime(row.expires))
+                      if row.expires else ""))
+        return {"id": row.id, "user": row.user, "role": row.role, "expires": row.expires,
+                "token": token}
+
+    @api.delete(f"{PREFIX}/tokens/{{token_id}}", dependencies=admin_only)
+    async def revoke_token(token_id: str, principal: Caller) -> dict:
+        if not gov.identities.revoke(token_id):
+            raise NotFound(f"no active token {token_id!r}; see `skiff tokens ls`",
+                           code="token_not_found")
+        gov.record(principal, "token.revoke", f"token:{token_id}", "allowed", "revoked")
+        return {"id": token_id, "revoked": True}
+
+    @api.get(f"{PREFIX}/users", dependencies=protected)
+    async def list_users() -> list[dict]:
+        return gov.identities.users()
+
+    @api.post(f"{PREFIX}/users", status_code=201, dependencies=admin_only)
+    async def add_user(body: UserBody, principal: Caller) -> dict:
+        created = gov.identities.add_user(body.name, body.groups)
+        gov.record(principal, "user.add", f"user:{body.name}", "allowed",
+                   ("created" if created else "exists") + (
+                       f"; groups {', '.join(body.groups)}" if body.groups else ""))
+        return {"name": body.name, "groups": gov.identities.rows.user_groups(body.name),
+                "created": created}
+
+    @api.delete(f"{PREFIX}/users/{{name}}", dependencies=admin_only)
+    async def remove_user(name: str, principal: Caller) -> dict:
+        if not gov.identities.remove_user(name):
+            raise NotFound(f"no user {name!r}; see `skiff users ls`", code="user_not_found")
+        gov.record(principal, "user.rm", f"user:{name}", "allowed", "removed")
+        return {"name": name, "removed": True}
+
+    @api.get(f"{PREFIX}/groups", dependencies=protected)
+    async def list_groups() -> list[dict]:
+        return gov.identities.groups()
+
+    @api.post(f"{PREFIX}/groups", status_code=201, dependencies=admin_only)
+    async def add_group(body: GroupBody, principal: Caller) -> dict:
+        created = gov.identities.add_group(body.name)
+        gov.record(principal, "group.add", f"group:{body.name}", "allowed",
+                   "created" if created else "exists")
+        return {"name": body.name, "created": created}
+
+    @api.get(f"{PREFIX}/policies", dependencies=protected)
+    async def list_policies() -> dict:
+        error = gov.policy_error()
+        return {"policies": [p.to_dict() for p in gov.policies()],
+                "error": error.to_dict()["error"] if error else None}
+
+    @api.post(f"{PREFIX}/policies", status_code=201)
+    async def apply_policies(body: PolicyBody, principal: Caller) -> dict:
+        """Check and store policies (YAML); every running app is re-evaluated."""
+        applied = await asyncio.to_thread(gov.apply, body.text, actor=principal)
+        return {"applied": [p.id for p in applied],
+                "violations": await asyncio.to_thread(gov.violations)}
+
+    @api.delete(f"{PREFIX}/policies/{{policy_id}}")
+    async def remove_policy(policy_id: str, principal: Caller) -> dict:
+        await asyncio.to_thread(gov.remove, policy_id, actor=principal)
+        return {"removed": policy_id, "violations": await asyncio.to_thread(gov.violations)}
+
+    @api.get(f"{PREFIX}/policies/violations", dependencies=protected)
+    async def violations() -> list[dict]:
+        """What running apps violate now (Gatekeeper-style audit); nothing is stopped."""
+        return await asyncio.to_thread(gov.violations)
+
+    @api.get(f"{PREFIX}/audit", dependencies=protected)
+    async def audit(app: str | None = None, since: float | None = None,
+                    actor: str | None = None,
+                    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000) -> list[dict]:
+        """Who did what, oldest first (the newest ``limit`` entries)."""
+        return [e.to_dict() for e in await asyncio.to_thread(
+            gov.audit.query, app=app, since=since, actor=actor, limit=limit)]

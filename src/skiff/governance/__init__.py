@@ -1,7 +1,12 @@
-"""Governance: what an operator requires of every app at deploy and run time.
-So far: the encrypted, versioned secret store behind ``secret://`` refs, and
-the deploy-time scan for credentials hard-coded in an app's files."""
+"""Governance: what an operator requires of every app at deploy and run time:
+who may do what (identities, roles, owners), the policies every deploy passes
+(CEL, failing closed), the audit trail, the encrypted secret store behind
+``secret://`` refs, and the deploy-time scan for hard-coded credentials."""
 
+from .admission import Admission, Governor, Limits, OwnerConflict, UnknownOwner, policy_input
+from .audit import AuditEntry, AuditLog
+from .identity import BOOTSTRAP, SYSTEM_UP, Identities, Principal, Role, TokenExpired
+from .policy import Decision, Policy, PolicyDenied, PolicyError, evaluate
 from .scan import HINT, Finding, scan_app
 from .secrets import (
     InvalidSecret,
@@ -19,19 +24,38 @@ from .secrets import (
 )
 
 __all__ = [
+    "BOOTSTRAP",
     "HINT",
+    "SYSTEM_UP",
+    "Admission",
+    "AuditEntry",
+    "AuditLog",
+    "Decision",
     "Finding",
+    "Governor",
+    "Identities",
     "InvalidSecret",
+    "Limits",
     "MasterKeyError",
+    "OwnerConflict",
+    "Policy",
+    "PolicyDenied",
+    "PolicyError",
+    "Principal",
     "ResolvedSecret",
+    "Role",
     "SecretCorrupt",
     "SecretInfo",
     "SecretNotFound",
     "SecretStore",
     "SecretTooLarge",
     "SecretVersion",
+    "TokenExpired",
+    "UnknownOwner",
+    "evaluate",
     "generate_master_key",
     "load_master_key",
     "parse_ref",
+    "policy_input",
     "scan_app",
 ]

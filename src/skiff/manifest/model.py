@@ -58,7 +58,9 @@ class Metadata(_Model):
 
     name: AppName = Field(description="App name; lowercase letters, digits and '-'. "
                                       "Used in URLs and host names.")
-    owner: Text | None = Field(None, description="Who answers for the app, e.g. a team e-mail.")
+    owner: Text | None = Field(None, description="Who answers for the app: user:NAME or "
+                                                 "group:NAME, a known one once identities are "
+                                                 "enabled (any text before).")
     labels: dict[Text, Text] = Field(default_factory=dict,
                                      description="Free-form string labels for search and policies.")
 

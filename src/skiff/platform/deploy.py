@@ -28,7 +28,7 @@ from skiff.config import Config
 from skiff.egress import EgressListener, EgressPolicy, EgressProxy, ForbiddenEgressRule
 from skiff.errors import DeployError, InvocationError, NotFound, SkiffError
 from skiff.gateway.static import StaticSite
-from skiff.governance import SecretStore, scan_app
+from skiff.governance import Governor, Principal, SecretStore, scan_app
 from skiff.instance import Instance, Launcher, ZygoteSpec
 from skiff.instance.environments import Environments
 from skiff.instance.isolation import Support, plan_for, zygote_plan
@@ -46,7 +46,7 @@ class Deployer:
     def __init__(self, config: Config, *, store: Store, registry: Registry, launcher: Launcher,
                  envs: Environments, support: Support, secrets: SecretStore,
                  egress: EgressProxy, events: EventPlane, kv: KV, logs: LogSink,
-                 sdk: SdkCalls) -> None:
+                 sdk: SdkCalls, governor: Governor) -> None:
         self._config = config
         self._store = store
         self._registry = registry
@@ -59,6 +59,7 @@ class Deployer:
         self._kv = kv
         self._logs = logs
         self._sdk = sdk
+        self._governor = governor
         self._listeners: dict[str, EgressListener] = {}
         self._secret_versions = self._secret_snapshot()
         self._run_dir = config.home / "run"
@@ -109,7 +110,8 @@ class Deployer:
                 app.pool.close()
 
     # -- deploy -------------------------------------------------------------------
-    async def deploy(self, src: Path, *, allow_secret_findings: str | None = None) -> dict:
+    async def deploy(self, src: Path, *, allow_secret_findings: str | None = None,
+                     actor: Principal | None = None) -> dict:
         """Validate, scan, install, trial-load and activate the app in ``src``.
         On any failure the previous revision keeps serving."""
         # reading and hashing every file is blocking work: off the loop, or an upload of a
@@ -135,8 +137,14 @@ class Deployer:
         async with self._registry.lock(name):
             digest = await asyncio.to_thread(content_hash, src, manifest)
             current = self._registry.apps.get(name)
+            # who may, and the policies: decided before anything is stored (off the loop:
+            # evaluating the pack took ~18 ms)
+            admission = await asyncio.to_thread(
+                self._governor.admit, manifest, actor=actor,
+                current=current.manifest if current else None, findings=findings,
+                allowed_reason=allow_secret_findings)
             if current is not None and current.revision == digest:
-                return deploy_result(current, changed=False)
+                return deploy_result(current, changed=False) | admission.result()
             self._check_ownership(manifest)  # before the work; again before switching
             code_dir = await asyncio.to_thread(self._store_code, src, name, digest)
             # the socket must exist for the trial; the old policy stays until we switch
@@ -187,7 +195,8 @@ class Deployer:
             for w in warnings:
                 self._logs.platform(name, digest, f"secret scan warning (test or sample data): "
                                     f"{w['file']}:{w['line']}: {w['type']}")
-            return {**deploy_result(app, changed=True), "scan_warnings": warnings}
+            return (deploy_result(app, changed=True) | {"scan_warnings": warnings}
+                    | admission.result())
 
     def _code_dir(self, name: str, revision: str) -> Path:
         """Where this node keeps the revision's code (the same on every node). The names
@@ -439,7 +448,8 @@ class Deployer:
         self._events.check_queues(manifest)
 
     # -- rollback and delete ------------------------------------------------------------
-    async def rollback(self, name: str, revision: str | None = None) -> dict:
+    async def rollback(self, name: str, revision: str | None = None, *,
+                       actor: Principal | None = None) -> dict:
         app = self._registry.get(name)
         revisions = self._store.revisions(name)
         if revision is None:
@@ -457,14 +467,17 @@ class Deployer:
             row = matches[0]
         async with self._registry.lock(name):
             # no base_dir: the code may not be on this node yet (_bring_up checks it there)
-            self._check_ownership(parse_manifest(row.manifest, source=f"{name}@{row.revision}"))
+            target = parse_manifest(row.manifest, source=f"{name}@{row.revision}")
+            await asyncio.to_thread(self._governor.admit, target, actor=actor,
+                                    current=app.manifest, action="rollback")
+            self._check_ownership(target)
             app = await self._bring_up(row)
             await asyncio.to_thread(self._store_bundle, name, row.revision, app.code_dir)
             self._store.set_current(name, row.revision)
         self._logs.platform(name, row.revision, f"rolled back to revision {row.revision}")
         return deploy_result(app, changed=True)
 
-    async def delete(self, name: str) -> dict:
+    async def delete(self, name: str, *, actor: Principal | None = None) -> dict:
         """Delete the app and what it owns: its KV items (idempotency records are KV
         items), its queues with their messages and dead-letter queues, its pending
         async invocations, its schedules and rules, its routes and route grants, its
@@ -474,6 +487,7 @@ class Deployer:
         later app of the same name starts with nothing."""
         async with self._registry.lock(name):
             app = self._registry.get(name)
+            self._governor.may_remove(actor, app.manifest, "delete")
             manifests = [app.manifest]
             for row in self._store.revisions(name):
                 # a revision an older Skiff wrote may not parse: its queues are unknown

@@ -16,7 +16,9 @@ from skiff import ipc as p
 from skiff.bus import Broker
 from skiff.config import Config
 from skiff.egress import EgressProxy
-from skiff.governance import SecretStore
+from skiff.errors import SkiffError
+from skiff.governance import Governor, Principal, SecretStore
+from skiff.governance.access import Access
 from skiff.instance import Launcher
 from skiff.instance.environments import DEFAULT
 from skiff.instance.isolation import Support
@@ -56,6 +58,8 @@ class Parts:
     kv: KV
     storage: Storage
     follower: Follower
+    governor: Governor
+    access: Access
 
 
 class Platform:
@@ -80,6 +84,10 @@ class Platform:
     # -- lifecycle ------------------------------------------------------------
     async def start(self) -> None:
         await self._p.deployer.restore()
+        # what serves again is re-evaluated, and each app's log told of what it violates
+        # (nothing is stopped: a policy added while the server was down must not
+        # un-serve apps silently)
+        await asyncio.to_thread(self._p.governor.reevaluate)
         self._p.follower.start()  # its first reconcile catches what changed since the restore
         await self._p.launcher.warm(dataclasses.replace(DEFAULT, profile="strict"))
         self._p.events.start()
@@ -142,14 +150,70 @@ class Platform:
             out["manifest"] = app.manifest.to_dict()
         return out
 
-    async def deploy(self, src: Path, *, allow_secret_findings: str | None = None) -> dict:
-        return await self._p.deployer.deploy(src, allow_secret_findings=allow_secret_findings)
+    async def deploy(self, src: Path, *, allow_secret_findings: str | None = None,
+                     actor: Principal | None = None, app: str | None = None) -> dict:
+        """``app``: the name, when the caller knows it (the audit entry of a deploy
+        that fails before its manifest loads names it)."""
+        try:
+            out = await self._p.deployer.deploy(src, allow_secret_findings=allow_secret_findings,
+                                                actor=actor)
+        except SkiffError as exc:
+            self._audit_refusal(actor, "deploy", app or _app_name(src), exc)
+            raise
+        reason = f"revision {out['revision']}" + ("" if out["changed"] else " (unchanged)")
+        if allow_secret_findings:
+            reason += f"; secret-scan findings allowed: {allow_secret_findings}"
+        warned = out.get("policy", {}).get("warnings", [])
+        self._p.governor.record(actor, "deploy", out["app"], "allowed", reason, app=out["app"],
+                                revision=out["revision"],
+                                warnings=[w["policy"] for w in warned])
+        changed = out.get("owner_changed")
+        if changed:  # the old owner may know the values: say so where both will look
+            self._p.governor.record(actor, "owner.change", out["app"], "allowed",
+                                    changed["message"], app=out["app"])
+            self._p.logs.platform(out["app"], out["revision"], changed["message"])
+        return out
 
-    async def rollback(self, name: str, revision: str | None = None) -> dict:
-        return await self._p.deployer.rollback(name, revision)
+    async def rollback(self, name: str, revision: str | None = None, *,
+                       actor: Principal | None = None) -> dict:
+        try:
+            out = await self._p.deployer.rollback(name, revision, actor=actor)
+        except SkiffError as exc:
+            self._audit_refusal(actor, "rollback", name, exc)
+            raise
+        self._p.governor.record(actor, "rollback", name, "allowed",
+                                f"to revision {out['revision']}", app=name)
+        return out
 
-    async def delete(self, name: str) -> dict:
-        return await self._p.deployer.delete(name)
+    async def delete(self, name: str, *, actor: Principal | None = None) -> dict:
+        try:
+            out = await self._p.deployer.delete(name, actor=actor)
+        except SkiffError as exc:
+            self._audit_refusal(actor, "delete", name, exc)
+            raise
+        self._p.governor.record(actor, "delete", name, "allowed",
+                                f"{out['kv_items']} KV item(s), {out['messages']} message(s)",
+                                app=name)
+        return out
+
+    def _audit_refusal(self, actor: Principal | None, action: str, target: str,
+                       exc: SkiffError) -> None:
+        decision = "denied" if exc.status in (401, 403, 409) or exc.code in (
+            "owner_required", "unknown_owner", "hardcoded_secret") else "failed"
+        app = target if target in self._p.registry.apps or action == "deploy" else None
+        self._p.governor.record(actor, action, target, decision, f"{exc.code}: {exc.message}",
+                                app=app, code=exc.code)
+
+    @property
+    def governor(self) -> Governor:
+        return self._p.governor
+
+    @property
+    def access(self) -> Access:
+        return self._p.access
+
+    def app_manifest(self, name: str) -> Any:
+        return self.app(name).manifest
 
     def revisions(self, name: str) -> list[dict]:
         current = self.app(name).revision
@@ -187,13 +251,17 @@ class Platform:
         return [{"name": i.name, "version": i.latest_version, "created": i.created,
                  "updated": i.updated} for i in self._p.secrets.list()]
 
-    def secret_set(self, name: str, value: str) -> int:
+    def secret_set(self, name: str, value: str, *, actor: Principal | None = None) -> int:
         version = self._p.secrets.set(name, value)
+        self._p.governor.record(actor, "secret.rotate" if version > 1 else "secret.set",
+                                f"secret:{name}", "allowed", f"version {version}")
         self._p.deployer.follow_secrets()
         return version
 
-    def secret_delete(self, name: str) -> int:
+    def secret_delete(self, name: str, *, actor: Principal | None = None) -> int:
         removed = self._p.secrets.delete(name)
+        self._p.governor.record(actor, "secret.delete", f"secret:{name}", "allowed",
+                                f"{removed} version(s) removed")
         self._p.deployer.follow_secrets()
         return removed
 
@@ -239,3 +307,14 @@ class Platform:
     def memory_isolation(self) -> str:
         cgroups = self._p.launcher.cgroups
         return f"cgroup v{cgroups.version}" if cgroups.available else "rlimit"
+
+
+def _app_name(src: Path) -> str:
+    """The name a refused upload gives itself, for its audit entry."""
+    try:
+        import yaml
+
+        name = yaml.safe_load((src / "skiff.yaml").read_text())["metadata"]["name"]
+        return name if isinstance(name, str) and len(name) <= 100 else "(unnamed app)"
+    except Exception:  # noqa: BLE001 - any manifest that does not say is unnamed
+        return "(unnamed app)"

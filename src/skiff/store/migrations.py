@@ -187,10 +187,40 @@ CREATE INDEX async_invocations_pending ON async_invocations (app)
   WHERE status IN ('queued', 'retrying');
 """
 
+# identities and the audit trail (skiff.governance); "user" is reserved in Postgres
+_GOVERNANCE = """
+CREATE TABLE gov_users (name TEXT PRIMARY KEY, created DOUBLE PRECISION NOT NULL);
+CREATE TABLE gov_groups (name TEXT PRIMARY KEY, created DOUBLE PRECISION NOT NULL);
+CREATE TABLE gov_members (
+  username TEXT NOT NULL, grp TEXT NOT NULL, PRIMARY KEY (username, grp));
+CREATE TABLE gov_tokens (
+  id TEXT PRIMARY KEY,
+  digest TEXT NOT NULL UNIQUE,
+  username TEXT NOT NULL,
+  role TEXT NOT NULL,
+  created DOUBLE PRECISION NOT NULL,
+  expires DOUBLE PRECISION,
+  revoked DOUBLE PRECISION
+);
+CREATE TABLE gov_audit (
+  seq BIGSERIAL PRIMARY KEY,
+  ts DOUBLE PRECISION NOT NULL,
+  actor TEXT NOT NULL,
+  action TEXT NOT NULL,
+  target TEXT NOT NULL,
+  app TEXT,
+  decision TEXT NOT NULL,
+  reason TEXT NOT NULL,
+  details TEXT NOT NULL
+);
+CREATE INDEX gov_audit_app ON gov_audit (app, seq);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "0001_initial",
               postgres=_BUS + _KV + _REGISTRY + _RECORDS + _TRIGGERS + _SECRETS),
     Migration(2, "0002_async_waits", postgres=_ASYNC_WAITS),
+    Migration(3, "0003_governance", postgres=_GOVERNANCE),
 )
 
 #: The schema version this code reads and writes.
@@ -289,6 +319,13 @@ def migrate_sqlite(conn: Any, where: str) -> list[str]:
         raise
     conn.execute("COMMIT")
     return applied
+
+
+def sqlite_needs_nothing(conn: Any) -> bool:
+    """Every pending migration changes nothing on SQLite (its backends create their
+    own tables), so a node may record them itself: an existing home keeps starting."""
+    current = sqlite_version(conn)
+    return all(not m.sqlite for m in MIGRATIONS if m.version > current)
 
 
 def check_sqlite(conn: Any, where: str) -> None:
