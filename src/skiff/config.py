@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -63,6 +63,11 @@ class Config:
     # where the platform's state lives (skiff.storage): "" is sqlite:///<home>/skiff.db;
     # postgresql://... is the shared engine of several nodes
     database_url: str = ""
+    # observe: GET /metrics (behind a bearer token when one is set), the terminal's
+    # access and app lines on `skiff up` / `skiff dev`
+    metrics: bool = True
+    metrics_token: str = field(default="", repr=False)
+    access_log: bool = True
 
     @classmethod
     def resolve(cls, **overrides: object) -> Config:
@@ -107,6 +112,9 @@ class Config:
             max_app_bytes=int(given.pop("max_app_bytes", _env("MAX_APP_BYTES", str(250 << 20)))),  # type: ignore[arg-type]
             max_app_files=int(given.pop("max_app_files", _env("MAX_APP_FILES", "10000"))),  # type: ignore[arg-type]
             database_url=str(given.pop("database_url", _env("DATABASE_URL", ""))).strip(),
+            metrics=bool(given.pop("metrics", _env("METRICS", "1") != "0")),
+            metrics_token=str(given.pop("metrics_token", _env("METRICS_TOKEN", ""))).strip(),
+            access_log=bool(given.pop("access_log", _env("ACCESS_LOG", "1") != "0")),
         )
 
     def admin_token(self) -> str:

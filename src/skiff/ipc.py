@@ -85,6 +85,7 @@ class HttpRequest(msgspec.Struct, tag="http"):
     mount: str = ""
     route_key: str = "$default"
     deadline_ms: float = 0.0
+    traceparent: str = ""  # W3C: the platform's span that this invocation runs under
 
 
 class Event(msgspec.Struct, tag="event"):
@@ -93,6 +94,7 @@ class Event(msgspec.Struct, tag="event"):
     id: str
     payload: bytes
     deadline_ms: float = 0.0
+    traceparent: str = ""  # W3C: the platform's span that this invocation runs under
 
 
 class Response(msgspec.Struct, tag="response"):

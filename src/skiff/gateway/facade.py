@@ -11,6 +11,7 @@ from skiff import ipc as p
 from skiff.config import Config
 from skiff.gateway.routing import Match
 from skiff.gateway.static import StaticSite
+from skiff.observe import Observe
 from skiff.scheduler import Invocation
 
 
@@ -34,6 +35,9 @@ class ServedApp(Protocol):
 class Facade(Protocol):
     config: Config
     started: float
+
+    @property
+    def observe(self) -> Observe: ...
 
     async def start(self) -> None: ...
     async def stop(self) -> None: ...

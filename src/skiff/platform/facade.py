@@ -20,6 +20,7 @@ from skiff.governance import SecretStore
 from skiff.instance import Launcher
 from skiff.instance.environments import DEFAULT
 from skiff.instance.isolation import Support
+from skiff.observe import Observe
 from skiff.platform.deploy import Deployer
 from skiff.platform.invoke import Invoker
 from skiff.platform.logsink import LogSink
@@ -54,6 +55,7 @@ class Parts:
     sdk: SdkCalls
     kv: KV
     storage: Storage
+    observe: Observe = dataclasses.field(default_factory=Observe)
 
 
 class Platform:
@@ -66,6 +68,10 @@ class Platform:
     @property
     def config(self) -> Config:
         return self._config
+
+    @property
+    def observe(self) -> Observe:
+        return self._p.observe
 
     @config.setter
     def config(self, config: Config) -> None:
@@ -80,6 +86,7 @@ class Platform:
         await self._p.deployer.restore()
         await self._p.launcher.warm(dataclasses.replace(DEFAULT, profile="strict"))
         self._p.events.start()
+        self._p.observe.start()
         self._ticker = asyncio.ensure_future(self._tick())
 
     async def stop(self) -> None:
@@ -95,6 +102,8 @@ class Platform:
         self._p.deployer.close()
         await self._p.launcher.close()
         self._p.storage.close()
+        # spans still queued are exported (within OTEL_EXPORTER_OTLP_TIMEOUT), off the loop
+        await asyncio.to_thread(self._p.observe.close)
 
     async def _tick(self) -> None:
         while True:

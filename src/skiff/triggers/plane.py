@@ -141,8 +141,10 @@ class _AppWiring:
 
 class EventPlane:
     def __init__(self, broker: Broker, db_path: Path, invoke: Invoke, *,
-                 log: Callable[[str, str], None], max_pending_per_app: int = 10_000) -> None:
+                 log: Callable[[str, str], None], max_pending_per_app: int = 10_000,
+                 after_fire: Callable[[str], None] | None = None) -> None:
         self.broker = broker
+        self._after_fire = after_fire  # an app's schedule fired (metrics count it)
         # async invocations accepted and not settled, per app (counted from the table on
         # first use, then kept): the HTTP path takes them from anyone, so they are bounded
         self.max_pending_per_app = max_pending_per_app
@@ -345,6 +347,14 @@ class EventPlane:
                 "SELECT count(*) FROM async_invocations WHERE app = ? AND status IN "
                 "('queued', 'retrying')", (app,)).fetchone()[0]
         return count
+
+    def backlog(self) -> list[tuple[str, int, float]]:
+        """(app, async invocations not settled, when the oldest was accepted) per app
+        that has any (for metrics, at scrape time: a query, so off the event loop)."""
+        with self._lock:
+            return self._db.execute(
+                "SELECT app, count(*), min(created) FROM async_invocations WHERE status IN "
+                "('queued', 'retrying') GROUP BY app").fetchall()
 
     def _settled(self, app: str) -> None:
         with self._lock:
@@ -613,6 +623,8 @@ class EventPlane:
             "detail": {},
         }
         self.enqueue_invocation(app, p.Event(id=fire_id, payload=json.dumps(event).encode()))
+        if self._after_fire is not None:
+            self._after_fire(app)
 
     # -- operators ------------------------------------------------------------------
     def queues(self) -> list[dict]:
