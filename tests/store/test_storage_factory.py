@@ -11,7 +11,7 @@ import pytest
 
 from skiff.errors import DatabaseUnavailable, SchemaMismatch
 from skiff.storage import database_url, migrate, open_storage
-from skiff.store.migrations import CODE_VERSION
+from skiff.store.migrations import CODE_VERSION, MIGRATIONS
 from skiff.store.postgres import mask_url
 from tests.postgres import postgres_url
 
@@ -50,6 +50,32 @@ def test_a_sqlite_file_from_a_newer_skiff_is_refused(tmp_path: Path) -> None:
     assert err.value.code == "schema_mismatch"
     assert f"schema version {CODE_VERSION + 98}" in err.value.message
     assert "upgrade Skiff" in err.value.message
+
+
+def test_a_sqlite_home_of_schema_1_migrates_to_records_with_a_trace_id(tmp_path: Path) -> None:
+    """A skiff.db written before invocation records had trace ids: `skiff migrate`
+    brings it forward, and its old records read back with an empty trace id."""
+    path = tmp_path / "skiff.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE skiff_schema (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+                   "applied_at REAL NOT NULL)")
+        db.execute("INSERT INTO skiff_schema VALUES (1, '0001_initial', 0)")
+        db.execute("CREATE TABLE invocations (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT, "
+                   "app TEXT, revision TEXT, instance TEXT, trigger TEXT, cold INTEGER, "
+                   "init_ms REAL, duration_ms REAL, queued_ms REAL, billed_ms INTEGER, "
+                   "memory_mb INTEGER, status INTEGER, error TEXT, ts REAL)")
+        db.execute("INSERT INTO invocations (id, app, revision, instance, trigger, cold, init_ms,"
+                   " duration_ms, queued_ms, billed_ms, memory_mb, status, error, ts) VALUES "
+                   "('old', 'a', 'r1', 'i1', 'http', 0, 0, 1, 0, 1, 128, 200, NULL, 1)")
+    with pytest.raises(SchemaMismatch) as err:
+        open_storage(f"sqlite://{path}", home=tmp_path)
+    assert "skiff migrate" in err.value.message and "0002_invocation_trace_id" in err.value.message
+    assert migrate(f"sqlite://{path}") == ["0002_invocation_trace_id"]
+    storage = open_storage(f"sqlite://{path}", home=tmp_path)
+    try:
+        assert [r["trace_id"] for r in storage.store.invocations("a")] == [""]
+    finally:
+        storage.close()
 
 
 def test_urls_of_another_engine_are_refused(tmp_path: Path) -> None:
@@ -96,7 +122,7 @@ def test_postgres_needs_skiff_migrate_first_then_opens(fresh_database: str,
     with pytest.raises(SchemaMismatch) as err:
         open_storage(fresh_database, home=tmp_path)
     assert "skiff migrate" in err.value.message and "0001_initial" in err.value.message
-    assert migrate(fresh_database) == ["0001_initial"]
+    assert migrate(fresh_database) == [m.name for m in MIGRATIONS]
     assert migrate(fresh_database) == []
     storage = open_storage(fresh_database, home=tmp_path)
     try:

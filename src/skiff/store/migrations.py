@@ -178,6 +178,10 @@ CREATE TABLE secret_meta (
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "0001_initial",
               postgres=_BUS + _KV + _REGISTRY + _RECORDS + _TRIGGERS + _SECRETS),
+    # every invocation record carries the trace it ran under (SQLite: the Store adds the
+    # column to a file that lacks it, since its tables are made after the migrations)
+    Migration(2, "0002_invocation_trace_id",
+              postgres="ALTER TABLE invocations ADD COLUMN trace_id TEXT NOT NULL DEFAULT '';"),
 )
 
 #: The schema version this code reads and writes.
