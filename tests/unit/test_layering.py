@@ -19,7 +19,7 @@ SRC = Path(skiff.__file__).parent
 LEAVES = {"errors", "config", "logtext", "ipc", "edge"}
 ALLOWED: dict[str, set[str]] = {
     "__main__": {"cli"},
-    "cli": {"server", "storage", "config", "errors", "governance", "instance", "logtext",
+    "cli": {"server", "storage", "observe", "config", "errors", "governance", "instance", "logtext",
             "manifest"},
     "server": {"platform", "gateway", "triggers", "bus", "store", "sdk", "instance",
                "governance", "egress", "edge", "serverlock", "storage", "observe", "config",

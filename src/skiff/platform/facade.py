@@ -170,9 +170,12 @@ class Platform:
         self.app(name)
         return self._p.store.invocations(name, limit)
 
-    def logs(self, name: str, after: int, limit: int, stream: str | None) -> list[dict]:
+    def logs(self, name: str, after: int, limit: int, stream: str | None, *,
+             newest: bool = False, since: float | None = None,
+             request_id: str | None = None) -> list[dict]:
         self.app(name)
-        return self._p.store.logs(name, after, limit, stream)
+        return self._p.store.logs(name, after, limit, stream, newest=newest, since=since,
+                                  request_id=request_id)
 
     # -- what apps own, the operator's secrets and grants ----------------------------
     def kv_query(self, name: str, prefix: str, limit: int, cursor: str | None) -> dict:

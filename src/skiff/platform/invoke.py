@@ -67,7 +67,7 @@ class Invoker:
                 cold=served.cold if served else False, init_ms=served.init_ms if served else 0.0,
                 duration_ms=max(0.0, elapsed - queued), queued_ms=queued,
                 memory_mb=app.manifest.spec.resources.memory_mb, status=status, error=error,
-                ts=time.time())
+                ts=time.time(), trace_id=traceparent[3:35])
             self._store.record(record)
             if isinstance(req, p.HttpRequest):
                 observe.after_invocation(record, req.method, (req.mount or "") + req.path)
