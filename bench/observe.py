@@ -17,6 +17,7 @@ Goal: at most 5 % fewer requests per second with metrics and traces on.
 
 from __future__ import annotations
 
+import os
 import statistics
 import tempfile
 import threading
@@ -24,7 +25,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from bench.common import APPS, Skiff, log, wait_http, write_app
+from bench.common import APPS, Skiff, log, tree, wait_http, write_app
 from bench.warm import wrk
 
 CONNECTIONS = 16
@@ -58,6 +59,19 @@ class _Receiver:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def _ticks(pids: list[int]) -> int:
+    """utime + stime of ``pids`` (clock ticks, live ones only)."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
 
 
 def _cpu_us(fn, n: int) -> float:  # noqa: ANN001
@@ -96,7 +110,12 @@ def micro(receiver_url: str, n: int = 20_000) -> dict:
         "terminal.access (the append)": _cpu_us(lambda: terminal.access(rec, "GET", "/"), n),
     }
     on.shutdown()
-    del os.environ["OTEL_TRACES_SAMPLER"]
+    os.environ.update(OTEL_TRACES_SAMPLER="traceidratio", OTEL_TRACES_SAMPLER_ARG="0.1")
+    tenth = Tracing({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": receiver_url})
+    out["span, tracing on (traceidratio 0.1)"] = _cpu_us(
+        lambda: tenth.http_span("GET", "hello", "/hello/", None).end(200), n)
+    tenth.shutdown()
+    del os.environ["OTEL_TRACES_SAMPLER"], os.environ["OTEL_TRACES_SAMPLER_ARG"]
     return out
 
 
@@ -117,6 +136,7 @@ def run(quick: bool) -> dict:
     }
     servers: dict[str, Skiff] = {}
     rows: dict[str, list[float]] = {v: [] for v in variants}
+    cpu: dict[str, list[float]] = {v: [0.0, 0.0, 0] for v in variants}  # gateway s, tree s, n
     with tempfile.TemporaryDirectory(prefix="skiff-bench-observe-") as tmp:
         apps = write_app(APPS / "hello", Path(tmp) / "apps" / "hello", "hello",
                          {"handler": "handler:handler",
@@ -130,7 +150,13 @@ def run(quick: bool) -> dict:
                 wrk(server.port, PATH, CONNECTIONS, 1 if quick else 3)
             for r in range(rounds):
                 for name, server in servers.items():
+                    pids = tree(server.pid)
+                    gw0, all0 = _ticks([server.pid]), _ticks(pids)
                     row = wrk(server.port, PATH, CONNECTIONS, seconds)
+                    hz = os.sysconf("SC_CLK_TCK")
+                    cpu[name][0] += (_ticks([server.pid]) - gw0) / hz
+                    cpu[name][1] += (_ticks(pids) - all0) / hz
+                    cpu[name][2] += row["requests"]
                     if row["errors"]:
                         raise RuntimeError(f"{name}: {row['errors']} errors {row['error_detail']}")
                     rows[name].append(row["rps"])
@@ -149,4 +175,8 @@ def run(quick: bool) -> dict:
         "ratio_to_off": {name: round(m / base, 3) for name, m in median.items()},
         "otlp_exports": receiver.received[0], "otlp_bytes": receiver.received[1],
         "cpu_us_per_request": cost,
+        # CPU the server spent per request served (robust to a busy machine, unlike req/s)
+        "server_cpu_us_per_request": {
+            name: {"gateway": round(g / n * 1e6, 1), "gateway+instances": round(a / n * 1e6, 1)}
+            for name, (g, a, n) in cpu.items() if n},
     }

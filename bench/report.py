@@ -403,6 +403,10 @@ def _observe_section(results: dict) -> list[str]:
             f"({stage.get('otlp_exports')} exports). Goal: ≥ 0.95× of off.", "",
             *_table(["variant", "req/s (median)", "× off"],
                     [[name, f"{median[name]:,.0f}", _x(ratio.get(name))] for name in median]),
+            "", "Server CPU per request served (the gateway process, and with its instances):",
+            "", *_table(["variant", "gateway µs", "gateway + instances µs"],
+                        [[k, f"{v['gateway']:.1f}", f"{v['gateway+instances']:.1f}"]
+                         for k, v in stage.get("server_cpu_us_per_request", {}).items()]),
             "", "CPU the request path spends on each, per request (thread time, in-process):", "",
             *_table(["call", "µs"], [[k, f"{v:.2f}"] for k, v in
                                      stage.get("cpu_us_per_request", {}).items()]),

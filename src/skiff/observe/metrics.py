@@ -20,6 +20,7 @@ made for it work; the rest are ``skiff_*``.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -38,6 +39,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from skiff.store import Invocation
+
+log = logging.getLogger(__name__)
 
 # Serverless latencies: a warm handler answers in a millisecond, a cold one in tens,
 # and the default timeout is 30 s; prometheus-client's default buckets stop at 10 s
@@ -194,17 +197,27 @@ class Metrics:
     def after_schedule_fire(self, app: str) -> None:
         self.schedule_fires.labels(app).inc()
 
-    def forget_revision(self, app: str, revision: str) -> None:
-        """Drop the cached children of a revision no longer served (their series stay
-        exported until the process restarts, as Prometheus counters must)."""
-        with self._lock:
-            for key in [k for k in self._children if k[0] == app and k[1] == revision]:
-                del self._children[key]
-
     # -- exposition ---------------------------------------------------------------
     def exposition(self) -> bytes:
         """The text exposition of every metric (blocking: call it from a thread)."""
         return generate_latest(self.registry)
+
+
+class _Guarded:
+    """A source that fails (the database is away) leaves its families empty for this
+    scrape, logged, instead of failing the whole scrape."""
+
+    def __init__(self, sources: LiveSources) -> None:
+        self._s = sources
+
+    def __getattr__(self, name: str) -> Callable[[], list]:
+        def read() -> list:
+            try:
+                return list(getattr(self._s, name)())
+            except Exception:  # noqa: BLE001 - the rest of the scrape goes on
+                log.warning("metrics: reading %s failed", name, exc_info=True)
+                return []
+        return read
 
 
 class _Live(Collector):
@@ -217,7 +230,7 @@ class _Live(Collector):
         return []  # unchecked: the families depend on what is deployed
 
     def collect(self) -> Iterator[Metric]:
-        src = self._m.sources
+        src = _Guarded(self._m.sources)
         service = GaugeMetricFamily(
             "gateway_service_count", "Instances of the app (OpenFaaS: replicas)",
             labels=["function_name"])

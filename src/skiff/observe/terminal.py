@@ -98,6 +98,8 @@ class Terminal:
         if item[0] == "a":
             _, rec, method, path = item
             what = f"{method} {path}" if method else rec.trigger
+            if method and rec.trigger != "http":  # an async invocation of an HTTP request
+                what += f" ({rec.trigger})"
             temp = f"cold {rec.init_ms:.0f}ms init" if rec.cold else "warm"
             status = str(rec.status)
             if self.colour:
