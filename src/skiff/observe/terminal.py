@@ -17,11 +17,14 @@ import time
 import zlib
 from typing import TextIO
 
+from skiff.logtext import one_line
 from skiff.store import Invocation
 
 #: Lines waiting for the writer: at 1,000 lines/s per instance (the log rate
 #: limit) a few apps fill it only if the terminal stops reading for seconds.
 MAX_PENDING = 10_000
+#: Longest request path an access line shows (the request's own limit is the edge's).
+MAX_PATH = 2048
 #: How often the writer looks for lines: a person reads at this pace; polling
 #: keeps the request path to one deque append (no lock, no wake-up).
 WRITE_EVERY_SECONDS = 0.05
@@ -97,7 +100,8 @@ class Terminal:
         stamp = time.strftime("%H:%M:%S")
         if item[0] == "a":
             _, rec, method, path = item
-            what = f"{method} {path}" if method else rec.trigger
+            # the path is the client's (decoded: %1b is an ESC): escaped, as app lines are
+            what = one_line(f"{method} {path[:MAX_PATH]}") if method else rec.trigger
             if method and rec.trigger != "http":  # an async invocation of an HTTP request
                 what += f" ({rec.trigger})"
             temp = f"cold {rec.init_ms:.0f}ms init" if rec.cold else "warm"
