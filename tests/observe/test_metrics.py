@@ -4,6 +4,7 @@ what the traffic did (deltas between two scrapes, never wall-clock)."""
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -34,15 +35,18 @@ def test_metrics_need_the_token(observed: SkiffServer) -> None:
 
 
 def test_invocations_by_code_and_trigger(observed: SkiffServer, tmp_path: Path) -> None:
-    """A cold start, a warm request, a handler error, a timeout, a 429 and a queue
+    """A cold start, a warm request, a handler error, a 429, a timeout and a queue
     message: every counter moves by exactly that much, and the cold starts counted
     are the cold records the invocation log holds."""
     before = scrape(observed)
     http = observed.http
+    # scaled to zero (and the instance gone, its slot free), so the next request is cold
+    assert observed.admin.delete("/apps/obs-web/instances").status_code == 200
+    observed.wait_for(lambda: delta(before, scrape(observed), "skiff_instance_exits_total",
+                                    reason="stopped", **WEB) == 1, "the instance to stop")
     assert http.get("/obs-web/").status_code == 200
     assert http.get("/obs-web/").status_code == 200
     assert http.get("/obs-web/", params={"fail": "1"}).status_code == 502
-    assert http.get("/obs-web/", params={"sleep": "10"}).status_code == 504  # timeout 3 s
     # hold the one instance (maxInstances 1, maxQueue 0): the next request is a 429
     gate = tmp_path / f"gate-{uuid.uuid4().hex}"
     held: list[httpx.Response] = []
@@ -57,6 +61,8 @@ def test_invocations_by_code_and_trigger(observed: SkiffServer, tmp_path: Path) 
         gate.touch()
         holder.join(30)
     assert held and held[0].status_code == 200
+    # last: the timed-out instance holds the one slot until it is gone (429s meanwhile)
+    assert http.get("/obs-web/", params={"sleep": "10"}).status_code == 504  # timeout 3 s
     sent = observed.admin.post("/queues/obs-jobs/messages", json={"body": {"n": 1}})
     assert sent.status_code == 202
     observed.wait_for(lambda: delta(before, scrape(observed), "gateway_function_invocation_total",
@@ -79,14 +85,17 @@ def test_invocations_by_code_and_trigger(observed: SkiffServer, tmp_path: Path) 
     assert moved("skiff_invocation_errors_total", error="timeout", **WEB) == 1
     assert moved("skiff_invocation_timeouts_total", **WEB) == 1
     assert moved("skiff_throttles_total", **WEB) == 1
+    assert moved("skiff_cold_starts_total", **WEB) == 1
+    assert moved("skiff_init_duration_seconds_count", **WEB) == 1
     records = observed.admin.get("/apps/obs-web/invocations", params={"limit": 100}).json()
-    cold = sum(1 for r in records if r["cold"])
-    assert cold >= 1  # the first request (a replacement may be up before the next one)
-    assert value(after, "skiff_cold_starts_total", **WEB) == cold
-    assert value(after, "skiff_init_duration_seconds_count", **WEB) == cold
-    assert value(after, "skiff_instances_started_total", **WEB) >= 2  # one replaced the first
-    assert moved("skiff_instance_exits_total", **WEB) >= 1  # the timed-out instance
-    assert value(after, "gateway_service_count", **WEB) == 1
+    assert value(after, "skiff_cold_starts_total", **WEB) == sum(1 for r in records
+                                                                  if r["cold"])
+    assert moved("skiff_instances_started_total", **WEB) == 1
+    observed.wait_for(lambda: delta(before, scrape(observed), "skiff_instance_exits_total",
+                                    **WEB) == 2, "the timed-out instance's exit")
+    # the timed-out instance was stopped and nothing asked for another since
+    assert any(n == "gateway_service_count" and lab == WEB for n, lab, _ in after)
+    assert value(after, "gateway_service_count", **WEB) == 0
     assert value(after, "skiff_instances", state="busy", **WEB) == 0
     depth = [lab for n, lab, _ in after if n == "skiff_queue_messages"]
     assert {"queue": "obs-jobs", "state": "visible"} in depth
@@ -99,7 +108,12 @@ def test_async_backlog_is_read_at_scrape_time(observed: SkiffServer, tmp_path: P
     backlog with the age of the oldest; once it runs, the backlog is empty."""
     http = observed.http
     gate = tmp_path / f"gate-{uuid.uuid4().hex}"
-    holder = threading.Thread(target=lambda: http.get("/obs-web/", params={"gate": str(gate)}))
+
+    def hold() -> None:  # a 429 while the last test's timed-out instance is still going
+        while http.get("/obs-web/", params={"gate": str(gate)}).status_code == 429:
+            time.sleep(0.05)
+
+    holder = threading.Thread(target=hold)
     holder.start()
     try:
         observed.wait_for(lambda: value(scrape(observed), "skiff_instances", state="busy",
