@@ -5,9 +5,10 @@
     │                                                    bad_event, bad_value; 503 server_busy)
     ├── ManifestError          422 invalid_manifest     skiff.yaml does not validate
     ├── DeployError            422 deploy_failed        install or import of an app failed
-    ├── NotFound               404 not_found            (app_not_found, revision_not_found, route_not_found)
+    ├── NotFound               404 not_found            (app_not_found, revision_not_found, route_not_found,
+    │                                                    metrics_off: SKIFF_METRICS=0)
     ├── PayloadTooLarge        413 payload_too_large    (app_too_large: a deploy upload expands too far)
-    ├── Unauthorized           401 unauthorized         admin token missing or wrong
+    ├── Unauthorized           401 unauthorized         admin token (or metrics token) missing or wrong
     ├── Forbidden              403 forbidden            (queue_forbidden) not this app's to use
     ├── Conflict               409 conflict             (route_conflict, queue_conflict) owned by another app
     ├── TooManyRequests        429 too_many_requests    pool and its queue are full
