@@ -91,3 +91,31 @@ def test_the_event_plane_reports_each_schedule_fire(tmp_path: Path) -> None:
         await plane.stop()
 
     asyncio.run(main())
+
+
+def test_the_egress_proxys_verdicts_reach_the_metrics(tmp_path: Path) -> None:
+    """server.egress_proxy wires each EgressEvent to the app's audit line and the
+    metrics (a cap refusal counts the refusals folded into it)."""
+    from skiff.config import Config
+    from skiff.egress import EgressEvent
+    from skiff.observe import Observe
+    from skiff.server import egress_proxy
+
+    lines: list = []
+
+    class _Logs:
+        def egress(self, ev: EgressEvent) -> None:
+            lines.append(ev)
+
+    m = Metrics()
+    proxy = egress_proxy(Config.resolve(home=tmp_path, port=0), _Logs(),  # type: ignore[arg-type]
+                         Observe(m))
+    ev = dict(port=443, rule="api.example.com", bytes_up=0, bytes_down=0, duration_ms=1.0, ts=0.0)
+    proxy.on_event(EgressEvent("a", "api.example.com", allowed=True, reason="closed", **ev))
+    proxy.on_event(EgressEvent("a", "", allowed=False, reason="too_many_connections",
+                               suppressed=4, **ev))
+    got = _samples(m)
+    verdict = "skiff_egress_connections_total"
+    assert got[(verdict, (("function_name", "a"), ("verdict", "allowed")))] == 1
+    assert got[(verdict, (("function_name", "a"), ("verdict", "denied")))] == 5
+    assert len(lines) == 2
