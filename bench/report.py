@@ -390,6 +390,29 @@ def _idle_section(results: dict) -> list[str]:
             stage.get("markdown", "").rstrip(), ""]
 
 
+def _observe_section(results: dict) -> list[str]:
+    stage = _stage(results, "observe")
+    if not stage:
+        return []
+    ratio, median = stage.get("ratio_to_off", {}), stage.get("median_rps", {})
+    return ["## 9. The cost of observing (metrics, traces, access log)", "",
+            _stage_note(results, "observe"), "",
+            f"Hello handler, wrk -c{stage.get('connections')}, {stage.get('rounds')} rounds of "
+            f"{stage.get('seconds')} s per variant, interleaved; median req/s. Traces: "
+            "always_on, exported over OTLP/HTTP to a local receiver "
+            f"({stage.get('otlp_exports')} exports). Goal: ≥ 0.95× of off.", "",
+            *_table(["variant", "req/s (median)", "× off"],
+                    [[name, f"{median[name]:,.0f}", _x(ratio.get(name))] for name in median]),
+            "", "Server CPU per request served (the gateway process, and with its instances):",
+            "", *_table(["variant", "gateway µs", "gateway + instances µs"],
+                        [[k, f"{v['gateway']:.1f}", f"{v['gateway+instances']:.1f}"]
+                         for k, v in stage.get("server_cpu_us_per_request", {}).items()]),
+            "", "CPU the request path spends on each, per request (thread time, in-process):", "",
+            *_table(["call", "µs"], [[k, f"{v:.2f}"] for k, v in
+                                     stage.get("cpu_us_per_request", {}).items()]),
+            ""]
+
+
 def render(results: dict) -> str:
     meta = results.get("meta", {})
     m = meta.get("machine", {})
@@ -437,6 +460,7 @@ def render(results: dict) -> str:
     lines += _queues_section(results)
     lines += _neighbours_section(results)
     lines += _idle_section(results)
+    lines += _observe_section(results)
     notes = Path(__file__).with_name("NOTES.md")
     if notes.exists():  # profiles and explanations, written by people, kept across runs
         lines += [notes.read_text().rstrip(), ""]

@@ -7,7 +7,7 @@ import os
 import re
 import secrets
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 #: A node name goes into a response header and log lines: hostname-like text only.
@@ -84,6 +84,12 @@ class Config:
     policy_max_ttl_days: int = 90
     policy_approved_hosts: tuple[str, ...] = ()  # empty: the egress-host policy is off
 
+    # observe: GET /metrics (behind a bearer token when one is set), the terminal's
+    # access and app lines on `skiff up` / `skiff dev`
+    metrics: bool = True
+    metrics_token: str = field(default="", repr=False)
+    access_log: bool = True
+
     def __post_init__(self) -> None:
         if not self.node_name:
             object.__setattr__(self, "node_name", default_node_name(self.port))
@@ -145,6 +151,9 @@ class Config:
                                               _env("POLICY_MAX_TTL_DAYS", "90"))),
             policy_approved_hosts=_entries(given.pop("policy_approved_hosts", None)
                                            or _env("POLICY_APPROVED_HOSTS", "")),
+            metrics=bool(given.pop("metrics", _env("METRICS", "1") != "0")),
+            metrics_token=str(given.pop("metrics_token", _env("METRICS_TOKEN", ""))).strip(),
+            access_log=bool(given.pop("access_log", _env("ACCESS_LOG", "1") != "0")),
         )
 
     def admin_token(self) -> str:

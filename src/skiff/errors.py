@@ -12,9 +12,10 @@
     │                                                   (bundle_missing, bundle_invalid, bad_revision:
     │                                                   a revision another node deployed cannot
     │                                                   be brought up on this one; logged for the app)
-    ├── NotFound               404 not_found            (app_not_found, revision_not_found, route_not_found)
+    ├── NotFound               404 not_found            (app_not_found, revision_not_found, route_not_found,
+    │                                                    metrics_off: SKIFF_METRICS=0)
     ├── PayloadTooLarge        413 payload_too_large    (app_too_large: a deploy upload expands too far)
-    ├── Unauthorized           401 unauthorized         admin token missing or wrong (unknown_token,
+    ├── Unauthorized           401 unauthorized         admin or metrics token missing or wrong (unknown_token,
     │                                                   token_expired, token_revoked, oidc_rejected)
     ├── Forbidden              403 forbidden            (queue_forbidden) not this app's to use;
     │                                                   role_required, not_owner, policy_denied,
@@ -25,7 +26,7 @@
     ├── UidConflict            409 uid_conflict         another Skiff home holds this home's app uids
     ├── HomeInUse              409 home_in_use          another server runs on this home (exit 2)
     ├── PolicyError            422 invalid_policy       a policy that does not load (file:line:column)
-    ├── InvocationError        502 (handler_error, instance_crashed, memory_limit, bad_result,
+    ├── InvocationError        502 (instance_crashed, memory_limit, bad_result; 500 handler_error,
     │                               invalid_response: not valid HTTP, refused by the gateway)
     ├── InvocationTimeout      504 timeout
     ├── DatabaseUnavailable    503 database_unavailable  SKIFF_DATABASE_URL cannot be opened or reached

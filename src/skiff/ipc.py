@@ -88,6 +88,7 @@ class HttpRequest(msgspec.Struct, tag="http"):
     deadline_ms: float = 0.0
     payload_format: str = "2.0"  # of a Lambda handler's event: "2.0" HTTP API, "1.0" REST API
     path_params: dict[str, str] = {}  # bound by the app's spec.http.routes (route_key)
+    traceparent: str = ""  # W3C: the platform's span that this invocation runs under
 
 
 class Event(msgspec.Struct, tag="event"):
@@ -96,6 +97,7 @@ class Event(msgspec.Struct, tag="event"):
     id: str
     payload: bytes
     deadline_ms: float = 0.0
+    traceparent: str = ""  # W3C: the platform's span that this invocation runs under
 
 
 class Response(msgspec.Struct, tag="response"):

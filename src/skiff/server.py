@@ -19,7 +19,7 @@ import uvicorn
 
 from skiff.config import NODE_NAME, Config
 from skiff.edge import ADMIN_RESERVE, EdgeLimits, EdgeProtocol, raise_fd_limit
-from skiff.egress import EgressProxy, Guard, fd_connection_budget
+from skiff.egress import EgressEvent, EgressProxy, Guard, fd_connection_budget
 from skiff.egress import raise_fd_limit as raise_fd_limit_for_egress
 from skiff.errors import SkiffError
 from skiff.gateway import Gateway, Router, upload
@@ -31,12 +31,14 @@ from skiff.instance import InstanceHooks, Launcher
 from skiff.instance.cgroups import CgroupManager, owned_name
 from skiff.instance.environments import Environments
 from skiff.instance.isolation import Support
+from skiff.observe import Metrics, Observe, Terminal, Tracing
 from skiff.platform import Parts, Platform, Registry
 from skiff.platform.deploy import Deployer
 from skiff.platform.follow import Follower
 from skiff.platform.hooks import PlatformHooks
 from skiff.platform.invoke import Invoker
 from skiff.platform.logsink import LogSink
+from skiff.platform.observed import LiveState
 from skiff.platform.sdkcalls import SdkCalls
 from skiff.sdk.services import Services
 from skiff.serverlock import ServerLock
@@ -68,10 +70,12 @@ def say(line: str) -> None:
 
 
 def assemble(config: Config, *,
-             launcher: Callable[[InstanceHooks], Launcher] | None = None) -> Platform:
+             launcher: Callable[[InstanceHooks], Launcher] | None = None,
+             terminal: Terminal | None = None) -> Platform:
     """Build the platform's parts, each given what it uses, and the facade over them.
     ``launcher`` makes the launcher of instances from the platform's hooks (tests pass
-    one of scripted instances; by default, zygotes in cgroups)."""
+    one of scripted instances; by default, zygotes in cgroups); ``terminal`` shows the
+    access lines and app output (`skiff up` passes one)."""
     config.home.mkdir(parents=True, exist_ok=True)
     # storage: the one place stores are made, every backend chosen by SKIFF_DATABASE_URL
     storage = open_storage(database_url(config.home, config.database_url), home=config.home,
@@ -84,15 +88,21 @@ def assemble(config: Config, *,
     secrets = SecretStore.open(config.home, rows=storage.secret_rows)
 
     registry = Registry(Router(), platform_host=config.host)
-    logs = LogSink(store, lambda app: a.revision if (a := registry.apps.get(app)) else "")
-    invoker = Invoker(registry, store, logs)
+    metrics = Metrics() if config.metrics else None
+    observe = Observe(metrics, Tracing(), terminal, metrics_token=config.metrics_token)
+    logs = LogSink(store, lambda app: a.revision if (a := registry.apps.get(app)) else "",
+                   observe)
+    invoker = Invoker(registry, store, logs, observe)
     events = EventPlane(broker, storage.trigger_state, invoker,
                         log=lambda app, line: logs.platform(app, "", line),
-                        max_pending_per_app=config.async_max_pending_per_app)
+                        max_pending_per_app=config.async_max_pending_per_app,
+                        after_fire=observe.after_schedule_fire)
+    if metrics is not None:
+        metrics.sources = LiveState(registry, events)
     services = Services(kv, send=events.send, publish=events.publish,
                         may_send=events.check_send)
     sdk = SdkCalls(services)
-    hooks = PlatformHooks(logs, sdk)
+    hooks = PlatformHooks(logs, sdk, observe)
     if launcher is None:
         cgroups = CgroupManager(owned_name())  # also removes those of dead platforms
         support = Support.probe(cgroups)
@@ -103,7 +113,7 @@ def assemble(config: Config, *,
         support = Support(root=False, seccomp=False, seccomp_reason="no instance processes",
                           cgroups="unavailable: no instance processes", cgroup_ok=False)
         launching = launcher(hooks)
-    egress = egress_proxy(config, logs)
+    egress = egress_proxy(config, logs, observe)
     governor, access = governance(config, storage, secrets, registry, logs)
     deployer = Deployer(
         config, store=store, registry=registry, launcher=launching,
@@ -116,7 +126,7 @@ def assemble(config: Config, *,
         store=store, registry=registry, logs=logs, invoker=invoker, deployer=deployer,
         launcher=launching, support=support, secrets=secrets, egress=egress, events=events,
         broker=broker, services=services, sdk=sdk, kv=kv, storage=storage, governor=governor,
-        access=access, follower=follower))
+        access=access, follower=follower, observe=observe))
 
 
 def governance(config: Config, storage: Storage, secrets: SecretStore, registry: Registry,
@@ -148,7 +158,7 @@ def governance(config: Config, storage: Storage, secrets: SecretStore, registry:
     return governor, Access(config.admin_token(), governor, oidc)
 
 
-def egress_proxy(config: Config, logs: LogSink) -> EgressProxy:
+def egress_proxy(config: Config, logs: LogSink, observe: Observe | None = None) -> EgressProxy:
     """The proxy with the operator's caps: descriptors first, since an app's idle
     connections hold the gateway's (the soft limit is often 1024 of a far larger hard one)."""
     raise_fd_limit_for_egress()
@@ -161,8 +171,13 @@ def egress_proxy(config: Config, logs: LogSink) -> EgressProxy:
                       platform_ports=[config.port] if config.port else [])
     except ValueError as exc:
         raise SkiffError(str(exc), code="bad_config", status=500) from None
+    def on_event(ev: EgressEvent) -> None:
+        logs.egress(ev)
+        if observe is not None:  # a refusal at a cap reports those it folded in too
+            observe.after_egress(ev.app, ev.allowed, 1 + (ev.suppressed or 0))
+
     return EgressProxy(
-        on_event=logs.egress, guard=guard, idle_timeout=config.egress_idle_timeout,
+        on_event=on_event, guard=guard, idle_timeout=config.egress_idle_timeout,
         max_connections_per_app=config.egress_max_connections_per_app,
         max_connections=min(config.egress_max_connections or budget, budget))
 
@@ -221,7 +236,7 @@ async def _serve(config: Config, dirs: list[Path],
     config = dataclasses.replace(config, max_connections=max_connections)
     for name in upload.remove_stale(config.home):
         say(f"removed upload {name} left by a server that is gone")
-    platform = assemble(config)
+    platform = assemble(config, terminal=Terminal() if config.access_log else None)
     limits = EdgeLimits(max_header_bytes=config.max_header_bytes,
                         header_timeout=config.header_timeout, max_connections=max_connections)
     gateway = Gateway(platform, build_admin(platform, config.admin_token(), limits.stats))

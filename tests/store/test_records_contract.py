@@ -63,6 +63,29 @@ def test_logs_page_by_seq_and_filter_by_stream(records: InvocationLog) -> None:
     assert [r["line"] for r in records.logs("a", stream="stderr")] == ["line 1", "line 3"]
 
 
+def test_records_keep_their_trace_id(records: InvocationLog) -> None:
+    """The trace an invocation ran under comes back with its record ("" when none)."""
+    import dataclasses
+
+    records.record(dataclasses.replace(_inv("a", 1), trace_id="ab" * 16))
+    records.record(_inv("a", 2))
+    assert [r["trace_id"] for r in records.invocations("a")] == ["", "ab" * 16]
+
+
+def test_logs_newest_since_and_by_request(records: InvocationLog) -> None:
+    """newest= gives the last lines (still oldest first); since= and request_id= filter."""
+    for i in range(6):
+        records.log("a", "r1", "i1", f"req-{i % 2}", "stdout", f"line {i}")
+    rows = records.logs("a")
+    assert [r["line"] for r in records.logs("a", limit=2, newest=True)] == ["line 4", "line 5"]
+    assert [r["line"] for r in records.logs("a", request_id="req-1")] == [
+        "line 1", "line 3", "line 5"]
+    assert [r["line"] for r in records.logs("a", request_id="req-0", limit=1, newest=True)] == [
+        "line 4"]
+    assert records.logs("a", since=rows[-1]["ts"] + 60) == []
+    assert len(records.logs("a", since=rows[0]["ts"])) == 6
+
+
 def test_retired_records_keep_their_history_under_another_name(records: InvocationLog) -> None:
     """retire_records moves records and lines to <app>@deleted-<time>; the name starts empty."""
     records.record(_inv("a", 1))

@@ -96,6 +96,28 @@ def test_a_home_of_an_older_server_opens_with_its_event_state(tmp_path: Path) ->
         assert db.execute("SELECT max(version) FROM skiff_schema").fetchone()[0] == CODE_VERSION
 
 
+def test_a_sqlite_home_of_schema_1_reads_its_records_with_a_trace_id(tmp_path: Path) -> None:
+    """A skiff.db written before invocation records had trace ids opens without
+    `skiff migrate` (the Store adds the column), its old records with an empty trace id."""
+    path = tmp_path / "skiff.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE skiff_schema (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+                   "applied_at REAL NOT NULL)")
+        db.execute("INSERT INTO skiff_schema VALUES (1, '0001_initial', 0)")
+        db.execute("CREATE TABLE invocations (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT, "
+                   "app TEXT, revision TEXT, instance TEXT, trigger TEXT, cold INTEGER, "
+                   "init_ms REAL, duration_ms REAL, queued_ms REAL, billed_ms INTEGER, "
+                   "memory_mb INTEGER, status INTEGER, error TEXT, ts REAL)")
+        db.execute("INSERT INTO invocations (id, app, revision, instance, trigger, cold, init_ms,"
+                   " duration_ms, queued_ms, billed_ms, memory_mb, status, error, ts) VALUES "
+                   "('old', 'a', 'r1', 'i1', 'http', 0, 0, 1, 0, 1, 128, 200, NULL, 1)")
+    storage = open_storage(f"sqlite://{path}", home=tmp_path)
+    try:
+        assert [r["trace_id"] for r in storage.store.invocations("a")] == [""]
+    finally:
+        storage.close()
+
+
 def test_urls_of_another_engine_are_refused(tmp_path: Path) -> None:
     """Only sqlite:/// and postgresql:// are engines; the password never shows."""
     with pytest.raises(DatabaseUnavailable) as err:

@@ -63,6 +63,18 @@ def test_accept_says_whether_the_id_is_new(trigger_state: TriggerState) -> None:
     assert trigger_state.accept_async("inv-1", "a", 2.0) is False
 
 
+def test_the_backlog_is_each_apps_pending_count_and_oldest(trigger_state: TriggerState) -> None:
+    """What metrics show at scrape time: per app with pending work, how many and since when."""
+    assert trigger_state.async_backlog() == []
+    trigger_state.accept_async("a1", "a", 5.0)
+    trigger_state.accept_async("a2", "a", 3.0)
+    trigger_state.accept_async("b1", "b", 7.0)
+    trigger_state.accept_async("c1", "c", 1.0)
+    trigger_state.set_async_status("c1", "succeeded", 1, 2.0, code=200)
+    trigger_state.set_async_status("a1", "retrying", 1, 6.0, error="x")
+    assert trigger_state.async_backlog() == [("a", 2, 3.0), ("b", 1, 7.0)]
+
+
 def test_pending_counts_queued_and_retrying_per_app(trigger_state: TriggerState) -> None:
     """The bound counts an app's invocations accepted and not settled; a settled one
     leaves the count, one retried after a success (a redelivery) joins it again."""

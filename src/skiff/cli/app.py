@@ -207,30 +207,87 @@ def invoke(name: str, data: Annotated[str | None, typer.Option("--data", "-d", h
 
 
 @app.command()
-def logs(name: str, follow: Annotated[bool, typer.Option("--follow", "-f")] = False,
+def logs(name: str,
+         follow: Annotated[bool, typer.Option("--follow", "-f", help="keep printing new lines")] = False,
+         tail: Annotated[int, typer.Option("--tail", "-n", min=1, max=5000,
+                                           help="how many of the newest lines")] = 100,
+         since: Annotated[str | None, typer.Option(help="only lines since: 30s, 10m, 2h, 1d, "
+                                                   "or an ISO 8601 time")] = None,
+         request_id: Annotated[str | None, typer.Option("--request-id", help="one request's lines")] = None,
+         level: Annotated[str | None, typer.Option(help="this level and above: debug, info, "
+                                                   "warning, error, critical")] = None,
+         stream: Annotated[str | None, typer.Option(help="stdout, stderr, platform or egress")] = None,
+         as_json: Annotated[bool, typer.Option("--json", help="one JSON record a line")] = False,
          url: UrlOpt = None) -> None:
-    """Print the app's output and platform lines, each with its request id."""
+    """Print the app's newest output and platform lines, each with its request id."""
     client = _client(url)
-    after = 0
+    query = {k: v for k, v in {"since": since, "request_id": request_id, "stream": stream}.items()
+             if v}
+    rows = client.json("GET", f"/apps/{name}/logs",
+                       params={**query, "tail": tail, **({"level": level} if level else {})})
+    for r in rows:
+        _log_row(r, as_json)
+    if not follow:
+        return
+    # from the newest line there is (a level filter may have left older ones out)
+    last = client.json("GET", f"/apps/{name}/logs", params={"tail": 1})
+    after = max([r["seq"] for r in rows + last] or [0])
+    from skiff.observe.logview import at_least, normal_level
+
+    minimum = normal_level(level) if level else None
     while True:
-        rows = client.json("GET", f"/apps/{name}/logs", params={"after": after})
-        for r in rows:
-            ts = time.strftime("%H:%M:%S", time.localtime(r["ts"]))
-            style = {"stderr": "red", "platform": "cyan"}.get(r["stream"], "")
-            # every field as plain text on one line: an app's text must not pass for
-            # another line or for markup (the platform escapes lines as it stores them;
-            # this also covers rows stored before it did)
-            rid = escape(one_line(r["request_id"][:8])) if r["request_id"] else "-"
-            instance = escape(one_line(r["instance"] or "-"))
-            stream = escape(one_line(r["stream"]))
-            out.print(f"{ts} [dim]{rid:<8} {instance:<9}[/] "
-                      f"[{style or 'default'}]{stream:<8}[/] ", end="")
-            out.print(one_line(r["line"]), markup=False, highlight=False, emoji=False,
-                      soft_wrap=True)
-            after = r["seq"]
-        if not follow:
-            return
         time.sleep(0.5)
+        for r in client.json("GET", f"/apps/{name}/logs", params={**query, "after": after}):
+            after = r["seq"]
+            if minimum is None or at_least(r["level"], minimum):  # filtered here: pages advance
+                _log_row(r, as_json)
+
+
+def _log_row(r: dict, as_json: bool) -> None:
+    if as_json:
+        keep = ("seq", "ts", "level", "app", "revision", "instance", "request_id", "stream",
+                "line")
+        print(json.dumps({k: r.get(k) for k in keep}), flush=True)
+        return
+    ts = time.strftime("%H:%M:%S", time.localtime(r["ts"]))
+    style = {"stderr": "red", "platform": "cyan"}.get(r["stream"], "")
+    # every field as plain text on one line: an app's text must not pass for
+    # another line or for markup (the platform escapes lines as it stores them;
+    # this also covers rows stored before it did)
+    rid = escape(one_line(r["request_id"][:8])) if r["request_id"] else "-"
+    instance = escape(one_line(r["instance"] or "-"))
+    stream = escape(one_line(r["stream"]))
+    out.print(f"{ts} [dim]{rid:<8} {instance:<9}[/] "
+              f"[{style or 'default'}]{stream:<8}[/] ", end="")
+    out.print(one_line(r["line"]), markup=False, highlight=False, emoji=False,
+              soft_wrap=True)
+
+
+@app.command()
+def invocations(name: str,
+                limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=1000,
+                                                   help="how many of the newest")] = 20,
+                as_json: Annotated[bool, typer.Option("--json", help="one JSON record a line")] = False,
+                url: UrlOpt = None) -> None:
+    """The app's recent invocations, newest first, with their figures."""
+    rows = _client(url).json("GET", f"/apps/{name}/invocations", params={"limit": limit})
+    if as_json:
+        for r in rows:
+            print(json.dumps(r), flush=True)
+        return
+    table = Table("time", "status", "trigger", "ms", "cold", "init ms", "MB", "request",
+                  "trace id", "error", title=f"{name}: recent invocations")
+    for r in rows:
+        status = str(r["status"])
+        colour = "green" if r["status"] < 400 else "yellow" if r["status"] < 500 else "red"
+        table.add_row(time.strftime("%H:%M:%S", time.localtime(r["ts"])),
+                      f"[{colour}]{status}[/]", escape(one_line(r["trigger"])),
+                      _ms(r["duration_ms"]), "cold" if r["cold"] else "",
+                      _ms(r["init_ms"]) if r["cold"] else "", str(r["memory_mb"]),
+                      escape(one_line(r["id"][:8])),  # as `skiff logs` shows it
+                      escape(one_line(r.get("trace_id") or "-")),
+                      escape(one_line(r["error"] or "")))
+    out.print(table)
 
 
 @app.command()

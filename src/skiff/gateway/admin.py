@@ -36,6 +36,7 @@ from skiff.gateway.facade import Facade
 from skiff.governance import Principal, Role
 from skiff.governance.access import UNAUTHORIZED
 from skiff.manifest import json_schema
+from skiff.observe.logview import LEVELS, at_least, line_level, normal_level, parse_since
 from skiff.scheduler import Invocation
 
 log = logging.getLogger(__name__)
@@ -377,10 +378,35 @@ def build_admin(platform: Facade, token: str,
     @api.get(f"{PREFIX}/apps/{{name}}/logs", dependencies=protected)
     async def logs(name: str, after: int = 0,
                    limit: Annotated[int, Query(ge=1, le=5000)] = 500,
-                   stream: str | None = None) -> list[dict]:
-        """App output (stdout, stderr) and platform lines; ``stream=egress`` gives every
-        connection attempt through the egress proxy."""
-        return platform.logs(name, after, limit, stream)
+                   stream: str | None = None,
+                   tail: Annotated[int | None, Query(ge=1, le=5000)] = None,
+                   since: str | None = None, request_id: str | None = None,
+                   level: str | None = None) -> list[dict]:
+        """App output (stdout, stderr) and platform lines, oldest first, each with its
+        ``level`` (see skiff.observe.logview); ``stream=egress`` gives every connection
+        attempt through the egress proxy. ``tail=N``: the newest N lines (else the first
+        ``limit`` after ``after``); ``since``: 10m, 2h, epoch seconds or ISO 8601;
+        ``request_id``: one request's lines; ``level``: that level and above."""
+        try:
+            since_ts = parse_since(since, time.time()) if since else None
+        except ValueError as exc:
+            raise SkiffError(str(exc), code="bad_value", status=400) from None
+        minimum = None
+        if level:
+            minimum = normal_level(level)
+            if minimum is None:
+                raise SkiffError(f"level={level!r} is not a level: use one of "
+                                 f"{', '.join(LEVELS)}", code="bad_value", status=400)
+        # a level filter reads further back, so that --tail N still gives N such lines
+        count = tail or limit
+        rows = platform.logs(name, after, 5000 if minimum and tail else count, stream,
+                             newest=tail is not None, since=since_ts, request_id=request_id)
+        for r in rows:
+            r["level"] = line_level(r["stream"], r["line"])
+        if minimum:
+            rows = [r for r in rows if at_least(r["level"], minimum)]
+            rows = rows[-count:] if tail else rows[:count]
+        return rows
 
     @api.get(f"{PREFIX}/secrets", dependencies=protected)
     async def list_secrets() -> list[dict]:

@@ -9,6 +9,7 @@ than all of it.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -17,10 +18,11 @@ import msgspec
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from skiff import ipc as p
-from skiff.errors import InvocationError, NotFound, PayloadTooLarge, SkiffError
+from skiff.errors import InvocationError, NotFound, PayloadTooLarge, SkiffError, Unauthorized
 from skiff.gateway.apiroutes import MethodNotAllowed, RouteMatch
 from skiff.gateway.facade import Facade, ServedApp
 from skiff.gateway.static import STREAM_CHUNK, StaticCache, StaticFile, etag_matches, read_chunk
+from skiff.observe import RESPONSE_HEADER, Observe
 from skiff.scheduler import Invocation
 
 Scope = dict[str, Any]
@@ -29,6 +31,10 @@ Send = Callable[[dict], Awaitable[None]]
 
 _json = msgspec.json.Encoder()
 ADMIN_PREFIX = "/_skiff/"
+METRICS_PATH = "/metrics"  # Prometheus' default path (an app named metrics serves at /metrics/)
+_METRICS_UNAUTHORIZED = ("GET /metrics needs the metrics token (SKIFF_METRICS_TOKEN): send "
+                         "`Authorization: Bearer <token>` (Prometheus: "
+                         "`authorization: {credentials: <token>}` in the scrape config)")
 
 # Headers an app may not send: they describe this hop or the framing of the
 # body, which the gateway does itself (Content-Length of what it sends). Passed
@@ -38,7 +44,7 @@ ADMIN_PREFIX = "/_skiff/"
 _NOT_FROM_APPS = frozenset({
     "connection", "keep-alive", "proxy-connection", "transfer-encoding", "content-length",
     "te", "trailer", "trailers", "upgrade", "proxy-authenticate", "proxy-authorization",
-    "x-skiff-request-id", "x-skiff-node",
+    "x-skiff-request-id", "x-skiff-node", "traceresponse",
 })
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 field-name
 _BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # CR, LF, NUL and the other controls
@@ -64,7 +70,8 @@ def error_response(exc: SkiffError, request_id: str) -> tuple[int, list[tuple[by
 #: limit, a response that broke HTTP): the caller may read them. Every other
 #: failure's message may hold the app's own words (exception text, a traceback,
 #: a connection string) or the host's (paths): those go to the app's log only.
-_SAYABLE = frozenset({"instance_crashed", "memory_limit", "invalid_response", "shutting_down"})
+_SAYABLE = frozenset({"instance_crashed", "memory_limit", "invalid_response", "response_too_large",
+                      "shutting_down"})
 _PUBLIC = {
     "bad_result": "the app returned a result that cannot be sent as an HTTP response",
     "not_supported": "the app answered in a way Skiff does not support",
@@ -235,6 +242,8 @@ class Gateway:
         # proxies the operator named (uvicorn's default trusts 127.0.0.1)
         self._proxies = (ProxyHeadersMiddleware(self._http, config.forwarded_allow_ips)
                          if config.forwarded_allow_ips else None)
+        observe = getattr(platform, "observe", None)
+        self.observe: Observe = observe if observe is not None else Observe()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -271,6 +280,9 @@ class Gateway:
         if path.startswith(ADMIN_PREFIX) and self.admin is not None:
             await self.admin(scope, receive, send)
             return
+        if path == METRICS_PATH:
+            await self._scrape(scope, send)
+            return
         platform = self.platform
         host = ""
         inm = invocation_type = traceparent = None
@@ -285,6 +297,7 @@ class Gateway:
                 traceparent = v.decode("latin-1")
         rid = platform.new_request_id()
         hold = None  # what this request's body holds of the budget
+        span = None  # the server span of a request to an app's handler
         if "\x00" in path:  # no route, file or app path has one; file APIs raise on it
             await self._reply(send, *error_response(SkiffError(
                 "the request path has a NUL byte (%00)", code="bad_path", status=400), rid))
@@ -313,7 +326,7 @@ class Gateway:
             if app.api_routes:  # before the body: an unrouted request needs none of it
                 found = app.api_routes.match(method, match.path or "/")
                 if not isinstance(found, RouteMatch):
-                    await _send(send, *_unrouted(found, rid))
+                    await self._reply(send, *_unrouted(found, rid))
                     return
                 route_key, params = found.route_key, found.params
             hold = self._bodies.hold(app.name)
@@ -329,34 +342,73 @@ class Gateway:
                 body=body, scheme=scheme, host=host, client=client[0] if client else "",
                 mount=match.mount, route_key=route_key, path_params=params,
                 payload_format=app.payload_format)
+            span = self.observe.tracing.http_span(method, app.name, path, traceparent)
             inv = Invocation.start(app.name, "http", req, timeout=app.timeout,
-                                   traceparent=traceparent)
+                                   traceparent=span.traceparent)
             if invocation_type is not None and invocation_type.lower() == "event":
                 # accepted durably first, answered 202; retries and DLQ follow spec.async
                 await platform.accept(inv)
                 body = _json.encode({"invocation_id": rid, "status": "queued",
                                      "status_url": f"/_skiff/api/invocations/{rid}"})
+                span.end(202)
                 await self._reply(send, 202, [(b"content-type", b"application/json"),
-                                              (b"x-skiff-request-id", rid.encode())], body)
+                                              (b"x-skiff-request-id", rid.encode()),
+                                              (RESPONSE_HEADER, span.traceparent.encode())], body)
                 return
             resp = await platform.invoke(app, inv)
             answer = app_response(app, resp, method, rid, lambda line: platform.log(
                 app, line, request_id=rid))
-        except InvocationError as exc:
-            await _send(send, *failure_response(exc, app.kind, rid))
-            return
         except SkiffError as exc:
-            await self._reply(send, *error_response(exc, rid))
+            status, headers, data = (failure_response(exc, app.kind, rid)
+                                     if isinstance(exc, InvocationError)
+                                     else error_response(exc, rid))
+            if span is not None:
+                span.end(status, exc.code)
+                headers.append((RESPONSE_HEADER, span.traceparent.encode()))
+            await self._reply(send, status, headers, data)
             return
         finally:
             if hold is not None:
                 hold.release()
+        span.end(answer[0])
+        answer[1].append((RESPONSE_HEADER, span.traceparent.encode()))
         await self._reply(send, *answer)
 
     async def _reply(self, send: Send, status: int, headers: list[tuple[bytes, bytes]],
                      body: bytes) -> None:
         headers.append(self._node)
         await _send(send, status, headers, body)
+
+    async def _scrape(self, scope: Scope, send: Send) -> None:
+        """``GET /metrics``: the Prometheus text exposition, made in a thread (a scrape
+        reads the database for queue depths)."""
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        metrics, token = self.observe.metrics, self.observe.metrics_token
+        rid = self.platform.new_request_id()
+        try:
+            if scope["method"] not in ("GET", "HEAD"):
+                raise SkiffError("/metrics answers GET", code="method_not_allowed", status=405)
+            if metrics is None:
+                raise NotFound("metrics are off on this server (SKIFF_METRICS=0)",
+                               code="metrics_off")
+            if token:
+                given = b""
+                for k, v in scope["headers"]:
+                    if k == b"authorization":
+                        given = v.removeprefix(b"Bearer ").strip()
+                if not hmac.compare_digest(given, token.encode()):
+                    raise Unauthorized(_METRICS_UNAUTHORIZED)
+        except SkiffError as exc:
+            status, headers, data = error_response(exc, rid)
+            if status == 401:
+                headers.append((b"www-authenticate", b'Bearer realm="metrics"'))
+            await _send(send, status, headers, data)
+            return
+        data = await asyncio.to_thread(metrics.exposition)
+        await _send(send, 200, [(b"content-type", CONTENT_TYPE_LATEST.encode()),
+                                (b"content-length", str(len(data)).encode())],
+                    b"" if scope["method"] == "HEAD" else data)
 
     async def _static(self, send: Send, f: StaticFile, inm: str | None, method: str,
                       rid: str) -> None:

@@ -495,7 +495,10 @@ class Instance:
             timer.cancel()
             self._pending.pop(msg.id, None)
         if isinstance(out, p.Failure):
-            raise InvocationError(out.message, code=out.code, traceback=out.traceback)
+            # an unhandled exception is a 500, as API Gateway and uvicorn answer it; the
+            # app's other failures (a bad result, memory) stay 502s
+            raise InvocationError(out.message, code=out.code, traceback=out.traceback,
+                                  status=500 if out.code == "handler_error" else None)
         return out
 
     async def _read_loop(self) -> None:

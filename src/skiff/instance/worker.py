@@ -25,6 +25,13 @@ from skiff import ipc as p
 from skiff.runtime import encode_result
 
 _request_id: contextvars.ContextVar[str] = contextvars.ContextVar("skiff_request_id", default="")
+# the platform's span this invocation runs under (skiff.sdk.traceparent reads it)
+_traceparent: contextvars.ContextVar[str] = contextvars.ContextVar("skiff_traceparent", default="")
+
+
+def current_traceparent() -> str:
+    """The W3C ``traceparent`` of the invocation being served here, "" outside one."""
+    return _traceparent.get()
 
 
 class _Channel:
@@ -275,6 +282,7 @@ def _serve_sync(app: Any, sock: socket.socket, channel: _Channel, context: Any) 
         if not isinstance(msg, p.HttpRequest | p.Event):
             continue
         _request_id.set(msg.id)
+        _traceparent.set(msg.traceparent)
         try:
             out = _call(app, msg, context(msg.id, msg.deadline_ms))
         except MemoryError as exc:
@@ -293,6 +301,7 @@ def _serve_async(loop: Any, app: Any, sock: socket.socket, channel: _Channel,
 
     async def handle(msg: p.HttpRequest | p.Event) -> None:
         _request_id.set(msg.id)
+        _traceparent.set(msg.traceparent)
         try:
             if isinstance(msg, p.HttpRequest):
                 out: msgspec.Struct = await app.ahandle_http(msg, context(msg.id, msg.deadline_ms))

@@ -22,6 +22,7 @@ from skiff.governance.access import Access
 from skiff.instance import Launcher
 from skiff.instance.environments import DEFAULT
 from skiff.instance.isolation import Support
+from skiff.observe import Observe
 from skiff.platform.deploy import Deployer
 from skiff.platform.follow import Follower
 from skiff.platform.invoke import Invoker
@@ -60,6 +61,7 @@ class Parts:
     follower: Follower
     governor: Governor
     access: Access
+    observe: Observe = dataclasses.field(default_factory=Observe)
 
 
 class Platform:
@@ -72,6 +74,10 @@ class Platform:
     @property
     def config(self) -> Config:
         return self._config
+
+    @property
+    def observe(self) -> Observe:
+        return self._p.observe
 
     @config.setter
     def config(self, config: Config) -> None:
@@ -91,6 +97,7 @@ class Platform:
         self._p.follower.start()  # its first reconcile catches what changed since the restore
         await self._p.launcher.warm(dataclasses.replace(DEFAULT, profile="strict"))
         self._p.events.start()
+        self._p.observe.start()
         self._ticker = asyncio.ensure_future(self._tick())
 
     async def stop(self) -> None:
@@ -107,6 +114,8 @@ class Platform:
         self._p.deployer.close()
         await self._p.launcher.close()
         self._p.storage.close()
+        # spans still queued are exported (within OTEL_EXPORTER_OTLP_TIMEOUT), off the loop
+        await asyncio.to_thread(self._p.observe.close)
 
     async def _tick(self) -> None:
         while True:
@@ -229,9 +238,12 @@ class Platform:
         self.app(name)
         return self._p.store.invocations(name, limit)
 
-    def logs(self, name: str, after: int, limit: int, stream: str | None) -> list[dict]:
+    def logs(self, name: str, after: int, limit: int, stream: str | None, *,
+             newest: bool = False, since: float | None = None,
+             request_id: str | None = None) -> list[dict]:
         self.app(name)
-        return self._p.store.logs(name, after, limit, stream)
+        return self._p.store.logs(name, after, limit, stream, newest=newest, since=since,
+                                  request_id=request_id)
 
     # -- what apps own, the operator's secrets and grants ----------------------------
     def kv_query(self, name: str, prefix: str, limit: int, cursor: str | None) -> dict:

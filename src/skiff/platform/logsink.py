@@ -10,30 +10,37 @@ from skiff import ipc as p
 from skiff.egress import EgressEvent
 from skiff.instance import Instance
 from skiff.logtext import one_line
+from skiff.observe import Observe
 from skiff.store import Store
 
 LOG_LINES_PER_SECOND = 1000
 MAX_LOG_LINE = 16 * 1024
-MAX_FAILURE_LINES = 64  # of one failure's traceback (the worker sends its last frames)
+MAX_TRACEBACK_LINES = 64  # the worker sends its last frames; more is an app's own text
 APP_STREAMS = frozenset({"stdout", "stderr"})  # all an instance may write; the rest is ours
 
 
 class LogSink:
-    def __init__(self, store: Store, revision_of: Callable[[str], str]) -> None:
+    def __init__(self, store: Store, revision_of: Callable[[str], str],
+                 observe: Observe | None = None) -> None:
         self._store = store
         self._revision_of = revision_of  # an app's current revision, "" when none
+        self._observe = observe  # the terminal's copy of each line, when one watches
 
     def platform(self, app: str, revision: str, line: str, *, request_id: str = "",
                  instance: str = "") -> None:
         self._store.log(app, revision, instance, request_id, "platform", line)
+        if self._observe is not None:
+            self._observe.after_output(app, "platform", line, request_id)
 
-    def failure_text(self, app: str, revision: str, text: str, *, request_id: str = "",
-                     instance: str = "") -> None:
-        """What an app's failure said (its exception and traceback): the app's words, so
-        on its stderr, a line per line, escaped and capped like any output of the app."""
-        for line in text.splitlines()[:MAX_FAILURE_LINES]:
-            self._store.log(app, revision, instance, request_id, "stderr",
-                            one_line(line[:MAX_LOG_LINE])[:MAX_LOG_LINE])
+    def traceback(self, app: str, revision: str, text: str, *, request_id: str,
+                  instance: str) -> None:
+        """A handler's traceback, as the instance reported it (so not trusted: each line
+        escaped and cut, as any line of the app's stderr)."""
+        for raw in text.rstrip().splitlines()[:MAX_TRACEBACK_LINES]:
+            line = one_line(raw[:MAX_LOG_LINE])[:MAX_LOG_LINE]
+            self._store.log(app, revision, instance, request_id, "stderr", line)
+            if self._observe is not None:
+                self._observe.after_output(app, "stderr", line, request_id)
 
     def instance_line(self, inst: Instance, log: p.Log) -> None:
         """A line an instance wrote. Nothing in the frame is taken on trust (the app can
@@ -56,8 +63,10 @@ class LogSink:
             return
         stream = log.stream if log.stream in APP_STREAMS else "stdout"
         # cut before escaping (the frame may be megabytes) and after (escapes are longer)
-        self._store.log(inst.app, inst.revision, inst.id, request_id, stream,
-                        one_line(log.line[:MAX_LOG_LINE])[:MAX_LOG_LINE])
+        line = one_line(log.line[:MAX_LOG_LINE])[:MAX_LOG_LINE]
+        self._store.log(inst.app, inst.revision, inst.id, request_id, stream, line)
+        if self._observe is not None:
+            self._observe.after_output(inst.app, stream, line, request_id)
 
     def instance_died(self, inst: Instance) -> None:
         reason = inst.exit_reason.message if inst.exit_reason else "exited"

@@ -9,6 +9,7 @@
     sdk.queue("orders").send({"id": 42})
     sdk.publish("order.placed", source="shop", data={"id": 42})
     sdk.secrets.get("DB_URL")
+    sdk.trace_headers()  # {"traceparent": ...}: join the platform's trace
 
     @sdk.idempotent(key=lambda event: event["order_id"])
     def handler(event, context): ...
@@ -18,7 +19,17 @@ the platform decides whose namespace it is. Under ``skiff.testing`` the same
 calls reach an in-memory platform.
 """
 
-from skiff.sdk.client import KV, Queue, kv, publish, queue, secrets, use_transport
+from skiff.sdk.client import (
+    KV,
+    Queue,
+    kv,
+    publish,
+    queue,
+    secrets,
+    trace_headers,
+    traceparent,
+    use_transport,
+)
 from skiff.sdk.idempotency import (
     IdempotencyInProgress,
     IdempotencyKeyMismatch,
@@ -40,4 +51,5 @@ def _kv_store() -> KVIdempotencyStore:
 
 
 __all__ = ["KV", "IdempotencyInProgress", "IdempotencyKeyMismatch", "Queue", "idempotent", "kv",
-           "publish", "queue", "secrets", "set_default_store", "use_transport"]
+           "publish", "queue", "secrets", "set_default_store", "trace_headers", "traceparent",
+           "use_transport"]

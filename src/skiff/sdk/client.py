@@ -37,6 +37,24 @@ def _call(op: str, **args: Any) -> Any:
     return result.value
 
 
+def traceparent() -> str | None:
+    """The W3C ``traceparent`` of the invocation running now (the platform's span for
+    it), or None outside one. An app's own OpenTelemetry joins the platform's trace
+    with ``opentelemetry.propagate.extract(sdk.trace_headers())``."""
+    if _transport is not None:
+        return None
+    from skiff.instance.worker import current_traceparent
+
+    return current_traceparent() or None
+
+
+def trace_headers() -> dict[str, str]:
+    """``{"traceparent": ...}`` for the invocation running now ({} outside one): a carrier
+    for OpenTelemetry's propagators, or headers for an outgoing HTTP call."""
+    tp = traceparent()
+    return {"traceparent": tp} if tp else {}
+
+
 def _item(d: dict | None) -> Item | None:
     return None if d is None else Item(d["key"], d["value"], d["version"], d["expires_at"])
 
@@ -98,7 +116,7 @@ def publish(type: str, source: str, data: Any = None, **attributes: Any) -> dict
     if data is not None:
         event["data"] = data
         event.setdefault("datacontenttype", "application/json")
-    trace = os.environ.get("SKIFF_TRACEPARENT")
+    trace = traceparent()
     if trace and "traceparent" not in event:
         event["traceparent"] = trace
     return _call("events.publish", event=event)

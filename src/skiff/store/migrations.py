@@ -221,6 +221,10 @@ MIGRATIONS: tuple[Migration, ...] = (
               postgres=_BUS + _KV + _REGISTRY + _RECORDS + _TRIGGERS + _SECRETS),
     Migration(2, "0002_async_waits", postgres=_ASYNC_WAITS),
     Migration(3, "0003_governance", postgres=_GOVERNANCE),
+    # every invocation record carries the trace it ran under (SQLite: the Store adds the
+    # column to a file that lacks it, since its tables are made after the migrations)
+    Migration(4, "0004_invocation_trace_id",
+              postgres="ALTER TABLE invocations ADD COLUMN trace_id TEXT NOT NULL DEFAULT '';"),
 )
 
 #: The schema version this code reads and writes.

@@ -42,6 +42,7 @@ class Invocation:
     status: int
     error: str | None
     ts: float
+    trace_id: str = ""  # W3C trace id (32 hex) of the span the invocation ran under
 
     @property
     def billed_ms(self) -> int:
@@ -71,8 +72,11 @@ class InvocationLog(abc.ABC):
 
     @abc.abstractmethod
     def logs(self, app: str, after: int = 0, limit: int = 500,
-             stream: str | None = None) -> list[dict]:
-        """The app's lines with ``seq > after``, oldest first (``seq`` pages)."""
+             stream: str | None = None, *, newest: bool = False, since: float | None = None,
+             request_id: str | None = None) -> list[dict]:
+        """The app's lines with ``seq > after``, oldest first (``seq`` pages): the first
+        ``limit`` of them, or with ``newest`` the last ``limit``; only those written at or
+        after ``since`` (epoch seconds) and of ``request_id`` when given."""
 
     @abc.abstractmethod
     def stats(self, app: str, window: int = 1000) -> dict:

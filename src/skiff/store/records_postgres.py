@@ -29,7 +29,7 @@ PRUNE_INTERVAL = 5.0
 _BATCH_WAIT = 0.05  # gather a batch: one transaction per ~50 ms, not per request
 
 _INVOCATION_COLUMNS = ("id, app, revision, instance, trigger, cold, init_ms, duration_ms, "
-                       "queued_ms, billed_ms, memory_mb, status, error, ts")
+                       "queued_ms, billed_ms, memory_mb, status, error, ts, trace_id")
 _LOG_COLUMNS = "app, revision, instance, request_id, stream, line, ts"
 
 
@@ -52,7 +52,7 @@ class PostgresInvocationLog(InvocationLog):
     def record(self, inv: Invocation) -> None:
         row = (inv.id, inv.app, inv.revision, inv.instance, inv.trigger, bool(inv.cold),
                inv.init_ms, inv.duration_ms, inv.queued_ms, inv.billed_ms, inv.memory_mb,
-               inv.status, inv.error, inv.ts)
+               inv.status, inv.error, inv.ts, inv.trace_id)
         with self._buf_lock:
             self._pending_inv.append(row)
         self._wake.set()
@@ -76,7 +76,7 @@ class PostgresInvocationLog(InvocationLog):
             with self.db.transaction() as conn, conn.cursor() as cur:
                 if inv:
                     cur.executemany(f"INSERT INTO invocations ({_INVOCATION_COLUMNS}) VALUES "
-                                    f"({', '.join(['%s'] * 14)})", inv)
+                                    f"({', '.join(['%s'] * 15)})", inv)
                 if logs:
                     cur.executemany(f"INSERT INTO logs ({_LOG_COLUMNS}) VALUES "
                                     f"({', '.join(['%s'] * 7)})", logs)
@@ -128,14 +128,19 @@ class PostgresInvocationLog(InvocationLog):
                                (app, limit)).fetchall()
 
     def logs(self, app: str, after: int = 0, limit: int = 500,
-             stream: str | None = None) -> list[dict]:
+             stream: str | None = None, *, newest: bool = False, since: float | None = None,
+             request_id: str | None = None) -> list[dict]:
         self.flush()
         with self.db.connection() as conn, conn.cursor(row_factory=self.db.psycopg.rows.dict_row) as cur:
-            return cur.execute(
+            rows = cur.execute(
                 f"SELECT seq, {_LOG_COLUMNS} FROM logs WHERE app = %(app)s AND seq > %(after)s "
-                "AND (%(stream)s::text IS NULL OR stream = %(stream)s) ORDER BY seq "
-                "LIMIT %(limit)s",
-                {"app": app, "after": after, "stream": stream, "limit": limit}).fetchall()
+                "AND (%(stream)s::text IS NULL OR stream = %(stream)s) "
+                "AND (%(since)s::float8 IS NULL OR ts >= %(since)s) "
+                "AND (%(rid)s::text IS NULL OR request_id = %(rid)s) "
+                f"ORDER BY seq {'DESC' if newest else ''} LIMIT %(limit)s",
+                {"app": app, "after": after, "stream": stream or None, "since": since,
+                 "rid": request_id or None, "limit": limit}).fetchall()
+        return rows[::-1] if newest else rows
 
     def stats(self, app: str, window: int = 1000) -> dict:
         self.flush()

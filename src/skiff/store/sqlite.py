@@ -53,7 +53,8 @@ CREATE TABLE IF NOT EXISTS invocations (
   memory_mb INTEGER NOT NULL,
   status INTEGER NOT NULL,
   error TEXT,
-  ts REAL NOT NULL
+  ts REAL NOT NULL,
+  trace_id TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS invocations_app ON invocations (app, seq);
 CREATE TABLE IF NOT EXISTS logs (
@@ -127,6 +128,10 @@ class Store(Registry, InvocationLog):
         self.path = path
         self.retention = retention or LogRetention()
         self._db = connect(path, schema=_SCHEMA)
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(invocations)")}
+        if "trace_id" not in columns:  # a file of schema 1 (migration 0002 names the change)
+            self._db.execute("ALTER TABLE invocations ADD COLUMN trace_id TEXT NOT NULL "
+                             "DEFAULT ''")
         self._db.row_factory = sqlite3.Row
         self._uids = uids
         if uids is not None:
@@ -289,7 +294,7 @@ class Store(Registry, InvocationLog):
     def record(self, inv: Invocation) -> None:
         row = (inv.id, inv.app, inv.revision, inv.instance, inv.trigger, int(inv.cold),
                inv.init_ms, inv.duration_ms, inv.queued_ms, inv.billed_ms, inv.memory_mb,
-               inv.status, inv.error, inv.ts)
+               inv.status, inv.error, inv.ts, inv.trace_id)
         with self._buf_lock:
             self._pending_inv.append(row)
         self._wake.set()
@@ -312,8 +317,8 @@ class Store(Registry, InvocationLog):
             if inv:
                 self._db.executemany(
                     "INSERT INTO invocations (id, app, revision, instance, trigger, cold, init_ms,"
-                    " duration_ms, queued_ms, billed_ms, memory_mb, status, error, ts)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", inv)
+                    " duration_ms, queued_ms, billed_ms, memory_mb, status, error, ts, trace_id)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", inv)
             if logs:
                 self._db.executemany(
                     "INSERT INTO logs (app, revision, instance, request_id, stream, line, ts)"
@@ -421,18 +426,21 @@ class Store(Registry, InvocationLog):
         return [dict(r) | {"cold": bool(r["cold"])} for r in rows]
 
     def logs(self, app: str, after: int = 0, limit: int = 500,
-             stream: str | None = None) -> list[dict]:
+             stream: str | None = None, *, newest: bool = False, since: float | None = None,
+             request_id: str | None = None) -> list[dict]:
         self.flush()
+        where, args = "app = ? AND seq > ?", [app, after]
+        for clause, arg in (("stream = ?", stream), ("ts >= ?", since),
+                            ("request_id = ?", request_id)):
+            if arg is not None and arg != "":
+                where += f" AND {clause}"
+                args.append(arg)
+        order = "DESC" if newest else ""
         with self._lock:
-            if stream:
-                rows = self._db.execute(
-                    "SELECT * FROM logs WHERE app = ? AND seq > ? AND stream = ? ORDER BY seq "
-                    "LIMIT ?", (app, after, stream, limit)).fetchall()
-            else:
-                rows = self._db.execute(
-                    "SELECT * FROM logs WHERE app = ? AND seq > ? ORDER BY seq LIMIT ?",
-                    (app, after, limit)).fetchall()
-        return [dict(r) for r in rows]
+            rows = self._db.execute(f"SELECT * FROM logs WHERE {where} ORDER BY seq {order} "
+                                    "LIMIT ?", (*args, limit)).fetchall()
+        out = [dict(r) for r in rows]
+        return out[::-1] if newest else out
 
     def stats(self, app: str, window: int = 1000) -> dict:
         """Counts over all time; latency percentiles over the last ``window`` requests."""

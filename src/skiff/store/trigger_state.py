@@ -79,6 +79,11 @@ class TriggerState(abc.ABC):
         """How many of the app's async invocations are :data:`PENDING`."""
 
     @abc.abstractmethod
+    def async_backlog(self) -> list[tuple[str, int, float]]:
+        """(app, :data:`PENDING` invocations, when the oldest was accepted) of each app
+        that has any, by app (for metrics at scrape time)."""
+
+    @abc.abstractmethod
     def async_waits(self, invocation_id: str) -> int:
         """How often the invocation was put back because another run held its
         idempotency key (those retries spend no attempt); 0 when never."""
@@ -200,6 +205,13 @@ class SQLiteTriggerState(TriggerState):
                 if self._counts_own:
                     self._pending[app] = count
         return count
+
+    def async_backlog(self) -> list[tuple[str, int, float]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT app, count(*), min(created) FROM async_invocations WHERE status IN "
+                "(?, ?) GROUP BY app ORDER BY app", PENDING).fetchall()
+        return [tuple(r) for r in rows]
 
     def async_waits(self, invocation_id: str) -> int:
         with self._lock:

@@ -70,6 +70,13 @@ class PostgresTriggerState(TriggerState):
             return conn.execute("SELECT count(*) FROM async_invocations WHERE app = %s "
                                 "AND status = ANY(%s)", (app, list(PENDING))).fetchone()[0]
 
+    def async_backlog(self) -> list[tuple[str, int, float]]:
+        with self.db.connection() as conn:
+            rows = conn.execute("SELECT app, count(*), min(created) FROM async_invocations "
+                                "WHERE status = ANY(%s) GROUP BY app ORDER BY app",
+                                (list(PENDING),)).fetchall()
+        return [tuple(r) for r in rows]
+
     def async_waits(self, invocation_id: str) -> int:
         with self.db.connection() as conn:
             row = conn.execute("SELECT waits FROM async_waits WHERE id = %s",

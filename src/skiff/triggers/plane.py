@@ -118,9 +118,11 @@ class EventPlane:
     schedule fire is enqueued by one of them."""
 
     def __init__(self, broker: Broker, state: TriggerState, invoke: Invoke, *,
-                 log: Callable[[str, str], None], max_pending_per_app: int = 10_000) -> None:
+                 log: Callable[[str, str], None], max_pending_per_app: int = 10_000,
+                 after_fire: Callable[[str], None] | None = None) -> None:
         self.broker = broker
         self.state = state
+        self._after_fire = after_fire  # an app's schedule fired (metrics count it)
         # async invocations accepted and not settled, per app: the HTTP path takes them
         # from anyone, so they are bounded
         self.max_pending_per_app = max_pending_per_app
@@ -305,6 +307,11 @@ class EventPlane:
         self.broker.send(async_queue(app), _msgpack.encode(msg), attributes=attrs,
                          message_id=msg.id)
         return msg.id
+
+    def backlog(self) -> list[tuple[str, int, float]]:
+        """(app, async invocations not settled, when the oldest was accepted) per app
+        that has any (for metrics, at scrape time: a query, so off the event loop)."""
+        return self.state.async_backlog()
 
     def status(self, invocation_id: str) -> dict:
         """The async invocation's status, whichever node accepted or ran it."""
@@ -546,6 +553,8 @@ class EventPlane:
             "detail": {},
         }
         self.enqueue_invocation(app, p.Event(id=fire_id, payload=json.dumps(event).encode()))
+        if self._after_fire is not None:
+            self._after_fire(app)
 
     # -- operators ------------------------------------------------------------------
     def queues(self) -> list[dict]:

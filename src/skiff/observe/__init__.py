@@ -1,0 +1,18 @@
+"""What the platform shows of itself: Prometheus metrics, OpenTelemetry traces
+and the terminal's access and app lines. Fed through ``after_*`` calls by the
+platform and the gateway; it imports neither (DESIGN.md: observe is fed by
+hooks, dependencies point down the data flow).
+
+    Observe          the one object the composition root builds and passes in
+    ├── Metrics      counters on the request path, state collected at scrape time
+    ├── Tracing      spans, W3C traceparent, OTLP/HTTP export when configured
+    └── Terminal     access lines and app output on `skiff up` / `skiff dev`
+"""
+
+from skiff.observe.metrics import Backlog, LiveSources, Metrics, PoolState, QueueState
+from skiff.observe.observe import Observe
+from skiff.observe.terminal import Terminal
+from skiff.observe.tracing import RESPONSE_HEADER, Span, Tracing
+
+__all__ = ["RESPONSE_HEADER", "Backlog", "LiveSources", "Metrics", "Observe", "PoolState",
+           "QueueState", "Span", "Terminal", "Tracing"]
