@@ -29,7 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import skiff
 from skiff import ipc as p
-from skiff.errors import NotFound, PayloadTooLarge, SkiffError, Unauthorized
+from skiff.errors import InvocationError, NotFound, PayloadTooLarge, SkiffError, Unauthorized
 from skiff.gateway import upload
 from skiff.gateway.app import app_response
 from skiff.gateway.facade import Facade
@@ -353,7 +353,13 @@ def build_admin(platform: Facade, token: str,
             await platform.accept(inv)
             return Response(json.dumps({"invocation_id": rid, "status": "queued"}).encode(),
                             status_code=202, media_type="application/json")
-        resp = await platform.invoke(app, inv)
+        try:
+            resp = await platform.invoke(app, inv)
+        except InvocationError as exc:
+            # the function failed, not this API: the invoker is told so as a 502 (Lambda's
+            # Invoke answers a function error beside its own 200s), with the error itself
+            raise InvocationError(exc.message, code=exc.code, status=502,
+                                  **exc.details) from None
         if app.kind == "lambda":
             resp = p.Response(id=resp.id, status=200, headers=resp.headers, body=resp.body)
         status, headers, body = app_response(app, resp, "POST", rid, lambda line: (
