@@ -16,6 +16,7 @@ from skiff import ipc as p
 from skiff.bus import Broker
 from skiff.config import Config
 from skiff.egress import EgressProxy
+from skiff.errors import SkiffError
 from skiff.governance import SecretStore
 from skiff.instance import Launcher
 from skiff.instance.environments import DEFAULT
@@ -97,9 +98,17 @@ class Platform:
         self._p.storage.close()
 
     async def _tick(self) -> None:
+        failing = False
         while True:
             await asyncio.sleep(self._config.tick_seconds)
-            self._p.deployer.follow_secrets()
+            try:
+                self._p.deployer.follow_secrets()
+                failing = False
+            except SkiffError as exc:  # the database is away: the loop goes on scaling
+                if not failing:
+                    log.warning("secret rotations not followed until this works: %s",
+                                exc.message)
+                failing = True
             for app in list(self._p.registry.apps.values()):
                 if app.pool is not None:
                     try:
