@@ -1,22 +1,29 @@
 """Throwaway PostgreSQL clusters and haproxy for the multi-node tests, made with
 .ci/postgres's recipe (initdb as the postgres user, trust auth on loopback,
 fsync off): a test may stop and restart its own cluster without touching the
-one SKIFF_TEST_DATABASE_URL names, which other tests share."""
+one SKIFF_TEST_DATABASE_URL names, which other tests share; and the nodes of
+a cluster, each its own ``skiff up``."""
 
 from __future__ import annotations
 
 import contextlib
 import glob
+import json
 import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
 
+import httpx
 import pytest
+
+from tests.conftest import SkiffServer
 
 
 def free_port() -> int:
@@ -33,8 +40,8 @@ def _pg_bin() -> Path:
     return Path(found[-1])
 
 
-class Cluster:
-    """A cluster of its own on a fixed port: ``stop()`` and ``start()`` keep its data."""
+class PgCluster:
+    """A PostgreSQL cluster of its own on a fixed port: ``stop()`` and ``start()`` keep its data."""
 
     def __init__(self) -> None:
         self.bin = _pg_bin()
@@ -116,3 +123,32 @@ class Haproxy:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+class Node(SkiffServer):
+    """``skiff up`` as one node of a cluster: on a port fixed at first start, so a node
+    killed and started again is the same haproxy server."""
+
+    def __init__(self, name: str, home: Path, dirs: list[Path], envs: Path, env: dict,
+                 port: int | None = None) -> None:
+        self.name = name
+        self.home = home
+        self.port = port or free_port()
+        self.lines: list[str] = []
+        self._ready = threading.Event()
+        full_env = {**os.environ, "SKIFF_ENVS_DIR": str(envs), "SKIFF_TICK_SECONDS": "0.1",
+                    "SKIFF_NODE_NAME": name, **env}
+        full_env.pop("SKIFF_ADMIN_TOKEN", None)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "skiff", "up", *map(str, dirs), "--port", str(self.port),
+             "--home", str(home)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=full_env)
+        threading.Thread(target=self._pump, daemon=True).start()
+        if not self._ready.wait(180) or not any(ln.startswith("ready:") for ln in self.lines):
+            self.stop()
+            raise RuntimeError(f"node {name} did not start:\n" + "\n".join(self.lines))
+        self.url = json.loads((home / "server.json").read_text())["url"]
+        token = (home / "admin-token").read_text().strip()
+        self.http = httpx.Client(base_url=self.url, timeout=60)
+        self.admin = httpx.Client(base_url=self.url + "/_skiff/api", timeout=300,
+                                  headers={"authorization": f"Bearer {token}"})

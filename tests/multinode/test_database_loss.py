@@ -12,26 +12,26 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TEST_APPS, SkiffServer
-from tests.multinode.cluster import Cluster
+from tests.multinode.cluster import PgCluster
 
 APPS = Path(__file__).resolve().parent / "apps"
 EVENT = {"x-skiff-invocation-type": "Event"}
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    c = Cluster()
+def database_server():
+    c = PgCluster()
     yield c
     c.close()
 
 
 @pytest.mark.timeout(300)
-def test_database_lost_and_back(cluster: Cluster, tmp_path: Path, envs_dir: Path) -> None:
+def test_database_lost_and_back(database_server: PgCluster, tmp_path: Path, envs_dir: Path) -> None:
     migrated = subprocess.run([sys.executable, "-m", "skiff", "migrate", "--database-url",
-                               cluster.url], capture_output=True, text=True, timeout=120)
+                               database_server.url], capture_output=True, text=True, timeout=120)
     assert migrated.returncode == 0, migrated.stdout + migrated.stderr
     server = SkiffServer(tmp_path / "home", [TEST_APPS / "hello", APPS / "sleeper"], envs_dir,
-                         env={"SKIFF_DATABASE_URL": cluster.url})
+                         env={"SKIFF_DATABASE_URL": database_server.url})
     try:
         assert server.http.get("/hello/").status_code == 200
         accepted = []
@@ -40,7 +40,7 @@ def test_database_lost_and_back(cluster: Cluster, tmp_path: Path, envs_dir: Path
             assert r.status_code == 202, r.text
             accepted.append(r.json()["invocation_id"])
 
-        cluster.stop()
+        database_server.stop()
         # a plain app's sync requests need no database: served, their records buffered
         for _ in range(20):
             r = server.http.get("/hello/")
@@ -56,7 +56,7 @@ def test_database_lost_and_back(cluster: Cluster, tmp_path: Path, envs_dir: Path
         assert server.http.get("/_skiff/api/health").status_code == 200  # haproxy keeps it
         assert server.http.get("/hello/").status_code == 200
 
-        cluster.start()
+        database_server.start()
         def accept_again() -> str | None:
             r = server.http.post("/sleeper/", json={"n": "after"}, headers=EVENT)
             return r.json()["invocation_id"] if r.status_code == 202 else None
