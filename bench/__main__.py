@@ -24,7 +24,7 @@ from bench.common import RESULTS, ROOT, log
 
 
 def _stages() -> dict[str, tuple[set[str], Callable[[bool], dict]]]:
-    from bench import coldstart, density, idle, layers, neighbours, queues, warm
+    from bench import coldstart, density, idle, layers, multinode, neighbours, queues, warm
 
     return {
         "coldstart": ({"lambda-local", "functions-framework"}, coldstart.run_coldstart),
@@ -35,6 +35,7 @@ def _stages() -> dict[str, tuple[set[str], Callable[[bool], dict]]]:
         "queues": (set(), queues.stage),
         "neighbours": ({"wrk"}, neighbours.run),
         "idle": (set(), idle.stage),
+        "multinode": ({"wrk"}, multinode.stage),
     }
 
 
