@@ -17,7 +17,7 @@ import pytest
 from skiff.cli.lb import haproxy_config
 from skiff.governance.secrets import generate_master_key
 from tests.multinode.cluster import Haproxy, Node, drop_database, free_port, fresh_database
-from tests.postgres import postgres_url
+from tests.postgres import pg_database, postgres_url  # noqa: F401 - pg_database: a fixture
 
 APPS = Path(__file__).resolve().parent / "apps"
 NODES = 3

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -72,3 +73,47 @@ def test_database_lost_and_back(database_server: PgCluster, tmp_path: Path, envs
         assert "is unreachable" in output and "reachable again" in output, output
     finally:
         server.stop()
+
+
+# -- the mapping, on the shared server (nothing stopped) -------------------------------------
+def test_a_failing_statement_is_the_callers_error_not_an_outage(pg_database) -> None:
+    """A statement the server cancels (an OperationalError too) reaches the caller as
+    itself: only a lost connection is database_unavailable."""
+    import psycopg
+
+    with pytest.raises(psycopg.errors.QueryCanceled), pg_database.connection() as conn:
+        conn.execute("SET statement_timeout = 10")
+        conn.execute("SELECT pg_sleep(1)")
+    assert pg_database.outages == 0 and not pg_database.down
+    with pg_database.connection() as conn:
+        conn.execute("RESET statement_timeout")
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_connections_cut_by_the_server_fail_one_call_then_work(pg_database) -> None:
+    """The server ends every connection of the pool (as a restart does, while it stays up):
+    the call that finds its connection dead gets DatabaseUnavailable, and the pool is
+    replaced at once, so the calls after it work without waiting for a retry."""
+    from skiff.errors import DatabaseUnavailable
+
+    with pg_database.connection() as conn:
+        mine = conn.info.backend_pid
+    killer = pg_database.connect()
+    try:
+        killer.execute("SELECT pg_terminate_backend(%s)", (mine,))
+    finally:
+        killer.close()
+    with pytest.raises(DatabaseUnavailable) as info, pg_database.connection() as conn:
+        conn.execute("SELECT 1")
+    assert info.value.code == "database_unavailable" and info.value.status == 503
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # the recovery thread's new pool
+        try:
+            with pg_database.connection() as conn:
+                assert conn.execute("SELECT 1").fetchone() == (1,)
+            break
+        except DatabaseUnavailable:
+            time.sleep(0.05)
+    else:
+        raise AssertionError("the database did not come back")
+    assert pg_database.outages == 1 and not pg_database.down
