@@ -512,11 +512,15 @@ app.add_typer(lb_app, name="lb")
 
 @lb_app.command("haproxy")
 def lb_haproxy(node: Annotated[list[str], typer.Option(
-                   "--node", help="a node's URL, http://HOST:PORT (repeat for each node)")],
-               bind: Annotated[str, typer.Option(help="haproxy's address, [HOST]:PORT")] = ":8080",
-               balance: Annotated[str, typer.Option(help="leastconn or roundrobin")] = "leastconn",
+                   "--node", metavar="URL",
+                   help="a node's URL, http://HOST:PORT (repeat for each node)")],
+               bind: Annotated[str, typer.Option(
+                   metavar="[HOST]:PORT", help="haproxy's address")] = ":8080",
+               balance: Annotated[str, typer.Option(
+                   metavar="ALGO", help="leastconn or roundrobin")] = "leastconn",
                output: Annotated[Path | None, typer.Option(
-                   "--output", "-o", help="write the config to FILE instead of printing it")] = None,
+                   "--output", "-o", metavar="FILE",
+                   help="write the config to FILE instead of printing it")] = None,
                ) -> None:
     """Print an haproxy.cfg that serves BIND from every --node (check it: haproxy -c -f FILE)."""
     from skiff.cli.lb import haproxy_config
