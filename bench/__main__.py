@@ -24,7 +24,7 @@ from bench.common import RESULTS, ROOT, log
 
 
 def _stages() -> dict[str, tuple[set[str], Callable[[bool], dict]]]:
-    from bench import coldstart, density, idle, layers, neighbours, observe, queues, warm
+    from bench import coldstart, density, idle, layers, multinode, neighbours, observe, queues, warm
 
     return {
         "coldstart": ({"lambda-local", "functions-framework"}, coldstart.run_coldstart),
@@ -36,6 +36,7 @@ def _stages() -> dict[str, tuple[set[str], Callable[[bool], dict]]]:
         "neighbours": ({"wrk"}, neighbours.run),
         "idle": (set(), idle.stage),
         "observe": ({"wrk"}, observe.run),
+        "multinode": ({"wrk"}, multinode.stage),
     }
 
 

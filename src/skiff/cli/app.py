@@ -595,6 +595,34 @@ def kv_ls(name: str, prefix: str = "", url: UrlOpt = None) -> None:
     out.print(table)
 
 
+lb_app = typer.Typer(help="Load balancers in front of several nodes on one database.",
+                     no_args_is_help=True)
+app.add_typer(lb_app, name="lb")
+
+
+@lb_app.command("haproxy")
+def lb_haproxy(node: Annotated[list[str], typer.Option(
+                   "--node", metavar="URL",
+                   help="a node's URL, http://HOST:PORT (repeat for each node)")],
+               bind: Annotated[str, typer.Option(
+                   metavar="[HOST]:PORT", help="haproxy's address")] = ":8080",
+               balance: Annotated[str, typer.Option(
+                   metavar="ALGO", help="leastconn or roundrobin")] = "leastconn",
+               output: Annotated[Path | None, typer.Option(
+                   "--output", "-o", metavar="FILE",
+                   help="write the config to FILE instead of printing it")] = None,
+               ) -> None:
+    """Print an haproxy.cfg that serves BIND from every --node (check it: haproxy -c -f FILE)."""
+    from skiff.cli.lb import haproxy_config
+
+    text = haproxy_config(node, bind, balance=balance)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text)
+        err.print(f"wrote {output} ({len(node)} nodes); check it with: haproxy -c -f {output}")
+
+
 @app.command()
 def migrate(database_url: Annotated[str | None, typer.Option(
                 "--database-url", help="the database ($SKIFF_DATABASE_URL, default: "

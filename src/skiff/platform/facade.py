@@ -118,9 +118,17 @@ class Platform:
         await asyncio.to_thread(self._p.observe.close)
 
     async def _tick(self) -> None:
+        failing = False
         while True:
             await asyncio.sleep(self._config.tick_seconds)
-            self._p.deployer.follow_secrets()
+            try:
+                self._p.deployer.follow_secrets()
+                failing = False
+            except SkiffError as exc:  # the database is away: the loop goes on scaling
+                if not failing:
+                    log.warning("secret rotations not followed until this works: %s",
+                                exc.message)
+                failing = True
             for app in list(self._p.registry.apps.values()):
                 if app.pool is not None:
                     try:

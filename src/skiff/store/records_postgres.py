@@ -1,7 +1,12 @@
 """The shared invocation log: records and app logs of every node in PostgreSQL.
 
 Like the SQLite store, writes are buffered and one background thread writes
-them in batches (one transaction per ~50 ms, not per request). Retention is
+them in batches (one transaction per ~50 ms, not per request). While the
+database is away the rows stay buffered, up to :data:`MAX_BUFFERED_RECORDS`
+invocation records and :data:`MAX_BUFFERED_LOG_BYTES` of log lines; past
+that the oldest are dropped and counted, and one line on stderr says how many
+when the database is back. A request never fails for its record: the hot path
+only appends to the buffer. Retention is
 computed by the database, not from counters held in memory: several nodes
 write the same tables, so only the database knows an app's total. Each
 node's writer prunes every :data:`PRUNE_INTERVAL` seconds; two nodes pruning
@@ -10,6 +15,7 @@ at once delete the same oldest rows, which is harmless.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 
@@ -27,6 +33,11 @@ from skiff.store.records import (
 #: would cost a scan of the logs per 50 ms.
 PRUNE_INTERVAL = 5.0
 _BATCH_WAIT = 0.05  # gather a batch: one transaction per ~50 ms, not per request
+#: Records held while the database is away: ~20 s of a busy node (1,000 requests/s)
+#: in ~20 MB; an outage longer than that keeps the newest.
+MAX_BUFFERED_RECORDS = 20_000
+#: Log lines held meanwhile, by size (one line may be 16 KiB).
+MAX_BUFFERED_LOG_BYTES = 16 * 1024 * 1024
 
 _INVOCATION_COLUMNS = ("id, app, revision, instance, trigger, cold, init_ms, duration_ms, "
                        "queued_ms, billed_ms, memory_mb, status, error, ts, trace_id")
@@ -39,10 +50,15 @@ class PostgresInvocationLog(InvocationLog):
         self.retention = retention or LogRetention()
         self._pending_inv: list[tuple] = []
         self._pending_logs: list[tuple] = []
+        self._pending_log_bytes = 0
+        #: Dropped while the database was away (the buffer was full), since the last report.
+        self.dropped_records = self.dropped_logs = 0
+        self._failing = False
         self._buf_lock = threading.Lock()
         self._flush_lock = threading.Lock()  # batches go in the order they were taken
         self._wake = threading.Event()
         self._stop = False
+        self._stop_event = threading.Event()
         self._next_prune = 0.0
         self._writer = threading.Thread(target=self._write_loop, name="skiff-records",
                                         daemon=True)
@@ -64,6 +80,7 @@ class PostgresInvocationLog(InvocationLog):
         with self._buf_lock:
             self._pending_logs.append((app, revision, instance, request_id, stream, line,
                                        time.time()))
+            self._pending_log_bytes += len(line)
         self._wake.set()
 
     def flush(self) -> None:
@@ -71,15 +88,39 @@ class PostgresInvocationLog(InvocationLog):
             with self._buf_lock:
                 inv, self._pending_inv = self._pending_inv, []
                 logs, self._pending_logs = self._pending_logs, []
+                self._pending_log_bytes = 0
             if not inv and not logs:
                 return
-            with self.db.transaction() as conn, conn.cursor() as cur:
-                if inv:
-                    cur.executemany(f"INSERT INTO invocations ({_INVOCATION_COLUMNS}) VALUES "
-                                    f"({', '.join(['%s'] * 15)})", inv)
-                if logs:
-                    cur.executemany(f"INSERT INTO logs ({_LOG_COLUMNS}) VALUES "
-                                    f"({', '.join(['%s'] * 7)})", logs)
+            try:
+                with self.db.transaction() as conn, conn.cursor() as cur:
+                    if inv:
+                        cur.executemany(f"INSERT INTO invocations ({_INVOCATION_COLUMNS}) "
+                                        f"VALUES ({', '.join(['%s'] * 15)})", inv)
+                    if logs:
+                        cur.executemany(f"INSERT INTO logs ({_LOG_COLUMNS}) VALUES "
+                                        f"({', '.join(['%s'] * 7)})", logs)
+            except BaseException:
+                self._keep(inv, logs)
+                raise
+
+    def _keep(self, inv: list[tuple], logs: list[tuple]) -> None:
+        """Put a batch that could not be written back in front of what came since,
+        within the buffer's bounds (the oldest rows go first)."""
+        with self._buf_lock:
+            inv = inv + self._pending_inv
+            over = len(inv) - MAX_BUFFERED_RECORDS
+            if over > 0:
+                self.dropped_records += over
+                inv = inv[over:]
+            self._pending_inv = inv
+            logs = logs + self._pending_logs
+            size = sum(len(row[5]) for row in logs)
+            cut = 0
+            while size > MAX_BUFFERED_LOG_BYTES and cut < len(logs):
+                size -= len(logs[cut][5])
+                cut += 1
+            self.dropped_logs += cut
+            self._pending_logs, self._pending_log_bytes = logs[cut:], size
 
     def _write_loop(self) -> None:
         while not self._stop:
@@ -91,8 +132,21 @@ class PostgresInvocationLog(InvocationLog):
                 if time.monotonic() >= self._next_prune:
                     self._next_prune = time.monotonic() + PRUNE_INTERVAL
                     self.prune_logs()
-            except Exception as exc:  # the database is away: keep buffering, say so
-                print(f"skiff: could not write invocation records: {exc}")
+            except Exception as exc:  # the database is away: keep buffering, say so once
+                if not self._failing:
+                    self._failing = True
+                    print(f"skiff: invocation records and logs are buffered until the "
+                          f"database is back: {exc}", file=sys.stderr, flush=True)
+                self._stop_event.wait(1.0)  # the database's recovery probe says when
+                continue
+            if self._failing:
+                self._failing = False
+                with self._buf_lock:
+                    dropped, self.dropped_records = self.dropped_records, 0
+                    dropped_logs, self.dropped_logs = self.dropped_logs, 0
+                print(f"skiff: buffered invocation records and logs written; {dropped} "
+                      f"records and {dropped_logs} log lines were dropped (buffer full)",
+                      file=sys.stderr, flush=True)
 
     # -- retention -------------------------------------------------------------------
     def prune_logs(self, now: float | None = None) -> int:
@@ -174,7 +228,13 @@ class PostgresInvocationLog(InvocationLog):
 
     def close(self) -> None:
         self._stop = True
+        self._stop_event.set()
         self._wake.set()
         self._writer.join(2)
-        self.flush()
+        try:
+            self.flush()
+        except Exception as exc:  # stopping while the database is away: say what is lost
+            print(f"skiff: {len(self._pending_inv)} invocation records and "
+                  f"{len(self._pending_logs)} log lines not written: {exc}", file=sys.stderr,
+                  flush=True)
 
