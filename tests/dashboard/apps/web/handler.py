@@ -1,0 +1,11 @@
+"""Answers with its revision's greeting; /fail answers 500; every call logs a line."""
+
+GREETING = "hello v1"
+
+
+def handler(event, context):
+    path = event.get("rawPath", "/")
+    print(f"served {path} for {context.aws_request_id}")
+    if path.endswith("/fail"):
+        return {"statusCode": 500, "body": "failed on purpose"}
+    return {"statusCode": 200, "body": GREETING}
