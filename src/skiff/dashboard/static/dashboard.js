@@ -16,7 +16,9 @@
         width: Math.max(240, box.clientWidth),
         height: 220,
         title: chart.title,
-        scales: { x: { time: true } },
+        // a bucket of room either side: one bucket alone would stretch over years
+        scales: { x: { time: true, auto: false,
+                       range: [data.x[0] - data.step, data.x[data.x.length - 1] + data.step] } },
         axes: [{}, { label: chart.unit || "", size: 60 }],
         series: [{ label: "time" }].concat(chart.series.map(function (s) {
           return { label: s.label, stroke: s.colour, width: 2, spanGaps: true,
