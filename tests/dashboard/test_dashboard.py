@@ -189,6 +189,8 @@ def test_without_credentials(server: SkiffServer) -> None:
         page = http.get(f"{UI}/apps/web", headers={"accept": "text/html"})
         assert page.status_code == 303
         assert page.headers["location"] == f"{UI}/signin?next=%2F_skiff%2Fui%2Fapps%2Fweb"
+        home = http.get("/_skiff/")
+        assert home.status_code == 307 and home.headers["location"] == f"{UI}/"
         hx = http.get(f"{UI}/queues/jobs-dlq/messages", headers={"hx-request": "true"})
         assert hx.status_code == 401 and hx.headers["hx-redirect"].startswith(f"{UI}/signin")
         wrong = http.post(f"{UI}/signin", data={"token": "nope", "next": f"{UI}/"})
@@ -254,4 +256,5 @@ def test_series_and_overview_order() -> None:
     rows = views.overview(apps, {"ok": recs}, now=104.0)
     assert [r["name"] for r in rows] == ["bad", "ok", "idle"]
     assert rows[1]["rate_per_min"] == round(5 * 60 / views.RATE_WINDOW_S, 2)
+    assert rows[0]["rate_per_min"] is None  # not measured (past RATE_APPS)
     assert re.fullmatch(r"#[0-9a-f]{6}", views.COLOURS["p95"])

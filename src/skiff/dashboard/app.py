@@ -188,11 +188,12 @@ class Dashboard:
     async def overview(self, request: Request) -> Response:
         token = token_of(request)
         common = await self._common(token)
-        apps = await self.api.get(token, "/apps")
+        apps = sorted(await self.api.get(token, "/apps"), key=views.worst_first)
+        measured = apps[:views.RATE_APPS]
         recs = await asyncio.gather(*(self.api.get(token, f"/apps/{quote(a['name'], safe='')}"
                                                    "/invocations", limit=views.RATE_RECORDS)
-                                      for a in apps))
-        rows = views.overview(apps, {a["name"]: r for a, r in zip(apps, recs, strict=True)})
+                                      for a in measured))
+        rows = views.overview(apps, {a["name"]: r for a, r in zip(measured, recs, strict=True)})
         return self.render(request, "overview.html", rows=rows, **common)
 
     async def app_page(self, request: Request) -> Response:

@@ -20,6 +20,10 @@ from typing import Any
 RECORDS = 500
 #: records per app the overview reads for its request rate (one query per app)
 RATE_RECORDS = 200
+#: apps whose request rate the overview measures (the worst first): one records query
+#: each, so a home with thousands of apps still answers in well under a second; the
+#: rest show no rate until observe's metrics feed it (no per-app query then)
+RATE_APPS = 200
 #: the window the overview's request rate is measured over
 RATE_WINDOW_S = 300
 #: at most this many points per chart: enough to see a spike at phone width too
@@ -47,12 +51,19 @@ def overview(apps: list[dict], records: dict[str, list[dict]],
     for app in apps:
         recent = [r for r in records.get(app["name"], []) if r["ts"] >= now - RATE_WINDOW_S]
         requests = app.get("requests", 0)
+        measured = app["name"] in records
         rows.append(app | {
-            "rate_per_min": round(len(recent) * 60 / RATE_WINDOW_S, 2),
+            "rate_per_min": round(len(recent) * 60 / RATE_WINDOW_S, 2) if measured else None,
             "error_share": round(app.get("errors", 0) / requests, 4) if requests else 0.0,
         })
-    rows.sort(key=lambda r: (-r["error_share"], -(r.get("p95_ms") or 0), r["name"]))
+    rows.sort(key=worst_first)
     return rows
+
+
+def worst_first(app: dict) -> tuple:
+    requests = app.get("requests", 0)
+    share = app.get("errors", 0) / requests if requests else 0.0
+    return (-share, -(app.get("p95_ms") or 0), app["name"])
 
 
 def bucket_width(span_s: float) -> int:
