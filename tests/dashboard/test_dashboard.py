@@ -234,6 +234,19 @@ def test_service_tokens_and_roles(server: SkiffServer) -> None:
         assert cross.status_code == 403 and "cross_site_request" in cross.text
 
 
+def test_app_output_is_escaped(server: SkiffServer) -> None:
+    """What apps and their callers write (log lines here) is shown as text, never
+    markup the browser would run."""
+    attack = "<script>alert(1)</script><img src=x onerror=alert(2)>"
+    rid = server.http.get("/web/", params={"q": attack}).headers["x-skiff-request-id"]
+    with httpx.Client(base_url=server.url, headers=cookie(token(server))) as http:
+        logs = http.get(f"{UI}/apps/web/invocations/{rid}/logs",
+                        headers={"hx-request": "true"})
+    assert logs.status_code == 200
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;&lt;img src=x onerror=alert(2)&gt;" in logs.text
+    assert "<script>" not in logs.text and "<img" not in logs.text
+
+
 @pytest.mark.parametrize(("span", "step"), [(0, 1), (59, 1), (61, 2), (600, 10),
                                             (3600, 60), (10**7, 86400)])
 def test_bucket_widths(span: float, step: int) -> None:
