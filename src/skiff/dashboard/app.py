@@ -23,7 +23,7 @@ import asyncio
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 import yaml
 from starlette.applications import Starlette
@@ -134,8 +134,9 @@ class Dashboard:
         assert isinstance(exc, SkiffError)
         given = bool(token_of(request))
         if isinstance(exc, Unauthorized):
-            here = request.headers.get("hx-current-url") or str(request.url)
-            path = "/" + here.split("://", 1)[-1].split("/", 1)[-1] if "://" in here else here
+            # back to the page the caller was on (htmx says which; a GET is that page)
+            here = urlsplit(request.headers.get("hx-current-url") or str(request.url))
+            path = here.path + (f"?{here.query}" if here.query else "")
             signin = f"{PREFIX}/signin?next={quote(_safe_next(path), safe='')}"
             if given:
                 signin += "&expired=1"
