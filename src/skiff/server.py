@@ -17,6 +17,7 @@ from pathlib import Path
 
 import uvicorn
 
+from skiff import dashboard
 from skiff.config import NODE_NAME, Config
 from skiff.edge import ADMIN_RESERVE, EdgeLimits, EdgeProtocol, raise_fd_limit
 from skiff.egress import EgressEvent, EgressProxy, Guard, fd_connection_budget
@@ -239,7 +240,9 @@ async def _serve(config: Config, dirs: list[Path],
     platform = assemble(config, terminal=Terminal() if config.access_log else None)
     limits = EdgeLimits(max_header_bytes=config.max_header_bytes,
                         header_timeout=config.header_timeout, max_connections=max_connections)
-    gateway = Gateway(platform, build_admin(platform, config.admin_token(), limits.stats))
+    # the dashboard sits beside the admin API and calls it, as the signed-in caller
+    gateway = Gateway(platform, dashboard.mount(build_admin(platform, config.admin_token(),
+                                                            limits.stats)))
     server = uvicorn.Server(uvicorn.Config(
         gateway, host=config.host, port=config.port, lifespan="on", log_level="warning",
         access_log=False, http=functools.partial(EdgeProtocol, limits=limits),  # type: ignore[arg-type]

@@ -23,7 +23,8 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -41,6 +42,10 @@ from skiff.scheduler import Invocation
 
 log = logging.getLogger(__name__)
 PREFIX = "/_skiff/api"
+#: Swagger UI's files, vendored (gateway/swagger/README.md) so the docs page works offline
+SWAGGER = Path(__file__).parent / "swagger"
+DOCS_ASSETS = {"swagger-ui-bundle.js": "text/javascript", "swagger-ui.css": "text/css",
+               "favicon-32x32.png": "image/png"}
 _WRITE_BATCH = 1024 * 1024  # upload bytes gathered before one write, off the loop
 
 
@@ -116,7 +121,8 @@ class AdminGuard:
         self.platform = platform
         self._token = token.encode()
         self._access = platform.access
-        self._public = {f"{PREFIX}/{p}" for p in ("health", "schema", "openapi.json", "docs")}
+        self._public = {f"{PREFIX}/{p}" for p in ("health", "schema", "openapi.json", "docs",
+                                                   *(f"docs/assets/{a}" for a in DOCS_ASSETS))}
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -200,7 +206,23 @@ Caller = Annotated[Principal, Depends(caller)]
 def build_admin(platform: Facade, token: str,
                 edge_stats: Callable[[], dict] | None = None) -> AdminGuard:
     api = FastAPI(title="Skiff admin API", version=skiff.__version__,
-                  openapi_url=f"{PREFIX}/openapi.json", docs_url=f"{PREFIX}/docs", redoc_url=None)
+                  openapi_url=f"{PREFIX}/openapi.json", docs_url=None, redoc_url=None)
+
+    @api.get(f"{PREFIX}/docs", include_in_schema=False)
+    async def docs() -> Response:
+        assets = f"{PREFIX}/docs/assets"
+        return get_swagger_ui_html(openapi_url=f"{PREFIX}/openapi.json",
+                                   title="Skiff admin API",
+                                   swagger_js_url=f"{assets}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{assets}/swagger-ui.css",
+                                   swagger_favicon_url=f"{assets}/favicon-32x32.png")
+
+    @api.get(f"{PREFIX}/docs/assets/{{name}}", include_in_schema=False)
+    async def docs_asset(name: str) -> Response:
+        if name not in DOCS_ASSETS:
+            raise NotFound(f"no docs asset {name!r}")
+        return FileResponse(SWAGGER / name, media_type=DOCS_ASSETS[name],
+                            headers={"cache-control": "public, max-age=86400"})
     def error(exc: SkiffError) -> JSONResponse:
         rid = platform.new_request_id()
         body = exc.to_dict()
