@@ -17,7 +17,7 @@ from datetime import datetime
 
 from skiff import ipc as p
 from skiff.errors import InvocationError, TooManyRequests
-from skiff.instance import Instance, Launcher, ZygoteSpec
+from skiff.instance import Instance, Launcher, Stream, ZygoteSpec
 from skiff.scheduler.policy import (
     InstanceView,
     Plan,
@@ -82,7 +82,7 @@ class Pool:
         self._starting: set[asyncio.Task] = set()
 
     # -- the request path -------------------------------------------------
-    async def invoke(self, msg: p.HttpRequest | p.Event) -> tuple[p.Response, Served]:
+    async def invoke(self, msg: p.HttpRequest | p.Event) -> tuple[p.Response | Stream, Served]:
         arrived = time.monotonic()
         inst = self._free_instance()
         if inst is None:
@@ -94,8 +94,16 @@ class Pool:
         started = time.monotonic()
         try:
             resp = await inst.invoke(msg, target.timeout)
-        finally:
+        except BaseException:
             self._release(inst)
+            raise
+        # a streamed response, or background tasks after the response: the instance
+        # stays busy (its slot held) until the call returns inside it
+        running = inst.running_after(msg.id)
+        if running is None:
+            self._release(inst)
+        else:
+            running.add_done_callback(lambda _: self._release(inst))
         return resp, Served(instance=inst.id, cold=cold, init_ms=inst.init_ms if cold else 0.0,
                             queued_ms=(started - arrived) * 1000, revision=inst.revision)
 
