@@ -588,6 +588,14 @@ class Instance:
                 await self._writer.drain()
             out = await fut
         except _Expired:
+            if self.kind == "asgi" and not self.dead:
+                # its other requests go on: cancel this one's task (stopped whole only if
+                # it ignores that), and hold its slot until it has returned
+                self._run_on(msg.id)
+                self.cancel(msg.id)
+                raise InvocationTimeout(
+                    f"the handler did not answer within its timeout of {timeout:g}s and was "
+                    "cancelled (raise spec.resources.timeout if this is expected)") from None
             self.kill()
             raise InvocationTimeout(
                 f"the handler did not finish within its timeout of {timeout:g}s; the instance "

@@ -94,16 +94,14 @@ class Pool:
         started = time.monotonic()
         try:
             resp = await inst.invoke(msg, target.timeout)
-        except BaseException:
-            self._release(inst)
-            raise
-        # a streamed response, or background tasks after the response: the instance
-        # stays busy (its slot held) until the call returns inside it
-        running = inst.running_after(msg.id)
-        if running is None:
-            self._release(inst)
-        else:
-            running.add_done_callback(lambda _: self._release(inst))
+        finally:
+            # a streamed response, background tasks after the response, a cancelled
+            # call: the instance stays busy (its slot held) until the call returns in it
+            running = inst.running_after(msg.id)
+            if running is None:
+                self._release(inst)
+            else:
+                running.add_done_callback(lambda _: self._release(inst))
         return resp, Served(instance=inst.id, cold=cold, init_ms=inst.init_ms if cold else 0.0,
                             queued_ms=(started - arrived) * 1000, revision=inst.revision)
 
