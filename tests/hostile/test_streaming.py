@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import threading
 from pathlib import Path
 
@@ -76,6 +77,33 @@ def test_wsgi_generator_streams(server):
         with httpx.Client(base_url=server.url, timeout=30) as other:
             assert other.get("/flow/open").text == "ok"
         assert [line for line in lines if line] == ["last"]
+
+
+def test_slow_client_pauses_the_app_not_the_gateway(server):
+    """A client that stops reading (a small receive buffer, no autotuning) pauses
+    the app inside its send once the window and the socket buffers are full: the
+    app has sent well under its 15 MiB meanwhile; the rest arrives once it reads."""
+    host, port = server.url.removeprefix("http://").split(":")
+    total = 240 * (64 << 10)
+    with socket.socket() as client:
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 10)
+        client.connect((host, int(port)))
+        client.sendall(b"GET /sse/flood HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        got = client.recv(1 << 16)
+        seen: list[int] = []
+
+        def paused() -> bool:  # the app's count stays put over several looks
+            seen.append(state(server)["flood_sent"])
+            return len(seen) > 10 and len(set(seen[-10:])) == 1
+
+        server.wait_for(paused, "the app to be paused by back-pressure")
+        assert 0 < seen[-1] <= 8 * 1024 * 1024, seen[-1]
+        while chunk := client.recv(1 << 20):
+            got += chunk
+    head, _, body = got.partition(b"\r\n\r\n")
+    assert b"transfer-encoding: chunked" in head.lower()
+    assert body.endswith(b"0\r\n\r\n") and body.count(b"x") == total
+    assert state(server)["flood_sent"] == total
 
 
 def test_size_cap_cuts_a_stream_and_nothing_else(server):

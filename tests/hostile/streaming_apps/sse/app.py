@@ -6,6 +6,7 @@ coordinate through module state rather than the clock:
 /idle     one chunk, then nothing (until cancelled)
 /big      more than the response-size cap, in 1 MiB chunks
 /stuck    nothing at all (until cancelled: its request timeout)
+/flood    15 MiB in 64 KiB parts, counting what its sends took (a slow client's test)
 /bg       a whole response, then a background task that waits for /release-bg
 /state    what happened: cancellations, background tasks done, this instance's id
 """
@@ -17,7 +18,7 @@ import uuid
 INSTANCE = uuid.uuid4().hex
 released = asyncio.Event()
 bg_released = asyncio.Event()
-state = {"cancelled": [], "bg_done": 0, "instance": INSTANCE}
+state = {"cancelled": [], "bg_done": 0, "flood_sent": 0, "instance": INSTANCE}
 
 
 async def _start(send, ctype=b"text/event-stream"):
@@ -65,6 +66,14 @@ async def big(send):
     await _body(send, b"", more=False)
 
 
+async def flood(send):
+    await _start(send, b"application/octet-stream")
+    for _ in range(240):
+        await _body(send, b"x" * (64 << 10))
+        state["flood_sent"] += 64 << 10
+    await _body(send, b"", more=False)
+
+
 async def bg(send):
     body = b'{"queued": true}'
     await send({"type": "http.response.start", "status": 200,
@@ -92,6 +101,8 @@ async def app(scope, receive, send):
             raise
     elif path == "/big":
         await big(send)
+    elif path == "/flood":
+        await flood(send)
     elif path == "/bg":
         await bg(send)
     else:
