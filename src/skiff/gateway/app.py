@@ -405,8 +405,10 @@ class Gateway:
                 left = deadline - loop.time()
                 read = asyncio.ensure_future(stream.read(max(0.0, min(idle, left))))
                 await asyncio.wait((read, gone), return_when=asyncio.FIRST_COMPLETED)
-                if not read.done():
+                if not read.done() or gone.done():
                     read.cancel()
+                    if read.done() and not read.cancelled():
+                        read.exception()  # retrieved: the client is gone either way
                     cut = "client_disconnected"
                     break
                 try:
