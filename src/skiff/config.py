@@ -55,6 +55,10 @@ class Config:
     # how long an instance asked to stop (idle, replaced, shut down) may take before
     # it is killed whole; it counts against maxInstances until then
     stop_grace: float = 10.0
+    # a streamed response (SSE, a generator) is bounded by these, not the request timeout:
+    # seconds with no chunk from the app, and seconds in all, before it is cut
+    stream_idle_timeout: float = 60.0
+    stream_max_seconds: float = 3600.0
     # the HTTP edge (see skiff.edge): who may set X-Forwarded-*, and what one client may hold
     forwarded_allow_ips: str = ""  # comma-separated IPs/CIDRs of trusted proxies; "" = none
     max_header_bytes: int = 32 * 1024  # request line + headers, as nginx's default buffers
@@ -128,6 +132,10 @@ class Config:
             async_max_pending_per_app=int(given.pop(  # type: ignore[call-overload]
                 "async_max_pending_per_app", _env("ASYNC_MAX_PENDING_PER_APP", "10000"))),
             stop_grace=float(given.pop("stop_grace", _env("STOP_GRACE", "10"))),  # type: ignore[arg-type]
+            stream_idle_timeout=float(given.pop(  # type: ignore[arg-type]
+                "stream_idle_timeout", _env("STREAM_IDLE_TIMEOUT", "60"))),
+            stream_max_seconds=float(given.pop(  # type: ignore[arg-type]
+                "stream_max_seconds", _env("STREAM_MAX_SECONDS", "3600"))),
             forwarded_allow_ips=str(given.pop("forwarded_allow_ips",
                                               _env("FORWARDED_ALLOW_IPS", ""))).strip(),
             max_header_bytes=int(given.pop("max_header_bytes", _env("MAX_HEADER_BYTES", str(32 << 10)))),  # type: ignore[arg-type]

@@ -8,6 +8,11 @@ The conversation on one instance socket::
           ◀───────────────────────  Ready | InitFailed
     HttpRequest | Event ─────────▶
           ◀───────────────────────  Log* then Response | Failure   (matched by id)
+          ◀───────────────────────  or ResponseStart, BodyChunk*   (a streamed body)
+    Credit ──────────────────────▶  (the gateway sent that many bytes on: send more)
+    Cancel ──────────────────────▶  (stop this request: client gone, a stream limit)
+          ◀───────────────────────  Ended    (the call returned, after a streamed
+                                              response or a Response with running)
           ◀───────────────────────  Call     (skiff.sdk, while handling)
     CallResult ──────────────────▶
     Shutdown ────────────────────▶  (exits 0)
@@ -105,6 +110,45 @@ class Response(msgspec.Struct, tag="response"):
     status: int = 200
     headers: Headers = []
     body: bytes = b""
+    # the call goes on after its response (ASGI background tasks): an Ended follows
+    running: bool = False
+
+
+class ResponseStart(msgspec.Struct, tag="response_start"):
+    """The head of a streamed response; BodyChunk frames carry its body."""
+
+    id: str
+    status: int = 200
+    headers: Headers = []
+
+
+class BodyChunk(msgspec.Struct, tag="body_chunk"):
+    """Part of a streamed body. ``more=False`` ends the body (an Ended follows when
+    the call returns). An instance never has more than STREAM_WINDOW bytes of one
+    stream sent and not yet answered by Credit."""
+
+    id: str
+    data: bytes = b""
+    more: bool = True
+
+
+class Ended(msgspec.Struct, tag="ended"):
+    """The call of a streamed (or ``running``) response returned: its slot is free."""
+
+    id: str
+
+
+class Credit(msgspec.Struct, tag="credit"):
+    """The gateway passed ``size`` more bytes of the stream ``id`` on to its client."""
+
+    id: str
+    size: int
+
+
+class Cancel(msgspec.Struct, tag="cancel"):
+    """Stop handling ``id`` (its client went away, or a limit of its stream was hit)."""
+
+    id: str
 
 
 class Failure(msgspec.Struct, tag="failure"):
@@ -142,8 +186,15 @@ class CallResult(msgspec.Struct, tag="call_result"):
     status: int = 0
 
 
-ToInstance = Load | HttpRequest | Event | Shutdown | CallResult
-FromInstance = Ready | InitFailed | Response | Failure | Log | Call
+ToInstance = Load | HttpRequest | Event | Shutdown | CallResult | Credit | Cancel
+FromInstance = (Ready | InitFailed | Response | Failure | Log | Call | ResponseStart | BodyChunk
+                | Ended)
+
+# Back-pressure of a streamed body: bytes an instance may have sent and the gateway
+# not yet passed on. 256 KiB keeps a fast stream moving (four 64 KiB chunks in
+# flight) while a slow client makes the gateway hold at most this per stream.
+STREAM_WINDOW = 256 * 1024
+STREAM_CHUNK = 64 * 1024  # the largest BodyChunk an instance sends (bigger bodies are split)
 
 _encoder = msgspec.msgpack.Encoder()
 _to_instance = msgspec.msgpack.Decoder(ToInstance)

@@ -89,6 +89,10 @@ class FakeInstance:
         """The instance writes a line (as an app's print would)."""
         self._hooks.after_log(self, p.Log(request_id=request_id, stream="stdout", line=line))
 
+    def running_after(self, rid: str) -> None:
+        """A scripted call has returned when it answers (no background work)."""
+        return None
+
     def handling(self, request_id: str) -> bool:
         return request_id in self._pending
 

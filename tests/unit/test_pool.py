@@ -30,6 +30,9 @@ class FakeInstance:
     async def invoke(self, msg, timeout):  # noqa: ANN001
         return p.Response(id=msg.id, status=200)
 
+    def running_after(self, rid):  # noqa: ANN001
+        return None
+
     def shutdown(self) -> None:
         self.draining = True
 

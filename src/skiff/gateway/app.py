@@ -23,7 +23,7 @@ from skiff.gateway.apiroutes import MethodNotAllowed, RouteMatch
 from skiff.gateway.facade import Facade, ServedApp
 from skiff.gateway.static import STREAM_CHUNK, StaticCache, StaticFile, etag_matches, read_chunk
 from skiff.observe import RESPONSE_HEADER, Observe
-from skiff.scheduler import Invocation
+from skiff.scheduler import Invocation, Stream
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict]]
@@ -133,12 +133,35 @@ def app_response(app: ServedApp, resp: p.Response, method: str, rid: str,
     nothing an app returns may break the HTTP framing of the client's connection.
     Raises ``InvocationError`` (502 ``invalid_response``) and logs what was wrong."""
     status = resp.status
+    headers, head_length = _checked_head(app, status, resp.headers, method, log)
+    body = resp.body
+    if status in (204, 304):
+        body = b""  # these have no body; bytes after the head would be read as the next response
+    else:
+        headers.append((b"content-length", head_length or str(len(body)).encode()))
+    if method == "HEAD":
+        body = b""
+    headers.append((b"x-skiff-request-id", rid.encode()))
+    return status, headers, body
+
+
+def stream_head(app: ServedApp, stream: Stream, method: str, rid: str,
+                log: Callable[[str], None]) -> list[tuple[bytes, bytes]]:
+    """The headers of a streamed response, checked as :func:`app_response` checks
+    a whole one. No Content-Length: the server frames the body (chunked)."""
+    headers, _ = _checked_head(app, stream.status, stream.headers, method, log)
+    headers.append((b"x-skiff-request-id", rid.encode()))
+    return headers
+
+
+def _checked_head(app: ServedApp, status: int, raw: p.Headers, method: str,
+                  log: Callable[[str], None]) -> tuple[list[tuple[bytes, bytes]], bytes | None]:
     problem = None
     if not 200 <= status <= 599:
         problem = f"status {status} is not a final HTTP status (200-599)"
     headers: list[tuple[bytes, bytes]] = []
     head_length = None
-    for name, value in resp.headers:
+    for name, value in raw:
         if problem is not None:
             break
         lname = name.lower()
@@ -159,15 +182,13 @@ def app_response(app: ServedApp, resp: p.Response, method: str, rid: str,
         log(f"response rejected: {problem}")
         raise InvocationError(f"app {app.name} returned a response that is not valid HTTP: "
                               f"{problem}; see `skiff logs {app.name}`", code="invalid_response")
-    body = resp.body
-    if status in (204, 304):
-        body = b""  # these have no body; bytes after the head would be read as the next response
-    else:
-        headers.append((b"content-length", head_length or str(len(body)).encode()))
-    if method == "HEAD":
-        body = b""
-    headers.append((b"x-skiff-request-id", rid.encode()))
-    return status, headers, body
+    return headers, head_length
+
+
+async def _disconnected(receive: Receive) -> None:
+    """Returns when the client has gone away (its body was read already)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 # One app's requests may hold at most this fraction (1/N) of SKIFF_MAX_BUFFERED_BYTES:
@@ -355,7 +376,21 @@ class Gateway:
                                               (b"x-skiff-request-id", rid.encode()),
                                               (RESPONSE_HEADER, span.traceparent.encode())], body)
                 return
-            resp = await platform.invoke(app, inv)
+            resp = await platform.invoke(app, inv, stream=True)
+            if isinstance(resp, Stream):
+                try:
+                    head = stream_head(app, resp, method, rid, lambda line: platform.log(
+                        app, line, request_id=rid))
+                except InvocationError:
+                    resp.cancel("invalid_response")
+                    raise
+                head.append((RESPONSE_HEADER, span.traceparent.encode()))
+                stream_span = span
+                resp.closed.add_done_callback(
+                    lambda closed: stream_span.end(resp.status, closed.result()))
+                hold.release()
+                await self._stream(send, receive, app, resp, head, method, rid)
+                return
             answer = app_response(app, resp, method, rid, lambda line: platform.log(
                 app, line, request_id=rid))
         except SkiffError as exc:
@@ -373,6 +408,58 @@ class Gateway:
         span.end(answer[0])
         answer[1].append((RESPONSE_HEADER, span.traceparent.encode()))
         await self._reply(send, *answer)
+
+    async def _stream(self, send: Send, receive: Receive, app: ServedApp, stream: Stream,
+                      headers: list[tuple[bytes, bytes]], method: str, rid: str) -> None:
+        """Pass a streamed body on as it comes, granting the instance credit for each
+        part once the client's connection took it (uvicorn's send waits while its
+        buffer is full). Cut, and the request cancelled in the instance, when the
+        client goes away, the app sends nothing for SKIFF_STREAM_IDLE_TIMEOUT, or the
+        stream outlasts SKIFF_STREAM_MAX_SECONDS; a cut response ends without its
+        last chunk, so the client sees it incomplete."""
+        config = self.platform.config
+        idle, loop = config.stream_idle_timeout, asyncio.get_running_loop()
+        deadline = loop.time() + config.stream_max_seconds
+        bodiless = method == "HEAD" or stream.status in (204, 304)
+        headers.append(self._node)
+        await send({"type": "http.response.start", "status": stream.status, "headers": headers})
+        gone = asyncio.ensure_future(_disconnected(receive))
+        cut = None
+        try:
+            while cut is None:
+                left = deadline - loop.time()
+                read = asyncio.ensure_future(stream.read(max(0.0, min(idle, left))))
+                await asyncio.wait((read, gone), return_when=asyncio.FIRST_COMPLETED)
+                if not read.done() or gone.done():
+                    read.cancel()
+                    if read.done() and not read.cancelled():
+                        read.exception()  # retrieved: the client is gone either way
+                    cut = "client_disconnected"
+                    break
+                try:
+                    part = read.result()
+                except TimeoutError:
+                    cut = "stream_idle_timeout" if left > idle else "stream_max_duration"
+                    break
+                except InvocationError as exc:  # the stream's own record says why
+                    self.platform.log(app, f"stream cut after {stream.size} bytes: {exc.message}",
+                                      request_id=rid)
+                    return
+                if part is None:
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                    return
+                if not bodiless:
+                    await send({"type": "http.response.body", "body": part, "more_body": True})
+                stream.ack(len(part))
+        finally:
+            gone.cancel()
+            if cut is not None or not stream.closed.done():
+                stream.cancel(cut or "client_disconnected")
+        if cut != "client_disconnected":
+            why = (f"no part for {idle:g}s (SKIFF_STREAM_IDLE_TIMEOUT)"
+                   if cut == "stream_idle_timeout"
+                   else f"over {config.stream_max_seconds:g}s (SKIFF_STREAM_MAX_SECONDS)")
+            self.platform.log(app, f"stream cut after {stream.size} bytes: {why}", request_id=rid)
 
     async def _reply(self, send: Send, status: int, headers: list[tuple[bytes, bytes]],
                      body: bytes) -> None:

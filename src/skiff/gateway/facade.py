@@ -16,7 +16,7 @@ from skiff.governance import Governor, Principal
 from skiff.governance.access import Access
 from skiff.manifest import Manifest
 from skiff.observe import Observe
-from skiff.scheduler import Invocation
+from skiff.scheduler import Invocation, Stream
 
 
 class ServedApp(Protocol):
@@ -53,7 +53,9 @@ class Facade(Protocol):
     # the data plane
     def route(self, host: str, path: str) -> tuple[Match, ServedApp] | None: ...
     def app(self, name: str) -> ServedApp: ...
-    async def invoke(self, app: ServedApp, inv: Invocation) -> p.Response: ...
+    # stream=True: a streamed response comes back as a Stream (read, ack, cancel)
+    async def invoke(self, app: ServedApp, inv: Invocation, *,
+                     stream: bool = False) -> p.Response | Stream: ...
     async def accept(self, inv: Invocation) -> str: ...
     def log(self, app: ServedApp, line: str, *, request_id: str = "") -> None: ...
     # apps and revisions

@@ -359,8 +359,100 @@ async def _until_empty(cgroup: Cgroup) -> None:
         delay = min(1.0, delay * 1.5)
 
 
+# An app asked to stop a request (Cancel: its client went away, a stream limit) has
+# this long to return (an honest ASGI task runs its finally blocks, a WSGI iterable
+# closes); one that ignores the cancel would hold its slot for ever, so it is
+# stopped whole.
+CANCEL_GRACE = 5.0  # seconds
+MAX_RESPONSE = MAX_FRAME  # bytes of one response, streamed or not
+
+
 class _Expired(Exception):
     pass
+
+
+class _Broke(Exception):
+    """The instance broke the response protocol (a frame for a request it is not
+    answering, a body past its end, more than the window): it is stopped whole."""
+
+
+class Stream:
+    """A response an instance streams: its head is here, its body follows.
+
+    Read the body with :meth:`read`; :meth:`ack` what was passed on to the client,
+    which grants the instance as much credit, so the gateway never holds more than
+    ``STREAM_WINDOW`` bytes of one stream however slow its client is."""
+
+    def __init__(self, inst: Instance, rid: str, status: int, headers: p.Headers) -> None:
+        self.id, self.status, self.headers = rid, status, headers
+        self.size = 0  # body bytes received
+        self.ended = False  # the instance sent the last part
+        self.error: InvocationError | None = None  # why the body broke off
+        self.cancelled = False
+        # done when the gateway is through with it: None (complete) or the error code
+        self.closed: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        self._inst = inst
+        self._parts: deque[bytes] = deque()
+        self._wake = asyncio.Event()
+        self._unacked = 0
+
+    async def read(self, timeout: float) -> bytes | None:
+        """The next part of the body, None once it is complete. Raises the
+        InvocationError it broke off with, TimeoutError after ``timeout`` idle seconds."""
+        while not self._parts:
+            if self.error is not None:
+                self._close(self.error.code)
+                raise self.error
+            if self.ended:
+                self._close(None)
+                return None
+            self._wake.clear()
+            await asyncio.wait_for(self._wake.wait(), timeout)
+        return self._parts.popleft()
+
+    def _close(self, code: str | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(code)
+
+    def ack(self, size: int) -> None:
+        self._unacked -= size
+        if not self.cancelled:
+            self._inst._send(p.Credit(id=self.id, size=size))
+
+    def cancel(self, code: str) -> None:
+        """Stop it (``code`` says why, for the record): the instance is told to stop
+        the request; the rest of the body is dropped."""
+        self._close(code)
+        if not self.cancelled:
+            self.cancelled = True
+            self._parts.clear()
+            self._inst.cancel(self.id)
+
+    def _feed(self, chunk: p.BodyChunk) -> None:
+        if self.ended:
+            raise _Broke("it sent a body chunk after the end of its response")
+        self._unacked += len(chunk.data)
+        if self._unacked > p.STREAM_WINDOW:
+            raise _Broke(f"it sent {self._unacked} bytes of a stream unacknowledged; "
+                         f"the window is {p.STREAM_WINDOW}")
+        self.ended = not chunk.more
+        if self.cancelled:
+            return
+        self.size += len(chunk.data)
+        if self.size > MAX_RESPONSE:
+            self._fail(InvocationError(
+                f"the app streamed a response over the limit of {MAX_RESPONSE} bytes; it was "
+                "cut there (send large data as a link to storage)", code="response_too_large"))
+            self.cancel("response_too_large")
+            return
+        if chunk.data:
+            self._parts.append(chunk.data)
+        self._wake.set()
+
+    def _fail(self, err: InvocationError) -> None:
+        if self.error is None and not self.ended:
+            self.error = err
+        self._wake.set()
 
 
 def _expire(fut: asyncio.Future) -> None:
@@ -384,6 +476,12 @@ class Instance:
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._pending: dict[str, asyncio.Future] = {}
+        # calls answered (a head, or a response marked running) that have not returned:
+        # the future is done when they do (Ended), and their pool slot is free then
+        self._running: dict[str, asyncio.Future[None]] = {}
+        self._streams: dict[str, Stream] = {}
+        self._timeouts: dict[str, float] = {}  # each running call's request timeout
+        self._timers: dict[str, asyncio.TimerHandle] = {}  # cancel, then stop, a running call
         self._ready: asyncio.Future | None = None
         self._task: asyncio.Task | None = None
         self._exited: asyncio.Future[None] | None = None  # the pidfd fired
@@ -471,13 +569,16 @@ class Instance:
         self.init_ms = msg.init_ms
         return msg
 
-    async def invoke(self, msg: p.HttpRequest | p.Event, timeout: float) -> p.Response:
+    async def invoke(self, msg: p.HttpRequest | p.Event, timeout: float) -> p.Response | Stream:
+        """The instance's answer: a whole Response, or a Stream once its head came.
+        After either, :meth:`running_after` says whether the call still runs."""
         if self.dead:
             raise self.exit_reason or InvocationError("instance is gone", code="instance_crashed")
         assert self._writer is not None
         loop = asyncio.get_running_loop()
         fut: asyncio.Future = loop.create_future()
         self._pending[msg.id] = fut
+        self._timeouts[msg.id] = timeout
         self._writer.write(p.encode(msg))
         # a timer on the future, not asyncio.wait_for: this runs on every request,
         # and wait_for's extra waiter and callbacks cost ~3% of the gateway (profiled)
@@ -487,6 +588,14 @@ class Instance:
                 await self._writer.drain()
             out = await fut
         except _Expired:
+            if self.kind == "asgi" and not self.dead:
+                # its other requests go on: cancel this one's task (stopped whole only if
+                # it ignores that), and hold its slot until it has returned
+                self._run_on(msg.id)
+                self.cancel(msg.id)
+                raise InvocationTimeout(
+                    f"the handler did not answer within its timeout of {timeout:g}s and was "
+                    "cancelled (raise spec.resources.timeout if this is expected)") from None
             self.kill()
             raise InvocationTimeout(
                 f"the handler did not finish within its timeout of {timeout:g}s; the instance "
@@ -494,6 +603,8 @@ class Instance:
         finally:
             timer.cancel()
             self._pending.pop(msg.id, None)
+            if msg.id not in self._running:
+                self._timeouts.pop(msg.id, None)
         if isinstance(out, p.Failure):
             # an unhandled exception is a 500, as API Gateway and uvicorn answer it; the
             # app's other failures (a bad result, memory) stay 502s
@@ -523,10 +634,36 @@ class Instance:
                     self.kill()
                     break
                 msg = decode(await reader.readexactly(size))
-                if isinstance(msg, p.Response | p.Failure):
+                if isinstance(msg, p.BodyChunk):
+                    stream = self._streams.get(msg.id)
+                    if stream is None:
+                        raise _Broke("it sent a body chunk for a request it is not streaming")
+                    stream._feed(msg)
+                    if stream.ended and msg.id in self._running:
+                        self._limit_running(msg.id)
+                elif isinstance(msg, p.Response | p.Failure):
                     fut = self._pending.get(msg.id)
                     if fut is not None and not fut.done():
+                        if isinstance(msg, p.Response) and msg.running:
+                            self._run_on(msg.id)
+                            self._limit_running(msg.id)
                         fut.set_result(msg)
+                    elif msg.id in self._running:
+                        if isinstance(msg, p.Response):
+                            raise _Broke("it sent a second response for a request it answered")
+                        self._returned(msg.id, InvocationError(
+                            msg.message, code=msg.code, traceback=msg.traceback))
+                elif isinstance(msg, p.ResponseStart):
+                    fut = self._pending.get(msg.id)
+                    if fut is None or fut.done():
+                        raise _Broke("it sent a response head for a request it is not answering")
+                    stream = self._streams[msg.id] = Stream(self, msg.id, msg.status, msg.headers)
+                    self._run_on(msg.id)
+                    fut.set_result(stream)
+                elif isinstance(msg, p.Ended):
+                    if msg.id not in self._running:
+                        raise _Broke("it ended a call it was not running")
+                    self._returned(msg.id, None)
                 elif isinstance(msg, p.Log):
                     self._hooks.after_log(self, msg)
                 elif isinstance(msg, p.Call):
@@ -535,9 +672,68 @@ class Instance:
                     task.add_done_callback(self._answering.discard)
                 elif self._ready is not None and not self._ready.done():
                     self._ready.set_result(msg)
+        except _Broke as exc:
+            log.warning("instance %s of %s: %s; it was stopped", self.id, self.app, exc)
+            self.exit_reason = InvocationError(
+                f"the instance broke the response protocol ({exc}) and was stopped",
+                code="instance_crashed")
+            self.kill()
         except (asyncio.IncompleteReadError, ConnectionError, msgspec.DecodeError):
             pass
         await self._died()
+
+    def _send(self, msg: msgspec.Struct) -> None:
+        if self._writer is not None and not self.dead:
+            self._writer.write(p.encode(msg))
+
+    def _run_on(self, rid: str) -> None:
+        self._running[rid] = asyncio.get_running_loop().create_future()
+
+    def _limit_running(self, rid: str) -> None:
+        """The response is out and the call goes on (background tasks): it gets the
+        request timeout again, then is cancelled."""
+        if rid not in self._timers:
+            self._timers[rid] = asyncio.get_running_loop().call_later(
+                self._timeouts.get(rid, 30.0), self.cancel, rid)
+
+    def _returned(self, rid: str, err: InvocationError | None) -> None:
+        stream = self._streams.pop(rid, None)
+        if stream is not None:
+            stream._fail(err or InvocationError(
+                "the app returned without completing its streamed response",
+                code="handler_error"))
+        timer = self._timers.pop(rid, None)
+        if timer is not None:
+            timer.cancel()
+        self._timeouts.pop(rid, None)
+        fut = self._running.pop(rid, None)
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+
+    def running_after(self, rid: str) -> asyncio.Future[None] | None:
+        """Done when the call of an answered request returns; None if it has."""
+        return self._running.get(rid)
+
+    def cancel(self, rid: str) -> None:
+        """Ask the instance to stop a call that is running after its answer; stop
+        the instance whole if it has not returned within CANCEL_GRACE."""
+        if rid not in self._running or self.dead:
+            return
+        self._send(p.Cancel(id=rid))
+        old = self._timers.pop(rid, None)
+        if old is not None:
+            old.cancel()
+        self._timers[rid] = asyncio.get_running_loop().call_later(
+            CANCEL_GRACE, self._ignored_cancel, rid)
+
+    def _ignored_cancel(self, rid: str) -> None:
+        if rid in self._running and not self.dead:
+            log.warning("instance %s of %s ignored the cancel of request %s; it was stopped",
+                        self.id, self.app, rid)
+            self.exit_reason = InvocationError(
+                f"the app did not stop request {rid} within {CANCEL_GRACE:g}s of being asked "
+                "to and was stopped", code="instance_crashed")
+            self.kill()
 
     async def _answer(self, call: p.Call) -> None:
         try:
@@ -601,6 +797,8 @@ class Instance:
         for fut in [*self._pending.values(), self._ready]:
             if fut is not None and not fut.done():
                 fut.set_exception(err)
+        for rid in list(self._running):
+            self._returned(rid, err)
         if self._writer is not None:
             self._writer.close()
         if self.cgroup is not None:
@@ -618,7 +816,7 @@ class Instance:
 
     def handling(self, request_id: str) -> bool:
         """Whether the instance has been sent ``request_id`` and not answered it yet."""
-        return request_id in self._pending
+        return request_id in self._pending or request_id in self._running
 
     def ended(self) -> asyncio.Future[None]:
         """Done once the instance is gone and its hooks' after_death has run."""

@@ -5,6 +5,13 @@ app is assigned to it), imports the app, answers ``Ready``, then serves
 invocations until the gateway closes the socket or sends ``Shutdown``.
 Sync handlers (Lambda, WSGI) are served one at a time in a plain blocking loop,
 the cheapest path there is; ASGI apps get an event loop and run concurrently.
+
+A streamed response (ASGI ``more_body``, a WSGI generator) goes out as
+ResponseStart and BodyChunk frames, each chunk only once the gateway's Credit
+covers it (at most ``STREAM_WINDOW`` bytes unanswered), so an app writing faster
+than its client reads waits inside its own send/yield. A Cancel stops the
+request: the ASGI task is cancelled, the WSGI iterable closed. Ended tells the
+gateway the call returned (its slot is free).
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import contextvars
 import os
 import resource
+import select
 import socket
 import sys
 import threading
@@ -133,6 +141,122 @@ class _Rpc:
 
 
 rpc = _Rpc()
+
+
+def _pieces(data: bytes) -> list[bytes]:
+    step = p.STREAM_CHUNK
+    return [data] if len(data) <= step else [data[i:i + step] for i in range(0, len(data), step)]
+
+
+class _SyncStream:
+    """A streamed response from the sync loop (WSGI): waiting for credit reads the
+    socket; frames that are not this stream's wait in the backlog for the loop."""
+
+    def __init__(self, sock: socket.socket, channel: _Channel, rid: str) -> None:
+        self.sock, self.channel, self.rid = sock, channel, rid
+        self.credit = p.STREAM_WINDOW
+        self.started = False
+
+    def start(self, status: int, headers: p.Headers) -> None:
+        self.started = True
+        self.channel.send(p.ResponseStart(id=self.rid, status=status, headers=headers))
+
+    def chunk(self, data: bytes) -> None:
+        for piece in _pieces(data):
+            self._read(block=False)  # a Cancel is seen at the app's next yield
+            while self.credit < len(piece):
+                self._read(block=True)
+            self.credit -= len(piece)
+            self.channel.send(p.BodyChunk(id=self.rid, data=piece))
+
+    def end(self) -> None:
+        self.channel.send(p.BodyChunk(id=self.rid, more=False))
+
+    def _read(self, block: bool) -> None:
+        """Take this stream's Credit and Cancel frames: those a skiff.sdk call kept
+        in the backlog, then what the socket has (waiting for one if ``block``)."""
+        for i, frame in enumerate(rpc.backlog):
+            msg = p.decode_to_instance(frame)
+            if isinstance(msg, p.Credit | p.Cancel) and msg.id == self.rid:
+                del rpc.backlog[i]
+                self._take(msg)
+                if block:
+                    return
+        while block or select.select([self.sock], [], [], 0)[0]:
+            frame = p.recv_frame(self.sock)
+            if frame is None:
+                os._exit(0)
+            msg = p.decode_to_instance(frame)
+            if isinstance(msg, p.Credit | p.Cancel):
+                if msg.id == self.rid:
+                    self._take(msg)
+                    if block:
+                        return
+                # another request's (it is over): stale, dropped
+            else:
+                rpc.backlog.append(frame)
+
+    def _take(self, msg: p.Credit | p.Cancel) -> None:
+        from skiff.runtime.streaming import StreamCancelled
+
+        if isinstance(msg, p.Cancel):
+            raise StreamCancelled(self.rid)
+        self.credit += msg.size
+
+
+class _AsyncStream:
+    """A response from the ASGI loop. A whole one goes out at once, or, if the call
+    has not returned by the loop's next turn (background tasks), marked running."""
+
+    def __init__(self, send: Any, rid: str) -> None:
+        import asyncio
+
+        self.send, self.rid = send, rid
+        self.credit = p.STREAM_WINDOW
+        self.wake = asyncio.Event()
+        self.sent = False  # a head (or a whole response) went out
+        self.pending: p.Response | None = None
+        self._flush: Any = None
+
+    def complete(self, resp: p.Response) -> None:
+        import asyncio
+
+        self.pending = resp
+        self._flush = asyncio.get_running_loop().call_soon(self._send_running)
+
+    def _send_running(self) -> None:
+        resp, self.pending = self.pending, None
+        if resp is not None:
+            resp.running = True
+            self.sent = True
+            self.send(resp)
+
+    def returned(self) -> p.Response | None:
+        """The call returned: its whole response if it has not gone yet."""
+        if self.pending is not None:
+            self._flush.cancel()
+            resp, self.pending = self.pending, None
+            return resp
+        return None
+
+    async def start(self, status: int, headers: p.Headers) -> None:
+        self.sent = True
+        self.send(p.ResponseStart(id=self.rid, status=status, headers=headers))
+
+    async def chunk(self, data: bytes) -> None:
+        for piece in _pieces(data):
+            while self.credit < len(piece):
+                self.wake.clear()
+                await self.wake.wait()
+            self.credit -= len(piece)
+            self.send(p.BodyChunk(id=self.rid, data=piece))
+
+    async def end(self) -> None:
+        self.send(p.BodyChunk(id=self.rid, more=False))
+
+    def grant(self, size: int) -> None:
+        self.credit += size
+        self.wake.set()
 
 
 def _failure(rid: str, exc: BaseException) -> p.Failure:
@@ -261,9 +385,12 @@ def serve(sock: socket.socket) -> None:
     os._exit(0)
 
 
-def _call(app: Any, msg: p.HttpRequest | p.Event, ctx: Any) -> msgspec.Struct:
+def _call(app: Any, msg: p.HttpRequest | p.Event, ctx: Any,
+          out: _SyncStream | None = None) -> msgspec.Struct:
     if isinstance(msg, p.HttpRequest):
-        resp = app.handle_http(msg, ctx)
+        resp = app.handle_http(msg, ctx, out) if out is not None else app.handle_http(msg, ctx)
+        if resp is None:  # streamed
+            return p.Ended(id=msg.id)
         resp.id = msg.id
         return resp
     result = app.handle_event(msgspec.json.decode(msg.payload) if msg.payload else None, ctx)
@@ -272,6 +399,9 @@ def _call(app: Any, msg: p.HttpRequest | p.Event, ctx: Any) -> msgspec.Struct:
 
 
 def _serve_sync(app: Any, sock: socket.socket, channel: _Channel, context: Any) -> None:
+    from skiff.runtime.streaming import StreamCancelled
+
+    streams = app.kind == "wsgi"  # Lambda handlers return one result
     while True:
         frame = rpc.next_frame(sock)
         if frame is None:
@@ -283,13 +413,16 @@ def _serve_sync(app: Any, sock: socket.socket, channel: _Channel, context: Any) 
             continue
         _request_id.set(msg.id)
         _traceparent.set(msg.traceparent)
+        stream = _SyncStream(sock, channel, msg.id) if streams else None
         try:
-            out = _call(app, msg, context(msg.id, msg.deadline_ms))
+            out = _call(app, msg, context(msg.id, msg.deadline_ms), stream)
         except MemoryError as exc:
             channel.send(_failure(msg.id, exc))
             os._exit(137)
+        except StreamCancelled:
+            out = p.Ended(id=msg.id)
         except Exception as exc:  # noqa: BLE001 - reported to the caller as a 502
-            out = _failure(msg.id, exc)
+            out = _failure(msg.id, exc)  # after a head: the gateway cuts the stream
         sys.stdout.flush()
         sys.stderr.flush()
         channel.send(out)
@@ -299,20 +432,33 @@ def _serve_async(loop: Any, app: Any, sock: socket.socket, channel: _Channel,
                  context: Any) -> None:
     import asyncio
 
+    streams: dict[str, _AsyncStream] = {}
+    by_id: dict[str, asyncio.Task] = {}
+
     async def handle(msg: p.HttpRequest | p.Event) -> None:
         _request_id.set(msg.id)
         _traceparent.set(msg.traceparent)
+        out: msgspec.Struct
         try:
             if isinstance(msg, p.HttpRequest):
-                out: msgspec.Struct = await app.ahandle_http(msg, context(msg.id, msg.deadline_ms))
-                out.id = msg.id  # type: ignore[attr-defined]
+                stream = streams[msg.id] = _AsyncStream(channel.send, msg.id)
+                try:
+                    await app.ahandle_http(msg, context(msg.id, msg.deadline_ms), stream)
+                finally:
+                    whole = stream.returned()
+                out = whole if whole is not None else p.Ended(id=msg.id)
             else:
                 out = _call(app, msg, context(msg.id, msg.deadline_ms))
         except MemoryError as exc:
             channel.send(_failure(msg.id, exc))
             os._exit(137)
-        except Exception as exc:  # noqa: BLE001
+        except asyncio.CancelledError:  # the gateway's Cancel
+            out = p.Ended(id=msg.id)
+        except Exception as exc:  # noqa: BLE001 - after a head: the gateway cuts the stream
             out = _failure(msg.id, exc)
+        finally:
+            streams.pop(msg.id, None)
+            by_id.pop(msg.id, None)
         channel.send(out)
 
     async def main() -> None:
@@ -342,10 +488,20 @@ def _serve_async(loop: Any, app: Any, sock: socket.socket, channel: _Channel,
                 if fut is not None:
                     fut.set_result(msg)
                 continue
+            if isinstance(msg, p.Credit):
+                stream = streams.get(msg.id)
+                if stream is not None:
+                    stream.grant(msg.size)
+                continue
+            if isinstance(msg, p.Cancel):
+                running = by_id.get(msg.id)
+                if running is not None:
+                    running.cancel()
+                continue
             if isinstance(msg, p.Shutdown):
                 break
             if isinstance(msg, p.HttpRequest | p.Event):
-                task = asyncio.ensure_future(handle(msg))
+                task = by_id[msg.id] = asyncio.ensure_future(handle(msg))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
         if tasks:

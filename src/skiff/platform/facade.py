@@ -30,7 +30,7 @@ from skiff.platform.logsink import LogSink
 from skiff.platform.registry import App, Registry
 from skiff.platform.sdkcalls import SdkCalls
 from skiff.platform.views import describe
-from skiff.scheduler import Invocation
+from skiff.scheduler import Invocation, Stream
 from skiff.sdk.services import Services
 from skiff.storage import Storage
 from skiff.store import KV, Store
@@ -146,8 +146,9 @@ class Platform:
     def app(self, name: str) -> App:
         return self._p.registry.get(name)
 
-    async def invoke(self, app: App, inv: Invocation) -> p.Response:
-        return await self._p.invoker.invoke(app, inv)
+    async def invoke(self, app: App, inv: Invocation, *,
+                     stream: bool = False) -> p.Response | Stream:
+        return await self._p.invoker.invoke(app, inv, stream=stream)
 
     async def accept(self, inv: Invocation) -> str:
         """Accept an async invocation durably (202); the event plane runs it."""

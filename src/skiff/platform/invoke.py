@@ -1,16 +1,17 @@
 """The invoke path: one :class:`Invocation` to the app's pool, recorded whatever
-its outcome."""
+its outcome (a streamed response when its stream is over)."""
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from skiff import ipc as p
-from skiff.errors import InvocationError, NotFound, SkiffError
+from skiff.errors import InvocationError, InvocationTimeout, NotFound, SkiffError
 from skiff.observe import Observe
 from skiff.platform.logsink import LogSink
 from skiff.platform.registry import App, Registry
-from skiff.scheduler import Invocation, Served
+from skiff.scheduler import Invocation, Served, Stream
 from skiff.store import Invocation as InvocationRecord
 from skiff.store import Store
 
@@ -30,8 +31,11 @@ class Invoker:
     async def __call__(self, inv: Invocation) -> p.Response:
         return await self.invoke(self._registry.get(inv.app), inv)
 
-    async def invoke(self, app: App, inv: Invocation) -> p.Response:
-        """Run one invocation of ``app`` and record it, whatever its outcome."""
+    async def invoke(self, app: App, inv: Invocation, *,
+                     stream: bool = False) -> p.Response | Stream:
+        """Run one invocation of ``app`` and record it, whatever its outcome. With
+        ``stream``, a streamed response is returned as it comes (the gateway's), and
+        recorded once the caller is through with it; else it is read whole."""
         if app.pool is None:
             raise NotFound(f"app {app.name} serves only static files", code="route_not_found")
         observe = self._observe
@@ -54,9 +58,15 @@ class Invoker:
         t0 = time.perf_counter()
         served: Served | None = None
         status, error, detail = 500, None, ""
+        streaming: Stream | None = None
         try:
             resp, served = await app.pool.invoke(req)
             status = resp.status
+            if isinstance(resp, Stream):
+                if not stream:
+                    resp = await _whole(resp, app.timeout)
+                else:
+                    streaming = resp
             return resp
         except SkiffError as exc:
             status, error = exc.status, exc.code
@@ -65,31 +75,40 @@ class Invoker:
                     exc.message if exc.code in _APP_WORDS else "")
             raise
         finally:
-            elapsed = (time.perf_counter() - t0) * 1000
-            queued = served.queued_ms if served else 0.0
-            record = InvocationRecord(
-                id=inv.id, app=app.name, revision=served.revision if served else app.revision,
-                instance=served.instance if served else "", trigger=inv.trigger,
-                cold=served.cold if served else False, init_ms=served.init_ms if served else 0.0,
-                duration_ms=max(0.0, elapsed - queued), queued_ms=queued,
-                memory_mb=app.manifest.spec.resources.memory_mb, status=status, error=error,
-                ts=time.time(), trace_id=traceparent[3:35])
-            self._store.record(record)
-            if isinstance(req, p.HttpRequest):
-                observe.after_invocation(record, req.method, (req.mount or "") + req.path)
+            if streaming is None:
+                self._record(app, inv, served, t0, status, error, detail, traceparent, span)
             else:
-                observe.after_invocation(record)
-            if span is not None:
-                span.end(status, error, {"faas.coldstart": record.cold})
-            if error:  # the invocation record has the rest; a log line per request cost
-                # a third of the gateway's time in SQLite writes (profiled)
-                self._logs.platform(app.name, record.revision, f"request failed: {error} "
-                                    f"(status {status}, {record.duration_ms:.2f} ms, trace "
-                                    f"{traceparent[3:35]})", request_id=inv.id,
-                                    instance=record.instance)
-                if detail:  # the app's words, where `skiff logs` and the terminal show them
-                    self._logs.traceback(app.name, record.revision, detail, request_id=inv.id,
-                                         instance=record.instance)
+                streaming.closed.add_done_callback(lambda closed: self._record(
+                    app, inv, served, t0, status, closed.result(), "", traceparent, span))
+
+    def _record(self, app: App, inv: Invocation, served: Served | None, t0: float, status: int,
+                error: str | None, detail: str, traceparent: str, span: Any) -> None:
+        elapsed = (time.perf_counter() - t0) * 1000
+        queued = served.queued_ms if served else 0.0
+        record = InvocationRecord(
+            id=inv.id, app=app.name, revision=served.revision if served else app.revision,
+            instance=served.instance if served else "", trigger=inv.trigger,
+            cold=served.cold if served else False, init_ms=served.init_ms if served else 0.0,
+            duration_ms=max(0.0, elapsed - queued), queued_ms=queued,
+            memory_mb=app.manifest.spec.resources.memory_mb, status=status, error=error,
+            ts=time.time(), trace_id=traceparent[3:35])
+        self._store.record(record)
+        req = inv.request
+        if isinstance(req, p.HttpRequest):
+            self._observe.after_invocation(record, req.method, (req.mount or "") + req.path)
+        else:
+            self._observe.after_invocation(record)
+        if span is not None:
+            span.end(status, error, {"faas.coldstart": record.cold})
+        if error:  # the invocation record has the rest; a log line per request cost
+            # a third of the gateway's time in SQLite writes (profiled)
+            self._logs.platform(app.name, record.revision, f"request failed: {error} "
+                                f"(status {status}, {record.duration_ms:.2f} ms, trace "
+                                f"{traceparent[3:35]})", request_id=inv.id,
+                                instance=record.instance)
+            if detail:  # the app's words, where `skiff logs` and the terminal show them
+                self._logs.traceback(app.name, record.revision, detail, request_id=inv.id,
+                                     instance=record.instance)
 
 
 # OpenTelemetry's faas.trigger values for Skiff's triggers
@@ -106,3 +125,22 @@ def _trace_header(req: p.HttpRequest, traceparent: str) -> None:
             headers[i] = ("traceparent", traceparent)
             return
     headers.append(("traceparent", traceparent))
+
+
+async def _whole(stream: Stream, timeout: float) -> p.Response:
+    """A streamed response read whole (for callers that want one: ``skiff invoke``,
+    triggers), within the response-size cap the stream keeps."""
+    parts: list[bytes] = []
+    try:
+        while (part := await stream.read(timeout)) is not None:
+            parts.append(part)
+            stream.ack(len(part))
+    except TimeoutError:
+        stream.cancel("timeout")
+        raise InvocationTimeout(f"the app sent no part of its response for {timeout:g}s "
+                                "(raise spec.resources.timeout if this is expected)") from None
+    except InvocationError:
+        stream.cancel("broken")
+        raise
+    return p.Response(id=stream.id, status=stream.status, headers=stream.headers,
+                      body=b"".join(parts))

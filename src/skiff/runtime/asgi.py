@@ -2,8 +2,10 @@
 
 One request is one ``http`` scope whose ``path`` includes the mount and whose
 ``root_path`` is the mount: current Starlette routes on ``path`` minus
-``root_path``, and builds URLs from both. The response is buffered: the
-instance answers with one frame anyway.
+``root_path``, and builds URLs from both. A response the app sends in one
+``http.response.body`` goes out as one frame, as soon as it is complete (the
+app's background tasks run after it); one sent in several parts streams through
+the responder the worker gives (``more_body`` is the signal).
 
 Lifespan follows uvicorn's "auto" mode: an app that raises on the lifespan
 scope before finishing startup is taken as not supporting it.
@@ -21,6 +23,7 @@ from ._host import split_host
 from .context import InvokeContext
 from .exceptions import LoadError
 from .loaded import LoadedApp
+from .streaming import AsyncResponder
 
 _HTTP_ASGI = {"version": "3.0", "spec_version": "2.3"}
 _LIFESPAN_ASGI = {"version": "3.0", "spec_version": "2.0"}
@@ -58,14 +61,18 @@ class _Exchange:
     """receive/send for one request. The body is delivered once; a second
     receive waits until the response is complete, then reports a disconnect."""
 
-    __slots__ = ("body", "status", "headers", "chunks", "complete", "_sent_body", "_done")
+    __slots__ = ("body", "status", "headers", "chunks", "complete", "streaming", "out", "rid",
+                 "_sent_body", "_done")
 
-    def __init__(self, body: bytes) -> None:
+    def __init__(self, body: bytes, out: AsyncResponder | None = None, rid: str = "") -> None:
         self.body = body
         self.status: int | None = None
         self.headers: list = []
         self.chunks: list[bytes] = []
         self.complete = False
+        self.streaming = False  # the head went out; the body follows in parts
+        self.out = out
+        self.rid = rid
         self._sent_body = False
         self._done: asyncio.Future | None = None  # created only if someone waits
 
@@ -87,10 +94,25 @@ class _Exchange:
             if self.complete:
                 raise RuntimeError("ASGI app sent http.response.body after the response completed")
             body = message.get("body")
-            if body:
+            more = message.get("more_body", False)
+            out = self.out
+            if out is not None and (more or self.streaming):
+                if not self.streaming:
+                    self.streaming = True
+                    await out.start(self.status, _headers(self.headers))
+                    for early in self.chunks:
+                        await out.chunk(early)
+                    self.chunks.clear()
+                if body:
+                    await out.chunk(body)
+                if not more:
+                    await out.end()
+            elif body:
                 self.chunks.append(body)
-            if not message.get("more_body", False):
+            if not more:
                 self.complete = True
+                if out is not None and not self.streaming:
+                    out.complete(self.response())
                 if self._done is not None and not self._done.done():
                     self._done.set_result(None)
         elif kind == "http.response.start":
@@ -99,6 +121,14 @@ class _Exchange:
             self.status = int(message["status"])
             self.headers = message.get("headers") or []
         # Other messages (trailers, debug) carry nothing we forward.
+
+    def response(self) -> Response:
+        return Response(id=self.rid, status=self.status or 500, headers=_headers(self.headers),
+                        body=b"".join(self.chunks))
+
+
+def _headers(raw: list) -> list[tuple[str, str]]:
+    return [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in raw]
 
 
 class AsgiApp(LoadedApp):
@@ -115,8 +145,11 @@ class AsgiApp(LoadedApp):
         self._started: asyncio.Future | None = None
         self._stopped: asyncio.Future | None = None
 
-    async def ahandle_http(self, req: HttpRequest, ctx: InvokeContext) -> Response:
-        exchange = _Exchange(req.body)
+    async def ahandle_http(self, req: HttpRequest, ctx: InvokeContext,
+                           out: AsyncResponder | None = None) -> Response | None:
+        """The app's response; None when it went through ``out`` (whole, as soon as
+        it was complete, or streamed)."""
+        exchange = _Exchange(req.body, out, req.id)
         try:
             await self.target(build_scope(req, self.state), exchange.receive, exchange.send)
         except Exception:
@@ -128,9 +161,7 @@ class AsgiApp(LoadedApp):
         if not exchange.complete:
             what = "starting" if exchange.status is None else "completing"
             raise RuntimeError(f"ASGI app returned without {what} a response")
-        headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in exchange.headers]
-        return Response(id=req.id, status=exchange.status, headers=headers,
-                        body=b"".join(exchange.chunks))
+        return None if out is not None else exchange.response()
 
     async def startup(self) -> None:
         """Start the lifespan protocol and wait for startup to finish. Raises

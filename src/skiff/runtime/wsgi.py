@@ -1,8 +1,11 @@
 """WSGI apps (Flask, Django, Bottle, ...) per PEP 3333.
 
 ``SCRIPT_NAME`` is the mount and ``PATH_INFO`` the path below it, so frameworks
-build prefixed URLs (Flask's ``url_for``). The response is buffered; the
-iterable is always closed.
+build prefixed URLs (Flask's ``url_for``). A response whose length is known (a
+list or tuple, or a Content-Length header: Flask's and Django's ordinary
+responses) is sent whole, in one frame; any other iterable (a generator) streams
+through the worker's responder, each item as the app yields it. The iterable is
+always closed, also when the gateway cancels the stream.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from skiff.ipc import HttpRequest, Response
 from ._host import split_host
 from .context import InvokeContext
 from .loaded import LoadedApp
+from .streaming import Responder
 
 
 def build_environ(req: HttpRequest) -> dict:
@@ -66,29 +70,57 @@ def _wsgi_str(text: str) -> str:
 class WsgiApp(LoadedApp):
     kind = "wsgi"
 
-    def handle_http(self, req: HttpRequest, ctx: InvokeContext) -> Response:
+    def handle_http(self, req: HttpRequest, ctx: InvokeContext,
+                    out: Responder | None = None) -> Response | None:
+        """The app's response; None when it was streamed through ``out``."""
         chunks: list[bytes] = []
         started: list = []  # [status line, headers] once start_response ran
+        streaming = False
 
         def start_response(status: str, headers: list, exc_info: object = None):
             if started and exc_info is None:
                 raise RuntimeError("start_response called twice without exc_info")
-            # Nothing is sent before the app returns, so a later call (with
+            if streaming and exc_info is not None:
+                raise exc_info[1].with_traceback(exc_info[2])  # type: ignore[index] # PEP 3333
+            # Nothing is sent before the first item, so a later call (with
             # exc_info) may simply replace the first.
             started[:] = (status, headers)
             return chunks.append  # the legacy write() callable
 
         result = self.target(build_environ(req), start_response)
         try:
-            for chunk in result:
-                if chunk:
+            if out is None or isinstance(result, list | tuple) or _has_length(started):
+                for chunk in result:
+                    if chunk:
+                        chunks.append(chunk)
+            else:
+                for chunk in result:
+                    if not chunk:
+                        continue
+                    if not streaming:
+                        streaming = True
+                        out.start(*_head(started))
                     chunks.append(chunk)
+                    for part in chunks:
+                        out.chunk(part)
+                    chunks.clear()
+                if streaming:
+                    out.end()
+                    return None
         finally:
             close = getattr(result, "close", None)
             if close is not None:
                 close()
-        if not started:
-            raise RuntimeError("WSGI app returned without calling start_response")
-        status, headers = started
-        return Response(id=req.id, status=int(status[:3]),
-                        headers=[(k.lower(), v) for k, v in headers], body=b"".join(chunks))
+        status, headers = _head(started)
+        return Response(id=req.id, status=status, headers=headers, body=b"".join(chunks))
+
+
+def _has_length(started: list) -> bool:
+    return bool(started) and any(k.lower() == "content-length" for k, _ in started[1])
+
+
+def _head(started: list) -> tuple[int, list[tuple[str, str]]]:
+    if not started:
+        raise RuntimeError("WSGI app returned without calling start_response")
+    status, headers = started
+    return int(status[:3]), [(k.lower(), v) for k, v in headers]

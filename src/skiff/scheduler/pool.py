@@ -17,7 +17,7 @@ from datetime import datetime
 
 from skiff import ipc as p
 from skiff.errors import InvocationError, TooManyRequests
-from skiff.instance import Instance, Launcher, ZygoteSpec
+from skiff.instance import Instance, Launcher, Stream, ZygoteSpec
 from skiff.scheduler.policy import (
     InstanceView,
     Plan,
@@ -82,7 +82,7 @@ class Pool:
         self._starting: set[asyncio.Task] = set()
 
     # -- the request path -------------------------------------------------
-    async def invoke(self, msg: p.HttpRequest | p.Event) -> tuple[p.Response, Served]:
+    async def invoke(self, msg: p.HttpRequest | p.Event) -> tuple[p.Response | Stream, Served]:
         arrived = time.monotonic()
         inst = self._free_instance()
         if inst is None:
@@ -95,7 +95,13 @@ class Pool:
         try:
             resp = await inst.invoke(msg, target.timeout)
         finally:
-            self._release(inst)
+            # a streamed response, background tasks after the response, a cancelled
+            # call: the instance stays busy (its slot held) until the call returns in it
+            running = inst.running_after(msg.id)
+            if running is None:
+                self._release(inst)
+            else:
+                running.add_done_callback(lambda _: self._release(inst))
         return resp, Served(instance=inst.id, cold=cold, init_ms=inst.init_ms if cold else 0.0,
                             queued_ms=(started - arrived) * 1000, revision=inst.revision)
 

@@ -1,0 +1,5 @@
+"""A well-behaved app served throughout the attacks."""
+
+
+def handler(event, context):
+    return {"ok": True}
