@@ -38,6 +38,7 @@ from skiff.platform.hooks import PlatformHooks
 from skiff.platform.invoke import Invoker
 from skiff.platform.logsink import LogSink
 from skiff.platform.sdkcalls import SdkCalls
+from skiff.platform.workflows import StepFunctions
 from skiff.sdk.services import Services
 from skiff.serverlock import ServerLock
 from skiff.storage import Storage, database_url, open_storage
@@ -112,11 +113,13 @@ def assemble(config: Config, *,
         sdk=sdk, governor=governor)
     # what other nodes of the database deploy, roll back and delete, served here too
     follower = Follower(store, registry, deployer, logs)
+    assert storage.workflows is not None
+    workflows = StepFunctions(storage.workflows, registry, invoker)
     return Platform(config, Parts(
         store=store, registry=registry, logs=logs, invoker=invoker, deployer=deployer,
         launcher=launching, support=support, secrets=secrets, egress=egress, events=events,
         broker=broker, services=services, sdk=sdk, kv=kv, storage=storage, governor=governor,
-        access=access, follower=follower))
+        access=access, follower=follower, workflows=workflows))
 
 
 def governance(config: Config, storage: Storage, secrets: SecretStore, registry: Registry,

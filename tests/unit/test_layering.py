@@ -26,10 +26,11 @@ ALLOWED: dict[str, set[str]] = {
     "serverlock": {"errors"},
     "platform": {"gateway", "triggers", "scheduler", "instance", "egress", "governance",
                  "manifest", "bus", "store", "storage", "sdk", "config", "errors", "logtext",
-                 "ipc"},
+                 "ipc", "workflows"},
     "storage": {"bus", "store", "governance", "errors"},  # the URL factory of every backend
     # the admin API authenticates callers and checks their roles (governance.identity)
-    "gateway": {"scheduler", "manifest", "bus", "governance", "config", "errors", "ipc"},
+    "gateway": {"scheduler", "manifest", "bus", "governance", "config", "errors", "ipc",
+                "workflows"},  # the Step Functions route validates definitions
     "triggers": {"scheduler", "instance", "bus", "manifest", "store", "errors", "ipc"},
     "scheduler": {"instance", "errors", "ipc"},
     "instance": {"runtime", "ipc", "errors"},  # the worker hosts the runtime, in the instance

@@ -29,6 +29,7 @@ from skiff.platform.logsink import LogSink
 from skiff.platform.registry import App, Registry
 from skiff.platform.sdkcalls import SdkCalls
 from skiff.platform.views import describe
+from skiff.platform.workflows import StepFunctions
 from skiff.scheduler import Invocation
 from skiff.sdk.services import Services
 from skiff.storage import Storage
@@ -60,6 +61,7 @@ class Parts:
     follower: Follower
     governor: Governor
     access: Access
+    workflows: StepFunctions | None = None  # state machines and their executions
 
 
 class Platform:
@@ -91,6 +93,8 @@ class Platform:
         self._p.follower.start()  # its first reconcile catches what changed since the restore
         await self._p.launcher.warm(dataclasses.replace(DEFAULT, profile="strict"))
         self._p.events.start()
+        if self._p.workflows is not None:  # after the restore: resumed tasks need their apps
+            await self._p.workflows.start()
         self._ticker = asyncio.ensure_future(self._tick())
 
     async def stop(self) -> None:
@@ -99,6 +103,8 @@ class Platform:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
         await self._p.follower.stop()
+        if self._p.workflows is not None:
+            await self._p.workflows.stop()
         await self._p.egress.aclose()
         self._p.sdk.close()
         await self._p.events.stop()
@@ -118,6 +124,13 @@ class Platform:
                         app.pool.rescale()
                     except Exception:  # one app never stops the loop
                         log.exception("scaling %s failed", app.name)
+
+    @property
+    def sfn(self) -> StepFunctions:
+        if self._p.workflows is None:
+            raise SkiffError("workflows are not enabled on this platform", code="not_found",
+                             status=404)
+        return self._p.workflows
 
     def new_request_id(self) -> str:
         return str(uuid.uuid4())
