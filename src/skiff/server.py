@@ -31,6 +31,7 @@ from skiff.instance import InstanceHooks, Launcher
 from skiff.instance.cgroups import CgroupManager, owned_name
 from skiff.instance.environments import Environments
 from skiff.instance.isolation import Support
+from skiff.manifest.state_machine import resource_kind
 from skiff.platform import Parts, Platform, Registry
 from skiff.platform.deploy import Deployer
 from skiff.platform.follow import Follower
@@ -172,7 +173,7 @@ def egress_proxy(config: Config, logs: LogSink) -> EgressProxy:
 
 async def deploy_all(platform: Platform, dirs: list[Path], *,
                      allow_secret_findings: str | None = None) -> None:
-    apps = find_apps(dirs)
+    found = find_apps(dirs)
     gate = asyncio.Semaphore(4)  # a thousand apps deploy a few at a time, not all at once
 
     async def one(d: Path) -> dict:
@@ -180,7 +181,12 @@ async def deploy_all(platform: Platform, dirs: list[Path], *,
             return await platform.deploy(d, actor=SYSTEM_UP,
                                          allow_secret_findings=allow_secret_findings)
 
+    # state machines after the apps: a deploy refuses a task naming an app not deployed
+    machines = [d for d in found if resource_kind(d) == "StateMachine"]
+    apps = [d for d in found if d not in machines]
     results = await asyncio.gather(*(one(d) for d in apps), return_exceptions=True)
+    results += await asyncio.gather(*(one(d) for d in machines), return_exceptions=True)
+    apps += machines
     base = platform.config
     for d, res in zip(apps, results, strict=True):
         if isinstance(res, SkiffError):

@@ -40,6 +40,8 @@ def test_a_saved_machine_becomes_current_and_revisions_stay(
     h.save_machine(_machine(name="billing"))
     assert [m.name for m in h.machines()] == ["billing", "orders"]
     assert h.machine("orders", "nope") is None
+    assert [m.revision for m in h.machine_revisions("orders")] == ["r1", "r2"]
+    assert h.machine_revisions("nope") == []
 
 
 def test_an_execution_is_created_once(workflow_history: WorkflowHistory) -> None:

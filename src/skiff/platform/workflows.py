@@ -173,6 +173,27 @@ class StepFunctions:
         self._machines[(name, row.revision)] = machine
         return row
 
+    def rollback(self, name: str, revision: str | None = None) -> MachineRow:
+        """Make ``revision`` (default: the one saved before the current) current again;
+        executions running keep the revision they started on."""
+        current = self.machine_row(name)
+        revisions = self.history.machine_revisions(current.name)
+        if revision is None:
+            older = [r for r in revisions if r.created < current.created]
+            if not older:
+                raise StepFunctionsError("ValidationException",
+                                         f"state machine {name} has no earlier revision")
+            row = older[-1]
+        else:
+            found = [r for r in revisions if r.revision == revision]
+            if not found:
+                raise StepFunctionsError("ValidationException",
+                                         f"state machine {name} has no revision {revision}; "
+                                         f"it has {', '.join(r.revision for r in revisions)}")
+            row = found[0]
+        self.history.save_machine(row)
+        return row
+
     def machine_row(self, name_or_arn: str) -> MachineRow:
         row = self.history.machine(machine_of(name_or_arn))
         if row is None:

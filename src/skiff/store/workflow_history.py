@@ -97,6 +97,10 @@ class WorkflowHistory(abc.ABC):
         """The revision named, or the current one; None when there is none."""
 
     @abc.abstractmethod
+    def machine_revisions(self, name: str) -> list[MachineRow]:
+        """Every revision of the machine, oldest first (by when each was first saved)."""
+
+    @abc.abstractmethod
     def machines(self) -> list[MachineRow]:
         """The current revision of every machine, by name."""
 
@@ -224,6 +228,13 @@ class SQLiteWorkflowHistory(WorkflowHistory):
                                    "sfn_machines WHERE name = ? AND revision = ?",
                                    (name, revision)).fetchone()
         return None if row is None else MachineRow(*row)
+
+    def machine_revisions(self, name: str) -> list[MachineRow]:
+        with self._lock:
+            rows = self._db.execute("SELECT name, revision, definition, type, created FROM "
+                                    "sfn_machines WHERE name = ? ORDER BY created, revision",
+                                    (name,)).fetchall()
+        return [MachineRow(*r) for r in rows]
 
     def machines(self) -> list[MachineRow]:
         with self._lock:

@@ -44,6 +44,13 @@ class PostgresWorkflowHistory(WorkflowHistory):
                                    (name, revision)).fetchone()
         return None if row is None else MachineRow(*row)
 
+    def machine_revisions(self, name: str) -> list[MachineRow]:
+        with self.db.connection() as conn:
+            rows = conn.execute("SELECT name, revision, definition, type, created FROM "
+                                "sfn_machines WHERE name = %s ORDER BY created, revision",
+                                (name,)).fetchall()
+        return [MachineRow(*r) for r in rows]
+
     def machines(self) -> list[MachineRow]:
         with self.db.connection() as conn:
             rows = conn.execute(
