@@ -5,6 +5,9 @@ boto3's exception classes, and the order saga with Catch-driven compensation."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -189,3 +192,31 @@ def test_a_declined_payment_is_compensated(server, sfn):
     entered = [e["stateEnteredEventDetails"]["name"] for e in events
                if "stateEnteredEventDetails" in e]
     assert entered == ["Reserve", "Charge", "Release", "Cancelled"]
+
+
+def test_the_cli_starts_describes_lists_and_validates(server, tmp_path):
+    """`skiff sfn start --sync | describe | history | ls | validate` over the protocol."""
+    def skiff(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "skiff", "sfn", *args, "--url", server.url],
+                              capture_output=True, text=True, timeout=60,
+                              env={**os.environ, "SKIFF_ADMIN_TOKEN": (
+                                  server.home / "admin-token").read_text().strip()})
+
+    ran = skiff("start", "echo-express", '{"n": 1}', "--sync")
+    assert ran.returncode == 0, ran.stderr
+    assert json.loads(json.loads(ran.stdout)["output"]) == {"n": 1}
+    started = skiff("start", "order-saga", json.dumps(
+        {"order_id": "o-cli", "sku": "paddle", "qty": 1, "amount": 10}), "--name", "cli-1")
+    assert started.returncode == 0, started.stderr
+    arn = started.stdout.strip()
+    assert arn.endswith(":order-saga:cli-1")
+    server.wait_for(lambda: '"SUCCEEDED"' in skiff("describe", arn).stdout, "the saga")
+    assert "ExecutionSucceeded" in skiff("history", arn).stdout
+    assert "order-saga" in skiff("ls").stdout
+    assert "cli-1" in skiff("ls", "order-saga").stdout
+    bad = tmp_path / "bad.asl.json"
+    bad.write_text('{"StartAt": "X", "States": {}}')
+    checked = skiff("validate", str(bad))
+    assert checked.returncode == 1 and "ERROR" in checked.stdout
+    missing = skiff("describe", "arn:aws:states:local:000000000000:execution:order-saga:none")
+    assert missing.returncode == 1 and "ExecutionDoesNotExist" in missing.stderr
