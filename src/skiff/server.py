@@ -39,7 +39,7 @@ from skiff.platform.hooks import PlatformHooks
 from skiff.platform.invoke import Invoker
 from skiff.platform.logsink import LogSink
 from skiff.platform.sdkcalls import SdkCalls
-from skiff.platform.workflows import StepFunctions
+from skiff.platform.workflows import StepFunctions, WorkflowLimits
 from skiff.sdk.services import Services
 from skiff.serverlock import ServerLock
 from skiff.storage import Storage, database_url, open_storage
@@ -115,7 +115,10 @@ def assemble(config: Config, *,
     # what other nodes of the database deploy, roll back and delete, served here too
     follower = Follower(store, registry, deployer, logs)
     assert storage.workflows is not None
-    workflows = StepFunctions(storage.workflows, registry, invoker)
+    workflows = StepFunctions(storage.workflows, registry, invoker,
+                              limits=WorkflowLimits(max_payload_bytes=config.sfn_max_payload_bytes,
+                                                    max_history_events=config.sfn_max_history_events),
+                              max_running=config.sfn_max_running)
     return Platform(config, Parts(
         store=store, registry=registry, logs=logs, invoker=invoker, deployer=deployer,
         launcher=launching, support=support, secrets=secrets, egress=egress, events=events,

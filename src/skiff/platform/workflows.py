@@ -124,9 +124,10 @@ class StepFunctions:
     """State machines and their executions (what the sfn route and CLI drive)."""
 
     def __init__(self, history: WorkflowHistory, registry: Registry, invoke: Invoke, *,
-                 limits: Limits | None = None,
+                 limits: Limits | None = None, max_running: int = 10_000,
                  log_app: Callable[[str, str], None] | None = None) -> None:
         self.history = history
+        self.max_running = max_running
         self._registry = registry
         self._invoke = invoke
         self.limits = limits or Limits()
@@ -217,6 +218,11 @@ class StepFunctions:
             raise StepFunctionsError("ServiceUnavailable", "the platform is stopping",
                                      status=503)
         mrow = self.machine_row(machine)
+        if len(self._live) >= self.max_running:
+            raise StepFunctionsError(
+                "ExecutionLimitExceeded", f"{len(self._live)} executions are running on this "
+                f"node, its limit (SKIFF_SFN_MAX_RUNNING); start this one when some have "
+                "ended", status=429)
         is_express = mrow.type == "EXPRESS" if express is None else express
         name = name or str(uuid.uuid4())
         if not _NAME.fullmatch(name):
@@ -479,4 +485,7 @@ def _task_error(exc: SkiffError) -> StatesError:
     return StatesError(TASK_FAILED, f"{exc.code}: {exc.message}")
 
 
-__all__ = ["StepFunctions", "StepFunctionsError", "execution_arn", "machine_arn"]
+WorkflowLimits = Limits  # the interpreter's bounds, as the composition root names them
+
+__all__ = ["StepFunctions", "StepFunctionsError", "WorkflowLimits", "execution_arn",
+           "machine_arn"]
