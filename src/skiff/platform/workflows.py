@@ -364,28 +364,34 @@ class StepFunctions:
         async with live.lock:
             if live.done.is_set() or self._closing:
                 return
-            decision = live.ex.apply({**event, "timestamp": time.time()})
-            end = next((c for c in decision.commands if isinstance(c, ev.Finish)), None)
-            row = live.row
-            if end is not None:
-                row = replace(row, status=end.status, output=end.output, error=end.error,
-                              cause=end.cause, stop=time.time())
-            if live.durable and decision.events:
-                try:
-                    await asyncio.to_thread(
-                        self.history.append, row.arn, decision.events,
-                        FinishRow(row.status, row.stop or 0.0, row.output, row.error,
-                                  row.cause) if end is not None else None)
-                except Exception:
-                    # nothing of this step happened: the execution stops here and resumes
-                    # from what its history holds at the next start
-                    log.exception("recording a step of %s failed; it resumes at restart",
-                                  row.arn)
-                    self._forget(live)
-                    return
+            try:
+                # off the event loop, in one thread hop: a step may run thousands of
+                # states (a Map of Pass states) and its commit waits for an fsync, and the
+                # loop serves every app meanwhile; the lock keeps one step at a time
+                decision, row = await asyncio.to_thread(self._step, live, event)
+            except Exception:
+                # nothing of this step was recorded: the execution stops here and resumes
+                # from what its history holds at the next start
+                log.exception("a step of %s failed; it resumes at restart", live.row.arn)
+                self._forget(live)
+                return
             live.row = row
             for cmd in decision.commands:
                 self._carry_out(live, cmd)
+
+    def _step(self, live: _Live, event: dict) -> tuple[ev.Decision, ExecutionRow]:
+        """Apply ``event``, then record what it produced (before any of it is done)."""
+        decision = live.ex.apply({**event, "timestamp": time.time()})
+        end = next((c for c in decision.commands if isinstance(c, ev.Finish)), None)
+        row = live.row
+        if end is not None:
+            row = replace(row, status=end.status, output=end.output, error=end.error,
+                          cause=end.cause, stop=time.time())
+        if live.durable and decision.events:
+            self.history.append(row.arn, decision.events,
+                                FinishRow(row.status, row.stop or 0.0, row.output, row.error,
+                                          row.cause) if end is not None else None)
+        return decision, row
 
     def _carry_out(self, live: _Live, cmd: ev.Command) -> None:
         if isinstance(cmd, ev.RunTask):
@@ -432,6 +438,11 @@ class StepFunctions:
         except StatesError as e:
             done = {"type": ev.TASK_FAILED, "token": cmd.token, "error": e.error,
                     "cause": e.cause}
+        except Exception as exc:  # a bug here must fail the task, not hang the execution
+            log.exception("task %s of %s failed inside the platform", cmd.state,
+                          live.row.arn)
+            done = {"type": ev.TASK_FAILED, "token": cmd.token, "error": TASK_FAILED,
+                    "cause": f"internal error ({type(exc).__name__}); the server log has it"}
         await self._apply(live, done)
 
     async def _invoke_task(self, cmd: ev.RunTask) -> Any:
@@ -464,11 +475,34 @@ class StepFunctions:
                                            f"{resp.body[:1000].decode('utf-8', 'replace')}")
         try:
             result = json.loads(resp.body) if resp.body.strip() else None
+        except RecursionError:
+            raise StatesError(TASK_FAILED, "the task result is nested too deeply") from None
         except ValueError:
             result = resp.body.decode("utf-8", "replace")
+        if _depth_over(result, MAX_RESULT_DEPTH):
+            raise StatesError(TASK_FAILED, f"the task result is nested deeper than "
+                                           f"{MAX_RESULT_DEPTH} levels")
         if tgt.wrap:
             return {"ExecutedVersion": "$LATEST", "Payload": result, "StatusCode": 200}
         return result
+
+
+#: How deeply a task result may nest: the interpreter's paths, JSONata and the
+#: history's JSON recurse over it, and Python's stack is ~1,000 frames.
+MAX_RESULT_DEPTH = 200
+
+
+def _depth_over(value: Any, limit: int) -> bool:
+    """Is ``value`` nested deeper than ``limit``? (iterative: a hostile result cannot
+    exhaust the stack here)."""
+    stack = [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, dict | list):
+            if depth > limit:
+                return True
+            stack.extend((c, depth + 1) for c in (v.values() if isinstance(v, dict) else v))
+    return False
 
 
 _ERROR_TYPE = re.compile(r"([A-Za-z_][\w.]*): (.*)", re.S)
