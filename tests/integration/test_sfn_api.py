@@ -220,3 +220,40 @@ def test_the_cli_starts_describes_lists_and_validates(server, tmp_path):
     assert checked.returncode == 1 and "ERROR" in checked.stdout
     missing = skiff("describe", "arn:aws:states:local:000000000000:execution:order-saga:none")
     assert missing.returncode == 1 and "ExecutionDoesNotExist" in missing.stderr
+
+
+CALLBACK = {"StartAt": "Ask", "States": {"Ask": {
+    "Type": "Task", "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+    "Parameters": {"FunctionName": "sfn-step",
+                   "Payload": {"step": "ask", "token.$": "$$.Task.Token"}},
+    "HeartbeatSeconds": 3600, "End": True}}}
+
+
+def test_callback_tasks_wait_for_send_task_success_or_failure(server, sfn):
+    """A .waitForTaskToken task invokes its app with the token, then waits: a heartbeat
+    keeps it, SendTaskSuccess ends it with the output given, SendTaskFailure with the
+    error given; an unknown token is TaskDoesNotExist."""
+    arn = sfn.create_state_machine(name="callback", definition=json.dumps(CALLBACK),
+                                   roleArn="r")["stateMachineArn"]
+
+    def waiting(name: str) -> tuple[str, str]:
+        ex = sfn.start_execution(stateMachineArn=arn, name=name)["executionArn"]
+        scheduled = server.wait_for(lambda: [e for e in sfn.get_execution_history(
+            executionArn=ex)["events"] if e["type"] == "TaskScheduled"], "the task")
+        token = json.loads(scheduled[0]["taskScheduledEventDetails"]["parameters"])
+        return ex, token["Payload"]["token"]
+
+    ok, token = waiting("approve")
+    server.wait_for(lambda: kv(server, "runs:ask") == 1, "the app to get the token")
+    sfn.send_task_heartbeat(taskToken=token)
+    assert sfn.describe_execution(executionArn=ok)["status"] == "RUNNING"
+    sfn.send_task_success(taskToken=token, output=json.dumps({"approved": True}))
+    done = finished(server, sfn, ok)
+    assert done["status"] == "SUCCEEDED" and json.loads(done["output"]) == {"approved": True}
+    with pytest.raises(sfn.exceptions.TaskDoesNotExist):
+        sfn.send_task_success(taskToken=token, output="{}")  # answered already
+    no, token = waiting("reject")
+    sfn.send_task_failure(taskToken=token, error="Rejected", cause="by the test")
+    done = finished(server, sfn, no)
+    assert (done["status"], done["error"], done["cause"]) == ("FAILED", "Rejected",
+                                                                "by the test")

@@ -220,13 +220,36 @@ def _execution(row: Any) -> dict:
     return out
 
 
+async def _task_success(sfn: Any, body: dict) -> dict:
+    raw = body.get("output")
+    try:
+        output = json.loads(raw) if isinstance(raw, str) else None
+    except ValueError:
+        raise SkiffError("output must be JSON text", aws_type="InvalidOutput",
+                         status=400) from None
+    await sfn.send_task_result(str(body.get("taskToken", "")), output=output)
+    return {}
+
+
+async def _task_failure(sfn: Any, body: dict) -> dict:
+    await sfn.send_task_result(str(body.get("taskToken", "")),
+                               error=body.get("error") or "", cause=body.get("cause"))
+    return {}
+
+
+async def _task_heartbeat(sfn: Any, body: dict) -> dict:
+    await sfn.send_task_result(str(body.get("taskToken", "")), heartbeat=True)
+    return {}
+
+
 _OPERATIONS = {
     "CreateStateMachine": _create, "UpdateStateMachine": _update,
     "DeleteStateMachine": _delete, "DescribeStateMachine": _describe_machine,
     "ListStateMachines": _list_machines, "ValidateStateMachineDefinition": _validate,
     "StartExecution": _start, "StartSyncExecution": _start_sync,
     "DescribeExecution": _describe, "StopExecution": _stop, "ListExecutions": _list,
-    "GetExecutionHistory": _history,
+    "GetExecutionHistory": _history, "SendTaskSuccess": _task_success,
+    "SendTaskFailure": _task_failure, "SendTaskHeartbeat": _task_heartbeat,
 }
 
 

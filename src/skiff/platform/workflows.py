@@ -279,6 +279,24 @@ class StepFunctions:
         await self._apply(live, {"type": ev.EXECUTION_ABORTED, **details})
         return live.row
 
+    async def send_task_result(self, token: str, *, output: Any = None,
+                               error: str | None = None, cause: str | None = None,
+                               heartbeat: bool = False) -> None:
+        """SendTaskSuccess / SendTaskFailure / SendTaskHeartbeat: the answer of a
+        ``.waitForTaskToken`` task (or of any task still waiting, by its token)."""
+        live = self._live.get(token.partition("/")[0])
+        if live is None or not any(isinstance(c, ev.RunTask) and c.token == token
+                                   for c in live.ex.pending()):
+            raise StepFunctionsError("TaskDoesNotExist", "Task Does Not Exist: no task of a "
+                                     "running execution waits for this token")
+        if heartbeat:
+            event: dict = {"type": ev.TASK_HEARTBEAT, "token": token}
+        elif error is not None or cause is not None:
+            event = {"type": ev.TASK_FAILED, "token": token, "error": error, "cause": cause}
+        else:
+            event = {"type": ev.TASK_SUCCEEDED, "token": token, "output": output}
+        await self._apply(live, event)
+
     def describe(self, arn: str) -> ExecutionRow:
         live = self._live.get(arn) or self._express.get(arn)
         if live is not None:
@@ -434,6 +452,8 @@ class StepFunctions:
     async def _run_task(self, live: _Live, cmd: ev.RunTask) -> None:
         try:
             output = await self._invoke_task(cmd)
+            if output is _CALLBACK:
+                return  # its result comes with SendTaskSuccess or SendTaskFailure
             done = {"type": ev.TASK_SUCCEEDED, "token": cmd.token, "output": output}
         except StatesError as e:
             done = {"type": ev.TASK_FAILED, "token": cmd.token, "error": e.error,
@@ -482,10 +502,14 @@ class StepFunctions:
         if _depth_over(result, MAX_RESULT_DEPTH):
             raise StatesError(TASK_FAILED, f"the task result is nested deeper than "
                                            f"{MAX_RESULT_DEPTH} levels")
+        if tgt.callback:
+            return _CALLBACK
         if tgt.wrap:
             return {"ExecutedVersion": "$LATEST", "Payload": result, "StatusCode": 200}
         return result
 
+
+_CALLBACK = object()  # a .waitForTaskToken task was handed to its app
 
 #: How deeply a task result may nest: the interpreter's paths, JSONata and the
 #: history's JSON recurse over it, and Python's stack is ~1,000 frames.

@@ -24,6 +24,9 @@ from .definition import StateMachine
 from .errors import TASK_FAILED, StatesError
 
 LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
+#: the callback form: the app is invoked, and the task waits for SendTaskSuccess /
+#: SendTaskFailure naming its token ($$.Task.Token, passed in the Payload)
+WAIT_FOR_TOKEN = ".waitForTaskToken"
 SKIFF_APP = "skiff:app/"
 
 
@@ -32,6 +35,7 @@ class Target:
     app: str
     payload: Any
     wrap: bool  # the result as lambda:invoke returns it, {"Payload": ...}
+    callback: bool = False  # .waitForTaskToken: the result comes by SendTaskSuccess
 
 
 def function_app(name: str) -> str:
@@ -49,6 +53,8 @@ def function_app(name: str) -> str:
 def target(resource: str, value: Any) -> Target:
     """Where a task goes; an unusable resource or input is States.TaskFailed (what AWS
     answers a Lambda integration called with no FunctionName, say)."""
+    if resource == LAMBDA_INVOKE + WAIT_FOR_TOKEN:
+        return Target(**{**target(LAMBDA_INVOKE, value).__dict__, "callback": True})
     if resource == LAMBDA_INVOKE:
         if not isinstance(value, Mapping) or not isinstance(value.get("FunctionName"), str):
             raise StatesError(TASK_FAILED, "lambda:invoke needs a FunctionName (an app name) "
@@ -72,7 +78,7 @@ def apps_named(machine: StateMachine) -> dict[str, str]:
         if st.type == "Task":
             resource = st.get("Resource")
             args = st.get("Parameters") if "Parameters" in st else st.get("Arguments")
-            if resource == LAMBDA_INVOKE:
+            if resource in (LAMBDA_INVOKE, LAMBDA_INVOKE + WAIT_FOR_TOKEN):
                 name = args.get("FunctionName") if isinstance(args, Mapping) else None
                 if isinstance(name, str) and not name.startswith("{%"):
                     out.setdefault(function_app(name), st.name)
