@@ -107,6 +107,8 @@ def test_bad_requests_are_aws_errors(sfn):
         sfn.describe_execution(executionArn="arn:aws:states:local:000000000000:execution:x:y")
     with pytest.raises(sfn.exceptions.StateMachineDoesNotExist):
         sfn.start_execution(stateMachineArn="arn:aws:states:local:000000000000:stateMachine:no")
+    with pytest.raises(sfn.exceptions.StateMachineDoesNotExist):
+        sfn.list_executions(stateMachineArn="arn:aws:states:local:000000000000:stateMachine:no")
     bad = {"StartAt": "Nope", "States": {"A": {"Type": "Pass", "End": True}}}
     with pytest.raises(sfn.exceptions.InvalidDefinition):
         sfn.create_state_machine(name="bad", definition=json.dumps(bad), roleArn="r")

@@ -173,6 +173,8 @@ async def _stop(sfn: Any, body: dict) -> dict:
 
 async def _list(sfn: Any, body: dict) -> dict:
     limit = _max_results(body)
+    if body.get("stateMachineArn"):
+        sfn.machine_row(str(body["stateMachineArn"]))  # StateMachineDoesNotExist, as on AWS
     rows = sfn.executions(str(body.get("stateMachineArn", "")) or None,
                           body.get("statusFilter"), limit)
     return {"executions": [{k: v for k, v in (

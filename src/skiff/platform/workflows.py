@@ -285,8 +285,12 @@ class StepFunctions:
         """SendTaskSuccess / SendTaskFailure / SendTaskHeartbeat: the answer of a
         ``.waitForTaskToken`` task (or of any task still waiting, by its token)."""
         live = self._live.get(token.partition("/")[0])
-        if live is None or not any(isinstance(c, ev.RunTask) and c.token == token
-                                   for c in live.ex.pending()):
+        waiting = False
+        if live is not None:
+            async with live.lock:  # a step may be changing the execution in its thread
+                waiting = any(isinstance(c, ev.RunTask) and c.token == token
+                              for c in live.ex.pending())
+        if live is None or not waiting:
             raise StepFunctionsError("TaskDoesNotExist", "Task Does Not Exist: no task of a "
                                      "running execution waits for this token")
         if heartbeat:
