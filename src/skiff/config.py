@@ -52,6 +52,12 @@ class Config:
     # async invocations accepted and not yet settled, per app: any client that reaches an
     # app may ask for them, and each is kept on disk until it runs
     async_max_pending_per_app: int = 10_000
+    # workflows (skiff.platform.workflows): AWS's quotas by default. Executions running at
+    # once on a node (each holds its state in memory); events in one history; bytes of an
+    # execution's input, a state's output or a task's result
+    sfn_max_running: int = 10_000
+    sfn_max_history_events: int = 25_000
+    sfn_max_payload_bytes: int = 262_144
     # how long an instance asked to stop (idle, replaced, shut down) may take before
     # it is killed whole; it counts against maxInstances until then
     stop_grace: float = 10.0
@@ -136,6 +142,11 @@ class Config:
                 "stream_idle_timeout", _env("STREAM_IDLE_TIMEOUT", "60"))),
             stream_max_seconds=float(given.pop(  # type: ignore[arg-type]
                 "stream_max_seconds", _env("STREAM_MAX_SECONDS", "3600"))),
+            sfn_max_running=int(given.pop("sfn_max_running", _env("SFN_MAX_RUNNING", "10000"))),  # type: ignore[arg-type]
+            sfn_max_history_events=int(given.pop(  # type: ignore[call-overload]
+                "sfn_max_history_events", _env("SFN_MAX_HISTORY_EVENTS", "25000"))),
+            sfn_max_payload_bytes=int(given.pop(  # type: ignore[call-overload]
+                "sfn_max_payload_bytes", _env("SFN_MAX_PAYLOAD_BYTES", "262144"))),
             forwarded_allow_ips=str(given.pop("forwarded_allow_ips",
                                               _env("FORWARDED_ALLOW_IPS", ""))).strip(),
             max_header_bytes=int(given.pop("max_header_bytes", _env("MAX_HEADER_BYTES", str(32 << 10)))),  # type: ignore[arg-type]

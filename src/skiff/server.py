@@ -32,6 +32,7 @@ from skiff.instance import InstanceHooks, Launcher
 from skiff.instance.cgroups import CgroupManager, owned_name
 from skiff.instance.environments import Environments
 from skiff.instance.isolation import Support
+from skiff.manifest.state_machine import resource_kind
 from skiff.observe import Metrics, Observe, Terminal, Tracing
 from skiff.platform import Parts, Platform, Registry
 from skiff.platform.deploy import Deployer
@@ -41,6 +42,7 @@ from skiff.platform.invoke import Invoker
 from skiff.platform.logsink import LogSink
 from skiff.platform.observed import LiveState
 from skiff.platform.sdkcalls import SdkCalls
+from skiff.platform.workflows import StepFunctions, WorkflowLimits
 from skiff.sdk.services import Services
 from skiff.serverlock import ServerLock
 from skiff.storage import Storage, database_url, open_storage
@@ -123,11 +125,16 @@ def assemble(config: Config, *,
         sdk=sdk, governor=governor)
     # what other nodes of the database deploy, roll back and delete, served here too
     follower = Follower(store, registry, deployer, logs)
+    assert storage.workflows is not None
+    workflows = StepFunctions(storage.workflows, registry, invoker,
+                              limits=WorkflowLimits(max_payload_bytes=config.sfn_max_payload_bytes,
+                                                    max_history_events=config.sfn_max_history_events),
+                              max_running=config.sfn_max_running)
     return Platform(config, Parts(
         store=store, registry=registry, logs=logs, invoker=invoker, deployer=deployer,
         launcher=launching, support=support, secrets=secrets, egress=egress, events=events,
         broker=broker, services=services, sdk=sdk, kv=kv, storage=storage, governor=governor,
-        access=access, follower=follower, observe=observe))
+        access=access, follower=follower, observe=observe, workflows=workflows))
 
 
 def governance(config: Config, storage: Storage, secrets: SecretStore, registry: Registry,
@@ -185,7 +192,7 @@ def egress_proxy(config: Config, logs: LogSink, observe: Observe | None = None) 
 
 async def deploy_all(platform: Platform, dirs: list[Path], *,
                      allow_secret_findings: str | None = None) -> None:
-    apps = find_apps(dirs)
+    found = find_apps(dirs)
     gate = asyncio.Semaphore(4)  # a thousand apps deploy a few at a time, not all at once
 
     async def one(d: Path) -> dict:
@@ -193,7 +200,12 @@ async def deploy_all(platform: Platform, dirs: list[Path], *,
             return await platform.deploy(d, actor=SYSTEM_UP,
                                          allow_secret_findings=allow_secret_findings)
 
+    # state machines after the apps: a deploy refuses a task naming an app not deployed
+    machines = [d for d in found if resource_kind(d) == "StateMachine"]
+    apps = [d for d in found if d not in machines]
     results = await asyncio.gather(*(one(d) for d in apps), return_exceptions=True)
+    results += await asyncio.gather(*(one(d) for d in machines), return_exceptions=True)
+    apps += machines
     base = platform.config
     for d, res in zip(apps, results, strict=True):
         if isinstance(res, SkiffError):

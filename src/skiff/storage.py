@@ -44,6 +44,7 @@ from skiff.store.records import InvocationLog, LogRetention
 from skiff.store.registry import Registry
 from skiff.store.trigger_state import TriggerState
 from skiff.store.uids import UidRegistry
+from skiff.store.workflow_history import WorkflowHistory
 
 __all__ = ["CODE_VERSION", "Storage", "database_url", "mask_url", "migrate", "open_audit",
            "open_secret_rows", "open_storage", "sqlite_path"]
@@ -66,10 +67,12 @@ class Storage:
     #: users, groups, service tokens; and the audit trail (``governance.db`` on SQLite)
     identities: IdentityRows | None = None
     audit: AuditLog | None = None
+    #: state machines, executions and their histories (``workflows.db`` on SQLite)
+    workflows: WorkflowHistory | None = None
 
     def close(self) -> None:
         for part in (self.broker, self.kv, self.secret_rows, self.trigger_state,
-                     self.identities, self.audit, self.store):
+                     self.identities, self.audit, self.workflows, self.store):
             if part is not None:
                 part.close()
         database = getattr(self.store, "db", None)
@@ -119,6 +122,7 @@ def _open_sqlite(path: Path, retention: LogRetention | None,
     from skiff.store.kv_sqlite import SQLiteKV
     from skiff.store.sqlite import Store
     from skiff.store.trigger_state import SQLiteTriggerState
+    from skiff.store.workflow_history import SQLiteWorkflowHistory
 
     where = str(path)
     try:
@@ -150,12 +154,15 @@ def _open_sqlite(path: Path, retention: LogRetention | None,
         # the file older servers' event planes wrote: their state is read as it is
         state = SQLiteTriggerState(path.parent / "events.db", exclusive=True)
         opened.append(state)
+        workflows = SQLiteWorkflowHistory(path.parent / "workflows.db", exclusive=True)
+        opened.append(workflows)
         identities, audit = open_governance_sqlite(path.parent)
     except BaseException:
         for part in reversed(opened):
             part.close()
         raise
-    return Storage(f"sqlite://{where}", store, broker, kv, rows, state, identities, audit)
+    return Storage(f"sqlite://{where}", store, broker, kv, rows, state, identities, audit,
+                   workflows)
 
 
 def open_governance_sqlite(directory: Path) -> tuple[IdentityRows, AuditLog]:
@@ -181,6 +188,7 @@ def _open_postgres(url: str, retention: LogRetention | None,
     from skiff.store.records_postgres import PostgresInvocationLog
     from skiff.store.registry_postgres import PostgresRegistry
     from skiff.store.trigger_state_postgres import PostgresTriggerState
+    from skiff.store.workflow_history_postgres import PostgresWorkflowHistory
 
     class PostgresStore(PostgresRegistry, PostgresInvocationLog):
         def __init__(self, db: PostgresDatabase) -> None:
@@ -202,7 +210,7 @@ def _open_postgres(url: str, retention: LogRetention | None,
 
     return Storage(mask_url(url), store, PostgresBroker(db), PostgresKV(db),
                    PostgresSecretRows(db), PostgresTriggerState(db), PostgresIdentityRows(db),
-                   PostgresAuditLog(db))
+                   PostgresAuditLog(db), PostgresWorkflowHistory(db))
 
 
 def open_secret_rows(url: str) -> SecretRows:

@@ -93,3 +93,17 @@ def secret_rows(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Secr
         rows = SQLiteSecretRows(tmp_path / "secrets.db")
     yield rows
     rows.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def workflow_history(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[object]:
+    from skiff.store.workflow_history import SQLiteWorkflowHistory, WorkflowHistory
+
+    if request.param == "postgres":
+        from skiff.store.workflow_history_postgres import PostgresWorkflowHistory
+
+        h: WorkflowHistory = PostgresWorkflowHistory(request.getfixturevalue("pg_database"))
+    else:
+        h = SQLiteWorkflowHistory(tmp_path / "workflows.db", exclusive=True)
+    yield h
+    h.close()

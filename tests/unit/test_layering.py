@@ -24,15 +24,16 @@ ALLOWED: dict[str, set[str]] = {
             "manifest"},
     "server": {"dashboard", "platform", "gateway", "triggers", "bus", "store", "sdk", "instance",
                "governance", "egress", "edge", "serverlock", "storage", "observe", "config",
-               "errors"},
+               "errors", "manifest"},
     "serverlock": {"errors"},
     "platform": {"gateway", "triggers", "scheduler", "instance", "egress", "governance",
                  "manifest", "bus", "store", "storage", "sdk", "observe", "config", "errors",
-                 "logtext", "ipc"},
+                 "logtext", "ipc", "workflows"},
     "storage": {"bus", "store", "governance", "errors"},  # the URL factory of every backend
-    # the admin API authenticates callers and checks their roles (governance.identity)
+    # the admin API authenticates callers and checks their roles (governance.identity);
+    # the Step Functions route validates definitions
     "gateway": {"scheduler", "manifest", "bus", "governance", "observe", "config", "errors",
-                "ipc"},
+                "ipc", "workflows"},
     # fed by the platform and the gateway through after_* calls; imports neither
     "observe": {"store", "logtext", "errors"},
     "triggers": {"scheduler", "instance", "bus", "manifest", "store", "errors", "ipc"},

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from skiff.cli.sfn import sfn_app
 from skiff.config import Config
 from skiff.errors import SkiffError
 from skiff.logtext import one_line
@@ -667,6 +668,7 @@ def _register_governance() -> None:
 
 
 _register_governance()
+app.add_typer(sfn_app, name="sfn")
 
 
 def main() -> None:

@@ -31,7 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 import skiff
 from skiff import ipc as p
 from skiff.errors import InvocationError, NotFound, PayloadTooLarge, SkiffError, Unauthorized
-from skiff.gateway import upload
+from skiff.gateway import sfn, upload
 from skiff.gateway.app import app_response
 from skiff.gateway.facade import Facade
 from skiff.governance import Principal, Role
@@ -270,6 +270,7 @@ def build_admin(platform: Facade, token: str,
             return principal
         return check
 
+    sfn.mount(api, lambda: platform.sfn, caller)  # the Step Functions JSON protocol
     protected = [Depends(role(Role.viewer, "reading the admin API"))]
     operating = [Depends(role(Role.operator, "this operation"))]
     admin_only = [Depends(role(Role.admin, "managing identities"))]

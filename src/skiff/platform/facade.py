@@ -17,11 +17,12 @@ from skiff.bus import Broker
 from skiff.config import Config
 from skiff.egress import EgressProxy
 from skiff.errors import SkiffError
-from skiff.governance import Governor, Principal, SecretStore
+from skiff.governance import Governor, Principal, Role, SecretStore
 from skiff.governance.access import Access
 from skiff.instance import Launcher
 from skiff.instance.environments import DEFAULT
 from skiff.instance.isolation import Support
+from skiff.manifest.state_machine import load_state_machine, resource_kind
 from skiff.observe import Observe
 from skiff.platform.deploy import Deployer
 from skiff.platform.follow import Follower
@@ -30,6 +31,7 @@ from skiff.platform.logsink import LogSink
 from skiff.platform.registry import App, Registry
 from skiff.platform.sdkcalls import SdkCalls
 from skiff.platform.views import describe
+from skiff.platform.workflows import StepFunctions
 from skiff.scheduler import Invocation, Stream
 from skiff.sdk.services import Services
 from skiff.storage import Storage
@@ -62,6 +64,7 @@ class Parts:
     governor: Governor
     access: Access
     observe: Observe = dataclasses.field(default_factory=Observe)
+    workflows: StepFunctions | None = None  # state machines and their executions
 
 
 class Platform:
@@ -98,6 +101,8 @@ class Platform:
         await self._p.launcher.warm(dataclasses.replace(DEFAULT, profile="strict"))
         self._p.events.start()
         self._p.observe.start()
+        if self._p.workflows is not None:  # after the restore: resumed tasks need their apps
+            await self._p.workflows.start()
         self._ticker = asyncio.ensure_future(self._tick())
 
     async def stop(self) -> None:
@@ -106,6 +111,8 @@ class Platform:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
         await self._p.follower.stop()
+        if self._p.workflows is not None:
+            await self._p.workflows.stop()
         await self._p.egress.aclose()
         self._p.sdk.close()
         await self._p.events.stop()
@@ -135,6 +142,13 @@ class Platform:
                         app.pool.rescale()
                     except Exception:  # one app never stops the loop
                         log.exception("scaling %s failed", app.name)
+
+    @property
+    def sfn(self) -> StepFunctions:
+        if self._p.workflows is None:
+            raise SkiffError("workflows are not enabled on this platform", code="not_found",
+                             status=404)
+        return self._p.workflows
 
     def new_request_id(self) -> str:
         return str(uuid.uuid4())
@@ -172,6 +186,8 @@ class Platform:
                      actor: Principal | None = None, app: str | None = None) -> dict:
         """``app``: the name, when the caller knows it (the audit entry of a deploy
         that fails before its manifest loads names it)."""
+        if self._p.workflows is not None and resource_kind(src) == "StateMachine":
+            return await self._deploy_machine(src, actor)
         try:
             out = await self._p.deployer.deploy(src, allow_secret_findings=allow_secret_findings,
                                                 actor=actor)
@@ -192,8 +208,34 @@ class Platform:
             self._p.logs.platform(out["app"], out["revision"], changed["message"])
         return out
 
+    async def _deploy_machine(self, src: Path, actor: Principal | None) -> dict:
+        """A ``kind: StateMachine`` directory: its definition checked (ASL, and every app
+        its tasks name deployed) and saved as the machine's current revision."""
+        sfn = self.sfn
+        try:
+            if actor is not None:  # the owners of apps may deploy; viewers only read
+                actor.require(Role.developer, "deploying a state machine")
+            manifest, definition = load_state_machine(src)
+            before = sfn.history.machine(manifest.name)
+            row = await asyncio.to_thread(sfn.save, manifest.name, definition,
+                                          manifest.spec.type)
+        except SkiffError as exc:
+            self._audit_refusal(actor, "deploy", _app_name(src), exc)
+            raise
+        changed = before is None or before.revision != row.revision
+        self._p.governor.record(actor, "deploy", f"statemachine:{row.name}", "allowed",
+                                f"revision {row.revision}" + ("" if changed else " (unchanged)"))
+        return {"app": row.name, "kind": "StateMachine", "revision": row.revision,
+                "changed": changed, "type": row.type}
+
     async def rollback(self, name: str, revision: str | None = None, *,
                        actor: Principal | None = None) -> dict:
+        if (name not in self._p.registry.apps and self._p.workflows is not None
+                and self._p.workflows.history.machine(name) is not None):
+            row = self._p.workflows.rollback(name, revision)
+            self._p.governor.record(actor, "rollback", f"statemachine:{name}", "allowed",
+                                    f"revision {row.revision}")
+            return {"app": name, "kind": "StateMachine", "revision": row.revision}
         try:
             out = await self._p.deployer.rollback(name, revision, actor=actor)
         except SkiffError as exc:

@@ -9,6 +9,7 @@ interface under tests/:
 - :class:`Registry`: apps, revisions, uids, route grants, code bundles
 - :class:`InvocationLog`: invocation records, stats, logs with retention
 - :class:`TriggerState`: async invocation status, schedule checkpoints
+- :class:`WorkflowHistory`: state machines, executions and their append-only histories
 - :class:`KV`: the apps' key-value store (idempotency records live in it)
 - the encrypted rows under the secret store: :class:`skiff.governance.secret_rows.SecretRows`
   (it lives with the encryption above it: governance imports nothing of store)
@@ -23,7 +24,8 @@ from skiff.store.records import Invocation, InvocationLog, LogRetention
 from skiff.store.registry import Registry, RevisionRow
 from skiff.store.sqlite import Store
 from skiff.store.trigger_state import TriggerState
+from skiff.store.workflow_history import WorkflowHistory
 
 __all__ = ["KV", "ConditionFailed", "InvalidItem", "Invocation", "InvocationLog", "Item",
            "LogRetention", "MemoryKV", "NamespacedKV", "Page", "Registry", "RevisionRow",
-           "SQLiteKV", "Store", "TriggerState"]
+           "SQLiteKV", "Store", "TriggerState", "WorkflowHistory"]

@@ -216,6 +216,40 @@ CREATE TABLE gov_audit (
 CREATE INDEX gov_audit_app ON gov_audit (app, seq);
 """
 
+# the workflow history (skiff.store.workflow_history): machines, executions, events
+_WORKFLOWS = """
+CREATE TABLE sfn_machines (
+  name TEXT NOT NULL,
+  revision TEXT NOT NULL,
+  definition TEXT NOT NULL,
+  type TEXT NOT NULL,
+  created DOUBLE PRECISION NOT NULL,
+  PRIMARY KEY (name, revision)
+);
+CREATE TABLE sfn_current (name TEXT PRIMARY KEY, revision TEXT NOT NULL);
+CREATE TABLE sfn_executions (
+  arn TEXT PRIMARY KEY,
+  name TEXT NOT NULL,
+  machine TEXT NOT NULL,
+  revision TEXT NOT NULL,
+  status TEXT NOT NULL,
+  input TEXT,
+  start DOUBLE PRECISION NOT NULL,
+  output TEXT,
+  error TEXT,
+  cause TEXT,
+  stop DOUBLE PRECISION
+);
+CREATE INDEX sfn_executions_machine ON sfn_executions (machine, start);
+CREATE INDEX sfn_executions_running ON sfn_executions (start) WHERE status = 'RUNNING';
+CREATE TABLE sfn_events (
+  arn TEXT NOT NULL,
+  id INTEGER NOT NULL,
+  event TEXT NOT NULL,
+  PRIMARY KEY (arn, id)
+);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "0001_initial",
               postgres=_BUS + _KV + _REGISTRY + _RECORDS + _TRIGGERS + _SECRETS),
@@ -225,6 +259,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     # column to a file that lacks it, since its tables are made after the migrations)
     Migration(4, "0004_invocation_trace_id",
               postgres="ALTER TABLE invocations ADD COLUMN trace_id TEXT NOT NULL DEFAULT '';"),
+    Migration(5, "0005_workflows", postgres=_WORKFLOWS),
 )
 
 #: The schema version this code reads and writes.

@@ -1,0 +1,553 @@
+"""The durable workflow executor: state machines run on the pure interpreter
+(skiff.workflows), their histories in the store, their tasks through the invoke path.
+
+The rule that makes a ``kill -9`` harmless: the events a step returns are appended to
+the history (one fsync'd transaction) BEFORE any of its commands is carried out. So
+
+- a task whose TaskSucceeded is recorded is never run again: after a restart the
+  execution is rebuilt from its history (``replay``) and ``pending()`` names only the
+  tasks not yet answered;
+- a task in flight at the crash runs again with the same token (``$$.Task.Token``: the
+  execution, the state, its visit and the attempt) and the same request id (a UUID made
+  from the token), so an ``@idempotent`` handler keyed on either does its side effect
+  once;
+- a Wait or a retry delay is a timer the history holds (TimerStarted, and no
+  TimerFired yet): re-armed at start, firing at once when its time passed meanwhile.
+
+Express machines run the same way with the history in memory only (AWS: at-least-once,
+not durable); they are not resumed after a restart.
+
+Each execution's events are applied one at a time (an asyncio lock per execution):
+the interpreter is a sequential event-sourced machine, and task results of a Map
+arrive concurrently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import hashlib
+import json
+import logging
+import random
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from skiff import ipc as p
+from skiff.errors import InvocationTimeout, SkiffError
+from skiff.platform.registry import Registry
+from skiff.scheduler import Invocation
+from skiff.store.workflow_history import (
+    FINAL,
+    ExecutionRow,
+    MachineRow,
+    WorkflowHistory,
+)
+from skiff.store.workflow_history import Finish as FinishRow
+from skiff.workflows import Execution, InvalidDefinition, Limits, StateMachine, parse, replay
+from skiff.workflows import events as ev
+from skiff.workflows.errors import TASK_FAILED, TIMEOUT, Diagnostic, StatesError
+from skiff.workflows.resources import Target, apps_named, target
+
+log = logging.getLogger("skiff.workflows")
+
+Invoke = Callable[[Invocation], Awaitable[p.Response]]
+
+REGION = "local"
+ACCOUNT = "000000000000"
+TYPES = ("STANDARD", "EXPRESS")
+#: AWS's rule for state machine and execution names: 1-80 characters, none of
+#: whitespace, brackets, wildcards, punctuation that ARNs and URLs reserve, or controls.
+_NAME = re.compile(r"[^\s<>{}\[\]?*\"#%\\^|~`$&,;:/\x00-\x1f\x7f-\x9f]{1,80}")
+#: Finished Express executions kept in memory for DescribeExecution (they have no
+#: other record): the newest ones, so a flood of them cannot grow the platform.
+EXPRESS_KEPT = 1000
+
+
+class StepFunctionsError(SkiffError):
+    """An error of the Step Functions API, named as AWS names it (``aws_type``), so the
+    JSON protocol answers ``{"__type": ..., "message": ...}`` that boto3 raises as the
+    same exception class as on AWS."""
+
+    status = 400
+    code = "sfn_error"
+
+    def __init__(self, aws_type: str, message: str, *, status: int = 400) -> None:
+        super().__init__(message, code=f"sfn_{aws_type}", status=status, aws_type=aws_type)
+        self.aws_type = aws_type
+
+
+def machine_arn(name: str) -> str:
+    return f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{name}"
+
+
+def execution_arn(machine: str, name: str, express: bool = False) -> str:
+    kind = "express" if express else "execution"
+    return f"arn:aws:states:{REGION}:{ACCOUNT}:{kind}:{machine}:{name}"
+
+
+def machine_of(arn: str) -> str:
+    """The machine name in a state machine ARN (or a bare name)."""
+    parts = arn.split(":")
+    if arn.startswith("arn:") and len(parts) >= 7 and parts[5] == "stateMachine":
+        return parts[6]
+    return arn
+
+
+def revision_of(definition: str, type_: str) -> str:
+    return hashlib.sha256(f"{type_}\n{definition}".encode()).hexdigest()[:12]
+
+
+def request_id(token: str) -> str:
+    """The invocation id of a task attempt: the same UUID for every run of one token."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, token))
+
+
+@dataclass
+class _Live:
+    row: ExecutionRow
+    machine: StateMachine
+    ex: Execution
+    durable: bool
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    timers: dict[str, asyncio.TimerHandle] = field(default_factory=dict)
+    tasks: set[asyncio.Task] = field(default_factory=set)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class StepFunctions:
+    """State machines and their executions (what the sfn route and CLI drive)."""
+
+    def __init__(self, history: WorkflowHistory, registry: Registry, invoke: Invoke, *,
+                 limits: Limits | None = None, max_running: int = 10_000,
+                 log_app: Callable[[str, str], None] | None = None) -> None:
+        self.history = history
+        self.max_running = max_running
+        self._registry = registry
+        self._invoke = invoke
+        self.limits = limits or Limits()
+        self._log_app = log_app or (lambda app, line: None)
+        self._live: dict[str, _Live] = {}
+        self._express: collections.OrderedDict[str, _Live] = collections.OrderedDict()
+        self._machines: dict[tuple[str, str], StateMachine] = {}
+        self._closing = False
+
+    # -- state machines --------------------------------------------------------------
+    def check(self, definition: Any) -> StateMachine:
+        """Parse ``definition`` (dict or JSON text) and check that every app its tasks
+        name exists; InvalidDefinition with AWS-shaped diagnostics otherwise."""
+        machine = parse(definition)
+        missing = [(app, state) for app, state in sorted(apps_named(machine).items())
+                   if app not in self._registry.apps]
+        if missing:
+            raise InvalidDefinition([
+                Diagnostic("INVALID_RESOURCE",
+                           f"the task names the app {app!r}, which is not deployed; deploy it "
+                           "first" if app else
+                           "the Resource is not one Skiff runs (lambda:invoke, a Lambda "
+                           "function ARN, or skiff:app/NAME)", f"/States/{state}/Resource")
+                for app, state in missing])
+        return machine
+
+    def save(self, name: str, definition: Any, type_: str = "STANDARD") -> MachineRow:
+        """Deploy a revision of the machine ``name`` (the same definition is the same
+        revision); it becomes the current one."""
+        if not _NAME.fullmatch(name or ""):
+            raise StepFunctionsError("InvalidName", f"invalid state machine name {name!r}: "
+                                     "1-80 characters, no whitespace or ARN punctuation")
+        if type_ not in TYPES:
+            raise StepFunctionsError("ValidationException",
+                                     f"type must be STANDARD or EXPRESS, not {type_!r}")
+        text = definition if isinstance(definition, str) else json.dumps(definition)
+        machine = self.check(text)
+        canonical = json.dumps(json.loads(text), sort_keys=True, separators=(",", ":"))
+        row = MachineRow(name, revision_of(canonical, type_), text, type_, time.time())
+        current = self.history.machine(name, row.revision)
+        if current is not None:
+            row = replace(current)
+        self.history.save_machine(row)
+        self._machines[(name, row.revision)] = machine
+        return row
+
+    def rollback(self, name: str, revision: str | None = None) -> MachineRow:
+        """Make ``revision`` (default: the one saved before the current) current again;
+        executions running keep the revision they started on."""
+        current = self.machine_row(name)
+        revisions = self.history.machine_revisions(current.name)
+        if revision is None:
+            older = [r for r in revisions if r.created < current.created]
+            if not older:
+                raise StepFunctionsError("ValidationException",
+                                         f"state machine {name} has no earlier revision")
+            row = older[-1]
+        else:
+            found = [r for r in revisions if r.revision == revision]
+            if not found:
+                raise StepFunctionsError("ValidationException",
+                                         f"state machine {name} has no revision {revision}; "
+                                         f"it has {', '.join(r.revision for r in revisions)}")
+            row = found[0]
+        self.history.save_machine(row)
+        return row
+
+    def machine_row(self, name_or_arn: str) -> MachineRow:
+        row = self.history.machine(machine_of(name_or_arn))
+        if row is None:
+            raise StepFunctionsError("StateMachineDoesNotExist",
+                                     f"State Machine Does Not Exist: '{name_or_arn}'")
+        return row
+
+    def _machine(self, row: MachineRow) -> StateMachine:
+        key = (row.name, row.revision)
+        if key not in self._machines:
+            self._machines[key] = parse(row.definition)
+        return self._machines[key]
+
+    # -- executions ------------------------------------------------------------------
+    async def start_execution(self, machine: str, input: Any = None, name: str | None = None,
+                              *, express: bool | None = None) -> ExecutionRow:
+        """Start an execution; a STANDARD one is recorded before this returns. The same
+        name again: the running execution if its input is the same (AWS's idempotent
+        StartExecution), else ExecutionAlreadyExists."""
+        if self._closing:
+            raise StepFunctionsError("ServiceUnavailable", "the platform is stopping",
+                                     status=503)
+        mrow = self.machine_row(machine)
+        if len(self._live) >= self.max_running:
+            raise StepFunctionsError(
+                "ExecutionLimitExceeded", f"{len(self._live)} executions are running on this "
+                f"node, its limit (SKIFF_SFN_MAX_RUNNING); start this one when some have "
+                "ended", status=429)
+        is_express = mrow.type == "EXPRESS" if express is None else express
+        name = name or str(uuid.uuid4())
+        if not _NAME.fullmatch(name):
+            raise StepFunctionsError("InvalidName", f"invalid execution name {name!r}: 1-80 "
+                                     "characters, no whitespace or ARN punctuation")
+        arn = execution_arn(mrow.name, name, is_express)
+        row = ExecutionRow(arn, name, mrow.name, mrow.revision, "RUNNING", input, time.time())
+        if not is_express:
+            if not await asyncio.to_thread(self.history.create_execution, row):
+                existing = await asyncio.to_thread(self.history.execution, arn)
+                if existing is not None and existing.status == "RUNNING" and \
+                        existing.input == input:
+                    return existing
+                raise StepFunctionsError("ExecutionAlreadyExists",
+                                         f"Execution Already Exists: '{arn}'")
+        elif arn in self._express or arn in self._live:
+            raise StepFunctionsError("ExecutionAlreadyExists",
+                                     f"Execution Already Exists: '{arn}'")
+        live = _Live(row, self._machine(mrow), Execution(self._machine(mrow), self.limits),
+                     durable=not is_express)
+        self._live[arn] = live
+        await self._apply(live, {
+            "type": ev.EXECUTION_STARTED, "input": input,
+            "seed": random.getrandbits(63),  # recorded: a replay draws the same numbers
+            "execution": {"Id": arn, "Name": name,
+                          "RoleArn": f"arn:aws:iam::{ACCOUNT}:role/skiff"},
+            "state_machine": {"Id": machine_arn(mrow.name), "Name": mrow.name}})
+        return live.row
+
+    async def start_sync(self, machine: str, input: Any = None,
+                         name: str | None = None) -> ExecutionRow:
+        """Run an execution to its end (StartSyncExecution: Express machines only)."""
+        mrow = self.machine_row(machine)
+        if mrow.type != "EXPRESS":
+            raise StepFunctionsError("StateMachineTypeNotSupported",
+                                     "This operation is not supported by this type of state "
+                                     "machine")
+        row = await self.start_execution(machine, input, name, express=True)
+        live = self._live.get(row.arn) or self._express.get(row.arn)
+        assert live is not None
+        await live.done.wait()
+        return live.row
+
+    async def stop_execution(self, arn: str, error: str | None = None,
+                             cause: str | None = None) -> ExecutionRow:
+        live = self._live.get(arn)
+        if live is None:
+            row = self.describe(arn)
+            if row.status in FINAL:
+                return row
+            raise StepFunctionsError("ExecutionDoesNotExist",
+                                     f"Execution Does Not Exist: '{arn}' (not running here)")
+        details = {k: v for k, v in (("error", error), ("cause", cause)) if v is not None}
+        await self._apply(live, {"type": ev.EXECUTION_ABORTED, **details})
+        return live.row
+
+    async def send_task_result(self, token: str, *, output: Any = None,
+                               error: str | None = None, cause: str | None = None,
+                               heartbeat: bool = False) -> None:
+        """SendTaskSuccess / SendTaskFailure / SendTaskHeartbeat: the answer of a
+        ``.waitForTaskToken`` task (or of any task still waiting, by its token)."""
+        live = self._live.get(token.partition("/")[0])
+        waiting = False
+        if live is not None:
+            async with live.lock:  # a step may be changing the execution in its thread
+                waiting = any(isinstance(c, ev.RunTask) and c.token == token
+                              for c in live.ex.pending())
+        if live is None or not waiting:
+            raise StepFunctionsError("TaskDoesNotExist", "Task Does Not Exist: no task of a "
+                                     "running execution waits for this token")
+        if heartbeat:
+            event: dict = {"type": ev.TASK_HEARTBEAT, "token": token}
+        elif error is not None or cause is not None:
+            event = {"type": ev.TASK_FAILED, "token": token, "error": error, "cause": cause}
+        else:
+            event = {"type": ev.TASK_SUCCEEDED, "token": token, "output": output}
+        await self._apply(live, event)
+
+    def describe(self, arn: str) -> ExecutionRow:
+        live = self._live.get(arn) or self._express.get(arn)
+        if live is not None:
+            return live.row
+        row = self.history.execution(arn)
+        if row is None:
+            raise StepFunctionsError("ExecutionDoesNotExist",
+                                     f"Execution Does Not Exist: '{arn}'")
+        return row
+
+    def events(self, arn: str) -> list[dict]:
+        live = self._live.get(arn) or self._express.get(arn)
+        if live is not None and not live.durable:
+            return list(live.ex.history)
+        self.describe(arn)
+        return self.history.history(arn)
+
+    def executions(self, machine: str | None = None, status: str | None = None,
+                   limit: int = 1000) -> list[ExecutionRow]:
+        name = machine_of(machine) if machine else None
+        rows = self.history.executions(name, status, limit)
+        express = [x.row for x in list(self._express.values()) + list(self._live.values())
+                   if not x.durable and (name is None or x.row.machine == name)
+                   and (status is None or x.row.status == status)]
+        return sorted(rows + express, key=lambda r: -r.start)[:limit]
+
+    # -- lifecycle -------------------------------------------------------------------
+    async def start(self) -> None:
+        """Resume every RUNNING Standard execution where its history left it."""
+        for row in await asyncio.to_thread(self.history.running):
+            try:
+                await self._resume(row)
+            except Exception:  # one broken execution never stops the others resuming
+                log.exception("resuming execution %s failed", row.arn)
+
+    async def _resume(self, row: ExecutionRow) -> None:
+        mrow = await asyncio.to_thread(self.history.machine, row.machine, row.revision)
+        if mrow is None:
+            log.warning("execution %s: its machine revision %s is gone", row.arn, row.revision)
+            return
+        machine = self._machine(mrow)
+        past = await asyncio.to_thread(self.history.history, row.arn)
+        if not past:  # recorded, then the platform died before its first event
+            self._live[row.arn] = live = _Live(row, machine, Execution(machine, self.limits),
+                                               durable=True)
+            await self._apply(live, {
+                "type": ev.EXECUTION_STARTED, "input": row.input,
+                "seed": random.getrandbits(63),
+                "execution": {"Id": row.arn, "Name": row.name},
+                "state_machine": {"Id": machine_arn(row.machine), "Name": row.machine}})
+            return
+        ex = replay(machine, past, self.limits)
+        if len(ex.history) != len(past):
+            # the interpreter regenerates its own events: a different count means the code
+            # that wrote this history decided otherwise; carry on from what it recorded
+            log.warning("execution %s: replay made %d events of the %d recorded", row.arn,
+                        len(ex.history), len(past))
+        live = _Live(row, machine, ex, durable=True)
+        self._live[row.arn] = live
+        pending = ex.pending()
+        self._log_resume(row, pending)
+        for cmd in pending:
+            self._carry_out(live, cmd)
+
+    def _log_resume(self, row: ExecutionRow, pending: list) -> None:
+        tasks = sum(isinstance(c, ev.RunTask) for c in pending)
+        log.info("execution %s resumed: %d task(s) run again, %d timer(s) armed", row.arn,
+                 tasks, len(pending) - tasks)
+
+    async def stop(self) -> None:
+        self._closing = True
+        for live in list(self._live.values()):
+            for handle in live.timers.values():
+                handle.cancel()
+            for task in list(live.tasks):
+                task.cancel()
+            for task in list(live.tasks):
+                with contextlib.suppress(BaseException):
+                    await task
+
+    # -- the loop: record, then act ---------------------------------------------------
+    async def _apply(self, live: _Live, event: dict) -> None:
+        async with live.lock:
+            if live.done.is_set() or self._closing:
+                return
+            try:
+                # off the event loop, in one thread hop: a step may run thousands of
+                # states (a Map of Pass states) and its commit waits for an fsync, and the
+                # loop serves every app meanwhile; the lock keeps one step at a time
+                decision, row = await asyncio.to_thread(self._step, live, event)
+            except Exception:
+                # nothing of this step was recorded: the execution stops here and resumes
+                # from what its history holds at the next start
+                log.exception("a step of %s failed; it resumes at restart", live.row.arn)
+                self._forget(live)
+                return
+            live.row = row
+            for cmd in decision.commands:
+                self._carry_out(live, cmd)
+
+    def _step(self, live: _Live, event: dict) -> tuple[ev.Decision, ExecutionRow]:
+        """Apply ``event``, then record what it produced (before any of it is done)."""
+        decision = live.ex.apply({**event, "timestamp": time.time()})
+        end = next((c for c in decision.commands if isinstance(c, ev.Finish)), None)
+        row = live.row
+        if end is not None:
+            row = replace(row, status=end.status, output=end.output, error=end.error,
+                          cause=end.cause, stop=time.time())
+        if live.durable and decision.events:
+            self.history.append(row.arn, decision.events,
+                                FinishRow(row.status, row.stop or 0.0, row.output, row.error,
+                                          row.cause) if end is not None else None)
+        return decision, row
+
+    def _carry_out(self, live: _Live, cmd: ev.Command) -> None:
+        if isinstance(cmd, ev.RunTask):
+            task = asyncio.ensure_future(self._run_task(live, cmd))
+            live.tasks.add(task)
+            task.add_done_callback(live.tasks.discard)
+        elif isinstance(cmd, ev.StartTimer):
+            old = live.timers.pop(cmd.timer, None)
+            if old is not None:
+                old.cancel()
+            delay = max(0.0, cmd.fire_at - time.time())
+            live.timers[cmd.timer] = asyncio.get_running_loop().call_later(
+                delay, self._fire, live, cmd.timer)
+        elif isinstance(cmd, ev.CancelTimer):
+            handle = live.timers.pop(cmd.timer, None)
+            if handle is not None:
+                handle.cancel()
+        elif isinstance(cmd, ev.Finish):
+            self._forget(live)
+            if not live.durable:
+                self._express[live.row.arn] = live
+                while len(self._express) > EXPRESS_KEPT:
+                    self._express.popitem(last=False)
+            live.done.set()
+
+    def _forget(self, live: _Live) -> None:
+        for handle in live.timers.values():
+            handle.cancel()
+        live.timers.clear()
+        if self._live.get(live.row.arn) is live:
+            del self._live[live.row.arn]
+
+    def _fire(self, live: _Live, timer: str) -> None:
+        live.timers.pop(timer, None)
+        task = asyncio.ensure_future(self._apply(live, {"type": ev.TIMER_FIRED,
+                                                        "timer": timer}))
+        live.tasks.add(task)
+        task.add_done_callback(live.tasks.discard)
+
+    async def _run_task(self, live: _Live, cmd: ev.RunTask) -> None:
+        try:
+            output = await self._invoke_task(cmd)
+            if output is _CALLBACK:
+                return  # its result comes with SendTaskSuccess or SendTaskFailure
+            done = {"type": ev.TASK_SUCCEEDED, "token": cmd.token, "output": output}
+        except StatesError as e:
+            done = {"type": ev.TASK_FAILED, "token": cmd.token, "error": e.error,
+                    "cause": e.cause}
+        except Exception as exc:  # a bug here must fail the task, not hang the execution
+            log.exception("task %s of %s failed inside the platform", cmd.state,
+                          live.row.arn)
+            done = {"type": ev.TASK_FAILED, "token": cmd.token, "error": TASK_FAILED,
+                    "cause": f"internal error ({type(exc).__name__}); the server log has it"}
+        await self._apply(live, done)
+
+    async def _invoke_task(self, cmd: ev.RunTask) -> Any:
+        tgt: Target = target(cmd.resource, cmd.input)
+        app = self._registry.apps.get(tgt.app)
+        if app is None or app.pool is None:
+            raise StatesError("Lambda.ResourceNotFoundException",
+                              f"Function not found: the app {tgt.app!r} is not deployed")
+        payload = json.dumps(tgt.payload).encode()
+        rid = request_id(cmd.token)
+        msg: p.HttpRequest | p.Event
+        if app.kind == "lambda":
+            msg = p.Event(id=rid, payload=payload)
+        else:
+            msg = p.HttpRequest(id=rid, method="POST", path="/",
+                                headers=[("content-type", "application/json")], body=payload,
+                                host=f"{app.name}.localhost", mount="")
+        timeout = app.manifest.spec.resources.timeout
+        if cmd.timeout_seconds:
+            timeout = min(timeout, cmd.timeout_seconds)
+        try:
+            resp = await self._invoke(Invocation.start(app.name, "workflow", msg,
+                                                       timeout=timeout))
+        except InvocationTimeout as exc:
+            raise StatesError(TIMEOUT, exc.message) from None
+        except SkiffError as exc:
+            raise _task_error(exc) from None
+        if app.kind != "lambda" and resp.status >= 400:
+            raise StatesError(TASK_FAILED, f"the app answered HTTP {resp.status}: "
+                                           f"{resp.body[:1000].decode('utf-8', 'replace')}")
+        try:
+            result = json.loads(resp.body) if resp.body.strip() else None
+        except RecursionError:
+            raise StatesError(TASK_FAILED, "the task result is nested too deeply") from None
+        except ValueError:
+            result = resp.body.decode("utf-8", "replace")
+        if _depth_over(result, MAX_RESULT_DEPTH):
+            raise StatesError(TASK_FAILED, f"the task result is nested deeper than "
+                                           f"{MAX_RESULT_DEPTH} levels")
+        if tgt.callback:
+            return _CALLBACK
+        if tgt.wrap:
+            return {"ExecutedVersion": "$LATEST", "Payload": result, "StatusCode": 200}
+        return result
+
+
+_CALLBACK = object()  # a .waitForTaskToken task was handed to its app
+
+#: How deeply a task result may nest: the interpreter's paths, JSONata and the
+#: history's JSON recurse over it, and Python's stack is ~1,000 frames.
+MAX_RESULT_DEPTH = 200
+
+
+def _depth_over(value: Any, limit: int) -> bool:
+    """Is ``value`` nested deeper than ``limit``? (iterative: a hostile result cannot
+    exhaust the stack here)."""
+    stack = [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, dict | list):
+            if depth > limit:
+                return True
+            stack.extend((c, depth + 1) for c in (v.values() if isinstance(v, dict) else v))
+    return False
+
+
+_ERROR_TYPE = re.compile(r"([A-Za-z_][\w.]*): (.*)", re.S)
+
+
+def _task_error(exc: SkiffError) -> StatesError:
+    """A failed invocation as Step Functions reports a failed Lambda: the exception's
+    class as Error, ``{"errorMessage", "errorType"}`` as Cause."""
+    if exc.code == "handler_error":
+        m = _ERROR_TYPE.fullmatch(exc.message)
+        if m:
+            return StatesError(m.group(1), json.dumps(
+                {"errorMessage": m.group(2), "errorType": m.group(1)}))
+    return StatesError(TASK_FAILED, f"{exc.code}: {exc.message}")
+
+
+WorkflowLimits = Limits  # the interpreter's bounds, as the composition root names them
+
+__all__ = ["StepFunctions", "StepFunctionsError", "WorkflowLimits", "execution_arn",
+           "machine_arn"]
