@@ -83,6 +83,13 @@ class Config:
     # the built-in policy pack's limits (skiff.governance.admission.Limits)
     policy_max_ttl_days: int = 90
     policy_approved_hosts: tuple[str, ...] = ()  # empty: the egress-host policy is off
+    # TTL (skiff.governance.lifecycle): days an app without spec.ttlDays lives after its last
+    # deploy or renewal (0: it does not expire); where its expiry reminders go
+    default_ttl_days: int = 60
+    notify_webhook: str = ""  # a URL that gets each reminder as a CloudEvent (JSON POST)
+    smtp_url: str = ""  # smtp://[user:pass@]host[:port] or smtps://...
+    notify_email: tuple[str, ...] = ()  # the addresses reminders are mailed to
+    notify_from: str = "skiff@localhost"
 
     def __post_init__(self) -> None:
         if not self.node_name:
@@ -145,6 +152,13 @@ class Config:
                                               _env("POLICY_MAX_TTL_DAYS", "90"))),
             policy_approved_hosts=_entries(given.pop("policy_approved_hosts", None)
                                            or _env("POLICY_APPROVED_HOSTS", "")),
+            default_ttl_days=int(given.pop("default_ttl_days",  # type: ignore[call-overload]
+                                           _env("DEFAULT_TTL_DAYS", "60"))),
+            notify_webhook=str(given.pop("notify_webhook", _env("NOTIFY_WEBHOOK", ""))).strip(),
+            smtp_url=str(given.pop("smtp_url", _env("SMTP_URL", ""))).strip(),
+            notify_email=_entries(given.pop("notify_email", None) or _env("NOTIFY_EMAIL", "")),
+            notify_from=str(given.pop("notify_from",
+                                      _env("NOTIFY_FROM", "skiff@localhost"))).strip(),
         )
 
     def admin_token(self) -> str:

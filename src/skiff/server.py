@@ -26,12 +26,14 @@ from skiff.gateway import Gateway, Router, upload
 from skiff.gateway.admin import build_admin
 from skiff.governance import SYSTEM_UP, Governor, Identities, Limits, Role, SecretStore
 from skiff.governance.access import Access
+from skiff.governance.lifecycle import Lifecycle, Notifier, NotifySettings
 from skiff.governance.oidc import OIDCSettings, OIDCVerifier
 from skiff.instance import InstanceHooks, Launcher
 from skiff.instance.cgroups import CgroupManager, owned_name
 from skiff.instance.environments import Environments
 from skiff.instance.isolation import Support
 from skiff.platform import Parts, Platform, Registry
+from skiff.platform.archive import Archiver
 from skiff.platform.deploy import Deployer
 from skiff.platform.follow import Follower
 from skiff.platform.hooks import PlatformHooks
@@ -112,11 +114,19 @@ def assemble(config: Config, *,
         sdk=sdk, governor=governor)
     # what other nodes of the database deploy, roll back and delete, served here too
     follower = Follower(store, registry, deployer, logs)
+    assert storage.lifecycle is not None
+    lifecycle = Lifecycle(
+        storage.lifecycle, default_days=config.default_ttl_days,
+        max_days=config.policy_max_ttl_days, publish=events.publish,
+        notifier=Notifier(NotifySettings(config.notify_webhook, config.smtp_url,
+                                         config.notify_email, config.notify_from)),
+        running=lambda: {n: a.manifest for n, a in list(registry.apps.items())})
     return Platform(config, Parts(
         store=store, registry=registry, logs=logs, invoker=invoker, deployer=deployer,
         launcher=launching, support=support, secrets=secrets, egress=egress, events=events,
         broker=broker, services=services, sdk=sdk, kv=kv, storage=storage, governor=governor,
-        access=access, follower=follower))
+        access=access, follower=follower, lifecycle=lifecycle,
+        archiver=Archiver(config.home, store=store, kv=kv, broker=broker)))
 
 
 def governance(config: Config, storage: Storage, secrets: SecretStore, registry: Registry,

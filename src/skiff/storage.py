@@ -35,6 +35,7 @@ from skiff.bus.broker import Broker
 from skiff.errors import DatabaseUnavailable
 from skiff.governance.audit import AuditLog
 from skiff.governance.identity_rows import IdentityRows
+from skiff.governance.lifecycle_rows import LifecycleRows
 from skiff.governance.secret_rows import SecretRows
 from skiff.store import migrations
 from skiff.store.kv import KV
@@ -66,10 +67,12 @@ class Storage:
     #: users, groups, service tokens; and the audit trail (``governance.db`` on SQLite)
     identities: IdentityRows | None = None
     audit: AuditLog | None = None
+    #: TTL clocks, archives and the notification outbox (``governance.db`` on SQLite)
+    lifecycle: LifecycleRows | None = None
 
     def close(self) -> None:
         for part in (self.broker, self.kv, self.secret_rows, self.trigger_state,
-                     self.identities, self.audit, self.store):
+                     self.identities, self.audit, self.lifecycle, self.store):
             if part is not None:
                 part.close()
         database = getattr(self.store, "db", None)
@@ -151,11 +154,16 @@ def _open_sqlite(path: Path, retention: LogRetention | None,
         state = SQLiteTriggerState(path.parent / "events.db", exclusive=True)
         opened.append(state)
         identities, audit = open_governance_sqlite(path.parent)
+        opened += [identities, audit]
+        from skiff.governance.lifecycle_rows import SQLiteLifecycleRows
+
+        lifecycle = SQLiteLifecycleRows(path.parent / "governance.db")
     except BaseException:
         for part in reversed(opened):
             part.close()
         raise
-    return Storage(f"sqlite://{where}", store, broker, kv, rows, state, identities, audit)
+    return Storage(f"sqlite://{where}", store, broker, kv, rows, state, identities, audit,
+                   lifecycle)
 
 
 def open_governance_sqlite(directory: Path) -> tuple[IdentityRows, AuditLog]:
@@ -199,10 +207,11 @@ def _open_postgres(url: str, retention: LogRetention | None,
         db.close()
         raise
     from skiff.governance.identity_rows_postgres import PostgresAuditLog, PostgresIdentityRows
+    from skiff.governance.lifecycle_rows_postgres import PostgresLifecycleRows
 
     return Storage(mask_url(url), store, PostgresBroker(db), PostgresKV(db),
                    PostgresSecretRows(db), PostgresTriggerState(db), PostgresIdentityRows(db),
-                   PostgresAuditLog(db))
+                   PostgresAuditLog(db), PostgresLifecycleRows(db))
 
 
 def open_secret_rows(url: str) -> SecretRows:

@@ -86,6 +86,15 @@ class PolicyBody(BaseModel):
     text: str  # YAML: one policy or a list
 
 
+class RenewBody(BaseModel):
+    days: int
+    reason: str
+
+
+class TickBody(BaseModel):
+    now: float | None = None  # unix time; default: now
+
+
 class RouteGrantBody(BaseModel):
     app: str
     host: str | None = None
@@ -316,10 +325,52 @@ def build_admin(platform: Facade, token: str,
             await asyncio.to_thread(shutil.rmtree, tmp, True)
 
     @api.delete(f"{PREFIX}/apps/{{name}}", dependencies=protected)
-    async def delete_app(name: str, principal: Caller) -> dict:
-        """Delete the app with its data, queues, revisions and route grants; its
-        invocation records and logs stay for audit."""
-        return await platform.delete(name, actor=principal)
+    async def delete_app(name: str, principal: Caller, purge: bool = False) -> dict:
+        """Archive the app (code, revisions, KV items, pending messages, secret refs),
+        then delete it with its data, queues, revisions and route grants; its routes
+        answer 410 until `skiff restore`. ``purge``: keep no archive. Its invocation
+        records and logs stay for audit."""
+        return await platform.delete(name, actor=principal, purge=purge)
+
+    @api.post(f"{PREFIX}/apps/{{name}}/restore", dependencies=protected)
+    async def restore_app(name: str, principal: Caller) -> dict:
+        """Bring an archived (expired or removed) app back as it was, through the
+        deploy's policy check; 409 name_taken when another app has the name now."""
+        principal.require(Role.developer, "restoring an app")
+        return await platform.restore(name, actor=principal)
+
+    @api.post(f"{PREFIX}/apps/{{name}}/renew", dependencies=protected)
+    async def renew_app(name: str, body: RenewBody, principal: Caller) -> dict:
+        """Let the app live ``days`` more from now (at most SKIFF_POLICY_MAX_TTL_DAYS)."""
+        return await platform.renew(name, body.days, body.reason, actor=principal)
+
+    @api.get(f"{PREFIX}/apps/{{name}}/lifecycle", dependencies=protected)
+    async def app_lifecycle(name: str) -> dict:
+        """Its TTL: since when it counts, when it expires, the reminders sent."""
+        return await asyncio.to_thread(platform.lifecycle_status, name)
+
+    @api.get(f"{PREFIX}/archives", dependencies=protected)
+    async def archives() -> list[dict]:
+        """Archived apps (expired or removed) that `skiff restore` can bring back."""
+        return await asyncio.to_thread(platform.archives)
+
+    @api.get(f"{PREFIX}/lifecycle/outbox", dependencies=operating)
+    async def outbox() -> list[dict]:
+        """Reminders and notices for webhooks and e-mail, delivered or still retried."""
+        return await asyncio.to_thread(platform.outbox)
+
+    @api.post(f"{PREFIX}/lifecycle/tick",
+              dependencies=[Depends(role(Role.admin, "running the lifecycle sweep"))])
+    async def lifecycle_tick(principal: Caller, body: TickBody | None = None) -> dict:
+        """Run the TTL sweep now (the server runs it every minute): reminders, expiry,
+        notifications. ``now`` (unix time) sweeps as if it were then: what expires at
+        that time is archived (for drills and tests; admin only, and audited)."""
+        now = body.now if body is not None and body.now is not None else time.time()
+        out = await platform.lifecycle_tick(now)
+        platform.governor.record(principal, "lifecycle.sweep", "lifecycle", "allowed",
+                                 f"at {now:.0f}: {len(out['reminded'])} reminder(s), "
+                                 f"{len(out['archived'])} archived")
+        return out
 
     @api.get(f"{PREFIX}/apps/{{name}}/revisions", dependencies=protected)
     async def revisions(name: str) -> list[dict]:

@@ -216,11 +216,27 @@ CREATE TABLE gov_audit (
 CREATE INDEX gov_audit_app ON gov_audit (app, seq);
 """
 
+# TTL clocks, archives and the notification outbox (skiff.governance.lifecycle); 0005:
+# 0004 is another change's number
+_LIFECYCLE = """
+CREATE TABLE gov_ttl (
+  app TEXT PRIMARY KEY, base DOUBLE PRECISION NOT NULL, days INTEGER, reminded TEXT NOT NULL);
+CREATE TABLE gov_archives (
+  app TEXT PRIMARY KEY, path TEXT NOT NULL, archived DOUBLE PRECISION NOT NULL,
+  reason TEXT NOT NULL, routes TEXT NOT NULL);
+CREATE TABLE gov_outbox (
+  id BIGSERIAL PRIMARY KEY, channel TEXT NOT NULL, payload TEXT NOT NULL,
+  created DOUBLE PRECISION NOT NULL, attempts INTEGER NOT NULL,
+  next_at DOUBLE PRECISION NOT NULL, delivered DOUBLE PRECISION, error TEXT NOT NULL);
+CREATE INDEX gov_outbox_due ON gov_outbox (next_at) WHERE delivered IS NULL;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "0001_initial",
               postgres=_BUS + _KV + _REGISTRY + _RECORDS + _TRIGGERS + _SECRETS),
     Migration(2, "0002_async_waits", postgres=_ASYNC_WAITS),
     Migration(3, "0003_governance", postgres=_GOVERNANCE),
+    Migration(5, "0005_lifecycle", postgres=_LIFECYCLE),
 )
 
 #: The schema version this code reads and writes.
