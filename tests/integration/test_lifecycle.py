@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 import tarfile
 import threading
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -19,6 +22,7 @@ from aiosmtpd.controller import Controller
 
 from skiff.cli.client import pack
 from tests.conftest import SkiffServer
+from tests.postgres import postgres_url
 
 APPS = Path(__file__).parent / "lifecycle_apps"
 DAY = 86400.0
@@ -62,8 +66,30 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def database(request: pytest.FixtureRequest):
+    """The server's SKIFF_DATABASE_URL: the embedded default, or a migrated database of
+    its own on the test PostgreSQL."""
+    if request.param == "sqlite":
+        yield {}
+        return
+    import psycopg
+
+    base = postgres_url()
+    name = f"ttl_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    url = base.rsplit("/", 1)[0] + "/" + name
+    migrated = subprocess.run([sys.executable, "-m", "skiff", "migrate", "--database-url", url],
+                              capture_output=True, text=True, timeout=120)
+    assert migrated.returncode == 0, migrated.stdout + migrated.stderr
+    yield {"SKIFF_DATABASE_URL": url}
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory, envs_dir: Path):
+def world(tmp_path_factory: pytest.TempPathFactory, envs_dir: Path, database: dict):
     hook = Webhook()
     mailbox = Mailbox()
     smtp = Controller(mailbox, hostname="127.0.0.1", port=_free_port())
@@ -72,7 +98,8 @@ def world(tmp_path_factory: pytest.TempPathFactory, envs_dir: Path):
     server = SkiffServer(home, [APPS / "neighbour"], envs_dir, env={
         "SKIFF_NOTIFY_WEBHOOK": hook.url, "SKIFF_SMTP_URL": f"smtp://127.0.0.1:{smtp.port}",
         "SKIFF_NOTIFY_EMAIL": "ops@example.com",
-        "SKIFF_DEFAULT_TTL_DAYS": "0"})  # the neighbour never expires: 0 is "no TTL"
+        "SKIFF_DEFAULT_TTL_DAYS": "0",  # the neighbour never expires: 0 is "no TTL"
+        **database})
     server.admin.put("/secrets/notes-key", json={"value": SECRET_VALUE}).raise_for_status()
     yield server, hook, mailbox
     server.stop()

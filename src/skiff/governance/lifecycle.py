@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 DAY = 86400.0
 #: days before expiry when the owner is reminded (issue 9 section 4)
 REMINDERS = (30, 7)
+EXPIRED = 0  # the "reminder" an expiry claims, so that one node archives the app
 #: seconds between sweeps on the real clock: TTLs count in days, a minute late is on time
 SWEEP_EVERY = 60.0
 #: notifications delivered per tick: a backlog drains over a few ticks, never stalls one
@@ -171,7 +172,7 @@ class Lifecycle:
         expires = clock.base + days * DAY if (days and clock) else None
         return {"ttl_days": days or None, "since": clock.base if clock else None,
                 "expires": expires, "renewed": bool(clock and clock.days),
-                "reminded": list(clock.reminded) if clock else []}
+                "reminded": [d for d in clock.reminded if d != EXPIRED] if clock else []}
 
     # -- the sweep ------------------------------------------------------------------------
     def tick(self, now: float) -> Sweep:
@@ -197,7 +198,9 @@ class Lifecycle:
             return
         expires = clock.base + days * DAY
         if now >= expires:
-            sweep.expired.append(name)
+            # claimed as "the reminder 0 days before": one node of several archives it
+            if self.rows.claim_reminder(name, clock.base, (EXPIRED,)):
+                sweep.expired.append(name)
             return
         due = tuple(d for d in REMINDERS if now >= expires - d * DAY and d not in clock.reminded)
         if not due or not self.rows.claim_reminder(name, clock.base, due):
@@ -222,6 +225,16 @@ class Lifecycle:
                     f"{when}. Then it is archived and its routes answer 410 Gone.\n\n"
                     f"To keep it, renew it:  {renew}\n"
                     f"An archived app comes back with:  skiff restore {name}\n", now)
+
+    def expiry_failed(self, name: str) -> None:
+        """The archive of an expired app failed: the next sweep tries again (its clock,
+        reminders and all, is as it was)."""
+        clock = self.rows.clock(name)
+        if clock is not None:
+            self.rows.start_clock(name, clock.base, clock.days)
+            rest = tuple(d for d in clock.reminded if d != EXPIRED)
+            if rest:
+                self.rows.claim_reminder(name, clock.base, rest)
 
     def notify(self, event: dict, subject: str, text: str, now: float) -> None:
         """The event on the bus, and one outbox row per channel configured."""

@@ -231,9 +231,12 @@ class Platform:
             for name in sweep.expired:
                 try:
                     out = await self._archive_and_remove(name, SYSTEM_LIFECYCLE, "expired")
-                except SkiffError as exc:
+                except Exception as exc:  # noqa: BLE001 - it serves on; the next sweep retries
+                    why = exc.message if isinstance(exc, SkiffError) else repr(exc)
                     self._p.logs.platform(name, "", f"expiry: could not archive the app: "
-                                          f"{exc.message}; it keeps serving")
+                                          f"{why}; it keeps serving, and the next sweep "
+                                          "tries again")
+                    await asyncio.to_thread(self._p.lifecycle.expiry_failed, name)
                     continue
                 archived.append({"app": name, "archive": out["archive"]})
                 self._p.governor.record(SYSTEM_LIFECYCLE, "archive", name, "allowed",
