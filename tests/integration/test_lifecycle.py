@@ -8,6 +8,7 @@ sweep (``now``), never by sleeping; a neighbour app serves throughout."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -235,3 +236,29 @@ def test_renew_is_limited_by_the_policy_maximum_and_audited(world) -> None:
     assert status["ttl_days"] == 80 and status["renewed"] and status["reminded"] == []
     audit = server.admin.get("/audit", params={"app": "notes"}).json()
     assert [e["decision"] for e in audit if e["action"] == "renew"] == ["denied", "allowed"]
+
+
+def _cli(server: SkiffServer, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "SKIFF_ADMIN_TOKEN"}
+    return subprocess.run([sys.executable, "-m", "skiff", *args],
+                          env=env | {"SKIFF_HOME": str(server.home), "COLUMNS": "200"},
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_the_cli_renews_removes_lists_and_restores(world) -> None:
+    server, _, _ = world
+    renewed = _cli(server, "renew", "notes", "--days", "30", "--reason", "demo next week")
+    assert renewed.returncode == 0 and "renewed notes for 30 day(s)" in renewed.stdout, \
+        renewed.stdout + renewed.stderr
+    refused = _cli(server, "renew", "notes", "--days", "365", "--reason", "forever")
+    assert refused.returncode != 0 and "SKIFF_POLICY_MAX_TTL_DAYS" in refused.stdout + \
+        refused.stderr
+    removed = _cli(server, "rm", "notes")
+    assert removed.returncode == 0 and "skiff restore notes" in removed.stdout, removed.stdout
+    listed = json.loads(_cli(server, "archives", "--json").stdout)
+    assert [(a["app"], a["reason"]) for a in listed] == [("notes", "removed")]
+    restored = _cli(server, "restore", "notes")
+    assert restored.returncode == 0 and "restored notes" in restored.stdout, \
+        restored.stdout + restored.stderr
+    assert server.http.get("/notes/").status_code == 200
+    _neighbour_ok(server)
