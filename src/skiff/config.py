@@ -90,6 +90,8 @@ class Config:
     smtp_url: str = ""  # smtp://[user:pass@]host[:port] or smtps://...
     notify_email: tuple[str, ...] = ()  # the addresses reminders are mailed to
     notify_from: str = "skiff@localhost"
+    # approvals (skiff.governance.approvals): hold deploys that ask for more scopes
+    approvals: bool = False
 
     def __post_init__(self) -> None:
         if not self.node_name:
@@ -159,6 +161,7 @@ class Config:
             notify_email=_entries(given.pop("notify_email", None) or _env("NOTIFY_EMAIL", "")),
             notify_from=str(given.pop("notify_from",
                                       _env("NOTIFY_FROM", "skiff@localhost"))).strip(),
+            approvals=bool(given.pop("approvals", _env("APPROVALS", "0") in ("1", "on", "true"))),
         )
 
     def admin_token(self) -> str:

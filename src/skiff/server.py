@@ -26,6 +26,7 @@ from skiff.gateway import Gateway, Router, upload
 from skiff.gateway.admin import build_admin
 from skiff.governance import SYSTEM_UP, Governor, Identities, Limits, Role, SecretStore
 from skiff.governance.access import Access
+from skiff.governance.approvals import Approvals
 from skiff.governance.lifecycle import Lifecycle, Notifier, NotifySettings
 from skiff.governance.oidc import OIDCSettings, OIDCVerifier
 from skiff.instance import InstanceHooks, Launcher
@@ -148,13 +149,15 @@ def governance(config: Config, storage: Storage, secrets: SecretStore, registry:
                                          config.oidc_groups_claim, roles,
                                          config.oidc_default_role))
     assert storage.identities is not None and storage.audit is not None
+    assert storage.approvals is not None
     governor = Governor(
         Identities(storage.identities, oidc=oidc is not None), storage.audit,
         policy_dir=config.home / "policies",
         limits=Limits(config.policy_max_ttl_days, config.policy_approved_hosts),
         secret_exists=lambda name: secrets.rows.latest(name) is not None,
         running=lambda: {n: (a.revision, a.manifest) for n, a in list(registry.apps.items())},
-        log_app=lambda app, revision, line: logs.platform(app, revision, line))
+        log_app=lambda app, revision, line: logs.platform(app, revision, line),
+        approvals=Approvals(storage.approvals, enabled=config.approvals))
     return governor, Access(config.admin_token(), governor, oidc)
 
 

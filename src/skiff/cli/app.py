@@ -118,6 +118,10 @@ def deploy(directory: Annotated[Path, typer.Argument(help="the app directory")] 
             if allow_secret_scan_findings else {}
         res = client.json("POST", "/apps", content=pack(directory), params=params,
                           headers={"content-type": "application/gzip"})
+    if res.get("pending"):  # held: an operator approves (skiff approvals approve ID)
+        out.print(f"[yellow]pending[/] {res['app']}: approval [bold]{res['approval']}[/]: "
+                  f"{escape(res['message'])}")
+        return
     verb = "deployed" if res["changed"] else "unchanged"
     out.print(f"[green]{verb}[/] {res['app']} revision [bold]{res['revision']}[/] "
               f"({res['kind']}) → {client.url}{res['path']}")

@@ -304,6 +304,42 @@ def archives(url: UrlOpt = None, as_json: Annotated[bool, typer.Option("--json")
     _out().print(table)
 
 
+# -- approvals --------------------------------------------------------------------------------
+approvals_app = typer.Typer(help="Deploys held for asking more scopes: list, approve, deny.",
+                            no_args_is_help=True)
+
+
+@approvals_app.command("ls")
+def approvals_ls(every: Annotated[bool, typer.Option("--all", help="decided ones too")] = False,
+                 url: UrlOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    found = _client(url).json("GET", "/approvals", params={"state": "" if every else "pending"})
+    if as_json:
+        print(json.dumps(found, indent=2))
+        return
+    table = Table("id", "app", "requester", "scopes", "state", "asked")
+    for a in found:
+        table.add_row(a["id"], a["app"], a["requester"], escape(", ".join(a["scopes"])),
+                      a["state"], _when(a["created"]))
+    _out().print(table)
+
+
+@approvals_app.command("approve")
+def approvals_approve(approval_id: str, reason: Annotated[str, typer.Option("--reason")] = "",
+                      url: UrlOpt = None) -> None:
+    """Approve a held deploy (not your own); it is deployed now."""
+    res = _client(url).json("POST", f"/approvals/{approval_id}/approve", json={"reason": reason})
+    _out().print(f"[green]approved[/] {approval_id}: {res['app']} at revision "
+                 f"{res.get('deploy', {}).get('revision', '?')}")
+
+
+@approvals_app.command("deny")
+def approvals_deny(approval_id: str,
+                   reason: Annotated[str, typer.Option("--reason", help="told to its author")],
+                   url: UrlOpt = None) -> None:
+    _client(url).json("POST", f"/approvals/{approval_id}/deny", json={"reason": reason})
+    _out().print(f"[red]denied[/] {approval_id}")
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(tokens_app, name="tokens")
     app.add_typer(users_app, name="users")
@@ -313,3 +349,4 @@ def register(app: typer.Typer) -> None:
     app.command("renew")(renew)
     app.command("restore")(restore)
     app.command("archives")(archives)
+    app.add_typer(approvals_app, name="approvals")

@@ -91,6 +91,10 @@ class RenewBody(BaseModel):
     reason: str
 
 
+class DecisionBody(BaseModel):
+    reason: str = ""
+
+
 class TickBody(BaseModel):
     now: float | None = None  # unix time; default: now
 
@@ -288,7 +292,7 @@ def build_admin(platform: Facade, token: str,
     @api.post(f"{PREFIX}/apps", status_code=201, dependencies=protected,
               openapi_extra={"requestBody": {"content": {"application/gzip": {
                   "schema": {"type": "string", "format": "binary"}}}, "required": True}})
-    async def deploy(request: Request, principal: Caller,
+    async def deploy(request: Request, principal: Caller, response: Response,
                      allow_secret_scan_findings: str | None = None) -> dict:
         """Upload an app directory as a .tar.gz; creates an immutable revision and serves it.
         ``allow_secret_scan_findings`` (a reason, recorded) lets a deploy through the scan."""
@@ -318,9 +322,11 @@ def build_admin(platform: Facade, token: str,
                                     max_bytes=config.max_app_bytes,
                                     max_files=config.max_app_files)
             archive.unlink()
-            return await platform.deploy(app_dir,
-                                         allow_secret_findings=allow_secret_scan_findings,
-                                         actor=principal)
+            out = await platform.deploy(app_dir, allow_secret_findings=allow_secret_scan_findings,
+                                        actor=principal)
+            if out.get("pending"):  # held for an operator's approval; the old revision serves
+                response.status_code = 202
+            return out
         finally:
             await asyncio.to_thread(shutil.rmtree, tmp, True)
 
@@ -348,6 +354,25 @@ def build_admin(platform: Facade, token: str,
     async def app_lifecycle(name: str) -> dict:
         """Its TTL: since when it counts, when it expires, the reminders sent."""
         return await asyncio.to_thread(platform.lifecycle_status, name)
+
+    @api.get(f"{PREFIX}/approvals", dependencies=protected)
+    async def approvals(state: str | None = "pending") -> list[dict]:
+        """Deploys held for asking more scopes than their app had (``state``: pending,
+        approved, denied; empty for all)."""
+        return await asyncio.to_thread(platform.approval_list, state or None)
+
+    @api.post(f"{PREFIX}/approvals/{{approval_id}}/approve", dependencies=operating)
+    async def approve(approval_id: str, principal: Caller,
+                      body: DecisionBody | None = None) -> dict:
+        """Approve a held deploy (not your own): it is deployed now, and its scopes need
+        no approval again for that app."""
+        return await platform.decide(approval_id, approve=True,
+                                     reason=body.reason if body else "", actor=principal)
+
+    @api.post(f"{PREFIX}/approvals/{{approval_id}}/deny", dependencies=operating)
+    async def deny(approval_id: str, body: DecisionBody, principal: Caller) -> dict:
+        return await platform.decide(approval_id, approve=False, reason=body.reason,
+                                     actor=principal)
 
     @api.get(f"{PREFIX}/archives", dependencies=protected)
     async def archives() -> list[dict]:

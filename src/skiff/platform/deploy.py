@@ -29,7 +29,7 @@ from skiff.config import Config
 from skiff.egress import EgressListener, EgressPolicy, EgressProxy, ForbiddenEgressRule
 from skiff.errors import Conflict, DeployError, InvocationError, NotFound, SkiffError
 from skiff.gateway.static import StaticSite
-from skiff.governance import Governor, Principal, SecretStore, scan_app
+from skiff.governance import BOOTSTRAP, Admission, Governor, Principal, SecretStore, scan_app
 from skiff.instance import Instance, Launcher, ZygoteSpec
 from skiff.instance.environments import Environments
 from skiff.instance.isolation import Support, plan_for, zygote_plan
@@ -152,6 +152,9 @@ class Deployer:
                 allowed_reason=allow_secret_findings)
             if current is not None and current.revision == digest:
                 return deploy_result(current, changed=False) | admission.result()
+            # held: what serves now serves on (a restore brings back what was approved)
+            if admission.verdict == "pending" and not restoring:
+                return await self._hold(src, name, admission, actor)
             self._check_ownership(manifest)  # before the work; again before switching
             code_dir = await asyncio.to_thread(self._store_code, src, name, digest)
             # the socket must exist for the trial; the old policy stays until we switch
@@ -204,6 +207,25 @@ class Deployer:
                                     f"{w['file']}:{w['line']}: {w['type']}")
             return (deploy_result(app, changed=True) | {"scan_warnings": warnings}
                     | admission.result())
+
+    async def _hold(self, src: Path, name: str, admission: Admission,
+                    actor: Principal | None) -> dict:
+        """Keep the upload under ``pending/`` until an operator decides its request."""
+        assert self._governor.approvals is not None
+        where = self._config.home / "pending"
+        where.mkdir(mode=0o700, exist_ok=True)
+        held = Path(tempfile.mkdtemp(dir=where, prefix=f"{name}-"))
+        await asyncio.to_thread(shutil.copytree, src, held / "app")
+        row = await asyncio.to_thread(self._governor.approvals.hold, name, actor or BOOTSTRAP,
+                                      list(admission.requested), str(held))
+        self._logs.platform(name, "", f"deploy held for approval {row.id}: it asks for "
+                            f"{', '.join(row.scopes)}")
+        return {"app": name, "pending": True, "approval": row.id,
+                "scopes": list(row.scopes), "changed": False,
+                "message": f"the deploy asks for {', '.join(row.scopes)}, which an operator "
+                           f"must approve: `skiff approvals approve {row.id}` (not by its "
+                           "author); the previous revision serves until then"} \
+            | admission.result()
 
     def _code_dir(self, name: str, revision: str) -> Path:
         """Where this node keeps the revision's code (the same on every node). The names

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import shutil
 import time
 import uuid
 from pathlib import Path
@@ -177,6 +178,12 @@ class Platform:
         except SkiffError as exc:
             self._audit_refusal(actor, "deploy", app or _app_name(src), exc)
             raise
+        if out.get("pending"):
+            self._p.governor.record(actor, "deploy", out["app"], "pending",
+                                    f"held for approval {out['approval']}: "
+                                    + ", ".join(out["scopes"]), app=out["app"],
+                                    approval=out["approval"])
+            return out
         await asyncio.to_thread(self._p.lifecycle.deployed, out["app"])  # its TTL starts over
         reason = f"revision {out['revision']}" + ("" if out["changed"] else " (unchanged)")
         if allow_secret_findings:
@@ -210,6 +217,8 @@ class Platform:
         try:
             if purge:
                 out = await self._p.deployer.delete(name, actor=actor)
+                if self._p.governor.approvals is not None:  # a later app asks anew
+                    await asyncio.to_thread(self._p.governor.approvals.rows.forget, name)
             else:
                 out = await self._archive_and_remove(name, actor, "removed")
         except SkiffError as exc:
@@ -219,6 +228,35 @@ class Platform:
                                 f"{out['kv_items']} KV item(s), {out['messages']} message(s)"
                                 + ("; purged" if purge else f"; archived to {out['archive']}"),
                                 app=name)
+        return out
+
+    # -- approvals ---------------------------------------------------------------------
+    def approval_list(self, state: str | None) -> list[dict]:
+        approvals = self._p.governor.approvals
+        return [r.to_dict() for r in approvals.rows.list(state)] if approvals else []
+
+    async def decide(self, id: str, *, approve: bool, reason: str,
+                     actor: Principal) -> dict:
+        """Approve (the held upload is deployed now, its scopes remembered for the app)
+        or deny a pending request; never by its author."""
+        approvals = self._p.governor.approvals
+        assert approvals is not None
+        action = "approval.approve" if approve else "approval.deny"
+        try:
+            row = await asyncio.to_thread(approvals.decide, id, actor, approve, reason)
+        except SkiffError as exc:
+            self._audit_refusal(actor, action, id, exc)
+            raise
+        self._p.governor.record(actor, action, row.app, "allowed",
+                                f"{id} by {row.requester}: {', '.join(row.scopes)}"
+                                + (f"; {reason}" if reason else ""), app=row.app)
+        out = row.to_dict()
+        source = Path(row.source)
+        try:
+            if approve:  # as its author asked, with the operator as the one who deployed it
+                out["deploy"] = await self.deploy(source / "app", actor=actor, app=row.app)
+        finally:
+            await asyncio.to_thread(shutil.rmtree, source, True)
         return out
 
     # -- TTL: reminders, archive, restore ------------------------------------------------

@@ -216,7 +216,8 @@ CREATE TABLE gov_audit (
 CREATE INDEX gov_audit_app ON gov_audit (app, seq);
 """
 
-# TTL clocks, archives and the notification outbox (skiff.governance.lifecycle); 0005:
+# TTL clocks, archives, the notification outbox (skiff.governance.lifecycle) and approvals
+# (skiff.governance.approvals); 0005:
 # 0004 is another change's number
 _LIFECYCLE = """
 CREATE TABLE gov_ttl (
@@ -229,6 +230,13 @@ CREATE TABLE gov_outbox (
   created DOUBLE PRECISION NOT NULL, attempts INTEGER NOT NULL,
   next_at DOUBLE PRECISION NOT NULL, delivered DOUBLE PRECISION, error TEXT NOT NULL);
 CREATE INDEX gov_outbox_due ON gov_outbox (next_at) WHERE delivered IS NULL;
+CREATE TABLE gov_approvals (
+  id TEXT PRIMARY KEY, app TEXT NOT NULL, requester TEXT NOT NULL, scopes TEXT NOT NULL,
+  created DOUBLE PRECISION NOT NULL, state TEXT NOT NULL, decided_by TEXT,
+  decided DOUBLE PRECISION, reason TEXT NOT NULL, source TEXT NOT NULL);
+CREATE TABLE gov_approved_scopes (
+  app TEXT NOT NULL, scope TEXT NOT NULL, approved_by TEXT NOT NULL,
+  ts DOUBLE PRECISION NOT NULL, PRIMARY KEY (app, scope));
 """
 
 MIGRATIONS: tuple[Migration, ...] = (
