@@ -9,11 +9,14 @@
     │                              (owner_required, unknown_owner: metadata.owner once identities
     │                               are enabled; skiff.governance.admission)
     ├── DeployError            422 deploy_failed        install or import of an app failed
+    │                                                   (archive_invalid 422: an archive that does
+    │                                                   not read back, on restore)
     │                                                   (bundle_missing, bundle_invalid, bad_revision:
     │                                                   a revision another node deployed cannot
     │                                                   be brought up on this one; logged for the app)
     ├── NotFound               404 not_found            (app_not_found, revision_not_found, route_not_found,
-    │                                                   archive_not_found: no archive to restore)
+    │                                                   archive_not_found: no archive to restore,
+    │                                                   approval_not_found)
     ├── Gone                   410 app_archived         the app expired or was removed and is
     │                                                   archived: `skiff restore APP` (its routes
     │                                                   answer so; skiff.governance.lifecycle)
@@ -23,10 +26,13 @@
     ├── Forbidden              403 forbidden            (queue_forbidden) not this app's to use;
     │                                                   role_required, not_owner, policy_denied,
     │                                                   policy_load_failed, ttl_over_max: a renewal
-    │                                                   past SKIFF_POLICY_MAX_TTL_DAYS (skiff.governance)
+    │                                                   past SKIFF_POLICY_MAX_TTL_DAYS, self_approval:
+    │                                                   the author of an approval request deciding
+    │                                                   it (skiff.governance)
     ├── Conflict               409 conflict             (route_conflict, queue_conflict, owner_conflict)
     │                                                   owned by another app or owner; name_taken:
-    │                                                   a restore onto a name another app uses now
+    │                                                   a restore onto a name another app uses now;
+    │                                                   approval_decided: approved or denied already
     ├── TooManyRequests        429 too_many_requests    pool and its queue are full
     ├── UidConflict            409 uid_conflict         another Skiff home holds this home's app uids
     ├── HomeInUse              409 home_in_use          another server runs on this home (exit 2)

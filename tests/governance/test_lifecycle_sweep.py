@@ -4,6 +4,7 @@ failed deliveries retried with backoff."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -78,6 +79,9 @@ def test_no_ttl_and_no_default_never_expires_and_an_unknown_clock_starts_now(wor
     assert life.tick(10_000 * DAY).expired == []
     assert life.rows.clock("a").base == 10_000 * DAY
     assert life.tick(10_040 * DAY).expired == ["a"]
+    life.rows.drop_clock("a")
+    life.tick(time.time() + 400 * DAY)  # a drill in the future: "a" is not dated there
+    assert life.rows.clock("a").base <= time.time()
     assert "forever" not in life.tick(20_000 * DAY).expired
 
 

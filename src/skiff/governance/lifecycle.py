@@ -190,7 +190,8 @@ class Lifecycle:
     def _check(self, name: str, manifest: Manifest, now: float, sweep: Sweep) -> None:
         clock = self.rows.clock(name)
         if clock is None:  # served before lifecycles were kept: its TTL counts from now
-            self.rows.start_clock(name, now, None)
+            # (the real now: a sweep at a moved clock must not date an app in the future)
+            self.rows.start_clock(name, min(now, time.time()), None)
             clock = self.rows.clock(name)
             assert clock is not None
         days = self.ttl_days(manifest, clock)

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from skiff.bus import Broker
-from skiff.errors import SkiffError
+from skiff.errors import DeployError
 from skiff.manifest import Manifest
 from skiff.store import KV, Store
 from skiff.store.registry import pack_code
@@ -158,6 +158,6 @@ class Archiver:
                 messages=[json.loads(line) for line in files["messages.jsonl"].splitlines()
                           if line])
         except (OSError, tarfile.TarError, KeyError, ValueError, EOFError) as exc:
-            raise SkiffError(f"the archive {path} cannot be read ({exc}); restore from a "
-                             "copy of it, or deploy the app again", code="archive_invalid",
-                             status=422) from None
+            raise DeployError(f"the archive {path} cannot be read ({exc}); restore from a "
+                              "copy of it, or deploy the app again",
+                              code="archive_invalid") from None

@@ -17,7 +17,7 @@ from skiff import ipc as p
 from skiff.bus import Broker
 from skiff.config import Config
 from skiff.egress import EgressProxy
-from skiff.errors import Gone, NotFound, SkiffError
+from skiff.errors import DeployError, Gone, NotFound, SkiffError
 from skiff.governance import Governor, Principal, SecretStore
 from skiff.governance.access import Access
 from skiff.governance.identity import SYSTEM_LIFECYCLE
@@ -349,8 +349,8 @@ class Platform:
         got = await asyncio.to_thread(self._p.archiver.read, row.path)
         current = got.meta["current"]
         if current not in got.code:
-            raise SkiffError(f"the archive {row.path} has no code of revision {current}",
-                             code="archive_invalid", status=422)
+            raise DeployError(f"the archive {row.path} has no code of revision {current}",
+                              code="archive_invalid")
         tmp = Path(tempfile.mkdtemp(dir=self._config.home, prefix=".restore-"))
         try:
             src = await asyncio.to_thread(
