@@ -26,7 +26,8 @@ def shop(tmp_path_factory: pytest.TempPathFactory, envs_dir: Path):
     home = tmp_path_factory.mktemp("home")
     server = SkiffServer(home, [APPS / "neighbour"], envs_dir, env={"SKIFF_APPROVALS": "1"})
     tokens = {}
-    for user, role in (("alice", "developer"), ("olga", "operator"), ("oscar", "operator")):
+    for user, role in (("alice", "developer"), ("bob", "developer"), ("olga", "operator"),
+                       ("oscar", "operator")):
         server.admin.post("/users", json={"name": user}).raise_for_status()
         tokens[user] = server.admin.post("/tokens", json={"user": user, "role": role}
                                          ).json()["token"]
@@ -118,3 +119,19 @@ def test_the_cli_lists_and_decides(shop, tmp_path: Path) -> None:
     assert done.returncode == 0 and "approved" in done.stdout, done.stdout + done.stderr
     assert server.http.get("/shop/").json() == {"version": "v5"}
     assert json.loads(cli("ls", "--json").stdout) == []
+
+
+def test_only_owners_or_operators_renew_remove_and_restore(shop) -> None:
+    """Another developer can neither renew alice's app, nor remove it, nor restore it
+    once archived (the restore is a deploy under the app's owner, policies and all)."""
+    server, c = shop
+    r = c["bob"].post("/apps/shop/renew", json={"days": 30, "reason": "mine now"})
+    assert r.status_code == 403 and r.json()["error"]["code"] == "not_owner"
+    assert c["bob"].delete("/apps/shop").status_code == 403
+    assert c["alice"].delete("/apps/shop").status_code == 200
+    assert server.http.get("/shop/").status_code == 410
+    r = c["bob"].post("/apps/shop/restore")
+    assert r.status_code == 403 and r.json()["error"]["code"] == "not_owner", r.text
+    assert c["alice"].post("/apps/shop/restore").status_code == 200
+    assert server.http.get("/shop/").json() == {"version": "v5"}
+    assert server.http.get("/neighbour/").json() == {"ok": True}
