@@ -41,6 +41,9 @@ from skiff.store import KV, Store
 from skiff.triggers import EventPlane
 
 log = logging.getLogger(__name__)
+#: seconds between reads of the archived apps (one small query): how soon an app another
+#: node archived answers 410 here rather than 404
+ARCHIVED_REFRESH = 5.0
 
 
 @dataclasses.dataclass
@@ -77,6 +80,7 @@ class Platform:
         self.started = time.time()
         self._archived: dict[str, ArchiveRow] = {}  # what answers 410, by app
         self._swept = 0.0  # monotonic time of the last lifecycle sweep
+        self._archived_at = 0.0  # ... and of the last read of the archived apps
         self._sweeping = asyncio.Lock()
 
     @property
@@ -130,6 +134,11 @@ class Platform:
                         app.pool.rescale()
                     except Exception:  # one app never stops the loop
                         log.exception("scaling %s failed", app.name)
+            if time.monotonic() - self._archived_at >= ARCHIVED_REFRESH:
+                try:  # what another node archived answers 410 here too, soon
+                    await self._load_archived()
+                except Exception:
+                    log.exception("reading the archived apps failed")
             if time.monotonic() - self._swept >= SWEEP_EVERY:
                 self._swept = time.monotonic()
                 try:
@@ -415,6 +424,7 @@ class Platform:
         return self._p.lifecycle.rows.outbox()
 
     async def _load_archived(self) -> None:
+        self._archived_at = time.monotonic()
         rows = await asyncio.to_thread(self._p.lifecycle.rows.archives)
         self._archived = {r.app: r for r in rows}
 
