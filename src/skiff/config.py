@@ -93,6 +93,15 @@ class Config:
     # the built-in policy pack's limits (skiff.governance.admission.Limits)
     policy_max_ttl_days: int = 90
     policy_approved_hosts: tuple[str, ...] = ()  # empty: the egress-host policy is off
+    # TTL (skiff.governance.lifecycle): days an app without spec.ttlDays lives after its last
+    # deploy or renewal (0: it does not expire); where its expiry reminders go
+    default_ttl_days: int = 60
+    notify_webhook: str = ""  # a URL that gets each reminder as a CloudEvent (JSON POST)
+    smtp_url: str = ""  # smtp://[user:pass@]host[:port] or smtps://...
+    notify_email: tuple[str, ...] = ()  # the addresses reminders are mailed to
+    notify_from: str = "skiff@localhost"
+    # approvals (skiff.governance.approvals): hold deploys that ask for more scopes
+    approvals: bool = False
 
     # observe: GET /metrics (behind a bearer token when one is set), the terminal's
     # access and app lines on `skiff up` / `skiff dev`
@@ -173,6 +182,14 @@ class Config:
             metrics=bool(given.pop("metrics", _env("METRICS", "1") != "0")),
             metrics_token=str(given.pop("metrics_token", _env("METRICS_TOKEN", ""))).strip(),
             access_log=bool(given.pop("access_log", _env("ACCESS_LOG", "1") != "0")),
+            default_ttl_days=int(given.pop("default_ttl_days",  # type: ignore[call-overload]
+                                           _env("DEFAULT_TTL_DAYS", "60"))),
+            notify_webhook=str(given.pop("notify_webhook", _env("NOTIFY_WEBHOOK", ""))).strip(),
+            smtp_url=str(given.pop("smtp_url", _env("SMTP_URL", ""))).strip(),
+            notify_email=_entries(given.pop("notify_email", None) or _env("NOTIFY_EMAIL", "")),
+            notify_from=str(given.pop("notify_from",
+                                      _env("NOTIFY_FROM", "skiff@localhost"))).strip(),
+            approvals=bool(given.pop("approvals", _env("APPROVALS", "0") in ("1", "on", "true"))),
         )
 
     def admin_token(self) -> str:

@@ -2,26 +2,38 @@
 ``status`` and a stable ``code`` and says what to do.
 
     SkiffError                 500 internal_error       (and 400 bad_request, bad_path, bad_upload,
-    │                                                    bad_event, bad_value, bad_config: a
+    │                                                    bad_event, bad_value, bad_ttl, bad_config: a
     │                                                    setting such as SKIFF_NODE_NAME is
     │                                                    unusable; 503 server_busy)
     ├── ManifestError          422 invalid_manifest     skiff.yaml does not validate
     │                              (owner_required, unknown_owner: metadata.owner once identities
     │                               are enabled; skiff.governance.admission)
     ├── DeployError            422 deploy_failed        install or import of an app failed
+    │                                                   (archive_invalid 422: an archive that does
+    │                                                   not read back, on restore)
     │                                                   (bundle_missing, bundle_invalid, bad_revision:
     │                                                   a revision another node deployed cannot
     │                                                   be brought up on this one; logged for the app)
     ├── NotFound               404 not_found            (app_not_found, revision_not_found, route_not_found,
-    │                                                    metrics_off: SKIFF_METRICS=0)
+    │                                                   metrics_off: SKIFF_METRICS=0,
+    │                                                   archive_not_found: no archive to restore,
+    │                                                   approval_not_found)
+    ├── Gone                   410 app_archived         the app expired or was removed and is
+    │                                                   archived: `skiff restore APP` (its routes
+    │                                                   answer so; skiff.governance.lifecycle)
     ├── PayloadTooLarge        413 payload_too_large    (app_too_large: a deploy upload expands too far)
     ├── Unauthorized           401 unauthorized         admin or metrics token missing or wrong (unknown_token,
     │                                                   token_expired, token_revoked, oidc_rejected)
     ├── Forbidden              403 forbidden            (queue_forbidden) not this app's to use;
     │                                                   role_required, not_owner, policy_denied,
-    │                                                   policy_load_failed (skiff.governance)
+    │                                                   policy_load_failed, ttl_over_max: a renewal
+    │                                                   past SKIFF_POLICY_MAX_TTL_DAYS, self_approval:
+    │                                                   the author of an approval request deciding
+    │                                                   it (skiff.governance)
     ├── Conflict               409 conflict             (route_conflict, queue_conflict, owner_conflict)
-    │                                                   owned by another app or owner
+    │                                                   owned by another app or owner; name_taken:
+    │                                                   a restore onto a name another app uses now;
+    │                                                   approval_decided: approved or denied already
     ├── TooManyRequests        429 too_many_requests    pool and its queue are full
     ├── UidConflict            409 uid_conflict         another Skiff home holds this home's app uids
     ├── HomeInUse              409 home_in_use          another server runs on this home (exit 2)
@@ -74,6 +86,11 @@ class DeployError(SkiffError):
 class NotFound(SkiffError):
     status = 404
     code = "not_found"
+
+
+class Gone(SkiffError):
+    status = 410
+    code = "gone"
 
 
 class PayloadTooLarge(SkiffError):

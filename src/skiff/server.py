@@ -27,6 +27,8 @@ from skiff.gateway import Gateway, Router, upload
 from skiff.gateway.admin import build_admin
 from skiff.governance import SYSTEM_UP, Governor, Identities, Limits, Role, SecretStore
 from skiff.governance.access import Access
+from skiff.governance.approvals import Approvals
+from skiff.governance.lifecycle import Lifecycle, Notifier, NotifySettings
 from skiff.governance.oidc import OIDCSettings, OIDCVerifier
 from skiff.instance import InstanceHooks, Launcher
 from skiff.instance.cgroups import CgroupManager, owned_name
@@ -35,6 +37,7 @@ from skiff.instance.isolation import Support
 from skiff.manifest.state_machine import resource_kind
 from skiff.observe import Metrics, Observe, Terminal, Tracing
 from skiff.platform import Parts, Platform, Registry
+from skiff.platform.archive import Archiver
 from skiff.platform.deploy import Deployer
 from skiff.platform.follow import Follower
 from skiff.platform.hooks import PlatformHooks
@@ -130,11 +133,19 @@ def assemble(config: Config, *,
                               limits=WorkflowLimits(max_payload_bytes=config.sfn_max_payload_bytes,
                                                     max_history_events=config.sfn_max_history_events),
                               max_running=config.sfn_max_running)
+    assert storage.lifecycle is not None
+    lifecycle = Lifecycle(
+        storage.lifecycle, default_days=config.default_ttl_days,
+        max_days=config.policy_max_ttl_days, publish=events.publish,
+        notifier=Notifier(NotifySettings(config.notify_webhook, config.smtp_url,
+                                         config.notify_email, config.notify_from)),
+        running=lambda: {n: a.manifest for n, a in list(registry.apps.items())})
     return Platform(config, Parts(
         store=store, registry=registry, logs=logs, invoker=invoker, deployer=deployer,
         launcher=launching, support=support, secrets=secrets, egress=egress, events=events,
         broker=broker, services=services, sdk=sdk, kv=kv, storage=storage, governor=governor,
-        access=access, follower=follower, observe=observe, workflows=workflows))
+        access=access, follower=follower, observe=observe, workflows=workflows,
+        lifecycle=lifecycle, archiver=Archiver(config.home, store=store, kv=kv, broker=broker)))
 
 
 def governance(config: Config, storage: Storage, secrets: SecretStore, registry: Registry,
@@ -156,13 +167,15 @@ def governance(config: Config, storage: Storage, secrets: SecretStore, registry:
                                          config.oidc_groups_claim, roles,
                                          config.oidc_default_role))
     assert storage.identities is not None and storage.audit is not None
+    assert storage.approvals is not None
     governor = Governor(
         Identities(storage.identities, oidc=oidc is not None), storage.audit,
         policy_dir=config.home / "policies",
         limits=Limits(config.policy_max_ttl_days, config.policy_approved_hosts),
         secret_exists=lambda name: secrets.rows.latest(name) is not None,
         running=lambda: {n: (a.revision, a.manifest) for n, a in list(registry.apps.items())},
-        log_app=lambda app, revision, line: logs.platform(app, revision, line))
+        log_app=lambda app, revision, line: logs.platform(app, revision, line),
+        approvals=Approvals(storage.approvals, enabled=config.approvals))
     return governor, Access(config.admin_token(), governor, oidc)
 
 

@@ -33,8 +33,10 @@ from urllib.parse import unquote, urlsplit
 
 from skiff.bus.broker import Broker
 from skiff.errors import DatabaseUnavailable
+from skiff.governance.approvals import ApprovalRows
 from skiff.governance.audit import AuditLog
 from skiff.governance.identity_rows import IdentityRows
+from skiff.governance.lifecycle_rows import LifecycleRows
 from skiff.governance.secret_rows import SecretRows
 from skiff.store import migrations
 from skiff.store.kv import KV
@@ -69,10 +71,15 @@ class Storage:
     audit: AuditLog | None = None
     #: state machines, executions and their histories (``workflows.db`` on SQLite)
     workflows: WorkflowHistory | None = None
+    #: TTL clocks, archives and the notification outbox (``governance.db`` on SQLite)
+    lifecycle: LifecycleRows | None = None
+    #: held deploys and the scopes approved per app
+    approvals: ApprovalRows | None = None
 
     def close(self) -> None:
         for part in (self.broker, self.kv, self.secret_rows, self.trigger_state,
-                     self.identities, self.audit, self.workflows, self.store):
+                     self.identities, self.audit, self.workflows, self.lifecycle,
+                     self.approvals, self.store):
             if part is not None:
                 part.close()
         database = getattr(self.store, "db", None)
@@ -157,12 +164,20 @@ def _open_sqlite(path: Path, retention: LogRetention | None,
         workflows = SQLiteWorkflowHistory(path.parent / "workflows.db", exclusive=True)
         opened.append(workflows)
         identities, audit = open_governance_sqlite(path.parent)
+        opened += [identities, audit]
+        from skiff.governance.lifecycle_rows import SQLiteLifecycleRows
+
+        lifecycle = SQLiteLifecycleRows(path.parent / "governance.db")
+        opened.append(lifecycle)
+        from skiff.governance.approvals import SQLiteApprovalRows
+
+        approvals = SQLiteApprovalRows(path.parent / "governance.db")
     except BaseException:
         for part in reversed(opened):
             part.close()
         raise
     return Storage(f"sqlite://{where}", store, broker, kv, rows, state, identities, audit,
-                   workflows)
+                   workflows, lifecycle, approvals)
 
 
 def open_governance_sqlite(directory: Path) -> tuple[IdentityRows, AuditLog]:
@@ -206,11 +221,14 @@ def _open_postgres(url: str, retention: LogRetention | None,
     except BaseException:
         db.close()
         raise
+    from skiff.governance.approvals import PostgresApprovalRows
     from skiff.governance.identity_rows_postgres import PostgresAuditLog, PostgresIdentityRows
+    from skiff.governance.lifecycle_rows_postgres import PostgresLifecycleRows
 
     return Storage(mask_url(url), store, PostgresBroker(db), PostgresKV(db),
                    PostgresSecretRows(db), PostgresTriggerState(db), PostgresIdentityRows(db),
-                   PostgresAuditLog(db), PostgresWorkflowHistory(db))
+                   PostgresAuditLog(db), PostgresWorkflowHistory(db), PostgresLifecycleRows(db),
+                   PostgresApprovalRows(db))
 
 
 def open_secret_rows(url: str) -> SecretRows:

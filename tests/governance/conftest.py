@@ -9,6 +9,7 @@ import pytest
 
 from skiff.governance.audit import AuditLog, SQLiteAuditLog
 from skiff.governance.identity_rows import IdentityRows, SQLiteIdentityRows
+from skiff.governance.lifecycle_rows import LifecycleRows, SQLiteLifecycleRows
 from tests.postgres import pg_database  # noqa: F401 - a fixture
 
 
@@ -34,3 +35,15 @@ def audit_log(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[AuditL
         log = SQLiteAuditLog(tmp_path / "governance.db")
     yield log
     log.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def lifecycle_rows(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LifecycleRows]:
+    if request.param == "postgres":
+        from skiff.governance.lifecycle_rows_postgres import PostgresLifecycleRows
+
+        rows: LifecycleRows = PostgresLifecycleRows(request.getfixturevalue("pg_database"))
+    else:
+        rows = SQLiteLifecycleRows(tmp_path / "governance.db")
+    yield rows
+    rows.close()

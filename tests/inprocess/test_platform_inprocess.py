@@ -69,7 +69,7 @@ def by_revision(msg, inst):  # noqa: ANN001, ANN201
 
 def test_deploy_invoke_rollback_delete(tmp_path: Path) -> None:
     """Each revision serves once it is deployed; a rollback serves the older one again;
-    a delete stops routing to the app and forgets it."""
+    a delete stops routing to the app and forgets it (its archive answers 410)."""
     async def run() -> None:
         async with platform(tmp_path, {"hello": Script(by_revision)}) as (http, admin, fake):
             one = await deploy(admin, app_dir(tmp_path, "hello", "1"))
@@ -86,8 +86,8 @@ def test_deploy_invoke_rollback_delete(tmp_path: Path) -> None:
             assert [r["status"] for r in records] == [200, 200, 200]
             gone = await admin.delete("/apps/hello")
             assert gone.status_code == 200 and gone.json()["deleted"] == "hello"
-            after = await http.get("/hello/")
-            assert after.status_code == 404 and after.json()["error"]["code"] == "app_not_found"
+            after = await http.get("/hello/")  # archived first: it says how to restore it
+            assert after.status_code == 410 and after.json()["error"]["code"] == "app_archived"
             assert not fake.live  # its instances were stopped
     asyncio.run(run())
 

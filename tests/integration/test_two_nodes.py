@@ -102,10 +102,11 @@ def test_a_second_node_serves_what_the_first_deploys_rolls_back_and_deletes(
         two.wait_for(lambda: version_on(two) == "1", "node 2 to serve v1 again")
 
         assert one.admin.delete("/apps/greeter").status_code == 200
-        two.wait_for(lambda: two.http.get("/greeter/").status_code == 404,
-                     "node 2 to stop serving the app")
+        # archived by node 1 (skiff rm archives first): node 2 says so too, soon
+        two.wait_for(lambda: two.http.get("/greeter/").status_code == 410,
+                     "node 2 to stop serving the app and answer that it is archived")
         gone = two.http.get("/greeter/").json()
-        assert gone["error"]["code"] == "app_not_found"
+        assert gone["error"]["code"] == "app_archived"
         two.wait_for(lambda: not (two.home / "revisions" / "greeter").exists(),
                      "node 2 to remove its copy of the code")
         for node in nodes:  # both alive, and neither logged a failure to follow

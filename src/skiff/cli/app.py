@@ -119,6 +119,10 @@ def deploy(directory: Annotated[Path, typer.Argument(help="the app directory")] 
             if allow_secret_scan_findings else {}
         res = client.json("POST", "/apps", content=pack(directory), params=params,
                           headers={"content-type": "application/gzip"})
+    if res.get("pending"):  # held: an operator approves (skiff approvals approve ID)
+        out.print(f"[yellow]pending[/] {res['app']}: approval [bold]{res['approval']}[/]: "
+                  f"{escape(res['message'])}")
+        return
     verb = "deployed" if res["changed"] else "unchanged"
     out.print(f"[green]{verb}[/] {res['app']} revision [bold]{res['revision']}[/] "
               f"({res['kind']}) → {client.url}{res['path']}")
@@ -135,13 +139,17 @@ def rollback(name: str, revision: Annotated[str | None, typer.Argument()] = None
 
 
 @app.command("rm")
-def rm(name: str, url: UrlOpt = None) -> None:
-    """Delete an app with its KV data, queues, revisions and route grants (its
-    invocation records and logs stay for audit)."""
-    res = _client(url).json("DELETE", f"/apps/{name}")
+def rm(name: str, url: UrlOpt = None,
+       purge: Annotated[bool, typer.Option("--purge", help="keep no archive to restore from")] = False) -> None:
+    """Archive an app (code, revisions, KV data, pending messages, secret refs), then
+    delete it with its KV data, queues, revisions and route grants; `skiff restore`
+    brings it back (its invocation records and logs stay for audit)."""
+    res = _client(url).json("DELETE", f"/apps/{name}", params={"purge": "true"} if purge else {})
     out.print(f"[green]deleted[/] {name} ({res['kv_items']} KV item(s), {res['messages']} "
               f"queued message(s)); its invocation records and logs are kept as "
               f"{res['records_kept_as']}")
+    if res.get("archive"):
+        out.print(f"archived to {res['archive']}; bring it back with `skiff restore {name}`")
 
 
 @app.command("ls")

@@ -273,9 +273,80 @@ def audit(app_name: Annotated[str | None, typer.Option("--app", help="one app's 
     _out().print(table)
 
 
+# -- TTL: renew, restore, archives ---------------------------------------------------------
+def renew(name: str,
+          days: Annotated[int, typer.Option("--days", help="days from now (at most the policy maximum)")],
+          reason: Annotated[str, typer.Option("--reason", help="why it should live on (audited)")],
+          url: UrlOpt = None) -> None:
+    """Let an app live DAYS more from now, before it is archived."""
+    res = _client(url).json("POST", f"/apps/{name}/renew", json={"days": days, "reason": reason})
+    _out().print(f"[green]renewed[/] {name} for {days} day(s): expires {_when(res['expires'])}")
+
+
+def restore(name: str, url: UrlOpt = None) -> None:
+    """Bring an archived (expired or removed) app back as it was: code, revisions, KV
+    data, pending messages, routes and triggers (the deploy's policies apply)."""
+    res = _client(url).json("POST", f"/apps/{name}/restore")
+    _out().print(f"[green]restored[/] {name} at revision [bold]{res['revision']}[/] "
+                 f"({res['kv_items']} KV item(s), {res['messages']} message(s)) from "
+                 f"{res['archive']}")
+
+
+def archives(url: UrlOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Archived apps that `skiff restore` can bring back."""
+    found = _client(url).json("GET", "/archives")
+    if as_json:
+        print(json.dumps(found, indent=2))
+        return
+    table = Table("app", "archived", "reason", "archive")
+    for a in found:
+        table.add_row(a["app"], _when(a["archived"]), a["reason"], a["archive"])
+    _out().print(table)
+
+
+# -- approvals --------------------------------------------------------------------------------
+approvals_app = typer.Typer(help="Deploys held for asking more scopes: list, approve, deny.",
+                            no_args_is_help=True)
+
+
+@approvals_app.command("ls")
+def approvals_ls(every: Annotated[bool, typer.Option("--all", help="decided ones too")] = False,
+                 url: UrlOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    found = _client(url).json("GET", "/approvals", params={"state": "" if every else "pending"})
+    if as_json:
+        print(json.dumps(found, indent=2))
+        return
+    table = Table("id", "app", "requester", "scopes", "state", "asked")
+    for a in found:
+        table.add_row(a["id"], a["app"], a["requester"], escape(", ".join(a["scopes"])),
+                      a["state"], _when(a["created"]))
+    _out().print(table)
+
+
+@approvals_app.command("approve")
+def approvals_approve(approval_id: str, reason: Annotated[str, typer.Option("--reason")] = "",
+                      url: UrlOpt = None) -> None:
+    """Approve a held deploy (not your own); it is deployed now."""
+    res = _client(url).json("POST", f"/approvals/{approval_id}/approve", json={"reason": reason})
+    _out().print(f"[green]approved[/] {approval_id}: {res['app']} at revision "
+                 f"{res.get('deploy', {}).get('revision', '?')}")
+
+
+@approvals_app.command("deny")
+def approvals_deny(approval_id: str,
+                   reason: Annotated[str, typer.Option("--reason", help="told to its author")],
+                   url: UrlOpt = None) -> None:
+    _client(url).json("POST", f"/approvals/{approval_id}/deny", json={"reason": reason})
+    _out().print(f"[red]denied[/] {approval_id}")
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(tokens_app, name="tokens")
     app.add_typer(users_app, name="users")
     app.add_typer(groups_app, name="groups")
     app.add_typer(policy_app, name="policy")
     app.command("audit")(audit)
+    app.command("renew")(renew)
+    app.command("restore")(restore)
+    app.command("archives")(archives)
+    app.add_typer(approvals_app, name="approvals")

@@ -92,6 +92,19 @@ class PolicyBody(BaseModel):
     text: str  # YAML: one policy or a list
 
 
+class RenewBody(BaseModel):
+    days: int
+    reason: str
+
+
+class DecisionBody(BaseModel):
+    reason: str = ""
+
+
+class TickBody(BaseModel):
+    now: float | None = None  # unix time; default: now
+
+
 class RouteGrantBody(BaseModel):
     app: str
     host: str | None = None
@@ -303,7 +316,7 @@ def build_admin(platform: Facade, token: str,
     @api.post(f"{PREFIX}/apps", status_code=201, dependencies=protected,
               openapi_extra={"requestBody": {"content": {"application/gzip": {
                   "schema": {"type": "string", "format": "binary"}}}, "required": True}})
-    async def deploy(request: Request, principal: Caller,
+    async def deploy(request: Request, principal: Caller, response: Response,
                      allow_secret_scan_findings: str | None = None) -> dict:
         """Upload an app directory as a .tar.gz; creates an immutable revision and serves it.
         ``allow_secret_scan_findings`` (a reason, recorded) lets a deploy through the scan."""
@@ -333,17 +346,80 @@ def build_admin(platform: Facade, token: str,
                                     max_bytes=config.max_app_bytes,
                                     max_files=config.max_app_files)
             archive.unlink()
-            return await platform.deploy(app_dir,
-                                         allow_secret_findings=allow_secret_scan_findings,
-                                         actor=principal)
+            out = await platform.deploy(app_dir, allow_secret_findings=allow_secret_scan_findings,
+                                        actor=principal)
+            if out.get("pending"):  # held for an operator's approval; the old revision serves
+                response.status_code = 202
+            return out
         finally:
             await asyncio.to_thread(shutil.rmtree, tmp, True)
 
     @api.delete(f"{PREFIX}/apps/{{name}}", dependencies=protected)
-    async def delete_app(name: str, principal: Caller) -> dict:
-        """Delete the app with its data, queues, revisions and route grants; its
-        invocation records and logs stay for audit."""
-        return await platform.delete(name, actor=principal)
+    async def delete_app(name: str, principal: Caller, purge: bool = False) -> dict:
+        """Archive the app (code, revisions, KV items, pending messages, secret refs),
+        then delete it with its data, queues, revisions and route grants; its routes
+        answer 410 until `skiff restore`. ``purge``: keep no archive. Its invocation
+        records and logs stay for audit."""
+        return await platform.delete(name, actor=principal, purge=purge)
+
+    @api.post(f"{PREFIX}/apps/{{name}}/restore", dependencies=protected)
+    async def restore_app(name: str, principal: Caller) -> dict:
+        """Bring an archived (expired or removed) app back as it was, through the
+        deploy's policy check; 409 name_taken when another app has the name now."""
+        principal.require(Role.developer, "restoring an app")
+        return await platform.restore(name, actor=principal)
+
+    @api.post(f"{PREFIX}/apps/{{name}}/renew", dependencies=protected)
+    async def renew_app(name: str, body: RenewBody, principal: Caller) -> dict:
+        """Let the app live ``days`` more from now (at most SKIFF_POLICY_MAX_TTL_DAYS)."""
+        return await platform.renew(name, body.days, body.reason, actor=principal)
+
+    @api.get(f"{PREFIX}/apps/{{name}}/lifecycle", dependencies=protected)
+    async def app_lifecycle(name: str) -> dict:
+        """Its TTL: since when it counts, when it expires, the reminders sent."""
+        return await asyncio.to_thread(platform.lifecycle_status, name)
+
+    @api.get(f"{PREFIX}/approvals", dependencies=protected)
+    async def approvals(state: str | None = "pending") -> list[dict]:
+        """Deploys held for asking more scopes than their app had (``state``: pending,
+        approved, denied; empty for all)."""
+        return await asyncio.to_thread(platform.approval_list, state or None)
+
+    @api.post(f"{PREFIX}/approvals/{{approval_id}}/approve", dependencies=operating)
+    async def approve(approval_id: str, principal: Caller,
+                      body: DecisionBody | None = None) -> dict:
+        """Approve a held deploy (not your own): it is deployed now, and its scopes need
+        no approval again for that app."""
+        return await platform.decide(approval_id, approve=True,
+                                     reason=body.reason if body else "", actor=principal)
+
+    @api.post(f"{PREFIX}/approvals/{{approval_id}}/deny", dependencies=operating)
+    async def deny(approval_id: str, body: DecisionBody, principal: Caller) -> dict:
+        return await platform.decide(approval_id, approve=False, reason=body.reason,
+                                     actor=principal)
+
+    @api.get(f"{PREFIX}/archives", dependencies=protected)
+    async def archives() -> list[dict]:
+        """Archived apps (expired or removed) that `skiff restore` can bring back."""
+        return await asyncio.to_thread(platform.archives)
+
+    @api.get(f"{PREFIX}/lifecycle/outbox", dependencies=operating)
+    async def outbox() -> list[dict]:
+        """Reminders and notices for webhooks and e-mail, delivered or still retried."""
+        return await asyncio.to_thread(platform.outbox)
+
+    @api.post(f"{PREFIX}/lifecycle/tick",
+              dependencies=[Depends(role(Role.admin, "running the lifecycle sweep"))])
+    async def lifecycle_tick(principal: Caller, body: TickBody | None = None) -> dict:
+        """Run the TTL sweep now (the server runs it every minute): reminders, expiry,
+        notifications. ``now`` (unix time) sweeps as if it were then: what expires at
+        that time is archived (for drills and tests; admin only, and audited)."""
+        now = body.now if body is not None and body.now is not None else time.time()
+        out = await platform.lifecycle_tick(now)
+        platform.governor.record(principal, "lifecycle.sweep", "lifecycle", "allowed",
+                                 f"at {now:.0f}: {len(out['reminded'])} reminder(s), "
+                                 f"{len(out['archived'])} archived")
+        return out
 
     @api.get(f"{PREFIX}/apps/{{name}}/revisions", dependencies=protected)
     async def revisions(name: str) -> list[dict]:

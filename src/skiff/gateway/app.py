@@ -326,6 +326,9 @@ class Gateway:
         try:
             routed = platform.route(host, path)
             if routed is None:
+                gone = platform.gone(host, path)  # an archived app says how to restore it
+                if gone is not None:
+                    raise gone
                 raise NotFound(f"no app is routed at {path!r}; deployed apps answer at /<app>/ "
                                "(see `skiff ls`)", code="app_not_found")
             match, app = routed

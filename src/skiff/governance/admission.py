@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from skiff.errors import Conflict, ManifestError, SkiffError
+from skiff.governance.approvals import Approvals
 from skiff.governance.audit import AuditEntry, AuditLog
 from skiff.governance.identity import BOOTSTRAP, Identities, NotOwner, Principal, Role
 from skiff.governance.policy import (
@@ -69,12 +70,14 @@ class Limits:
 
 @dataclass(frozen=True)
 class Admission:
-    verdict: str  # "allowed"; later "pending" (approvals)
+    verdict: str  # "allowed", or "pending" (skiff.governance.approvals)
     decisions: tuple[Decision, ...] = ()
     #: (old owner, new owner) when the deploy hands the app to another owner
     owner_change: tuple[str, str] | None = None
     #: the secrets the app references: the old owner may know their values
     secrets: tuple[str, ...] = ()
+    #: "pending": the scopes it asks for that need an operator's approval
+    requested: tuple[str, ...] = ()
 
     @property
     def warnings(self) -> list[dict]:
@@ -174,11 +177,13 @@ class Governor:
     def __init__(self, identities: Identities, audit: AuditLog, *, policy_dir: Path,
                  limits: Limits, secret_exists: Callable[[str], bool],
                  running: Callable[[], Mapping[str, tuple[str, Manifest]]] = dict,
-                 log_app: Callable[[str, str, str], None] | None = None) -> None:
+                 log_app: Callable[[str, str, str], None] | None = None,
+                 approvals: Approvals | None = None) -> None:
         """``running``: app name -> (revision, manifest) of what serves now;
         ``log_app(app, revision, line)`` tells an app's log of its violations."""
         self.identities = identities
         self.audit = audit
+        self.approvals = approvals
         self.policy_dir = policy_dir
         self.limits = limits
         self._secret_exists = secret_exists
@@ -358,7 +363,10 @@ class Governor:
         change = (was, manifest.metadata.owner or "") if (
             current is not None and was and was != manifest.metadata.owner) else None
         used = tuple(sorted({parse_ref(s.ref)[0] for s in manifest.spec.secrets}))
-        return Admission("allowed", tuple(decisions), change, used if change else ())
+        wanted = self.approvals.needed(manifest, current, actor, self.identities.enabled) \
+            if self.approvals is not None and action == "deploy" else []
+        return Admission("pending" if wanted else "allowed", tuple(decisions), change,
+                         used if change else (), tuple(wanted))
 
     def _check_owner(self, manifest: Manifest, actor: Principal, current: Manifest | None) -> None:
         if not self.identities.enabled:

@@ -5,7 +5,10 @@ bootstrap token, ``oidc:SUB``, ``system:up`` for ``skiff up DIRS``, ``local:USER
 for ``skiff secrets`` run on the node), when, what (``action``: deploy, rollback,
 delete, owner.change, secret.set, secret.rotate, secret.delete, policy.apply,
 policy.rm, token.create, token.revoke, user.add, user.rm, group.add, signin.oidc,
-kv.put, queue.purge, queue.redrive, route.grant, route.revoke, instances.stop),
+kv.put, queue.purge, queue.redrive, route.grant, route.revoke, instances.stop, archive
+and restore and renew and lifecycle.sweep (skiff.governance.lifecycle; ``system:lifecycle``
+archives what expired), approval.approve, approval.deny; a deploy held for approval is
+recorded with the decision ``pending``),
 on what (``target``, and ``app`` when it is an app's), the
 decision (``allowed``, ``denied``, ``failed``) and why (the error code and
 message of a refusal, or what changed). Values of secrets never appear. Only

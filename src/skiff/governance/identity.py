@@ -93,6 +93,8 @@ class Principal:
 
 BOOTSTRAP = Principal("admin", Role.admin)
 SYSTEM_UP = Principal("system:up", Role.admin, via="system")  # `skiff up DIRS` at start
+#: the TTL sweep (skiff.governance.lifecycle): archives what expired
+SYSTEM_LIFECYCLE = Principal("system:lifecycle", Role.operator, via="system")
 
 
 def digest(token: str) -> str:

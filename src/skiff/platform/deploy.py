@@ -19,6 +19,7 @@ import tarfile
 import tempfile
 import time
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
@@ -26,9 +27,9 @@ import msgspec
 from skiff import ipc as p
 from skiff.config import Config
 from skiff.egress import EgressListener, EgressPolicy, EgressProxy, ForbiddenEgressRule
-from skiff.errors import DeployError, InvocationError, NotFound, SkiffError
+from skiff.errors import Conflict, DeployError, InvocationError, NotFound, SkiffError
 from skiff.gateway.static import StaticSite
-from skiff.governance import Governor, Principal, SecretStore, scan_app
+from skiff.governance import BOOTSTRAP, Admission, Governor, Principal, SecretStore, scan_app
 from skiff.instance import Instance, Launcher, ZygoteSpec
 from skiff.instance.environments import Environments
 from skiff.instance.isolation import Support, plan_for, zygote_plan
@@ -111,9 +112,10 @@ class Deployer:
 
     # -- deploy -------------------------------------------------------------------
     async def deploy(self, src: Path, *, allow_secret_findings: str | None = None,
-                     actor: Principal | None = None) -> dict:
+                     actor: Principal | None = None, restoring: bool = False) -> dict:
         """Validate, scan, install, trial-load and activate the app in ``src``.
-        On any failure the previous revision keeps serving."""
+        On any failure the previous revision keeps serving. ``restoring``: an archived
+        app comes back, and only under a name no app has now."""
         # reading and hashing every file is blocking work: off the loop, or an upload of a
         # big app stalls every other app's requests (measured: 3.9 s max latency)
         manifest = await asyncio.to_thread(load_manifest, src / "skiff.yaml")
@@ -137,6 +139,11 @@ class Deployer:
         async with self._registry.lock(name):
             digest = await asyncio.to_thread(content_hash, src, manifest)
             current = self._registry.apps.get(name)
+            if restoring and current is not None:
+                raise Conflict(f"app {name} cannot be restored: another app of that name is "
+                               f"deployed now (owner {current.manifest.metadata.owner or 'none'})"
+                               f"; remove it first (`skiff rm {name}`), or ask its owner",
+                               code="name_taken", owner=current.manifest.metadata.owner)
             # who may, and the policies: decided before anything is stored (off the loop:
             # evaluating the pack took ~18 ms)
             admission = await asyncio.to_thread(
@@ -145,6 +152,9 @@ class Deployer:
                 allowed_reason=allow_secret_findings)
             if current is not None and current.revision == digest:
                 return deploy_result(current, changed=False) | admission.result()
+            # held: what serves now serves on (a restore brings back what was approved)
+            if admission.verdict == "pending" and not restoring:
+                return await self._hold(src, name, admission, actor)
             self._check_ownership(manifest)  # before the work; again before switching
             code_dir = await asyncio.to_thread(self._store_code, src, name, digest)
             # the socket must exist for the trial; the old policy stays until we switch
@@ -197,6 +207,25 @@ class Deployer:
                                     f"{w['file']}:{w['line']}: {w['type']}")
             return (deploy_result(app, changed=True) | {"scan_warnings": warnings}
                     | admission.result())
+
+    async def _hold(self, src: Path, name: str, admission: Admission,
+                    actor: Principal | None) -> dict:
+        """Keep the upload under ``pending/`` until an operator decides its request."""
+        assert self._governor.approvals is not None
+        where = self._config.home / "pending"
+        where.mkdir(mode=0o700, exist_ok=True)
+        held = Path(tempfile.mkdtemp(dir=where, prefix=f"{name}-"))
+        await asyncio.to_thread(shutil.copytree, src, held / "app")
+        row = await asyncio.to_thread(self._governor.approvals.hold, name, actor or BOOTSTRAP,
+                                      list(admission.requested), str(held))
+        self._logs.platform(name, "", f"deploy held for approval {row.id}: it asks for "
+                            f"{', '.join(row.scopes)}")
+        return {"app": name, "pending": True, "approval": row.id,
+                "scopes": list(row.scopes), "changed": False,
+                "message": f"the deploy asks for {', '.join(row.scopes)}, which an operator "
+                           f"must approve: `skiff approvals approve {row.id}` (not by its "
+                           "author); the previous revision serves until then"} \
+            | admission.result()
 
     def _code_dir(self, name: str, revision: str) -> Path:
         """Where this node keeps the revision's code (the same on every node). The names
@@ -477,17 +506,23 @@ class Deployer:
         self._logs.platform(name, row.revision, f"rolled back to revision {row.revision}")
         return deploy_result(app, changed=True)
 
-    async def delete(self, name: str, *, actor: Principal | None = None) -> dict:
+    async def delete(self, name: str, *, actor: Principal | None = None,
+                     archive: Callable[[App, list[Manifest]], object] | None = None,
+                     action: str = "delete") -> dict:
         """Delete the app and what it owns: its KV items (idempotency records are KV
         items), its queues with their messages and dead-letter queues, its pending
         async invocations, its schedules and rules, its routes and route grants, its
         revisions (rows and files) and its secret bindings (they are in its manifests;
         the secrets are the operator's and stay). Invocation records and logs stay for
         audit under ``<name>@deleted-<unix time>`` (log retention ages them out). A
-        later app of the same name starts with nothing."""
+        later app of the same name starts with nothing.
+
+        ``archive`` (blocking, run off the loop) saves the app once it is no longer
+        served and before anything of it is removed; if it fails, the app serves
+        again and nothing is removed."""
         async with self._registry.lock(name):
             app = self._registry.get(name)
-            self._governor.may_remove(actor, app.manifest, "delete")
+            self._governor.may_remove(actor, app.manifest, action)
             manifests = [app.manifest]
             for row in self._store.revisions(name):
                 # a revision an older Skiff wrote may not parse: its queues are unknown
@@ -496,6 +531,15 @@ class Deployer:
                     manifests.append(parse_manifest(row.manifest,
                                                     source=f"{name}@{row.revision}"))
             await self._unserve(app)  # first: nothing new arrives while the data goes
+            archived = None
+            if archive is not None:
+                try:
+                    archived = await asyncio.to_thread(archive, app, manifests)
+                except BaseException:
+                    row = self._store.revision(name, app.revision)
+                    if row is not None:  # nothing was removed: it serves again
+                        await self._bring_up(row)
+                    raise
             self._store.delete_app(name)  # first: a restart from here on does not bring it back
             self._store.release_uid(name)
             messages = await asyncio.to_thread(self._events.forget, name, manifests)
@@ -505,7 +549,8 @@ class Deployer:
                                 f"{messages} queued message(s) and its revisions removed)")
             retired = await asyncio.to_thread(self._store.retire_records, name)
         return {"deleted": name, "kv_items": items, "messages": messages,
-                "records_kept_as": retired}
+                "records_kept_as": retired,
+                **({"archive": str(archived)} if archived is not None else {})}
 
     async def forget_deleted(self, name: str) -> None:
         """Another node deleted the app (and its data, which is shared): stop serving it

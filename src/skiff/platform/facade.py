@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import shutil
 import time
 import uuid
 from pathlib import Path
@@ -16,14 +17,18 @@ from skiff import ipc as p
 from skiff.bus import Broker
 from skiff.config import Config
 from skiff.egress import EgressProxy
-from skiff.errors import SkiffError
+from skiff.errors import DeployError, Gone, NotFound, SkiffError
 from skiff.governance import Governor, Principal, Role, SecretStore
 from skiff.governance.access import Access
+from skiff.governance.identity import SYSTEM_LIFECYCLE
+from skiff.governance.lifecycle import SWEEP_EVERY, Lifecycle, Sweep
+from skiff.governance.lifecycle_rows import ArchiveRow
 from skiff.instance import Launcher
 from skiff.instance.environments import DEFAULT
 from skiff.instance.isolation import Support
 from skiff.manifest.state_machine import load_state_machine, resource_kind
 from skiff.observe import Observe
+from skiff.platform.archive import Archiver
 from skiff.platform.deploy import Deployer
 from skiff.platform.follow import Follower
 from skiff.platform.invoke import Invoker
@@ -39,6 +44,9 @@ from skiff.store import KV, Store
 from skiff.triggers import EventPlane
 
 log = logging.getLogger(__name__)
+#: seconds between reads of the archived apps (one small query): how soon an app another
+#: node archived answers 410 here rather than 404
+ARCHIVED_REFRESH = 5.0
 
 
 @dataclasses.dataclass
@@ -63,6 +71,8 @@ class Parts:
     follower: Follower
     governor: Governor
     access: Access
+    lifecycle: Lifecycle
+    archiver: Archiver
     observe: Observe = dataclasses.field(default_factory=Observe)
     workflows: StepFunctions | None = None  # state machines and their executions
 
@@ -73,6 +83,10 @@ class Platform:
         self._p = parts
         self._ticker: asyncio.Task | None = None
         self.started = time.time()
+        self._archived: dict[str, ArchiveRow] = {}  # what answers 410, by app
+        self._swept = 0.0  # monotonic time of the last lifecycle sweep
+        self._archived_at = 0.0  # ... and of the last read of the archived apps
+        self._sweeping = asyncio.Lock()
 
     @property
     def config(self) -> Config:
@@ -100,6 +114,8 @@ class Platform:
         self._p.follower.start()  # its first reconcile catches what changed since the restore
         await self._p.launcher.warm(dataclasses.replace(DEFAULT, profile="strict"))
         self._p.events.start()
+        await self._load_archived()
+        self._swept = time.monotonic()  # the first sweep a minute in, not during the start
         self._p.observe.start()
         if self._p.workflows is not None:  # after the restore: resumed tasks need their apps
             await self._p.workflows.start()
@@ -142,6 +158,17 @@ class Platform:
                         app.pool.rescale()
                     except Exception:  # one app never stops the loop
                         log.exception("scaling %s failed", app.name)
+            if time.monotonic() - self._archived_at >= ARCHIVED_REFRESH:
+                try:  # what another node archived answers 410 here too, soon
+                    await self._load_archived()
+                except Exception:
+                    log.exception("reading the archived apps failed")
+            if time.monotonic() - self._swept >= SWEEP_EVERY:
+                self._swept = time.monotonic()
+                try:
+                    await self.lifecycle_tick(time.time())
+                except Exception:  # the sweep runs again next minute
+                    log.exception("the lifecycle sweep failed")
 
     @property
     def sfn(self) -> StepFunctions:
@@ -194,6 +221,13 @@ class Platform:
         except SkiffError as exc:
             self._audit_refusal(actor, "deploy", app or _app_name(src), exc)
             raise
+        if out.get("pending"):
+            self._p.governor.record(actor, "deploy", out["app"], "pending",
+                                    f"held for approval {out['approval']}: "
+                                    + ", ".join(out["scopes"]), app=out["app"],
+                                    approval=out["approval"])
+            return out
+        await asyncio.to_thread(self._p.lifecycle.deployed, out["app"])  # its TTL starts over
         reason = f"revision {out['revision']}" + ("" if out["changed"] else " (unchanged)")
         if allow_secret_findings:
             reason += f"; secret-scan findings allowed: {allow_secret_findings}"
@@ -245,16 +279,233 @@ class Platform:
                                 f"to revision {out['revision']}", app=name)
         return out
 
-    async def delete(self, name: str, *, actor: Principal | None = None) -> dict:
+    async def delete(self, name: str, *, actor: Principal | None = None,
+                     purge: bool = False) -> dict:
+        """``skiff rm``: archive the app, then remove it (``purge``: with no archive; an
+        archive of an earlier app of the name, one that expired or was removed, stays)."""
         try:
-            out = await self._p.deployer.delete(name, actor=actor)
+            if purge:
+                out = await self._p.deployer.delete(name, actor=actor)
+                if self._p.governor.approvals is not None:  # a later app asks anew
+                    await asyncio.to_thread(self._p.governor.approvals.rows.forget, name)
+            else:
+                out = await self._archive_and_remove(name, actor, "removed")
         except SkiffError as exc:
             self._audit_refusal(actor, "delete", name, exc)
             raise
         self._p.governor.record(actor, "delete", name, "allowed",
-                                f"{out['kv_items']} KV item(s), {out['messages']} message(s)",
+                                f"{out['kv_items']} KV item(s), {out['messages']} message(s)"
+                                + ("; purged" if purge else f"; archived to {out['archive']}"),
                                 app=name)
         return out
+
+    # -- approvals ---------------------------------------------------------------------
+    def approval_list(self, state: str | None) -> list[dict]:
+        approvals = self._p.governor.approvals
+        return [r.to_dict() for r in approvals.rows.list(state)] if approvals else []
+
+    async def decide(self, id: str, *, approve: bool, reason: str,
+                     actor: Principal) -> dict:
+        """Approve (the held upload is deployed now, its scopes remembered for the app)
+        or deny a pending request; never by its author."""
+        approvals = self._p.governor.approvals
+        assert approvals is not None
+        action = "approval.approve" if approve else "approval.deny"
+        try:
+            row = await asyncio.to_thread(approvals.decide, id, actor, approve, reason)
+        except SkiffError as exc:
+            self._audit_refusal(actor, action, id, exc)
+            raise
+        self._p.governor.record(actor, action, row.app, "allowed",
+                                f"{id} by {row.requester}: {', '.join(row.scopes)}"
+                                + (f"; {reason}" if reason else ""), app=row.app)
+        out = row.to_dict()
+        source = Path(row.source)
+        try:
+            if approve:  # as its author asked, with the operator as the one who deployed it
+                out["deploy"] = await self.deploy(source / "app", actor=actor, app=row.app)
+        finally:
+            await asyncio.to_thread(shutil.rmtree, source, True)
+        return out
+
+    # -- TTL: reminders, archive, restore ------------------------------------------------
+    async def lifecycle_tick(self, now: float) -> dict:
+        """One lifecycle sweep at ``now`` (the server's clock every minute; tests move it
+        through the admin API): reminders, then the apps that expired are archived."""
+        async with self._sweeping:
+            sweep: Sweep = await asyncio.to_thread(self._p.lifecycle.tick, now)
+            archived = []
+            for name in sweep.expired:
+                try:
+                    out = await self._archive_and_remove(name, SYSTEM_LIFECYCLE, "expired")
+                except Exception as exc:  # noqa: BLE001 - it serves on; the next sweep retries
+                    why = exc.message if isinstance(exc, SkiffError) else repr(exc)
+                    self._p.logs.platform(name, "", f"expiry: could not archive the app: "
+                                          f"{why}; it keeps serving, and the next sweep "
+                                          "tries again")
+                    await asyncio.to_thread(self._p.lifecycle.expiry_failed, name)
+                    continue
+                archived.append({"app": name, "archive": out["archive"]})
+                self._p.governor.record(SYSTEM_LIFECYCLE, "archive", name, "allowed",
+                                        f"TTL expired; archived to {out['archive']}", app=name)
+            if archived:  # their notifications too
+                await asyncio.to_thread(self._p.lifecycle.deliver, now, sweep)
+            await self._load_archived()  # and what other nodes archived
+            return sweep.to_dict() | {"archived": archived}
+
+    async def _archive_and_remove(self, name: str, actor: Principal | None,
+                                  reason: str) -> dict:
+        app = self.app(name)
+        routes = tuple((r.host, r.path) for r in app.revision_.routes)
+        owner = app.manifest.metadata.owner
+
+        def archive(served: App, manifests: list) -> str:
+            dirs = {row.revision: Path(row.code_dir) for row in self._p.store.revisions(name)}
+            dirs[served.revision] = served.code_dir
+            return str(self._p.archiver.write(name, served.revision, served.manifest, dirs,
+                                              manifests, reason))
+
+        out = await self._p.deployer.delete(name, actor=actor, archive=archive,
+                                            action="archive" if reason == "expired" else "delete")
+        row = ArchiveRow(name, out["archive"], time.time(), reason, routes)
+        await asyncio.to_thread(self._p.lifecycle.rows.put_archive, row)
+        await asyncio.to_thread(self._p.lifecycle.rows.drop_clock, name)
+        self._archived[name] = row
+        event = {"specversion": "1.0", "type": f"skiff.app.{reason}",
+                 "source": "skiff/governance/lifecycle", "id": self.new_request_id(),
+                 "subject": name, "datacontenttype": "application/json",
+                 "data": {"app": name, "owner": owner, "archive": out["archive"],
+                          "restore": f"skiff restore {name}"}}
+        await asyncio.to_thread(
+            self._p.lifecycle.notify, event, f"Skiff app {name} is archived ({reason})",
+            f"The app {name} is archived ({reason}) to {out['archive']}; its routes answer "
+            f"410 Gone. Bring it back with:  skiff restore {name}\n", time.time())
+        return out
+
+    async def restore(self, name: str, *, actor: Principal | None = None) -> dict:
+        """Bring an archived app back as it was: its revisions, the current one served
+        again (through the deploy's policy check), its KV items and pending messages."""
+        try:
+            out = await self._restore(name, actor)
+        except SkiffError as exc:
+            self._audit_refusal(actor, "restore", name, exc)
+            raise
+        self._p.governor.record(actor, "restore", name, "allowed",
+                                f"revision {out['revision']}: {out['kv_items']} KV item(s), "
+                                f"{out['messages']} message(s)", app=name)
+        return out
+
+    async def _restore(self, name: str, actor: Principal | None) -> dict:
+        import base64
+        import shutil
+        import tempfile
+
+        from skiff.store import RevisionRow
+        from skiff.store.registry import unpack_code
+
+        row = await asyncio.to_thread(self._p.lifecycle.rows.archive, name)
+        if row is None:
+            raise NotFound(f"app {name} has no archive to restore (see `skiff archives`)",
+                           code="archive_not_found")
+        if name in self._p.registry.apps:  # said before the archive is read; the deploy checks again
+            owner = self._p.registry.apps[name].manifest.metadata.owner
+            from skiff.errors import Conflict
+
+            raise Conflict(f"app {name} cannot be restored: another app of that name is "
+                           f"deployed now (owner {owner or 'none'}); remove it first "
+                           f"(`skiff rm {name}`), or ask its owner", code="name_taken",
+                           owner=owner)
+        got = await asyncio.to_thread(self._p.archiver.read, row.path)
+        current = got.meta["current"]
+        if current not in got.code:
+            raise DeployError(f"the archive {row.path} has no code of revision {current}",
+                              code="archive_invalid")
+        tmp = Path(tempfile.mkdtemp(dir=self._config.home, prefix=".restore-"))
+        try:
+            src = await asyncio.to_thread(
+                unpack_code, got.code[current], tmp / "app", max_bytes=self._config.max_app_bytes,
+                max_files=self._config.max_app_files)
+            out = await self._p.deployer.deploy(src, actor=actor, restoring=True)
+        finally:
+            await asyncio.to_thread(shutil.rmtree, tmp, True)
+        store = self._p.store
+
+        def put_back() -> tuple[int, int]:
+            for rev in got.revisions:  # the older revisions, for rollbacks
+                if rev["revision"] != out["revision"] and rev["revision"] in got.code:
+                    store.put_revision(RevisionRow(
+                        name, rev["revision"], rev["manifest"],
+                        str(self._config.home / "revisions" / name / rev["revision"]),
+                        rev["env_key"], rev["created"]))
+                    if not store.has_bundle(name, rev["revision"]):
+                        store.put_bundle(name, rev["revision"], got.code[rev["revision"]])
+            now = time.time()
+            items = 0
+            for item in got.kv:
+                left = None if item["expires_at"] is None else item["expires_at"] - now
+                if left is None or left > 0:
+                    self._p.kv.put(name, item["key"], item["value"], ttl=left)
+                    items += 1
+            for m in got.messages:
+                self._p.broker.send(m["queue"], base64.b64decode(m["body"]),
+                                    attributes=m["attributes"] or None)
+            self._p.lifecycle.rows.drop_archive(name)
+            # the app holds its data again: a copy outside it would outlive a later rm --purge
+            Path(row.path).unlink(missing_ok=True)
+            return items, len(got.messages)
+
+        items, messages = await asyncio.to_thread(put_back)
+        self._archived.pop(name, None)
+        await asyncio.to_thread(self._p.lifecycle.deployed, name)
+        return out | {"restored": name, "archive": row.path, "kv_items": items,
+                      "messages": messages}
+
+    async def renew(self, name: str, days: int, reason: str, *,
+                    actor: Principal | None = None) -> dict:
+        app = self.app(name)
+        try:
+            self._p.governor.may_remove(actor, app.manifest, "renew")
+            expires = await asyncio.to_thread(self._p.lifecycle.renew, app.manifest, days)
+        except SkiffError as exc:
+            self._audit_refusal(actor, "renew", name, exc)
+            raise
+        self._p.governor.record(actor, "renew", name, "allowed",
+                                f"{days} day(s): {reason}", app=name, expires=expires)
+        return {"app": name, "days": days, "expires": expires, "reason": reason}
+
+    def lifecycle_status(self, name: str) -> dict:
+        return {"app": name} | self._p.lifecycle.status(self.app(name).manifest)
+
+    def archives(self) -> list[dict]:
+        return [{"app": r.app, "archive": r.path, "archived": r.archived, "reason": r.reason}
+                for r in self._p.lifecycle.rows.archives()]
+
+    def outbox(self) -> list[dict]:
+        return self._p.lifecycle.rows.outbox()
+
+    async def _load_archived(self) -> None:
+        self._archived_at = time.monotonic()
+        rows = await asyncio.to_thread(self._p.lifecycle.rows.archives)
+        self._archived = {r.app: r for r in rows}
+
+    def gone(self, host: str, path: str) -> SkiffError | None:
+        """The 410 of an archived app's route (asked only when no app is routed there)."""
+        if not self._archived:
+            return None
+        host = host.rsplit(":", 1)[0].lower() if not host.startswith("[") else host.lower()
+        names = [path.lstrip("/").split("/", 1)[0]]  # /<app>/ and <app>.localhost
+        if host.endswith(".localhost"):
+            names.append(host.removesuffix(".localhost"))
+        for name in names:
+            row = self._archived.get(name)
+            if row is not None:
+                return _gone(row)
+        for row in self._archived.values():
+            for rhost, rpath in row.routes:
+                if (rhost or rpath) and (rhost is None or rhost == host) and (
+                        path == rpath or path.startswith(rpath.rstrip("/") + "/")):
+                    return _gone(row)
+        return None
 
     def _audit_refusal(self, actor: Principal | None, action: str, target: str,
                        exc: SkiffError) -> None:
@@ -370,6 +621,14 @@ class Platform:
     def memory_isolation(self) -> str:
         cgroups = self._p.launcher.cgroups
         return f"cgroup v{cgroups.version}" if cgroups.available else "rlimit"
+
+
+def _gone(row: ArchiveRow) -> SkiffError:
+    why = "expired (its TTL ran out)" if row.reason == "expired" else "was removed"
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(row.archived))
+    return Gone(f"app {row.app} {why} and is archived since {when}; its owner or an operator "
+                f"can bring it back with `skiff restore {row.app}`", code="app_archived",
+                app=row.app, archived=row.archived, restore=f"skiff restore {row.app}")
 
 
 def _app_name(src: Path) -> str:

@@ -250,6 +250,28 @@ CREATE TABLE sfn_events (
 );
 """
 
+# TTL clocks, archives, the notification outbox (skiff.governance.lifecycle) and approvals
+# (skiff.governance.approvals)
+_LIFECYCLE = """
+CREATE TABLE gov_ttl (
+  app TEXT PRIMARY KEY, base DOUBLE PRECISION NOT NULL, days INTEGER, reminded TEXT NOT NULL);
+CREATE TABLE gov_archives (
+  app TEXT PRIMARY KEY, path TEXT NOT NULL, archived DOUBLE PRECISION NOT NULL,
+  reason TEXT NOT NULL, routes TEXT NOT NULL);
+CREATE TABLE gov_outbox (
+  id BIGSERIAL PRIMARY KEY, channel TEXT NOT NULL, payload TEXT NOT NULL,
+  created DOUBLE PRECISION NOT NULL, attempts INTEGER NOT NULL,
+  next_at DOUBLE PRECISION NOT NULL, delivered DOUBLE PRECISION, error TEXT NOT NULL);
+CREATE INDEX gov_outbox_due ON gov_outbox (next_at) WHERE delivered IS NULL;
+CREATE TABLE gov_approvals (
+  id TEXT PRIMARY KEY, app TEXT NOT NULL, requester TEXT NOT NULL, scopes TEXT NOT NULL,
+  created DOUBLE PRECISION NOT NULL, state TEXT NOT NULL, decided_by TEXT,
+  decided DOUBLE PRECISION, reason TEXT NOT NULL, source TEXT NOT NULL);
+CREATE TABLE gov_approved_scopes (
+  app TEXT NOT NULL, scope TEXT NOT NULL, approved_by TEXT NOT NULL,
+  ts DOUBLE PRECISION NOT NULL, PRIMARY KEY (app, scope));
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "0001_initial",
               postgres=_BUS + _KV + _REGISTRY + _RECORDS + _TRIGGERS + _SECRETS),
@@ -260,6 +282,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "0004_invocation_trace_id",
               postgres="ALTER TABLE invocations ADD COLUMN trace_id TEXT NOT NULL DEFAULT '';"),
     Migration(5, "0005_workflows", postgres=_WORKFLOWS),
+    Migration(6, "0006_lifecycle", postgres=_LIFECYCLE),
 )
 
 #: The schema version this code reads and writes.
