@@ -268,7 +268,7 @@ def queue_names(skiff: SkiffServer) -> set[str]:
 
 
 def test_deleting_an_app_deletes_what_it_owned(box, tmp_path):
-    """After `skiff rm`, and across a restart, an app of the same name starts with
+    """After `skiff rm --purge`, and across a restart, an app of the same name starts with
     nothing: no KV items, queues, messages, async records, revisions or routes."""
     skiff = box["server"]
     first = deployed(skiff, tmp_path, "keeper", routes=[{"path": "/kept"}],
@@ -287,7 +287,7 @@ def test_deleting_an_app_deletes_what_it_owned(box, tmp_path):
     assert owned <= queue_names(skiff)
 
     with neighbour_watch(skiff):
-        out = cli(skiff, "rm", "keeper")
+        out = cli(skiff, "rm", "keeper", "--purge")  # no archive: nothing may stay
     assert "deleted keeper" in out and "keeper@deleted-" in out
     assert skiff.admin.get("/apps/keeper").status_code == 404
     assert not owned & queue_names(skiff)
