@@ -229,8 +229,9 @@ async def deploy_all(platform: Platform, dirs: list[Path], *,
         elif isinstance(res, BaseException):
             say(f"  ✗ {d}: unexpected error: {res!r}")
         else:
-            say(f"  ✓ {res['app']:<20} {res['kind'] or '':<7} rev {res['revision']}  "
-                f"http://{base.host}:{base.port}/{res['app']}/")
+            where = (f"skiff sfn start {res['app']}" if res.get("kind") == "StateMachine"
+                     else f"http://{base.host}:{base.port}/{res['app']}/")
+            say(f"  ✓ {res['app']:<20} {res['kind'] or '':<7} rev {res['revision']}  {where}")
             for w in res.get("scan_warnings", ()):
                 say(f"    ! {w['file']}:{w['line']}: {w['type']} (in test or sample data: "
                     "a warning, not deployed code)")
