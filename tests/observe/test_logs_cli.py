@@ -80,10 +80,12 @@ def test_skiff_logs_follows(observed: SkiffServer) -> None:
         json.loads(line) for line in proc.stdout))  # type: ignore[union-attr]
     reader.start()
     try:
-        observed.wait_for(lambda: seen, "the first line")  # following from here on
+        # readiness waits, generous: under a full suite on 2 cores the follower's first
+        # poll and the app's first line can take a while
+        observed.wait_for(lambda: seen, "the first line", timeout=120)  # following from here on
         observed.http.get("/obs-web/followed")
         observed.wait_for(lambda: any(r["line"] == "obs-web serving /followed" for r in seen),
-                          "the followed line")
+                          "the followed line", timeout=120)
     finally:
         proc.terminate()
         proc.wait(10)
