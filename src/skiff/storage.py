@@ -27,8 +27,10 @@ its password masked).
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from skiff.bus.broker import Broker
@@ -234,44 +236,33 @@ def _open_postgres(url: str, retention: LogRetention | None,
 def open_secret_rows(url: str) -> SecretRows:
     """Only the secret rows of ``url`` (what ``skiff secrets`` on a node writes while a
     server runs): its schema is checked as at a node's start."""
-    scheme = urlsplit(url).scheme
-    if scheme == "sqlite":
-        from skiff.governance.secret_rows import SQLiteSecretRows
+    from skiff.governance.secret_rows import SQLiteSecretRows
+    from skiff.governance.secret_rows_postgres import PostgresSecretRows
 
-        return SQLiteSecretRows(sqlite_path(url).parent / "secrets.db")
-    if scheme in ("postgresql", "postgres"):
-        from skiff.governance.secret_rows_postgres import PostgresSecretRows
-        from skiff.store.postgres import PostgresDatabase
-
-        class OwnRows(PostgresSecretRows):
-            def close(self) -> None:
-                self.db.close()
-
-        db = PostgresDatabase(url, pool_size=1)
-        try:
-            migrations.check_postgres(db, mask_url(url))
-        except BaseException:
-            db.close()
-            raise
-        return OwnRows(db)
-    raise DatabaseUnavailable(
-        f"SKIFF_DATABASE_URL must start with sqlite:/// or postgresql://, got {mask_url(url)!r}",
-        url=mask_url(url))
+    return _open_one(url, lambda path: SQLiteSecretRows(path.parent / "secrets.db"),
+                     PostgresSecretRows)
 
 
 def open_audit(url: str) -> AuditLog:
     """Only the audit log of ``url`` (what ``skiff secrets`` on a node appends to while
     a server runs); its schema is checked as at a node's start."""
+    from skiff.governance.audit import SQLiteAuditLog
+    from skiff.governance.identity_rows_postgres import PostgresAuditLog
+
+    return _open_one(url, lambda path: SQLiteAuditLog(path.parent / "governance.db"),
+                     PostgresAuditLog)
+
+
+def _open_one(url: str, sqlite: Callable[[Path], Any], postgres: type) -> Any:
+    """One store of ``url`` on its own: on PostgreSQL with a pool of its own (closed
+    with the store) and the schema checked as at a node's start."""
     scheme = urlsplit(url).scheme
     if scheme == "sqlite":
-        from skiff.governance.audit import SQLiteAuditLog
-
-        return SQLiteAuditLog(sqlite_path(url).parent / "governance.db")
+        return sqlite(sqlite_path(url))
     if scheme in ("postgresql", "postgres"):
-        from skiff.governance.identity_rows_postgres import PostgresAuditLog
         from skiff.store.postgres import PostgresDatabase
 
-        class OwnLog(PostgresAuditLog):
+        class Own(postgres):  # type: ignore[misc, valid-type]
             def close(self) -> None:
                 self.db.close()
 
@@ -281,7 +272,7 @@ def open_audit(url: str) -> AuditLog:
         except BaseException:
             db.close()
             raise
-        return OwnLog(db)
+        return Own(db)
     raise DatabaseUnavailable(
         f"SKIFF_DATABASE_URL must start with sqlite:/// or postgresql://, got {mask_url(url)!r}",
         url=mask_url(url))
