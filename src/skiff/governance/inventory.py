@@ -58,7 +58,8 @@ def app_row(manifest: Manifest, *, revision: str, lifecycle: dict, deployed: dic
     this app's ``Governor.violations``; ``records``: its invocation records, newest
     first; ``cost``: the cost model's figures, None until one exists."""
     expires = lifecycle.get("expires")
-    denied = [v for v in violations if v.get("enforcement") == "deny"]
+    modes = {v.get("enforcement") for v in violations}
+    status = next((m for m in ("deny", "warn", "audit") if m in modes), "ok")
     return {
         "app": manifest.name, "status": "running", "revision": revision,
         "owner": manifest.metadata.owner,
@@ -67,7 +68,7 @@ def app_row(manifest: Manifest, *, revision: str, lifecycle: dict, deployed: dic
         "ttl_days": lifecycle.get("ttl_days"), "expires": expires,
         "ttl_left_days": None if expires is None else round((expires - now) / 86400, 1),
         "scopes": scopes(manifest),
-        "policy": {"status": "deny" if denied else "warn" if violations else "ok",
+        "policy": {"status": status,
                    "violations": [v["policy"] for v in violations]},
         **traffic(records, now),
         "cost": cost,
