@@ -12,7 +12,14 @@ import pytest
 import yaml
 
 from skiff.governance.audit import AuditEntry
-from skiff.governance.inventory import MAX_RECORDS, app_row, draft_row, inventory, last_deploy, traffic
+from skiff.governance.inventory import (
+    MAX_RECORDS,
+    app_row,
+    draft_row,
+    inventory,
+    last_deploy,
+    traffic,
+)
 from skiff.manifest import parse_manifest
 
 GOLDEN = Path(__file__).parent / "inventory_golden"
