@@ -670,9 +670,11 @@ def version() -> None:
 
 
 def _register_governance() -> None:
+    from skiff.cli import inventory
     from skiff.cli.governance import register
 
     register(app)
+    inventory.register(app)
 
 
 _register_governance()

@@ -379,6 +379,25 @@ def build_admin(platform: Facade, token: str,
         """Its TTL: since when it counts, when it expires, the reminders sent."""
         return await asyncio.to_thread(platform.lifecycle_status, name)
 
+    @api.get(f"{PREFIX}/inventory", dependencies=protected)
+    async def inventory() -> dict:
+        """Every app and draft: owner, template, last deploy and by whom, TTL left,
+        scopes, policy status, requests and errors of the last hour, cost; and the
+        egress hosts apps tried that no app declares."""
+        return await platform.inventory()
+
+    @api.post(f"{PREFIX}/drafts", status_code=201, dependencies=protected)
+    async def register_drafts(request: Request, principal: Caller) -> list[dict]:
+        """Record finds of `skiff discover` (a JSON list) as drafts for their owners
+        to claim; registered apps are skipped."""
+        finds = _json(await request.body(), "the finds", "bad_drafts")
+        return await platform.register_drafts(finds, actor=principal)
+
+    @api.post(f"{PREFIX}/drafts/{{name}}/claim", dependencies=protected)
+    async def claim_draft(name: str, principal: Caller) -> dict:
+        """The draft becomes the caller's (a developer's); their deploy makes it an app."""
+        return await platform.claim(name, actor=principal)
+
     @api.get(f"{PREFIX}/approvals", dependencies=protected)
     async def approvals(state: str | None = "pending") -> list[dict]:
         """Deploys held for asking more scopes than their app had (``state``: pending,

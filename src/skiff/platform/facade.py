@@ -31,6 +31,7 @@ from skiff.observe import Observe
 from skiff.platform.archive import Archiver
 from skiff.platform.deploy import Deployer
 from skiff.platform.follow import Follower
+from skiff.platform.inventory import Inventory
 from skiff.platform.invoke import Invoker
 from skiff.platform.logsink import LogSink
 from skiff.platform.registry import App, Registry
@@ -87,6 +88,8 @@ class Platform:
         self._swept = 0.0  # monotonic time of the last lifecycle sweep
         self._archived_at = 0.0  # ... and of the last read of the archived apps
         self._sweeping = asyncio.Lock()
+        self._inventory = Inventory(registry=parts.registry, store=parts.store, kv=parts.kv,
+                                    governor=parts.governor, lifecycle=parts.lifecycle)
 
     @property
     def config(self) -> Config:
@@ -298,6 +301,20 @@ class Platform:
                                 + ("; purged" if purge else f"; archived to {out['archive']}"),
                                 app=name)
         return out
+
+    # -- inventory and drafts (skiff.governance.inventory, .discover) -----------------------
+    async def inventory(self) -> dict:
+        return await asyncio.to_thread(self._inventory.build)
+
+    async def register_drafts(self, finds: Any, *, actor: Principal) -> list[dict]:
+        return await asyncio.to_thread(self._inventory.register, finds, actor)
+
+    async def claim(self, name: str, *, actor: Principal) -> dict:
+        try:
+            return await asyncio.to_thread(self._inventory.claim, name, actor)
+        except SkiffError as exc:
+            self._audit_refusal(actor, "draft.claim", name, exc)
+            raise
 
     # -- approvals ---------------------------------------------------------------------
     def approval_list(self, state: str | None) -> list[dict]:
