@@ -12,12 +12,10 @@ from pathlib import Path
 import pytest
 
 from skiff.governance.discover import (
-    declared,
     dockerfile_finds,
     python_finds,
     scan,
     template_finds,
-    undeclared_egress,
 )
 from tests.governance.sweep_repo import ALICE, BOB, make_repo
 
@@ -90,24 +88,6 @@ def test_templates_and_dockerfiles() -> None:
         ("docker", "ENTRYPOINT runs gunicorn")]
     assert dockerfile_finds('CMD ["flask", "run"]\n') == []  # JSON form: words apart
     assert dockerfile_finds("CMD flask run --host 0.0.0.0\n") == [("docker", "CMD runs flask run")]
-
-
-def test_egress_hosts_no_app_declares() -> None:
-    lines = {
-        "a": [(10.0, "CONNECT api.stripe.com:443 DENIED (not_allowed) rule=- up=0B down=0B 0.1ms"),
-              (11.0, "CONNECT api.stripe.com:443 DENIED (not_allowed) rule=- up=0B down=0B 0.1ms"),
-              (12.0, "CONNECT pypi.org:443 allowed rule=pypi.org up=1B down=2B 3.0ms"),
-              (13.0, "connection refused, DENIED (too_many_connections): cap 64")],
-        "b": [(14.0, "GET files.internal.corp:80 allowed rule=- up=1B down=1B 1.0ms"),
-              (15.0, "CONNECT api.stripe.com:443 DENIED (not_allowed) rule=- up=0B down=0B 1ms")],
-    }
-    rules = ["pypi.org", "*.example.com:443"]
-    assert undeclared_egress(lines, rules) == [
-        {"host": "api.stripe.com", "port": 443, "apps": ["a", "b"], "attempts": 3,
-         "allowed": 0, "last": 15.0},
-        {"host": "files.internal.corp", "port": 80, "apps": ["b"], "attempts": 1,
-         "allowed": 1, "last": 14.0}]
-    assert declared("x.example.com", 443, rules) and not declared("x.example.com", 80, rules)
 
 
 def test_cli_scans_without_a_server(repo: Path, tmp_path: Path) -> None:

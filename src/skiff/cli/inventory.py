@@ -10,21 +10,14 @@ from typing import Annotated
 
 import typer
 
+from skiff.cli.governance import HomeOpt, UrlOpt, _client
 from skiff.config import Config
 from skiff.errors import SkiffError
 
-UrlOpt = Annotated[str | None, typer.Option("--url", help="Skiff server URL (default: from $SKIFF_HOME/server.json)")]
-HomeOpt = Annotated[Path | None, typer.Option("--home", help="state directory ($SKIFF_HOME, default ./.skiff)")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON")]
 #: the table's columns (title, width): 79 characters with the spaces between them
 COLUMNS = (("APP", 14), ("OWNER", 13), ("STATUS", 7), ("TTL", 5), ("DEPLOYED BY", 12),
            ("POLICY", 6), ("REQ/H", 5), ("ERR", 4), ("COST", 5))
-
-
-def _client(url: str | None, home: Path | None = None):  # noqa: ANN202
-    from skiff.cli.client import Client
-
-    return Client(url, home)
 
 
 def _echo(text: str = "") -> None:

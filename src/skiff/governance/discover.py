@@ -1,5 +1,6 @@
 """Discovery: micro apps in directories and git repositories that Skiff does not
-know of, each with a guessed owner.
+know of, each with a guessed owner. (The egress log's hosts no app declares are
+read by the platform, with the proxy's own rules: ``skiff.platform.inventory``.)
 
 Threat model: the scanned trees are anyone's code. Nothing found is imported or
 run (Python is read with :mod:`ast`, YAML with a safe loader that ignores
@@ -17,7 +18,6 @@ import re
 import subprocess
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from fnmatch import fnmatchcase
 from pathlib import Path
 
 import yaml
@@ -263,48 +263,3 @@ def _finds(fname: str, text: str, dir_app: str) -> list[tuple[str, str, str]]:
     if "AWS::Serverless::Function" in text or fname.startswith("serverless."):
         return [(k, app_name(n), d) for k, n, d in template_finds(fname, text)]
     return []
-
-
-# -- the egress log ------------------------------------------------------------------------
-_EGRESS_LINE = re.compile(r"^(?P<method>[A-Z]+) (?P<host>[^\s:]+|\[[^\]]+\]):(?P<port>\d+) ")
-
-
-def egress_host(line: str) -> tuple[str, int, bool] | None:
-    """(host, port, allowed) of one egress audit line (``skiff.platform.logsink``)."""
-    m = _EGRESS_LINE.match(line)
-    if m is None:
-        return None
-    return m["host"].lower(), int(m["port"]), " allowed " in line
-
-
-def declared(host: str, port: int, rules: list[str]) -> bool:
-    """Does any spec.egress rule (``host`` or ``*.suffix``, optional ``:port``) cover it?"""
-    for rule in rules:
-        pattern, _, rport = rule.lower().rpartition(":") if re.search(r":\d+$", rule) else (
-            rule.lower(), "", "")
-        if rport and int(rport) != port:
-            continue
-        if fnmatchcase(host, pattern):
-            return True
-    return False
-
-
-def undeclared_egress(lines: dict[str, list[tuple[float, str]]],
-                      rules: list[str]) -> list[dict]:
-    """Hosts apps tried to reach that no app's spec.egress declares: ``lines`` is each
-    app's egress log lines (time, text), ``rules`` every spec.egress rule of every app."""
-    hosts: dict[tuple[str, int], dict] = {}
-    for app, entries in sorted(lines.items()):
-        for ts, line in entries:
-            parsed = egress_host(line)
-            if parsed is None or declared(parsed[0], parsed[1], rules):
-                continue
-            host, port, allowed = parsed
-            row = hosts.setdefault((host, port), {"host": host, "port": port, "apps": [],
-                                                  "attempts": 0, "allowed": 0, "last": ts})
-            row["attempts"] += 1
-            row["allowed"] += allowed  # through the operator's SKIFF_EGRESS_ALLOW
-            row["last"] = max(row["last"], ts)
-            if app not in row["apps"]:
-                row["apps"].append(app)
-    return sorted(hosts.values(), key=lambda r: (-r["attempts"], r["host"], r["port"]))

@@ -14,9 +14,9 @@ import re
 import time
 from typing import Any
 
+from skiff.egress import EgressPolicy
 from skiff.errors import Conflict, NotFound, SkiffError
 from skiff.governance import Governor, Principal, Role
-from skiff.governance.discover import undeclared_egress
 from skiff.governance.inventory import DRAFTS_NS, MAX_RECORDS, app_row, inventory, last_deploy
 from skiff.governance.lifecycle import Lifecycle
 from skiff.platform.registry import Registry
@@ -47,7 +47,7 @@ class Inventory:
         violations: dict[str, list[dict]] = {}
         for v in self._governor.violations():
             violations.setdefault(v["app"], []).append(v)
-        rows, egress, rules = [], {}, []
+        rows, egress, policies = [], {}, []
         for name, app in sorted(apps.items()):
             manifest = app.manifest
             rows.append(app_row(
@@ -55,10 +55,10 @@ class Inventory:
                 deployed=last_deploy(self._governor.audit.query(app=name, limit=200)),
                 violations=violations.get(name, []),
                 records=self._store.invocations(name, MAX_RECORDS), now=now))
-            rules.extend(manifest.spec.egress)
+            policies.append(EgressPolicy.parse(manifest.spec.egress))
             egress[name] = [(r["ts"], r["line"]) for r in self._store.logs(
                 name, 0, EGRESS_LINES, "egress", newest=True)]
-        return inventory(rows, self.drafts(), undeclared_egress(egress, rules), now)
+        return inventory(rows, self.drafts(), undeclared_egress(egress, policies), now)
 
     # -- drafts ------------------------------------------------------------------------
     def drafts(self) -> list[dict]:
@@ -81,7 +81,7 @@ class Inventory:
                              status=400)
         drafts = [_draft(f, i) for i, f in enumerate(finds)]
         now = time.time()
-        out = []
+        out, stored = [], len(self.drafts())
         for d in drafts:
             if d["name"] in self._registry.apps:
                 continue
@@ -89,9 +89,11 @@ class Inventory:
             if old is not None and old.value.get("claimed_by"):
                 out.append(old.value)
                 continue
-            if old is None and len(self.drafts()) >= MAX_DRAFTS:
-                raise SkiffError(f"{MAX_DRAFTS} drafts are stored already: claim or deploy "
-                                 "some first", code="too_many_drafts", status=409)
+            if old is None:
+                if stored >= MAX_DRAFTS:
+                    raise SkiffError(f"{MAX_DRAFTS} drafts are stored already: claim or "
+                                     "deploy some first", code="too_many_drafts", status=409)
+                stored += 1
             d |= {"registered": now, "registered_by": actor.name, "claimed_by": None,
                   "guessed_owner": d["owner"]}
             self._kv.put(DRAFTS_NS, d["name"], d)
@@ -145,3 +147,36 @@ def _draft(find: Any, index: int) -> dict:
     if not out["path"]:
         raise SkiffError(f"find {index}: path is required", code="bad_drafts", status=400)
     return out
+
+
+# -- the egress log: hosts apps tried that no app declares ------------------------------------
+_EGRESS_LINE = re.compile(r"^(?P<method>[A-Z]+) (?P<host>[^\s:]+|\[[^\]]+\]):(?P<port>\d+) ")
+
+
+def egress_host(line: str) -> tuple[str, int, bool] | None:
+    """(host, port, allowed) of one egress audit line (``LogSink.egress``)."""
+    m = _EGRESS_LINE.match(line)
+    if m is None:
+        return None
+    return m["host"].lower().strip("[]"), int(m["port"]), " allowed " in line
+
+
+def undeclared_egress(lines: dict[str, list[tuple[float, str]]],
+                      policies: list[EgressPolicy]) -> list[dict]:
+    """Hosts apps tried to reach that no app's spec.egress allows, judged by the egress
+    proxy's own rules: ``lines`` is each app's egress log lines (time, text)."""
+    hosts: dict[tuple[str, int], dict] = {}
+    for app, entries in sorted(lines.items()):
+        for ts, line in entries:
+            parsed = egress_host(line)
+            if parsed is None or any(p.check(parsed[0], parsed[1]).allowed for p in policies):
+                continue
+            host, port, allowed = parsed
+            row = hosts.setdefault((host, port), {"host": host, "port": port, "apps": [],
+                                                  "attempts": 0, "allowed": 0, "last": ts})
+            row["attempts"] += 1
+            row["allowed"] += allowed  # through the operator's SKIFF_EGRESS_ALLOW
+            row["last"] = max(row["last"], ts)
+            if app not in row["apps"]:
+                row["apps"].append(app)
+    return sorted(hosts.values(), key=lambda r: (-r["attempts"], r["host"], r["port"]))
