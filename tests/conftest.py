@@ -27,8 +27,10 @@ class SkiffServer:
         self.home = home
         self.lines: list[str] = []
         self._ready = threading.Event()
+        # no test depends on the outside network: the dependency audit is off unless a test
+        # points it at its own advisory server (tests/osv.py)
         full_env = {**os.environ, "SKIFF_ENVS_DIR": str(envs), "SKIFF_TICK_SECONDS": "0.1",
-                    **(env or {})}
+                    "SKIFF_ADVISORY_URL": "off", **(env or {})}
         full_env.pop("SKIFF_ADMIN_TOKEN", None)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "skiff", command, *map(str, dirs), "--port", "0",

@@ -93,6 +93,9 @@ class Config:
     # the built-in policy pack's limits (skiff.governance.admission.Limits)
     policy_max_ttl_days: int = 90
     policy_approved_hosts: tuple[str, ...] = ()  # empty: the egress-host policy is off
+    policy_approved_templates: tuple[str, ...] = ()  # empty: any templateRef (or none) passes
+    # the dependency audit at deploy (skiff.governance.advisories): an OSV-protocol service
+    advisory_url: str = "https://api.osv.dev"  # "off": no audit
     # TTL (skiff.governance.lifecycle): days an app without spec.ttlDays lives after its last
     # deploy or renewal (0: it does not expire); where its expiry reminders go
     default_ttl_days: int = 60
@@ -179,6 +182,10 @@ class Config:
                                               _env("POLICY_MAX_TTL_DAYS", "90"))),
             policy_approved_hosts=_entries(given.pop("policy_approved_hosts", None)
                                            or _env("POLICY_APPROVED_HOSTS", "")),
+            policy_approved_templates=_entries(given.pop("policy_approved_templates", None)
+                                               or _env("POLICY_APPROVED_TEMPLATES", "")),
+            advisory_url=str(given.pop("advisory_url",
+                                       _env("ADVISORY_URL", "https://api.osv.dev"))).strip(),
             metrics=bool(given.pop("metrics", _env("METRICS", "1") != "0")),
             metrics_token=str(given.pop("metrics_token", _env("METRICS_TOKEN", ""))).strip(),
             access_log=bool(given.pop("access_log", _env("ACCESS_LOG", "1") != "0")),

@@ -25,7 +25,15 @@ from skiff.egress import raise_fd_limit as raise_fd_limit_for_egress
 from skiff.errors import SkiffError
 from skiff.gateway import Gateway, Router, upload
 from skiff.gateway.admin import build_admin
-from skiff.governance import SYSTEM_UP, Governor, Identities, Limits, Role, SecretStore
+from skiff.governance import (
+    SYSTEM_UP,
+    AdvisoryDB,
+    Governor,
+    Identities,
+    Limits,
+    Role,
+    SecretStore,
+)
 from skiff.governance.access import Access
 from skiff.governance.approvals import Approvals
 from skiff.governance.lifecycle import Lifecycle, Notifier, NotifySettings
@@ -125,7 +133,7 @@ def assemble(config: Config, *,
         config, store=store, registry=registry, launcher=launching,
         envs=Environments(config.envs_dir or config.home / "envs", offline=config.offline),
         support=support, secrets=secrets, egress=egress, events=events, kv=kv, logs=logs,
-        sdk=sdk, governor=governor)
+        sdk=sdk, governor=governor, advisories=AdvisoryDB(config.advisory_url))
     # what other nodes of the database deploy, roll back and delete, served here too
     follower = Follower(store, registry, deployer, logs)
     assert storage.workflows is not None
@@ -171,7 +179,8 @@ def governance(config: Config, storage: Storage, secrets: SecretStore, registry:
     governor = Governor(
         Identities(storage.identities, oidc=oidc is not None), storage.audit,
         policy_dir=config.home / "policies",
-        limits=Limits(config.policy_max_ttl_days, config.policy_approved_hosts),
+        limits=Limits(config.policy_max_ttl_days, config.policy_approved_hosts,
+                      config.policy_approved_templates),
         secret_exists=lambda name: secrets.rows.latest(name) is not None,
         running=lambda: {n: (a.revision, a.manifest) for n, a in list(registry.apps.items())},
         log_app=lambda app, revision, line: logs.platform(app, revision, line),

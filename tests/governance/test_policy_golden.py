@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from skiff.governance import BOOTSTRAP, Limits, PolicyError, evaluate, policy_input
+from skiff.governance import BOOTSTRAP, Audit, Limits, PolicyError, evaluate, policy_input
+from skiff.governance.advisories import Advisory
 from skiff.governance.policy import builtin_policies, parse_policies
 from skiff.manifest import parse_manifest
 
@@ -31,7 +32,20 @@ def case_input(case: dict) -> dict:
         identities_enabled=facts.get("identities_enabled", False),
         findings=facts.get("findings", []), findings_allowed=False,
         secret_exists=lambda name: name in facts.get("secrets", []),
-        limits=Limits(approved_hosts=tuple(facts.get("approved_hosts", ()))))
+        limits=Limits(approved_hosts=tuple(facts.get("approved_hosts", ())),
+                      approved_templates=tuple(facts.get("approved_templates", ()))),
+        dependencies=audit_of(facts.get("dependencies")))
+
+
+def audit_of(facts: dict | None) -> Audit:
+    """The dependency audit a case states: its status and advisories."""
+    if facts is None:
+        return Audit("none")
+    found = tuple(Advisory(a["package"], a["version"], a["id"], a.get("summary", ""),
+                           a["severity"], fixed=tuple(a.get("fixed", ())))
+                  for a in facts.get("advisories", ()))
+    return Audit(facts["status"], tuple((a.package, a.version) for a in found), found,
+                 facts.get("error", ""))
 
 
 def render(name: str) -> tuple[str, str]:

@@ -170,26 +170,43 @@ def policy_test(directory: Annotated[Path, typer.Argument(help="the app director
     manifest = load_manifest(directory / "skiff.yaml")
     found = [{"file": f.file, "line": f.line, "type": f.type}
              for f in scan_app(directory, iter_app_files(directory))]
+    audit = _audit_locally(config, directory)
     pack = [*builtin_policies(), *load_policy_dir(policies or config.home / "policies")]
     given = policy_input(
         manifest, owner_known=parse_owner(manifest.metadata.owner) is not None, owner_groups=[],
         actor=BOOTSTRAP, identities_enabled=True, findings=found, findings_allowed=False,
         secret_exists=lambda name: True,
-        limits=Limits(config.policy_max_ttl_days, config.policy_approved_hosts))
+        limits=Limits(config.policy_max_ttl_days, config.policy_approved_hosts,
+                      config.policy_approved_templates), dependencies=audit)
     decisions = [d.to_dict() for d in evaluate(pack, given)]
     denied = [d for d in decisions if not d["allowed"] and d["enforcement"] == "deny"]
     if as_json:
         print(json.dumps({"app": manifest.name, "decisions": decisions,
-                          "denied": bool(denied)}, indent=2))
+                          "dependencies": audit.to_input(), "denied": bool(denied)}, indent=2))
     else:
         out = _out()
         out.print(_decisions_table(decisions))
+        for a in audit.advisories:
+            fixed = f", fixed in {', '.join(a.fixed)}" if a.fixed else ""
+            out.print(f"advisory {a.id} ({a.severity}): {a.package} {a.version}{fixed}")
+        if audit.status == "unavailable":
+            out.print(f"[yellow]dependency audit unavailable:[/] {escape(audit.error)}")
         out.print("checked locally: a well-formed owner counts as known and every secret "
                   "ref as existing; the server checks both at deploy", style="dim")
         out.print(f"[red]{manifest.name} would be denied[/]" if denied
                   else f"[green]{manifest.name} passes every deny policy[/]")
     if denied:
         raise typer.Exit(1)
+
+
+def _audit_locally(config: Config, directory: Path):  # noqa: ANN202
+    """The dependency audit a deploy of ``directory`` would get (its requirements
+    locked as the server locks them)."""
+    from skiff.governance import AdvisoryDB, pinned
+    from skiff.instance.environments import Environments
+
+    envs = Environments(config.envs_dir or config.home / "envs", offline=config.offline)
+    return AdvisoryDB(config.advisory_url).audit(pinned(envs.lock(directory)))
 
 
 @policy_app.command("ls")

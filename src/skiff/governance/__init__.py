@@ -4,6 +4,7 @@ who may do what (identities, roles, owners), the policies every deploy passes
 ``secret://`` refs, and the deploy-time scan for hard-coded credentials."""
 
 from .admission import Admission, Governor, Limits, OwnerConflict, UnknownOwner, policy_input
+from .advisories import NOT_AUDITED, AdvisoryDB, Audit, pinned
 from .audit import AuditEntry, AuditLog
 from .identity import BOOTSTRAP, SYSTEM_UP, Identities, Principal, Role, TokenExpired
 from .policy import Decision, Policy, PolicyDenied, PolicyError, evaluate
@@ -25,9 +26,12 @@ from .secrets import (
 
 __all__ = [
     "BOOTSTRAP",
+    "NOT_AUDITED",
     "HINT",
     "SYSTEM_UP",
     "Admission",
+    "AdvisoryDB",
+    "Audit",
     "AuditEntry",
     "AuditLog",
     "Decision",
@@ -56,6 +60,7 @@ __all__ = [
     "generate_master_key",
     "load_master_key",
     "parse_ref",
+    "pinned",
     "policy_input",
     "scan_app",
 ]

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from skiff.errors import Conflict, ManifestError, SkiffError
+from skiff.governance.advisories import NOT_AUDITED, Audit
 from skiff.governance.approvals import Approvals
 from skiff.governance.audit import AuditEntry, AuditLog
 from skiff.governance.identity import BOOTSTRAP, Identities, NotOwner, Principal, Role
@@ -66,6 +67,7 @@ class Limits:
 
     max_ttl_days: int = 90
     approved_hosts: tuple[str, ...] = ()  # empty: egress hosts are not restricted by policy
+    approved_templates: tuple[str, ...] = ()  # empty: templateRef is not restricted
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,8 @@ class Admission:
     secrets: tuple[str, ...] = ()
     #: "pending": the scopes it asks for that need an operator's approval
     requested: tuple[str, ...] = ()
+    #: the dependency audit the policies saw
+    dependencies: Audit = NOT_AUDITED
 
     @property
     def warnings(self) -> list[dict]:
@@ -88,6 +92,10 @@ class Admission:
         out: dict = {"policy": {"verdict": self.verdict, "warnings": self.warnings,
                                 "audit": [d.to_dict() for d in self.decisions
                                           if not d.allowed and d.enforcement == "audit"]}}
+        if self.dependencies.status != "none":
+            deps = self.dependencies.to_input()
+            out["dependencies"] = {k: deps[k] for k in ("status", "error", "counts",
+                                                        "advisories")}
         if self.owner_change is not None:
             old, new = self.owner_change
             out["owner_changed"] = {
@@ -131,7 +139,7 @@ def approved(host: str, patterns: Iterable[str]) -> bool:
 def policy_input(manifest: Manifest, *, owner_known: bool, owner_groups: list[str],
                  actor: Principal, identities_enabled: bool, findings: list[dict],
                  findings_allowed: bool, secret_exists: Callable[[str], bool],
-                 limits: Limits) -> dict[str, Any]:
+                 limits: Limits, dependencies: Audit = NOT_AUDITED) -> dict[str, Any]:
     """The one ``input`` every policy sees (documented field by field in the README's
     operator section). Pure over what it is given."""
     owner = manifest.metadata.owner or ""
@@ -154,6 +162,7 @@ def policy_input(manifest: Manifest, *, owner_known: bool, owner_groups: list[st
         "identities": {"enabled": identities_enabled},
         "findings": findings,
         "findingsAllowed": findings_allowed,
+        "dependencies": dependencies.to_input(),
         "scopes": {
             "egress": [{"entry": e, "host": host_of(e),
                         "approved": approved(host_of(e), limits.approved_hosts)}
@@ -161,7 +170,8 @@ def policy_input(manifest: Manifest, *, owner_known: bool, owner_groups: list[st
             "secrets": secrets,
         },
         "limits": {"maxTtlDays": limits.max_ttl_days,
-                   "approvedHosts": list(limits.approved_hosts)},
+                   "approvedHosts": list(limits.approved_hosts),
+                   "approvedTemplates": list(limits.approved_templates)},
     }
 
 
@@ -194,6 +204,8 @@ class Governor:
         self._set = _PolicySet()
         self._violations: dict[tuple[str, str, int], tuple[float, list[Decision]]] = {}
         self._builtins = builtin_policies()
+        #: app -> the dependency audit of the revision that serves (re-evaluation uses it)
+        self._audits: dict[str, Audit] = {}
         self._reload()
 
     # -- policies ------------------------------------------------------------------
@@ -319,29 +331,32 @@ class Governor:
 
     # -- evaluation --------------------------------------------------------------------
     def _input(self, manifest: Manifest, actor: Principal, findings: list[dict],
-               findings_allowed: bool) -> dict[str, Any]:
+               findings_allowed: bool, dependencies: Audit | None) -> dict[str, Any]:
         owner = manifest.metadata.owner
+        if dependencies is None:  # a running app: the audit its deploy had
+            dependencies = self._audits.get(manifest.name, NOT_AUDITED)
         return policy_input(manifest, owner_known=self.identities.owner_known(owner),
                             owner_groups=self.identities.owner_groups(owner), actor=actor,
                             identities_enabled=self.identities.enabled, findings=findings,
                             findings_allowed=findings_allowed,
-                            secret_exists=self._secret_exists, limits=self.limits)
+                            secret_exists=self._secret_exists, limits=self.limits,
+                            dependencies=dependencies)
 
     def evaluate(self, manifest: Manifest, *, actor: Principal = BOOTSTRAP,
-                 findings: list[dict] | None = None,
-                 findings_allowed: bool = False) -> list[Decision]:
+                 findings: list[dict] | None = None, findings_allowed: bool = False,
+                 dependencies: Audit | None = None) -> list[Decision]:
         policies = self.policies()
         if self._set.error is not None:
             raise PolicyDenied(f"deploys are refused until the policies load again: "
                                f"{self._set.error.message}", code="policy_load_failed",
                                **self._set.error.details)
-        given = self._input(manifest, actor, findings or [], findings_allowed)
+        given = self._input(manifest, actor, findings or [], findings_allowed, dependencies)
         with self._evaluating:
             return evaluate(policies, given)
 
     def admit(self, manifest: Manifest, *, actor: Principal | None, current: Manifest | None,
               findings: Iterable[Any] = (), allowed_reason: str | None = None,
-              action: str = "deploy") -> Admission:
+              action: str = "deploy", dependencies: Audit | None = None) -> Admission:
         """May ``actor`` deploy (or roll back to) ``manifest`` over ``current``?
         Raises the refusal; otherwise the decisions, with warnings for the author."""
         actor = actor or BOOTSTRAP
@@ -351,14 +366,21 @@ class Governor:
         self._check_owner(manifest, actor, current)
         found = [{"file": f.file, "line": f.line, "type": f.type} for f in findings]
         decisions = self.evaluate(manifest, actor=actor, findings=found,
-                                  findings_allowed=bool(allowed_reason))
+                                  findings_allowed=bool(allowed_reason),
+                                  dependencies=dependencies)
         denied = denials(decisions)
         if denied:
             lines = [f"  {d.policy}: {d.message}" for d in denied]
+            extra: dict[str, Any] = {}
+            if dependencies is not None and dependencies.advisories:
+                lines += [f"    {a.package} {a.version}: {a.id} ({a.severity})"
+                          + (f", fixed in {', '.join(a.fixed)}" if a.fixed else "")
+                          for a in dependencies.advisories]
+                extra["advisories"] = [a.to_dict() for a in dependencies.advisories]
             raise PolicyDenied(
                 f"{action} of {manifest.name} denied by {len(denied)} polic"
                 f"{'y' if len(denied) == 1 else 'ies'}:\n" + "\n".join(lines),
-                denials=[d.to_dict() for d in denied])
+                denials=[d.to_dict() for d in denied], **extra)
         was = current.metadata.owner if current is not None else None
         change = (was, manifest.metadata.owner or "") if (
             current is not None and was and was != manifest.metadata.owner) else None
@@ -366,7 +388,13 @@ class Governor:
         wanted = self.approvals.needed(manifest, current, actor, self.identities.enabled) \
             if self.approvals is not None and action == "deploy" else []
         return Admission("pending" if wanted else "allowed", tuple(decisions), change,
-                         used if change else (), tuple(wanted))
+                         used if change else (), tuple(wanted),
+                         dependencies if dependencies is not None else NOT_AUDITED)
+
+    def serving(self, app: str, audit: Audit) -> None:
+        """The revision audited as ``audit`` now serves ``app``: re-evaluations use it."""
+        with self._lock:  # the violations cache is keyed by revision: nothing to drop
+            self._audits[app] = audit
 
     def _check_owner(self, manifest: Manifest, actor: Principal, current: Manifest | None) -> None:
         if not self.identities.enabled:

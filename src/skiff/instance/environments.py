@@ -52,6 +52,12 @@ class Environments:
         self.offline = offline
         self.root.mkdir(parents=True, exist_ok=True)
 
+    def lock(self, app_dir: Path) -> str:
+        """The app's locked requirement set ("" without requirements). Blocking; cached,
+        so the ``resolve`` that follows reuses it."""
+        reqs = _requirements(app_dir)
+        return self._lock(reqs) if reqs else ""
+
     def resolve(self, app_dir: Path) -> ZygoteSpec:
         """The environment for an app directory, built if needed. Blocking."""
         reqs = _requirements(app_dir)

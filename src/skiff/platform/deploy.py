@@ -29,7 +29,17 @@ from skiff.config import Config
 from skiff.egress import EgressListener, EgressPolicy, EgressProxy, ForbiddenEgressRule
 from skiff.errors import Conflict, DeployError, InvocationError, NotFound, SkiffError
 from skiff.gateway.static import StaticSite
-from skiff.governance import BOOTSTRAP, Admission, Governor, Principal, SecretStore, scan_app
+from skiff.governance import (
+    BOOTSTRAP,
+    Admission,
+    AdvisoryDB,
+    Audit,
+    Governor,
+    Principal,
+    SecretStore,
+    pinned,
+    scan_app,
+)
 from skiff.instance import Instance, Launcher, ZygoteSpec
 from skiff.instance.environments import Environments
 from skiff.instance.isolation import Support, plan_for, zygote_plan
@@ -47,8 +57,9 @@ class Deployer:
     def __init__(self, config: Config, *, store: Store, registry: Registry, launcher: Launcher,
                  envs: Environments, support: Support, secrets: SecretStore,
                  egress: EgressProxy, events: EventPlane, kv: KV, logs: LogSink,
-                 sdk: SdkCalls, governor: Governor) -> None:
+                 sdk: SdkCalls, governor: Governor, advisories: AdvisoryDB | None = None) -> None:
         self._config = config
+        self._advisories = advisories or AdvisoryDB("off")
         self._store = store
         self._registry = registry
         self._launcher = launcher
@@ -136,6 +147,7 @@ class Deployer:
                 + "\n".join(lines) + f"\n{findings[0].hint} (or deploy with "
                 "--allow-secret-scan-findings REASON)", code="hardcoded_secret",
                 findings=[{"file": f.file, "line": f.line, "type": f.type} for f in findings])
+        audit = await self._audit(src)  # the locked requirements, before any policy
         async with self._registry.lock(name):
             digest = await asyncio.to_thread(content_hash, src, manifest)
             current = self._registry.apps.get(name)
@@ -149,7 +161,7 @@ class Deployer:
             admission = await asyncio.to_thread(
                 self._governor.admit, manifest, actor=actor,
                 current=current.manifest if current else None, findings=findings,
-                allowed_reason=allow_secret_findings)
+                allowed_reason=allow_secret_findings, dependencies=audit)
             if current is not None and current.revision == digest:
                 return deploy_result(current, changed=False) | admission.result()
             # held: what serves now serves on (a restore brings back what was approved)
@@ -197,6 +209,7 @@ class Deployer:
                                                  str(code_dir), zygote.key, time.time()))
             self._store.set_current(name, digest)
             app = self._activate(revision, trial=trial)
+            self._governor.serving(name, audit)
             listener.policy = revision.egress
             self._logs.platform(name, digest, f"revision {digest} deployed ({app.kind})")
             if findings:
@@ -207,6 +220,12 @@ class Deployer:
                                     f"{w['file']}:{w['line']}: {w['type']}")
             return (deploy_result(app, changed=True) | {"scan_warnings": warnings}
                     | admission.result())
+
+    async def _audit(self, src: Path) -> Audit:
+        """The dependency audit of the app in ``src`` (its requirements locked as the
+        install will lock them; a failed lock fails the deploy as the install would)."""
+        lock = await asyncio.to_thread(self._envs.lock, src)
+        return await asyncio.to_thread(self._advisories.audit, pinned(lock))
 
     async def _hold(self, src: Path, name: str, admission: Admission,
                     actor: Principal | None) -> dict:
@@ -497,10 +516,13 @@ class Deployer:
         async with self._registry.lock(name):
             # no base_dir: the code may not be on this node yet (_bring_up checks it there)
             target = parse_manifest(row.manifest, source=f"{name}@{row.revision}")
+            # no code on this node yet: no requirements to read, so no audit (it has none)
+            audit = await self._audit(Path(row.code_dir))
             await asyncio.to_thread(self._governor.admit, target, actor=actor,
-                                    current=app.manifest, action="rollback")
+                                    current=app.manifest, action="rollback", dependencies=audit)
             self._check_ownership(target)
             app = await self._bring_up(row)
+            self._governor.serving(name, audit)
             await asyncio.to_thread(self._store_bundle, name, row.revision, app.code_dir)
             self._store.set_current(name, row.revision)
         self._logs.platform(name, row.revision, f"rolled back to revision {row.revision}")
