@@ -115,6 +115,14 @@ def test_discovered_apps_become_drafts_for_their_owners(served, tmp_path: Path) 
     assert "user:bob" in taken.json()["error"]["message"]
     missing = c["bob"].post("/drafts/nope/claim")
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "draft_not_found"
+    # the claimed name is bob's: alice may not deploy it as her own first
+    grab = tmp_path / "menu-grab"
+    shutil.copytree(APPS / "tapas", grab)
+    (grab / "skiff.yaml").write_text((grab / "skiff.yaml").read_text().replace("tapas", "menu"))
+    refused = c["alice"].post("/apps", content=pack(grab),
+                              headers={"content-type": "application/gzip"})
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "draft_claimed"
+    assert "user:bob" in refused.json()["error"]["message"]
     # bob deploys it: an app now, the draft gone from the inventory
     app = tmp_path / "menu-app"
     shutil.copytree(APPS / "tapas", app)

@@ -44,6 +44,7 @@ from skiff.instance import Instance, Launcher, ZygoteSpec
 from skiff.instance.environments import Environments
 from skiff.instance.isolation import Support, plan_for, zygote_plan
 from skiff.manifest import Manifest, content_hash, iter_app_files, load_manifest, parse_manifest
+from skiff.platform.inventory import check_claim
 from skiff.platform.logsink import LogSink
 from skiff.platform.registry import App, Registry, Revision
 from skiff.platform.sdkcalls import SdkCalls
@@ -151,6 +152,9 @@ class Deployer:
         async with self._registry.lock(name):
             digest = await asyncio.to_thread(content_hash, src, manifest)
             current = self._registry.apps.get(name)
+            if current is None:  # a name a draft's claimer holds is theirs to deploy
+                await asyncio.to_thread(check_claim, self._kv, name, manifest.metadata.owner,
+                                        actor)
             if restoring and current is not None:
                 raise Conflict(f"app {name} cannot be restored: another app of that name is "
                                f"deployed now (owner {current.manifest.metadata.owner or 'none'})"

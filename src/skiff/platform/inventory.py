@@ -126,6 +126,17 @@ class Inventory:
                                 f"metadata.owner: {owner} (`skiff deploy DIR`)"}
 
 
+def check_claim(kv: KV, name: str, owner: str | None, actor: Principal | None) -> None:
+    """A claimed draft's name is its claimer's: a first deploy of it under another owner
+    is refused (an operator may), as a deploy over another owner's app is."""
+    item = kv.get(DRAFTS_NS, name)
+    claimed = item.value.get("claimed_by") if item is not None else None
+    if not claimed or claimed == owner or (actor is not None and actor.role >= Role.operator):
+        return
+    raise Conflict(f"app name {name} is a draft claimed by {claimed}; deploy under another "
+                   "name, or ask them or an operator", code="draft_claimed", owner=claimed)
+
+
 def _draft(find: Any, index: int) -> dict:
     if not isinstance(find, dict):
         raise SkiffError(f"find {index} must be an object with name, kind and path",
