@@ -54,33 +54,60 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@contextlib.contextmanager
-def native_server(python: str, app: str, *args: str):
-    """``python -m ARGS`` serving the app on a free port, until the block ends."""
-    port = _free_port()
-    argv = [a.replace("{port}", str(port)) for a in args]
-    proc = subprocess.Popen([python, "-m", *argv], cwd=APPS / app, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env={"PATH": os.environ.get("PATH", "")})
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+# app → how its native runner serves it (python -m ...); {port} is filled in
+NATIVE = {
+    "mangum-fastapi": ("uvicorn", "app:app", "--port", "{port}"),
+    "fastapi-plain": ("uvicorn", "main:app", "--port", "{port}"),
+    "sse-stream": ("uvicorn", "app:app", "--port", "{port}"),
+    "flask-factory": ("gunicorn", "flaskr:create_app()", "--bind", "127.0.0.1:{port}",
+                      "--workers", "1"),
+    "ff-http": ("functions_framework", "--target", "hello_http", "--host", "127.0.0.1",
+                "--port", "{port}"),
+    "ff-event": ("functions_framework", "--target", "on_order", "--host", "127.0.0.1",
+                 "--port", "{port}"),
+}
+
+
+@pytest.fixture(scope="module")
+def native(env_python: str):
+    """Every app of NATIVE on its own runner, started together (their imports overlap)."""
+    procs: dict[str, tuple[subprocess.Popen, httpx.Client]] = {}
     try:
-        for _ in range(600):  # a readiness wait: the runner's first answer
-            try:
-                client.get("/")
-                break
-            except httpx.TransportError:
-                if proc.poll() is not None:
-                    raise AssertionError(f"{args[0]} exited with {proc.returncode}") from None
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(0.05)
-        yield client
+        for app, args in NATIVE.items():
+            port = _free_port()
+            proc = subprocess.Popen([env_python, "-m", *(a.replace("{port}", str(port))
+                                                          for a in args)],
+                                    cwd=APPS / app, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL,
+                                    env={"PATH": os.environ.get("PATH", "")})
+            procs[app] = (proc, httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30))
+        for app, (proc, client) in procs.items():
+            _wait_ready(app, proc, client)
+        yield {app: client for app, (_proc, client) in procs.items()}
     finally:
-        client.close()
-        proc.terminate()
+        for proc, client in procs.values():
+            client.close()
+            proc.terminate()
+        for proc, _client in procs.values():
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _wait_ready(app: str, proc: subprocess.Popen, client: httpx.Client) -> None:
+    for _ in range(1200):  # a readiness wait: the runner's first answer
         try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            client.get("/")
+            return
+        except httpx.TransportError:
+            if proc.poll() is not None:
+                raise AssertionError(f"{app}'s native runner exited with "
+                                     f"{proc.returncode}") from None
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(0.05)
+    raise AssertionError(f"{app}'s native runner did not answer")
 
 
 def _handler_result(python: str, app: str, module: str, event: str) -> dict:
@@ -128,40 +155,35 @@ def test_powertools_http_resolver(server, env_python):
     assert server.http.get("/powertools-http/nope").status_code == 404
 
 
-def test_mangum_fastapi_against_uvicorn(server, env_python):
+def test_mangum_fastapi_against_uvicorn(server, native):
     """A FastAPI app behind Mangum on Skiff answers as the same app on uvicorn."""
-    with native_server(env_python, "mangum-fastapi", "uvicorn", "app:app",
-                       "--port", "{port}") as native:
-        for path, params in (("/items/5", {"q": "x"}), ("/items/nope", {}), ("/missing", {})):
-            ours = server.http.get(f"/mangum-fastapi{path}", params=params)
-            theirs = native.get(path, params=params)
-            assert (ours.status_code, ours.json()) == (theirs.status_code, theirs.json()), path
+    for path, params in (("/items/5", {"q": "x"}), ("/items/nope", {}), ("/missing", {})):
+        ours = server.http.get(f"/mangum-fastapi{path}", params=params)
+        theirs = native["mangum-fastapi"].get(path, params=params)
+        assert (ours.status_code, ours.json()) == (theirs.status_code, theirs.json()), path
 
 
 # -- ASGI / WSGI --------------------------------------------------------------
 
-def test_fastapi_plain_against_uvicorn(server, env_python):
+def test_fastapi_plain_against_uvicorn(server, native):
     """FastAPI's first-steps app: the same answers (validation errors too) as uvicorn."""
     item = {"name": "hammer", "price": 9.5}
-    with native_server(env_python, "fastapi-plain", "uvicorn", "main:app",
-                       "--port", "{port}") as native:
-        calls = [("GET", "/", None), ("PUT", "/items/3", item), ("PUT", "/items/3", {"name": 1})]
-        for method, path, body in calls:
-            ours = server.http.request(method, f"/fastapi-plain{path}", json=body)
-            theirs = native.request(method, path, json=body)
-            assert (ours.status_code, ours.json()) == (theirs.status_code, theirs.json()), path
+    calls = [("GET", "/", None), ("PUT", "/items/3", item), ("PUT", "/items/3", {"name": 1})]
+    for method, path, body in calls:
+        ours = server.http.request(method, f"/fastapi-plain{path}", json=body)
+        theirs = native["fastapi-plain"].request(method, path, json=body)
+        assert (ours.status_code, ours.json()) == (theirs.status_code, theirs.json()), path
     assert server.http.get("/fastapi-plain/openapi.json").json()["paths"]["/items/{item_id}"]
 
 
-def test_flask_app_factory_against_gunicorn(server, env_python):
+def test_flask_app_factory_against_gunicorn(server, native):
     """The Flask tutorial's `create_app()` factory with a blueprint; `url_for`
     builds URLs under the mount as gunicorn's do under its root."""
-    with native_server(env_python, "flask-factory", "gunicorn", "flaskr:create_app()",
-                       "--bind", "127.0.0.1:{port}", "--workers", "1") as native:
-        for path in ("/hello", "/", "/3"):
-            ours, theirs = server.http.get(f"/flask-factory{path}"), native.get(path)
-            assert (ours.status_code, ours.text) == (theirs.status_code, theirs.text), path
-        assert native.get("/where").json() == {"index": "/", "post": "/3"}
+    theirs_app = native["flask-factory"]
+    for path in ("/hello", "/", "/3"):
+        ours, theirs = server.http.get(f"/flask-factory{path}"), theirs_app.get(path)
+        assert (ours.status_code, ours.text) == (theirs.status_code, theirs.text), path
+    assert theirs_app.get("/where").json() == {"index": "/", "post": "/3"}
     assert server.http.get("/flask-factory/where").json() == {
         "index": "/flask-factory/", "post": "/flask-factory/3"}
 
@@ -177,33 +199,32 @@ def _sse_events(response: httpx.Response) -> list[tuple[str, str]]:
     return events
 
 
-def test_sse_starlette_stream_against_uvicorn(server, env_python):
+def test_sse_starlette_stream_against_uvicorn(server, native):
     """An sse-starlette EventSourceResponse streams its events in order, as on uvicorn."""
     with server.http.stream("GET", "/sse-stream/numbers", params={"count": 3}) as r:
         assert r.headers["content-type"].startswith("text/event-stream")
         ours = _sse_events(r)
-    with native_server(env_python, "sse-stream", "uvicorn", "app:app",
-                       "--port", "{port}") as native, \
-            native.stream("GET", "/numbers", params={"count": 3}) as r:
+    with native["sse-stream"].stream("GET", "/numbers", params={"count": 3}) as r:
         theirs = _sse_events(r)
     assert ours == theirs == [("tick", "n=1"), ("tick", "n=2"), ("tick", "n=3"), ("done", "bye")]
 
 
 # -- functions-framework ------------------------------------------------------
 
-def test_functions_framework_http_against_its_server(server, env_python):
+def test_functions_framework_http_against_its_server(server, native):
     """`@functions_framework.http` gets a Flask request and may return anything Flask
     accepts (a tuple with headers, jsonify, a streamed Response), as under
     functions-framework's own server."""
-    with native_server(env_python, "ff-http", "functions_framework", "--target", "hello_http",
-                       "--port", "{port}", "--host", "127.0.0.1") as native:
-        for method, path, kw in (("GET", "/", {"params": {"name": "Ada"}}),
-                                 ("POST", "/orders", {"json": {"n": 1}}),
-                                 ("GET", "/stream", {})):
-            ours = server.http.request(method, f"/ff-http{path}", **kw)
-            theirs = native.request(method, path, **kw)
-            assert (ours.status_code, ours.text) == (theirs.status_code, theirs.text), path
-            assert ours.headers["content-type"] == theirs.headers["content-type"]
+    for method, path, kw in (("GET", "/", {"params": {"name": "Ada"}}),
+                             ("POST", "/orders", {"json": {"n": 1}}),
+                             ("GET", "/stream", {})):
+        ours = server.http.request(method, f"/ff-http{path}", **kw)
+        theirs = native["ff-http"].request(method, path, **kw)
+        assert (ours.status_code, ours.text) == (theirs.status_code, theirs.text), path
+        assert ours.headers["content-type"] == theirs.headers["content-type"]
+        if path == "/stream":  # streamed as it is generated, by both
+            assert "content-length" not in ours.headers
+            assert "content-length" not in theirs.headers
     assert server.http.get("/ff-http/").headers["x-function"] == "hello_http"
     assert server.app("ff-http")["kind"] == "wsgi"
 
@@ -213,7 +234,7 @@ def _logged(server: SkiffServer, app: str, text: str) -> bool:
     return any(text in r.get("line", r.get("message", "")) for r in rows)
 
 
-def test_functions_framework_cloud_event_from_the_bus_and_http(server, env_python):
+def test_functions_framework_cloud_event_from_the_bus_and_http(server, native):
     """`@functions_framework.cloud_event` gets a CloudEvent published on Skiff's bus
     (through its event trigger) and one POSTed in binary mode, as the framework's
     own server takes it."""
@@ -230,9 +251,7 @@ def test_functions_framework_cloud_event_from_the_bus_and_http(server, env_pytho
     ours = server.http.post("/ff-event/", content=b'{"amount": 4}', headers=headers)
     assert (ours.status_code, ours.text) == (200, "OK")
     server.wait_for(lambda: _logged(server, "ff-event", "order http-1"), "the HTTP event")
-    with native_server(env_python, "ff-event", "functions_framework", "--target", "on_order",
-                       "--port", "{port}", "--host", "127.0.0.1") as native:
-        theirs = native.post("/", content=b'{"amount": 4}', headers=headers)
+    theirs = native["ff-event"].post("/", content=b'{"amount": 4}', headers=headers)
     assert (theirs.status_code, theirs.text) == (200, "OK")
 
 
@@ -252,3 +271,40 @@ def test_platform_packages_are_not_the_apps(server):
     said = " ".join(proc.stderr.split())
     assert re.search(r"no module named 'yaml' is installed: add PyYAML to requirements\.txt", said)
     assert server.admin.get("/apps/leaky").status_code == 404
+
+
+PLATFORM_ONLY = ["requests", "httpx", "yaml", "typer", "rich", "cryptography", "croniter",
+                 "detect_secrets"]
+
+
+def _stdlib_or(entry: str, allowed: list[str]) -> bool:
+    base = os.path.realpath(sys.base_prefix)
+    inside_base = os.path.realpath(entry).startswith(base + os.sep)
+    return entry in allowed or (inside_base and "site-packages" not in entry)
+
+
+def test_an_app_without_requirements_imports_the_stdlib_and_the_runtime_only(server):
+    """sys.path of an app with no requirements.txt: its code, the standard library and
+    Skiff's runtime; none of the platform's packages resolve."""
+    got = server.http.get("/probe-bare/").json()
+    code = got["path"][0]  # the revision's read-only copy of the code
+    assert code.startswith(str(server.home / "revisions" / "probe-bare"))
+    runtime = [e for e in got["path"] if not _stdlib_or(e, [code])]
+    for entry in runtime:  # the runtime's own directory: skiff and nothing importable beside
+        assert {n for n in os.listdir(entry) if not n.endswith(".egg-info")} <= {
+            "skiff", "__pycache__"}, entry
+    assert got["importable"] == {n: n in ("msgspec", "skiff") for n in got["importable"]}
+
+
+def test_an_app_imports_its_requirements_but_not_the_platforms_packages(server, envs_dir):
+    """With a requirements.txt: what it names (and their dependencies) resolve, the
+    platform's other packages do not, and sys.path holds the app's environment."""
+    got = server.http.get("/probe-env/").json()
+    importable = got["importable"]
+    assert all(importable[n] for n in ("flask", "fastapi", "pydantic", "starlette",
+                                       "aws_lambda_powertools", "uvicorn", "msgspec", "skiff"))
+    assert not any(importable[n] for n in PLATFORM_ONLY)
+    env = [e for e in got["path"] if e.startswith(str(envs_dir))]
+    assert env and all(e.endswith(("site-packages", "skiff-runtime")) for e in env), env
+    assert got["path"][0].startswith(str(server.home / "revisions" / "probe-env"))
+    assert all(_stdlib_or(e, [got["path"][0], *env]) for e in got["path"])
