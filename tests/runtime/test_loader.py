@@ -6,6 +6,7 @@ import pytest
 
 from skiff.errors import DeployError
 from skiff.runtime import KINDS, LoadError, NotSupported, detect_kind, load_app
+from skiff.runtime.loader import distribution_for
 
 from .conftest import APPS, make_context, make_request
 
@@ -145,9 +146,102 @@ def test_import_error_has_a_short_traceback_in_the_app(monkeypatch):
 
 
 def test_missing_dependency_is_an_import_failure(tmp_path):
-    with pytest.raises(LoadError, match="importing 'app' failed: ModuleNotFoundError: "
-                                        "No module named 'not_installed_pkg'"):
-        load_app(write_app(tmp_path, "import not_installed_pkg"), "app:handler", None)
+    """A module the environment lacks is named with the requirements.txt line to add."""
+    with pytest.raises(LoadError, match="importing 'app' failed: no module named "
+                                        "'not_installed_pkg' is installed: add "
+                                        "not-installed-pkg to requirements.txt"):
+        load_app(write_app(tmp_path, "import not_installed_pkg.sub"), "app:handler", None)
+
+
+@pytest.mark.parametrize(("module", "line"), [
+    ("yaml", "PyYAML"), ("PIL", "pillow"), ("aws_lambda_powertools", "aws-lambda-powertools"),
+    ("functions_framework", "functions-framework"), ("flask", "flask"),
+])
+def test_the_requirement_named_for_a_missing_module(module, line):
+    assert distribution_for(module) == line
+
+
+def test_missing_module_of_the_apps_own_package_is_not_a_requirement(tmp_path):
+    """A module missing inside the app's own package is the app's bug, not a dependency."""
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("import pkg.nothere\n")
+    write_app(tmp_path, "import pkg\ndef handler(event, context): return 1")
+    with pytest.raises(LoadError) as info:
+        load_app(str(tmp_path), "app:handler", None)
+    assert "requirements.txt" not in str(info.value)
+
+
+# A stand-in for functions_framework as an app would vendor it: its decorators fill
+# _function_registry.REGISTRY_MAP, which is all the loader reads.
+_FF_INIT = """
+from . import _function_registry
+
+def _register(kind):
+    def decorate(func):
+        _function_registry.REGISTRY_MAP[func.__name__] = kind
+        return func
+    return decorate
+
+http = _register("http")
+cloud_event = _register("cloudevent")
+typed = _register("typed")
+"""
+
+
+def _with_framework(tmp_path, source):
+    ff = tmp_path / "functions_framework"
+    ff.mkdir()
+    (ff / "__init__.py").write_text(_FF_INIT)
+    (ff / "_function_registry.py").write_text("REGISTRY_MAP = {}\n")
+    return write_app(tmp_path, source, name="main")
+
+
+def test_functions_framework_http_function_is_served_by_flask(tmp_path):
+    """@functions_framework.http: a Flask request in, any Flask return value out, at
+    any path below the mount; it runs as a WSGI app."""
+    code = _with_framework(tmp_path, """
+        import functions_framework
+
+        @functions_framework.http
+        def hello(request):
+            return f"hi {request.args['name']} at {request.path}", 201, {"x-ff": "1"}
+    """)
+    app = load_app(code, "main:hello", None)
+    assert app.kind == "wsgi"
+    resp = app.handle_http(make_request(path="/deep/path", query="name=ada", mount="/f"),
+                           make_context())
+    assert (resp.status, resp.body) == (201, b"hi ada at /deep/path")
+    assert ("x-ff", "1") in resp.headers
+    # a restored revision names the kind it reported; the function is still wrapped
+    assert load_app(code, "main:hello", "wsgi").handle_http(
+        make_request(query="name=bo"), make_context()).body == b"hi bo at /"
+
+
+def test_a_plain_two_argument_function_is_not_taken_for_functions_framework(tmp_path):
+    """Only what the framework's registry names is a function; the rest is detected as before."""
+    code = _with_framework(tmp_path, """
+        import functions_framework
+
+        @functions_framework.http
+        def other(request):
+            return "x"
+
+        def handler(event, context):
+            return {"ok": True}
+    """)
+    assert load_app(code, "main:handler", None).kind == "lambda"
+
+
+def test_unsupported_functions_framework_signature_is_refused(tmp_path):
+    code = _with_framework(tmp_path, """
+        import functions_framework
+
+        @functions_framework.typed
+        def typed_fn(data):
+            return data
+    """)
+    with pytest.raises(LoadError, match="'typed' functions are not supported yet"):
+        load_app(code, "main:typed_fn", None)
 
 
 def test_syntax_error(tmp_path):

@@ -3,9 +3,11 @@ set, and every app with the same locked set shares one virtual environment
 (and one zygote). Installs go through uv, with its cache, so a rebuild is fast
 and works offline once the packages have been seen.
 
-The environment reaches the platform's own packages (the Skiff runtime,
-msgspec) through a .pth file that *appends* them to sys.path, so the app's
-pinned versions always win.
+The environment reaches Skiff's runtime, and nothing else of the platform:
+``skiff-runtime/`` in the environment holds links to the ``skiff`` and ``msgspec``
+packages only, and a .pth file *appends* it to sys.path (the app's own pinned
+msgspec wins). Flask, FastAPI, pydantic, ... are the app's only if its
+requirements.txt names them, as on Lambda or Cloud Run.
 """
 
 from __future__ import annotations
@@ -16,13 +18,15 @@ import json
 import os
 import subprocess
 import sys
-import sysconfig
 from pathlib import Path
 
 from skiff.errors import DeployError
 from skiff.instance.supervisor import ZygoteSpec
+from skiff.instance.zygote import ISOLATED_MARKER, RUNTIME_PACKAGES
 
 DEFAULT = ZygoteSpec(key="default", python=sys.executable)
+# Part of every environment's key: an environment built before isolation is rebuilt.
+_LAYOUT = "isolated-1"
 
 
 def _uv() -> list[str]:
@@ -64,7 +68,7 @@ class Environments:
         if not reqs:
             return DEFAULT
         lock = self._lock(reqs)
-        key = hashlib.sha256(f"{sys.version}\n{lock}".encode()).hexdigest()[:16]
+        key = hashlib.sha256(f"{sys.version}\n{_LAYOUT}\n{lock}".encode()).hexdigest()[:16]
         env_dir = self.root / key
         if not (env_dir / ".ready").exists():
             with open(self.root / f"{key}.lock", "w") as guard:
@@ -119,11 +123,24 @@ class Environments:
         (env_dir / "requirements.lock").write_text(lock)
         site = self._run([str(py), "-I", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                          "inspecting the environment").strip()
-        platform_site = sysconfig.get_paths()["purelib"]
-        Path(site, "_skiff_platform.pth").write_text(
-            f"import site; site.addsitedir({platform_site!r})\n")
+        runtime = _link_runtime(env_dir / "skiff-runtime")
+        Path(site, ISOLATED_MARKER).write_text(f"{runtime}\n")
         preload = self._run([str(py), "-I", "-c", _PRELOAD_PROBE], "inspecting the environment")
         (env_dir / ".ready").write_text(preload.strip() or "[]")
+
+
+def _link_runtime(where: Path) -> Path:
+    """A directory with links to the runtime's packages (skiff, msgspec) alone."""
+    import importlib
+
+    where.mkdir(exist_ok=True)
+    for name in RUNTIME_PACKAGES:
+        target = Path(importlib.import_module(name).__file__ or "").resolve().parent
+        link = where / name
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(target, target_is_directory=True)
+    return where
 
 
 # Top-level modules of the installed distributions: the zygote imports them so

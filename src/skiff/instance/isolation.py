@@ -73,7 +73,7 @@ def plan_for(support: Support, level: str, *, uid: int, home: Path, code_dir: Pa
 
     The root holds, read-only: the system directories, the zygote's interpreter
     with its prefix and base prefix (a dependency environment's), the platform's
-    own (its site-packages reach the environment through a .pth file), skiff's
+    own (the targets of the runtime links in an environment: msgspec), skiff's
     package directory alone (not the checkout around it) and the app's code;
     read-write only its data directory. ``home`` (the platform's state) is
     covered should any of those contain it."""

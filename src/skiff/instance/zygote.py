@@ -4,6 +4,14 @@ Started once per dependency environment as ``python -I -m skiff.instance.zygote 
 A fork of this process costs about a millisecond, against tens of
 milliseconds for a fresh interpreter; ``gc.freeze()`` before forking keeps the
 children from dirtying the shared copy-on-write pages on their first collection.
+
+What its instances can import is the app's code, the app's environment, the
+standard library and Skiff's runtime (``skiff`` and ``msgspec``, all the runtime
+imports beyond the standard library) — never the platform's other packages, so a
+dependency missing from requirements.txt fails here as it would elsewhere. A
+dependency environment is built that way (environments.py); the platform's own
+interpreter, which serves apps without requirements, has its site-packages taken
+off ``sys.path`` once the runtime is imported (:func:`isolated_path`).
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ import selectors
 import signal
 import socket
 import sys
+import sysconfig
 
 from skiff.instance import control
 
@@ -24,12 +33,64 @@ PRELOAD = ("skiff.runtime", "skiff.instance.worker", "skiff.instance.seccomp", "
            "base64", "email.utils", "traceback", "uuid")
 
 
-def _preload(extra: list[str]) -> None:
-    for name in (*PRELOAD, *extra):
+def _preload(names: tuple[str, ...] | list[str]) -> None:
+    for name in names:
         try:
             importlib.import_module(name)
         except Exception as exc:  # noqa: BLE001 - a preload is an optimisation only
             print(f"skiff zygote: preload of {name!r} failed: {exc}", file=sys.stderr)
+
+
+# What the runtime imports beyond the standard library (measured: the instance's
+# sys.modules after serving each kind holds nothing else of site-packages).
+RUNTIME_PACKAGES = ("skiff", "msgspec")
+# Written into a dependency environment's site-packages: its sys.path is built isolated.
+ISOLATED_MARKER = "_skiff_runtime.pth"
+
+
+def isolated_path(path: list[str], stdlib: list[str], runtime: list[str]) -> list[str]:
+    """``path`` (a ``sys.path``) with only the standard library's entries kept, in
+    order, then ``runtime``. Standard-library entries are those within ``stdlib``
+    directories (or the stdlib zip) that are no site directory."""
+    roots = [os.path.normpath(d) for d in stdlib]
+
+    def is_stdlib(entry: str) -> bool:
+        norm = os.path.normpath(entry)
+        if any(part in ("site-packages", "dist-packages") for part in norm.split(os.sep)):
+            return False
+        return norm.endswith(".zip") or any(
+            norm == r or norm.startswith(r + os.sep) for r in roots)
+
+    kept = [e for e in path if e and is_stdlib(e)]
+    return kept + [r for r in runtime if r not in kept]
+
+
+def _runtime_dirs() -> list[str]:
+    """A sys.path entry that holds Skiff's package and nothing else importable, if
+    the install has one (a src layout: the editable checkout's ``src``, which the
+    sandbox shows with ``skiff`` alone). Otherwise none: ``skiff`` and ``msgspec``
+    are imported already, and their submodules load through the packages' own
+    ``__path__``, not ``sys.path``."""
+    import skiff
+
+    parent = os.path.dirname(os.path.dirname(os.path.realpath(skiff.__file__)))
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return []
+    others = [n for n in names if n not in ("skiff", "__pycache__")
+              and not n.endswith((".egg-info", ".dist-info"))]
+    return [] if others else [parent]
+
+
+def _isolate() -> None:
+    """On the platform's interpreter: drop its site-packages from sys.path (a
+    dependency environment's sys.path is isolated as built)."""
+    if os.path.exists(os.path.join(sysconfig.get_path("purelib"), ISOLATED_MARKER)):
+        return
+    stdlib = [sysconfig.get_path("stdlib"), sysconfig.get_path("platstdlib")]
+    sys.path[:] = isolated_path(sys.path, stdlib, _runtime_dirs())
+    importlib.invalidate_caches()
 
 
 def _preinit(load_json: str) -> str:
@@ -129,6 +190,8 @@ def main(fd: int) -> None:
     _join_cgroup()
     ctl = socket.socket(fileno=fd)
     extra = [m for m in os.environ.get("SKIFF_PRELOAD", "").split(",") if m]
+    _preload(PRELOAD)
+    _isolate()  # after the runtime is in, before anything of the app's environment
     _preload(extra)
     error = ""
     preinit = os.environ.get("SKIFF_PREINIT")

@@ -2,6 +2,8 @@
 
 Detection, when ``spec.kind`` is not given:
 
+    a function registered by functions_framework's decorators → http (served
+      as WSGI by a Flask app) or cloudevent (takes events); see functions.py
     async callable taking (scope, receive, send)              → asgi
     Flask-like object (has ``wsgi_app``) or (environ, start_response) → wsgi
     any other callable taking two arguments (event, context)  → lambda
@@ -17,6 +19,8 @@ import traceback
 
 from .asgi import AsgiApp
 from .exceptions import LoadError
+from .functions import signature_type
+from .functions import wrap as wrap_function
 from .lambda_app import LambdaApp
 from .loaded import LoadedApp, StaticOnlyApp
 from .wsgi import WsgiApp
@@ -51,6 +55,12 @@ def load_app(code_dir: str, handler: str | None, kind: str | None, *,
         if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
             raise LoadError(f"module {module_name!r} not found in {code_dir} "
                             f"(spec.handler is {handler!r})") from None
+        if exc.name and not _within_code(exc.name, code_dir):
+            # the app's environment holds its requirements only (not the platform's packages)
+            top = exc.name.partition(".")[0]
+            raise LoadError(f"importing {module_name!r} failed: no module named {top!r} is "
+                            f"installed: add {distribution_for(top)} to requirements.txt",
+                            _summary(exc, code_dir)) from exc
         raise LoadError(f"importing {module_name!r} failed: {_last_line(exc)}",
                         _summary(exc, code_dir)) from exc
     except (Exception, SystemExit) as exc:
@@ -77,6 +87,10 @@ def load_app(code_dir: str, handler: str | None, kind: str | None, *,
         except (Exception, SystemExit) as exc:
             raise LoadError(f"the app factory {handler!r} failed: {_last_line(exc)}",
                             _summary(exc, code_dir)) from exc
+    signature = signature_type(target)
+    if signature is not None and kind in (None, "lambda", "wsgi"):
+        # a stored revision names the kind reported below (wsgi or lambda)
+        return wrap_function(target, signature)
     if kind is None:
         kind = detect_kind(target)
         if kind is None:
@@ -100,6 +114,27 @@ def detect_kind(obj: object) -> str | None:
     if first in ("environ", "env", "environment") or second == "start_response":
         return "wsgi"
     return "lambda"
+
+
+# Import names whose distribution is named otherwise (the rest: "_" becomes "-").
+_DISTRIBUTIONS = {
+    "yaml": "PyYAML", "PIL": "pillow", "bs4": "beautifulsoup4", "cv2": "opencv-python",
+    "dateutil": "python-dateutil", "jwt": "PyJWT", "sklearn": "scikit-learn",
+    "dotenv": "python-dotenv", "multipart": "python-multipart", "google": "the google-* package",
+    "attr": "attrs", "magic": "python-magic", "docx": "python-docx", "serial": "pyserial",
+    "psycopg2": "psycopg2-binary", "Crypto": "pycryptodome", "OpenSSL": "pyOpenSSL",
+}
+
+
+def distribution_for(module: str) -> str:
+    """The requirements.txt line that most likely provides ``module``."""
+    return _DISTRIBUTIONS.get(module, module.replace("_", "-"))
+
+
+def _within_code(module: str, code_dir: str) -> bool:
+    top = module.partition(".")[0]
+    return os.path.exists(os.path.join(code_dir, top)) or os.path.exists(
+        os.path.join(code_dir, top + ".py"))
 
 
 def _is_async(obj: object) -> bool:
