@@ -68,7 +68,7 @@ class Support:
 
 def plan_for(support: Support, level: str, *, uid: int, home: Path, code_dir: Path,
              python: str, tmp_mb: int, egress_socket: str = "",
-             data_dir: Path | None = None) -> Plan | None:
+             data_dir: Path | None = None, data_device: str = "") -> Plan | None:
     """The sandbox of one app's instances at isolation ``level``; None for ``none``.
 
     The root holds, read-only: the system directories, the zygote's interpreter
@@ -84,7 +84,8 @@ def plan_for(support: Support, level: str, *, uid: int, home: Path, code_dir: Pa
     binds = {*own_binds(), *interpreter_prefixes(python), str(code_dir)}
     return Plan(uid=uid if root else 0, gid=uid if root else 0, drop_privileges=root,
                 mount_ns=root, binds=tuple(sorted(binds)) if root else (),
-                writable=(str(data_dir),) if data_dir and root else (),
+                data_dir=str(data_dir) if data_dir and root else "",
+                data_device=data_device if data_dir and root else "",
                 hide=(str(home), "/root") if root else (), tmp_mb=tmp_mb,
                 seccomp=support.seccomp,
                 egress_socket=egress_socket if level == "strict" and root else "")

@@ -437,6 +437,12 @@ class Platform:
         if current not in got.code:
             raise DeployError(f"the archive {row.path} has no code of revision {current}",
                               code="archive_invalid")
+        disk_mb = next((r["manifest"]["spec"]["resources"].get("diskMB") for r in got.revisions
+                        if r["revision"] == current), None)
+        if got.data is not None and disk_mb and self._p.archiver.data is not None:
+            # the data first: the revision's release step (a migration) runs against it
+            await asyncio.to_thread(self._p.archiver.data.unpack, name, got.data, disk_mb,
+                                    self._p.store.uid_for(name))
         tmp = Path(tempfile.mkdtemp(dir=self._config.home, prefix=".restore-"))
         try:
             src = await asyncio.to_thread(
