@@ -108,13 +108,12 @@ def test_a_failing_release_is_422_with_its_output_and_the_old_revision_serves(
         server: SkiffServer, tmp_path: Path) -> None:
     before = server.app("flaskr")["revision"]
     bad = _variant(tmp_path, "flaskr", (
-        "- flask --app flaskr init-db",
-        "- flask --app flaskr init-db\n    - echo schema-v3-missing >&2; exit 3"))
+        "- flask --app flaskr init-db", "- echo migrating; echo schema-v3-missing >&2; exit 3"))
     resp = _deploy(server, bad)
     assert resp.status_code == 422, resp.text
     error = resp.json()["error"]
     assert error["code"] == "release_failed" and error["exit_code"] == 3
-    assert error["output"][-1] == "schema-v3-missing"
+    assert error["output"] == ["migrating", "schema-v3-missing"]
     assert "exited with status 3" in error["message"] and "keeps serving" in error["message"]
     assert server.app("flaskr")["revision"] == before
     assert [p["title"] for p in server.http.get("/flaskr/").json()] == ["first"]

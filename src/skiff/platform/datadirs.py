@@ -20,8 +20,8 @@ Without root (no loop devices, no mount namespace) the data directory is a
 plain directory and **no quota is enforced**; ``quota`` says which is in force.
 
 A volume is kept across revisions and restarts; a larger ``diskMB`` grows it
-online (resize2fs); a smaller one keeps the size it has (shrinking could lose
-data). The archive packs its files (no links followed, none restored outside
+the next time it is mounted (at the server's next start: see ``_grow``); a
+smaller one keeps the size it has (shrinking could lose data). The archive packs its files (no links followed, none restored outside
 it) and a restore unpacks them into a new volume before the release step runs.
 """
 
@@ -62,7 +62,8 @@ class DataDirs:
 
     def __init__(self, home: Path, *, root: bool) -> None:
         self.base = home / "data"
-        self.volumes = root and all(shutil.which(t) for t in ("mkfs.ext4", "mount", "umount"))
+        self.volumes = root and all(shutil.which(t) for t in ("mkfs.ext4", "e2fsck", "resize2fs",
+                                                              "mount", "umount"))
         self.quota = ("an ext4 image per app on a loop device (ENOSPC past diskMB)"
                       if self.volumes else "none: a plain directory (needs root for a quota)")
         self._lock = threading.Lock()
@@ -90,16 +91,14 @@ class DataDirs:
                     self._make(image, disk_mb, uid)
                 device = self._devices.get(app) or self._mounted(path)
                 if device is None:
+                    if image.stat().st_size < disk_mb * 1024 * 1024:
+                        self._grow(image, disk_mb)
                     path.mkdir(mode=0o700, exist_ok=True)
                     _run("mount", "-o", "loop,nosuid,nodev,noexec", str(image), str(path))
                     device = self._mounted(path)
                     if device is None:
                         raise OSError(f"{image} mounted, but not listed at {path}")
                 self._devices[app] = device
-                if image.stat().st_size < disk_mb * 1024 * 1024:  # grown: online, in place
-                    os.truncate(image, disk_mb * 1024 * 1024)
-                    _run("losetup", "-c", device)
-                    _run("resize2fs", device)
             except (OSError, subprocess.TimeoutExpired) as exc:
                 raise DeployError(f"app {app}: its data directory ({disk_mb} MiB) could not be "
                                   f"made: {exc}; check free space under {self.base}",
@@ -121,6 +120,15 @@ class DataDirs:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
+
+    @staticmethod
+    def _grow(image: Path, disk_mb: int) -> None:
+        """A larger diskMB, while nothing has the volume mounted: growing a mounted
+        ext4 needs CAP_SYS_RESOURCE, which a container's root may lack (this one
+        does), so a running app's volume grows when the server next mounts it."""
+        os.truncate(image, disk_mb * 1024 * 1024)
+        _run("e2fsck", "-f", "-p", str(image))
+        _run("resize2fs", str(image))
 
     def _mounted(self, path: Path) -> str | None:
         source = _mount_sources().get(str(path))
@@ -147,13 +155,24 @@ class DataDirs:
                     tar.add(path / entry, arcname=entry, recursive=True)
         return buf.getvalue()
 
-    def unpack(self, app: str, data: bytes, disk_mb: int, uid: int) -> None:
-        """Archived files back into a (new) data directory, owned by the app's uid."""
+    def unpack(self, app: str, data: bytes, disk_mb: int, uid: int) -> list[str]:
+        """Archived files back into a (new) data directory, owned by the app's uid.
+        Returns what was left out: members tarfile's data filter refuses (a path or
+        link leading outside the directory, a device), which the app may have made
+        and the platform will not write."""
         path, _device = self.ensure(app, disk_mb, uid)
+        left_out: list[str] = []
+
+        def only_inside(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
+            try:
+                return tarfile.data_filter(member, dest)
+            except tarfile.FilterError:
+                left_out.append(member.name)
+                return None
+
         try:
             with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
-                # the data filter: nothing outside the directory, no devices, no setuid
-                tar.extractall(path, filter="data")
+                tar.extractall(path, filter=only_inside)
         except (tarfile.TarError, OSError, EOFError) as exc:
             raise DeployError(f"app {app}: its archived data does not fit or unpack ({exc}); "
                               "raise resources.diskMB, or restore from a copy of the archive",
@@ -161,6 +180,7 @@ class DataDirs:
         for root, dirs, files in os.walk(path):
             for name in (*dirs, *files):
                 os.lchown(os.path.join(root, name), uid, uid)
+        return left_out
 
     def _unmount(self, app: str) -> None:
         device = self._devices.pop(app, None) or self._mounted(self.path(app))

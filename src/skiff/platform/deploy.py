@@ -168,6 +168,7 @@ class Deployer:
             listener = await self._egress_listener(name, policy)
             code_dir = await asyncio.to_thread(self._store_code, src, name, digest,
                                                self._build_step(manifest, digest, src))
+            await asyncio.to_thread(self._data_dir, manifest)  # made off the loop (mkfs)
             zygote = await asyncio.to_thread(self._envs.resolve, code_dir)
             zygote = self._zygote_for(manifest, digest, code_dir, zygote)
             trial = None
@@ -293,14 +294,18 @@ class Deployer:
     def _release(self, manifest: Manifest, digest: str, code_dir: Path,
                  zygote: ZygoteSpec) -> None:
         """spec.release for a revision about to take traffic (blocking)."""
-        spec = manifest.spec
-        if not spec.release:
-            return
-        data = (self._data.ensure(manifest.name, spec.resources.disk_mb,
-                                  self._store.uid_for(manifest.name))
-                if spec.resources.disk_mb else None)
-        self._steps.release(manifest, digest, code_dir, zygote.python,
-                            self._step_env(manifest, zygote.python), data)
+        if manifest.spec.release:
+            self._steps.release(manifest, digest, code_dir, zygote.python,
+                                self._step_env(manifest, zygote.python),
+                                self._data_dir(manifest))
+
+    def _data_dir(self, manifest: Manifest) -> tuple[Path, str] | None:
+        """The app's data directory and its volume's device, made or mounted when
+        first asked for (blocking then; a dictionary look-up after)."""
+        disk_mb = manifest.spec.resources.disk_mb
+        if not disk_mb:
+            return None
+        return self._data.ensure(manifest.name, disk_mb, self._store.uid_for(manifest.name))
 
     def _step_env(self, manifest: Manifest, python: str) -> dict[str, str]:
         """A setup command's environment: the app's, with its environment's
@@ -359,10 +364,8 @@ class Deployer:
     def _load_message(self, manifest: Manifest, digest: str, code_dir: Path,
                       zygote: ZygoteSpec, *, with_secrets: bool = True) -> p.Load:
         spec = manifest.spec
-        uid = self._store.uid_for(manifest.name)
-        data_dir, device = (self._data.ensure(manifest.name, spec.resources.disk_mb, uid)
-                            if spec.resources.disk_mb else (None, ""))
-        sandbox = plan_for(self._support, spec.isolation, uid=uid,
+        data_dir, device = self._data_dir(manifest) or (None, "")
+        sandbox = plan_for(self._support, spec.isolation, uid=self._store.uid_for(manifest.name),
                            home=self._config.home, code_dir=code_dir, python=zygote.python,
                            tmp_mb=spec.resources.tmp_mb,
                            egress_socket=self.egress_socket(manifest.name),
@@ -420,6 +423,7 @@ class Deployer:
         for problem in self._forbidden_egress(policy):  # allowed once; the proxy denies it now
             self._logs.platform(row.app, row.revision, f"{problem}; the egress proxy denies it")
         zygote = await asyncio.to_thread(self._envs.resolve, code_dir)
+        await asyncio.to_thread(self._data_dir, manifest)  # mounted off the loop
         zygote = self._zygote_for(manifest, row.revision, code_dir, zygote)
         listener = await self._egress_listener(row.app, policy)
         old = self._registry.apps.get(row.app)
