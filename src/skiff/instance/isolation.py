@@ -7,6 +7,7 @@ show its findings, so an operator knows exactly what is and is not enforced.
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,7 +64,18 @@ class Support:
                   if self.root else need_root),
             Layer("seccomp", self.seccomp, "ptrace, mount, bpf, kexec, modules, namespaces "
                   "and more refused" if self.seccomp else self.seccomp_reason),
+            Layer("data_quota", volumes_supported(self.root), "resources.diskMB: an ext4 image "
+                  "per app on a loop device (ENOSPC past diskMB)" if volumes_supported(self.root)
+                  else "no quota on data directories: needs root, mkfs.ext4, e2fsck, resize2fs "
+                  "and mount"),
         ]
+
+
+def volumes_supported(root: bool) -> bool:
+    """Whether apps' data directories can be quota'd volumes here (see
+    skiff.platform.datadirs)."""
+    return root and all(shutil.which(t) for t in ("mkfs.ext4", "e2fsck", "resize2fs", "mount",
+                                                  "umount"))
 
 
 def plan_for(support: Support, level: str, *, uid: int, home: Path, code_dir: Path,

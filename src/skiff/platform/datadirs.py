@@ -37,6 +37,7 @@ import threading
 from pathlib import Path
 
 from skiff.errors import DeployError
+from skiff.instance.isolation import volumes_supported
 
 
 def _mount_sources() -> dict[str, str]:
@@ -62,8 +63,7 @@ class DataDirs:
 
     def __init__(self, home: Path, *, root: bool) -> None:
         self.base = home / "data"
-        self.volumes = root and all(shutil.which(t) for t in ("mkfs.ext4", "e2fsck", "resize2fs",
-                                                              "mount", "umount"))
+        self.volumes = volumes_supported(root)
         self.quota = ("an ext4 image per app on a loop device (ENOSPC past diskMB)"
                       if self.volumes else "none: a plain directory (needs root for a quota)")
         self._lock = threading.Lock()
