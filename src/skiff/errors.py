@@ -11,6 +11,11 @@
     ├── DeployError            422 deploy_failed        install or import of an app failed
     │                                                   (archive_invalid 422: an archive that does
     │                                                   not read back, on restore)
+    │                                                   (build_failed, release_failed: a spec.build
+    │                                                   or spec.release command exited non-zero
+    │                                                   or timed out; its last output lines are
+    │                                                   in the error; data_dir_failed: the app's
+    │                                                   resources.diskMB volume could not be made)
     │                                                   (bundle_missing, bundle_invalid, bad_revision:
     │                                                   a revision another node deployed cannot
     │                                                   be brought up on this one; logged for the app)

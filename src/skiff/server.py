@@ -46,6 +46,7 @@ from skiff.manifest.state_machine import resource_kind
 from skiff.observe import Metrics, Observe, Terminal, Tracing
 from skiff.platform import Parts, Platform, Registry
 from skiff.platform.archive import Archiver
+from skiff.platform.datadirs import DataDirs
 from skiff.platform.deploy import Deployer
 from skiff.platform.follow import Follower
 from skiff.platform.hooks import PlatformHooks
@@ -129,11 +130,12 @@ def assemble(config: Config, *,
         launching = launcher(hooks)
     egress = egress_proxy(config, logs, observe)
     governor, access = governance(config, storage, secrets, registry, logs)
+    data = DataDirs(config.home, root=support.root)  # apps' persistent data directories
     deployer = Deployer(
         config, store=store, registry=registry, launcher=launching,
         envs=Environments(config.envs_dir or config.home / "envs", offline=config.offline),
         support=support, secrets=secrets, egress=egress, events=events, kv=kv, logs=logs,
-        sdk=sdk, governor=governor, advisories=AdvisoryDB(config.advisory_url))
+        sdk=sdk, governor=governor, data=data, advisories=AdvisoryDB(config.advisory_url))
     # what other nodes of the database deploy, roll back and delete, served here too
     follower = Follower(store, registry, deployer, logs)
     assert storage.workflows is not None
@@ -153,7 +155,8 @@ def assemble(config: Config, *,
         launcher=launching, support=support, secrets=secrets, egress=egress, events=events,
         broker=broker, services=services, sdk=sdk, kv=kv, storage=storage, governor=governor,
         access=access, follower=follower, observe=observe, workflows=workflows,
-        lifecycle=lifecycle, archiver=Archiver(config.home, store=store, kv=kv, broker=broker)))
+        lifecycle=lifecycle, archiver=Archiver(config.home, store=store, kv=kv, broker=broker,
+                                                    data=data)))
 
 
 def governance(config: Config, storage: Storage, secrets: SecretStore, registry: Registry,

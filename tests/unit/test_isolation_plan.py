@@ -40,8 +40,10 @@ def test_the_root_holds_the_interpreter_skiff_and_the_code_only(tmp_path):
 
 
 def test_a_data_dir_is_the_one_writable_path(tmp_path):
-    plan = _plan(tmp_path, data_dir=tmp_path / "data")
-    assert plan.writable == (str(tmp_path / "data"),)
+    plan = _plan(tmp_path, data_dir=tmp_path / "data", data_device="/dev/loop3")
+    assert plan.writable == ()  # nothing of the host is bound read-write...
+    assert (plan.data_dir, plan.data_device) == (str(tmp_path / "data"), "/dev/loop3")
+    assert str(tmp_path / "data") not in plan.binds  # ...the volume is mounted there instead
 
 
 def test_unprivileged_platforms_get_no_root_of_their_own(tmp_path):

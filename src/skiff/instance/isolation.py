@@ -7,6 +7,7 @@ show its findings, so an operator knows exactly what is and is not enforced.
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,12 +64,23 @@ class Support:
                   if self.root else need_root),
             Layer("seccomp", self.seccomp, "ptrace, mount, bpf, kexec, modules, namespaces "
                   "and more refused" if self.seccomp else self.seccomp_reason),
+            Layer("data_quota", volumes_supported(self.root), "resources.diskMB: an ext4 image "
+                  "per app on a loop device (ENOSPC past diskMB)" if volumes_supported(self.root)
+                  else "no quota on data directories: needs root, mkfs.ext4, e2fsck, resize2fs "
+                  "and mount"),
         ]
+
+
+def volumes_supported(root: bool) -> bool:
+    """Whether apps' data directories can be quota'd volumes here (see
+    skiff.platform.datadirs)."""
+    return root and all(shutil.which(t) for t in ("mkfs.ext4", "e2fsck", "resize2fs", "mount",
+                                                  "umount"))
 
 
 def plan_for(support: Support, level: str, *, uid: int, home: Path, code_dir: Path,
              python: str, tmp_mb: int, egress_socket: str = "",
-             data_dir: Path | None = None) -> Plan | None:
+             data_dir: Path | None = None, data_device: str = "") -> Plan | None:
     """The sandbox of one app's instances at isolation ``level``; None for ``none``.
 
     The root holds, read-only: the system directories, the zygote's interpreter
@@ -84,7 +96,8 @@ def plan_for(support: Support, level: str, *, uid: int, home: Path, code_dir: Pa
     binds = {*own_binds(), *interpreter_prefixes(python), str(code_dir)}
     return Plan(uid=uid if root else 0, gid=uid if root else 0, drop_privileges=root,
                 mount_ns=root, binds=tuple(sorted(binds)) if root else (),
-                writable=(str(data_dir),) if data_dir and root else (),
+                data_dir=str(data_dir) if data_dir and root else "",
+                data_device=data_device if data_dir and root else "",
                 hide=(str(home), "/root") if root else (), tmp_mb=tmp_mb,
                 seccomp=support.seccomp,
                 egress_socket=egress_socket if level == "strict" and root else "")

@@ -135,6 +135,11 @@ Concurrency = Annotated[int, Strict(), Interval(ge=1, le=1000),
 # --- strings -----------------------------------------------------------------
 
 Text = Annotated[str, expect("a string")]
+DiskMB = Annotated[int, Strict(), Interval(ge=1, le=102400),
+                   expect("an integer from 1 to 102400 (MiB)")]
+# One build or release step: a shell command line, run with /bin/sh -c in the app's code
+SetupCommand = Annotated[str, Strict(), StringConstraints(min_length=1, max_length=4096),
+                         expect("a command line such as \"python manage.py migrate\"")]
 
 # A DNS label (it becomes part of host names), hence no trailing "-".
 NAME_PATTERN = r"^[a-z](?:[a-z0-9-]{0,39}[a-z0-9])?$"
@@ -182,7 +187,7 @@ RESERVED_ENV = frozenset({
     "AWS_LAMBDA_FUNCTION_VERSION", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
     "AWS_LAMBDA_INITIALIZATION_TYPE", "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME",
     "LAMBDA_TASK_ROOT", "_HANDLER", "K_SERVICE", "K_REVISION", "K_CONFIGURATION", "SKIFF_APP",
-    "SKIFF_REVISION",
+    "SKIFF_REVISION", "SKIFF_DATA_DIR",
 })
 
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"

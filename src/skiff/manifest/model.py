@@ -24,6 +24,7 @@ from .fields import (
     AppName,
     BatchWindow,
     Concurrency,
+    DiskMB,
     Duration,
     EgressRule,
     EnvName,
@@ -36,6 +37,7 @@ from .fields import (
     PositiveInt,
     RoutePath,
     SecretRef,
+    SetupCommand,
     StaticDir,
     Text,
     Timeout,
@@ -106,6 +108,10 @@ class Resources(_Model):
         64, alias="maxPids", description="Processes and threads one instance may run.")
     tmp_mb: Annotated[int, Field(ge=1, le=4096)] = Field(
         64, alias="tmpMB", description="Size of the instance's private, writable /tmp, in MiB.")
+    disk_mb: DiskMB | None = Field(
+        None, alias="diskMB", description="A persistent, writable data directory of this size "
+        "(MiB) for the app, kept across revisions and restarts and archived with the app; "
+        "its path is $SKIFF_DATA_DIR. null: none (the code and the rest stay read-only).")
 
 
 def _cron(value: Any) -> Any:
@@ -330,6 +336,18 @@ class Spec(_Model):
                         "*.internal.corp:443.")
     ttl_days: PositiveInt | None = Field(None, description="Days until the app is archived "
                                                           "unless renewed.")
+    build: tuple[SetupCommand, ...] = Field(
+        (), description="Commands run at deploy, in the app's sandbox, in a writable copy of "
+                        "the new revision's code (e.g. python manage.py collectstatic "
+                        "--noinput); what they write becomes part of the revision, read-only "
+                        "at run time. A failure rejects the deploy.")
+    release: tuple[SetupCommand, ...] = Field(
+        (), description="Commands run in the app's sandbox, with $SKIFF_DATA_DIR, before a "
+                        "new revision takes traffic, on deploy and on rollback (e.g. python "
+                        "manage.py migrate); a failure rejects it and the previous revision "
+                        "keeps serving.")
+    setup_timeout: Timeout = Field(
+        300.0, description="Longest one build or release command may run (seconds, or '5m').")
 
     model_config = ConfigDict(json_schema_extra={
         "anyOf": [{"required": ["handler"]}, {"required": ["static"]}],

@@ -11,6 +11,7 @@ Layout (``format`` 1)::
     code/<digest>.tar.gz  each revision's code bundle (as the registry keeps it)
     kv.jsonl            {"key", "value", "expires_at"} per live item
     messages.jsonl      {"queue", "body" (base64), "attributes"} per pending message
+    data.tar.gz         the files of its data directory (resources.diskMB), if it has one
 
 The file is written under a temporary name, fsync'd and renamed: an archive
 either exists whole or not at all, and the app's data is removed only after
@@ -32,6 +33,7 @@ from pathlib import Path
 from skiff.bus import Broker
 from skiff.errors import DeployError
 from skiff.manifest import Manifest
+from skiff.platform.datadirs import DataDirs
 from skiff.store import KV, Store
 from skiff.store.registry import pack_code
 from skiff.triggers.plane import async_queue, declared_queues
@@ -52,11 +54,14 @@ class Archived:
     code: dict[str, bytes]
     kv: list[dict]
     messages: list[dict]
+    data: bytes | None = None  # the data directory's files (tar.gz)
 
 
 class Archiver:
-    def __init__(self, home: Path, *, store: Store, kv: KV, broker: Broker) -> None:
+    def __init__(self, home: Path, *, store: Store, kv: KV, broker: Broker,
+                 data: DataDirs | None = None) -> None:
         self.dir = home / "archive"
+        self.data = data
         self._store = store
         self._kv = kv
         self._broker = broker
@@ -79,13 +84,16 @@ class Archiver:
                 files[f"code/{row.revision}.tar.gz"] = data
         kv = self._kv_items(name)
         messages, left_out = self._messages(name, manifests)
+        data = self.data.pack(name) if self.data is not None else None
+        if data is not None:
+            files["data.tar.gz"] = data
         spec = manifest.spec
         meta = {"format": FORMAT, "app": name, "reason": reason, "archived": now,
                 "current": current, "owner": manifest.metadata.owner,
                 "routes": [{"host": r.host, "path": r.path} for r in spec.routes],
                 "secret_refs": [{"name": s.name, "ref": s.ref} for s in spec.secrets],
                 "kv_items": len(kv), "messages": len(messages),
-                "messages_left_out": left_out}
+                "messages_left_out": left_out, "data_bytes": len(data or b"")}
         files["app.json"] = json.dumps(meta, indent=2).encode()
         files["revisions.json"] = json.dumps(
             [{"revision": r.revision, "manifest": r.manifest, "created": r.created,
@@ -156,7 +164,7 @@ class Archiver:
                       for k, v in files.items() if k.startswith("code/")},
                 kv=[json.loads(line) for line in files["kv.jsonl"].splitlines() if line],
                 messages=[json.loads(line) for line in files["messages.jsonl"].splitlines()
-                          if line])
+                          if line], data=files.get("data.tar.gz"))
         except (OSError, tarfile.TarError, KeyError, ValueError, EOFError) as exc:
             raise DeployError(f"the archive {path} cannot be read ({exc}); restore from a "
                               "copy of it, or deploy the app again",

@@ -14,6 +14,7 @@ import asyncio
 import compileall
 import contextlib
 import dataclasses
+import os
 import shutil
 import tarfile
 import tempfile
@@ -44,10 +45,12 @@ from skiff.instance import Instance, Launcher, ZygoteSpec
 from skiff.instance.environments import Environments
 from skiff.instance.isolation import Support, plan_for, zygote_plan
 from skiff.manifest import Manifest, content_hash, iter_app_files, load_manifest, parse_manifest
+from skiff.platform.datadirs import DataDirs
 from skiff.platform.inventory import check_claim
 from skiff.platform.logsink import LogSink
 from skiff.platform.registry import App, Registry, Revision
 from skiff.platform.sdkcalls import SdkCalls
+from skiff.platform.setup_steps import SetupSteps
 from skiff.scheduler import Pool, Target, WarmWindow
 from skiff.store import KV, RevisionRow, Store
 from skiff.store.registry import pack_code, unpack_code
@@ -58,7 +61,8 @@ class Deployer:
     def __init__(self, config: Config, *, store: Store, registry: Registry, launcher: Launcher,
                  envs: Environments, support: Support, secrets: SecretStore,
                  egress: EgressProxy, events: EventPlane, kv: KV, logs: LogSink,
-                 sdk: SdkCalls, governor: Governor, advisories: AdvisoryDB | None = None) -> None:
+                 sdk: SdkCalls, governor: Governor, data: DataDirs | None = None,
+                 advisories: AdvisoryDB | None = None) -> None:
         self._config = config
         self._advisories = advisories or AdvisoryDB("off")
         self._store = store
@@ -73,6 +77,9 @@ class Deployer:
         self._logs = logs
         self._sdk = sdk
         self._governor = governor
+        self._data = data or DataDirs(config.home, root=support.root)
+        self._steps = SetupSteps(config, support=support, cgroups=launcher.cgroups, logs=logs,
+                                 uid_for=store.uid_for, egress_socket=self.egress_socket)
         self._listeners: dict[str, EgressListener] = {}
         self._secret_versions = self._secret_snapshot()
         self._run_dir = config.home / "run"
@@ -121,6 +128,7 @@ class Deployer:
         for app in self._registry.apps.values():
             if app.pool:
                 app.pool.close()
+        self._data.close()
 
     # -- deploy -------------------------------------------------------------------
     async def deploy(self, src: Path, *, allow_secret_findings: str | None = None,
@@ -172,9 +180,12 @@ class Deployer:
             if admission.verdict == "pending" and not restoring:
                 return await self._hold(src, name, admission, actor)
             self._check_ownership(manifest)  # before the work; again before switching
-            code_dir = await asyncio.to_thread(self._store_code, src, name, digest)
-            # the socket must exist for the trial; the old policy stays until we switch
+            # the socket must exist for the build and the trial; the old policy stays
+            # until we switch
             listener = await self._egress_listener(name, policy)
+            code_dir = await asyncio.to_thread(self._store_code, src, name, digest,
+                                               self._build_step(manifest, digest, src))
+            await asyncio.to_thread(self._data_dir, manifest)  # made off the loop (mkfs)
             zygote = await asyncio.to_thread(self._envs.resolve, code_dir)
             zygote = self._zygote_for(manifest, digest, code_dir, zygote)
             trial = None
@@ -189,6 +200,16 @@ class Deployer:
                 # remember the detected kind: a restored or rolled-back revision needs it
                 # before any instance runs (e.g. to invoke it with an event)
                 stored["spec"]["kind"] = trial.kind
+            try:  # spec.release, before the revision takes traffic
+                await asyncio.to_thread(self._release, manifest, digest, code_dir, zygote)
+            except BaseException:
+                if trial is not None:
+                    trial.kill()
+                if zygote.preinit:
+                    self._launcher.retire(zygote.key, grace=0)
+                if current is None:
+                    self._listeners.pop(name).close()
+                raise
             try:  # before it is current: a node that hears of it must find its code
                 await asyncio.to_thread(self._store_bundle, name, digest, code_dir)
             except BaseException:  # e.g. the database is away: the deploy fails whole
@@ -260,21 +281,63 @@ class Deployer:
                                   code="bad_revision")
         return self._config.home / "revisions" / name / revision
 
-    def _store_code(self, src: Path, name: str, revision: str) -> Path:
+    def _store_code(self, src: Path, name: str, revision: str,
+                    build: Callable[[Path], None] | None = None) -> Path:
         dest = self._code_dir(name, revision)
         if dest.is_dir():
             return dest
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{revision}-"))
-        for rel in iter_app_files(src):
-            target = tmp / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src / rel, target)
-        # instances see their code read-only: compile it now, or every cold start would
-        compileall.compile_dir(tmp, quiet=2, workers=1)
-        tmp.chmod(0o755)  # instances run as the app's own uid and must read their code
-        tmp.rename(dest)
+        try:
+            for rel in iter_app_files(src):
+                target = tmp / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src / rel, target)
+            if build is not None:  # spec.build: what it writes is part of the revision
+                build(tmp)
+            # instances see their code read-only: compile it now, or every cold start would
+            compileall.compile_dir(tmp, quiet=2, workers=1)
+            tmp.chmod(0o755)  # instances run as the app's own uid and must read their code
+            tmp.rename(dest)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         return dest
+
+    # -- setup steps (skiff.platform.setup_steps) --------------------------------------
+    def _build_step(self, manifest: Manifest, digest: str,
+                    src: Path) -> Callable[[Path], None] | None:
+        if not manifest.spec.build:
+            return None
+
+        def build(code: Path) -> None:
+            python = self._envs.resolve(src).python  # as the trial's (cached by then)
+            self._steps.build(manifest, digest, code, python, self._step_env(manifest, python))
+        return build
+
+    def _release(self, manifest: Manifest, digest: str, code_dir: Path,
+                 zygote: ZygoteSpec) -> None:
+        """spec.release for a revision about to take traffic (blocking)."""
+        if manifest.spec.release:
+            self._steps.release(manifest, digest, code_dir, zygote.python,
+                                self._step_env(manifest, zygote.python),
+                                self._data_dir(manifest))
+
+    def _data_dir(self, manifest: Manifest) -> tuple[Path, str] | None:
+        """The app's data directory and its volume's device, made or mounted when
+        first asked for (blocking then; a dictionary look-up after)."""
+        disk_mb = manifest.spec.resources.disk_mb
+        if not disk_mb:
+            return None
+        return self._data.ensure(manifest.name, disk_mb, self._store.uid_for(manifest.name))
+
+    def _step_env(self, manifest: Manifest, python: str) -> dict[str, str]:
+        """A setup command's environment: the app's, with its environment's
+        interpreter first on PATH (``python``, ``flask``, ``django-admin``)."""
+        return {"PATH": f"{os.path.dirname(python)}:/usr/local/bin:/usr/bin:/bin",
+                "HOME": "/tmp", "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1",
+                "PYTHONDONTWRITEBYTECODE": "1", **manifest.spec.env,
+                **self._resolve_secrets(manifest)}
 
     def _store_bundle(self, name: str, revision: str, code_dir: Path) -> None:
         """The revision's code into the registry, once (blocking: tar and the database)."""
@@ -325,11 +388,15 @@ class Deployer:
     def _load_message(self, manifest: Manifest, digest: str, code_dir: Path,
                       zygote: ZygoteSpec, *, with_secrets: bool = True) -> p.Load:
         spec = manifest.spec
+        data_dir, device = self._data_dir(manifest) or (None, "")
         sandbox = plan_for(self._support, spec.isolation, uid=self._store.uid_for(manifest.name),
                            home=self._config.home, code_dir=code_dir, python=zygote.python,
                            tmp_mb=spec.resources.tmp_mb,
-                           egress_socket=self.egress_socket(manifest.name))
+                           egress_socket=self.egress_socket(manifest.name),
+                           data_dir=data_dir, data_device=device)
         env = dict(spec.env)
+        if data_dir is not None:
+            env["SKIFF_DATA_DIR"] = str(data_dir)
         if with_secrets:  # never into a zygote: every fork of it would share them
             env.update(self._resolve_secrets(manifest))
         return p.Load(app=manifest.name, revision=digest, code_dir=str(code_dir),
@@ -380,6 +447,7 @@ class Deployer:
         for problem in self._forbidden_egress(policy):  # allowed once; the proxy denies it now
             self._logs.platform(row.app, row.revision, f"{problem}; the egress proxy denies it")
         zygote = await asyncio.to_thread(self._envs.resolve, code_dir)
+        await asyncio.to_thread(self._data_dir, manifest)  # mounted off the loop
         zygote = self._zygote_for(manifest, row.revision, code_dir, zygote)
         listener = await self._egress_listener(row.app, policy)
         old = self._registry.apps.get(row.app)
@@ -525,6 +593,12 @@ class Deployer:
             await asyncio.to_thread(self._governor.admit, target, actor=actor,
                                     current=app.manifest, action="rollback", dependencies=audit)
             self._check_ownership(target)
+            # a new release: its own spec.release runs first (Heroku's and Fly's rule)
+            code_dir = await self._code_here(row)
+            target = parse_manifest(row.manifest, source=f"{name}@{row.revision}",
+                                    base_dir=code_dir)
+            zygote = await asyncio.to_thread(self._envs.resolve, code_dir)
+            await asyncio.to_thread(self._release, target, row.revision, code_dir, zygote)
             app = await self._bring_up(row)
             self._governor.serving(name, audit)
             await asyncio.to_thread(self._store_bundle, name, row.revision, app.code_dir)
@@ -571,6 +645,7 @@ class Deployer:
             messages = await asyncio.to_thread(self._events.forget, name, manifests)
             items = await asyncio.to_thread(self._kv.clear, name)
             await asyncio.to_thread(shutil.rmtree, self._config.home / "revisions" / name, True)
+            await asyncio.to_thread(self._data.remove, name)  # archived with the app above
             self._logs.platform(name, app.revision, f"app deleted ({items} KV item(s), "
                                 f"{messages} queued message(s) and its revisions removed)")
             retired = await asyncio.to_thread(self._store.retire_records, name)
@@ -587,6 +662,7 @@ class Deployer:
             return
         await self._unserve(app)
         await asyncio.to_thread(shutil.rmtree, self._config.home / "revisions" / name, True)
+        await asyncio.to_thread(self._data.remove, name)  # this node's copy (node-local)
         await asyncio.to_thread(self._store.forget_host_uid, name)
         self._logs.platform(name, app.revision, "app deleted by another node; no longer "
                             "served here")

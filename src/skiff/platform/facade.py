@@ -437,6 +437,13 @@ class Platform:
         if current not in got.code:
             raise DeployError(f"the archive {row.path} has no code of revision {current}",
                               code="archive_invalid")
+        disk_mb = next((r["manifest"]["spec"]["resources"].get("diskMB") for r in got.revisions
+                        if r["revision"] == current), None)
+        left_out: list[str] = []  # of the data directory: what would land outside it
+        if got.data is not None and disk_mb and self._p.archiver.data is not None:
+            # the data first: the revision's release step (a migration) runs against it
+            left_out = await asyncio.to_thread(self._p.archiver.data.unpack, name, got.data,
+                                               disk_mb, self._p.store.uid_for(name))
         tmp = Path(tempfile.mkdtemp(dir=self._config.home, prefix=".restore-"))
         try:
             src = await asyncio.to_thread(
@@ -475,7 +482,7 @@ class Platform:
         self._archived.pop(name, None)
         await asyncio.to_thread(self._p.lifecycle.deployed, name)
         return out | {"restored": name, "archive": row.path, "kv_items": items,
-                      "messages": messages}
+                      "messages": messages} | ({"data_left_out": left_out} if left_out else {})
 
     async def renew(self, name: str, days: int, reason: str, *,
                     actor: Principal | None = None) -> dict:
