@@ -68,7 +68,11 @@ def test_inventory_shows_owner_ttl_scopes_and_traffic(served) -> None:
     assert row["ttl_days"] == 30 and 29.9 <= row["ttl_left_days"] <= 30.0
     assert row["scopes"] == {"egress": ["pypi.org"], "secrets": [], "routes": []}
     assert row["errors"] == 2 and row["rate_per_min"] == round(8 / 60, 2)
-    assert row["policy"]["status"] in ("ok", "warn") and row["cost"] is None
+    assert row["policy"]["status"] in ("ok", "warn")
+    cost = row["cost"]  # the last 30 days of the same records, priced by the cost model
+    assert cost["requests"] == 8 and cost["window_days"] == 30 and cost["gb_s"] > 0
+    assert cost["per_1k_requests"] == pytest.approx(cost["total"] / 8 * 1000, rel=1e-3)
+    assert set(cost["compare_per_1k_requests"]) == {"lambda_x86", "lambda_arm", "cloud_run"}
     attempted = [h for h in inv["undeclared_egress"] if h["host"] == "api.undeclared.example"]
     assert attempted and attempted[0]["apps"] == ["tapas"]
 
