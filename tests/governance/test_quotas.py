@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from skiff.governance.quotas import Quota, excess, refusal
+from skiff.governance.quotas import Quota, QuotaExceeded, excess, refusal
 from skiff.manifest import Manifest
 
 
@@ -47,3 +47,42 @@ def test_the_refusal_names_each_limit_and_the_use() -> None:
     assert "up to 4 instances; scaling.maxInstances 3 would make 7, over the quota of 6" \
         in err.message
     assert err.details["quotas"][0] == {"limit": "apps", "quota": 2, "used": 2, "asked": 1}
+
+
+def test_the_governor_refuses_a_deploy_over_quota_or_holds_it_for_approval(tmp_path) -> None:  # noqa: ANN001
+    """Without approvals: 422 quota_exceeded; with them: pending as quota:LIMIT, and
+    once approved for the app it passes; the platform's own deploys are not counted."""
+    from skiff.governance import Governor, Identities, Limits, Principal, Role
+    from skiff.governance.approvals import Approvals, SQLiteApprovalRows
+    from skiff.governance.audit import SQLiteAuditLog
+    from skiff.governance.identity import SYSTEM_UP
+    from skiff.governance.identity_rows import SQLiteIdentityRows
+
+    db = tmp_path / "governance.db"
+    rows, audit, approvals = SQLiteIdentityRows(db), SQLiteAuditLog(db), SQLiteApprovalRows(db)
+    running = {m.name: ("rev", m) for m in RUNNING}
+    alice = Principal("user:alice", Role.developer, user="alice", via="token")
+
+    def governor(enabled: bool) -> Governor:
+        return Governor(Identities(rows), audit, policy_dir=tmp_path / "policies",
+                        limits=Limits(), secret_exists=lambda name: True,
+                        running=lambda: running, quota=Quota(apps=2),
+                        approvals=Approvals(approvals, enabled=enabled))
+
+    try:
+        Identities(rows).add_user("alice", [])
+        with pytest.raises(QuotaExceeded) as over:
+            governor(False).admit(_app("x"), actor=alice, current=None)
+        assert over.value.details["quotas"] == [
+            {"limit": "apps", "quota": 2, "used": 2, "asked": 1}]
+        assert governor(False).admit(_app("a"), actor=alice, current=RUNNING[0]).verdict == \
+            "allowed"  # a redeploy within it
+        assert governor(False).admit(_app("x"), actor=SYSTEM_UP, current=None).verdict == \
+            "allowed"
+        held = governor(True).admit(_app("x"), actor=alice, current=None)
+        assert (held.verdict, held.requested) == ("pending", ("quota:apps",))
+        approvals.remember("x", ("quota:apps",), "user:olga", 0.0)
+        assert governor(True).admit(_app("x"), actor=alice, current=None).verdict == "allowed"
+    finally:
+        for r in (rows, audit, approvals):
+            r.close()
