@@ -120,7 +120,7 @@ class Verdict:
 
     def to_dict(self) -> dict:
         return self.budget.to_dict() | {
-            "used": round(self.used, 8), "percent": round(self.percent, 1),
+            "used": float(f"{self.used:.6g}"), "percent": round(self.percent, 1),
             "period": {"start": self.period_start, "end": self.period_end},
             "state": ("exceeded" if self.percent >= EXCEEDED else
                       "warning" if self.percent >= NOTIFY_AT else "ok"),
@@ -152,7 +152,7 @@ def exceeded_error(app: str, v: Verdict) -> BudgetExceeded:
         f"app {app} is paused: its owner {b.owner} used {v.used:g} of a monthly {b.metric} "
         f"budget of {b.limit:g}; it serves again on {when}, or when an operator raises the "
         f"budget (`skiff budgets set {b.owner} --{b.metric.replace('_', '-')} N`)",
-        budget=b.id, used=round(v.used, 8), limit=b.limit,
+        budget=b.id, used=float(f"{v.used:.6g}"), limit=b.limit,
         retry_after=v.retry_after)
 
 

@@ -37,7 +37,11 @@ from skiff.errors import SkiffError
 MODEL_FILE = Path(__file__).with_name("cost_model.yaml")
 OVERRIDE_FILE = "cost.yaml"  # under $SKIFF_HOME
 PRICES = ("skiff", "lambda_x86", "lambda_arm", "cloud_run")
-_DIGITS = 8  # money in dollars: a tiny app costs millionths
+_DIGITS = 6  # significant: a tiny app costs millionths of a dollar, a busy one hundreds
+
+
+def _round(value: float) -> float:
+    return float(f"{value:.{_DIGITS}g}")
 
 
 @dataclass(frozen=True)
@@ -187,9 +191,9 @@ def _figures(u: Usage, cost: dict[str, float], days: float) -> dict[str, Any]:
     return {
         "requests": u.requests, "errors": u.errors, "cold_starts": u.cold,
         "gb_s": round(u.gb_s, 6),
-        "cost": {k: round(v, _DIGITS) for k, v in cost.items()},
-        "per_day": {k: round(v / days, _DIGITS) for k, v in cost.items()} if days > 0 else None,
-        "per_1k_requests": ({k: round(v / u.requests * 1000, _DIGITS) for k, v in cost.items()}
+        "cost": {k: _round(v) for k, v in cost.items()},
+        "per_day": {k: _round(v / days) for k, v in cost.items()} if days > 0 else None,
+        "per_1k_requests": ({k: _round(v / u.requests * 1000) for k, v in cost.items()}
                             if u.requests else None),
     }
 

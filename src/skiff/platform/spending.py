@@ -110,7 +110,7 @@ class Spending:
             if v.notify is not None and self.rows.claim(v.budget.id, v.period_start, v.notify):
                 self._notice(v, now)
                 sent.append({"budget": v.budget.id, "percent": v.notify,
-                             "used": round(v.used, 8), "limit": v.budget.limit})
+                             "used": float(f"{v.used:.6g}"), "limit": v.budget.limit})
             if v.action is None:
                 continue
             target = applied.throttled if v.action == "throttle" else applied.zeroed
@@ -132,7 +132,7 @@ class Spending:
                  "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
                  "datacontenttype": "application/json",
                  "data": {"budget": b.id, "owner": b.owner, "metric": b.metric,
-                          "limit": b.limit, "used": round(v.used, 8), "threshold": v.notify,
+                          "limit": b.limit, "used": float(f"{v.used:.6g}"), "threshold": v.notify,
                           "percent": round(v.percent, 1), "action": b.action,
                           "enforced": reached and b.action != "notify",
                           "period_end": v.period_end}}
