@@ -215,13 +215,14 @@ def test_a_roll_out_from_discovery_to_budget(world, tmp_path: Path) -> None:
     _tick(server)
     assert [m["body"] for m in c["olga"].get("/queues/ledger-inbox/messages").json()] == ["held"]
     assert c["olga"].get("/apps/ledger/kv/seen:held").status_code == 404
-    _cli(server, tokens["olga"], "budgets", "set", "user:alice", "--requests", "1000")
+    c["olga"].put("/budgets", json={"owner": "user:alice", "metric": "requests",
+                                    "limit": 1000}).raise_for_status()
     server.wait_for(lambda: c["olga"].get("/apps/ledger/kv/seen:held").status_code == 200,
                     "the held message to run")
     assert server.http.get("/ledger/hit").json() == {"hits": 8}
     # bob's budget scales his app to zero instead: it still answers, on a fresh instance
-    _cli(server, tokens["olga"], "budgets", "set", "user:bob", "--requests", "1",
-         "--action", "scale-to-zero")
+    c["olga"].put("/budgets", json={"owner": "user:bob", "metric": "requests", "limit": 1,
+                                    "action": "scale-to-zero"}).raise_for_status()
     assert c["olga"].get("/apps/quotes").json()["instances"] == 0
     assert server.http.get("/quotes/").json() == {"ok": True}
 
