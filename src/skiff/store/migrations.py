@@ -272,8 +272,10 @@ CREATE TABLE gov_approved_scopes (
   ts DOUBLE PRECISION NOT NULL, PRIMARY KEY (app, scope));
 """
 
-# budgets per owner and the notices claimed per month (skiff.governance.budgets)
+# budgets per owner and the notices claimed per month (skiff.governance.budgets); the
+# cost model's sums over a time window (InvocationLog.usage) read by (app, ts)
 _BUDGETS = """
+CREATE INDEX invocations_app_ts ON invocations (app, ts);
 CREATE TABLE gov_budgets (
   owner TEXT NOT NULL, metric TEXT NOT NULL, limit_value DOUBLE PRECISION NOT NULL,
   action TEXT NOT NULL, created DOUBLE PRECISION NOT NULL, created_by TEXT NOT NULL,

@@ -64,6 +64,7 @@ CREATE TABLE IF NOT EXISTS invocations (
   trace_id TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS invocations_app ON invocations (app, seq);
+CREATE INDEX IF NOT EXISTS invocations_app_ts ON invocations (app, ts);  -- usage()
 CREATE TABLE IF NOT EXISTS logs (
   seq INTEGER PRIMARY KEY AUTOINCREMENT,
   app TEXT NOT NULL,
