@@ -42,7 +42,7 @@ MANIFESTS = {
     "hog": "metadata: {name: hog, owner: user:alice}\nspec:\n  handler: handler:handler\n"
            "  ttlDays: 30\n  resources: {memoryMB: 2048}\n",
     "quotes": "metadata: {name: quotes, owner: user:bob}\nspec:\n  handler: handler:handler\n"
-              "  ttlDays: 80\n  egress: [api.quotes.example]\n",
+              "  ttlDays: 80\n  egress: [api.quotes.example]\n  scaling: {minInstances: 1}\n",
     "forever": "metadata: {name: forever, owner: user:bob}\nspec:\n  handler: handler:handler\n",
 }
 PACK = """policies:
@@ -150,8 +150,8 @@ def test_a_roll_out_from_discovery_to_budget(world, tmp_path: Path) -> None:
     assert approved.status_code == 200, approved.text
     assert server.http.get("/quotes/").json() == {"ok": True}
     # more instances than bob's quota (12 summed) is an elevated scope too
-    (repo / "quotes" / "skiff.yaml").write_text(
-        (repo / "quotes" / "skiff.yaml").read_text() + "  scaling: {maxInstances: 20}\n")
+    (repo / "quotes" / "skiff.yaml").write_text((repo / "quotes" / "skiff.yaml").read_text()
+                                                .replace("minInstances: 1", "maxInstances: 20"))
     over = _deploy(c["bob"], repo / "quotes")
     assert over.status_code == 202 and over.json()["scopes"] == ["quota:instances"], over.text
 
@@ -220,9 +220,14 @@ def test_a_roll_out_from_discovery_to_budget(world, tmp_path: Path) -> None:
     server.wait_for(lambda: c["olga"].get("/apps/ledger/kv/seen:held").status_code == 200,
                     "the held message to run")
     assert server.http.get("/ledger/hit").json() == {"hits": 8}
-    # bob's budget scales his app to zero instead: it still answers, on a fresh instance
+    # bob's budget scales his app to zero instead (its minInstances too): it still answers,
+    # on an instance started for the request
+    server.wait_for(lambda: c["olga"].get("/apps/quotes").json()["instances"] == 1,
+                    "quotes' warm instance")
     c["olga"].put("/budgets", json={"owner": "user:bob", "metric": "requests", "limit": 1,
                                     "action": "scale-to-zero"}).raise_for_status()
+    assert c["olga"].get("/apps/quotes").json()["instances"] == 0
+    _tick(server)  # the pool rescales meanwhile (every 0.1 s): its minimum is 0 now
     assert c["olga"].get("/apps/quotes").json()["instances"] == 0
     assert server.http.get("/quotes/").json() == {"ok": True}
 

@@ -462,6 +462,7 @@ class Platform:
                                         "allowed", f"budget {applied.zeroed[name].budget.id}",
                                         app=name)
             if target.min_instances or target.warm:  # a deploy meanwhile set them again
+                self._zeroed[name] = (target.min_instances, target.warm)  # the new revision's
                 app.pool.target = dataclasses.replace(target, min_instances=0, warm=())
         for name in sorted(set(self._zeroed) - set(applied.zeroed)):
             minimum, warm = self._zeroed.pop(name)
