@@ -105,6 +105,14 @@ class Config:
     notify_from: str = "skiff@localhost"
     # approvals (skiff.governance.approvals): hold deploys that ask for more scopes
     approvals: bool = False
+    # quotas per owner (skiff.governance.quotas; 0: no limit): apps, memoryMB of one app,
+    # maxInstances summed over the owner's apps
+    quota_apps: int = 0
+    quota_memory_mb: int = 0
+    quota_instances: int = 0
+    # the machine's price for the cost model (skiff.observe.cost; None: its file's)
+    cost_core_hour: float | None = None
+    cost_gib_hour: float | None = None
 
     # observe: GET /metrics (behind a bearer token when one is set), the terminal's
     # access and app lines on `skiff up` / `skiff dev`
@@ -197,6 +205,13 @@ class Config:
             notify_from=str(given.pop("notify_from",
                                       _env("NOTIFY_FROM", "skiff@localhost"))).strip(),
             approvals=bool(given.pop("approvals", _env("APPROVALS", "0") in ("1", "on", "true"))),
+            quota_apps=int(given.pop("quota_apps", _env("QUOTA_APPS", "0"))),  # type: ignore[call-overload]
+            quota_memory_mb=int(given.pop("quota_memory_mb",  # type: ignore[call-overload]
+                                          _env("QUOTA_MEMORY_MB", "0"))),
+            quota_instances=int(given.pop("quota_instances",  # type: ignore[call-overload]
+                                          _env("QUOTA_INSTANCES", "0"))),
+            cost_core_hour=_price(given.pop("cost_core_hour", None) or _env("COST_CORE_HOUR", "")),
+            cost_gib_hour=_price(given.pop("cost_gib_hour", None) or _env("COST_GIB_HOUR", "")),
         )
 
     def admin_token(self) -> str:
@@ -211,6 +226,10 @@ class Config:
             with os.fdopen(fd, "w") as f:
                 f.write(secrets.token_urlsafe(32))
         return path.read_text().strip()
+
+
+def _price(value: object) -> float | None:
+    return float(value) if value not in (None, "") else None  # type: ignore[arg-type]
 
 
 def default_node_name(port: int) -> str:

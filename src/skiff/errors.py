@@ -4,10 +4,13 @@
     SkiffError                 500 internal_error       (and 400 bad_request, bad_path, bad_upload,
     │                                                    bad_event, bad_value, bad_ttl, bad_config: a
     │                                                    setting such as SKIFF_NODE_NAME is
-    │                                                    unusable; 503 server_busy)
+    │                                                    unusable; 503 server_busy; bad_budget:
+    │                                                    a budget's owner, metric, limit or action)
     ├── ManifestError          422 invalid_manifest     skiff.yaml does not validate
     │                              (owner_required, unknown_owner: metadata.owner once identities
-    │                               are enabled; skiff.governance.admission)
+    │                               are enabled; skiff.governance.admission; quota_exceeded: over
+    │                               the owner's quota, names the limit and the use,
+    │                               skiff.governance.quotas)
     ├── DeployError            422 deploy_failed        install or import of an app failed
     │                                                   (archive_invalid 422: an archive that does
     │                                                   not read back, on restore)
@@ -22,7 +25,7 @@
     ├── NotFound               404 not_found            (app_not_found, revision_not_found, route_not_found,
     │                                                   metrics_off: SKIFF_METRICS=0,
     │                                                   archive_not_found: no archive to restore,
-    │                                                   approval_not_found)
+    │                                                   approval_not_found, budget_not_found)
     ├── Gone                   410 app_archived         the app expired or was removed and is
     │                                                   archived: `skiff restore APP` (its routes
     │                                                   answer so; skiff.governance.lifecycle)
@@ -40,6 +43,9 @@
     │                                                   a restore onto a name another app uses now;
     │                                                   approval_decided: approved or denied already
     ├── TooManyRequests        429 too_many_requests    pool and its queue are full
+    │                                                   (budget_exceeded: the owner's monthly budget
+    │                                                   is spent, Retry-After the next month;
+    │                                                   skiff.governance.budgets)
     ├── UidConflict            409 uid_conflict         another Skiff home holds this home's app uids
     ├── HomeInUse              409 home_in_use          another server runs on this home (exit 2)
     ├── PolicyError            422 invalid_policy       a policy that does not load (file:line:column)

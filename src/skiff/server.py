@@ -38,12 +38,14 @@ from skiff.governance.access import Access
 from skiff.governance.approvals import Approvals
 from skiff.governance.lifecycle import Lifecycle, Notifier, NotifySettings
 from skiff.governance.oidc import OIDCSettings, OIDCVerifier
+from skiff.governance.quotas import Quota
 from skiff.instance import InstanceHooks, Launcher
 from skiff.instance.cgroups import CgroupManager, owned_name
 from skiff.instance.environments import Environments
 from skiff.instance.isolation import Support
 from skiff.manifest.state_machine import resource_kind
 from skiff.observe import Metrics, Observe, Terminal, Tracing
+from skiff.observe.cost import load_model
 from skiff.platform import Parts, Platform, Registry
 from skiff.platform.archive import Archiver
 from skiff.platform.datadirs import DataDirs
@@ -54,6 +56,7 @@ from skiff.platform.invoke import Invoker
 from skiff.platform.logsink import LogSink
 from skiff.platform.observed import LiveState
 from skiff.platform.sdkcalls import SdkCalls
+from skiff.platform.spending import Spending
 from skiff.platform.workflows import StepFunctions, WorkflowLimits
 from skiff.sdk.services import Services
 from skiff.serverlock import ServerLock
@@ -150,13 +153,19 @@ def assemble(config: Config, *,
         notifier=Notifier(NotifySettings(config.notify_webhook, config.smtp_url,
                                          config.notify_email, config.notify_from)),
         running=lambda: {n: a.manifest for n, a in list(registry.apps.items())})
+    assert storage.budgets is not None
+    spending = Spending(registry=registry, store=store, rows=storage.budgets,
+                        model=load_model(config.home, core_hour=config.cost_core_hour,
+                                         gib_hour=config.cost_gib_hour),
+                        lifecycle=lifecycle)
     return Platform(config, Parts(
         store=store, registry=registry, logs=logs, invoker=invoker, deployer=deployer,
         launcher=launching, support=support, secrets=secrets, egress=egress, events=events,
         broker=broker, services=services, sdk=sdk, kv=kv, storage=storage, governor=governor,
         access=access, follower=follower, observe=observe, workflows=workflows,
         lifecycle=lifecycle, archiver=Archiver(config.home, store=store, kv=kv, broker=broker,
-                                                    data=data)))
+                                                    data=data),
+        spending=spending))
 
 
 def governance(config: Config, storage: Storage, secrets: SecretStore, registry: Registry,
@@ -187,7 +196,8 @@ def governance(config: Config, storage: Storage, secrets: SecretStore, registry:
         secret_exists=lambda name: secrets.rows.latest(name) is not None,
         running=lambda: {n: (a.revision, a.manifest) for n, a in list(registry.apps.items())},
         log_app=lambda app, revision, line: logs.platform(app, revision, line),
-        approvals=Approvals(storage.approvals, enabled=config.approvals))
+        approvals=Approvals(storage.approvals, enabled=config.approvals),
+        quota=Quota(config.quota_apps, config.quota_memory_mb, config.quota_instances))
     return governor, Access(config.admin_token(), governor, oidc)
 
 

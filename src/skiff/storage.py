@@ -37,6 +37,7 @@ from skiff.bus.broker import Broker
 from skiff.errors import DatabaseUnavailable
 from skiff.governance.approvals import ApprovalRows
 from skiff.governance.audit import AuditLog
+from skiff.governance.budgets import BudgetRows
 from skiff.governance.identity_rows import IdentityRows
 from skiff.governance.lifecycle_rows import LifecycleRows
 from skiff.governance.secret_rows import SecretRows
@@ -77,11 +78,13 @@ class Storage:
     lifecycle: LifecycleRows | None = None
     #: held deploys and the scopes approved per app
     approvals: ApprovalRows | None = None
+    #: budgets per owner and their notices (skiff.governance.budgets)
+    budgets: BudgetRows | None = None
 
     def close(self) -> None:
         for part in (self.broker, self.kv, self.secret_rows, self.trigger_state,
                      self.identities, self.audit, self.workflows, self.lifecycle,
-                     self.approvals, self.store):
+                     self.approvals, self.budgets, self.store):
             if part is not None:
                 part.close()
         database = getattr(self.store, "db", None)
@@ -174,12 +177,16 @@ def _open_sqlite(path: Path, retention: LogRetention | None,
         from skiff.governance.approvals import SQLiteApprovalRows
 
         approvals = SQLiteApprovalRows(path.parent / "governance.db")
+        opened.append(approvals)
+        from skiff.governance.budgets import SQLiteBudgetRows
+
+        budgets = SQLiteBudgetRows(path.parent / "governance.db")
     except BaseException:
         for part in reversed(opened):
             part.close()
         raise
     return Storage(f"sqlite://{where}", store, broker, kv, rows, state, identities, audit,
-                   workflows, lifecycle, approvals)
+                   workflows, lifecycle, approvals, budgets)
 
 
 def open_governance_sqlite(directory: Path) -> tuple[IdentityRows, AuditLog]:
@@ -224,13 +231,14 @@ def _open_postgres(url: str, retention: LogRetention | None,
         db.close()
         raise
     from skiff.governance.approvals import PostgresApprovalRows
+    from skiff.governance.budgets import PostgresBudgetRows
     from skiff.governance.identity_rows_postgres import PostgresAuditLog, PostgresIdentityRows
     from skiff.governance.lifecycle_rows_postgres import PostgresLifecycleRows
 
     return Storage(mask_url(url), store, PostgresBroker(db), PostgresKV(db),
                    PostgresSecretRows(db), PostgresTriggerState(db), PostgresIdentityRows(db),
                    PostgresAuditLog(db), PostgresWorkflowHistory(db), PostgresLifecycleRows(db),
-                   PostgresApprovalRows(db))
+                   PostgresApprovalRows(db), PostgresBudgetRows(db))
 
 
 def open_secret_rows(url: str) -> SecretRows:

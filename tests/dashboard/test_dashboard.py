@@ -101,6 +101,9 @@ def test_pages_in_the_browser(server: SkiffServer, browser, tmp_path: Path) -> N
     page.goto(f"{UI}/")
     names = page.locator("table.apps tbody th a").all_inner_texts()
     assert names[0] == "web" and "jobs" in names
+    # cost per 1,000 requests, from GET /cost: a number for an app with requests
+    web_cost = page.locator("table.apps tbody tr:has(th:has-text('web')) td").last.inner_text()
+    assert float(web_cost) > 0
     page.screenshot(path=tmp_path / "overview.png", full_page=True)
     not_blank(tmp_path / "overview.png")
 
@@ -266,8 +269,11 @@ def test_series_and_overview_order() -> None:
     apps = [{"name": "ok", "requests": 10, "errors": 0, "p95_ms": 900},
             {"name": "bad", "requests": 10, "errors": 2, "p95_ms": 1},
             {"name": "idle", "requests": 0, "errors": 0, "p95_ms": None}]
-    rows = views.overview(apps, {"ok": recs}, now=104.0)
+    report = {"rows": [{"app": "ok", "per_1k_requests": {"skiff": 0.0012}},
+                       {"app": "idle", "per_1k_requests": None}]}
+    rows = views.overview(apps, {"ok": recs}, now=104.0, costs=views.cost_per_1k(report))
     assert [r["name"] for r in rows] == ["bad", "ok", "idle"]
+    assert [r["cost_per_1k"] for r in rows] == [None, 0.0012, None]
     assert rows[1]["rate_per_min"] == round(5 * 60 / views.RATE_WINDOW_S, 2)
     assert rows[0]["rate_per_min"] is None  # not measured (past RATE_APPS)
     assert re.fullmatch(r"#[0-9a-f]{6}", views.COLOURS["p95"])

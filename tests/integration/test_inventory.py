@@ -68,7 +68,11 @@ def test_inventory_shows_owner_ttl_scopes_and_traffic(served) -> None:
     assert row["ttl_days"] == 30 and 29.9 <= row["ttl_left_days"] <= 30.0
     assert row["scopes"] == {"egress": ["pypi.org"], "secrets": [], "routes": []}
     assert row["errors"] == 2 and row["rate_per_min"] == round(8 / 60, 2)
-    assert row["policy"]["status"] in ("ok", "warn") and row["cost"] is None
+    assert row["policy"]["status"] in ("ok", "warn")
+    cost = row["cost"]  # the last 30 days of the same records, priced by the cost model
+    assert cost["requests"] == 8 and cost["window_days"] == 30 and cost["gb_s"] > 0
+    assert cost["per_1k_requests"] == pytest.approx(cost["total"] / 8 * 1000, rel=1e-4)
+    assert set(cost["compare_per_1k_requests"]) == {"lambda_x86", "lambda_arm", "cloud_run"}
     attempted = [h for h in inv["undeclared_egress"] if h["host"] == "api.undeclared.example"]
     assert attempted and attempted[0]["apps"] == ["tapas"]
 
@@ -145,3 +149,32 @@ def test_bad_finds_are_refused_with_a_reason(served) -> None:
         assert r.status_code == 400 and r.json()["error"]["code"] == "bad_drafts", r.text
         assert needle in r.json()["error"]["message"]
     assert c["vera"].post("/drafts", json=[]).status_code == 403
+
+
+def test_cost_and_budgets_refuse_bad_input_with_a_reason(served) -> None:
+    """Beside the inventory's cost: what the cost and budget routes refuse, and who may
+    set budgets (operators), each with its code and what to do."""
+    server, c, tokens = served
+    by_app = c["vera"].get("/cost", params={"since": "1d"}).json()
+    tapas = next(r for r in by_app["rows"] if r["app"] == "tapas")
+    assert tapas["owner"] == "user:alice" and tapas["requests"] == 8
+    for params, needle in (({"by": "team"}, "by must be app or owner"),
+                           ({"since": "yesterday"}, "is not a time"),
+                           ({"since": "1h", "until": "2h"}, "until is before since")):
+        bad = c["vera"].get("/cost", params=params)
+        assert bad.status_code == 400 and needle in bad.json()["error"]["message"], bad.text
+    assert c["alice"].put("/budgets", json={"owner": "user:alice", "metric": "cost",
+                                            "limit": 5}).status_code == 403  # not an operator
+    for body, needle in (({"owner": "alice", "metric": "cost", "limit": 5}, "user:NAME"),
+                         ({"owner": "user:alice", "metric": "usd", "limit": 5}, "metric"),
+                         ({"owner": "user:alice", "metric": "cost", "limit": -1}, "above 0"),
+                         ({"owner": "user:alice", "metric": "cost", "limit": 5,
+                           "action": "delete"}, "action")):
+        bad = server.admin.put("/budgets", json=body)
+        assert bad.status_code == 400 and bad.json()["error"]["code"] == "bad_budget", bad.text
+        assert needle in bad.json()["error"]["message"]
+    missing = server.admin.delete("/budgets/user:nobody")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "budget_not_found"
+    assert "skiff budgets ls" in missing.json()["error"]["message"]
+    shown = _cli(server, tokens["vera"], "cost")
+    assert shown.returncode == 0 and "tapas" in shown.stdout, shown.stderr

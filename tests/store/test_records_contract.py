@@ -126,3 +126,20 @@ def test_lines_older_than_the_retention_go(records: InvocationLog) -> None:
     records.flush()
     assert records.prune_logs(now=time.time() + 2 * 86400) == 1
     assert _lines(records, "a") == []
+
+
+def test_usage_sums_what_the_cost_model_prices(records: InvocationLog) -> None:
+    """The sums over [since, until) are those the pure fold of the same records makes."""
+    from skiff.observe.cost import Usage, usage
+
+    for n in range(5):
+        records.record(_inv("a", n, cold=n == 0, status=502 if n == 3 else 200,
+                            duration_ms=150.5 + n))
+    records.record(_inv("b", 9))
+    got = records.usage("a", 1_700_000_000.0, 1_700_000_004.0)  # n = 0..3
+    expected = usage([r for r in records.invocations("a") if r["ts"] < 1_700_000_004.0])
+    assert Usage(**got) == expected
+    assert (got["requests"], got["errors"], got["cold"]) == (4, 1, 1)
+    assert got["step_ms"] == 4 * 200 and got["mb_init_ms"] == 128 * 5.0
+    assert records.usage("nobody", 0, 2e9) == dict.fromkeys(got, 0) | {
+        k: 0.0 for k in got if k not in ("requests", "errors", "cold")}

@@ -194,8 +194,11 @@ class Dashboard:
         recs = await asyncio.gather(*(self.api.get(token, f"/apps/{quote(a['name'], safe='')}"
                                                    "/invocations", limit=views.RATE_RECORDS)
                                       for a in measured))
-        rows = views.overview(apps, {a["name"]: r for a, r in zip(measured, recs, strict=True)})
-        return self.render(request, "overview.html", rows=rows, **common)
+        cost = await self.api.get(token, "/cost", since=f"{views.COST_DAYS}d")
+        rows = views.overview(apps, {a["name"]: r for a, r in zip(measured, recs, strict=True)},
+                              costs=views.cost_per_1k(cost))
+        return self.render(request, "overview.html", rows=rows, currency=cost["currency"],
+                           cost_days=views.COST_DAYS, **common)
 
     async def app_page(self, request: Request) -> Response:
         token, name = token_of(request), request.path_params["name"]

@@ -43,8 +43,17 @@ def percentile(values: list[float], q: float) -> float | None:
     return round(values[rank - 1], 2)
 
 
+#: the overview's cost column: Skiff's cost per 1,000 requests over these days
+COST_DAYS = 30
+
+
+def cost_per_1k(report: dict) -> dict[str, float | None]:
+    """App -> Skiff's cost per 1,000 requests, of a ``GET /cost`` answer (by app)."""
+    return {r["app"]: (r["per_1k_requests"] or {}).get("skiff") for r in report["rows"]}
+
+
 def overview(apps: list[dict], records: dict[str, list[dict]],
-             now: float | None = None) -> list[dict]:
+             now: float | None = None, costs: dict[str, float | None] | None = None) -> list[dict]:
     """One row per app, the worst first: highest error share, then slowest p95."""
     now = time.time() if now is None else now
     rows = []
@@ -55,6 +64,7 @@ def overview(apps: list[dict], records: dict[str, list[dict]],
         rows.append(app | {
             "rate_per_min": round(len(recent) * 60 / RATE_WINDOW_S, 2) if measured else None,
             "error_share": round(app.get("errors", 0) / requests, 4) if requests else 0.0,
+            "cost_per_1k": (costs or {}).get(app["name"]),
         })
     rows.sort(key=worst_first)
     return rows

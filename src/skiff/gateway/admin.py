@@ -105,6 +105,13 @@ class TickBody(BaseModel):
     now: float | None = None  # unix time; default: now
 
 
+class BudgetBody(BaseModel):
+    owner: Any = None  # user:NAME or group:NAME
+    metric: Any = None  # cost, gb_s or requests
+    limit: Any = None  # a month's worth
+    action: Any = "throttle"  # throttle, scale-to-zero or notify
+
+
 class RouteGrantBody(BaseModel):
     app: str
     host: str | None = None
@@ -439,6 +446,39 @@ def build_admin(platform: Facade, token: str,
                                  f"at {now:.0f}: {len(out['reminded'])} reminder(s), "
                                  f"{len(out['archived'])} archived")
         return out
+
+    @api.get(f"{PREFIX}/cost", dependencies=protected)
+    async def cost(by: str = "app", since: str | None = None, until: str | None = None) -> dict:
+        """What apps cost on Skiff (the machine's core-hour and GiB-hour prices) and what
+        the same invocations would cost on Lambda and Cloud Run, per app or per owner:
+        totals, per day, per 1,000 requests, GB-s. ``since``: 30d, epoch seconds or ISO
+        8601 (default: the start of this month, UTC); ``until``: default now."""
+        from skiff.governance.budgets import period
+
+        now = time.time()
+        try:
+            start = parse_since(since, now) if since else period(now)[0]
+            end = parse_since(until, now) if until else now
+        except ValueError as exc:
+            raise SkiffError(str(exc), code="bad_request", status=400) from None
+        if end < start:
+            raise SkiffError("until is before since", code="bad_request", status=400)
+        return await platform.cost(by, start, end)
+
+    @api.get(f"{PREFIX}/budgets", dependencies=protected)
+    async def budgets() -> list[dict]:
+        """Every budget with this month's use, percent, state and the action in force."""
+        return await platform.budgets()
+
+    @api.put(f"{PREFIX}/budgets", dependencies=operating)
+    async def set_budget(body: BudgetBody, principal: Caller) -> dict:
+        """Add or replace the budget of an owner for a metric (its notices start over)."""
+        return await platform.budget_set(body.model_dump(), actor=principal)
+
+    @api.delete(f"{PREFIX}/budgets/{{owner}}", dependencies=operating)
+    async def remove_budget(owner: str, principal: Caller, metric: str | None = None) -> dict:
+        """Remove the owner's budget of ``metric`` (all of the owner's without one)."""
+        return await platform.budget_rm(owner, metric, actor=principal)
 
     @api.get(f"{PREFIX}/apps/{{name}}/revisions", dependencies=protected)
     async def revisions(name: str) -> list[dict]:

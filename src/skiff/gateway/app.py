@@ -332,6 +332,9 @@ class Gateway:
                 raise NotFound(f"no app is routed at {path!r}; deployed apps answer at /<app>/ "
                                "(see `skiff ls`)", code="app_not_found")
             match, app = routed
+            throttled = platform.throttled(app.name)  # a budget's 429: a lookup in memory
+            if throttled is not None:
+                raise throttled
             method = scope["method"]
             if app.static is not None and method in ("GET", "HEAD"):
                 if match.mount and path == match.mount:

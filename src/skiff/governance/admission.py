@@ -11,6 +11,8 @@ is "allowed" today; an approval step will add "pending") or raises:
     403 not_owner        a developer names an owner it is not, or removes an app not its own
     403 role_required    the caller's role is below the one needed (names it)
     403 policy_denied    deny policies refuse it (each id and message)
+    422 quota_exceeded   over the owner's quota (skiff.governance.quotas; names the limit
+                         and the use), unless approvals are on: then it waits as quota:LIMIT
 
 Policies: the built-in pack, then ``$SKIFF_HOME/policies/*.yaml`` (files an
 operator edits, re-read when they change, and those ``skiff policy apply``
@@ -47,6 +49,7 @@ from skiff.governance.policy import (
     parse_policies,
 )
 from skiff.governance.policy import warnings as policy_warnings
+from skiff.governance.quotas import Quota, excess, refusal
 from skiff.governance.secrets import parse_ref
 from skiff.manifest import Manifest
 
@@ -188,12 +191,13 @@ class Governor:
                  limits: Limits, secret_exists: Callable[[str], bool],
                  running: Callable[[], Mapping[str, tuple[str, Manifest]]] = dict,
                  log_app: Callable[[str, str, str], None] | None = None,
-                 approvals: Approvals | None = None) -> None:
+                 approvals: Approvals | None = None, quota: Quota | None = None) -> None:
         """``running``: app name -> (revision, manifest) of what serves now;
         ``log_app(app, revision, line)`` tells an app's log of its violations."""
         self.identities = identities
         self.audit = audit
         self.approvals = approvals
+        self.quota = quota or Quota()
         self.policy_dir = policy_dir
         self.limits = limits
         self._secret_exists = secret_exists
@@ -387,6 +391,7 @@ class Governor:
         used = tuple(sorted({parse_ref(s.ref)[0] for s in manifest.spec.secrets}))
         wanted = self.approvals.needed(manifest, current, actor, self.identities.enabled) \
             if self.approvals is not None and action == "deploy" else []
+        wanted += self._over_quota(manifest, actor, action)
         return Admission("pending" if wanted else "allowed", tuple(decisions), change,
                          used if change else (), tuple(wanted),
                          dependencies if dependencies is not None else NOT_AUDITED)
@@ -395,6 +400,20 @@ class Governor:
         """The revision audited as ``audit`` now serves ``app``: re-evaluations use it."""
         with self._lock:  # the violations cache is keyed by revision: nothing to drop
             self._audits[app] = audit
+
+    def _over_quota(self, manifest: Manifest, actor: Principal, action: str) -> list[str]:
+        """Raises quota_exceeded, or (approvals on, a deploy) returns the quota scopes an
+        operator has to approve; the platform's own deploys (`skiff up`) are not counted."""
+        if not self.quota.on or actor.via == "system":
+            return []
+        found = excess(self.quota, manifest, [m for _, m in self._running().values()])
+        if not found:
+            return []
+        if (action == "deploy" and self.approvals is not None and self.approvals.enabled
+                and self.identities.enabled):
+            approved = self.approvals.rows.approved(manifest.name)
+            return [e.scope for e in found if e.scope not in approved]
+        raise refusal(manifest, found)
 
     def _check_owner(self, manifest: Manifest, actor: Principal, current: Manifest | None) -> None:
         if not self.identities.enabled:

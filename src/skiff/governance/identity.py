@@ -95,6 +95,7 @@ BOOTSTRAP = Principal("admin", Role.admin)
 SYSTEM_UP = Principal("system:up", Role.admin, via="system")  # `skiff up DIRS` at start
 #: the TTL sweep (skiff.governance.lifecycle): archives what expired
 SYSTEM_LIFECYCLE = Principal("system:lifecycle", Role.operator, via="system")
+SYSTEM_BUDGETS = Principal("system:budgets", Role.operator, via="system")  # budget actions
 
 
 def digest(token: str) -> str:

@@ -20,7 +20,7 @@ from skiff.egress import EgressProxy
 from skiff.errors import DeployError, Gone, NotFound, SkiffError
 from skiff.governance import Governor, Principal, Role, SecretStore
 from skiff.governance.access import Access
-from skiff.governance.identity import SYSTEM_LIFECYCLE
+from skiff.governance.identity import SYSTEM_BUDGETS, SYSTEM_LIFECYCLE
 from skiff.governance.lifecycle import SWEEP_EVERY, Lifecycle, Sweep
 from skiff.governance.lifecycle_rows import ArchiveRow
 from skiff.instance import Launcher
@@ -36,6 +36,7 @@ from skiff.platform.invoke import Invoker
 from skiff.platform.logsink import LogSink
 from skiff.platform.registry import App, Registry
 from skiff.platform.sdkcalls import SdkCalls
+from skiff.platform.spending import Spending
 from skiff.platform.views import describe
 from skiff.platform.workflows import StepFunctions
 from skiff.scheduler import Invocation, Stream
@@ -76,6 +77,7 @@ class Parts:
     archiver: Archiver
     observe: Observe = dataclasses.field(default_factory=Observe)
     workflows: StepFunctions | None = None  # state machines and their executions
+    spending: Spending | None = None  # cost figures and budgets
 
 
 class Platform:
@@ -88,8 +90,12 @@ class Platform:
         self._swept = 0.0  # monotonic time of the last lifecycle sweep
         self._archived_at = 0.0  # ... and of the last read of the archived apps
         self._sweeping = asyncio.Lock()
+        spending = parts.spending
         self._inventory = Inventory(registry=parts.registry, store=parts.store, kv=parts.kv,
-                                    governor=parts.governor, lifecycle=parts.lifecycle)
+                                    governor=parts.governor, lifecycle=parts.lifecycle,
+                                    cost=spending.inventory_cost if spending else None)
+        self._held: set[str] = set()  # apps whose queues wait: a budget throttles them
+        self._zeroed: dict[str, tuple[int, tuple]] = {}  # app -> its min instances, warm
 
     @property
     def config(self) -> Config:
@@ -350,6 +356,7 @@ class Platform:
         """One lifecycle sweep at ``now`` (the server's clock every minute; tests move it
         through the admin API): reminders, then the apps that expired are archived."""
         async with self._sweeping:
+            budgets = await self._budget_tick(now)  # its notices go out with the sweep's
             sweep: Sweep = await asyncio.to_thread(self._p.lifecycle.tick, now)
             archived = []
             for name in sweep.expired:
@@ -368,7 +375,103 @@ class Platform:
             if archived:  # their notifications too
                 await asyncio.to_thread(self._p.lifecycle.deliver, now, sweep)
             await self._load_archived()  # and what other nodes archived
-            return sweep.to_dict() | {"archived": archived}
+            return sweep.to_dict() | {"archived": archived, "budgets": budgets}
+
+    # -- cost and budgets (skiff.observe.cost, skiff.governance.budgets) ----------------
+    @property
+    def _spending(self) -> Spending:
+        if self._p.spending is None:
+            raise SkiffError("cost and budgets are not enabled on this platform",
+                             code="not_found", status=404)
+        return self._p.spending
+
+    async def cost(self, by: str, since: float, until: float) -> dict:
+        return await asyncio.to_thread(self._spending.report, by, since, until)
+
+    async def budgets(self, now: float | None = None) -> list[dict]:
+        verdicts = await asyncio.to_thread(self._spending.verdicts,
+                                           time.time() if now is None else now)
+        return [v.to_dict() for v in verdicts]
+
+    async def budget_set(self, body: dict, *, actor: Principal) -> dict:
+        """Add or replace a budget (operators); judged at once."""
+        from skiff.governance.budgets import budget
+
+        actor.require(Role.operator, "setting budgets")
+        b = budget(body.get("owner"), body.get("metric"), body.get("limit"),
+                   body.get("action", "throttle"), created=time.time(), created_by=actor.name)
+        await asyncio.to_thread(self._spending.rows.put, b)
+        self._p.governor.record(actor, "budget.set", f"budget:{b.id}", "allowed",
+                                f"{b.limit:g} {b.metric} a month, then {b.action}")
+        async with self._sweeping:
+            await self._budget_tick(time.time())
+        return next(v for v in await self.budgets() if v["id"] == b.id)
+
+    async def budget_rm(self, owner: str, metric: str | None, *, actor: Principal) -> dict:
+        from skiff.governance.budgets import BudgetNotFound
+
+        actor.require(Role.operator, "removing budgets")
+        removed = await asyncio.to_thread(self._spending.rows.remove, owner, metric)
+        if not removed:
+            raise BudgetNotFound(f"no budget of {owner}" + (f" for {metric}" if metric else "")
+                                 + "; `skiff budgets ls` lists them")
+        self._p.governor.record(actor, "budget.rm", f"budget:{owner}/{metric or '*'}",
+                                "allowed", f"{removed} budget(s) removed")
+        async with self._sweeping:
+            await self._budget_tick(time.time())
+        return {"owner": owner, "metric": metric, "removed": removed}
+
+    def throttled(self, name: str) -> SkiffError | None:
+        """The 429 of an app a budget throttles (memory only: on every request)."""
+        spending = self._p.spending
+        return spending.throttled(name) if spending is not None else None
+
+    async def _budget_tick(self, now: float) -> dict:
+        """Judge the budgets at ``now`` and put their actions in force: throttled apps'
+        queues wait (nothing consumed, nothing lost) until released; scaled-to-zero
+        apps' instances stop and their minimum is 0 until released."""
+        if self._p.spending is None:
+            return {"notices": [], "throttled": [], "zeroed": []}
+        _, sent = await asyncio.to_thread(self._p.spending.evaluate, now)
+        applied = self._p.spending.applied
+        for b in sent:
+            self._p.governor.record(SYSTEM_BUDGETS, "budget.threshold", f"budget:{b['budget']}",
+                                    "allowed", f"{b['percent']} % reached: {b['used']:g} of "
+                                    f"{b['limit']:g}")
+        for name in sorted(set(applied.throttled) - self._held):
+            self._held.add(name)
+            self._p.events.hold(name)
+            self._p.logs.platform(name, "", "budget exceeded: routes answer 429 and queued "
+                                  "invocations wait until the budget allows again")
+            self._p.governor.record(SYSTEM_BUDGETS, "budget.throttle", name, "allowed",
+                                    f"budget {applied.throttled[name].budget.id}", app=name)
+        for name in sorted(self._held - set(applied.throttled)):
+            self._held.discard(name)
+            self._p.events.release(name)
+            self._p.governor.record(SYSTEM_BUDGETS, "budget.release", name, "allowed",
+                                    "the budget allows it again", app=name)
+        for name in sorted(applied.zeroed):
+            app = self._p.registry.apps.get(name)
+            if app is None or app.pool is None:
+                continue
+            target = app.pool.target
+            if name not in self._zeroed:
+                self._zeroed[name] = (target.min_instances, target.warm)
+                app.pool.stop_all()
+                self._p.governor.record(SYSTEM_BUDGETS, "budget.scale-to-zero", name,
+                                        "allowed", f"budget {applied.zeroed[name].budget.id}",
+                                        app=name)
+            if target.min_instances or target.warm:  # a deploy meanwhile set them again
+                self._zeroed[name] = (target.min_instances, target.warm)  # the new revision's
+                app.pool.target = dataclasses.replace(target, min_instances=0, warm=())
+        for name in sorted(set(self._zeroed) - set(applied.zeroed)):
+            minimum, warm = self._zeroed.pop(name)
+            app = self._p.registry.apps.get(name)
+            if app is not None and app.pool is not None and not app.pool.target.min_instances:
+                app.pool.target = dataclasses.replace(app.pool.target, min_instances=minimum,
+                                                      warm=warm)
+        return {"notices": sent, "throttled": sorted(applied.throttled),
+                "zeroed": sorted(applied.zeroed)}
 
     async def _archive_and_remove(self, name: str, actor: Principal | None,
                                   reason: str) -> dict:

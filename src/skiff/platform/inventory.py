@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 from skiff.egress import EgressPolicy
@@ -33,7 +34,10 @@ KINDS = {"lambda", "asgi", "wsgi", "functions-framework", "sam", "serverless", "
 
 class Inventory:
     def __init__(self, *, registry: Registry, store: Store, kv: KV, governor: Governor,
-                 lifecycle: Lifecycle) -> None:
+                 lifecycle: Lifecycle,
+                 cost: Callable[[str, float, float], dict] | None = None) -> None:
+        """``cost(app, cpu, now)``: the app's cost figures (``Spending.inventory_cost``)."""
+        self._cost = cost
         self._registry = registry
         self._store = store
         self._kv = kv
@@ -54,7 +58,8 @@ class Inventory:
                 manifest, revision=app.revision, lifecycle=self._lifecycle.status(manifest),
                 deployed=last_deploy(self._governor.audit.query(app=name, limit=200)),
                 violations=violations.get(name, []),
-                records=self._store.invocations(name, MAX_RECORDS), now=now))
+                records=self._store.invocations(name, MAX_RECORDS), now=now,
+                cost=self._cost(name, manifest.spec.resources.cpu, now) if self._cost else None))
             policies.append(EgressPolicy.parse(manifest.spec.egress))
             egress[name] = [(r["ts"], r["line"]) for r in self._store.logs(
                 name, 0, EGRESS_LINES, "egress", newest=True)]

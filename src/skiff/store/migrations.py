@@ -272,6 +272,19 @@ CREATE TABLE gov_approved_scopes (
   ts DOUBLE PRECISION NOT NULL, PRIMARY KEY (app, scope));
 """
 
+# budgets per owner and the notices claimed per month (skiff.governance.budgets); the
+# cost model's sums over a time window (InvocationLog.usage) read by (app, ts)
+_BUDGETS = """
+CREATE INDEX invocations_app_ts ON invocations (app, ts);
+CREATE TABLE gov_budgets (
+  owner TEXT NOT NULL, metric TEXT NOT NULL, limit_value DOUBLE PRECISION NOT NULL,
+  action TEXT NOT NULL, created DOUBLE PRECISION NOT NULL, created_by TEXT NOT NULL,
+  PRIMARY KEY (owner, metric));
+CREATE TABLE gov_budget_notices (
+  budget TEXT NOT NULL, period DOUBLE PRECISION NOT NULL, threshold INTEGER NOT NULL,
+  PRIMARY KEY (budget, period, threshold));
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "0001_initial",
               postgres=_BUS + _KV + _REGISTRY + _RECORDS + _TRIGGERS + _SECRETS),
@@ -283,6 +296,7 @@ MIGRATIONS: tuple[Migration, ...] = (
               postgres="ALTER TABLE invocations ADD COLUMN trace_id TEXT NOT NULL DEFAULT '';"),
     Migration(5, "0005_workflows", postgres=_WORKFLOWS),
     Migration(6, "0006_lifecycle", postgres=_LIFECYCLE),
+    Migration(7, "0007_budgets", postgres=_BUDGETS),
 )
 
 #: The schema version this code reads and writes.

@@ -83,6 +83,11 @@ class InvocationLog(abc.ABC):
         """Counts over all time; latency percentiles over the last ``window`` requests."""
 
     @abc.abstractmethod
+    def usage(self, app: str, since: float, until: float, step_ms: int = 100) -> dict:
+        """Sums over the app's records with ``since <= ts < until`` (what the cost model
+        prices, ``skiff.observe.cost.Usage``): the keys of :data:`USAGE_KEYS`."""
+
+    @abc.abstractmethod
     def retire_records(self, app: str, when: float | None = None) -> str:
         """Keep a deleted app's records and logs as ``<app>@deleted-<unix time>``
         (a later app of the same name starts with no history); return that name."""
@@ -93,6 +98,14 @@ class InvocationLog(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - a backend without resources needs nothing
         """Write what is buffered and release the backend's resources."""
+
+
+#: the sums ``InvocationLog.usage`` returns: requests, errors (status >= 500), cold
+#: starts, billed duration and INIT (ms), each times the reserved memoryMB, the duration
+#: plus INIT rounded up to ``step_ms`` per record and that times memoryMB, and the
+#: measured memory x time (0: records do not carry a measured use yet)
+USAGE_KEYS = ("requests", "errors", "cold", "billed_ms", "init_ms", "mb_ms", "mb_init_ms",
+              "step_ms", "mb_step_ms", "used_mb_ms")
 
 
 def percentile(sorted_values: list[float], q: float) -> float | None:

@@ -21,6 +21,7 @@ import time
 
 from skiff.store.postgres import PostgresDatabase
 from skiff.store.records import (
+    USAGE_KEYS,
     Invocation,
     InvocationLog,
     LogRetention,
@@ -195,6 +196,21 @@ class PostgresInvocationLog(InvocationLog):
                 {"app": app, "after": after, "stream": stream or None, "since": since,
                  "rid": request_id or None, "limit": limit}).fetchall()
         return rows[::-1] if newest else rows
+
+    def usage(self, app: str, since: float, until: float, step_ms: int = 100) -> dict:
+        self.flush()
+        ran = f"(CEIL((billed_ms + init_ms) / {int(step_ms)}.0) * {int(step_ms)})"
+        with self.db.connection() as conn:
+            row = conn.execute(
+                "SELECT COUNT(*), COUNT(*) FILTER (WHERE status >= 500), "
+                "COUNT(*) FILTER (WHERE cold), COALESCE(SUM(billed_ms), 0), "
+                "COALESCE(SUM(init_ms), 0), COALESCE(SUM(memory_mb * billed_ms), 0), "
+                f"COALESCE(SUM(memory_mb * init_ms), 0), COALESCE(SUM({ran}), 0), "
+                f"COALESCE(SUM(memory_mb * {ran}), 0), 0 "
+                "FROM invocations WHERE app = %s AND ts >= %s AND ts < %s",
+                (app, since, until)).fetchone()
+        return dict(zip(USAGE_KEYS, (int(row[0]), int(row[1]), int(row[2]),
+                                     *(float(v) for v in row[3:])), strict=True))
 
     def stats(self, app: str, window: int = 1000) -> dict:
         self.flush()

@@ -16,7 +16,14 @@ import threading
 import time
 from pathlib import Path
 
-from skiff.store.records import Invocation, InvocationLog, LogRetention, percentile, retired_name
+from skiff.store.records import (
+    USAGE_KEYS,
+    Invocation,
+    InvocationLog,
+    LogRetention,
+    percentile,
+    retired_name,
+)
 from skiff.store.registry import Registry, RevisionRow
 from skiff.store.uids import FIRST_APP_UID, UidRegistry
 
@@ -57,6 +64,7 @@ CREATE TABLE IF NOT EXISTS invocations (
   trace_id TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS invocations_app ON invocations (app, seq);
+CREATE INDEX IF NOT EXISTS invocations_app_ts ON invocations (app, ts);  -- usage()
 CREATE TABLE IF NOT EXISTS logs (
   seq INTEGER PRIMARY KEY AUTOINCREMENT,
   app TEXT NOT NULL,
@@ -466,6 +474,22 @@ class Store(Registry, InvocationLog):
             "p50_ms": percentile(recent, 50), "p95_ms": percentile(recent, 95), "p99_ms": percentile(recent, 99),
             "cold_start_added_p95_ms": percentile(cold_wait, 95),
         }
+
+    def usage(self, app: str, since: float, until: float, step_ms: int = 100) -> dict:
+        self.flush()
+        # ceil(x / step) as floor((x + step - tiny) / step): SQLite's math functions are
+        # optional at build time; x >= 1 always (billed_ms is)
+        ran = f"(CAST((billed_ms + init_ms + {step_ms} - 0.000001) / {step_ms} AS INTEGER) * {step_ms})"
+        with self._lock:
+            row = self._db.execute(
+                "SELECT count(*), coalesce(sum(status >= 500), 0), coalesce(sum(cold), 0), "
+                "coalesce(sum(billed_ms), 0), coalesce(sum(init_ms), 0), "
+                "coalesce(sum(memory_mb * billed_ms), 0), coalesce(sum(memory_mb * init_ms), 0), "
+                f"coalesce(sum({ran}), 0), coalesce(sum(memory_mb * {ran}), 0), 0 "
+                "FROM invocations WHERE app = ? AND ts >= ? AND ts < ?",
+                (app, since, until)).fetchone()
+        return dict(zip(USAGE_KEYS, (int(row[0]), int(row[1]), int(row[2]),
+                                     *(float(v) for v in row[3:])), strict=True))
 
     def close(self) -> None:
         self._stop = True

@@ -135,6 +135,7 @@ class EventPlane:
         # until the earliest instead of looking at every schedule each second
         self._next_fire: dict[tuple[str, str], float] = {}
         self._rewired = asyncio.Event()
+        self._held: set[str] = set()  # apps whose queues are not consumed (hold/release)
 
     # -- wiring ------------------------------------------------------------------
     def start(self) -> None:
@@ -183,6 +184,25 @@ class EventPlane:
                                       max_receive_count=trig.max_attempts)
                 wiring.rules.append((index, trig.event, trig.format))
                 self._consume(wiring, queue, self._rule_batch(name), 1, 0.0)
+
+    def hold(self, app: str) -> None:
+        """Stop consuming the app's queues (a budget throttles it): what is queued and
+        what arrives waits there, leased by nobody, until :meth:`release`."""
+        if app in self._held:
+            return
+        self._held.add(app)
+        wiring = self.apps.get(app)
+        for queue in wiring.consumers if wiring is not None else ():
+            self.dispatcher.remove(queue)
+
+    def release(self, app: str) -> None:
+        """Consume the app's queues again; what waited runs now."""
+        if app not in self._held:
+            return
+        self._held.discard(app)
+        wiring = self.apps.get(app)
+        if wiring is not None:
+            self.wire(wiring.manifest)
 
     def unwire(self, app: str) -> None:
         wiring = self.apps.pop(app, None)
@@ -279,6 +299,8 @@ class EventPlane:
         # @idempotent take over the record of an attempt that died (skiff.sdk.idempotency).
         visibility = window + 2 * wiring.manifest.spec.resources.timeout + 30.0
         wiring.consumers.append(queue)
+        if wiring.manifest.name in self._held:  # wired again while a budget holds it
+            return
         self.dispatcher.add(Consumer(queue, handle, batch_size, window, visibility,
                                      concurrency))
 
