@@ -100,6 +100,7 @@ class Config:
     smtp_url: str = ""  # smtp://[user:pass@]host[:port] or smtps://...
     notify_email: tuple[str, ...] = ()  # the addresses reminders are mailed to
     notify_from: str = "skiff@localhost"
+    notify_slack_webhook: str = ""  # a URL that gets {"text": ...} (Slack-compatible)
     # approvals (skiff.governance.approvals): hold deploys that ask for more scopes
     approvals: bool = False
 
@@ -189,6 +190,8 @@ class Config:
             notify_email=_entries(given.pop("notify_email", None) or _env("NOTIFY_EMAIL", "")),
             notify_from=str(given.pop("notify_from",
                                       _env("NOTIFY_FROM", "skiff@localhost"))).strip(),
+            notify_slack_webhook=str(given.pop("notify_slack_webhook",
+                                               _env("NOTIFY_SLACK_WEBHOOK", ""))).strip(),
             approvals=bool(given.pop("approvals", _env("APPROVALS", "0") in ("1", "on", "true"))),
         )
 

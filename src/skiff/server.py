@@ -28,13 +28,14 @@ from skiff.gateway.admin import build_admin
 from skiff.governance import SYSTEM_UP, Governor, Identities, Limits, Role, SecretStore
 from skiff.governance.access import Access
 from skiff.governance.approvals import Approvals
-from skiff.governance.lifecycle import Lifecycle, Notifier, NotifySettings
+from skiff.governance.lifecycle import Lifecycle
 from skiff.governance.oidc import OIDCSettings, OIDCVerifier
 from skiff.instance import InstanceHooks, Launcher
 from skiff.instance.cgroups import CgroupManager, owned_name
 from skiff.instance.environments import Environments
 from skiff.instance.isolation import Support
 from skiff.manifest.state_machine import resource_kind
+from skiff.notify import Notifier, NotifySettings
 from skiff.observe import Metrics, Observe, Terminal, Tracing
 from skiff.platform import Parts, Platform, Registry
 from skiff.platform.archive import Archiver
@@ -134,11 +135,14 @@ def assemble(config: Config, *,
                                                     max_history_events=config.sfn_max_history_events),
                               max_running=config.sfn_max_running)
     assert storage.lifecycle is not None
+    # one notifier for TTL reminders and alerts (skiff.notify)
+    notifier = Notifier(NotifySettings(config.notify_webhook, config.smtp_url,
+                                       config.notify_email, config.notify_from,
+                                       config.notify_slack_webhook))
     lifecycle = Lifecycle(
         storage.lifecycle, default_days=config.default_ttl_days,
         max_days=config.policy_max_ttl_days, publish=events.publish,
-        notifier=Notifier(NotifySettings(config.notify_webhook, config.smtp_url,
-                                         config.notify_email, config.notify_from)),
+        notifier=notifier,
         running=lambda: {n: a.manifest for n, a in list(registry.apps.items())})
     return Platform(config, Parts(
         store=store, registry=registry, logs=logs, invoker=invoker, deployer=deployer,
