@@ -37,6 +37,7 @@ from skiff.instance.isolation import Support
 from skiff.manifest.state_machine import resource_kind
 from skiff.notify import Notifier, NotifySettings
 from skiff.observe import Metrics, Observe, Terminal, Tracing
+from skiff.observe.alerts import Alerting
 from skiff.platform import Parts, Platform, Registry
 from skiff.platform.archive import Archiver
 from skiff.platform.deploy import Deployer
@@ -149,7 +150,8 @@ def assemble(config: Config, *,
         launcher=launching, support=support, secrets=secrets, egress=egress, events=events,
         broker=broker, services=services, sdk=sdk, kv=kv, storage=storage, governor=governor,
         access=access, follower=follower, observe=observe, workflows=workflows,
-        lifecycle=lifecycle, archiver=Archiver(config.home, store=store, kv=kv, broker=broker)))
+        lifecycle=lifecycle, archiver=Archiver(config.home, store=store, kv=kv, broker=broker),
+        alerting=Alerting(storage.alerts, notifier) if storage.alerts is not None else None))
 
 
 def governance(config: Config, storage: Storage, secrets: SecretStore, registry: Registry,

@@ -670,11 +670,12 @@ def version() -> None:
 
 
 def _register_governance() -> None:
-    from skiff.cli import inventory
+    from skiff.cli import alerts, inventory
     from skiff.cli.governance import register
 
     register(app)
     inventory.register(app)
+    alerts.register(app)
 
 
 _register_governance()
