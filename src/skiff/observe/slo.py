@@ -236,8 +236,8 @@ def queue_findings(view: QueueView, now: float, t: Thresholds) -> list[Finding]:
                     f"`skiff queues peek {view.dead_letter_queue}`", grown, 0)]
 
 
-#: rules that must hold for a while before they fire (Prometheus' ``for``)
 def _for(rule: str, t: Thresholds) -> float:
+    """How long the rule must hold before it fires (Prometheus' ``for``)."""
     return t.memory_for if rule == "memory_high" else 0.0
 
 

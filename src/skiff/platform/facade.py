@@ -10,8 +10,8 @@ import logging
 import shutil
 import time
 import uuid
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from skiff import ipc as p
