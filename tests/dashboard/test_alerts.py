@@ -8,7 +8,10 @@ tells it all."""
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -124,6 +127,29 @@ def test_errors_fire_once_per_episode_and_a_failing_webhook_shows(world) -> None
     assert _evaluate(s, now + 61)["failed"] == 0  # the next try waits 2 min (backoff)
 
 
+def skiff(s: SkiffServer, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "SKIFF_HOME": str(s.home), "COLUMNS": "250"}
+    env.pop("SKIFF_ADMIN_TOKEN", None)  # the home's token, as an operator's shell has it
+    return subprocess.run([sys.executable, "-m", "skiff", "alerts", *args], env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_the_cli_lists_and_silences(world) -> None:
+    """`skiff alerts ls` shows the firing alerts and the failing webhook; `skiff alerts
+    silence` makes a silence the API lists (two subprocesses: each costs a start)."""
+    s, _, _ = world
+    ls = skiff(s, "ls")
+    assert ls.returncode == 0, ls.stderr
+    assert SLO in ls.stdout and ERRORS in ls.stdout and "webhook failing" in ls.stdout
+    made = skiff(s, "silence", "--app", "nothing-here", "--for", "1h", "--comment", "drill")
+    assert made.returncode == 0 and "subject=nothing-here" in made.stdout, made.stderr
+    (silence,) = s.admin.get("/alerts/silences").json()
+    assert (silence["matchers"], silence["comment"]) == ({"subject": "nothing-here"}, "drill")
+    assert 3590 < silence["until"] - silence["created"] <= 3600
+    assert s.admin.delete(f"/alerts/silences/{silence['id']}").status_code == 200
+    assert s.admin.get("/alerts/silences").json() == []
+
+
 def test_the_user_acknowledges_in_the_browser(world, browser, tmp_path: Path) -> None:  # noqa: ANN001
     """The alerts page lists the firing alert and the failing webhook; Acknowledge
     records the signed-in user, as the API then says; screenshot not blank."""
@@ -165,7 +191,7 @@ def test_a_silence_keeps_a_recovery_quiet_and_the_history_tells_it(world) -> Non
                                                   "duration": 3 * 86400, "comment": "known"})
     assert made.status_code == 201, made.text
     assert [x["id"] for x in s.admin.get("/alerts/silences").json()] == [made.json()["id"]]
-    later = _evaluate(s, time.time() + 2 * 86400)
+    later = _evaluate(s, _alert(s, SLO)["started"] + 2 * 86400)  # two days after it fired
     assert later["resolved"] == [ERRORS, SLO] and later["firing"] == []
     resolved = [m["text"] for m in hooks.slack if m["text"].startswith("[RESOLVED]")]
     assert resolved == [f"[RESOLVED] {SLO} after 2880 min"]
