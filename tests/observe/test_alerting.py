@@ -145,3 +145,15 @@ def test_acks_and_silences_refuse_what_makes_no_sense(world) -> None:
         alerting.unsilence("nope", "admin", NOW)
     assert err.value.code == "silence_not_found"
     assert json.dumps(alerting.view(NOW))  # what the API answers is JSON
+
+
+def test_the_memory_figure_is_the_kernels(tmp_path: Path) -> None:
+    """memory_high reads a cgroup's own count (v2 memory.current, v1 usage_in_bytes),
+    never a figure from the instance; an unreadable one is no figure."""
+    from skiff.instance.cgroups import Cgroup
+
+    (tmp_path / "memory.current").write_text("241172480\n")
+    assert Cgroup({"unified": tmp_path}, 2).memory_bytes() == 241172480
+    (tmp_path / "memory.usage_in_bytes").write_text("not a number")
+    assert Cgroup({"memory": tmp_path}, 1).memory_bytes() is None
+    assert Cgroup({}, 2).memory_bytes() is None

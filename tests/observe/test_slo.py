@@ -19,10 +19,10 @@ MIN = 60.0
 
 
 def recs(n: int, *, bad: int = 0, every: float = 1.0, start: float = NOW, ms: float = 5.0,
-         cold: int = 0, memory: int = 10) -> list[Record]:
+         cold: int = 0) -> list[Record]:
     """``n`` records one per ``every`` seconds back from ``start``; the first ``bad``
     are 5xx, the first ``cold`` cold."""
-    return [Record(start - i * every, 500 if i < bad else 200, ms, i < cold, memory)
+    return [Record(start - i * every, 500 if i < bad else 200, ms, i < cold)
             for i in range(n)]
 
 
@@ -100,21 +100,22 @@ def test_platform_rules(view: AppView, expected: list) -> None:
 
 
 def test_memory_high_fires_after_holding_fifteen_minutes() -> None:
-    """Every invocation of the last 5 min at >= 90 % of the limit is pending at first,
-    fires once it has held 15 min, and starts over when one invocation is under."""
-    def high(now: float) -> AppView:
-        return AppView("a", recs(30, start=now, every=10, memory=240), memory_limit_mb=256)
+    """The fullest instance at >= 90 % of the limit is pending at first, fires once it
+    has held 15 min, and starts over when it drops under; no cgroup figure, no alert."""
+    def app(used: float | None) -> AppView:
+        return AppView("a", [], memory_limit_mb=256, memory_used_mb=used)
 
-    first = evaluate([high(NOW)], [], NOW)
+    first = evaluate([app(240)], [], NOW)
     assert first.findings == [] and first.pending == {"memory_high:a": NOW}
-    mid = evaluate([high(NOW + 14 * MIN)], [], NOW + 14 * MIN, first.pending)
-    assert mid.findings == []
-    late = evaluate([high(NOW + 15 * MIN)], [], NOW + 15 * MIN, mid.pending)
-    assert [f.key for f in late.findings] == ["memory_high:a"]
-    dip = AppView("a", [*recs(29, start=NOW + 16 * MIN, every=10, memory=240),
-                        Record(NOW + 16 * MIN - 1, 200, 5.0, False, 100)], memory_limit_mb=256)
-    reset = evaluate([dip], [], NOW + 16 * MIN, late.pending)
+    mid = evaluate([app(250)], [], NOW + 14 * MIN, first.pending)
+    assert mid.findings == [] and mid.pending == first.pending
+    late = evaluate([app(231)], [], NOW + 15 * MIN, mid.pending)
+    assert [(f.key, f.value, f.threshold) for f in late.findings] == [
+        ("memory_high:a", 231, 230.4)]
+    reset = evaluate([app(200)], [], NOW + 16 * MIN, late.pending)
     assert reset.findings == [] and reset.pending == {}
+    assert evaluate([app(240)], [], NOW + 17 * MIN, reset.pending).findings == []
+    assert evaluate([app(None)], [], NOW, {"memory_high:a": NOW - 3600}).findings == []
 
 
 def test_dlq_growth() -> None:

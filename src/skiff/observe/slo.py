@@ -29,8 +29,9 @@ Platform rules, for every app (thresholds in :class:`Thresholds`):
   time out);
 - ``cold_starts``: share of cold invocations over 15 min at least 20 %;
 - ``instance_churn``: at least 20 instances started in 15 min;
-- ``memory_high``: every invocation of the last 5 min used at least 90 % of the
-  memory limit, and so for 15 minutes (``for``: pending until then);
+- ``memory_high``: the app's fullest instance holds at least 90 % of the memory
+  limit (the kernel's count of its cgroup, read at each evaluation), and so for
+  15 minutes (``for``: pending until then; without cgroups it never fires);
 - ``dlq_growth``: a dead-letter queue holds more messages than 15 min before;
 - ``budget``: the app's spend is at least 90 % of its budget. The budget figures
   come from the cost/budget model (``AppView.budget_use``); ``None`` (no budget,
@@ -73,8 +74,7 @@ class Thresholds:
     churn_starts: int = 20
     churn_window: float = 15 * MIN
     memory_share: float = 0.9
-    memory_window: float = 5 * MIN  # every invocation in it is high ...
-    memory_for: float = 15 * MIN  # ... and has been for this long
+    memory_for: float = 15 * MIN  # held this long before it fires
     dlq_window: float = 15 * MIN
     budget_share: float = 0.9
     min_events: int = MIN_EVENTS
@@ -88,7 +88,6 @@ class Record:
     status: int
     duration_ms: float
     cold: bool = False
-    memory_mb: int = 0
 
 
 @dataclass(frozen=True)
@@ -97,6 +96,7 @@ class AppView:
     records: Sequence[Record]  # any order
     timeout_s: float = 30.0
     memory_limit_mb: int = 256
+    memory_used_mb: float | None = None  # the fullest live instance's cgroup, now
     availability: float | None = None  # spec.slo, percent
     latency_p95_ms: float | None = None
     started: Sequence[tuple[float, int]] = ()  # (ts, instances started so far) samples
@@ -210,14 +210,13 @@ def app_findings(view: AppView, now: float, t: Thresholds) -> list[Finding]:
         out.append(Finding("instance_churn", name, "warning",
                            f"{name}: {starts} instances started in {_span(t.churn_window)}",
                            starts, t.churn_starts))
-    recs = _window(view.records, now, t.memory_window)
     limit = view.memory_limit_mb * t.memory_share
-    if recs and all(r.memory_mb >= limit for r in recs):
-        top = max(r.memory_mb for r in recs)
+    used = view.memory_used_mb
+    if used is not None and used >= limit:
         out.append(Finding("memory_high", name, "warning",
-                           f"{name}: instances use {top} MB of a {view.memory_limit_mb} MB "
-                           f"limit (over {t.memory_share:.0%} for "
-                           f"{_span(t.memory_for)})", top, limit))
+                           f"{name}: an instance holds {used:.0f} MB of its {view.memory_limit_mb} "
+                           f"MB limit (over {t.memory_share:.0%} for {_span(t.memory_for)})",
+                           round(used, 1), limit))
     if view.budget_use is not None and view.budget_use >= t.budget_share:
         out.append(Finding("budget", name, "warning",
                            f"{name} has spent {view.budget_use:.0%} of its budget",

@@ -1,6 +1,8 @@
 """What one alert evaluation sees, read from the platform's parts: each served
 app's recent invocation records, limits and ``spec.slo``, its pool's instance
-starts, and each queue's dead-letter depth (skiff.observe.slo decides).
+starts and the memory its fullest instance holds (the kernel's count of the
+instance's cgroup, never a figure the instance reports), and each queue's
+dead-letter depth (skiff.observe.slo decides).
 
 The budget seam: ``budget_use(app)`` returns the app's spend over its budget
 (1.0 = all of it) or None; the cost/budget model passes it in when it exists,
@@ -32,13 +34,16 @@ def views(registry: Registry, store: Store, events: EventPlane, now: float,
         spec = app.manifest.spec
         slo = spec.slo
         limit = SLO_RECORDS if slo is not None else RECORDS
-        records = [Record(r["ts"], r["status"], r["duration_ms"], bool(r["cold"]),
-                          r["memory_mb"] or 0)
+        records = [Record(r["ts"], r["status"], r["duration_ms"], bool(r["cold"]))
                    for r in store.invocations(app.name, limit) if r["ts"] > now - LONGEST]
         started = ((now, app.pool.stats.created),) if app.pool is not None else ()
+        used = [b for i in (list(app.pool.instances) if app.pool is not None else ())
+                if not i.dead and i.cgroup is not None
+                and (b := i.cgroup.memory_bytes()) is not None]
         apps.append(AppView(
             app.name, records, timeout_s=spec.resources.timeout,
             memory_limit_mb=spec.resources.memory_mb,
+            memory_used_mb=max(used) / (1024 * 1024) if used else None,
             availability=slo.availability if slo else None,
             latency_p95_ms=slo.latency_p95_ms if slo else None, started=started,
             budget_use=budget_use(app.name) if budget_use is not None else None))
