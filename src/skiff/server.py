@@ -151,7 +151,8 @@ def assemble(config: Config, *,
         broker=broker, services=services, sdk=sdk, kv=kv, storage=storage, governor=governor,
         access=access, follower=follower, observe=observe, workflows=workflows,
         lifecycle=lifecycle, archiver=Archiver(config.home, store=store, kv=kv, broker=broker),
-        alerting=Alerting(storage.alerts, notifier) if storage.alerts is not None else None))
+        alerting=Alerting(storage.alerts, notifier, node=config.node_name)
+        if storage.alerts is not None else None))
 
 
 def governance(config: Config, storage: Storage, secrets: SecretStore, registry: Registry,

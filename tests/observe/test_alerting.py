@@ -157,3 +157,21 @@ def test_the_memory_figure_is_the_kernels(tmp_path: Path) -> None:
     (tmp_path / "memory.usage_in_bytes").write_text("not a number")
     assert Cgroup({"memory": tmp_path}, 1).memory_bytes() is None
     assert Cgroup({}, 2).memory_bytes() is None
+
+
+def test_a_node_local_alert_is_resolved_by_its_node(tmp_path: Path) -> None:
+    """Churn is what one node's pools see: node a fires shop@a; node b, which sees no
+    churn, leaves it firing while a keeps it updated, and resolves it once a is gone."""
+    rows = SQLiteAlertRows(tmp_path / "alerts.db")
+    try:
+        a = Alerting(rows, Recorder(), node="a")
+        b = Alerting(rows, Recorder(), node="b")
+        for minute, started in ((0, 0), (16, 40)):
+            now = NOW + 60 * minute
+            out = a.evaluate(now, [AppView("shop", [], started=((now, started),))])
+        assert out["fired"] == ["instance_churn:shop@a"]
+        quiet = AppView("shop", [], started=((NOW + 17 * 60, 0),))
+        assert b.evaluate(NOW + 17 * 60, [quiet])["resolved"] == []
+        assert b.evaluate(NOW + 27 * 60, [quiet])["resolved"] == ["instance_churn:shop@a"]
+    finally:
+        rows.close()

@@ -15,6 +15,13 @@ end time) keeps an episode that fires while it matches from being told, and its
 recovery too; the alert still shows, marked silenced. An ack records who and
 when on the firing episode and ends at its resolution.
 
+Several nodes on one database each evaluate every minute over the shared
+records, so they agree on what fires. Two rules read what only one node sees
+(its own instances: ``instance_churn``, ``memory_high``): their subject is
+``app@node`` and only that node resolves them, else another node that sees no
+churn would resolve what this one fires, every minute; one its node has not
+updated for :data:`STALE_LOCAL` (the node is gone) any node resolves.
+
 The callers pass the clock (``now``): the server evaluates every minute on the
 real one; tests move it (``POST /_skiff/api/alerts/evaluate``).
 """
@@ -39,6 +46,9 @@ log = logging.getLogger(__name__)
 EVALUATE_EVERY = 60.0  # seconds between evaluations on the real clock
 EVENT_SOURCE = "skiff/observe/alerts"
 MATCH_LABELS = ("rule", "subject", "severity")
+#: rules over what only this node sees (its instances): told apart by node
+NODE_LOCAL = frozenset({"instance_churn", "memory_high"})
+STALE_LOCAL = 10 * 60.0
 MAX_SILENCE = 90 * 86400.0  # a longer silence is a disabled rule: say so elsewhere
 #: samples (instances started, DLQ depth) kept per app or queue: enough for the windows
 SAMPLE_SPAN = 3600.0
@@ -47,8 +57,10 @@ MAX_SAMPLES = 240
 
 class Alerting:
     def __init__(self, rows: AlertRows, notifier: Notifier, *,
-                 thresholds: Thresholds | None = None, ui_url: str = "") -> None:
+                 thresholds: Thresholds | None = None, ui_url: str = "",
+                 node: str = "") -> None:
         self.rows = rows
+        self.node = node
         self._notifier = notifier
         self.thresholds = thresholds or Thresholds()
         self.ui_url = ui_url  # where a notice links to (the dashboard's alerts page)
@@ -67,10 +79,12 @@ class Alerting:
                   for q in queues]
         result = evaluate(apps, queues, now, self._pending, self.thresholds)
         self._pending = result.pending
+        findings = [dataclasses.replace(f, subject=f"{f.subject}@{self.node}")
+                    if f.rule in NODE_LOCAL and self.node else f for f in result.findings]
         silences = self.active_silences(now)
         fired, resolved = [], []
-        active = {f.key for f in result.findings}
-        for f in result.findings:
+        active = {f.key for f in findings}
+        for f in findings:
             silenced = any(_matches(s.matchers, f) for s in silences)
             episode = self.rows.fire(Firing(f.key, f.rule, f.subject, f.severity, f.summary,
                                             f.value, f.threshold), now, silenced)
@@ -82,7 +96,7 @@ class Alerting:
                 assert alert is not None
                 self._tell(alert, now)
         for alert in self.rows.alerts(FIRING):
-            if alert.key in active:
+            if alert.key in active or not self._judges(alert, now):
                 continue
             done = self.rows.resolve(alert.key, now)
             if done is None:  # another node resolved it first
@@ -93,6 +107,12 @@ class Alerting:
         delivered, failed = deliver_due(self.rows, self._notifier, now)
         return {"fired": fired, "resolved": resolved, "firing": sorted(active),
                 "delivered": delivered, "failed": failed}
+
+    def _judges(self, alert: AlertRow, now: float) -> bool:
+        """This node may resolve the alert: any node, unless only one node sees it and
+        that node still evaluates it."""
+        return alert.rule not in NODE_LOCAL or not self.node \
+            or alert.subject.endswith(f"@{self.node}") or now - alert.updated > STALE_LOCAL
 
     def deliver(self, now: float) -> tuple[int, int]:
         return deliver_due(self.rows, self._notifier, now)
