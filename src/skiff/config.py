@@ -101,6 +101,7 @@ class Config:
     notify_email: tuple[str, ...] = ()  # the addresses reminders are mailed to
     notify_from: str = "skiff@localhost"
     notify_slack_webhook: str = ""  # a URL that gets {"text": ...} (Slack-compatible)
+    alert_every: float = 60.0  # seconds between alert evaluations; 0: only when asked (API)
     # approvals (skiff.governance.approvals): hold deploys that ask for more scopes
     approvals: bool = False
 
@@ -192,6 +193,8 @@ class Config:
                                       _env("NOTIFY_FROM", "skiff@localhost"))).strip(),
             notify_slack_webhook=str(given.pop("notify_slack_webhook",
                                                _env("NOTIFY_SLACK_WEBHOOK", ""))).strip(),
+            alert_every=float(given.pop("alert_every",  # type: ignore[arg-type]
+                                        _env("ALERT_EVERY_SECONDS", "60"))),
             approvals=bool(given.pop("approvals", _env("APPROVALS", "0") in ("1", "on", "true"))),
         )
 

@@ -78,7 +78,8 @@ def world(tmp_path_factory: pytest.TempPathFactory, envs_dir: Path):
     server = SkiffServer(tmp_path_factory.mktemp("home"), [APPS], envs_dir, env={
         "SKIFF_NOTIFY_WEBHOOK": f"{hooks.url}/down",
         "SKIFF_NOTIFY_SLACK_WEBHOOK": f"{hooks.url}/slack",
-        "SKIFF_SMTP_URL": f"smtp://127.0.0.1:{smtp.port}", "SKIFF_NOTIFY_EMAIL": "ops@example.com"})
+        "SKIFF_SMTP_URL": f"smtp://127.0.0.1:{smtp.port}", "SKIFF_NOTIFY_EMAIL": "ops@example.com",
+        "SKIFF_ALERT_EVERY_SECONDS": "0"})  # only the test's evaluations, at its clock
     try:
         yield server, hooks, mailbox
     finally:

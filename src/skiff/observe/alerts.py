@@ -23,7 +23,7 @@ churn would resolve what this one fires, every minute; one its node has not
 updated for :data:`STALE_LOCAL` (the node is gone) any node resolves.
 
 The callers pass the clock (``now``): the server evaluates every minute on the
-real one; tests move it (``POST /_skiff/api/alerts/evaluate``).
+real one (``SKIFF_ALERT_EVERY_SECONDS``); tests move it (``POST /_skiff/api/alerts/evaluate``).
 """
 
 from __future__ import annotations
@@ -43,7 +43,6 @@ from skiff.store.alerts import FIRING, AlertRow, AlertRows, Firing, SilenceRow
 
 log = logging.getLogger(__name__)
 
-EVALUATE_EVERY = 60.0  # seconds between evaluations on the real clock
 EVENT_SOURCE = "skiff/observe/alerts"
 MATCH_LABELS = ("rule", "subject", "severity")
 #: rules over what only this node sees (its instances): told apart by node

@@ -29,7 +29,7 @@ from skiff.instance.environments import DEFAULT
 from skiff.instance.isolation import Support
 from skiff.manifest.state_machine import load_state_machine, resource_kind
 from skiff.observe import Observe
-from skiff.observe.alerts import EVALUATE_EVERY, Alerting
+from skiff.observe.alerts import Alerting
 from skiff.platform import alerting as alert_views
 from skiff.platform.archive import Archiver
 from skiff.platform.deploy import Deployer
@@ -127,6 +127,7 @@ class Platform:
         self._p.events.start()
         await self._load_archived()
         self._swept = time.monotonic()  # the first sweep a minute in, not during the start
+        self._evaluated = time.monotonic()  # ... and the first alert evaluation
         self._p.observe.start()
         if self._p.workflows is not None:  # after the restore: resumed tasks need their apps
             await self._p.workflows.start()
@@ -180,8 +181,9 @@ class Platform:
                     await self.lifecycle_tick(time.time())
                 except Exception:  # the sweep runs again next minute
                     log.exception("the lifecycle sweep failed")
-            if self._p.alerting is not None \
-                    and time.monotonic() - self._evaluated >= EVALUATE_EVERY:
+            every = self._config.alert_every
+            if self._p.alerting is not None and every > 0 \
+                    and time.monotonic() - self._evaluated >= every:
                 self._evaluated = time.monotonic()
                 try:
                     await self.alerts_tick(time.time())
