@@ -208,6 +208,8 @@ def test_a_silence_keeps_a_recovery_quiet_and_the_history_tells_it(world) -> Non
     assert {(SLO, "fired"), (SLO, "acked"), (SLO, "resolved"), (ERRORS, "resolved"),
             (f"silence:{made.json()['id']}", "silenced")} <= set(events)
     assert _alert(s, SLO)["acked_by"] == "admin"  # the ack stays on its episode
+    audited = {(e["action"], e["target"]) for e in s.admin.get("/audit").json()}
+    assert {("alert.ack", SLO), ("alert.silence", f"silence:{made.json()['id']}")} <= audited
 
 
 def test_bad_input(world) -> None:

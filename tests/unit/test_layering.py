@@ -51,7 +51,7 @@ ALLOWED: dict[str, set[str]] = {
     # deploy -> manifest -> governance: policies read the normalized manifest
     "governance": {"manifest", "errors", "notify"},
     "bus": {"store", "errors"},
-    "store": {"errors"},
+    "store": {"errors", "notify"},  # alert rows keep an outbox of skiff.notify's rows
     **{leaf: set() for leaf in LEAVES},
 }
 NEVER_IMPORTED = {"cli", "dashboard", "server"}

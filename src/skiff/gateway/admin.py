@@ -466,7 +466,11 @@ def build_admin(platform: Facade, token: str,
         """Evaluate the alert rules now (the server does every minute). ``now`` (unix
         time) evaluates as if it were then (for drills and tests; admin only)."""
         now = body.now if body is not None and body.now is not None else time.time()
-        return await platform.alerts_tick(now)
+        out = await platform.alerts_tick(now)
+        platform.governor.record(principal, "alerts.evaluate", "alerts", "allowed",
+                                 f"at {now:.0f}: {len(out['fired'])} fired, "
+                                 f"{len(out['resolved'])} resolved")
+        return out
 
     @api.get(f"{PREFIX}/alerts/history", dependencies=protected)
     async def alerts_history(limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -489,12 +493,16 @@ def build_admin(platform: Facade, token: str,
             now + (body.duration if body.duration is not None else 2 * 3600.0)
         row = await asyncio.to_thread(platform.alerting.silence, body.matchers, until,
                                       principal.name, body.comment, now)
+        platform.governor.record(principal, "alert.silence", f"silence:{row.id}", "allowed",
+                                 body.comment, matchers=row.matchers, until=row.until)
         return row.to_dict()
 
     @api.delete(f"{PREFIX}/alerts/silences/{{silence_id}}", dependencies=operating)
     async def unsilence(silence_id: str, principal: Caller) -> dict:
         await asyncio.to_thread(platform.alerting.unsilence, silence_id, principal.name,
                                 time.time())
+        platform.governor.record(principal, "alert.unsilence", f"silence:{silence_id}",
+                                 "allowed")
         return {"id": silence_id, "deleted": True}
 
     @api.post(f"{PREFIX}/alerts/{{alert_id}}/ack",
@@ -504,6 +512,8 @@ def build_admin(platform: Facade, token: str,
         resolves); notices are not repeated anyway."""
         row = await asyncio.to_thread(platform.alerting.ack, alert_id, principal.name,
                                       time.time())
+        platform.governor.record(principal, "alert.ack", alert_id, "allowed",
+                                 f"episode {row.episode}")
         return row.to_dict()
 
     @api.get(f"{PREFIX}/apps/{{name}}/revisions", dependencies=protected)

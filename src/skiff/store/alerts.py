@@ -21,6 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from skiff.notify import OutboxRow
+
+__all__ = ["FIRING", "RESOLVED", "AlertRow", "AlertRows", "Firing", "OutboxRow", "SilenceRow",
+           "SQLiteAlertRows"]
+
 FIRING, RESOLVED = "firing", "resolved"
 
 
@@ -77,15 +82,6 @@ class Firing:
     summary: str
     value: float
     threshold: float
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxRow:  # the shape skiff.notify.deliver_due reads (store may not import it)
-    id: int
-    channel: str
-    payload: str
-    attempts: int
-    next_at: float
 
 
 class AlertRows(abc.ABC):
