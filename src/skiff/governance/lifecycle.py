@@ -14,8 +14,9 @@ database do not both send one, and a clock that jumps past both reminder times
 sends the nearer one only (a 30-day reminder six days before expiry says the
 wrong thing). Each becomes a CloudEvent ``skiff.app.expiring`` on the bus (apps
 can subscribe with a rule) and rows in a durable outbox, one per configured
-channel (``SKIFF_NOTIFY_WEBHOOK``: a JSON POST of the event; ``SKIFF_SMTP_URL`` +
-``SKIFF_NOTIFY_EMAIL``: a mail). The outbox is delivered at each tick and a
+channel (``SKIFF_NOTIFY_WEBHOOK``: a JSON POST of the event;
+``SKIFF_NOTIFY_SLACK_WEBHOOK``: its subject line as ``{"text": ...}``;
+``SKIFF_SMTP_URL`` + ``SKIFF_NOTIFY_EMAIL``: a mail). The outbox is delivered at each tick and a
 failed delivery is retried with exponential backoff (``skiff.notify``, shared
 with alerts), so a webhook that is down for a day still gets every reminder,
 late, once.
