@@ -175,3 +175,16 @@ def test_a_node_local_alert_is_resolved_by_its_node(tmp_path: Path) -> None:
         assert b.evaluate(NOW + 27 * 60, [quiet])["resolved"] == ["instance_churn:shop@a"]
     finally:
         rows.close()
+
+
+def test_an_alert_resolves_only_after_five_quiet_minutes(world) -> None:
+    """Errors that come and go every minute keep one episode firing, told once."""
+    alerting, notifier = world
+    for minute in range(10):
+        now = NOW + 60 * minute
+        alerting.evaluate(now, [failing(now) if minute % 2 == 0 else healthy(now)])
+    assert alerting.rows.alert("error_rate:shop").episode == 1
+    assert len(slack(notifier)) == 2  # the two alerts' firing notices, nothing else
+    assert alerting.evaluate(NOW + 12 * 60, [healthy(NOW + 12 * 60)])["resolved"] == []
+    assert alerting.evaluate(NOW + 13 * 60, [healthy(NOW + 13 * 60)])["resolved"] == [
+        "error_rate:shop", "slo_availability:shop"]

@@ -10,6 +10,9 @@ history, over :class:`skiff.store.alerts.AlertRows`.
 
 De-duplication is the episode: an alert is notified when it starts firing and
 when it resolves, never at the evaluations between (its figures are updated).
+It resolves once its rule has not held for :data:`RESOLVE_AFTER` (Prometheus'
+``keep_firing_for``), so an app whose errors come and go (a hostile one can
+make them) flaps no faster than that.
 A silence (matchers on rule, subject and severity, as Alertmanager's, with an
 end time) keeps an episode that fires while it matches from being told, and its
 recovery too; the alert still shows, marked silenced. An ack records who and
@@ -48,6 +51,7 @@ MATCH_LABELS = ("rule", "subject", "severity")
 #: rules over what only this node sees (its instances): told apart by node
 NODE_LOCAL = frozenset({"instance_churn", "memory_high"})
 STALE_LOCAL = 10 * 60.0
+RESOLVE_AFTER = 5 * 60.0  # seconds a rule must not hold before its alert resolves
 MAX_SILENCE = 90 * 86400.0  # a longer silence is a disabled rule: say so elsewhere
 #: samples (instances started, DLQ depth) kept per app or queue: enough for the windows
 SAMPLE_SPAN = 3600.0
@@ -95,7 +99,8 @@ class Alerting:
                 assert alert is not None
                 self._tell(alert, now)
         for alert in self.rows.alerts(FIRING):
-            if alert.key in active or not self._judges(alert, now):
+            if alert.key in active or now - alert.updated < RESOLVE_AFTER \
+                    or not self._judges(alert, now):
                 continue
             done = self.rows.resolve(alert.key, now)
             if done is None:  # another node resolved it first
