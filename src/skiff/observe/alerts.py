@@ -176,7 +176,9 @@ class Alerting:
         row = SilenceRow(uuid.uuid4().hex[:12], clean, until, now, who, comment[:500])
         self.rows.put_silence(row)
         self.rows.add_event("silence:" + row.id, "silenced", now, who,
-                            f"{_label(clean)} until {until:.0f}: {row.comment}")
+                            f"{_label(clean)} until "
+                            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(until))}: "
+                            f"{row.comment}")
         return row
 
     def unsilence(self, id: str, who: str, now: float) -> None:
