@@ -103,6 +103,8 @@ class Config:
     smtp_url: str = ""  # smtp://[user:pass@]host[:port] or smtps://...
     notify_email: tuple[str, ...] = ()  # the addresses reminders are mailed to
     notify_from: str = "skiff@localhost"
+    notify_slack_webhook: str = ""  # a URL that gets {"text": ...} (Slack-compatible)
+    alert_every: float = 60.0  # seconds between alert evaluations; 0: only when asked (API)
     # approvals (skiff.governance.approvals): hold deploys that ask for more scopes
     approvals: bool = False
     # quotas per owner (skiff.governance.quotas; 0: no limit): apps, memoryMB of one app,
@@ -204,6 +206,10 @@ class Config:
             notify_email=_entries(given.pop("notify_email", None) or _env("NOTIFY_EMAIL", "")),
             notify_from=str(given.pop("notify_from",
                                       _env("NOTIFY_FROM", "skiff@localhost"))).strip(),
+            notify_slack_webhook=str(given.pop("notify_slack_webhook",
+                                               _env("NOTIFY_SLACK_WEBHOOK", ""))).strip(),
+            alert_every=float(given.pop("alert_every",  # type: ignore[arg-type]
+                                        _env("ALERT_EVERY_SECONDS", "60"))),
             approvals=bool(given.pop("approvals", _env("APPROVALS", "0") in ("1", "on", "true"))),
             quota_apps=int(given.pop("quota_apps", _env("QUOTA_APPS", "0"))),  # type: ignore[call-overload]
             quota_memory_mb=int(given.pop("quota_memory_mb",  # type: ignore[call-overload]

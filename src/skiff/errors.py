@@ -2,7 +2,9 @@
 ``status`` and a stable ``code`` and says what to do.
 
     SkiffError                 500 internal_error       (and 400 bad_request, bad_path, bad_upload,
-    │                                                    bad_event, bad_value, bad_ttl, bad_config: a
+    │                                                    bad_event, bad_value, bad_ttl, bad_silence:
+    │                                                    an alert silence without matchers or end,
+    │                                                    bad_config: a
     │                                                    setting such as SKIFF_NODE_NAME is
     │                                                    unusable; 503 server_busy; bad_budget:
     │                                                    a budget's owner, metric, limit or action)
@@ -25,7 +27,8 @@
     ├── NotFound               404 not_found            (app_not_found, revision_not_found, route_not_found,
     │                                                   metrics_off: SKIFF_METRICS=0,
     │                                                   archive_not_found: no archive to restore,
-    │                                                   approval_not_found, budget_not_found)
+    │                                                   approval_not_found, budget_not_found,
+    │                                                   alert_not_found, silence_not_found)
     ├── Gone                   410 app_archived         the app expired or was removed and is
     │                                                   archived: `skiff restore APP` (its routes
     │                                                   answer so; skiff.governance.lifecycle)
@@ -41,7 +44,8 @@
     ├── Conflict               409 conflict             (route_conflict, queue_conflict, owner_conflict)
     │                                                   owned by another app or owner; name_taken:
     │                                                   a restore onto a name another app uses now;
-    │                                                   approval_decided: approved or denied already
+    │                                                   approval_decided: approved or denied already;
+    │                                                   alert_not_firing: an ack of a resolved alert
     ├── TooManyRequests        429 too_many_requests    pool and its queue are full
     │                                                   (budget_exceeded: the owner's monthly budget
     │                                                   is spent, Retry-After the next month;

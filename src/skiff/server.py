@@ -36,7 +36,7 @@ from skiff.governance import (
 )
 from skiff.governance.access import Access
 from skiff.governance.approvals import Approvals
-from skiff.governance.lifecycle import Lifecycle, Notifier, NotifySettings
+from skiff.governance.lifecycle import Lifecycle
 from skiff.governance.oidc import OIDCSettings, OIDCVerifier
 from skiff.governance.quotas import Quota
 from skiff.instance import InstanceHooks, Launcher
@@ -44,7 +44,9 @@ from skiff.instance.cgroups import CgroupManager, owned_name
 from skiff.instance.environments import Environments
 from skiff.instance.isolation import Support
 from skiff.manifest.state_machine import resource_kind
+from skiff.notify import Notifier, NotifySettings
 from skiff.observe import Metrics, Observe, Terminal, Tracing
+from skiff.observe.alerts import Alerting
 from skiff.observe.cost import load_model
 from skiff.platform import Parts, Platform, Registry
 from skiff.platform.archive import Archiver
@@ -147,11 +149,14 @@ def assemble(config: Config, *,
                                                     max_history_events=config.sfn_max_history_events),
                               max_running=config.sfn_max_running)
     assert storage.lifecycle is not None
+    # one notifier for TTL reminders and alerts (skiff.notify)
+    notifier = Notifier(NotifySettings(config.notify_webhook, config.smtp_url,
+                                       config.notify_email, config.notify_from,
+                                       config.notify_slack_webhook))
     lifecycle = Lifecycle(
         storage.lifecycle, default_days=config.default_ttl_days,
         max_days=config.policy_max_ttl_days, publish=events.publish,
-        notifier=Notifier(NotifySettings(config.notify_webhook, config.smtp_url,
-                                         config.notify_email, config.notify_from)),
+        notifier=notifier,
         running=lambda: {n: a.manifest for n, a in list(registry.apps.items())})
     assert storage.budgets is not None
     spending = Spending(registry=registry, store=store, rows=storage.budgets,
@@ -165,7 +170,9 @@ def assemble(config: Config, *,
         access=access, follower=follower, observe=observe, workflows=workflows,
         lifecycle=lifecycle, archiver=Archiver(config.home, store=store, kv=kv, broker=broker,
                                                     data=data),
-        spending=spending))
+        spending=spending, budget_use=spending.use,
+        alerting=Alerting(storage.alerts, notifier, node=config.node_name)
+        if storage.alerts is not None else None))
 
 
 def governance(config: Config, storage: Storage, secrets: SecretStore, registry: Registry,

@@ -42,6 +42,7 @@ from skiff.governance.identity_rows import IdentityRows
 from skiff.governance.lifecycle_rows import LifecycleRows
 from skiff.governance.secret_rows import SecretRows
 from skiff.store import migrations
+from skiff.store.alerts import AlertRows
 from skiff.store.kv import KV
 from skiff.store.migrations import CODE_VERSION
 from skiff.store.postgres import mask_url
@@ -80,11 +81,13 @@ class Storage:
     approvals: ApprovalRows | None = None
     #: budgets per owner and their notices (skiff.governance.budgets)
     budgets: BudgetRows | None = None
+    #: alert state, history, silences and their outbox (``alerts.db`` on SQLite)
+    alerts: AlertRows | None = None
 
     def close(self) -> None:
         for part in (self.broker, self.kv, self.secret_rows, self.trigger_state,
                      self.identities, self.audit, self.workflows, self.lifecycle,
-                     self.approvals, self.budgets, self.store):
+                     self.approvals, self.budgets, self.alerts, self.store):
             if part is not None:
                 part.close()
         database = getattr(self.store, "db", None)
@@ -181,12 +184,15 @@ def _open_sqlite(path: Path, retention: LogRetention | None,
         from skiff.governance.budgets import SQLiteBudgetRows
 
         budgets = SQLiteBudgetRows(path.parent / "governance.db")
+        from skiff.store.alerts import SQLiteAlertRows
+
+        alerts = SQLiteAlertRows(path.parent / "alerts.db")
     except BaseException:
         for part in reversed(opened):
             part.close()
         raise
     return Storage(f"sqlite://{where}", store, broker, kv, rows, state, identities, audit,
-                   workflows, lifecycle, approvals, budgets)
+                   workflows, lifecycle, approvals, budgets, alerts)
 
 
 def open_governance_sqlite(directory: Path) -> tuple[IdentityRows, AuditLog]:
@@ -234,11 +240,12 @@ def _open_postgres(url: str, retention: LogRetention | None,
     from skiff.governance.budgets import PostgresBudgetRows
     from skiff.governance.identity_rows_postgres import PostgresAuditLog, PostgresIdentityRows
     from skiff.governance.lifecycle_rows_postgres import PostgresLifecycleRows
+    from skiff.store.alerts_postgres import PostgresAlertRows
 
     return Storage(mask_url(url), store, PostgresBroker(db), PostgresKV(db),
                    PostgresSecretRows(db), PostgresTriggerState(db), PostgresIdentityRows(db),
                    PostgresAuditLog(db), PostgresWorkflowHistory(db), PostgresLifecycleRows(db),
-                   PostgresApprovalRows(db), PostgresBudgetRows(db))
+                   PostgresApprovalRows(db), PostgresBudgetRows(db), PostgresAlertRows(db))
 
 
 def open_secret_rows(url: str) -> SecretRows:

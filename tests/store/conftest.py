@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from skiff.governance.secret_rows import SecretRows, SQLiteSecretRows
+from skiff.store.alerts import AlertRows, SQLiteAlertRows
 from skiff.store.records import InvocationLog, LogRetention
 from skiff.store.registry import Registry
 from skiff.store.sqlite import Store
@@ -107,3 +108,15 @@ def workflow_history(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator
         h = SQLiteWorkflowHistory(tmp_path / "workflows.db", exclusive=True)
     yield h
     h.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def alert_rows(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[AlertRows]:
+    if request.param == "postgres":
+        from skiff.store.alerts_postgres import PostgresAlertRows
+
+        rows: AlertRows = PostgresAlertRows(request.getfixturevalue("pg_database"))
+    else:
+        rows = SQLiteAlertRows(tmp_path / "alerts.db")
+    yield rows
+    rows.close()

@@ -17,14 +17,14 @@ SRC = Path(skiff.__file__).parent
 # data flow: the gateway may use the scheduler, never the reverse; nothing imports
 # cli, dashboard or the composition root (server) but the CLI that runs it (and the
 # composition root, which mounts the dashboard beside the admin API).
-LEAVES = {"errors", "config", "logtext", "ipc", "edge"}
+LEAVES = {"errors", "config", "logtext", "ipc", "edge", "notify"}
 ALLOWED: dict[str, set[str]] = {
     "__main__": {"cli"},
     "cli": {"server", "storage", "observe", "config", "errors", "governance", "instance", "logtext",
             "manifest"},
     "server": {"dashboard", "platform", "gateway", "triggers", "bus", "store", "sdk", "instance",
                "governance", "egress", "edge", "serverlock", "storage", "observe", "config",
-               "errors", "manifest"},
+               "errors", "manifest", "notify"},
     "serverlock": {"errors"},
     "platform": {"gateway", "triggers", "scheduler", "instance", "egress", "governance",
                  "manifest", "bus", "store", "storage", "sdk", "observe", "config", "errors",
@@ -35,7 +35,8 @@ ALLOWED: dict[str, set[str]] = {
     "gateway": {"scheduler", "manifest", "bus", "governance", "observe", "config", "errors",
                 "ipc", "workflows"},
     # fed by the platform and the gateway through after_* calls; imports neither
-    "observe": {"store", "logtext", "errors"},
+    # ... and notifies people through the one notifier (the leaf skiff.notify)
+    "observe": {"store", "logtext", "errors", "notify"},
     "triggers": {"scheduler", "instance", "bus", "manifest", "store", "errors", "ipc"},
     "scheduler": {"instance", "errors", "ipc"},
     "instance": {"runtime", "ipc", "errors"},  # the worker hosts the runtime, in the instance
@@ -48,9 +49,9 @@ ALLOWED: dict[str, set[str]] = {
     "dashboard": {"errors"},
     "workflows": {"errors"},  # the ASL core is pure: the executor wiring lives above it
     # deploy -> manifest -> governance: policies read the normalized manifest
-    "governance": {"manifest", "errors"},
+    "governance": {"manifest", "errors", "notify"},
     "bus": {"store", "errors"},
-    "store": {"errors"},
+    "store": {"errors", "notify"},  # alert rows keep an outbox of skiff.notify's rows
     **{leaf: set() for leaf in LEAVES},
 }
 NEVER_IMPORTED = {"cli", "dashboard", "server"}

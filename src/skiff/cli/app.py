@@ -670,12 +670,13 @@ def version() -> None:
 
 
 def _register_governance() -> None:
-    from skiff.cli import inventory, spending
+    from skiff.cli import alerts, inventory, spending
     from skiff.cli.governance import register
 
     register(app)
     inventory.register(app)
     spending.register(app)
+    alerts.register(app)
 
 
 _register_governance()

@@ -5,7 +5,7 @@ OIDC ID token); it is checked by asking the admin API who it is, and kept in an
 HttpOnly, SameSite=Strict cookie scoped to the dashboard's path. Each page then
 calls the admin API with it (skiff.dashboard.client): one way in, one set of roles.
 
-CSRF: every action (rollback, redrive) is a POST that must carry htmx's
+CSRF: every action (rollback, redrive, acknowledge) is a POST that must carry htmx's
 ``HX-Request`` header. A cross-site form cannot set a custom header, and a
 cross-site script cannot send one without a CORS preflight the dashboard never
 grants; the SameSite=Strict cookie is not even sent from another site, and a
@@ -240,7 +240,25 @@ class Dashboard:
         lines = await self._tail_logs(token, name, request_id=rid)
         return self.render(request, "logs.html", app={"name": name}, rid=rid, lines=lines)
 
+    async def alerts_page(self, request: Request) -> Response:
+        token = token_of(request)
+        common = await self._common(token)
+        found, silences, history = await asyncio.gather(
+            self.api.get(token, "/alerts"), self.api.get(token, "/alerts/silences"),
+            self.api.get(token, "/alerts/history", limit=50))
+        return self.render(request, "alerts.html", alerts=found["alerts"],
+                           channels=found["channels"], silences=silences, history=history,
+                           notice=None, **common)
+
     # -- actions -----------------------------------------------------------------------
+    async def ack(self, request: Request) -> Response:
+        _action(request)
+        token, alert = token_of(request), request.path_params["alert"]
+        done = await self.api.call(token, "POST", f"/alerts/{quote(alert, safe='')}/ack")
+        found = await self.api.get(token, "/alerts")
+        return self.render(request, "alert_rows.html", fragment=True, alerts=found["alerts"],
+                           notice=f"acknowledged {done['id']} as {done['acked_by']}")
+
     async def rollback(self, request: Request) -> Response:
         _action(request)
         token, name = token_of(request), request.path_params["name"]
@@ -305,6 +323,8 @@ def build_dashboard(admin: Any) -> Any:
         Route("/apps/{name}", d.app_page),
         Route("/apps/{name}/invocations/{rid}/logs", d.invocation_logs),
         Route("/apps/{name}/rollback", d.rollback, methods=["POST"]),
+        Route("/alerts", d.alerts_page),
+        Route("/alerts/{alert}/ack", d.ack, methods=["POST"]),
         Route("/queues/{queue}/messages", d.messages),
         Route("/queues/{queue}/redrive", d.redrive, methods=["POST"]),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),

@@ -110,6 +110,11 @@ class BudgetBody(BaseModel):
     metric: Any = None  # cost, gb_s or requests
     limit: Any = None  # a month's worth
     action: Any = "throttle"  # throttle, scale-to-zero or notify
+class SilenceBody(BaseModel):
+    matchers: dict[str, str]  # rule, subject, severity: a value or a glob
+    duration: float | None = None  # seconds from now ...
+    until: float | None = None  # ... or the end as unix time
+    comment: str = ""
 
 
 class RouteGrantBody(BaseModel):
@@ -479,6 +484,74 @@ def build_admin(platform: Facade, token: str,
     async def remove_budget(owner: str, principal: Caller, metric: str | None = None) -> dict:
         """Remove the owner's budget of ``metric`` (all of the owner's without one)."""
         return await platform.budget_rm(owner, metric, actor=principal)
+    # -- SLOs and alerts -----------------------------------------------------------------
+    @api.get(f"{PREFIX}/alerts", dependencies=protected)
+    async def alerts(state: str | None = None) -> dict:
+        """Alerts (``state``: firing or resolved; empty for both), firing first, each with
+        what became of its notices; and each notification channel's health."""
+        if state not in (None, "", "firing", "resolved"):
+            raise SkiffError("state is firing, resolved or empty for both", code="bad_value",
+                             status=400)
+        alerting, now = platform.alerting, time.time()
+        rows = await asyncio.to_thread(alerting.view, now, state or None)
+        channels = await asyncio.to_thread(alerting.channels)
+        return {"alerts": rows, "channels": channels}
+
+    @api.post(f"{PREFIX}/alerts/evaluate",
+              dependencies=[Depends(role(Role.admin, "running the alert evaluation"))])
+    async def alerts_evaluate(principal: Caller, body: TickBody | None = None) -> dict:
+        """Evaluate the alert rules now (the server does every minute). ``now`` (unix
+        time) evaluates as if it were then (for drills and tests; admin only)."""
+        now = body.now if body is not None and body.now is not None else time.time()
+        out = await platform.alerts_tick(now)
+        platform.governor.record(principal, "alerts.evaluate", "alerts", "allowed",
+                                 f"at {now:.0f}: {len(out['fired'])} fired, "
+                                 f"{len(out['resolved'])} resolved")
+        return out
+
+    @api.get(f"{PREFIX}/alerts/history", dependencies=protected)
+    async def alerts_history(limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                             alert: str | None = None) -> list[dict]:
+        """What alerts did, newest first: fired, resolved, acked, silenced, unsilenced."""
+        return await asyncio.to_thread(platform.alerting.rows.history, limit, alert)
+
+    @api.get(f"{PREFIX}/alerts/silences", dependencies=protected)
+    async def silences() -> list[dict]:
+        """The silences in force."""
+        rows = await asyncio.to_thread(platform.alerting.active_silences, time.time())
+        return [r.to_dict() for r in rows]
+
+    @api.post(f"{PREFIX}/alerts/silences", dependencies=operating, status_code=201)
+    async def silence(body: SilenceBody, principal: Caller) -> dict:
+        """Silence the alerts the matchers match (rule, subject, severity; globs) for
+        ``duration`` seconds or until ``until``: they still show, nobody is told."""
+        now = time.time()
+        until = body.until if body.until is not None else \
+            now + (body.duration if body.duration is not None else 2 * 3600.0)
+        row = await asyncio.to_thread(platform.alerting.silence, body.matchers, until,
+                                      principal.name, body.comment, now)
+        platform.governor.record(principal, "alert.silence", f"silence:{row.id}", "allowed",
+                                 body.comment, matchers=row.matchers, until=row.until)
+        return row.to_dict()
+
+    @api.delete(f"{PREFIX}/alerts/silences/{{silence_id}}", dependencies=operating)
+    async def unsilence(silence_id: str, principal: Caller) -> dict:
+        await asyncio.to_thread(platform.alerting.unsilence, silence_id, principal.name,
+                                time.time())
+        platform.governor.record(principal, "alert.unsilence", f"silence:{silence_id}",
+                                 "allowed")
+        return {"id": silence_id, "deleted": True}
+
+    @api.post(f"{PREFIX}/alerts/{{alert_id}}/ack",
+              dependencies=[Depends(role(Role.developer, "acknowledging an alert"))])
+    async def ack(alert_id: str, principal: Caller) -> dict:
+        """Acknowledge a firing alert: who and when are recorded on its episode (until it
+        resolves); notices are not repeated anyway."""
+        row = await asyncio.to_thread(platform.alerting.ack, alert_id, principal.name,
+                                      time.time())
+        platform.governor.record(principal, "alert.ack", alert_id, "allowed",
+                                 f"episode {row.episode}")
+        return row.to_dict()
 
     @api.get(f"{PREFIX}/apps/{{name}}/revisions", dependencies=protected)
     async def revisions(name: str) -> list[dict]:

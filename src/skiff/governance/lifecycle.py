@@ -14,29 +14,30 @@ database do not both send one, and a clock that jumps past both reminder times
 sends the nearer one only (a 30-day reminder six days before expiry says the
 wrong thing). Each becomes a CloudEvent ``skiff.app.expiring`` on the bus (apps
 can subscribe with a rule) and rows in a durable outbox, one per configured
-channel (``SKIFF_NOTIFY_WEBHOOK``: a JSON POST of the event; ``SKIFF_SMTP_URL`` +
-``SKIFF_NOTIFY_EMAIL``: a mail). The outbox is delivered at each tick and a
-failed delivery is retried with exponential backoff, so a webhook that is down
-for a day still gets every reminder, late, once.
+channel (``SKIFF_NOTIFY_WEBHOOK``: a JSON POST of the event;
+``SKIFF_NOTIFY_SLACK_WEBHOOK``: its subject line as ``{"text": ...}``;
+``SKIFF_SMTP_URL`` + ``SKIFF_NOTIFY_EMAIL``: a mail). The outbox is delivered at each tick and a
+failed delivery is retried with exponential backoff (``skiff.notify``, shared
+with alerts), so a webhook that is down for a day still gets every reminder,
+late, once.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import smtplib
-import ssl
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from email.message import EmailMessage
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from skiff.errors import Forbidden, SkiffError
 from skiff.governance.lifecycle_rows import ClockRow, LifecycleRows
 from skiff.manifest import Manifest
+from skiff.notify import Notifier, NotifySettings, deliver_due, payload
+
+__all__ = ["DAY", "REMINDERS", "SWEEP_EVERY", "Lifecycle", "Notifier", "NotifySettings",
+           "Sweep"]
 
 log = logging.getLogger(__name__)
 
@@ -46,67 +47,7 @@ REMINDERS = (30, 7)
 EXPIRED = 0  # the "reminder" an expiry claims, so that one node archives the app
 #: seconds between sweeps on the real clock: TTLs count in days, a minute late is on time
 SWEEP_EVERY = 60.0
-#: notifications delivered per tick: a backlog drains over a few ticks, never stalls one
-DELIVER_BATCH = 50
-#: the backoff of a failed delivery: 1 min, 2, 4 ... capped at 6 hours
-BACKOFF_FIRST, BACKOFF_MAX = 60.0, 6 * 3600.0
-#: a webhook or SMTP server that hangs must not hold the sweep
-NOTIFY_TIMEOUT = 10.0
 EVENT_SOURCE = "skiff/governance/lifecycle"
-
-
-@dataclass(frozen=True)
-class NotifySettings:
-    webhook: str = ""  # SKIFF_NOTIFY_WEBHOOK
-    smtp_url: str = ""  # SKIFF_SMTP_URL: smtp://[user:pass@]host[:port], smtps://...
-    email_to: tuple[str, ...] = ()  # SKIFF_NOTIFY_EMAIL
-    email_from: str = "skiff@localhost"  # SKIFF_NOTIFY_FROM
-
-    @property
-    def channels(self) -> tuple[str, ...]:
-        return (("webhook",) if self.webhook else ()) + (
-            ("email",) if self.smtp_url and self.email_to else ())
-
-
-class Notifier:
-    """Delivers one outbox row; raises on failure (the caller retries later)."""
-
-    def __init__(self, settings: NotifySettings) -> None:
-        self.settings = settings
-
-    def send(self, channel: str, payload: dict) -> None:
-        if channel == "webhook":
-            self._webhook(payload["event"])
-        elif channel == "email":
-            self._email(payload["subject"], payload["text"])
-        else:
-            raise ValueError(f"unknown notification channel {channel!r}")
-
-    def _webhook(self, event: dict) -> None:
-        import httpx
-
-        resp = httpx.post(self.settings.webhook, json=event, timeout=NOTIFY_TIMEOUT,
-                          headers={"content-type": "application/cloudevents+json"})
-        if resp.status_code >= 300:
-            raise RuntimeError(f"the webhook answered {resp.status_code}")
-
-    def _email(self, subject: str, text: str) -> None:
-        url = urlsplit(self.settings.smtp_url)
-        secure = url.scheme == "smtps"
-        port = url.port or (465 if secure else 25)
-        msg = EmailMessage()
-        msg["From"] = self.settings.email_from
-        msg["To"] = ", ".join(self.settings.email_to)
-        msg["Subject"] = subject
-        msg.set_content(text)
-        smtp: smtplib.SMTP = (smtplib.SMTP_SSL(url.hostname or "", port, timeout=NOTIFY_TIMEOUT,
-                                               context=ssl.create_default_context())
-                              if secure else
-                              smtplib.SMTP(url.hostname or "", port, timeout=NOTIFY_TIMEOUT))
-        with smtp:
-            if url.username:
-                smtp.login(unquote(url.username), unquote(url.password or ""))
-            smtp.send_message(msg)
 
 
 @dataclass
@@ -244,22 +185,12 @@ class Lifecycle:
         except Exception:  # the outbox still tells the owner
             log.exception("publishing %s for %s", event["type"], event["subject"])
         for channel in self._notifier.settings.channels:
-            payload = {"event": event} if channel == "webhook" else {
-                "subject": subject, "text": text}
-            self.rows.enqueue(channel, json.dumps(payload), now)
+            self.rows.enqueue(channel, payload(channel, event, subject, text), now)
 
     def deliver(self, now: float, sweep: Sweep | None = None) -> Sweep:
+        """The outbox's due rows, through the one notifier (skiff.notify)."""
         sweep = sweep or Sweep()
-        for row in self.rows.due(now, DELIVER_BATCH):
-            try:
-                self._notifier.send(row.channel, json.loads(row.payload))
-            except Exception as exc:  # noqa: BLE001 - any failure is retried later
-                wait = min(BACKOFF_FIRST * 2 ** row.attempts, BACKOFF_MAX)
-                self.rows.retry(row.id, now + wait, f"{type(exc).__name__}: {exc}")
-                sweep.failed += 1
-                log.warning("notification %d (%s) failed, retrying in %.0f s: %s", row.id,
-                            row.channel, wait, exc)
-            else:
-                self.rows.delivered(row.id, now)
-                sweep.delivered += 1
+        delivered, failed = deliver_due(self.rows, self._notifier, now)
+        sweep.delivered += delivered
+        sweep.failed += failed
         return sweep

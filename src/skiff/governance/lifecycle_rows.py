@@ -17,6 +17,7 @@ import sqlite3
 from dataclasses import dataclass
 
 from skiff.governance.identity_rows import SQLiteFile
+from skiff.notify import OutboxRow
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,15 +35,6 @@ class ArchiveRow:
     archived: float
     reason: str  # "expired" or "removed"
     routes: tuple[tuple[str | None, str], ...]  # (host, path) it served: they answer 410
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxRow:
-    id: int
-    channel: str  # "webhook" or "email"
-    payload: str  # JSON
-    attempts: int
-    next_at: float
 
 
 class LifecycleRows(abc.ABC):

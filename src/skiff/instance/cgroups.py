@@ -180,6 +180,20 @@ class Cgroup:
             pass
         return False
 
+    def memory_bytes(self) -> int | None:
+        """What the kernel charges the group now (page cache included, as the limit
+        counts it); None when the memory controller is not ours."""
+        if self.version == 2:
+            path, name = self.paths.get("unified"), "memory.current"
+        else:
+            path, name = self.paths.get("memory"), "memory.usage_in_bytes"
+        if path is None:
+            return None
+        try:
+            return int((path / name).read_text().strip())
+        except (OSError, ValueError):
+            return None
+
     def remove(self) -> None:
         for p in self.paths.values():
             with contextlib.suppress(OSError):

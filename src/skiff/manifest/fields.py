@@ -130,6 +130,12 @@ MemoryMB = Annotated[int, Strict(), Interval(ge=32, le=10240),
 # Only ever used as `Concurrency | None`, where null means "automatic".
 Concurrency = Annotated[int, Strict(), Interval(ge=1, le=1000),
                         expect("an integer from 1 to 1000, or null for automatic")]
+# Objectives below 50 % are not objectives, and 100 % leaves no error budget to burn
+# (every failed request would page at an infinite burn rate).
+Objective = Annotated[float, Strict(), Interval(ge=50, lt=100),
+                      expect("a percentage from 50 up to (not including) 100, e.g. 99.5")]
+LatencyMs = Annotated[float, Strict(), Interval(gt=0, le=900_000),
+                      expect("milliseconds above 0 and at most 900000 (the longest timeout)")]
 
 
 # --- strings -----------------------------------------------------------------

@@ -31,9 +31,11 @@ from .fields import (
     EnvVars,
     Handler,
     HostName,
+    LatencyMs,
     MemoryMB,
     MountPath,
     NonNegativeInt,
+    Objective,
     PositiveInt,
     RoutePath,
     SecretRef,
@@ -297,6 +299,23 @@ class Secret(_Model):
     ref: SecretRef = Field(description="Secret store reference, e.g. secret://orders-db.")
 
 
+class Slo(_Model):
+    """Service level objectives, evaluated as multi-window burn rates (skiff.observe.slo)."""
+
+    availability: Objective | None = Field(
+        None, description="Percent of invocations that must not fail (5xx), e.g. 99.5.")
+    latency_p95_ms: LatencyMs | None = Field(
+        None, alias="latencyP95Ms",
+        description="95 % of invocations must answer within this many milliseconds.")
+
+    @model_validator(mode="after")
+    def _some_objective(self) -> Slo:
+        if self.availability is None and self.latency_p95_ms is None:
+            raise invalid(message="give availability (e.g. 99.5), latencyP95Ms (e.g. 300) or "
+                                  "both; remove spec.slo for no objective")
+        return self
+
+
 class Spec(_Model):
     """What to run and how."""
 
@@ -348,6 +367,8 @@ class Spec(_Model):
                         "keeps serving.")
     setup_timeout: Timeout = Field(
         300.0, description="Longest one build or release command may run (seconds, or '5m').")
+    slo: Slo | None = Field(None, description="Objectives the platform alerts on when their "
+                                              "error budget burns too fast.")
 
     model_config = ConfigDict(json_schema_extra={
         "anyOf": [{"required": ["handler"]}, {"required": ["static"]}],
@@ -442,4 +463,7 @@ class Manifest(_Model):
     def to_dict(self) -> dict[str, Any]:
         """The canonical form: camelCase keys, every default filled in,
         static as {dir, path}, durations as float seconds."""
-        return self.model_dump(mode="json", by_alias=True)
+        out = self.model_dump(mode="json", by_alias=True)
+        if out["spec"]["slo"] is None:  # a manifest without one hashes as it did before
+            del out["spec"]["slo"]
+        return out

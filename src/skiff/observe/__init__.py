@@ -6,13 +6,15 @@ hooks, dependencies point down the data flow).
     Observe          the one object the composition root builds and passes in
     ├── Metrics      counters on the request path, state collected at scrape time
     ├── Tracing      spans, W3C traceparent, OTLP/HTTP export when configured
-    └── Terminal     access lines and app output on `skiff up` / `skiff dev`
+    ├── Terminal     access lines and app output on `skiff up` / `skiff dev`
+    └── Alerting     SLO burn rates and platform rules (slo.py, pure) as alert state
 """
 
+from skiff.observe.alerts import Alerting
 from skiff.observe.metrics import Backlog, LiveSources, Metrics, PoolState, QueueState
 from skiff.observe.observe import Observe
 from skiff.observe.terminal import Terminal
 from skiff.observe.tracing import RESPONSE_HEADER, Span, Tracing
 
-__all__ = ["RESPONSE_HEADER", "Backlog", "LiveSources", "Metrics", "Observe", "PoolState",
-           "QueueState", "Span", "Terminal", "Tracing"]
+__all__ = ["RESPONSE_HEADER", "Alerting", "Backlog", "LiveSources", "Metrics", "Observe",
+           "PoolState", "QueueState", "Span", "Terminal", "Tracing"]

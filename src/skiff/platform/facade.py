@@ -10,6 +10,7 @@ import logging
 import shutil
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,8 @@ from skiff.instance.environments import DEFAULT
 from skiff.instance.isolation import Support
 from skiff.manifest.state_machine import load_state_machine, resource_kind
 from skiff.observe import Observe
+from skiff.observe.alerts import Alerting
+from skiff.platform import alerting as alert_views
 from skiff.platform.archive import Archiver
 from skiff.platform.deploy import Deployer
 from skiff.platform.follow import Follower
@@ -78,6 +81,9 @@ class Parts:
     observe: Observe = dataclasses.field(default_factory=Observe)
     workflows: StepFunctions | None = None  # state machines and their executions
     spending: Spending | None = None  # cost figures and budgets
+    alerting: Alerting | None = None  # SLOs and alert rules (skiff.observe.alerts)
+    #: the budget seam: an app's spend over its budget (1.0 = all), or None
+    budget_use: Callable[[str], float | None] | None = None
 
 
 class Platform:
@@ -91,6 +97,8 @@ class Platform:
         self._archived_at = 0.0  # ... and of the last read of the archived apps
         self._sweeping = asyncio.Lock()
         spending = parts.spending
+        self._evaluated = 0.0  # monotonic time of the last alert evaluation
+        self._evaluating = asyncio.Lock()
         self._inventory = Inventory(registry=parts.registry, store=parts.store, kv=parts.kv,
                                     governor=parts.governor, lifecycle=parts.lifecycle,
                                     cost=spending.inventory_cost if spending else None)
@@ -125,6 +133,7 @@ class Platform:
         self._p.events.start()
         await self._load_archived()
         self._swept = time.monotonic()  # the first sweep a minute in, not during the start
+        self._evaluated = time.monotonic()  # ... and the first alert evaluation
         self._p.observe.start()
         if self._p.workflows is not None:  # after the restore: resumed tasks need their apps
             await self._p.workflows.start()
@@ -178,6 +187,14 @@ class Platform:
                     await self.lifecycle_tick(time.time())
                 except Exception:  # the sweep runs again next minute
                     log.exception("the lifecycle sweep failed")
+            every = self._config.alert_every
+            if self._p.alerting is not None and every > 0 \
+                    and time.monotonic() - self._evaluated >= every:
+                self._evaluated = time.monotonic()
+                try:
+                    await self.alerts_tick(time.time())
+                except Exception:  # evaluated again next minute
+                    log.exception("the alert evaluation failed")
 
     @property
     def sfn(self) -> StepFunctions:
@@ -350,6 +367,24 @@ class Platform:
         finally:
             await asyncio.to_thread(shutil.rmtree, source, True)
         return out
+
+    # -- SLOs and alerts (skiff.observe.alerts) ------------------------------------------
+    @property
+    def alerting(self) -> Alerting:
+        if self._p.alerting is None:
+            raise SkiffError("alerts are not enabled on this platform", code="not_found",
+                             status=404)
+        return self._p.alerting
+
+    async def alerts_tick(self, now: float) -> dict:
+        """One alert evaluation at ``now`` (the server's clock every minute; tests move it
+        through the admin API): what fires, what resolves, notices delivered."""
+        alerting = self.alerting
+        async with self._evaluating:
+            apps, queues = await asyncio.to_thread(
+                alert_views.views, self._p.registry, self._p.store, self._p.events, now,
+                self._p.budget_use)
+            return await asyncio.to_thread(alerting.evaluate, now, apps, queues)
 
     # -- TTL: reminders, archive, restore ------------------------------------------------
     async def lifecycle_tick(self, now: float) -> dict:

@@ -54,6 +54,7 @@ class Spending:
         self.model = model
         self._lifecycle = lifecycle
         self.applied = Applied()
+        self._verdicts: list[Verdict] = []
 
     # -- cost ------------------------------------------------------------------------
     def usage(self, app: str, since: float, until: float) -> Usage:
@@ -118,7 +119,17 @@ class Spending:
                 if (a.manifest.metadata.owner or "") == v.budget.owner:
                     target.setdefault(name, v)
         self.applied = applied
+        self._verdicts = verdicts
         return verdicts, sent
+
+    def use(self, app: str) -> float | None:
+        """The share of its owner's budget ``app``'s owner has spent (1.0 = all; the
+        largest over the owner's budgets) as of the last evaluation, or None without a
+        budget: the alert rules' budget input. In memory."""
+        a = self._registry.apps.get(app)
+        owner = (a.manifest.metadata.owner or "") if a is not None else None
+        shares = [v.percent / 100 for v in self._verdicts if v.budget.owner == owner]
+        return max(shares) if shares else None
 
     def _notice(self, v: Verdict, now: float) -> None:
         b = v.budget

@@ -285,6 +285,28 @@ CREATE TABLE gov_budget_notices (
   PRIMARY KEY (budget, period, threshold));
 """
 
+# alert state, history, silences and the alert outbox (skiff.store.alerts)
+_ALERTS = """
+CREATE TABLE alerts (
+  key TEXT PRIMARY KEY, rule TEXT NOT NULL, subject TEXT NOT NULL, severity TEXT NOT NULL,
+  state TEXT NOT NULL, summary TEXT NOT NULL, value DOUBLE PRECISION NOT NULL,
+  threshold DOUBLE PRECISION NOT NULL, episode INTEGER NOT NULL,
+  started DOUBLE PRECISION NOT NULL, updated DOUBLE PRECISION NOT NULL,
+  resolved DOUBLE PRECISION, acked_by TEXT, acked_at DOUBLE PRECISION,
+  silenced BOOLEAN NOT NULL);
+CREATE TABLE alert_events (
+  seq BIGSERIAL PRIMARY KEY, key TEXT NOT NULL, event TEXT NOT NULL,
+  at DOUBLE PRECISION NOT NULL, actor TEXT NOT NULL, detail TEXT NOT NULL);
+CREATE TABLE alert_silences (
+  id TEXT PRIMARY KEY, matchers TEXT NOT NULL, until DOUBLE PRECISION NOT NULL,
+  created DOUBLE PRECISION NOT NULL, created_by TEXT NOT NULL, comment TEXT NOT NULL);
+CREATE TABLE alert_outbox (
+  id BIGSERIAL PRIMARY KEY, key TEXT NOT NULL, channel TEXT NOT NULL, payload TEXT NOT NULL,
+  created DOUBLE PRECISION NOT NULL, attempts INTEGER NOT NULL,
+  next_at DOUBLE PRECISION NOT NULL, delivered DOUBLE PRECISION, error TEXT NOT NULL);
+CREATE INDEX alert_outbox_due ON alert_outbox (next_at) WHERE delivered IS NULL;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "0001_initial",
               postgres=_BUS + _KV + _REGISTRY + _RECORDS + _TRIGGERS + _SECRETS),
@@ -297,6 +319,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "0005_workflows", postgres=_WORKFLOWS),
     Migration(6, "0006_lifecycle", postgres=_LIFECYCLE),
     Migration(7, "0007_budgets", postgres=_BUDGETS),
+    Migration(8, "0008_alerts", postgres=_ALERTS),
 )
 
 #: The schema version this code reads and writes.
