@@ -23,7 +23,9 @@ APPS = Path(__file__).resolve().parent.parent / "setupapps"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, envs_dir: Path):
-    s = SkiffServer(tmp_path_factory.mktemp("home"), [APPS], envs_dir)
+    # a small code size limit: a build's scratch volume is as big
+    s = SkiffServer(tmp_path_factory.mktemp("home"), [APPS], envs_dir,
+                    env={"SKIFF_MAX_APP_BYTES": str(16 << 20)})
     yield s
     s.stop()
 
@@ -158,6 +160,10 @@ def test_what_a_build_writes_is_part_of_the_revision(server: SkiffServer,
     ("echo half-done; exit 7", "exited with status 7"),
     ("sleep 30", "did not finish within spec.setupTimeout (2 s)"),
     ("ln -s /etc/passwd built.txt", "a link to /etc/passwd outside the app's code"),
+    # past the code size limit (in files below RLIMIT_FSIZE): its own volume is full,
+    # not the host's disk
+    ("for i in 1 2 3 4; do head -c 9000000 /dev/zero > big$i || exit 1; done",
+     "exited with status 1"),
     # the server's own port on the host's loopback: the build has a loopback of its own
     ('python -c "import socket,os; socket.create_connection((\'127.0.0.1\', '
      'int(os.environ[\'PORT\'])), 2)"', "exited with status 1"),
@@ -174,6 +180,8 @@ def test_a_failing_build_is_422_and_stores_nothing(server: SkiffServer, tmp_path
     assert error["code"] == "build_failed" and said in error["message"], error
     if "7" in said:
         assert error["output"] == ["half-done"]
+    if "big" in command:
+        assert "No space left on device" in error["output"][-1]
     leftovers = [p.name for p in (server.home / "revisions" / "builder").iterdir()
                  if p.name.startswith(".")]
     assert leftovers == []
