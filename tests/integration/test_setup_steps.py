@@ -199,3 +199,19 @@ def test_rm_archives_the_data_and_restore_brings_it_back(server: SkiffServer) ->
     assert restored.status_code == 200, restored.text
     assert [p["title"] for p in server.http.get("/flaskr/").json()] == ["first"]
     assert server.http.get("/flaskr/where").json()["data"] == "written"  # the new uid owns it
+
+
+def test_a_first_deploy_whose_release_fails_leaves_no_data_behind(server: SkiffServer,
+                                                                  tmp_path: Path) -> None:
+    """Or whoever deploys the name next would find what its release wrote."""
+    app = tmp_path / "fresh"
+    app.mkdir()
+    (app / "skiff.yaml").write_text(BUILDER.replace("builder", "fresh").replace(
+        "  build:\n    - {command}\n", "  resources: {{diskMB: 8}}\n  release:\n    - {command}\n")
+        .format(command="touch $SKIFF_DATA_DIR/mine && echo $SKIFF_DATA_DIR && exit 1"))
+    (app / "handler.py").write_text("def handler(event, context):\n    return 'ok'\n")
+    resp = _deploy(server, app)
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["error"]["output"] == [str(server.home / "data" / "fresh")]
+    assert not (server.home / "data" / "fresh.ext4").exists()
+    assert not (server.home / "data" / "fresh").exists()
