@@ -23,7 +23,9 @@ APPS = Path(__file__).resolve().parent.parent / "setupapps"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, envs_dir: Path):
-    s = SkiffServer(tmp_path_factory.mktemp("home"), [APPS], envs_dir)
+    # a small code size limit: a build's scratch volume is as big
+    s = SkiffServer(tmp_path_factory.mktemp("home"), [APPS], envs_dir,
+                    env={"SKIFF_MAX_APP_BYTES": str(16 << 20)})
     yield s
     s.stop()
 
@@ -158,6 +160,10 @@ def test_what_a_build_writes_is_part_of_the_revision(server: SkiffServer,
     ("echo half-done; exit 7", "exited with status 7"),
     ("sleep 30", "did not finish within spec.setupTimeout (2 s)"),
     ("ln -s /etc/passwd built.txt", "a link to /etc/passwd outside the app's code"),
+    # past the code size limit (in files below RLIMIT_FSIZE): its own volume is full,
+    # not the host's disk
+    ("for i in 1 2 3 4; do head -c 9000000 /dev/zero > big$i || exit 1; done",
+     "exited with status 1"),
     # the server's own port on the host's loopback: the build has a loopback of its own
     ('python -c "import socket,os; socket.create_connection((\'127.0.0.1\', '
      'int(os.environ[\'PORT\'])), 2)"', "exited with status 1"),
@@ -174,6 +180,8 @@ def test_a_failing_build_is_422_and_stores_nothing(server: SkiffServer, tmp_path
     assert error["code"] == "build_failed" and said in error["message"], error
     if "7" in said:
         assert error["output"] == ["half-done"]
+    if "big" in command:
+        assert "No space left on device" in error["output"][-1]
     leftovers = [p.name for p in (server.home / "revisions" / "builder").iterdir()
                  if p.name.startswith(".")]
     assert leftovers == []
@@ -191,3 +199,19 @@ def test_rm_archives_the_data_and_restore_brings_it_back(server: SkiffServer) ->
     assert restored.status_code == 200, restored.text
     assert [p["title"] for p in server.http.get("/flaskr/").json()] == ["first"]
     assert server.http.get("/flaskr/where").json()["data"] == "written"  # the new uid owns it
+
+
+def test_a_first_deploy_whose_release_fails_leaves_no_data_behind(server: SkiffServer,
+                                                                  tmp_path: Path) -> None:
+    """Or whoever deploys the name next would find what its release wrote."""
+    app = tmp_path / "fresh"
+    app.mkdir()
+    (app / "skiff.yaml").write_text(BUILDER.replace("builder", "fresh").replace(
+        "  build:\n    - {command}\n", "  resources: {{diskMB: 8}}\n  release:\n    - {command}\n")
+        .format(command="touch $SKIFF_DATA_DIR/mine && echo $SKIFF_DATA_DIR && exit 1"))
+    (app / "handler.py").write_text("def handler(event, context):\n    return 'ok'\n")
+    resp = _deploy(server, app)
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["error"]["output"] == [str(server.home / "data" / "fresh")]
+    assert not (server.home / "data" / "fresh.ext4").exists()
+    assert not (server.home / "data" / "fresh").exists()

@@ -6,9 +6,10 @@ Layers, each optional so ``skiff doctor`` can say which are in force:
   only; the egress proxy is the one way out), mount: a minimal root of its own
   (a tmpfs, then pivot_root) holding only the interpreter and its prefixes, the
   system libraries, skiff's package, a small /etc, six device nodes, its code
-  and environment read-only, private size-limited /tmp (= /var/tmp) and
-  /dev/shm, and a fresh /proc. The rest of the host, the platform's state and
-  other apps' code do not exist for it;
+  and environment read-only, its data directory (if any) read-write, private
+  size-limited /tmp (= /var/tmp) and /dev/shm, and a fresh /proc. The rest of
+  the host, the platform's state and other apps' code and data do not exist for
+  it;
 - its own unprivileged uid/gid per app, no capabilities, no_new_privs;
 - a seccomp filter refusing what no micro app needs.
 

@@ -52,7 +52,8 @@ def _mount_sources() -> dict[str, str]:
     return out
 
 
-def _run(*argv: str) -> None:
+def run_tool(*argv: str) -> None:
+    """Run a file system tool (mkfs, mount...); its complaint becomes an OSError."""
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     if proc.returncode != 0:
         raise OSError(f"{argv[0]} failed: {(proc.stderr or proc.stdout).strip()}")
@@ -94,7 +95,7 @@ class DataDirs:
                     if image.stat().st_size < disk_mb * 1024 * 1024:
                         self._grow(image, disk_mb)
                     path.mkdir(mode=0o700, exist_ok=True)
-                    _run("mount", "-o", "loop,nosuid,nodev,noexec", str(image), str(path))
+                    run_tool("mount", "-o", "loop,nosuid,nodev,noexec", str(image), str(path))
                     device = self._mounted(path)
                     if device is None:
                         raise OSError(f"{image} mounted, but not listed at {path}")
@@ -114,7 +115,7 @@ class DataDirs:
             os.truncate(tmp, disk_mb * 1024 * 1024)  # sparse: only what the app writes is used
             # -m 0: nothing reserved for root (the app's quota is all the app's);
             # root_owner: the app's uid owns the top directory
-            _run("mkfs.ext4", "-q", "-F", "-m", "0", "-E", f"root_owner={uid}:{uid}",
+            run_tool("mkfs.ext4", "-q", "-F", "-m", "0", "-E", f"root_owner={uid}:{uid}",
                  "-L", "skiff-data", str(tmp))
             tmp.rename(image)
         except BaseException:
@@ -127,8 +128,8 @@ class DataDirs:
         ext4 needs CAP_SYS_RESOURCE, which a container's root may lack (this one
         does), so a running app's volume grows when the server next mounts it."""
         os.truncate(image, disk_mb * 1024 * 1024)
-        _run("e2fsck", "-f", "-p", str(image))
-        _run("resize2fs", str(image))
+        run_tool("e2fsck", "-f", "-p", str(image))
+        run_tool("resize2fs", str(image))
 
     def _mounted(self, path: Path) -> str | None:
         source = _mount_sources().get(str(path))

@@ -136,6 +136,27 @@ class Deployer:
         """Validate, scan, install, trial-load and activate the app in ``src``.
         On any failure the previous revision keeps serving. ``restoring``: an archived
         app comes back, and only under a name no app has now."""
+        try:
+            return await self._deploy(src, allow_secret_findings=allow_secret_findings,
+                                      actor=actor, restoring=restoring)
+        except BaseException:
+            await self._drop_orphan_data(src)
+            raise
+
+    async def _drop_orphan_data(self, src: Path) -> None:
+        """A first deploy that failed (its release step, say) may have made a data
+        directory: it goes, or whoever deploys the name next would find its data
+        (restored data is still in its archive)."""
+        try:
+            name = (await asyncio.to_thread(load_manifest, src / "skiff.yaml")).name
+        except SkiffError:
+            return  # nothing was made for a manifest that does not load
+        async with self._registry.lock(name):
+            if name not in self._registry.apps and not self._store.revisions(name):
+                await asyncio.to_thread(self._data.remove, name)
+
+    async def _deploy(self, src: Path, *, allow_secret_findings: str | None,
+                      actor: Principal | None, restoring: bool) -> dict:
         # reading and hashing every file is blocking work: off the loop, or an upload of a
         # big app stalls every other app's requests (measured: 3.9 s max latency)
         manifest = await asyncio.to_thread(load_manifest, src / "skiff.yaml")

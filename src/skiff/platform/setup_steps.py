@@ -30,6 +30,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -37,7 +38,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,9 +47,10 @@ import msgspec
 from skiff.config import Config
 from skiff.errors import DeployError
 from skiff.instance.cgroups import CgroupManager
-from skiff.instance.isolation import Support, plan_for
+from skiff.instance.isolation import Support, plan_for, volumes_supported
 from skiff.instance.setup_run import SANDBOX_FAILED, Job
 from skiff.manifest import Manifest
+from skiff.platform.datadirs import run_tool
 from skiff.platform.logsink import LogSink
 
 TAIL_LINES = 20  # of a failed command's output, in the deploy's error
@@ -83,19 +85,55 @@ class SetupSteps:
         if not spec.build:
             return
         uid = self._uid_for(manifest.name)
-        _chown_tree(code, uid if self._support.root else os.geteuid())
+        with self._scratch(manifest.name, code) as work:
+            _chown_tree(work, uid if self._support.root else os.geteuid())
+            try:
+                plan = self._plan(manifest, work, python)
+                if plan is not None:  # the copy is the one place a build may write
+                    plan = msgspec.structs.replace(
+                        plan, binds=tuple(b for b in plan.binds if b != str(work)),
+                        writable=(str(work),) if plan.mount_ns else ())
+                for command in spec.build:
+                    self._step(manifest, digest, "build", command, plan, str(work), env,
+                               max_file_bytes=self._config.max_app_bytes)
+            finally:
+                _chown_tree(work, os.geteuid())
+            self._seal(manifest.name, work)
+
+    @contextlib.contextmanager
+    def _scratch(self, app: str, code: Path) -> Iterator[Path]:
+        """Where a build writes: a copy of ``code`` on an ext4 volume as big as the
+        deploy's size limit (sparse: ~80 ms to make), so a hostile build cannot fill
+        the host's disk, only its own volume (ENOSPC). Once the caller has sealed it,
+        the result replaces ``code``. Without volumes (not root) the build writes in
+        ``code`` itself, held only by RLIMIT_FSIZE and the check after it."""
+        if not volumes_supported(self._support.root):
+            yield code
+            return
+        work = code.with_name(f"{code.name}.build")
+        image = code.with_name(f"{code.name}.build.ext4")
         try:
-            plan = self._plan(manifest, code, python)
-            if plan is not None:  # the copy is the one place a build may write
-                plan = msgspec.structs.replace(
-                    plan, binds=tuple(b for b in plan.binds if b != str(code)),
-                    writable=(str(code),) if plan.mount_ns else ())
-            for command in spec.build:
-                self._step(manifest, digest, "build", command, plan, str(code), env,
-                           max_file_bytes=self._config.max_app_bytes)
+            work.mkdir(mode=0o700)
+            os.close(os.open(image, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            # the limit plus what ext4 keeps for itself (~4%)
+            os.truncate(image, self._config.max_app_bytes * 105 // 100 + (8 << 20))
+            run_tool("mkfs.ext4", "-q", "-F", "-m", "0", str(image))
+            run_tool("mount", "-o", "loop,nosuid,nodev", str(image), str(work))
+        except OSError as exc:
+            image.unlink(missing_ok=True)
+            shutil.rmtree(work, ignore_errors=True)
+            raise DeployError(f"deploy of {app}: no space for its build ({exc}); check free "
+                              f"space under {code.parent}", code="build_failed") from None
+        try:
+            shutil.rmtree(work / "lost+found", ignore_errors=True)
+            shutil.copytree(code, work, symlinks=True, dirs_exist_ok=True)
+            yield work
+            shutil.rmtree(code)
+            shutil.copytree(work, code, symlinks=True)
         finally:
-            _chown_tree(code, os.geteuid())
-        self._seal(manifest.name, code)
+            subprocess.run(["umount", "-l", str(work)], capture_output=True, timeout=60)
+            image.unlink(missing_ok=True)
+            shutil.rmtree(work, ignore_errors=True)
 
     def release(self, manifest: Manifest, digest: str, code_dir: Path, python: str,
                 env: dict[str, str], data_dir: tuple[Path, str] | None) -> None:
