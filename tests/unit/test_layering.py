@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import skiff
 
 SRC = Path(skiff.__file__).parent
@@ -92,6 +94,7 @@ def imported(path: Path, module: str) -> set[str]:
     return {m for m in found if m.startswith("skiff.")}
 
 
+@pytest.mark.timeout(900)  # ~200 fresh imports: minutes on a loaded 2-core machine
 def test_every_module_imports_on_its_own() -> None:
     """Each module is imported first in a fresh interpreter (one per module would take
     a minute; one interpreter that clears skiff from sys.modules between modules finds
@@ -110,7 +113,7 @@ print(json.dumps(failed))
 """
     names = [m for m in modules() if m not in ("skiff.__main__", "skiff.runtime._host")]
     done = subprocess.run([sys.executable, "-c", script, json.dumps(names)],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=840)
     assert done.returncode == 0, done.stderr
     failed = json.loads(done.stdout.strip().splitlines()[-1])
     assert not failed, "\n".join(f"{k}:\n{v}" for k, v in failed.items())
