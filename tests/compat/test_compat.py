@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from skiff.cli.client import pack
 from tests.conftest import SkiffServer
 
 APPS = Path(__file__).resolve().parent / "apps"
@@ -259,17 +259,15 @@ def test_functions_framework_cloud_event_from_the_bus_and_http(server, native):
 
 def test_platform_packages_are_not_the_apps(server):
     """An app importing a package it does not declare (PyYAML: the platform has it)
-    is refused at deploy with the requirements.txt line to add, as it would fail
-    on Lambda."""
-    env = {**os.environ, "SKIFF_HOME": str(server.home), "COLUMNS": "400"}
-    env.pop("SKIFF_ADMIN_TOKEN", None)
-    proc = subprocess.run([sys.executable, "-m", "skiff", "deploy",
-                           str(Path(__file__).parent / "leaky")],
-                          capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 1
-    assert "init_failed" in proc.stderr
-    said = " ".join(proc.stderr.split())
-    assert re.search(r"no module named 'yaml' is installed: add PyYAML to requirements\.txt", said)
+    is refused at deploy, 422, with the requirements.txt line to add, as it would
+    fail on Lambda."""
+    r = server.admin.post("/apps", content=pack(Path(__file__).parent / "leaky"),
+                          headers={"content-type": "application/gzip"})
+    assert r.status_code == 422
+    error = r.json()["error"]
+    assert error["code"] == "init_failed"
+    assert "no module named 'yaml' is installed: add PyYAML to requirements.txt" in \
+        error["message"]
     assert server.admin.get("/apps/leaky").status_code == 404
 
 
