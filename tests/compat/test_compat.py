@@ -304,7 +304,7 @@ def test_platform_packages_are_not_the_apps(server):
 
 
 PLATFORM_ONLY = ["requests", "httpx", "yaml", "typer", "rich", "cryptography", "croniter",
-                 "detect_secrets"]
+                 "detect_secrets", "setuptools", "_distutils_hack", "pip"]
 
 
 def _stdlib_or(entry: str, allowed: list[str]) -> bool:
