@@ -25,8 +25,9 @@ from skiff.instance.supervisor import ZygoteSpec
 from skiff.instance.zygote import ISOLATED_MARKER, RUNTIME_PACKAGES
 
 DEFAULT = ZygoteSpec(key="default", python=sys.executable)
-# Part of every environment's key: an environment built before isolation is rebuilt.
-_LAYOUT = "isolated-1"
+# Part of every environment's key: an environment built before isolation is rebuilt,
+# and one built by another install of Skiff (its runtime links point there) is not used.
+_LAYOUT = f"isolated-1 {Path(__file__).resolve().parent.parent}"
 
 
 def _uv() -> list[str]:
