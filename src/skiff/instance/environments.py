@@ -130,7 +130,8 @@ def _link_runtime(where: Path) -> Path:
 
     where.mkdir(exist_ok=True)
     for name in RUNTIME_PACKAGES:
-        target = Path(importlib.import_module(name).__file__ or "").resolve().parent
+        module = importlib.import_module(name)  # a package: its directory (a namespace
+        target = Path(next(iter(module.__path__))).resolve()  # package: its first portion)
         link = where / name
         if link.is_symlink() or link.exists():
             link.unlink()
