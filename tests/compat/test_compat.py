@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -18,26 +17,87 @@ from pathlib import Path
 import httpx
 import pytest
 
+from skiff.cli.client import pack
+from skiff.instance.environments import Environments
 from tests.conftest import SkiffServer
 
 APPS = Path(__file__).resolve().parent / "apps"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, envs_dir: Path):
+def env_python(envs_dir: Path) -> str:
+    """The interpreter of the environment the compat apps share (one locked set),
+    built here as the server would build it (the server then finds it ready), so
+    the native runners, on the same packages, start while the server does."""
+    envs = Environments(envs_dir, offline=os.environ.get("SKIFF_OFFLINE") == "1")
+    return envs.resolve(APPS / "ff-http").python
+
+
+@pytest.fixture(scope="module")
+def launched(env_python: str):
+    """Every app of NATIVE started on its own runner (not yet answering)."""
+    procs: dict[str, tuple[subprocess.Popen, httpx.Client]] = {}
+    try:
+        for app, args in NATIVE.items():
+            port = _free_port()
+            proc = subprocess.Popen([env_python, "-m", *(a.replace("{port}", str(port))
+                                                          for a in args)],
+                                    cwd=APPS / app, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL,
+                                    env={"PATH": os.environ.get("PATH", "")})
+            procs[app] = (proc, httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30))
+        yield procs
+    finally:
+        for proc, client in procs.values():
+            client.close()
+            proc.kill()  # they hold nothing worth a graceful stop
+            proc.wait()
+
+
+# app → (module, recorded event) the Lambda handler is given on the app's environment
+RECORDED = {"powertools-rest": ("app", "events/get_todo.json"),
+            "powertools-http": ("app", "events/hello.json")}
+
+
+@pytest.fixture(scope="module")
+def recorded(env_python: str):
+    """Each RECORDED handler's result for its recorded AWS event, computed while the
+    server starts."""
+    procs = {app: subprocess.Popen(
+        [env_python, "-c", f"import json, sys; sys.path.insert(0, '.'); "
+                           f"from {module} import lambda_handler; "
+                           f"print(json.dumps(lambda_handler(json.load(open({event!r})), None)))"],
+        cwd=APPS / app, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={"PATH": os.environ.get("PATH", "")}) for app, (module, event) in RECORDED.items()}
+    results: dict[str, dict] = {}
+
+    def result(app: str) -> dict:
+        if app not in results:
+            out, err = procs[app].communicate(timeout=120)
+            assert procs[app].returncode == 0, err
+            results[app] = json.loads(out)
+        return results[app]
+
+    yield result
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, envs_dir: Path, launched, recorded):
     s = SkiffServer(tmp_path_factory.mktemp("compat-home"), [APPS], envs_dir)
     yield s
     s.stop()
 
 
 @pytest.fixture(scope="module")
-def env_python(server: SkiffServer, envs_dir: Path) -> str:
-    """The interpreter of the environment Skiff built for the compat apps (one
-    locked set, so one environment): the native runners use the same packages."""
-    for lock in envs_dir.glob("*/requirements.lock"):
-        if "functions-framework==" in lock.read_text():
-            return str(lock.parent / "bin" / "python")
-    raise AssertionError(f"no environment with functions-framework in {envs_dir}")
+def native(server: SkiffServer, launched) -> dict[str, httpx.Client]:
+    """The native runners, once each answers."""
+    for app, (proc, client) in launched.items():
+        _wait_ready(app, proc, client)
+    return {app: client for app, (_proc, client) in launched.items()}
 
 
 def run_native(python: str, app: str, code: str) -> str:
@@ -66,34 +126,6 @@ NATIVE = {
     "ff-event": ("functions_framework", "--target", "on_order", "--host", "127.0.0.1",
                  "--port", "{port}"),
 }
-
-
-@pytest.fixture(scope="module")
-def native(env_python: str):
-    """Every app of NATIVE on its own runner, started together (their imports overlap)."""
-    procs: dict[str, tuple[subprocess.Popen, httpx.Client]] = {}
-    try:
-        for app, args in NATIVE.items():
-            port = _free_port()
-            proc = subprocess.Popen([env_python, "-m", *(a.replace("{port}", str(port))
-                                                          for a in args)],
-                                    cwd=APPS / app, stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.DEVNULL,
-                                    env={"PATH": os.environ.get("PATH", "")})
-            procs[app] = (proc, httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30))
-        for app, (proc, client) in procs.items():
-            _wait_ready(app, proc, client)
-        yield {app: client for app, (_proc, client) in procs.items()}
-    finally:
-        for proc, client in procs.values():
-            client.close()
-            proc.terminate()
-        for proc, _client in procs.values():
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 def _wait_ready(app: str, proc: subprocess.Popen, client: httpx.Client) -> None:
@@ -133,11 +165,11 @@ def test_sam_hello_world_rest_api(server):
     assert server.http.post("/sam-hello/hello").status_code == 405
 
 
-def test_powertools_rest_resolver(server, env_python):
+def test_powertools_rest_resolver(server, recorded):
     """APIGatewayRestResolver: the server's answer is the resolver's answer to the
     recorded REST event for the same request."""
     r = server.http.get("/powertools-rest/todos/7", params={"verbose": "yes"})
-    native = _handler_result(env_python, "powertools-rest", "app", "events/get_todo.json")
+    native = recorded("powertools-rest")
     assert r.status_code == native["statusCode"] == 200
     assert r.json() == json.loads(native["body"]) == {"id": "7", "title": "todo 7",
                                                       "verbose": "yes"}
@@ -146,10 +178,10 @@ def test_powertools_rest_resolver(server, env_python):
     assert (created.status_code, created.json()) == (201, {"created": "milk"})
 
 
-def test_powertools_http_resolver(server, env_python):
+def test_powertools_http_resolver(server, recorded):
     """APIGatewayHttpResolver (payload 2.0), against the recorded HTTP API event."""
     r = server.http.get("/powertools-http/hello/ada", params={"lang": "fr"})
-    native = _handler_result(env_python, "powertools-http", "app", "events/hello.json")
+    native = recorded("powertools-http")
     assert r.status_code == native["statusCode"] == 200
     assert r.json() == json.loads(native["body"]) == {"message": "hello ada", "lang": "fr"}
     assert server.http.get("/powertools-http/nope").status_code == 404
@@ -259,22 +291,20 @@ def test_functions_framework_cloud_event_from_the_bus_and_http(server, native):
 
 def test_platform_packages_are_not_the_apps(server):
     """An app importing a package it does not declare (PyYAML: the platform has it)
-    is refused at deploy with the requirements.txt line to add, as it would fail
-    on Lambda."""
-    env = {**os.environ, "SKIFF_HOME": str(server.home), "COLUMNS": "400"}
-    env.pop("SKIFF_ADMIN_TOKEN", None)
-    proc = subprocess.run([sys.executable, "-m", "skiff", "deploy",
-                           str(Path(__file__).parent / "leaky")],
-                          capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 1
-    assert "init_failed" in proc.stderr
-    said = " ".join(proc.stderr.split())
-    assert re.search(r"no module named 'yaml' is installed: add PyYAML to requirements\.txt", said)
+    is refused at deploy, 422, with the requirements.txt line to add, as it would
+    fail on Lambda."""
+    r = server.admin.post("/apps", content=pack(Path(__file__).parent / "leaky"),
+                          headers={"content-type": "application/gzip"})
+    assert r.status_code == 422
+    error = r.json()["error"]
+    assert error["code"] == "init_failed"
+    assert "no module named 'yaml' is installed: add PyYAML to requirements.txt" in \
+        error["message"]
     assert server.admin.get("/apps/leaky").status_code == 404
 
 
 PLATFORM_ONLY = ["requests", "httpx", "yaml", "typer", "rich", "cryptography", "croniter",
-                 "detect_secrets"]
+                 "detect_secrets", "setuptools", "_distutils_hack", "pip"]
 
 
 def _stdlib_or(entry: str, allowed: list[str]) -> bool:

@@ -25,8 +25,9 @@ from skiff.instance.supervisor import ZygoteSpec
 from skiff.instance.zygote import ISOLATED_MARKER, RUNTIME_PACKAGES
 
 DEFAULT = ZygoteSpec(key="default", python=sys.executable)
-# Part of every environment's key: an environment built before isolation is rebuilt.
-_LAYOUT = "isolated-1"
+# Part of every environment's key: an environment built before isolation is rebuilt,
+# and one built by another install of Skiff (its runtime links point there) is not used.
+_LAYOUT = f"isolated-1 {Path(__file__).resolve().parent.parent}"
 
 
 def _uv() -> list[str]:
@@ -135,7 +136,8 @@ def _link_runtime(where: Path) -> Path:
 
     where.mkdir(exist_ok=True)
     for name in RUNTIME_PACKAGES:
-        target = Path(importlib.import_module(name).__file__ or "").resolve().parent
+        module = importlib.import_module(name)  # a package: its directory (a namespace
+        target = Path(next(iter(module.__path__))).resolve()  # package: its first portion)
         link = where / name
         if link.is_symlink() or link.exists():
             link.unlink()

@@ -41,8 +41,9 @@ def _preload(names: tuple[str, ...] | list[str]) -> None:
             print(f"skiff zygote: preload of {name!r} failed: {exc}", file=sys.stderr)
 
 
-# What the runtime imports beyond the standard library (measured: the instance's
-# sys.modules after serving each kind holds nothing else of site-packages).
+# What the runtime imports beyond the standard library (measured with -X importtime
+# over the preload and the worker's lazy imports: only these, and typing_extensions,
+# which msgspec takes when it finds it and does without otherwise).
 RUNTIME_PACKAGES = ("skiff", "msgspec")
 # Written into a dependency environment's site-packages: its sys.path is built isolated.
 ISOLATED_MARKER = "_skiff_runtime.pth"
@@ -90,6 +91,22 @@ def _isolate() -> None:
         return
     stdlib = [sysconfig.get_path("stdlib"), sysconfig.get_path("platstdlib")]
     sys.path[:] = isolated_path(sys.path, stdlib, _runtime_dirs())
+    # and what site-packages left behind at startup (the .pth files' imports, such as
+    # setuptools' distutils shim, and its import hook)
+    kept = [os.path.realpath(e) for e in sys.path]
+
+    def dropped(module: object) -> bool:
+        file = getattr(module, "__file__", None)
+        return bool(file) and not any(os.path.realpath(file).startswith(e + os.sep)
+                                      for e in kept)
+
+    for name, module in list(sys.modules.items()):
+        if name.partition(".")[0] not in RUNTIME_PACKAGES and dropped(module):
+            del sys.modules[name]
+    # an import hook whose module went with them goes too (meta_path holds the
+    # interpreter's finder classes and hooks' instances: both name their module)
+    sys.meta_path[:] = [f for f in sys.meta_path
+                        if getattr(f, "__module__", None) in (None, *sys.modules)]
     importlib.invalidate_caches()
 
 

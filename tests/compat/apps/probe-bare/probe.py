@@ -5,7 +5,7 @@ import sys
 
 NAMES = ["flask", "fastapi", "pydantic", "starlette", "requests", "httpx", "yaml",
          "aws_lambda_powertools", "uvicorn", "typer", "rich", "cryptography", "croniter",
-         "detect_secrets", "msgspec", "skiff"]
+         "detect_secrets", "setuptools", "_distutils_hack", "pip", "msgspec", "skiff"]
 
 
 def handler(event, context):
