@@ -99,6 +99,7 @@ class Config:
     # TTL (skiff.governance.lifecycle): days an app without spec.ttlDays lives after its last
     # deploy or renewal (0: it does not expire); where its expiry reminders go
     default_ttl_days: int = 60
+    on_expiry: str = "archive"  # or "throttle": 429 app_expired until renewed
     notify_webhook: str = ""  # a URL that gets each reminder as a CloudEvent (JSON POST)
     smtp_url: str = ""  # smtp://[user:pass@]host[:port] or smtps://...
     notify_email: tuple[str, ...] = ()  # the addresses reminders are mailed to
@@ -201,6 +202,7 @@ class Config:
             access_log=bool(given.pop("access_log", _env("ACCESS_LOG", "1") != "0")),
             default_ttl_days=int(given.pop("default_ttl_days",  # type: ignore[call-overload]
                                            _env("DEFAULT_TTL_DAYS", "60"))),
+            on_expiry=str(given.pop("on_expiry", _env("ON_EXPIRY", "archive"))).strip(),
             notify_webhook=str(given.pop("notify_webhook", _env("NOTIFY_WEBHOOK", ""))).strip(),
             smtp_url=str(given.pop("smtp_url", _env("SMTP_URL", ""))).strip(),
             notify_email=_entries(given.pop("notify_email", None) or _env("NOTIFY_EMAIL", "")),

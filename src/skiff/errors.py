@@ -49,7 +49,9 @@
     ├── TooManyRequests        429 too_many_requests    pool and its queue are full
     │                                                   (budget_exceeded: the owner's monthly budget
     │                                                   is spent, Retry-After the next month;
-    │                                                   skiff.governance.budgets)
+    │                                                   skiff.governance.budgets; app_expired: its
+    │                                                   TTL ended and SKIFF_ON_EXPIRY or its
+    │                                                   skiff.dev/on-expiry label is throttle)
     ├── UidConflict            409 uid_conflict         another Skiff home holds this home's app uids
     ├── HomeInUse              409 home_in_use          another server runs on this home (exit 2)
     ├── PolicyError            422 invalid_policy       a policy that does not load (file:line:column)

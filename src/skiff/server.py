@@ -157,7 +157,8 @@ def assemble(config: Config, *,
         storage.lifecycle, default_days=config.default_ttl_days,
         max_days=config.policy_max_ttl_days, publish=events.publish,
         notifier=notifier,
-        running=lambda: {n: a.manifest for n, a in list(registry.apps.items())})
+        running=lambda: {n: a.manifest for n, a in list(registry.apps.items())},
+        on_expiry=config.on_expiry)
     assert storage.budgets is not None
     spending = Spending(registry=registry, store=store, rows=storage.budgets,
                         model=load_model(config.home, core_hour=config.cost_core_hour,

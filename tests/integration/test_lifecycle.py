@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -262,3 +263,34 @@ def test_the_cli_renews_removes_lists_and_restores(world) -> None:
         restored.stdout + restored.stderr
     assert server.http.get("/notes/").status_code == 200
     _neighbour_ok(server)
+
+
+def test_an_app_labelled_throttle_is_paused_at_expiry_until_renewed(world, tmp_path) -> None:
+    """skiff.dev/on-expiry: throttle: at expiry nothing is archived; the routes answer 429
+    app_expired with Retry-After, the reminders said so, and a renewal serves it again."""
+    server, _, mailbox = world
+    app = tmp_path / "memo"
+    shutil.copytree(APPS / "notes", app)
+    (app / "skiff.yaml").write_text(
+        "apiVersion: skiff.dev/v1\nkind: MicroApp\n"
+        "metadata: {name: memo, owner: user:ana, labels: {skiff.dev/on-expiry: throttle}}\n"
+        "spec: {handler: handler:handler, ttlDays: 10}\n")
+    _deploy(server, app)
+    since = server.admin.get("/apps/memo/lifecycle").json()["since"]
+    _tick(server, since + 4 * DAY)  # the 7-day reminder
+    assert any("Skiff app memo expires" in m and "answer 429 until it is renewed" in m
+               for m in mailbox.messages)
+    swept = _tick(server, since + 11 * DAY)
+    assert swept["paused"] == ["memo"] and "memo" not in [a["app"] for a in swept["archived"]]
+    paused = server.http.get("/memo/hit")
+    assert paused.status_code == 429 and paused.headers["retry-after"] == "3600"
+    assert paused.json()["error"]["code"] == "app_expired"
+    assert "skiff renew memo" in paused.json()["error"]["message"]
+    assert _tick(server, since + 12 * DAY)["paused"] == []  # recorded once, still paused
+    assert server.http.get("/memo/hit").status_code == 429
+    _neighbour_ok(server)
+    renewed = server.admin.post("/apps/memo/renew", json={"days": 30, "reason": "still used"})
+    assert renewed.status_code == 200, renewed.text
+    assert server.http.get("/memo/hit").status_code == 200
+    audit = server.admin.get("/audit", params={"app": "memo"}).json()
+    assert ("system:lifecycle", "expire.throttle") in [(e["actor"], e["action"]) for e in audit]

@@ -31,13 +31,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from skiff.errors import Forbidden, SkiffError
+from skiff.errors import Forbidden, SkiffError, TooManyRequests
 from skiff.governance.lifecycle_rows import ClockRow, LifecycleRows
 from skiff.manifest import Manifest
 from skiff.notify import Notifier, NotifySettings, deliver_due, payload
 
-__all__ = ["DAY", "REMINDERS", "SWEEP_EVERY", "Lifecycle", "Notifier", "NotifySettings",
-           "Sweep"]
+__all__ = ["DAY", "REMINDERS", "SWEEP_EVERY", "AppExpired", "Lifecycle", "Notifier",
+           "NotifySettings", "Sweep"]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,16 @@ EXPIRED = 0  # the "reminder" an expiry claims, so that one node archives the ap
 #: seconds between sweeps on the real clock: TTLs count in days, a minute late is on time
 SWEEP_EVERY = 60.0
 EVENT_SOURCE = "skiff/governance/lifecycle"
+#: what happens at expiry: the platform's SKIFF_ON_EXPIRY, or an app's label of this name
+ON_EXPIRY_LABEL = "skiff.dev/on-expiry"
+ON_EXPIRY = ("archive", "throttle")
+
+
+class AppExpired(TooManyRequests):
+    """An expired app whose expiry action is ``throttle``: its routes answer this until
+    it is renewed."""
+
+    code = "app_expired"
 
 
 @dataclass
@@ -56,19 +66,29 @@ class Sweep:
 
     reminded: list[dict] = field(default_factory=list)  # {"app", "days", "expires"}
     expired: list[str] = field(default_factory=list)  # for the caller to archive
+    #: expired apps whose action is throttle, name -> expiry time (every sweep: they are
+    #: throttled until renewed; those expiring in this sweep are in ``paused`` too)
+    lapsed: dict[str, float] = field(default_factory=dict)
+    paused: list[str] = field(default_factory=list)
     delivered: int = 0
     failed: int = 0
 
     def to_dict(self) -> dict:
-        return {"reminded": self.reminded, "expired": self.expired,
+        return {"reminded": self.reminded, "expired": self.expired, "paused": self.paused,
                 "delivered": self.delivered, "failed": self.failed}
 
 
 class Lifecycle:
     def __init__(self, rows: LifecycleRows, *, default_days: int, max_days: int,
                  publish: Callable[[dict], Any], notifier: Notifier,
-                 running: Callable[[], dict[str, Manifest]]) -> None:
-        """``running``: the apps served now, by name; ``publish``: the event plane's."""
+                 running: Callable[[], dict[str, Manifest]],
+                 on_expiry: str = "archive") -> None:
+        """``running``: the apps served now, by name; ``publish``: the event plane's;
+        ``on_expiry``: archive, or throttle (an app's ``skiff.dev/on-expiry`` label wins)."""
+        if on_expiry not in ON_EXPIRY:
+            raise SkiffError(f"SKIFF_ON_EXPIRY must be archive or throttle, not {on_expiry!r}",
+                             code="bad_config", status=500)
+        self.on_expiry = on_expiry
         self.rows = rows
         self.default_days = default_days
         self.max_days = max_days
@@ -80,6 +100,11 @@ class Lifecycle:
     def deployed(self, app: str, now: float | None = None) -> None:
         """A deploy (or restore) of ``app``: its TTL counts from now, reminders start over."""
         self.rows.start_clock(app, time.time() if now is None else now, None)
+
+    def action(self, manifest: Manifest) -> str:
+        """What expiry does to the app: archive it, or throttle it until renewed."""
+        label = manifest.metadata.labels.get(ON_EXPIRY_LABEL)
+        return label if label in ON_EXPIRY else self.on_expiry
 
     def ttl_days(self, manifest: Manifest, clock: ClockRow | None) -> int:
         """The app's TTL in days; 0: it does not expire."""
@@ -140,9 +165,12 @@ class Lifecycle:
             return
         expires = clock.base + days * DAY
         if now >= expires:
+            throttle = self.action(manifest) == "throttle"
+            if throttle:
+                sweep.lapsed[name] = expires
             # claimed as "the reminder 0 days before": one node of several archives it
             if self.rows.claim_reminder(name, clock.base, (EXPIRED,)):
-                sweep.expired.append(name)
+                (sweep.paused if throttle else sweep.expired).append(name)
             return
         due = tuple(d for d in REMINDERS if now >= expires - d * DAY and d not in clock.reminded)
         if not due or not self.rows.claim_reminder(name, clock.base, due):
@@ -164,9 +192,18 @@ class Lifecycle:
                           "restore": f"skiff restore {name}"}}
         self.notify(event, f"Skiff app {name} expires in {days} days ({when})",
                     f"The app {name} (owner {manifest.metadata.owner or 'none'}) expires on "
-                    f"{when}. Then it is archived and its routes answer 410 Gone.\n\n"
-                    f"To keep it, renew it:  {renew}\n"
+                    f"{when}. Then it is "
+                    + ("paused: its routes answer 429 until it is renewed.\n\n"
+                       if self.action(manifest) == "throttle"
+                       else "archived and its routes answer 410 Gone.\n\n")
+                    + f"To keep it, renew it:  {renew}\n"
                     f"An archived app comes back with:  skiff restore {name}\n", now)
+
+    def expired_error(self, name: str, expires: float) -> AppExpired:
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(expires))
+        return AppExpired(f"app {name} expired on {when} and is paused until its owner renews "
+                          f"it: `skiff renew {name} --days N --reason TEXT`",
+                          expired=expires, retry_after=3600)
 
     def expiry_failed(self, name: str) -> None:
         """The archive of an expired app failed: the next sweep tries again (its clock,

@@ -96,6 +96,7 @@ class Platform:
         self._swept = 0.0  # monotonic time of the last lifecycle sweep
         self._archived_at = 0.0  # ... and of the last read of the archived apps
         self._sweeping = asyncio.Lock()
+        self._lapsed: dict[str, float] = {}  # expired apps throttled until renewed
         spending = parts.spending
         self._evaluated = 0.0  # monotonic time of the last alert evaluation
         self._evaluating = asyncio.Lock()
@@ -407,6 +408,12 @@ class Platform:
                 archived.append({"app": name, "archive": out["archive"]})
                 self._p.governor.record(SYSTEM_LIFECYCLE, "archive", name, "allowed",
                                         f"TTL expired; archived to {out['archive']}", app=name)
+            self._lapsed = sweep.lapsed  # throttled until renewed (SKIFF_ON_EXPIRY=throttle)
+            for name in sweep.paused:
+                self._p.logs.platform(name, "", "TTL expired: routes answer 429 app_expired "
+                                      f"until it is renewed (`skiff renew {name}`)")
+                self._p.governor.record(SYSTEM_LIFECYCLE, "expire.throttle", name, "allowed",
+                                        "TTL expired; throttled until renewed", app=name)
             if archived:  # their notifications too
                 await asyncio.to_thread(self._p.lifecycle.deliver, now, sweep)
             await self._load_archived()  # and what other nodes archived
@@ -457,7 +464,11 @@ class Platform:
         return {"owner": owner, "metric": metric, "removed": removed}
 
     def throttled(self, name: str) -> SkiffError | None:
-        """The 429 of an app a budget throttles (memory only: on every request)."""
+        """The 429 of an app a budget throttles, or one expired and throttled until renewed
+        (memory only: on every request)."""
+        expired = self._lapsed.get(name)
+        if expired is not None:
+            return self._p.lifecycle.expired_error(name, expired)
         spending = self._p.spending
         return spending.throttled(name) if spending is not None else None
 
@@ -631,6 +642,7 @@ class Platform:
         except SkiffError as exc:
             self._audit_refusal(actor, "renew", name, exc)
             raise
+        self._lapsed.pop(name, None)  # a throttled expired app serves again at once
         self._p.governor.record(actor, "renew", name, "allowed",
                                 f"{days} day(s): {reason}", app=name, expires=expires)
         return {"app": name, "days": days, "expires": expires, "reason": reason}
