@@ -251,3 +251,33 @@ def test_closed_connections_give_their_instance_slots_back(server):
     records = server.admin.get("/apps/wsecho/invocations", params={"limit": 100}).json()
     assert {"websocket_idle_timeout"} <= {r["error"] for r in records}
     assert all(r["trigger"] == "websocket" for r in records if r["status"] == 101)
+
+
+def test_an_instance_that_breaks_the_frame_protocol_harms_no_other_app(server):
+    """Frames written past the runtime: a message over the limit closes only its
+    connection (1009); forged ids are dropped; a flood past the credit window
+    stops the instance (1011 on its sockets), and other apps are served throughout."""
+    async def go() -> None:
+        async with connect(ws_url(server, "/wsliar/echo")) as other:
+            await other.send("before")
+            assert await other.recv() == "before"
+            async with connect(ws_url(server, "/wsliar/raw-big")) as ws:
+                assert (await closed_with(ws))[0] == 1009
+            async with connect(ws_url(server, "/wsliar/forged")) as ws:
+                assert await ws.recv() == "after forging"
+            await other.send("still")  # the same instance goes on
+            assert await other.recv() == "still"
+            # a client that reads nothing meanwhile: the gateway's unpassed bytes grow
+            async with connect(ws_url(server, "/wsliar/raw-flood"), max_queue=1,
+                               compression=None) as ws:
+                await asyncio.to_thread(server.wait_for, lambda: any(
+                    "window" in line for line in server.lines), "the instance to be stopped")
+                assert (await closed_with(ws))[0] == 1011
+            assert (await closed_with(other))[0] == 1011
+        async with connect(ws_url(server, "/wsecho/echo")) as ws:
+            await ws.send("neighbour")
+            assert await ws.recv() == "neighbour"
+
+    asyncio.run(go())
+    records = server.admin.get("/apps/wsliar/invocations", params={"limit": 20}).json()
+    assert {"instance_crashed"} <= {r["error"] for r in records}

@@ -213,12 +213,14 @@ class WebSockets:
                     continue
                 cut = ("websocket_max_duration" if loop.time() >= deadline
                        else "websocket_idle_timeout")
-                ws.close(GOING_AWAY, "idle timeout")
+                code, reason = GOING_AWAY, ("idle timeout" if cut == "websocket_idle_timeout"
+                                            else "maximum duration")
+                if ws.error is not None:  # it ended while its client was not reading
+                    cut, code, reason = ws.error.code, INTERNAL_ERROR, _failed(ws.error)
+                ws.close(code, reason)
                 outbound.cancel()
                 with contextlib.suppress(OSError):
-                    await send({"type": "websocket.close", "code": GOING_AWAY,
-                                "reason": "idle timeout" if cut == "websocket_idle_timeout"
-                                else "maximum duration"})
+                    await send({"type": "websocket.close", "code": code, "reason": reason})
                 return cut
         finally:
             for task in (inbound, outbound):
@@ -251,10 +253,9 @@ async def _to_client(ws: WebSocket, send: Send, last: list[float]) -> str | None
             try:
                 msg = await ws.read(None)
             except InvocationError as exc:
-                reason = ("the app's instance stopped" if exc.code in (
-                    "instance_crashed", "memory_limit") else "the app failed; see its log")
                 ws.close(INTERNAL_ERROR)
-                await send({"type": "websocket.close", "code": INTERNAL_ERROR, "reason": reason})
+                await send({"type": "websocket.close", "code": INTERNAL_ERROR,
+                            "reason": _failed(exc)})
                 return exc.code
             if msg is None:  # the call returned: closed for it
                 await send({"type": "websocket.close", "code": 1000})
@@ -281,6 +282,13 @@ async def _to_client(ws: WebSocket, send: Send, last: list[float]) -> str | None
     except OSError:  # uvicorn's ClientDisconnected: the client went away meanwhile
         ws.close(1006)
         return "client_disconnected"
+
+
+def _failed(exc: InvocationError) -> str:
+    """The close reason of a call that failed: never the app's own words."""
+    if exc.code in ("instance_crashed", "memory_limit"):
+        return "the app's instance stopped"
+    return "the app failed; see its log"
 
 
 def _is_header(name: str, value: str) -> bool:

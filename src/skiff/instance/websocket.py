@@ -89,6 +89,7 @@ class WebSocket:
         self.returned = True
         if err is not None and self.error is None:
             self.error = err
+            self._inbox.clear()  # a failed call's (or dead instance's) last words: 1011 now
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
