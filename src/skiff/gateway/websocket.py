@@ -160,6 +160,7 @@ class WebSockets:
                                   "HTTP response", code="invalid_response")
         if not ws.accepted:
             ws.status = 403
+            ws.close(1006)  # arms the grace: an app that refuses, then hangs, is cancelled
             ws.finish("websocket_refused")
             code = ws.refusal.code if ws.refusal is not None else 1000
             raise SkiffError(f"app {app.name} refused the WebSocket (it closed the connection "
@@ -179,8 +180,12 @@ class WebSockets:
             ws.close(1006)
             ws.finish("client_disconnected")
             return
-        cut = await self._pump(ws, receive, send)
-        ws.finish(cut)
+        cut: str | None = "internal_error"
+        try:
+            cut = await self._pump(ws, receive, send)
+        finally:
+            ws.close(INTERNAL_ERROR)  # whatever ended the pump, the app hears of it (once)
+            ws.finish(cut)
         if cut in ("websocket_idle_timeout", "websocket_max_duration"):
             why = (f"no message either way for {config.ws_idle_timeout:g}s "
                    "(SKIFF_WS_IDLE_TIMEOUT)" if cut == "websocket_idle_timeout"
