@@ -187,7 +187,8 @@ class WsAccept(msgspec.Struct, tag="ws_accept"):
 class WsMessage(msgspec.Struct, tag="ws_message"):
     """One whole message, either way; ``text`` messages are UTF-8 in ``data``. Either
     side has at most STREAM_WINDOW bytes of messages sent and not yet answered by
-    Credit, plus the one message that crossed it."""
+    Credit (each costing its bytes and WS_MESSAGE_OVERHEAD), plus the one message that
+    crossed it."""
 
     id: str
     data: bytes = b""
@@ -249,6 +250,15 @@ FromInstance = (Ready | InitFailed | Response | Failure | Log | Call | ResponseS
 # flight) while a slow client makes the gateway hold at most this per stream.
 STREAM_WINDOW = 256 * 1024
 STREAM_CHUNK = 64 * 1024  # the largest BodyChunk an instance sends (bigger bodies are split)
+# What one WebSocket message costs of the window besides its bytes: without it a flood
+# of empty messages would take no credit, and the side not reading would queue them
+# without bound (4,096 empty messages fill a window).
+WS_MESSAGE_OVERHEAD = 64
+
+
+def ws_cost(data: bytes) -> int:
+    """The credit one WebSocket message takes (both sides count it the same)."""
+    return len(data) + WS_MESSAGE_OVERHEAD
 
 _encoder = msgspec.msgpack.Encoder()
 _to_instance = msgspec.msgpack.Decoder(ToInstance)

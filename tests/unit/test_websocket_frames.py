@@ -43,7 +43,8 @@ def test_send_waits_for_credit_once_a_window_is_out():
         ws, frames = session()
         assert (await ws.receive())["type"] == "websocket.connect"
         await ws.send({"type": "websocket.accept"})
-        await ws.send({"type": "websocket.send", "bytes": b"x" * p.STREAM_WINDOW})
+        first = b"x" * (p.STREAM_WINDOW - p.WS_MESSAGE_OVERHEAD)  # costs the whole window
+        await ws.send({"type": "websocket.send", "bytes": first})
         blocked = asyncio.ensure_future(ws.send({"type": "websocket.send", "text": "next"}))
         await asyncio.sleep(0)
         assert not blocked.done()  # the gateway has not passed the window on yet
@@ -64,7 +65,7 @@ def test_each_received_message_is_answered_with_credit():
         ws.feed(p.WsClose(id="r1", code=4001, reason="bye"))
         assert not any(isinstance(f, p.Credit) for f in frames)  # not taken yet
         assert await ws.receive() == {"type": "websocket.receive", "text": "hé"}
-        assert frames[-1] == p.Credit(id="r1", size=3)
+        assert frames[-1] == p.Credit(id="r1", size=3 + p.WS_MESSAGE_OVERHEAD)
         assert await ws.receive() == {"type": "websocket.disconnect", "code": 4001,
                                       "reason": "bye"}
         with pytest.raises(ClientDisconnected):
@@ -91,5 +92,23 @@ def test_an_app_that_returns_before_accepting_refuses():
         await ws.receive()
         ws.returned()
         assert isinstance(frames[-1], p.WsClose)
+
+    asyncio.run(go())
+
+
+def test_empty_messages_take_credit_too():
+    """A flood of empty messages fills the window like any other."""
+    async def go() -> None:
+        ws, frames = session()
+        await ws.receive()
+        await ws.send({"type": "websocket.accept"})
+        for _ in range(p.STREAM_WINDOW // p.WS_MESSAGE_OVERHEAD):
+            await ws.send({"type": "websocket.send", "bytes": b""})
+        blocked = asyncio.ensure_future(ws.send({"type": "websocket.send", "bytes": b""}))
+        await asyncio.sleep(0)
+        assert not blocked.done()
+        ws.grant(p.WS_MESSAGE_OVERHEAD)
+        await blocked
+        assert len(frames) == 2 + p.STREAM_WINDOW // p.WS_MESSAGE_OVERHEAD
 
     asyncio.run(go())

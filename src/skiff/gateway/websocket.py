@@ -283,7 +283,7 @@ async def _to_client(ws: WebSocket, send: Send, last: list[float]) -> str | None
                 out = {"type": "websocket.send", "bytes": msg.data}
             await send(out)
             last[0] = loop.time()
-            ws.ack(len(msg.data))
+            ws.ack(msg.data)
     except OSError:  # uvicorn's ClientDisconnected: the client went away meanwhile
         ws.close(1006)
         return "client_disconnected"

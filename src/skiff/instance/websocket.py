@@ -71,7 +71,7 @@ class WebSocket:
             if self._unacked >= p.STREAM_WINDOW:
                 raise ProtocolBroken(f"it sent {self._unacked} bytes of WebSocket messages "
                                      f"unacknowledged; the window is {p.STREAM_WINDOW}")
-            self._unacked += len(msg.data)
+            self._unacked += p.ws_cost(msg.data)
             if len(msg.data) > self.max_message:
                 self.size_cut = True
                 self._inbox.append(p.WsClose(id=self.id, code=MESSAGE_TOO_BIG,
@@ -110,12 +110,13 @@ class WebSocket:
             await asyncio.wait_for(self._wake.wait(), timeout)
         return self._inbox.popleft()
 
-    def ack(self, size: int) -> None:
-        """``size`` bytes of the app's messages went to the client."""
-        self._unacked = max(0, self._unacked - size)
-        self.size += size
+    def ack(self, data: bytes) -> None:
+        """The app's message ``data`` went to the client."""
+        cost = p.ws_cost(data)
+        self._unacked = max(0, self._unacked - cost)
+        self.size += len(data)
         if not self.returned:
-            self._inst._send(p.Credit(id=self.id, size=size))
+            self._inst._send(p.Credit(id=self.id, size=cost))
 
     async def send(self, data: bytes, text: bool) -> bool:
         """Pass a client's message to the app once the instance has credit for it;
@@ -125,7 +126,7 @@ class WebSocket:
             await self._writable.wait()
         if self._closed_to_app or self.returned:
             return False
-        self._credit -= len(data)
+        self._credit -= p.ws_cost(data)
         await self._inst.send_drained(p.WsMessage(id=self.id, data=data, text=text))
         return True
 

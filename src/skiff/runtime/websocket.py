@@ -4,7 +4,8 @@ scope and its receive/send, turned into ipc Ws* frames.
 Back-pressure both ways reuses the streaming window: the app's ``send`` waits
 while STREAM_WINDOW bytes of its messages are out and not yet answered by the
 gateway's Credit (its client has not taken them); each message the app
-``receive``s is answered with a Credit, so a client cannot push more than the
+``receive``s is answered with a Credit (each message costs its bytes and
+WS_MESSAGE_OVERHEAD), so a client cannot push more than the
 window past an app that does not read. A message over the connection's
 ``max_message`` is refused in ``send``: the connection closes with 1009 (the
 gateway checks the size again: this code runs beside the app's).
@@ -80,7 +81,7 @@ class WsSession:
             event = {"type": "websocket.receive", "text": msg.data.decode("utf-8", "replace")}
         else:
             event = {"type": "websocket.receive", "bytes": msg.data}
-        event["_size"] = len(msg.data)
+        event["_size"] = p.ws_cost(msg.data)
         self._inbox.put_nowait(event)
 
     def grant(self, size: int) -> None:
@@ -133,7 +134,7 @@ class WsSession:
                 await self._wake.wait()
             if self.state != "open":
                 raise ClientDisconnected("the WebSocket closed while the app was sending")
-            self._credit -= len(data)
+            self._credit -= p.ws_cost(data)
             self._send_frame(p.WsMessage(id=self.id, data=data, text=message.get("bytes") is None))
         elif kind == "websocket.close":
             self.close(int(message.get("code", 1000)), message.get("reason") or "")
