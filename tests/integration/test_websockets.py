@@ -128,6 +128,21 @@ def test_refusals_are_http_answers_with_a_stable_code(server):
     asyncio.run(go())
 
 
+def test_an_app_that_never_answers_the_handshake_times_out_and_one_that_raises_is_a_500(
+        server):
+    async def go() -> None:
+        status, _, body = await refusal(server, "/wsslow/")  # its timeout is 1 s
+        assert (status, body["error"]["code"]) == (504, "timeout")
+        with pytest.raises(InvalidStatus) as info:
+            async with connect(ws_url(server, "/wsslow/raise")):
+                pass
+        resp = info.value.response
+        assert resp.status_code == 500
+        assert bytes(resp.body) == b"Internal Server Error"  # as uvicorn answers; no app words
+
+    asyncio.run(go())
+
+
 def test_the_per_app_connection_limit_refuses_with_429(server):
     async def go() -> None:
         held = [await connect(ws_url(server, "/wsecho/echo")) for _ in range(LIMIT)]
@@ -281,3 +296,18 @@ def test_an_instance_that_breaks_the_frame_protocol_harms_no_other_app(server):
     asyncio.run(go())
     records = server.admin.get("/apps/wsliar/invocations", params={"limit": 20}).json()
     assert {"instance_crashed"} <= {r["error"] for r in records}
+
+
+def test_a_fastapi_websocket_route_runs_unchanged(server):
+    """Path and query parameters, JSON messages, and WebSocketDisconnect with the
+    client's code, through FastAPI's own WebSocket class."""
+    async def go() -> None:
+        async with connect(ws_url(server, "/wsfastapi/rooms/lobby?name=ada")) as ws:
+            await ws.send(json.dumps({"hello": [1, 2]}))
+            assert json.loads(await ws.recv()) == {"room": "lobby", "from": "ada",
+                                                   "said": {"hello": [1, 2]}}
+            await ws.close(4005)
+
+    asyncio.run(go())
+    server.wait_for(lambda: server.http.get("/wsfastapi/left").json() == [4005],
+                    "FastAPI to see the client's close code")
