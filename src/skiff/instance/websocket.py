@@ -89,7 +89,10 @@ class WebSocket:
         self.returned = True
         if err is not None and self.error is None:
             self.error = err
-            self._inbox.clear()  # a failed call's (or dead instance's) last words: 1011 now
+            # a failed call's (or dead instance's) unsent messages are dropped: the client
+            # gets its close now (the app's own, if it closed before it failed, else 1011)
+            closes = [m for m in self._inbox if isinstance(m, p.WsClose)][:1]
+            self._inbox = deque(closes)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
