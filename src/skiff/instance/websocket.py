@@ -110,7 +110,10 @@ class WebSocket:
             if self.returned:
                 return None
             self._wake.clear()
-            await asyncio.wait_for(self._wake.wait(), timeout)
+            if timeout is None:  # the gateway's reader: no timer task per message
+                await self._wake.wait()
+            else:
+                await asyncio.wait_for(self._wake.wait(), timeout)
         return self._inbox.popleft()
 
     def ack(self, data: bytes) -> None:
