@@ -65,6 +65,12 @@ class Config:
     # seconds with no chunk from the app, and seconds in all, before it is cut
     stream_idle_timeout: float = 60.0
     stream_max_seconds: float = 3600.0
+    # WebSockets (ASGI apps): seconds with no message either way before a connection is
+    # closed (1001), connections one app may hold open, and the largest message either
+    # way (bytes; a bigger one closes the connection with 1009)
+    ws_idle_timeout: float = 300.0
+    ws_max_connections: int = 256
+    ws_max_message_bytes: int = 1 << 20
     # the HTTP edge (see skiff.edge): who may set X-Forwarded-*, and what one client may hold
     forwarded_allow_ips: str = ""  # comma-separated IPs/CIDRs of trusted proxies; "" = none
     max_header_bytes: int = 32 * 1024  # request line + headers, as nginx's default buffers
@@ -165,6 +171,12 @@ class Config:
                 "stream_idle_timeout", _env("STREAM_IDLE_TIMEOUT", "60"))),
             stream_max_seconds=float(given.pop(  # type: ignore[arg-type]
                 "stream_max_seconds", _env("STREAM_MAX_SECONDS", "3600"))),
+            ws_idle_timeout=float(given.pop(  # type: ignore[arg-type]
+                "ws_idle_timeout", _env("WS_IDLE_TIMEOUT", "300"))),
+            ws_max_connections=int(given.pop(  # type: ignore[call-overload]
+                "ws_max_connections", _env("WS_MAX_CONNECTIONS", "256"))),
+            ws_max_message_bytes=int(given.pop(  # type: ignore[call-overload]
+                "ws_max_message_bytes", _env("WS_MAX_MESSAGE_BYTES", str(1 << 20)))),
             sfn_max_running=int(given.pop("sfn_max_running", _env("SFN_MAX_RUNNING", "10000"))),  # type: ignore[arg-type]
             sfn_max_history_events=int(given.pop(  # type: ignore[call-overload]
                 "sfn_max_history_events", _env("SFN_MAX_HISTORY_EVENTS", "25000"))),

@@ -51,7 +51,9 @@
     │                                                   is spent, Retry-After the next month;
     │                                                   skiff.governance.budgets; app_expired: its
     │                                                   TTL ended and SKIFF_ON_EXPIRY or its
-    │                                                   skiff.dev/on-expiry label is throttle)
+    │                                                   skiff.dev/on-expiry label is throttle;
+    │                                                   websocket_limit: SKIFF_WS_MAX_CONNECTIONS
+    │                                                   WebSockets of the app are open)
     ├── UidConflict            409 uid_conflict         another Skiff home holds this home's app uids
     ├── HomeInUse              409 home_in_use          another server runs on this home (exit 2)
     ├── PolicyError            422 invalid_policy       a policy that does not load (file:line:column)
@@ -65,6 +67,10 @@
 The HTTP edge (skiff.edge) answers in the same format before a request reaches
 the gateway: 431 request_head_too_large, 414 request_line_too_long, 408
 request_timeout.
+
+A WebSocket handshake the gateway does not pass on is answered in this format
+too (skiff.gateway.websocket): 400 websocket_not_supported (not an ASGI app),
+403 websocket_refused (the app closed before accepting), 429 websocket_limit.
 """
 
 from __future__ import annotations

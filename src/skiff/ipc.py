@@ -14,6 +14,11 @@ The conversation on one instance socket::
           ◀───────────────────────  Ended    (the call returned, after a streamed
                                               response or a Response with running)
           ◀───────────────────────  Call     (skiff.sdk, while handling)
+    WsConnect ───────────────────▶  (a WebSocket handshake, for an ASGI app)
+          ◀───────────────────────  WsAccept | WsClose (refused) | Failure
+    WsMessage, WsClose ──────────▶  (from the client; the instance answers Credit)
+          ◀───────────────────────  WsMessage, WsClose (from the app; Credit answers)
+          ◀───────────────────────  Ended    (the app's call returned: its slot is free)
     CallResult ──────────────────▶
     Shutdown ────────────────────▶  (exits 0)
 
@@ -141,7 +146,9 @@ class Ended(msgspec.Struct, tag="ended"):
 
 
 class Credit(msgspec.Struct, tag="credit"):
-    """The gateway passed ``size`` more bytes of the stream ``id`` on to its client."""
+    """The gateway passed ``size`` more bytes of the stream (or WebSocket) ``id`` on to
+    its client; from an instance: its app received ``size`` more bytes of the
+    WebSocket's messages."""
 
     id: str
     size: int
@@ -151,6 +158,52 @@ class Cancel(msgspec.Struct, tag="cancel"):
     """Stop handling ``id`` (its client went away, or a limit of its stream was hit)."""
 
     id: str
+
+
+class WsConnect(msgspec.Struct, tag="ws_connect"):
+    """A WebSocket handshake, already routed: ``path`` is relative to the app's mount.
+    ``max_message`` is the largest message either side may send (bytes)."""
+
+    id: str
+    path: str
+    query: str = ""
+    headers: Headers = []
+    scheme: str = "ws"
+    host: str = ""
+    client: str = ""
+    mount: str = ""
+    subprotocols: list[str] = []
+    max_message: int = 1 << 20
+    deadline_ms: float = 0.0
+    traceparent: str = ""
+
+
+class WsAccept(msgspec.Struct, tag="ws_accept"):
+    """The app accepted the connection; frames may follow both ways."""
+
+    id: str
+    subprotocol: str | None = None
+    headers: Headers = []
+
+
+class WsMessage(msgspec.Struct, tag="ws_message"):
+    """One whole message, either way; ``text`` messages are UTF-8 in ``data``. Either
+    side has at most STREAM_WINDOW bytes of messages sent and not yet answered by
+    Credit (each costing its bytes and WS_MESSAGE_OVERHEAD), plus the one message that
+    crossed it."""
+
+    id: str
+    data: bytes = b""
+    text: bool = False
+
+
+class WsClose(msgspec.Struct, tag="ws_close"):
+    """A close, either way. From the instance before WsAccept: the app refused the
+    connection."""
+
+    id: str
+    code: int = 1000
+    reason: str = ""
 
 
 class Failure(msgspec.Struct, tag="failure"):
@@ -188,15 +241,26 @@ class CallResult(msgspec.Struct, tag="call_result"):
     status: int = 0
 
 
-ToInstance = Load | HttpRequest | Event | Shutdown | CallResult | Credit | Cancel
+ToInstance = (Load | HttpRequest | Event | Shutdown | CallResult | Credit | Cancel | WsConnect
+              | WsMessage | WsClose)
+# Credit both ways: the instance answers WebSocket messages its app has received
 FromInstance = (Ready | InitFailed | Response | Failure | Log | Call | ResponseStart | BodyChunk
-                | Ended)
+                | Ended | WsAccept | WsMessage | WsClose | Credit)
 
 # Back-pressure of a streamed body: bytes an instance may have sent and the gateway
 # not yet passed on. 256 KiB keeps a fast stream moving (four 64 KiB chunks in
 # flight) while a slow client makes the gateway hold at most this per stream.
 STREAM_WINDOW = 256 * 1024
 STREAM_CHUNK = 64 * 1024  # the largest BodyChunk an instance sends (bigger bodies are split)
+# What one WebSocket message costs of the window besides its bytes: without it a flood
+# of empty messages would take no credit, and the side not reading would queue them
+# without bound (4,096 empty messages fill a window).
+WS_MESSAGE_OVERHEAD = 64
+
+
+def ws_cost(data: bytes) -> int:
+    """The credit one WebSocket message takes (both sides count it the same)."""
+    return len(data) + WS_MESSAGE_OVERHEAD
 
 _encoder = msgspec.msgpack.Encoder()
 _to_instance = msgspec.msgpack.Decoder(ToInstance)

@@ -303,7 +303,10 @@ async def _serve(config: Config, dirs: list[Path],
         gateway, host=config.host, port=config.port, lifespan="on", log_level="warning",
         access_log=False, http=functools.partial(EdgeProtocol, limits=limits),  # type: ignore[arg-type]
         # the gateway applies forwarding headers itself, from configured proxies only
-        proxy_headers=False, timeout_graceful_shutdown=5))
+        proxy_headers=False, timeout_graceful_shutdown=5,
+        # WebSockets (skiff.gateway.websocket): the sans-I/O protocol stops reading a
+        # connection until its message was taken, which is the client side's back-pressure
+        ws="websockets-sansio", ws_max_size=config.ws_max_message_bytes))
     task = asyncio.ensure_future(server.serve())
     while not server.started:
         if task.done():

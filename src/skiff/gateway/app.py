@@ -265,6 +265,11 @@ class Gateway:
                          if config.forwarded_allow_ips else None)
         observe = getattr(platform, "observe", None)
         self.observe: Observe = observe if observe is not None else Observe()
+        from skiff.gateway.websocket import WebSockets  # it uses this module's helpers
+
+        self._websockets = WebSockets(self)
+        self._ws_proxies = (ProxyHeadersMiddleware(self._websockets, config.forwarded_allow_ips)
+                            if config.forwarded_allow_ips else None)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -279,7 +284,13 @@ class Gateway:
         elif kind == "lifespan":
             await self._lifespan(receive, send)
         elif kind == "websocket":
-            await send({"type": "websocket.close", "code": 1003})
+            proxies = self._ws_proxies
+            client = scope.get("client")
+            if proxies is not None and client and client[0] in proxies.trusted_hosts:
+                scope["skiff.via_proxy"] = True
+                await proxies(scope, receive, send)
+            else:
+                await self._websockets(scope, receive, send)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

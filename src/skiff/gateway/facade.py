@@ -17,7 +17,7 @@ from skiff.governance import Governor, Principal
 from skiff.governance.access import Access
 from skiff.manifest import Manifest
 from skiff.observe import Observe
-from skiff.scheduler import Invocation, Stream
+from skiff.scheduler import Invocation, Stream, WebSocket
 
 
 class ServedApp(Protocol):
@@ -56,9 +56,10 @@ class Facade(Protocol):
     # the data plane
     def route(self, host: str, path: str) -> tuple[Match, ServedApp] | None: ...
     def app(self, name: str) -> ServedApp: ...
-    # stream=True: a streamed response comes back as a Stream (read, ack, cancel)
+    # stream=True: a streamed response comes back as a Stream (read, ack, cancel); a
+    # WsConnect's answer is a WebSocket
     async def invoke(self, app: ServedApp, inv: Invocation, *,
-                     stream: bool = False) -> p.Response | Stream: ...
+                     stream: bool = False) -> p.Response | Stream | WebSocket: ...
     async def accept(self, inv: Invocation) -> str: ...
     def log(self, app: ServedApp, line: str, *, request_id: str = "") -> None: ...
     # apps and revisions

@@ -38,6 +38,7 @@ from skiff.errors import DeployError, InvocationError, InvocationTimeout
 from skiff.instance import control
 from skiff.instance.cgroups import Cgroup, CgroupManager
 from skiff.instance.hooks import InstanceHooks
+from skiff.instance.websocket import ProtocolBroken, WebSocket
 
 log = logging.getLogger(__name__)
 _NO_HOOKS = InstanceHooks()
@@ -480,6 +481,8 @@ class Instance:
         # the future is done when they do (Ended), and their pool slot is free then
         self._running: dict[str, asyncio.Future[None]] = {}
         self._streams: dict[str, Stream] = {}
+        self._sockets: dict[str, WebSocket] = {}  # WebSockets accepted (or refused), running
+        self._ws_max: dict[str, int] = {}  # max_message of each handshake sent
         self._timeouts: dict[str, float] = {}  # each running call's request timeout
         self._timers: dict[str, asyncio.TimerHandle] = {}  # cancel, then stop, a running call
         self._ready: asyncio.Future | None = None
@@ -569,9 +572,11 @@ class Instance:
         self.init_ms = msg.init_ms
         return msg
 
-    async def invoke(self, msg: p.HttpRequest | p.Event, timeout: float) -> p.Response | Stream:
-        """The instance's answer: a whole Response, or a Stream once its head came.
-        After either, :meth:`running_after` says whether the call still runs."""
+    async def invoke(self, msg: p.HttpRequest | p.Event | p.WsConnect,
+                     timeout: float) -> p.Response | Stream | WebSocket:
+        """The instance's answer: a whole Response, a Stream once its head came, or for
+        a WsConnect a WebSocket once the app accepted or refused it. After any,
+        :meth:`running_after` says whether the call still runs."""
         if self.dead:
             raise self.exit_reason or InvocationError("instance is gone", code="instance_crashed")
         assert self._writer is not None
@@ -579,6 +584,8 @@ class Instance:
         fut: asyncio.Future = loop.create_future()
         self._pending[msg.id] = fut
         self._timeouts[msg.id] = timeout
+        if isinstance(msg, p.WsConnect):
+            self._ws_max[msg.id] = msg.max_message
         self._writer.write(p.encode(msg))
         # a timer on the future, not asyncio.wait_for: this runs on every request,
         # and wait_for's extra waiter and callbacks cost ~3% of the gateway (profiled)
@@ -603,6 +610,7 @@ class Instance:
         finally:
             timer.cancel()
             self._pending.pop(msg.id, None)
+            self._ws_max.pop(msg.id, None)
             if msg.id not in self._running:
                 self._timeouts.pop(msg.id, None)
         if isinstance(out, p.Failure):
@@ -660,6 +668,21 @@ class Instance:
                     stream = self._streams[msg.id] = Stream(self, msg.id, msg.status, msg.headers)
                     self._run_on(msg.id)
                     fut.set_result(stream)
+                elif isinstance(msg, p.WsAccept) or (isinstance(msg, p.WsClose)
+                                                     and msg.id not in self._sockets):
+                    fut = self._pending.get(msg.id)
+                    if fut is None or fut.done() or msg.id not in self._ws_max:
+                        continue  # no handshake waits (it timed out, or is answered): dropped
+                    accept = msg if isinstance(msg, p.WsAccept) else None
+                    refusal = msg if isinstance(msg, p.WsClose) else None
+                    ws = self._sockets[msg.id] = WebSocket(self, msg.id, self._ws_max[msg.id],
+                                                           accept, refusal)
+                    self._run_on(msg.id)
+                    fut.set_result(ws)
+                elif isinstance(msg, p.WsMessage | p.WsClose | p.Credit):
+                    ws = self._sockets.get(msg.id)
+                    if ws is not None:  # else a connection that is over: dropped
+                        ws._feed(msg)
                 elif isinstance(msg, p.Ended):
                     if msg.id not in self._running:
                         raise _Broke("it ended a call it was not running")
@@ -672,7 +695,7 @@ class Instance:
                     task.add_done_callback(self._answering.discard)
                 elif self._ready is not None and not self._ready.done():
                     self._ready.set_result(msg)
-        except _Broke as exc:
+        except (_Broke, ProtocolBroken) as exc:
             log.warning("instance %s of %s: %s; it was stopped", self.id, self.app, exc)
             self.exit_reason = InvocationError(
                 f"the instance broke the response protocol ({exc}) and was stopped",
@@ -686,6 +709,15 @@ class Instance:
         if self._writer is not None and not self.dead:
             self._writer.write(p.encode(msg))
 
+    async def send_drained(self, msg: msgspec.Struct) -> None:
+        """Send, then wait while the instance has not read MAX_UNREAD_REPLIES of what it
+        was sent (an instance that grants credit and never reads holds nothing here)."""
+        self._send(msg)
+        writer = self._writer
+        if (writer is not None and not self.dead
+                and writer.transport.get_write_buffer_size() > MAX_UNREAD_REPLIES):
+            await writer.drain()
+
     def _run_on(self, rid: str) -> None:
         self._running[rid] = asyncio.get_running_loop().create_future()
 
@@ -697,6 +729,9 @@ class Instance:
                 self._timeouts.get(rid, 30.0), self.cancel, rid)
 
     def _returned(self, rid: str, err: InvocationError | None) -> None:
+        ws = self._sockets.pop(rid, None)
+        if ws is not None:
+            ws._ended(err)
         stream = self._streams.pop(rid, None)
         if stream is not None:
             stream._fail(err or InvocationError(

@@ -11,7 +11,9 @@ ResponseStart and BodyChunk frames, each chunk only once the gateway's Credit
 covers it (at most ``STREAM_WINDOW`` bytes unanswered), so an app writing faster
 than its client reads waits inside its own send/yield. A Cancel stops the
 request: the ASGI task is cancelled, the WSGI iterable closed. Ended tells the
-gateway the call returned (its slot is free).
+gateway the call returned (its slot is free). A WebSocket (WsConnect, ASGI only)
+is one more task of the loop, with the same window both ways
+(skiff.runtime.websocket).
 """
 
 from __future__ import annotations
@@ -409,6 +411,10 @@ def _serve_sync(app: Any, sock: socket.socket, channel: _Channel, context: Any) 
         msg = p.decode_to_instance(frame)
         if isinstance(msg, p.Shutdown):
             return
+        if isinstance(msg, p.WsConnect):  # the gateway refuses these first; still, say so
+            channel.send(p.Failure(id=msg.id, code="not_supported", message=(
+                f"a {app.kind} app takes no WebSockets; they reach ASGI apps (kind: asgi)")))
+            continue
         if not isinstance(msg, p.HttpRequest | p.Event):
             continue
         _request_id.set(msg.id)
@@ -432,8 +438,34 @@ def _serve_async(loop: Any, app: Any, sock: socket.socket, channel: _Channel,
                  context: Any) -> None:
     import asyncio
 
+    from skiff.runtime.websocket import WsSession
+    from skiff.runtime.websocket import serve as serve_websocket
+
     streams: dict[str, _AsyncStream] = {}
+    sockets: dict[str, WsSession] = {}
     by_id: dict[str, asyncio.Task] = {}
+
+    async def handle_websocket(msg: p.WsConnect) -> None:
+        _request_id.set(msg.id)
+        _traceparent.set(msg.traceparent)
+        session = sockets[msg.id] = WsSession(msg, channel.send)
+        out: msgspec.Struct = p.Ended(id=msg.id)
+        try:
+            await serve_websocket(app.target, msg, session, app.state)
+            session.returned()
+        except MemoryError as exc:
+            channel.send(_failure(msg.id, exc))
+            os._exit(137)
+        except asyncio.CancelledError:  # the gateway's Cancel
+            pass
+        except Exception as exc:  # noqa: BLE001 - after the handshake: the gateway closes 1011
+            if session.state != "connecting":
+                traceback.print_exc()
+            out = _failure(msg.id, exc)
+        finally:
+            sockets.pop(msg.id, None)
+            by_id.pop(msg.id, None)
+        channel.send(out)
 
     async def handle(msg: p.HttpRequest | p.Event) -> None:
         _request_id.set(msg.id)
@@ -492,6 +524,18 @@ def _serve_async(loop: Any, app: Any, sock: socket.socket, channel: _Channel,
                 stream = streams.get(msg.id)
                 if stream is not None:
                     stream.grant(msg.size)
+                elif (session := sockets.get(msg.id)) is not None:
+                    session.grant(msg.size)
+                continue
+            if isinstance(msg, p.WsMessage | p.WsClose):
+                session = sockets.get(msg.id)
+                if session is not None:
+                    session.feed(msg)
+                continue
+            if isinstance(msg, p.WsConnect):
+                task = by_id[msg.id] = asyncio.ensure_future(handle_websocket(msg))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
                 continue
             if isinstance(msg, p.Cancel):
                 running = by_id.get(msg.id)

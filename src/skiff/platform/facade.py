@@ -42,7 +42,7 @@ from skiff.platform.sdkcalls import SdkCalls
 from skiff.platform.spending import Spending
 from skiff.platform.views import describe
 from skiff.platform.workflows import StepFunctions
-from skiff.scheduler import Invocation, Stream
+from skiff.scheduler import Invocation, Stream, WebSocket
 from skiff.sdk.services import Services
 from skiff.storage import Storage
 from skiff.store import KV, Store
@@ -215,7 +215,7 @@ class Platform:
         return self._p.registry.get(name)
 
     async def invoke(self, app: App, inv: Invocation, *,
-                     stream: bool = False) -> p.Response | Stream:
+                     stream: bool = False) -> p.Response | Stream | WebSocket:
         return await self._p.invoker.invoke(app, inv, stream=stream)
 
     async def accept(self, inv: Invocation) -> str:

@@ -11,7 +11,7 @@ from skiff.errors import InvocationError, InvocationTimeout, NotFound, SkiffErro
 from skiff.observe import Observe
 from skiff.platform.logsink import LogSink
 from skiff.platform.registry import App, Registry
-from skiff.scheduler import Invocation, Served, Stream
+from skiff.scheduler import Invocation, Served, Stream, WebSocket
 from skiff.store import Invocation as InvocationRecord
 from skiff.store import Store
 
@@ -32,10 +32,11 @@ class Invoker:
         return await self.invoke(self._registry.get(inv.app), inv)
 
     async def invoke(self, app: App, inv: Invocation, *,
-                     stream: bool = False) -> p.Response | Stream:
+                     stream: bool = False) -> p.Response | Stream | WebSocket:
         """Run one invocation of ``app`` and record it, whatever its outcome. With
         ``stream``, a streamed response is returned as it comes (the gateway's), and
-        recorded once the caller is through with it; else it is read whole."""
+        recorded once the caller is through with it; else it is read whole. A
+        WebSocket (the request a WsConnect) is recorded when it closes."""
         if app.pool is None:
             raise NotFound(f"app {app.name} serves only static files", code="route_not_found")
         observe = self._observe
@@ -58,11 +59,13 @@ class Invoker:
         t0 = time.perf_counter()
         served: Served | None = None
         status, error, detail = 500, None, ""
-        streaming: Stream | None = None
+        streaming: Stream | WebSocket | None = None
         try:
             resp, served = await app.pool.invoke(req)
             status = resp.status
-            if isinstance(resp, Stream):
+            if isinstance(resp, WebSocket):
+                streaming = resp
+            elif isinstance(resp, Stream):
                 if not stream:
                     resp = await _whole(resp, app.timeout)
                 else:

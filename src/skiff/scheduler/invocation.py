@@ -15,14 +15,14 @@ from skiff import ipc as p
 class Invocation:
     id: str
     app: str
-    trigger: str  # http | invoke | event | queue (the record's trigger)
-    request: p.HttpRequest | p.Event  # what the instance is sent
+    trigger: str  # http | websocket | invoke | event | queue (the record's trigger)
+    request: p.HttpRequest | p.Event | p.WsConnect  # what the instance is sent
     deadline: float  # unix seconds; the instance's context shows the same
     traceparent: str | None = None
     attempt: int = 1  # deliveries so far, for at-least-once triggers
 
     @classmethod
-    def start(cls, app: str, trigger: str, request: p.HttpRequest | p.Event, *,
+    def start(cls, app: str, trigger: str, request: p.HttpRequest | p.Event | p.WsConnect, *,
               timeout: float, traceparent: str | None = None, attempt: int = 1) -> Invocation:
         """The invocation of ``request`` starting now: the one place a deadline is made
         (the app's ``timeout`` from now), written into the request for the instance."""

@@ -17,7 +17,7 @@ from datetime import datetime
 
 from skiff import ipc as p
 from skiff.errors import InvocationError, TooManyRequests
-from skiff.instance import Instance, Launcher, Stream, ZygoteSpec
+from skiff.instance import Instance, Launcher, Stream, WebSocket, ZygoteSpec
 from skiff.scheduler.policy import (
     InstanceView,
     Plan,
@@ -82,7 +82,8 @@ class Pool:
         self._starting: set[asyncio.Task] = set()
 
     # -- the request path -------------------------------------------------
-    async def invoke(self, msg: p.HttpRequest | p.Event) -> tuple[p.Response | Stream, Served]:
+    async def invoke(self, msg: p.HttpRequest | p.Event | p.WsConnect
+                     ) -> tuple[p.Response | Stream | WebSocket, Served]:
         arrived = time.monotonic()
         inst = self._free_instance()
         if inst is None:
