@@ -35,7 +35,8 @@ from skiff.instance.cgroups import CgroupManager, owned_name
 from skiff.instance.environments import Environments
 from skiff.instance.isolation import Support
 from skiff.manifest.state_machine import resource_kind
-from skiff.observe import Metrics, Observe, Terminal, Tracing
+from skiff.observe import Metrics, Observe, OtlpMetrics, Terminal, Tracing
+from skiff.observe.otlpmetrics import endpoint_of
 from skiff.platform import Parts, Platform, Registry
 from skiff.platform.archive import Archiver
 from skiff.platform.deploy import Deployer
@@ -95,7 +96,9 @@ def assemble(config: Config, *,
 
     registry = Registry(Router(), platform_host=config.host)
     metrics = Metrics() if config.metrics else None
-    observe = Observe(metrics, Tracing(), terminal, metrics_token=config.metrics_token)
+    otlp_metrics = OtlpMetrics(metrics) if metrics is not None and endpoint_of(os.environ) else None
+    observe = Observe(metrics, Tracing(), terminal, metrics_token=config.metrics_token,
+                      otlp_metrics=otlp_metrics)
     logs = LogSink(store, lambda app: a.revision if (a := registry.apps.get(app)) else "",
                    observe)
     invoker = Invoker(registry, store, logs, observe)

@@ -86,11 +86,11 @@ def test_queue_delivery_joins_the_senders_trace(observed: SkiffServer,
 
 def test_an_otlp_endpoint_that_is_down_drops_spans(tmp_path, envs_dir) -> None:  # noqa: ANN001
     """Nothing listens at the endpoint: every request is served, and the export
-    failures are one warning (a minute), not one per batch."""
+    failures are one warning (a minute) per signal, not one per batch."""
     server = SkiffServer(tmp_path / "home", [APPS / "obs-web"], envs_dir, env={
         "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",  # discard: refused
         "OTEL_BSP_SCHEDULE_DELAY": "20", "OTEL_EXPORTER_OTLP_TIMEOUT": "1",
-        "SKIFF_ACCESS_LOG": "0"})
+        "OTEL_METRIC_EXPORT_INTERVAL": "20", "SKIFF_ACCESS_LOG": "0"})
     try:
         for _ in range(30):
             assert server.http.get("/obs-web/").status_code == 200
@@ -103,5 +103,8 @@ def test_an_otlp_endpoint_that_is_down_drops_spans(tmp_path, envs_dir) -> None: 
         warned = [line for line in server.lines if line.startswith("skiff: traces")]
         assert len(warned) == 1, warned
         assert "\n" not in warned[0]
+        warned = [line for line in server.lines if line.startswith("skiff: metrics")]
+        assert len(warned) == 1, warned
+        assert "http://127.0.0.1:9/v1/metrics" in warned[0] and "figures are kept" in warned[0]
     finally:
         server.stop()
