@@ -110,7 +110,7 @@ def assemble(config: Config, *,
         metrics.sources = LiveState(registry, events)
     services = Services(kv, send=events.send, publish=events.publish,
                         may_send=events.check_send)
-    sdk = SdkCalls(services)
+    sdk = SdkCalls(services, observe.tracing, invoker.handler_traceparent)
     hooks = PlatformHooks(logs, sdk, observe)
     if launcher is None:
         cgroups = CgroupManager(owned_name())  # also removes those of dead platforms

@@ -608,9 +608,16 @@ class Instance:
         if isinstance(out, p.Failure):
             # an unhandled exception is a 500, as API Gateway and uvicorn answer it; the
             # app's other failures (a bad result, memory) stay 502s
-            raise InvocationError(out.message, code=out.code, traceback=out.traceback,
+            exc = InvocationError(out.message, code=out.code, traceback=out.traceback,
                                   status=500 if out.code == "handler_error" else None)
+            exc.ran = out.ran  # type: ignore[attr-defined]  # the handler span's (not shown)
+            raise exc
         return out
+
+    def serving(self, rid: str) -> bool:
+        """The instance is answering (or still running) request ``rid``: what an sdk
+        call's request id must name to be traced as part of it."""
+        return rid in self._pending or rid in self._running
 
     async def _read_loop(self) -> None:
         assert self._reader is not None and self._writer is not None

@@ -73,11 +73,16 @@ class Span:
         return f"00-{self.trace_id}-{self.span_id}-{'01' if self.sampled else '00'}"
 
     def end(self, status: int = 200, error: str | None = None,
-            attributes: Mapping[str, Any] | None = None) -> None:
+            attributes: Mapping[str, Any] | None = None, *,
+            start_ns: int | None = None, end_ns: int | None = None) -> None:
+        """Ends the span (now, unless ``end_ns``; ``start_ns`` moves its start: a
+        span the gateway emits for what it did not watch, the handler's run)."""
         rec = self._rec
         if rec is not None:
             self._rec = None
-            rec.finish(self, status, error, attributes)
+            if start_ns is not None:
+                rec.start_ns = start_ns
+            rec.finish(self, status, error, attributes, end_ns)
 
 
 class _Recording:
@@ -92,13 +97,14 @@ class _Recording:
         self.start_ns = time.time_ns()
 
     def finish(self, span: Span, status: int, error: str | None,
-               attributes: Mapping[str, Any] | None) -> None:
+               attributes: Mapping[str, Any] | None, end_ns: int | None = None) -> None:
         t = self.tracing
         o = t._otel  # the SDK's classes, looked up once (an import statement a span cost 2 us)
         attrs = self.attributes
         if attributes:
             attrs.update(attributes)
-        attrs["http.response.status_code"] = status
+        if self.kind in o.answering:  # what the invocation answered (not a handler's, an sdk call's)
+            attrs["http.response.status_code"] = status
         state = o.unset
         if status >= 500 or error:
             state = o.Status(o.StatusCode.ERROR, error or f"status {status}")
@@ -108,7 +114,8 @@ class _Recording:
                             trace_flags=o.sampled, trace_state=self.trace_state)
         t._processor.on_end(o.ReadableSpan(
             self.name, ctx, self.parent, t._resource, attrs, kind=self.kind, status=state,
-            start_time=self.start_ns, end_time=time.time_ns(), instrumentation_scope=t._scope))
+            start_time=self.start_ns, end_time=end_ns or time.time_ns(),
+            instrumentation_scope=t._scope))
 
 
 class Tracing:
@@ -139,11 +146,12 @@ class Tracing:
         from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
         from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-        from opentelemetry.trace import SpanContext, Status, StatusCode, TraceFlags
+        from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
         self._otel = types.SimpleNamespace(
             ReadableSpan=ReadableSpan, SpanContext=SpanContext, Status=Status,
-            StatusCode=StatusCode, unset=Status(StatusCode.UNSET), sampled=TraceFlags(1))
+            StatusCode=StatusCode, unset=Status(StatusCode.UNSET), sampled=TraceFlags(1),
+            answering=frozenset({SpanKind.SERVER, SpanKind.CONSUMER}))
 
         _quiet_sdk_logs()
         self._resource = Resource.create({"service.name": env.get("OTEL_SERVICE_NAME", "skiff")})
@@ -186,6 +194,30 @@ class Tracing:
         return Span(f"{trace_id:032x}", f"{span_id:016x}", True, _Recording(
             self, name, otel_kind, parent_ctx, attrs, sampled.trace_state))
 
+    @property
+    def recording(self) -> bool:
+        """Spans are exported (else :meth:`child` is never worth calling)."""
+        return self._processor is not None
+
+    def child(self, name: str, traceparent: str, *, kind: str = "internal",
+              attributes: Mapping[str, Any] | None = None) -> Span | None:
+        """A span of the platform's own inside the one ``traceparent`` names (the
+        handler's run in the instance, an sdk call): recorded when its parent is, with
+        no sampler asked (a parent-based decision, made once for the trace). None when
+        nothing is recorded."""
+        if self._processor is None:
+            return None
+        parent = parse(traceparent)
+        if parent is None or not parent[2]:
+            return None
+        trace = self._trace
+        trace_id = int(parent[0], 16)
+        parent_ctx = trace.SpanContext(trace_id, int(parent[1], 16), is_remote=False,
+                                       trace_flags=trace.TraceFlags(1))
+        span_id = random.getrandbits(64) or 1
+        return Span(parent[0], f"{span_id:016x}", True, _Recording(
+            self, name, _KINDS[kind], parent_ctx, dict(attributes or ()), None))
+
     def http_span(self, method: str, app: str, path: str, traceparent: str | None) -> Span:
         """The gateway's server span of one request (its name and attributes are built
         only when spans are recorded: this runs on every request)."""
@@ -207,7 +239,8 @@ class _KindMap(dict):
         from opentelemetry.trace import SpanKind
 
         self.update(server=SpanKind.SERVER, consumer=SpanKind.CONSUMER,
-                    internal=SpanKind.INTERNAL, producer=SpanKind.PRODUCER)
+                    internal=SpanKind.INTERNAL, producer=SpanKind.PRODUCER,
+                    client=SpanKind.CLIENT)
         return self[key]
 
 
