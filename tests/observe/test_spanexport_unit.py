@@ -26,7 +26,8 @@ def test_what_is_written_decodes_to_the_spans_given() -> None:
     recs = [
         ("GET /a", 2, TRACE, SPAN, PARENT, 1_000, 2_500, {
             "http.request.method": "GET", "url.path": "/a/ü" * 40, "faas.coldstart": False,
-            "http.response.status_code": 200, "ratio": 0.5}, 0, ""),
+            "http.response.status_code": 200, "ratio": 0.5, "neg": -3,
+            "odd": "\udcff"}, 0, ""),  # a lone surrogate (a path decoded with surrogateescape)
         ("a handler", 1, TRACE, PARENT, "", 1 << 62, (1 << 63) + 7, {}, 2, "handler_error"),
     ] * 2  # twice: the second time the attributes come from the cache
     resource, spans = _decode(enc.request(recs))
@@ -43,6 +44,8 @@ def test_what_is_written_decodes_to_the_spans_given() -> None:
     assert attrs["faas.coldstart"].HasField("bool_value") and not attrs["faas.coldstart"].bool_value
     assert attrs["http.response.status_code"].int_value == 200
     assert attrs["ratio"].double_value == 0.5
+    assert attrs["neg"].int_value == -3
+    assert attrs["odd"].string_value == "?"  # valid UTF-8 on the wire, always
     assert not first.HasField("status")
     assert second.parent_span_id == b"" and second.kind == PbSpan.SPAN_KIND_INTERNAL
     assert second.end_time_unix_nano == (1 << 63) + 7
