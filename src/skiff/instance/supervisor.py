@@ -614,11 +614,6 @@ class Instance:
             raise exc
         return out
 
-    def serving(self, rid: str) -> bool:
-        """The instance is answering (or still running) request ``rid``: what an sdk
-        call's request id must name to be traced as part of it."""
-        return rid in self._pending or rid in self._running
-
     async def _read_loop(self) -> None:
         assert self._reader is not None and self._writer is not None
         reader, writer = self._reader, self._writer

@@ -20,7 +20,7 @@ class PlatformHooks(InstanceHooks):
 
     async def after_call(self, inst: Instance, call: p.Call) -> p.CallResult | None:
         rid = call.request_id
-        return await self._sdk.answer(inst.app, call, traced=bool(rid) and inst.serving(rid))
+        return await self._sdk.answer(inst.app, call, traced=bool(rid) and inst.handling(rid))
 
     def after_death(self, inst: Instance) -> None:
         if inst.app:  # a spare that never ran an app has nothing to log
