@@ -3,6 +3,7 @@ what the traffic did (deltas between two scrapes, never wall-clock)."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import uuid
@@ -158,6 +159,11 @@ def test_otlp_export_carries_the_same_figures(observed: SkiffServer, otlp: OtlpR
     assert attrs["faas.name"] and attrs["faas.version"] and attrs["faas.trigger"]
     assert list(point.explicit_bounds)[:3] == [0.005, 0.01, 0.025]  # the conventions' buckets
     assert got["faas.coldstarts"].sum.is_monotonic
+    if os.geteuid() == 0:  # only root gives instances cgroups, the kernel's memory figure
+        mem = got["faas.mem_usage"]
+        assert mem.unit == "By"
+        point = mem.histogram.data_points[0]
+        assert point.count >= 1 and point.sum / point.count > 1 << 20  # a Python process
 
 
 def http_get_ok(server: SkiffServer) -> bool:

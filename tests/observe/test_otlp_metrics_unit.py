@@ -10,7 +10,7 @@ import pytest
 
 from skiff.observe import Metrics, OtlpMetrics
 from skiff.observe.metrics import INVOKE_BUCKETS
-from skiff.observe.otlpmetrics import endpoint_of, points
+from skiff.observe.otlpmetrics import MEMORY_BUCKETS, add_memory, endpoint_of, points
 from skiff.store import Invocation
 
 
@@ -55,6 +55,18 @@ def test_points_follow_the_faas_conventions() -> None:
     [(attrs, (per, bounds, total))] = got["faas.init_duration"]
     assert attrs == plain and sum(per) == 1 and total == pytest.approx(0.04)
     assert len(per) == len(bounds) + 1
+
+
+def test_instance_memory_is_a_cumulative_histogram() -> None:
+    memory: dict = {}
+    add_memory(memory, [("a", "r1", 20 << 20), ("a", "r1", 100 << 20), ("b", "r2", 5 << 30)])
+    add_memory(memory, [("a", "r1", 20 << 20)])  # the next export's sample
+    [(attrs, (per, bounds, total)), (other, (per_b, _, _))] = points(Metrics(), memory)[
+        "faas.mem_usage"]
+    assert attrs == {"faas.name": "a", "faas.version": "r1"} and bounds == MEMORY_BUCKETS
+    assert per[1] == 2 and per[3] == 1 and sum(per) == 3  # 20 MiB twice (<= 32), 100 MiB
+    assert total == (20 + 100 + 20) << 20
+    assert other["faas.name"] == "b" and per_b[-1] == 1  # over 4 GiB: +Inf
 
 
 def test_metrics_data_encodes_to_otlp() -> None:

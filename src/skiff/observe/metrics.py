@@ -92,11 +92,14 @@ class Backlog:
 
 
 class LiveSources(Protocol):
-    """What a scrape reads (called from the scrape's thread: copy before iterating)."""
+    """What a scrape reads (called from the scrape's thread: copy before iterating).
+    ``memory``: (app, revision, peak bytes) of each live instance the kernel accounts
+    for (its cgroup), read by the OTLP metrics thread."""
 
     def pools(self) -> Iterable[PoolState]: ...
     def queues(self) -> Iterable[QueueState]: ...
     def backlog(self) -> Iterable[Backlog]: ...
+    def memory(self) -> Iterable[tuple[str, str, int]]: ...
 
 
 class _NoSources:
@@ -107,6 +110,9 @@ class _NoSources:
         return ()
 
     def backlog(self) -> Iterable[Backlog]:
+        return ()
+
+    def memory(self) -> Iterable[tuple[str, str, int]]:
         return ()
 
 

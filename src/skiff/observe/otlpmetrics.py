@@ -23,21 +23,26 @@ faas.invoke_duration   histogram  s             faas.name, faas.version, faas.tr
 faas.timeouts          counter    {timeout}     faas.name, faas.version
 faas.coldstarts        counter    {coldstart}   faas.name, faas.version
 faas.init_duration     histogram  s             faas.name, faas.version
+faas.mem_usage         histogram  By            faas.name, faas.version
 =====================  =========  ===========  ==========================================
 
 The conventions make ``faas.name`` a resource attribute (one process, one function);
 a Skiff node serves many apps, so each point carries it, with the revision as
-``faas.version``.
+``faas.version``. ``faas.mem_usage`` is each live instance's peak memory as its
+cgroup counts it (the kernel's word, never the app's), sampled once an export: not
+per invocation, which would cost a file read on the request path; absent where
+instances have no cgroup (without root).
 """
 
 from __future__ import annotations
 
+import bisect
 import logging
 import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from skiff.logtext import one_line
@@ -46,6 +51,8 @@ from skiff.observe.metrics import INVOKE_BUCKETS, Metrics
 #: OpenTelemetry's faas.trigger values for Skiff's triggers.
 FAAS_TRIGGER = {"http": "http", "invoke": "other", "event": "pubsub", "queue": "pubsub",
                 "schedule": "timer"}
+#: faas.mem_usage buckets, bytes: 16 MiB to 4 GiB.
+MEMORY_BUCKETS = tuple(float(1 << n) for n in range(24, 33))
 #: A failing endpoint is reported at most this often.
 WARN_EVERY_SECONDS = 60.0
 
@@ -72,7 +79,17 @@ def _attrs(app: str, revision: str, trigger: str | None = None) -> dict[str, str
     return attrs
 
 
-def points(metrics: Metrics) -> dict[str, list[tuple[dict[str, str], Any]]]:
+def add_memory(into: dict[tuple[str, str], tuple[list[int], float]],
+               samples: Iterable[tuple[str, str, int]]) -> None:
+    """Count each (app, revision, bytes) sample into its cumulative histogram."""
+    for app, revision, peak in samples:
+        per, total = into.get((app, revision)) or ([0] * (len(MEMORY_BUCKETS) + 1), 0.0)
+        per[bisect.bisect_left(MEMORY_BUCKETS, peak)] += 1
+        into[(app, revision)] = (per, total + peak)
+
+
+def points(metrics: Metrics, memory: Mapping[tuple[str, str], tuple[list[int], float]]
+           | None = None) -> dict[str, list[tuple[dict[str, str], Any]]]:
     """Each FaaS metric's points as of now: (attributes, value), the value an int for
     counters and (per-bucket counts, bounds, sum) for histograms. Pure of the SDK
     (table-tested)."""
@@ -97,6 +114,8 @@ def points(metrics: Metrics) -> dict[str, list[tuple[dict[str, str], Any]]]:
         "faas.timeouts": _counter(metrics.timeouts),
         "faas.coldstarts": _counter(metrics.cold_starts),
         "faas.init_duration": _histogram(metrics.init_seconds),
+        "faas.mem_usage": [(_attrs(app, revision), (list(per), MEMORY_BUCKETS, total))
+                           for (app, revision), (per, total) in (memory or {}).items()],
     }
     return out
 
@@ -137,7 +156,9 @@ _UNITS = {"faas.invocations": ("{invocation}", "Invocations that did not end in 
           "faas.timeouts": ("{timeout}", "Invocations stopped at their timeout"),
           "faas.coldstarts": ("{coldstart}", "Invocations served by an instance started "
                                              "for them"),
-          "faas.init_duration": ("s", "Init of the instance a cold invocation started")}
+          "faas.init_duration": ("s", "Init of the instance a cold invocation started"),
+          "faas.mem_usage": ("By", "Peak memory of each live instance (its cgroup's), "
+                                   "sampled once an export")}
 
 
 class OtlpMetrics:
@@ -159,6 +180,7 @@ class OtlpMetrics:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._started_ns = time.time_ns()
+        self._memory: dict[tuple[str, str], tuple[list[int], float]] = {}
         self._exporter = exporter
         if self.enabled:
             self._build(env)
@@ -201,12 +223,16 @@ class OtlpMetrics:
         (cumulative, Histogram, HistogramDataPoint, Metric, MetricsData, NumberDataPoint,
          ResourceMetrics, ScopeMetrics, Sum) = self._sdk
         start, now = self._started_ns, time.time_ns()
+        try:
+            add_memory(self._memory, self._metrics.sources.memory())
+        except Exception as exc:  # noqa: BLE001 - the other figures still go
+            self._last_reason = f"reading instance memory: {type(exc).__name__}: {exc}"
         metrics = []
-        for name, pts in points(self._metrics).items():
+        for name, pts in points(self._metrics, self._memory).items():
             if not pts:
                 continue
             unit, description = _UNITS[name]
-            if name.endswith("_duration"):
+            if name.endswith(("_duration", "_usage")):
                 data = Histogram([HistogramDataPoint(
                     attrs, start, now, sum(per), total, per, bounds, None, None)  # type: ignore[arg-type]
                     for attrs, (per, bounds, total) in pts], cumulative)
