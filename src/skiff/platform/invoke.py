@@ -112,13 +112,20 @@ class Invoker:
         saw: it cannot start before the request was sent nor end after its answer came."""
         self._handlers.pop(rid, None)
         lo = started_ns + int((served.queued_ms if served else 0.0) * 1e6)
-        hi = time.time_ns()
-        start, end = lo, hi
-        if isinstance(ran, tuple) and len(ran) == 2:
-            start = min(max(int(ran[0]), lo), hi)
-            end = min(max(int(ran[1]), start), hi)
+        start, end = handler_window(ran, lo, time.time_ns())
         attrs = {"faas.coldstart": served.cold} if served else None
         handler.end(status, error, attrs, start_ns=start, end_ns=end)
+
+
+def handler_window(ran: Any, lo: int, hi: int) -> tuple[int, int]:
+    """The handler span's (start, end): what the instance says (``ran``) held within
+    what the gateway saw (sent at ``lo``, answered by ``hi``); the gateway's window
+    when the instance said nothing usable."""
+    if not (isinstance(ran, tuple) and len(ran) == 2
+            and all(isinstance(t, int) for t in ran)):
+        return lo, hi
+    start = min(max(ran[0], lo), hi)
+    return start, min(max(ran[1], start), hi)
 
     def _record(self, app: App, inv: Invocation, served: Served | None, t0: float, status: int,
                 error: str | None, detail: str, traceparent: str, span: Any) -> None:
