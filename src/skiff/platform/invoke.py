@@ -116,17 +116,6 @@ class Invoker:
         attrs = {"faas.coldstart": served.cold} if served else None
         handler.end(status, error, attrs, start_ns=start, end_ns=end)
 
-
-def handler_window(ran: Any, lo: int, hi: int) -> tuple[int, int]:
-    """The handler span's (start, end): what the instance says (``ran``) held within
-    what the gateway saw (sent at ``lo``, answered by ``hi``); the gateway's window
-    when the instance said nothing usable."""
-    if not (isinstance(ran, tuple) and len(ran) == 2
-            and all(isinstance(t, int) for t in ran)):
-        return lo, hi
-    start = min(max(ran[0], lo), hi)
-    return start, min(max(ran[1], start), hi)
-
     def _record(self, app: App, inv: Invocation, served: Served | None, t0: float, status: int,
                 error: str | None, detail: str, traceparent: str, span: Any) -> None:
         elapsed = (time.perf_counter() - t0) * 1000
@@ -190,3 +179,14 @@ async def _whole(stream: Stream, timeout: float) -> p.Response:
         raise
     return p.Response(id=stream.id, status=stream.status, headers=stream.headers,
                       body=b"".join(parts))
+
+
+def handler_window(ran: Any, lo: int, hi: int) -> tuple[int, int]:
+    """The handler span's (start, end): what the instance says (``ran``) held within
+    what the gateway saw (sent at ``lo``, answered by ``hi``); the gateway's window
+    when the instance said nothing usable."""
+    if not (isinstance(ran, tuple) and len(ran) == 2
+            and all(isinstance(t, int) for t in ran)):
+        return lo, hi
+    start = min(max(ran[0], lo), hi)
+    return start, min(max(ran[1], start), hi)
