@@ -6,9 +6,11 @@ variants are measured in turn, round after round, so the machine's drifts
 spread over all of them:
 
 - ``off``: SKIFF_METRICS=0, SKIFF_ACCESS_LOG=0, no OTLP endpoint
-- ``metrics``: counters and histograms recorded (the default)
-- ``metrics+traces``: and a span per request exported over OTLP/HTTP with
-  ``OTEL_TRACES_SAMPLER=always_on`` to a local receiver (a thread of the harness)
+- ``metrics``: counters and histograms recorded (the default), and pushed as OTLP
+  metrics every second (``OTEL_METRIC_EXPORT_INTERVAL=1000``, 60 times the default)
+  to a local receiver (a thread of the harness)
+- ``metrics+traces``: and every request traced (``OTEL_TRACES_SAMPLER=always_on``):
+  the gateway's server span and the handler's span, exported over OTLP/HTTP
 - ``metrics+traces+access``: and an access line per request on the terminal
   (read by the harness, as a terminal would)
 
@@ -96,22 +98,30 @@ def micro(receiver_url: str, n: int = 20_000) -> dict:
     metrics, off = Metrics(), Tracing({})
     caller = "00-" + "ab" * 16 + "-" + "cd" * 8 + "-01"
     os.environ["OTEL_TRACES_SAMPLER"] = "always_on"
-    on = Tracing({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": receiver_url})
+    # a queue that holds every span of the loop: a full one would measure the drop
+    on = Tracing({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": receiver_url,
+                  "OTEL_BSP_MAX_QUEUE_SIZE": str(2 * n + 10)})
     terminal = Terminal(io.StringIO())
 
-    def traced() -> None:
-        on.http_span("GET", "hello", "/hello/", caller).end(200)
+    def traced() -> None:  # what a traced request records: its server and handler spans
+        server = on.http_span("GET", "hello", "/hello/", caller)
+        handler = on.child("hello handler", server.traceparent,
+                           attributes={"faas.name": "hello", "faas.invocation_id": "rid"})
+        assert handler is not None
+        handler.end(200, None, {"faas.coldstart": False})
+        server.end(200)
 
     out = {
         "metrics.after_invocation": _cpu_us(lambda: metrics.after_invocation(rec), n),
         "span, tracing off": _cpu_us(lambda: off.http_span("GET", "hello", "/", caller).end(200),
                                      n),
-        "span, tracing on (always_on, batch export)": _cpu_us(traced, n),
+        "server + handler spans, tracing on (always_on)": _cpu_us(traced, n),
         "terminal.access (the append)": _cpu_us(lambda: terminal.access(rec, "GET", "/"), n),
     }
     on.shutdown()
     os.environ.update(OTEL_TRACES_SAMPLER="traceidratio", OTEL_TRACES_SAMPLER_ARG="0.1")
-    tenth = Tracing({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": receiver_url})
+    tenth = Tracing({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": receiver_url,
+                     "OTEL_BSP_MAX_QUEUE_SIZE": str(2 * n + 10)})
     out["span, tracing on (traceidratio 0.1)"] = _cpu_us(
         lambda: tenth.http_span("GET", "hello", "/hello/", None).end(200), n)
     tenth.shutdown()
@@ -126,11 +136,13 @@ def run(quick: bool) -> dict:
     cost = micro(receiver.url, 2_000 if quick else 20_000)
     log(f"observe: CPU per request {cost}")
     off = {"SKIFF_METRICS": "0", "SKIFF_ACCESS_LOG": "0"}
-    traces = {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": receiver.url,
+    metrics = {"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": receiver.url.replace("traces", "metrics"),
+               "OTEL_METRIC_EXPORT_INTERVAL": "1000"}
+    traces = {**metrics, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": receiver.url,
               "OTEL_TRACES_SAMPLER": "always_on"}
     variants = {
         "off": off,
-        "metrics": {"SKIFF_ACCESS_LOG": "0"},
+        "metrics": {"SKIFF_ACCESS_LOG": "0", **metrics},
         "metrics+traces": {"SKIFF_ACCESS_LOG": "0", **traces},
         "metrics+traces+access": traces,
     }

@@ -119,6 +119,9 @@ class Response(msgspec.Struct, tag="response"):
     body: bytes = b""
     # the call goes on after its response (ASGI background tasks): an Ended follows
     running: bool = False
+    # (start, end) of the handler's run, time.time_ns() in the instance: the gateway's
+    # handler span (an app's word: clamped to when the gateway sent and got the frames)
+    ran: tuple[int, int] | None = None
 
 
 class ResponseStart(msgspec.Struct, tag="response_start"):
@@ -211,6 +214,7 @@ class Failure(msgspec.Struct, tag="failure"):
     code: str  # handler_error | bad_result | memory_limit | not_supported
     message: str
     traceback: str = ""
+    ran: tuple[int, int] | None = None  # as Response.ran
 
 
 class Log(msgspec.Struct, tag="log"):
@@ -230,6 +234,8 @@ class Call(msgspec.Struct, tag="call"):
     id: int
     op: str
     args: dict[str, Any] = {}
+    # the request it was made for (its sdk span's parent, if the instance serves it)
+    request_id: str = ""
 
 
 class CallResult(msgspec.Struct, tag="call_result"):

@@ -45,9 +45,10 @@ from skiff.instance.environments import Environments
 from skiff.instance.isolation import Support
 from skiff.manifest.state_machine import resource_kind
 from skiff.notify import Notifier, NotifySettings
-from skiff.observe import Metrics, Observe, Terminal, Tracing
+from skiff.observe import Metrics, Observe, OtlpMetrics, Terminal, Tracing
 from skiff.observe.alerts import Alerting
 from skiff.observe.cost import load_model
+from skiff.observe.otlpmetrics import endpoint_of
 from skiff.platform import Parts, Platform, Registry
 from skiff.platform.archive import Archiver
 from skiff.platform.datadirs import DataDirs
@@ -109,7 +110,9 @@ def assemble(config: Config, *,
 
     registry = Registry(Router(), platform_host=config.host)
     metrics = Metrics() if config.metrics else None
-    observe = Observe(metrics, Tracing(), terminal, metrics_token=config.metrics_token)
+    otlp_metrics = OtlpMetrics(metrics) if metrics is not None and endpoint_of(os.environ) else None
+    observe = Observe(metrics, Tracing(), terminal, metrics_token=config.metrics_token,
+                      otlp_metrics=otlp_metrics)
     logs = LogSink(store, lambda app: a.revision if (a := registry.apps.get(app)) else "",
                    observe)
     invoker = Invoker(registry, store, logs, observe)
@@ -121,7 +124,7 @@ def assemble(config: Config, *,
         metrics.sources = LiveState(registry, events)
     services = Services(kv, send=events.send, publish=events.publish,
                         may_send=events.check_send)
-    sdk = SdkCalls(services)
+    sdk = SdkCalls(services, observe.tracing, invoker.handler_traceparent)
     hooks = PlatformHooks(logs, sdk, observe)
     if launcher is None:
         cgroups = CgroupManager(owned_name())  # also removes those of dead platforms

@@ -18,28 +18,40 @@ METRICS_TOKEN = "obs-metrics-token"
 
 
 class OtlpReceiver:
-    """A tiny OTLP/HTTP trace receiver on loopback: decodes every
-    ExportTraceServiceRequest it is sent and keeps the spans."""
+    """A tiny OTLP/HTTP receiver on loopback: decodes every ExportTraceServiceRequest
+    (``/v1/traces``) and ExportMetricsServiceRequest (``/v1/metrics``) it is sent and
+    keeps the spans and the metric exports."""
 
     def __init__(self) -> None:
+        from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+            ExportMetricsServiceRequest,
+            ExportMetricsServiceResponse,
+        )
         from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
             ExportTraceServiceRequest,
             ExportTraceServiceResponse,
         )
 
         spans = self.spans = []
+        metric_exports = self.metric_exports = []
         lock = self.lock = threading.Lock()
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server's name
                 data = self.rfile.read(int(self.headers.get("content-length", 0)))
-                req = ExportTraceServiceRequest.FromString(data)
-                with lock:
-                    for rs in req.resource_spans:
-                        service = {a.key: a.value.string_value for a in rs.resource.attributes}
-                        for ss in rs.scope_spans:
-                            spans.extend((service, s) for s in ss.spans)
-                body = ExportTraceServiceResponse().SerializeToString()
+                if self.path == "/v1/metrics":
+                    with lock:
+                        metric_exports.append(ExportMetricsServiceRequest.FromString(data))
+                    body = ExportMetricsServiceResponse().SerializeToString()
+                else:
+                    req = ExportTraceServiceRequest.FromString(data)
+                    with lock:
+                        for rs in req.resource_spans:
+                            service = {a.key: a.value.string_value
+                                       for a in rs.resource.attributes}
+                            for ss in rs.scope_spans:
+                                spans.extend((service, s) for s in ss.spans)
+                    body = ExportTraceServiceResponse().SerializeToString()
                 self.send_response(200)
                 self.send_header("content-type", "application/x-protobuf")
                 self.send_header("content-length", str(len(body)))
@@ -50,8 +62,18 @@ class OtlpReceiver:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1/traces"
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.url = self.base + "/v1/traces"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def latest_metrics(self) -> dict:
+        """The newest metrics export: {name: Metric} (cumulative: it has everything)."""
+        with self.lock:
+            last = self.metric_exports[-1] if self.metric_exports else None
+        if last is None:
+            return {}
+        return {m.name: m for rm in last.resource_metrics for sm in rm.scope_metrics
+                for m in sm.metrics}
 
     def by_trace(self, trace_id: str) -> list:
         with self.lock:
@@ -75,7 +97,9 @@ def observed(tmp_path_factory: pytest.TempPathFactory, envs_dir: Path,
     server = SkiffServer(tmp_path_factory.mktemp("home"), [APPS], envs_dir, env={
         "SKIFF_METRICS_TOKEN": METRICS_TOKEN,
         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": otlp.url,
+        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": otlp.base + "/v1/metrics",
         "OTEL_BSP_SCHEDULE_DELAY": "50",  # export within a poll, not after 5 s
+        "OTEL_METRIC_EXPORT_INTERVAL": "100",
         "OTEL_SERVICE_NAME": "skiff-observe-tests",
     })
     yield server

@@ -3,6 +3,7 @@ what the traffic did (deltas between two scrapes, never wall-clock)."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import uuid
@@ -11,7 +12,7 @@ from pathlib import Path
 import httpx
 
 from tests.conftest import SkiffServer
-from tests.observe.conftest import METRICS_TOKEN, delta, scrape, value
+from tests.observe.conftest import METRICS_TOKEN, OtlpReceiver, delta, scrape, value
 
 WEB = {"function_name": "obs-web"}
 
@@ -128,3 +129,56 @@ def test_async_backlog_is_read_at_scrape_time(observed: SkiffServer, tmp_path: P
         holder.join(30)
     observed.wait_for(lambda: value(scrape(observed), "skiff_async_pending", **WEB) == 0,
                       "the async invocation to run")
+
+
+def test_otlp_export_carries_the_same_figures(observed: SkiffServer, otlp: OtlpReceiver) -> None:
+    """The OTLP metrics export (decoded by the local receiver) under the FaaS names:
+    once traffic stops, each of its cumulative figures equals /metrics' own."""
+    assert http_get_ok(observed)  # at least one invocation even when run alone
+
+    def figures() -> tuple[dict, dict] | None:
+        samples, got = scrape(observed), otlp.latest_metrics()
+        if "faas.invocations" not in got:
+            return None
+        codes = [(int(lab["code"]), v) for n, lab, v in samples
+                 if n == "gateway_function_invocation_total" and lab["function_name"] == "obs-web"]
+        want = {"faas.invocations": sum(v for c, v in codes if c < 500),
+                "faas.errors": sum(v for c, v in codes if c >= 500),
+                "faas.invoke_duration": sum(v for _, v in codes),
+                "faas.timeouts": value(samples, "skiff_invocation_timeouts_total", **WEB),
+                "faas.coldstarts": value(samples, "skiff_cold_starts_total", **WEB),
+                "faas.init_duration": value(samples, "skiff_init_duration_seconds_count", **WEB)}
+        have = {name: _otlp_total(got.get(name), "obs-web") for name in want}
+        return (want, got) if have == want else None
+
+    want, got = observed.wait_for(figures, "an OTLP export equal to /metrics")
+    assert want["faas.invocations"] >= 1
+    assert got["faas.invoke_duration"].unit == "s"
+    point = got["faas.invoke_duration"].histogram.data_points[0]
+    attrs = {a.key: a.value.string_value for a in point.attributes}
+    assert attrs["faas.name"] and attrs["faas.version"] and attrs["faas.trigger"]
+    assert list(point.explicit_bounds)[:3] == [0.005, 0.01, 0.025]  # the conventions' buckets
+    assert got["faas.coldstarts"].sum.is_monotonic
+    if os.geteuid() == 0:  # only root gives instances cgroups, the kernel's memory figure
+        mem = got["faas.mem_usage"]
+        assert mem.unit == "By"
+        point = mem.histogram.data_points[0]
+        assert point.count >= 1 and point.sum / point.count > 1 << 20  # a Python process
+
+
+def http_get_ok(server: SkiffServer) -> bool:
+    while (status := server.http.get("/obs-web/").status_code) == 429:
+        time.sleep(0.05)  # the previous test's instance still going
+    return status == 200
+
+
+def _otlp_total(metric: object, app: str) -> float:
+    """A metric's points of ``app`` summed (a histogram's: its counts)."""
+    if metric is None:
+        return 0
+    kind = metric.WhichOneof("data")  # type: ignore[attr-defined]
+    total = 0.0
+    for p in getattr(metric, kind).data_points:
+        if {a.key: a.value.string_value for a in p.attributes}.get("faas.name") == app:
+            total += p.count if kind == "histogram" else p.as_int
+    return total

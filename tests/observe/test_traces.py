@@ -1,6 +1,8 @@
 """Traces on a real server exported over OTLP/HTTP to a local receiver: the gateway's
-server span continues the caller's trace, the app runs under it, the response
-says it; async and queue deliveries are spans of the trace that sent them."""
+server span continues the caller's trace, the handler's run in the instance is its
+child (emitted by the gateway), the app runs under that, its skiff.sdk calls are
+the handler's children, the response says the trace; async and queue deliveries
+are spans of the trace that sent them."""
 
 from __future__ import annotations
 
@@ -31,11 +33,18 @@ def test_gateway_span_continues_the_callers_trace(observed: SkiffServer,
     version, got_trace, gateway_span, flags = resp.headers["traceresponse"].split("-")
     assert (version, got_trace, flags) == ("00", trace_id, "01")
     assert gateway_span != parent
-    seen = resp.json()  # what the app saw: the gateway's span as its parent
-    assert seen["traceparent"] == f"00-{trace_id}-{gateway_span}-01"
+    spans = {s.span_id.hex(): s for s in _wait_spans(observed, otlp, trace_id, 2)}
+    span = spans.pop(gateway_span)
+    [handler] = spans.values()
+    seen = resp.json()  # what the app saw: the handler span as its parent
+    assert seen["traceparent"] == f"00-{trace_id}-{handler.span_id.hex()}-01"
     assert seen["carrier"] == {"traceparent": seen["traceparent"]}
     assert seen["header"] == seen["traceparent"]
-    [span] = _wait_spans(observed, otlp, trace_id, 1)
+    assert handler.kind == PbSpan.SPAN_KIND_INTERNAL and handler.name == "obs-web handler"
+    assert handler.parent_span_id.hex() == gateway_span
+    # inside the server span, timed by the instance (not the whole request)
+    assert span.start_time_unix_nano <= handler.start_time_unix_nano
+    assert handler.start_time_unix_nano <= handler.end_time_unix_nano <= span.end_time_unix_nano
     assert span.kind == PbSpan.SPAN_KIND_SERVER
     assert span.span_id.hex() == gateway_span
     assert span.parent_span_id.hex() == parent
@@ -51,9 +60,42 @@ def test_a_request_without_traceparent_starts_a_trace(observed: SkiffServer,
     resp = observed.http.get("/obs-web/", params={"fail": "1"})
     assert resp.status_code == 500
     _, trace_id, span_id, _ = resp.headers["traceresponse"].split("-")
-    [span] = _wait_spans(observed, otlp, trace_id, 1)
-    assert span.span_id.hex() == span_id and not span.parent_span_id
+    spans = {s.span_id.hex(): s for s in _wait_spans(observed, otlp, trace_id, 2)}
+    span = spans.pop(span_id)
+    assert not span.parent_span_id
     assert span.status.code == span.status.STATUS_CODE_ERROR
+    [handler] = spans.values()  # the handler raised: its span says so
+    assert handler.parent_span_id.hex() == span_id
+    assert handler.status.code == handler.status.STATUS_CODE_ERROR
+    attrs = {a.key: a.value for a in handler.attributes}
+    assert attrs["error.type"].string_value == "handler_error"
+
+
+def test_sdk_calls_are_children_of_the_handler(observed: SkiffServer,
+                                               otlp: OtlpReceiver) -> None:
+    """A KV increment and a queue send from the handler are client spans under its
+    handler span; the queue's delivery (and the worker's handler) follows the send."""
+    trace_id, _, traceparent = _caller()
+    resp = observed.http.get("/obs-web/", params={"sdk": "1"},
+                             headers={"traceparent": traceparent})
+    assert resp.status_code == 200
+    gateway_span = resp.headers["traceresponse"].split("-")[2]
+    # server, handler, kv.incr, queue.send; then the delivery and the worker's handler
+    spans = _wait_spans(observed, otlp, trace_id, 6)
+    by_name = {s.name: s for s in spans}
+    handler = by_name["obs-web handler"]
+    assert handler.parent_span_id.hex() == gateway_span
+    incr, send = by_name["skiff.sdk kv.incr"], by_name["skiff.sdk queue.send"]
+    for call in (incr, send):
+        assert call.kind == PbSpan.SPAN_KIND_CLIENT
+        assert call.parent_span_id.hex() == handler.span_id.hex()
+        assert handler.start_time_unix_nano <= call.start_time_unix_nano
+    attrs = {a.key: a.value.string_value for a in send.attributes}
+    assert attrs["messaging.destination.name"] == "obs-jobs"
+    delivery = by_name["queue obs-worker"]
+    assert delivery.kind == PbSpan.SPAN_KIND_CONSUMER
+    assert delivery.parent_span_id.hex() == send.span_id.hex()
+    assert by_name["obs-worker handler"].parent_span_id.hex() == delivery.span_id.hex()
 
 
 def test_async_accept_then_delivery(observed: SkiffServer, otlp: OtlpReceiver) -> None:
@@ -63,12 +105,13 @@ def test_async_accept_then_delivery(observed: SkiffServer, otlp: OtlpReceiver) -
                                                     "x-skiff-invocation-type": "Event"})
     assert resp.status_code == 202
     accept_span = resp.headers["traceresponse"].split("-")[2]
-    spans = {s.span_id.hex(): s for s in _wait_spans(observed, otlp, trace_id, 2)}
+    spans = {s.span_id.hex(): s for s in _wait_spans(observed, otlp, trace_id, 3)}
     accept = spans.pop(accept_span)
     assert accept.kind == PbSpan.SPAN_KIND_SERVER and accept.parent_span_id.hex() == parent
-    [delivery] = spans.values()
-    assert delivery.kind == PbSpan.SPAN_KIND_CONSUMER
+    [delivery] = [s for s in spans.values() if s.kind == PbSpan.SPAN_KIND_CONSUMER]
     assert delivery.parent_span_id.hex() == accept_span
+    [handler] = [s for s in spans.values() if s.kind == PbSpan.SPAN_KIND_INTERNAL]
+    assert handler.parent_span_id.hex() == delivery.span_id.hex()
 
 
 def test_queue_delivery_joins_the_senders_trace(observed: SkiffServer,
@@ -77,20 +120,23 @@ def test_queue_delivery_joins_the_senders_trace(observed: SkiffServer,
     sent = observed.admin.post("/queues/obs-jobs/messages", json={
         "body": {"n": 2}, "attributes": {"traceparent": traceparent}})
     assert sent.status_code == 202
-    [span] = _wait_spans(observed, otlp, trace_id, 1)
-    assert span.kind == PbSpan.SPAN_KIND_CONSUMER and span.parent_span_id.hex() == parent
-    # and the worker ran under that span
-    observed.wait_for(lambda: any(f"traceparent=00-{trace_id}-{span.span_id.hex()}-01" in line
-                                  for line in observed.lines), "the worker's line")
+    spans = _wait_spans(observed, otlp, trace_id, 2)
+    [span] = [s for s in spans if s.kind == PbSpan.SPAN_KIND_CONSUMER]
+    assert span.parent_span_id.hex() == parent
+    [handler] = [s for s in spans if s.kind == PbSpan.SPAN_KIND_INTERNAL]
+    assert handler.parent_span_id.hex() == span.span_id.hex()
+    # and the worker ran under its handler span
+    observed.wait_for(lambda: any(f"traceparent=00-{trace_id}-{handler.span_id.hex()}-01"
+                                  in line for line in observed.lines), "the worker's line")
 
 
 def test_an_otlp_endpoint_that_is_down_drops_spans(tmp_path, envs_dir) -> None:  # noqa: ANN001
     """Nothing listens at the endpoint: every request is served, and the export
-    failures are one warning (a minute), not one per batch."""
+    failures are one warning (a minute) per signal, not one per batch."""
     server = SkiffServer(tmp_path / "home", [APPS / "obs-web"], envs_dir, env={
         "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",  # discard: refused
         "OTEL_BSP_SCHEDULE_DELAY": "20", "OTEL_EXPORTER_OTLP_TIMEOUT": "1",
-        "SKIFF_ACCESS_LOG": "0"})
+        "OTEL_METRIC_EXPORT_INTERVAL": "20", "SKIFF_ACCESS_LOG": "0"})
     try:
         for _ in range(30):
             assert server.http.get("/obs-web/").status_code == 200
@@ -103,5 +149,8 @@ def test_an_otlp_endpoint_that_is_down_drops_spans(tmp_path, envs_dir) -> None: 
         warned = [line for line in server.lines if line.startswith("skiff: traces")]
         assert len(warned) == 1, warned
         assert "\n" not in warned[0]
+        warned = [line for line in server.lines if line.startswith("skiff: metrics")]
+        assert len(warned) == 1, warned
+        assert "http://127.0.0.1:9/v1/metrics" in warned[0] and "figures are kept" in warned[0]
     finally:
         server.stop()

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from skiff.observe.tracing import Tracing, parse
+from skiff.observe.tracing import Tracing, parse, ratio_bound, sampled
 
 TRACE, SPAN = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
 
@@ -32,8 +32,9 @@ class _Spans:
     def __init__(self) -> None:
         self.ended: list = []
 
-    def on_end(self, span: object) -> None:
-        self.ended.append(span)
+    def add(self, rec: tuple) -> None:
+        self.ended.append(dict(zip(("name", "kind", "trace_id", "span_id", "parent", "start",
+                                    "end", "attributes", "code", "message"), rec, strict=True)))
 
     def shutdown(self) -> None:
         pass
@@ -44,8 +45,8 @@ def _tracing(monkeypatch: pytest.MonkeyPatch, sampler: str, arg: str = "") -> tu
     if arg:
         monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", arg)
     t = Tracing({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://127.0.0.1:9/v1/traces"})
-    t._processor.shutdown()
-    spans = t._processor = _Spans()
+    t._export.shutdown()
+    spans = t._export = _Spans()
     return t, spans
 
 
@@ -56,11 +57,61 @@ def test_always_on_records_a_child_of_the_caller(monkeypatch: pytest.MonkeyPatch
     span.end(503, "timeout")
     span.end(200)  # once only
     [done] = spans.ended
-    assert done.parent.span_id == int(SPAN, 16) and done.context.span_id == int(span.span_id, 16)
-    assert done.attributes["http.response.status_code"] == 503
-    assert done.attributes["error.type"] == "timeout" and not done.status.is_ok
-    assert done.resource.attributes["service.name"] == "skiff"
-    assert done.end_time >= done.start_time
+    assert done["parent"] == SPAN and done["span_id"] == span.span_id
+    assert done["kind"] == 2  # OTLP's SERVER
+    assert done["attributes"]["http.response.status_code"] == 503
+    assert done["attributes"]["error.type"] == "timeout"
+    assert (done["code"], done["message"]) == (2, "timeout")
+    assert done["end"] >= done["start"]
+
+
+def test_a_child_joins_its_parent_and_keeps_the_times_it_is_given(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    t, spans = _tracing(monkeypatch, "always_on")
+    server = t.span("GET /a", None)
+    handler = t.child("a handler", server.traceparent, attributes={"faas.name": "a"})
+    assert handler is not None and handler.trace_id == server.trace_id
+    handler.end(500, "handler_error", start_ns=10, end_ns=20)
+    [done] = spans.ended
+    assert done["parent"] == server.span_id and done["kind"] == 1  # INTERNAL
+    assert (done["start"], done["end"]) == (10, 20)
+    assert "http.response.status_code" not in done["attributes"]  # not what it answered
+    assert done["code"] == 2
+    unsampled = f"00-{TRACE}-{SPAN}-00"
+    assert t.child("x", unsampled) is None and Tracing({}).child("x", server.traceparent) is None
+
+
+@pytest.mark.parametrize(("sampler", "arg", "parent", "trace_id", "want"), [
+    ("always_on", "", None, TRACE, True),
+    ("always_on", "", (TRACE, SPAN, False), TRACE, True),  # not parent-based
+    ("always_off", "", (TRACE, SPAN, True), TRACE, False),
+    ("parentbased_always_on", "", (TRACE, SPAN, False), TRACE, False),
+    ("parentbased_always_on", "", None, TRACE, True),
+    ("parentbased_always_off", "", (TRACE, SPAN, True), TRACE, True),
+    ("parentbased_always_off", "", None, TRACE, False),
+    # the ratio compares the trace id's low 64 bits with rate * 2**64, as the SDK does
+    ("traceidratio", "0.5", None, "f" * 16 + "7" + "f" * 15, True),
+    ("traceidratio", "0.5", None, "0" * 16 + "8" + "0" * 15, False),
+    ("traceidratio", "0", None, "0" * 31 + "1", False),
+    ("traceidratio", "bad", None, "f" * 32, True),  # a bad ratio is 1.0
+    ("parentbased_traceidratio", "0", (TRACE, SPAN, True), TRACE, True),
+    ("parentbased_traceidratio", "0", None, TRACE, False),
+])
+def test_samplers(sampler: str, arg: str, parent: tuple | None, trace_id: str,
+                  want: bool) -> None:
+    assert sampled(sampler, ratio_bound(arg), parent, trace_id) is want
+
+
+def test_the_ratio_agrees_with_the_sdk() -> None:
+    import random
+
+    from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
+
+    sdk = TraceIdRatioBased(0.25)
+    for _ in range(2000):
+        trace_id = random.getrandbits(128) or 1
+        want = sdk.should_sample(None, trace_id, "x").decision.is_sampled()
+        assert sampled("traceidratio", ratio_bound("0.25"), None, f"{trace_id:032x}") is want
 
 
 def test_always_off_and_ratio_zero_record_nothing(monkeypatch: pytest.MonkeyPatch) -> None:

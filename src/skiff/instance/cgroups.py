@@ -164,6 +164,22 @@ class Cgroup:
                 break
         return len(killed)
 
+    def memory_peak(self) -> int | None:
+        """The most memory the cgroup has held, in bytes (the kernel's word: v2
+        ``memory.peak``, else ``memory.current``; v1 ``memory.max_usage_in_bytes``)."""
+        if self.version == 2:
+            path, names = self.paths.get("unified"), ("memory.peak", "memory.current")
+        else:
+            path, names = self.paths.get("memory"), ("memory.max_usage_in_bytes",)
+        if path is None:
+            return None
+        for name in names:
+            try:
+                return int((path / name).read_text())
+            except (OSError, ValueError):
+                continue
+        return None
+
     def oom_killed(self) -> bool:
         if self.version == 2:
             path, name = self.paths.get("unified"), "memory.events"

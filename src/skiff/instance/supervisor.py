@@ -616,8 +616,10 @@ class Instance:
         if isinstance(out, p.Failure):
             # an unhandled exception is a 500, as API Gateway and uvicorn answer it; the
             # app's other failures (a bad result, memory) stay 502s
-            raise InvocationError(out.message, code=out.code, traceback=out.traceback,
+            exc = InvocationError(out.message, code=out.code, traceback=out.traceback,
                                   status=500 if out.code == "handler_error" else None)
+            exc.ran = out.ran  # type: ignore[attr-defined]  # the handler span's (not shown)
+            raise exc
         return out
 
     async def _read_loop(self) -> None:

@@ -116,7 +116,7 @@ class _Rpc:
         with self.lock:
             call_id = next(self.ids)
         if self.loop_thread is None:
-            self.channel.send(p.Call(id=call_id, op=op, args=args))
+            self.channel.send(p.Call(id=call_id, op=op, args=args, request_id=_request_id.get()))
             while True:
                 frame = p.recv_frame(self.sock)
                 if frame is None:
@@ -132,7 +132,7 @@ class _Rpc:
 
         fut: concurrent.futures.Future = concurrent.futures.Future()
         self.waiting[call_id] = fut
-        self.channel.send(p.Call(id=call_id, op=op, args=args))
+        self.channel.send(p.Call(id=call_id, op=op, args=args, request_id=_request_id.get()))
         try:
             return fut.result(timeout=60)
         finally:
@@ -420,6 +420,7 @@ def _serve_sync(app: Any, sock: socket.socket, channel: _Channel, context: Any) 
         _request_id.set(msg.id)
         _traceparent.set(msg.traceparent)
         stream = _SyncStream(sock, channel, msg.id) if streams else None
+        started = time.time_ns()
         try:
             out = _call(app, msg, context(msg.id, msg.deadline_ms), stream)
         except MemoryError as exc:
@@ -431,6 +432,8 @@ def _serve_sync(app: Any, sock: socket.socket, channel: _Channel, context: Any) 
             out = _failure(msg.id, exc)  # after a head: the gateway cuts the stream
         sys.stdout.flush()
         sys.stderr.flush()
+        if isinstance(out, p.Response | p.Failure):
+            out.ran = (started, time.time_ns())
         channel.send(out)
 
 
@@ -471,6 +474,7 @@ def _serve_async(loop: Any, app: Any, sock: socket.socket, channel: _Channel,
         _request_id.set(msg.id)
         _traceparent.set(msg.traceparent)
         out: msgspec.Struct
+        started = time.time_ns()
         try:
             if isinstance(msg, p.HttpRequest):
                 stream = streams[msg.id] = _AsyncStream(channel.send, msg.id)
@@ -491,6 +495,8 @@ def _serve_async(loop: Any, app: Any, sock: socket.socket, channel: _Channel,
         finally:
             streams.pop(msg.id, None)
             by_id.pop(msg.id, None)
+        if isinstance(out, p.Response | p.Failure):
+            out.ran = (started, time.time_ns())
         channel.send(out)
 
     async def main() -> None:

@@ -56,6 +56,9 @@ log = logging.getLogger(__name__)
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                     10.0, 30.0, 60.0)
 INIT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+#: OpenTelemetry's FaaS semantic conventions: faas.invoke_duration SHOULD use these.
+INVOKE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5,
+                  10.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,11 +92,14 @@ class Backlog:
 
 
 class LiveSources(Protocol):
-    """What a scrape reads (called from the scrape's thread: copy before iterating)."""
+    """What a scrape reads (called from the scrape's thread: copy before iterating).
+    ``memory``: (app, revision, peak bytes) of each live instance the kernel accounts
+    for (its cgroup), read by the OTLP metrics thread."""
 
     def pools(self) -> Iterable[PoolState]: ...
     def queues(self) -> Iterable[QueueState]: ...
     def backlog(self) -> Iterable[Backlog]: ...
+    def memory(self) -> Iterable[tuple[str, str, int]]: ...
 
 
 class _NoSources:
@@ -106,26 +112,31 @@ class _NoSources:
     def backlog(self) -> Iterable[Backlog]:
         return ()
 
+    def memory(self) -> Iterable[tuple[str, str, int]]:
+        return ()
+
 
 class _Hist:
     """One histogram's figures, kept as plain numbers (see :meth:`Metrics.after_invocation`)."""
 
     __slots__ = ("buckets", "sum")
 
-    def __init__(self) -> None:
-        self.buckets = [0] * (len(DURATION_BUCKETS) + 1)  # per bucket, the last is +Inf
+    def __init__(self, bounds: tuple[float, ...] = DURATION_BUCKETS) -> None:
+        self.buckets = [0] * (len(bounds) + 1)  # per bucket, the last is +Inf
         self.sum = 0.0
 
 
 class _Children:
-    """What one (app, revision, status, trigger) adds to: its count, and the histogram
-    of its (app, revision, status)."""
+    """What one (app, revision, status, trigger) adds to: its count, the histogram of
+    its (app, revision, status), and its own of the handler's time alone (queueing
+    left out, in :data:`INVOKE_BUCKETS`: OTLP's faas.invoke_duration)."""
 
-    __slots__ = ("count", "hist")
+    __slots__ = ("count", "hist", "run")
 
     def __init__(self, hist: _Hist) -> None:
         self.count = 0
         self.hist = hist
+        self.run = _Hist(INVOKE_BUCKETS)
 
 
 class Metrics:
@@ -183,10 +194,14 @@ class Metrics:
         if kids is None:
             kids = self._child(key)
         kids.count += 1
-        seconds = (rec.duration_ms + rec.queued_ms) / 1000
+        ran = rec.duration_ms / 1000
+        seconds = ran + rec.queued_ms / 1000
         hist = kids.hist
         hist.sum += seconds
         hist.buckets[bisect.bisect_left(DURATION_BUCKETS, seconds)] += 1
+        run = kids.run
+        run.sum += ran
+        run.buckets[bisect.bisect_left(INVOKE_BUCKETS, ran)] += 1
         if rec.cold:
             self.cold_starts.labels(rec.app, rec.revision).inc()
             self.init_seconds.labels(rec.app, rec.revision).observe(rec.init_ms / 1000)
@@ -207,6 +222,13 @@ class Metrics:
     def _tallies(self) -> tuple[list, list]:
         with self._lock:
             return list(self._children.items()), list(self._hists.items())
+
+    def invocations(self) -> list[tuple[tuple[str, str, int, str], int, list[int], float]]:
+        """Per (app, revision, status, trigger): the count, and the handler-time
+        histogram (per-bucket counts over :data:`INVOKE_BUCKETS` and +Inf, the sum), as
+        of now (for an exporter's thread; each figure is copied, never torn)."""
+        children, _ = self._tallies()
+        return [(key, kids.count, list(kids.run.buckets), kids.run.sum) for key, kids in children]
 
     def after_exit(self, app: str, reason: str) -> None:
         self.exits.labels(app, reason).inc()

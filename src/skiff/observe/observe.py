@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from skiff.observe.metrics import Metrics
+from skiff.observe.otlpmetrics import OtlpMetrics
 from skiff.observe.terminal import Terminal
 from skiff.observe.tracing import Tracing
 from skiff.store import Invocation
@@ -12,14 +13,17 @@ class Observe:
     """Metrics, tracing and (when a terminal watches) the access log, fed by the platform.
 
     ``metrics``: None when they are off (SKIFF_METRICS=0). ``metrics_token``: when set,
-    ``GET /metrics`` asks for ``Authorization: Bearer <it>``."""
+    ``GET /metrics`` asks for ``Authorization: Bearer <it>``. ``otlp_metrics``: the
+    thread that pushes the same figures over OTLP, when an endpoint is configured."""
 
     def __init__(self, metrics: Metrics | None = None, tracing: Tracing | None = None,
-                 terminal: Terminal | None = None, *, metrics_token: str = "") -> None:
+                 terminal: Terminal | None = None, *, metrics_token: str = "",
+                 otlp_metrics: OtlpMetrics | None = None) -> None:
         self.metrics = metrics
         self.tracing = tracing if tracing is not None else Tracing({})
         self.terminal = terminal
         self.metrics_token = metrics_token
+        self.otlp_metrics = otlp_metrics
 
     def after_invocation(self, rec: Invocation, method: str = "", path: str = "") -> None:
         """An invocation ended (``method``/``path``: an HTTP one's, for the access line)."""
@@ -48,8 +52,12 @@ class Observe:
     def start(self) -> None:
         if self.terminal is not None:
             self.terminal.start()
+        if self.otlp_metrics is not None:
+            self.otlp_metrics.start()
 
     def close(self) -> None:
+        if self.otlp_metrics is not None:
+            self.otlp_metrics.close()
         self.tracing.shutdown()
         if self.terminal is not None:
             self.terminal.close()

@@ -8,30 +8,24 @@ Export is on when the standard ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` or
 the trace still flows (into the instance, the invocation record, the response
 header) at the cost of two ``random.getrandbits``.
 
-Spans are ended on the request path and exported by the SDK's
-``BatchSpanProcessor`` thread from a bounded queue: an endpoint that is down
-or slow costs dropped spans, never a waiting request. Its errors are reported
-as one ``skiff:`` warning a minute, not one per batch.
+Spans are ended on the request path as plain tuples in a bounded queue and
+encoded and sent by a thread (:mod:`skiff.observe.spanexport`): an endpoint that
+is down or slow costs dropped spans, never a waiting request, reported as one
+``skiff:`` warning a minute, not one per batch.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import random
-import sys
 import time
-import types
 from collections.abc import Mapping
 from typing import Any
 
-from skiff.logtext import one_line
+from skiff.observe.spanexport import KINDS, SpanExport
 
 #: W3C Trace Context Level 2's name for the context a server returns.
 RESPONSE_HEADER = b"traceresponse"
-#: Warnings of the exporter (an endpoint that is down fails every batch) are
-#: reported at most this often.
-WARN_EVERY_SECONDS = 60.0
 
 _HEX = frozenset("0123456789abcdef")
 
@@ -73,52 +67,87 @@ class Span:
         return f"00-{self.trace_id}-{self.span_id}-{'01' if self.sampled else '00'}"
 
     def end(self, status: int = 200, error: str | None = None,
-            attributes: Mapping[str, Any] | None = None) -> None:
+            attributes: Mapping[str, Any] | None = None, *,
+            start_ns: int | None = None, end_ns: int | None = None) -> None:
+        """Ends the span (now, unless ``end_ns``; ``start_ns`` moves its start: a
+        span the gateway emits for what it did not watch, the handler's run)."""
         rec = self._rec
         if rec is not None:
             self._rec = None
-            rec.finish(self, status, error, attributes)
+            if start_ns is not None:
+                rec.start_ns = start_ns
+            rec.finish(self, status, error, attributes, end_ns)
 
 
 class _Recording:
     """What a sampled span keeps until it ends."""
 
-    __slots__ = ("attributes", "kind", "name", "parent", "start_ns", "trace_state", "tracing")
+    __slots__ = ("attributes", "export", "kind", "name", "parent", "start_ns")
 
-    def __init__(self, tracing: Tracing, name: str, kind: Any, parent: Any,
-                 attributes: dict[str, Any], trace_state: Any) -> None:
-        self.tracing, self.name, self.kind, self.parent = tracing, name, kind, parent
-        self.attributes, self.trace_state = attributes, trace_state
+    def __init__(self, export: SpanExport, name: str, kind: str, parent: str,
+                 attributes: dict[str, Any]) -> None:
+        self.export, self.name, self.kind, self.parent = export, name, kind, parent
+        self.attributes = attributes
         self.start_ns = time.time_ns()
 
     def finish(self, span: Span, status: int, error: str | None,
-               attributes: Mapping[str, Any] | None) -> None:
-        t = self.tracing
-        o = t._otel  # the SDK's classes, looked up once (an import statement a span cost 2 us)
+               attributes: Mapping[str, Any] | None, end_ns: int | None = None) -> None:
         attrs = self.attributes
         if attributes:
             attrs.update(attributes)
-        attrs["http.response.status_code"] = status
-        state = o.unset
+        kind = self.kind
+        if kind in _ANSWERING:  # what the invocation answered (not a handler's, a call's)
+            attrs["http.response.status_code"] = status
+        code, message = 0, ""
         if status >= 500 or error:
-            state = o.Status(o.StatusCode.ERROR, error or f"status {status}")
+            code, message = 2, error or f"status {status}"
             if error:
                 attrs["error.type"] = error
-        ctx = o.SpanContext(int(span.trace_id, 16), int(span.span_id, 16), is_remote=False,
-                            trace_flags=o.sampled, trace_state=self.trace_state)
-        t._processor.on_end(o.ReadableSpan(
-            self.name, ctx, self.parent, t._resource, attrs, kind=self.kind, status=state,
-            start_time=self.start_ns, end_time=time.time_ns(), instrumentation_scope=t._scope))
+        self.export.add((self.name, KINDS[kind], span.trace_id, span.span_id, self.parent,
+                         self.start_ns, end_ns or time.time_ns(), attrs, code, message))
+
+
+_ANSWERING = frozenset({"server", "consumer"})
+#: The standard OTEL_TRACES_SAMPLER values decided here (anything else: the SDK's).
+_SAMPLERS = frozenset({"always_on", "always_off", "traceidratio", "parentbased_always_on",
+                       "parentbased_always_off", "parentbased_traceidratio"})
+
+
+def ratio_bound(arg: str | None) -> int:
+    """TraceIdRatioBased's bound: a trace is sampled when its low 64 bits are below it
+    (the SDK's rule, so every Skiff node and SDK agree on a trace). A missing or bad
+    ratio is 1.0, as the SDK takes it."""
+    try:
+        rate = float(arg) if arg else 1.0
+    except ValueError:
+        rate = 1.0
+    if not 0.0 <= rate <= 1.0:
+        rate = 1.0
+    return round(rate * (1 << 64))
+
+
+def sampled(sampler: str, bound: int, parent: tuple[str, str, bool] | None,
+            trace_id: str) -> bool:
+    """The decision of a standard sampler, made before anything else is built: a
+    parent-based one follows its parent; a root is always, never, or by ratio."""
+    if parent is not None and sampler.startswith("parentbased_"):
+        return parent[2]
+    root = sampler.removeprefix("parentbased_")
+    if root == "always_on":
+        return True
+    if root == "always_off":
+        return False
+    return int(trace_id[16:], 16) < bound
 
 
 class Tracing:
     """Spans of the platform: :meth:`span` starts one; :meth:`shutdown` flushes.
 
-    The SDK's sampler, resource, batch processor and OTLP exporter do their jobs;
-    the span itself is built once, finished, at its end (``ReadableSpan``, what the
-    processor and the exporter read) rather than through ``Tracer.start_span``:
-    measured on this machine, 2.7 us a span instead of 49 us, which on a request
-    path of ~140 us was the difference between ~2 % and ~35 % of throughput."""
+    The sampling decision comes first (the standard samplers are decided here, a
+    custom one by the SDK); a sampled span is two ids and a start time until it ends,
+    then one tuple for :class:`~skiff.observe.spanexport.SpanExport`, which encodes
+    and sends in its own thread. Measured here: the SDK's span objects and exporter
+    cost a fifth of warm throughput (see spanexport)."""
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         env = os.environ if environ is None else environ
@@ -126,70 +155,86 @@ class Tracing:
                     or env.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
         self.enabled = bool(endpoint) and env.get("OTEL_SDK_DISABLED", "").lower() != "true"
         self.endpoint = endpoint or ""
-        self._processor: Any = None
+        self._export: SpanExport | None = None
         if self.enabled:
             self._start(env)
 
     def _start(self, env: Mapping[str, str]) -> None:
-        # imported only when export is on: the SDK and the exporter cost ~100 ms of
-        # imports the platform otherwise never pays
-        from opentelemetry import trace
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        # imported only when export is on: the SDK costs ~100 ms of imports the platform
+        # otherwise never pays
         from opentelemetry.sdk.resources import Resource
-        from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor
-        from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-        from opentelemetry.trace import SpanContext, Status, StatusCode, TraceFlags
 
-        self._otel = types.SimpleNamespace(
-            ReadableSpan=ReadableSpan, SpanContext=SpanContext, Status=Status,
-            StatusCode=StatusCode, unset=Status(StatusCode.UNSET), sampled=TraceFlags(1))
+        # the sampler follows OTEL_TRACES_SAMPLER / _ARG, read from the process (as the
+        # SDK reads them); the default is parentbased_always_on
+        self._sampler = os.environ.get("OTEL_TRACES_SAMPLER", "parentbased_always_on")
+        self._sampler = self._sampler.strip().lower()
+        self._bound = ratio_bound(os.environ.get("OTEL_TRACES_SAMPLER_ARG"))
+        self._sdk_sampler = None
+        if self._sampler not in _SAMPLERS:  # a custom sampler (an entry point): the SDK's
+            from opentelemetry.sdk.trace import TracerProvider
 
-        _quiet_sdk_logs()
-        self._resource = Resource.create({"service.name": env.get("OTEL_SERVICE_NAME", "skiff")})
-        # the provider resolves OTEL_TRACES_SAMPLER / _ARG as the SDK documents them
-        self._sampler = TracerProvider(resource=self._resource).sampler
-        self._scope = InstrumentationScope("skiff")
-        self._trace = trace
+            self._sdk_sampler = TracerProvider().sampler
+        resource = Resource.create({"service.name": env.get("OTEL_SERVICE_NAME", "skiff")})
         # the signal's own endpoint is used as given; the general one gets /v1/traces
         endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or (
             self.endpoint.rstrip("/") + "/v1/traces")
-        self._processor = BatchSpanProcessor(OTLPSpanExporter(endpoint))  # OTEL_BSP_* bound it
+        self._export = SpanExport(endpoint, env, dict(resource.attributes))
+        self._export.start()
+
+    def _decide(self, parent: tuple[str, str, bool] | None, trace_id: str, name: str,
+                kind: str, attributes: Mapping[str, Any] | None) -> bool:
+        if self._sdk_sampler is None:
+            return sampled(self._sampler, self._bound, parent, trace_id)
+        from opentelemetry import trace
+        from opentelemetry.trace import SpanKind
+
+        context = None
+        if parent is not None:
+            context = trace.set_span_in_context(trace.NonRecordingSpan(trace.SpanContext(
+                int(parent[0], 16), int(parent[1], 16), is_remote=True,
+                trace_flags=trace.TraceFlags(1 if parent[2] else 0))))
+        return self._sdk_sampler.should_sample(
+            context, int(trace_id, 16), name, SpanKind[kind.upper()],
+            attributes).decision.is_sampled()
 
     def span(self, name: str, traceparent: str | None, *, kind: str = "server",
              attributes: Mapping[str, Any] | None = None) -> Span:
         """A span starting now, the child of ``traceparent`` if it is valid (else the
         root of a new trace). ``kind``: server, consumer or internal."""
         parent = parse(traceparent)
-        if self._processor is None:  # ids as the SDK's RandomIdGenerator makes them
-            span_id = f"{random.getrandbits(64) or 1:016x}"
-            if parent is None:
-                return Span(f"{random.getrandbits(128) or 1:032x}", span_id, True)
-            return Span(parent[0], span_id, parent[2])
-        trace = self._trace
-        parent_ctx = context = None
-        if parent is not None:
-            trace_id = int(parent[0], 16)
-            parent_ctx = trace.SpanContext(trace_id, int(parent[1], 16), is_remote=True,
-                                           trace_flags=trace.TraceFlags(1 if parent[2] else 0))
-            context = trace.set_span_in_context(trace.NonRecordingSpan(parent_ctx))
-        else:
-            trace_id = random.getrandbits(128) or 1  # the SDK's RandomIdGenerator does this
-        span_id = random.getrandbits(64) or 1
-        otel_kind = _KINDS[kind]
-        sampled = self._sampler.should_sample(context, trace_id, name, otel_kind, attributes)
-        if not sampled.decision.is_sampled():
-            return Span(f"{trace_id:032x}", f"{span_id:016x}", False)
-        attrs = dict(attributes or ())
-        if sampled.attributes:
-            attrs.update(sampled.attributes)
-        return Span(f"{trace_id:032x}", f"{span_id:016x}", True, _Recording(
-            self, name, otel_kind, parent_ctx, attrs, sampled.trace_state))
+        # ids as the SDK's RandomIdGenerator makes them
+        span_id = f"{random.getrandbits(64) or 1:016x}"
+        trace_id = parent[0] if parent is not None else f"{random.getrandbits(128) or 1:032x}"
+        if self._export is None:
+            return Span(trace_id, span_id, parent[2] if parent is not None else True)
+        if not self._decide(parent, trace_id, name, kind, attributes):
+            return Span(trace_id, span_id, False)
+        return Span(trace_id, span_id, True, _Recording(
+            self._export, name, kind, parent[1] if parent is not None else "",
+            dict(attributes or ())))
+
+    @property
+    def recording(self) -> bool:
+        """Spans are exported (else :meth:`child` is never worth calling)."""
+        return self._export is not None
+
+    def child(self, name: str, traceparent: str, *, kind: str = "internal",
+              attributes: Mapping[str, Any] | None = None) -> Span | None:
+        """A span of the platform's own inside the one ``traceparent`` names (the
+        handler's run in the instance, an sdk call): recorded when its parent is, with
+        no sampler asked (the decision was made once for the trace). None when
+        nothing is recorded."""
+        # ``traceparent`` is one of the platform's own spans (never a caller's header):
+        # read, not validated
+        if self._export is None or len(traceparent) != 55 or traceparent[54] != "1":
+            return None
+        return Span(traceparent[3:35], f"{random.getrandbits(64) or 1:016x}", True, _Recording(
+            self._export, name, kind, traceparent[36:52], dict(attributes or ())))
 
     def http_span(self, method: str, app: str, path: str, traceparent: str | None) -> Span:
         """The gateway's server span of one request (its name and attributes are built
         only when spans are recorded: this runs on every request)."""
-        if self._processor is None:
+        if self._export is None:
             return self.span("", traceparent)
         return self.span(f"{method} /{app}", traceparent, attributes={
             "http.request.method": method, "url.path": path, "faas.name": app,
@@ -197,65 +242,6 @@ class Tracing:
 
     def shutdown(self) -> None:
         """Export what is queued (bounded by the exporter's timeout) and stop."""
-        if self._processor is not None:
-            self._processor.shutdown()
-            self._processor = None
-
-
-class _KindMap(dict):
-    def __missing__(self, key: str) -> Any:
-        from opentelemetry.trace import SpanKind
-
-        self.update(server=SpanKind.SERVER, consumer=SpanKind.CONSUMER,
-                    internal=SpanKind.INTERNAL, producer=SpanKind.PRODUCER)
-        return self[key]
-
-
-_KINDS = _KindMap()
-
-
-class _OncePerMinute(logging.Filter):
-    """One record per :data:`WARN_EVERY_SECONDS`, and how many were left out."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._next = 0.0
-        self._dropped = 0
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        now = time.monotonic()
-        if now < self._next:
-            self._dropped += 1
-            return False
-        self._next = now + WARN_EVERY_SECONDS
-        if self._dropped:
-            record.msg = f"{record.getMessage()} ({self._dropped} similar messages left out)"
-            record.args = ()
-            self._dropped = 0
-        return True
-
-
-def _quiet_sdk_logs() -> None:
-    """The SDK's warnings (an export that failed, a full queue) to stderr as ``skiff:``
-    lines, at most one a minute: an endpoint that is down fails every batch."""
-    sdk = logging.getLogger("opentelemetry")
-    if getattr(sdk, "_skiff_quiet", False):
-        return
-    # "Queue full, dropping span" is logged per span, on the request path, while the
-    # endpoint is down (a LogRecord each: ~100 us a request, measured); the exporter's
-    # own warning, a minute apart, already says that spans are dropped
-    logging.getLogger("opentelemetry.sdk._shared_internal").setLevel(logging.ERROR)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setLevel(logging.WARNING)
-    handler.addFilter(_OncePerMinute())
-    handler.setFormatter(_OneLine("skiff: traces (spans are dropped, requests go on): "
-                                  "%(message)s"))
-    sdk.addHandler(handler)
-    sdk.propagate = False
-    sdk._skiff_quiet = True  # type: ignore[attr-defined]
-
-
-class _OneLine(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        record.exc_info = record.exc_text = None  # a traceback a minute helps no one
-        return one_line(super().format(record))
+        if self._export is not None:
+            self._export.shutdown()
+            self._export = None

@@ -19,7 +19,8 @@ class PlatformHooks(InstanceHooks):
         self._logs.instance_line(inst, log)
 
     async def after_call(self, inst: Instance, call: p.Call) -> p.CallResult | None:
-        return await self._sdk.answer(inst.app, call)
+        rid = call.request_id
+        return await self._sdk.answer(inst.app, call, traced=bool(rid) and inst.handling(rid))
 
     def after_death(self, inst: Instance) -> None:
         if inst.app:  # a spare that never ran an app has nothing to log

@@ -27,6 +27,13 @@ class Invoker:
         self._store = store
         self._logs = logs
         self._observe = observe if observe is not None else Observe()
+        # request id -> the traceparent of its handler span, while it runs (recorded
+        # traces only): the parent of the skiff.sdk calls the request makes
+        self._handlers: dict[str, str] = {}
+
+    def handler_traceparent(self, request_id: str) -> str | None:
+        """The handler span of a request being served, None when it is not traced."""
+        return self._handlers.get(request_id)
 
     async def __call__(self, inv: Invocation) -> p.Response:
         return await self.invoke(self._registry.get(inv.app), inv)
@@ -53,16 +60,28 @@ class Invoker:
                                             "faas.invocation_id": inv.id,
                                             "skiff.attempt": inv.attempt})
             traceparent = span.traceparent
-        req.traceparent = traceparent
+        handler = None
+        if observe.tracing.recording:
+            # the handler's run in the instance: a span the gateway emits (the instance
+            # has no network), with ids chosen here; the app sees it as its parent
+            handler = observe.tracing.child(f"{app.name} handler", traceparent, attributes={
+                "faas.name": app.name, "faas.invocation_id": inv.id})
+        if handler is not None:
+            self._handlers[inv.id] = req.traceparent = handler.traceparent
+        else:
+            req.traceparent = traceparent
         if isinstance(req, p.HttpRequest):
-            _trace_header(req, traceparent)
+            _trace_header(req, req.traceparent)
         t0 = time.perf_counter()
+        started_ns = time.time_ns() if handler is not None else 0
         served: Served | None = None
         status, error, detail = 500, None, ""
         streaming: Stream | WebSocket | None = None
+        ran = None
         try:
             resp, served = await app.pool.invoke(req)
             status = resp.status
+            ran = getattr(resp, "ran", None)
             if isinstance(resp, WebSocket):
                 streaming = resp
             elif isinstance(resp, Stream):
@@ -73,6 +92,7 @@ class Invoker:
             return resp
         except SkiffError as exc:
             status, error = exc.status, exc.code
+            ran = getattr(exc, "ran", None)
             if isinstance(exc, InvocationError):  # the caller is told less: the log has it
                 detail = str(exc.details.get("traceback") or "").rstrip() or (
                     exc.message if exc.code in _APP_WORDS else "")
@@ -80,9 +100,24 @@ class Invoker:
         finally:
             if streaming is None:
                 self._record(app, inv, served, t0, status, error, detail, traceparent, span)
+                if handler is not None:
+                    self._end_handler(inv.id, handler, started_ns, served, ran, status, error)
             else:
                 streaming.closed.add_done_callback(lambda closed: self._record(
                     app, inv, served, t0, status, closed.result(), "", traceparent, span))
+                if handler is not None:
+                    streaming.closed.add_done_callback(lambda closed: self._end_handler(
+                        inv.id, handler, started_ns, served, None, status, closed.result()))
+
+    def _end_handler(self, rid: str, handler: Any, started_ns: int, served: Served | None,
+                     ran: Any, status: int, error: str | None) -> None:
+        """The handler span, timed by the instance where its word fits what the gateway
+        saw: it cannot start before the request was sent nor end after its answer came."""
+        self._handlers.pop(rid, None)
+        lo = started_ns + int((served.queued_ms if served else 0.0) * 1e6)
+        start, end = handler_window(ran, lo, time.time_ns())
+        attrs = {"faas.coldstart": served.cold} if served else None
+        handler.end(status, error, attrs, start_ns=start, end_ns=end)
 
     def _record(self, app: App, inv: Invocation, served: Served | None, t0: float, status: int,
                 error: str | None, detail: str, traceparent: str, span: Any) -> None:
@@ -147,3 +182,14 @@ async def _whole(stream: Stream, timeout: float) -> p.Response:
         raise
     return p.Response(id=stream.id, status=stream.status, headers=stream.headers,
                       body=b"".join(parts))
+
+
+def handler_window(ran: Any, lo: int, hi: int) -> tuple[int, int]:
+    """The handler span's (start, end): what the instance says (``ran``) held within
+    what the gateway saw (sent at ``lo``, answered by ``hi``); the gateway's window
+    when the instance said nothing usable."""
+    if not (isinstance(ran, tuple) and len(ran) == 2
+            and all(isinstance(t, int) for t in ran)):
+        return lo, hi
+    start = min(max(ran[0], lo), hi)
+    return start, min(max(ran[1], start), hi)

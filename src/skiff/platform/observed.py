@@ -27,6 +27,19 @@ class LiveState:
             yield PoolState(app=app.name, revision=pool.target.revision, idle=len(live) - busy,
                             busy=busy, starting=pool.starting, started=pool.stats.created)
 
+    def memory(self) -> Iterable[tuple[str, str, int]]:
+        out = []
+        for app in list(self._registry.apps.values()):
+            pool = app.pool
+            if pool is None:
+                continue
+            for inst in list(pool.instances):
+                cgroup = getattr(inst, "cgroup", None)
+                peak = cgroup.memory_peak() if cgroup is not None and not inst.dead else None
+                if peak:
+                    out.append((app.name, inst.revision or pool.target.revision, peak))
+        return out
+
     def queues(self) -> Iterable[QueueState]:
         return [QueueState(q.name, q.visible, q.in_flight, q.delayed, q.dead_letter_queue)
                 for q in self._events.broker.queues()]

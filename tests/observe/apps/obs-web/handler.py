@@ -1,5 +1,6 @@
 """What the observe tests drive: ?fail=1 raises, ?sleep=S sleeps, ?gate=PATH holds
-the request until that file exists; every answer says the trace context it ran in."""
+the request until that file exists, ?sdk=1 makes skiff.sdk calls (a KV increment, a
+message to obs-jobs); every answer says the trace context it ran in."""
 
 import os
 import time
@@ -14,6 +15,9 @@ def handler(event, context):
         raise ValueError("obs-web was asked to fail")
     if q.get("sleep"):
         time.sleep(float(q["sleep"]))
+    if q.get("sdk"):
+        sdk.kv.incr("obs-web-hits")
+        sdk.queue("obs-jobs").send({"from": "obs-web"})
     gate = q.get("gate")
     while gate and not os.path.exists(gate):
         time.sleep(0.01)
