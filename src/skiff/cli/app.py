@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from skiff.cli.failures import parse_json
 from skiff.cli.sfn import sfn_app
 from skiff.config import Config
 from skiff.errors import SkiffError
@@ -25,7 +26,7 @@ app = typer.Typer(help="Skiff: run many micro apps on one machine.", no_args_is_
 out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
 
-UrlOpt = Annotated[str | None, typer.Option("--url", help="Skiff server URL (default: from $SKIFF_HOME/server.json)")]
+UrlOpt = Annotated[str | None, typer.Option("--url", help="Skiff server URL (default: $SKIFF_URL, the `skiff login` context, or the server running on --home)")]
 HomeOpt = Annotated[Path | None, typer.Option("--home", help="state directory ($SKIFF_HOME, default ./.skiff)")]
 TEMPLATES = Path(__file__).parent / "templates"
 _background: set = set()  # tasks `skiff dev` runs beside the server
@@ -76,7 +77,7 @@ def dev(directory: Annotated[Path, typer.Argument(help="the app directory")] = P
     from skiff.server import run
 
     directory = directory.resolve()
-    config = Config.resolve(home=home or directory / ".skiff", port=port)
+    config = Config.resolve(home=home, port=port)  # the home (and secrets) of `skiff up`
 
     async def watch(platform, cfg) -> None:  # noqa: ANN001
         import asyncio
@@ -386,8 +387,8 @@ class _LocalSecrets:
 
 
 class _RemoteSecrets:
-    def __init__(self, url: str) -> None:
-        self.client = _client(url)
+    def __init__(self, client) -> None:  # noqa: ANN001
+        self.client = client
 
     def set(self, name: str, value: str) -> int:
         return self.client.json("PUT", f"/secrets/{name}", json={"value": value})["version"]
@@ -403,10 +404,14 @@ class _RemoteSecrets:
 
 
 def _secrets(url: str | None, home: Path | None):  # noqa: ANN202
-    import os
+    """The server's secrets whenever one is chosen or answers; the local store only when
+    no server runs (a write there while one runs would be a secret it never reads)."""
+    from skiff.cli.client import Client
 
-    url = url or os.environ.get("SKIFF_URL")
-    return _RemoteSecrets(url) if url else _LocalSecrets(home)
+    client = Client(url, home)
+    if client.target.explicit or client.reachable():
+        return _RemoteSecrets(client)
+    return _LocalSecrets(home)
 
 
 def _secret_value(value: str | None) -> str:
@@ -496,7 +501,7 @@ def publish(event_type: Annotated[str, typer.Argument(metavar="TYPE")],
     event = {"specversion": "1.0", "id": str(uuid.uuid4()), "type": event_type,
              "source": source}
     if data is not None:
-        event["data"] = json.loads(data)
+        event["data"] = parse_json(data, "--data")
         event["datacontenttype"] = "application/json"
     res = _client(url).json("POST", "/events", content=json.dumps(event).encode(),
                             headers={"content-type": "application/cloudevents+json"})
@@ -525,9 +530,12 @@ def queues_peek(name: str, limit: int = 10, url: UrlOpt = None) -> None:
 
 
 @queues_app.command("send")
-def queues_send(name: str, body: str, url: UrlOpt = None) -> None:
-    """Enqueue a message."""
-    res = _client(url).json("POST", f"/queues/{name}/messages", json={"body": body})
+def queues_send(name: str, body: str, url: UrlOpt = None,
+                create: Annotated[bool, typer.Option(
+                    "--create", help="make the queue if no app declares it yet")] = False) -> None:
+    """Enqueue a message (to a queue that exists, unless --create)."""
+    res = _client(url).json("POST", f"/queues/{name}/messages", json={"body": body},
+                            params={"create": "true"} if create else {})
     out.print(f"[green]sent[/] {res['message_id']}")
 
 
@@ -590,7 +598,7 @@ def kv_get(name: str, key: str, url: UrlOpt = None) -> None:
 @kv_app.command("put")
 def kv_put(name: str, key: str, value: Annotated[str, typer.Argument(help="JSON value")],
            url: UrlOpt = None) -> None:
-    json.loads(value)
+    parse_json(value, "the value")
     out.print_json(data=_client(url).json("PUT", f"/apps/{name}/kv/{key}",
                                           content=value.encode()))
 
@@ -670,11 +678,12 @@ def version() -> None:
 
 
 def _register_governance() -> None:
-    from skiff.cli import inventory
+    from skiff.cli import inventory, login
     from skiff.cli.governance import register
 
     register(app)
     inventory.register(app)
+    login.register(app)
 
 
 _register_governance()
@@ -682,11 +691,6 @@ app.add_typer(sfn_app, name="sfn")
 
 
 def main() -> None:
-    try:
-        app()
-    except SkiffError as exc:
-        err.print(f"[red]error[/] {escape(f'[{exc.code}]')} {escape(exc.message)}", highlight=False)
-        tb = exc.details.get("traceback")
-        if tb:
-            err.print(str(tb), markup=False, highlight=False)
-        sys.exit(getattr(exc, "exit_code", 1))
+    from skiff.cli.failures import run
+
+    run(app, err)

@@ -558,10 +558,13 @@ def build_admin(platform: Facade, token: str,
         return platform.queues()
 
     @api.post(f"{PREFIX}/queues/{{name}}/messages", status_code=202, dependencies=operating)
-    async def send_message(name: str, body: MessageBody) -> dict:
+    async def send_message(name: str, body: MessageBody, create: bool = False) -> dict:
+        """Enqueue a message; a queue no app declares and the broker never held is a 404
+        queue_not_found (a typo must not make a new queue) unless ``create``."""
         data = body.body if isinstance(body.body, str) else json.dumps(body.body)
         return {"message_id": await asyncio.to_thread(
-            platform.queue_send, name, data.encode(), body.attributes or None, body.delay)}
+            platform.queue_send, name, data.encode(), body.attributes or None, body.delay,
+            create)}
 
     @api.get(f"{PREFIX}/queues/{{name}}/messages", dependencies=protected)
     async def peek(name: str, limit: Annotated[int, Query(ge=1, le=100)] = 10) -> list[dict]:

@@ -602,17 +602,36 @@ class Platform:
     def queues(self) -> list[dict]:
         return self._p.events.queues()
 
+    def queue_known(self, queue: str) -> bool:
+        """An app declares it (a trigger, spec.queues, an async destination), or the broker
+        holds it (messages, a redrive policy, an earlier send)."""
+        return self._p.events.owner(queue) is not None or any(
+            q.name == queue for q in self._p.broker.queues())
+
+    def _known(self, queue: str) -> None:
+        if not self.queue_known(queue):
+            raise NotFound(f"no queue named {queue!r}: see `skiff queues ls`; "
+                           "`skiff queues send --create` makes one", code="queue_not_found",
+                           queue=queue)
+
     def queue_send(self, queue: str, body: bytes, attributes: dict[str, str] | None,
-                   delay: float) -> str:
+                   delay: float, create: bool = False) -> str:
+        if not create and not queue.startswith("skiff:"):  # skiff:* gets its own error
+            self._known(queue)
         return self._p.events.send(queue, body, attributes, delay)
 
     def queue_peek(self, queue: str, limit: int) -> list[Any]:
+        self._known(queue)
         return self._p.broker.peek(queue, limit)
 
     def queue_purge(self, queue: str) -> int:
+        self._known(queue)
         return self._p.broker.purge(queue)
 
     def queue_redrive(self, queue: str, to: str | None) -> int:
+        self._known(queue)
+        if to is not None:
+            self._known(to)
         return self._p.broker.redrive(queue, to)
 
     def publish(self, event: dict[str, Any]) -> dict:
