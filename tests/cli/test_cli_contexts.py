@@ -14,14 +14,6 @@ import pytest
 
 from skiff.cli.contexts import Context, Contexts, resolve
 from tests.cliproc import failed, ok, run_skiff
-from tests.conftest import TEST_APPS, SkiffServer
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, envs_dir):
-    s = SkiffServer(tmp_path_factory.mktemp("home"), [TEST_APPS / "hello"], envs_dir)
-    yield s
-    s.stop()
 
 
 def _dead_url() -> str:

@@ -9,20 +9,6 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from tests.cliproc import failed, run_inprocess, run_skiff
-from tests.conftest import TEST_APPS, SkiffServer
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, envs_dir):
-    s = SkiffServer(tmp_path_factory.mktemp("home"), [TEST_APPS / "hello"], envs_dir)
-    yield s
-    s.stop()
-
-
-def _env(server: SkiffServer) -> dict:
-    return {"SKIFF_URL": server.url,
-            "SKIFF_ADMIN_TOKEN": (server.home / "admin-token").read_text().strip()}
-
 
 # the list, each as a subprocess (argv, code, words the message must hold)
 LISTED = [
@@ -46,10 +32,10 @@ MORE = [
 ]
 
 
-def test_user_errors_read_as_messages(server, tmp_path):
+def test_user_errors_read_as_messages(server, tmp_path, admin_env):
     with ThreadPoolExecutor(3) as pool:
         runs = list(pool.map(
-            lambda c: run_skiff(*c[0], cwd=tmp_path, config=tmp_path, env=_env(server)), LISTED))
+            lambda c: run_skiff(*c[0], cwd=tmp_path, config=tmp_path, env=admin_env), LISTED))
     for (argv, code, words), done in zip(LISTED, runs, strict=True):
         msg = failed(done, code)
         assert words in msg, (argv, msg)
@@ -61,17 +47,17 @@ def test_user_errors_read_as_messages(server, tmp_path):
 
 
 @pytest.mark.parametrize(("argv", "code", "words"), MORE, ids=[" ".join(c[0]) for c in MORE])
-def test_more_user_errors(server, tmp_path, monkeypatch, argv, code, words):
+def test_more_user_errors(server, tmp_path, monkeypatch, admin_env, argv, code, words):
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
-    status, out, err = run_inprocess(monkeypatch, *argv, env=_env(server))
+    status, out, err = run_inprocess(monkeypatch, *argv, env=admin_env)
     msg = " ".join(err.split())
     assert status == (2 if code == "bad_usage" else 1), (status, out, err)
     assert f"[{code}]" in msg and words in msg and "Traceback" not in out + err, msg
 
 
-def test_send_create_makes_the_queue_then_it_is_known(server, tmp_path, monkeypatch):
+def test_send_create_makes_the_queue_then_it_is_known(server, monkeypatch, admin_env):
     status, out, err = run_inprocess(monkeypatch, "queues", "send", "made-here", "hi",
-                                     "--create", env=_env(server))
+                                     "--create", env=admin_env)
     assert status == 0 and "sent" in out, err
     peek = server.admin.get("/queues/made-here/messages").json()
     assert [m["body"] for m in peek] == ["hi"]

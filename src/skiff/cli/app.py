@@ -155,7 +155,8 @@ def rm(name: str, url: UrlOpt = None,
 
 @app.command("ls")
 def ls(name: Annotated[str | None, typer.Argument(help="show one app in detail")] = None,
-       url: UrlOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+       url: UrlOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False,
+       wide: Annotated[bool, typer.Option("--wide", help="every column, however wide")] = False) -> None:
     """Apps with revision, instances, requests, latency percentiles and cold starts."""
     client = _client(url)
     if name:
@@ -183,16 +184,19 @@ def ls(name: Annotated[str | None, typer.Argument(help="show one app in detail")
     if as_json:
         out.print_json(data=apps)
         return
-    table = Table("app", "kind", "revision", "inst", "requests", "errors", "p50 ms", "p95 ms",
-                  "p99 ms", "cold", "init ms", "cold +p95", "churn/min",
-                  title=f"Skiff at {client.url}")
-    for a in apps:
-        table.add_row(a["name"], a["kind"] or "", a["revision"], str(a["instances"]),
-                      str(a["requests"]), str(a["errors"]), _ms(a["p50_ms"]), _ms(a["p95_ms"]),
-                      _ms(a["p99_ms"]), f"{a['cold_starts']} ({a['cold_start_ratio']:.0%})",
-                      _ms(a["avg_init_ms"] or None), _ms(a["cold_start_added_p95_ms"]),
-                      str(a["churn_per_min"]))
-    out.print(table)
+    from skiff.cli import listing
+
+    rows = [listing.row(a) for a in apps]
+    width = listing.terminal_width()
+    shown = listing.fit(rows, width, wide=wide)
+    table = Table(*(c.header for c in shown), title=f"Skiff at {client.url}")
+    for r in rows:
+        table.add_row(*(escape(r[c.header]) for c in shown))
+    need = listing.table_width([max([len(c.header)] + [len(r[c.header]) for r in rows])
+                                for c in shown])
+    out.print(table, width=max(width, need) if wide else width)
+    for line in listing.legend(shown, len(listing.COLUMNS) - len(shown)):
+        out.print(line, style="dim", highlight=False)
 
 
 @app.command()

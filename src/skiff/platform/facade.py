@@ -609,15 +609,15 @@ class Platform:
             q.name == queue for q in self._p.broker.queues())
 
     def _known(self, queue: str) -> None:
-        if not self.queue_known(queue):
+        if not queue.startswith("skiff:") and not self.queue_known(queue):  # skiff:* are ours
             raise NotFound(f"no queue named {queue!r}: see `skiff queues ls`; "
                            "`skiff queues send --create` makes one", code="queue_not_found",
                            queue=queue)
 
     def queue_send(self, queue: str, body: bytes, attributes: dict[str, str] | None,
                    delay: float, create: bool = False) -> str:
-        if not create and not queue.startswith("skiff:"):  # skiff:* gets its own error
-            self._known(queue)
+        if not create:
+            self._known(queue)  # (a send to skiff:* is refused below as reserved)
         return self._p.events.send(queue, body, attributes, delay)
 
     def queue_peek(self, queue: str, limit: int) -> list[Any]:
