@@ -106,20 +106,30 @@ def dev(directory: Annotated[Path, typer.Argument(help="the app directory")] = P
 def deploy(directory: Annotated[Path, typer.Argument(help="the app directory")] = Path("."),
            url: UrlOpt = None,
            allow_secret_scan_findings: Annotated[str | None, typer.Option(
-               help="deploy despite hard-coded credentials found; give the reason (recorded)")] = None) -> None:
-    """Upload an app and serve it as a new immutable revision."""
+               help="deploy despite hard-coded credentials found; give the reason (recorded)")] = None,
+           skip_validate: Annotated[bool, typer.Option(
+               "--skip-validate", help="upload without `skiff validate` first")] = False) -> None:
+    """Validate an app here, upload it, and serve it as a new immutable revision."""
     from skiff.cli.client import pack
+    from skiff.cli.validate import check, name_files, say, shown
 
+    where = shown(directory)
+    if not skip_validate:
+        for line in say(check(directory), escape(where)):
+            out.print(line, highlight=False)
     directory = directory.resolve()
-    if not (directory / "skiff.yaml").exists():
-        raise SkiffError(f"{directory} has no skiff.yaml; create one with `skiff new`",
-                         code="no_manifest")
     client = _client(url)
     with out.status(f"deploying {directory.name} …"):
         params = {"allow_secret_scan_findings": allow_secret_scan_findings} \
             if allow_secret_scan_findings else {}
-        res = client.json("POST", "/apps", content=pack(directory), params=params,
-                          headers={"content-type": "application/gzip"})
+        try:
+            res = client.json("POST", "/apps", content=pack(directory), params=params,
+                              headers={"content-type": "application/gzip"})
+        except SkiffError as exc:  # the server names files within the app: name them from here
+            exc.message = name_files(exc.message, where)
+            if isinstance(exc.details.get("traceback"), str):
+                exc.details["traceback"] = name_files(exc.details["traceback"], where)
+            raise
     if res.get("pending"):  # held: an operator approves (skiff approvals approve ID)
         out.print(f"[yellow]pending[/] {res['app']}: approval [bold]{res['approval']}[/]: "
                   f"{escape(res['message'])}")
@@ -682,12 +692,13 @@ def version() -> None:
 
 
 def _register_governance() -> None:
-    from skiff.cli import inventory, login
+    from skiff.cli import inventory, login, validate
     from skiff.cli.governance import register
 
     register(app)
     inventory.register(app)
     login.register(app)
+    validate.register(app)
 
 
 _register_governance()

@@ -346,8 +346,11 @@ def build_admin(platform: Facade, token: str,
                                     max_bytes=config.max_app_bytes,
                                     max_files=config.max_app_files)
             archive.unlink()
-            out = await platform.deploy(app_dir, allow_secret_findings=allow_secret_scan_findings,
-                                        actor=principal)
+            try:
+                out = await platform.deploy(app_dir, actor=principal,
+                                            allow_secret_findings=allow_secret_scan_findings)
+            except SkiffError as exc:
+                raise upload.relative_paths(exc, app_dir) from None
             if out.get("pending"):  # held for an operator's approval; the old revision serves
                 response.status_code = 202
             return out
