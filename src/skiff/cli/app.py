@@ -210,24 +210,31 @@ def ls(name: Annotated[str | None, typer.Argument(help="show one app in detail")
 
 
 @app.command()
-def invoke(name: str, data: Annotated[str | None, typer.Option("--data", "-d", help="JSON event")] = None,
+def invoke(name: str, data: Annotated[str | None, typer.Option("--data", "-d", help="a raw JSON event")] = None,
+           event: Annotated[Path | None, typer.Option("--event", "-e", help="a raw JSON event from a file (`skiff event generate`)")] = None,
+           path: Annotated[str, typer.Option(help="HTTP apps: the path (and ?query)")] = "/",
+           method: Annotated[str, typer.Option(help="HTTP apps: the method")] = "GET",
+           header: Annotated[list[str] | None, typer.Option("--header", "-H", help="HTTP apps: NAME:VALUE (repeat)")] = None,
+           body: Annotated[str | None, typer.Option(help="HTTP apps: the request body")] = None,
+           local: Annotated[Path | None, typer.Option("--local", metavar="DIR", help="run the app in DIR in this process, without a server")] = None,
            is_async: Annotated[bool, typer.Option("--async", help="queue it durably; print its id")] = False,
            url: UrlOpt = None) -> None:
-    """Invoke an app directly with a JSON event and print the result."""
-    if data is not None:
-        try:
-            json.loads(data)
-        except ValueError as exc:
-            raise SkiffError(f"--data must be JSON: {exc}", code="bad_event", status=400) from None
-    headers = {"content-type": "application/json"}
-    if is_async:
-        headers["x-skiff-invocation-type"] = "Event"
-    resp = _client(url).call("POST", f"/apps/{name}/invoke", content=(data or "").encode(),
-                             headers=headers)
+    """Invoke an app with the event its kind expects (an API Gateway event for a Lambda
+    handler, a request for an HTTP app) or a raw one, and print the result."""
+    from skiff.cli import invoking
+
+    raw = invoking.raw_event(data, event)
+    if local is not None:
+        status, text = invoking.local(local, raw, method, path, header or [], body)
+    else:
+        status, text = invoking.remote(_client(url), name, raw, method, path, header or [],
+                                       body, is_async)
+    if status is not None:
+        out.print(f"HTTP {status}", style="green" if status < 400 else "red", highlight=False)
     try:
-        out.print_json(resp.text)
+        out.print_json(text)
     except (ValueError, json.JSONDecodeError):
-        out.print(resp.text, markup=False)
+        out.print(text, markup=False)
 
 
 @app.command()
@@ -693,11 +700,13 @@ def version() -> None:
 
 def _register_governance() -> None:
     from skiff.cli import inventory, login, validate
+    from skiff.cli.events import event_app
     from skiff.cli.governance import register
 
     register(app)
     inventory.register(app)
     login.register(app)
+    app.add_typer(event_app, name="event")
     validate.register(app)
 
 
