@@ -45,7 +45,7 @@ def run_inprocess(monkeypatch, *args: str, env: dict | None = None,
 
     from rich.console import Console
 
-    import skiff.cli.app
+    import skiff.cli.app  # noqa: F401 - loads the module
     from skiff.cli.failures import run
 
     cli = sys.modules["skiff.cli.app"]  # skiff.cli.app the attribute is the typer app
