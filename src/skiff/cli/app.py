@@ -118,18 +118,18 @@ def deploy(directory: Annotated[Path, typer.Argument(help="the app directory")] 
         for line in say(check(directory), escape(where)):
             out.print(line, highlight=False)
     directory = directory.resolve()
+    from skiff.cli import progress
+
     client = _client(url)
-    with out.status(f"deploying {directory.name} …"):
-        params = {"allow_secret_scan_findings": allow_secret_scan_findings} \
-            if allow_secret_scan_findings else {}
-        try:
-            res = client.json("POST", "/apps", content=pack(directory), params=params,
-                              headers={"content-type": "application/gzip"})
-        except SkiffError as exc:  # the server names files within the app: name them from here
-            exc.message = name_files(exc.message, where)
-            if isinstance(exc.details.get("traceback"), str):
-                exc.details["traceback"] = name_files(exc.details["traceback"], where)
-            raise
+    params = {"allow_secret_scan_findings": allow_secret_scan_findings} \
+        if allow_secret_scan_findings else {}
+    try:
+        res = progress.deploy(client, pack(directory), params, out, directory.name)
+    except SkiffError as exc:  # the server names files within the app: name them from here
+        exc.message = name_files(exc.message, where)
+        if isinstance(exc.details.get("traceback"), str):
+            exc.details["traceback"] = name_files(exc.details["traceback"], where)
+        raise
     if res.get("pending"):  # held: an operator approves (skiff approvals approve ID)
         out.print(f"[yellow]pending[/] {res['app']}: approval [bold]{res['approval']}[/]: "
                   f"{escape(res['message'])}")

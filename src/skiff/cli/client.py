@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import json
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +47,28 @@ class Client:
         except httpx.TransportError:
             return False
 
+    def lines(self, method: str, path: str, **kw: Any) -> Iterator[dict]:
+        """An NDJSON answer, one object at a time as the server writes it; an error
+        status is raised as :meth:`call` raises it."""
+        try:
+            with self.http.stream(method, path, **kw) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    self._raise(resp)
+                for line in resp.iter_lines():
+                    if line.strip():
+                        yield json.loads(line)
+        except httpx.TransportError as exc:
+            raise self.unreachable(exc) from None
+
     def call(self, method: str, path: str, **kw: Any) -> httpx.Response:
         resp = self.send(method, path, **kw)
+        if resp.status_code >= 400:
+            self._raise(resp)
+        return resp
+
+    @staticmethod
+    def _raise(resp: httpx.Response) -> None:
         if resp.status_code >= 400:
             try:
                 err = resp.json()["error"]
@@ -59,7 +81,6 @@ class Client:
                     raise SkiffError(f"bad request: {resp.json()['detail']}", code="bad_request",
                                      status=resp.status_code) from None
                 raise SkiffError(resp.text or resp.reason_phrase, status=resp.status_code) from None
-        return resp
 
     def json(self, method: str, path: str, **kw: Any) -> Any:
         return self.call(method, path, **kw).json()

@@ -112,7 +112,8 @@ class Deployer:
 
     # -- deploy -------------------------------------------------------------------
     async def deploy(self, src: Path, *, allow_secret_findings: str | None = None,
-                     actor: Principal | None = None, restoring: bool = False) -> dict:
+                     actor: Principal | None = None, restoring: bool = False,
+                     progress: Callable[[str], None] | None = None) -> dict:
         """Validate, scan, install, trial-load and activate the app in ``src``.
         On any failure the previous revision keeps serving. ``restoring``: an archived
         app comes back, and only under a name no app has now."""
@@ -159,11 +160,15 @@ class Deployer:
             code_dir = await asyncio.to_thread(self._store_code, src, name, digest)
             # the socket must exist for the trial; the old policy stays until we switch
             listener = await self._egress_listener(name, policy)
-            zygote = await asyncio.to_thread(self._envs.resolve, code_dir)
+            zygote = await asyncio.to_thread(self._envs.resolve, code_dir, progress)
+            if progress is not None:
+                progress("build environment")
             zygote = self._zygote_for(manifest, digest, code_dir, zygote)
             trial = None
             stored = manifest.to_dict()
             if manifest.spec.handler:
+                if progress is not None:
+                    progress("start trial instance")
                 try:
                     trial = await self._trial(manifest, digest, code_dir, zygote)
                 except BaseException:

@@ -10,6 +10,7 @@ import logging
 import shutil
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -213,14 +214,16 @@ class Platform:
         return out
 
     async def deploy(self, src: Path, *, allow_secret_findings: str | None = None,
-                     actor: Principal | None = None, app: str | None = None) -> dict:
+                     actor: Principal | None = None, app: str | None = None,
+                     progress: Callable[[str], None] | None = None) -> dict:
         """``app``: the name, when the caller knows it (the audit entry of a deploy
-        that fails before its manifest loads names it)."""
+        that fails before its manifest loads names it). ``progress`` hears the stages
+        (resolve, install, build environment, trial), maybe from a worker thread."""
         if self._p.workflows is not None and resource_kind(src) == "StateMachine":
             return await self._deploy_machine(src, actor)
         try:
             out = await self._p.deployer.deploy(src, allow_secret_findings=allow_secret_findings,
-                                                actor=actor)
+                                                actor=actor, progress=progress)
         except SkiffError as exc:
             self._audit_refusal(actor, "deploy", app or _app_name(src), exc)
             raise
