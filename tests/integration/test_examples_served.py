@@ -96,10 +96,13 @@ def test_webhook_verifies_signatures(examples):
 def test_new_app_from_each_template_serves_and_passes_its_test(examples, tmp_path):
     """`skiff new` scaffolds an app whose own test passes and which deploys and answers."""
     env = {**os.environ, "SKIFF_HOME": str(examples.home)}
-    for template in ("lambda-api", "asgi", "flask", "static-site"):
-        name = f"my-{template}"
+    subprocess.run([sys.executable, "-m", "skiff", "secrets", "set", "my-webhook-signing", "s"],
+                   check=True, capture_output=True, env=env)
+    for template in ("lambda-api", "asgi", "flask", "static-site", "static-site+api",
+                     "queue-worker", "cron-job", "webhook"):
+        name = "my-" + template.replace("+", "-")
         subprocess.run([sys.executable, "-m", "skiff", "new", name, "--template", template,
-                        "--dir", str(tmp_path)], check=True, capture_output=True, env=env)
+                        "--dir", str(tmp_path), "--no-git"], check=True, capture_output=True, env=env)
         app_dir = tmp_path / name
         test = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                                str(app_dir)], capture_output=True, text=True, cwd=app_dir)
@@ -107,4 +110,6 @@ def test_new_app_from_each_template_serves_and_passes_its_test(examples, tmp_pat
         deploy = subprocess.run([sys.executable, "-m", "skiff", "deploy", str(app_dir)],
                                 capture_output=True, text=True, env=env)
         assert deploy.returncode == 0, deploy.stderr
-        assert examples.http.get(f"/{name}/").status_code == 200, template
+        # a webhook takes POSTs only
+        wanted = 405 if template == "webhook" else 200
+        assert examples.http.get(f"/{name}/").status_code == wanted, template

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -28,7 +27,6 @@ err = Console(stderr=True)
 
 UrlOpt = Annotated[str | None, typer.Option("--url", help="Skiff server URL (default: $SKIFF_URL, the `skiff login` context, or the server running on --home)")]
 HomeOpt = Annotated[Path | None, typer.Option("--home", help="state directory ($SKIFF_HOME, default ./.skiff)")]
-TEMPLATES = Path(__file__).parent / "templates"
 _background: set = set()  # tasks `skiff dev` runs beside the server
 
 
@@ -323,37 +321,19 @@ def invocations(name: str,
 
 @app.command()
 def new(name: str,
-        template: Annotated[str, typer.Option("--template", "-t",
-                                              help="lambda-api | asgi | flask | static-site")] = "lambda-api",
-        directory: Annotated[Path | None, typer.Option("--dir", help="where to create it")] = None) -> None:
-    """Scaffold a working app with its own test."""
-    import re
+        template: Annotated[str, typer.Option("--template", "-t", help=(
+            "static-site+api | lambda-api | asgi | flask | static-site | queue-worker | "
+            "cron-job | webhook, or a directory, or a git URL"))] = "lambda-api",
+        directory: Annotated[Path | None, typer.Option("--dir", help="where to create it")] = None,
+        git: Annotated[bool, typer.Option("--git/--no-git", help="start a git repository")] = True) -> None:
+    """Scaffold a working app with its own tests, a .gitignore and a first commit."""
+    from skiff.cli.scaffold import create
 
-    if not re.fullmatch(r"[a-z][a-z0-9-]{0,40}", name):
-        raise SkiffError("an app name is lowercase letters, digits and dashes, starting with a "
-                         "letter (it becomes part of URLs)", code="bad_name", status=400)
-    src = TEMPLATES / template
-    if not src.is_dir():
-        names = ", ".join(sorted(p.name for p in TEMPLATES.iterdir() if p.is_dir()))
-        raise SkiffError(f"no template {template!r}; choose one of: {names}", code="bad_template",
-                         status=400)
-    dest = (directory or Path(".")) / name
-    if dest.exists():
-        raise SkiffError(f"{dest} already exists", code="exists", status=409)
-    for path in sorted(src.rglob("*")):
-        if "__pycache__" in path.parts:
-            continue
-        rel = Path(str(path.relative_to(src)).replace("__APP_NAME__", name))
-        if path.is_dir():
-            (dest / rel).mkdir(parents=True, exist_ok=True)
-            continue
-        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-        try:
-            (dest / rel).write_text(path.read_text().replace("__APP_NAME__", name))
-        except UnicodeDecodeError:
-            shutil.copy2(path, dest / rel)
-    out.print(f"[green]created[/] {dest} from template {template}\n"
-              f"  run it:   skiff dev {dest}\n  test it:  python -m pytest {dest}")
+    dest, notes = create(name, template, directory or Path("."), git=git)
+    for note in notes:
+        out.print(f"[yellow]note[/] {escape(note)}")
+    out.print(f"[green]created[/] {dest} from template {escape(template)}\n"
+              f"  run it:   skiff dev {dest}\n  test it:  skiff test {dest}")
 
 
 secrets_app = typer.Typer(help="Encrypted, versioned secrets that apps reference as secret://NAME.",
