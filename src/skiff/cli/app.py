@@ -679,7 +679,7 @@ def version() -> None:
 
 
 def _register_governance() -> None:
-    from skiff.cli import inventory, login, validate
+    from skiff.cli import apptest, inventory, login, validate
     from skiff.cli.events import event_app
     from skiff.cli.governance import register
 
@@ -688,6 +688,7 @@ def _register_governance() -> None:
     login.register(app)
     app.add_typer(event_app, name="event")
     validate.register(app)
+    apptest.register(app)
 
 
 _register_governance()

@@ -291,6 +291,19 @@ class Secret(_Model):
     ref: SecretRef = Field(description="Secret store reference, e.g. secret://orders-db.")
 
 
+class Check(_Model):
+    """A smoke check `skiff test` runs against the deployed app: a request, the status
+    it must answer, and optionally a JSON Schema its JSON body must match (a contract)."""
+
+    path: RoutePath = Field(description="Path relative to the app, e.g. /health.")
+    method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] = Field(
+        "GET", description="The request's method.")
+    status: Annotated[int, Field(ge=100, le=599)] = Field(200, description="The status it "
+                                                                           "must answer.")
+    body_schema: dict[str, Any] | None = Field(
+        None, alias="schema", description="A JSON Schema the response's JSON body must match.")
+
+
 class Spec(_Model):
     """What to run and how."""
 
@@ -330,6 +343,8 @@ class Spec(_Model):
                         "*.internal.corp:443.")
     ttl_days: PositiveInt | None = Field(None, description="Days until the app is archived "
                                                           "unless renewed.")
+    checks: tuple[Check, ...] = Field((), description="Smoke and contract checks `skiff test` "
+                                                      "runs against the deployed app.")
 
     model_config = ConfigDict(json_schema_extra={
         "anyOf": [{"required": ["handler"]}, {"required": ["static"]}],
@@ -424,4 +439,7 @@ class Manifest(_Model):
     def to_dict(self) -> dict[str, Any]:
         """The canonical form: camelCase keys, every default filled in,
         static as {dir, path}, durations as float seconds."""
-        return self.model_dump(mode="json", by_alias=True)
+        out = self.model_dump(mode="json", by_alias=True)
+        if not out["spec"]["checks"]:  # absent when empty: apps without checks keep their ids
+            del out["spec"]["checks"]
+        return out
