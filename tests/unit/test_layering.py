@@ -20,8 +20,10 @@ SRC = Path(skiff.__file__).parent
 LEAVES = {"errors", "config", "logtext", "ipc", "edge"}
 ALLOWED: dict[str, set[str]] = {
     "__main__": {"cli"},
+    # bus, runtime: `skiff event generate` builds sample events with the code that builds
+    # them for a deployed app (skiff.cli.events), so a sample is what the app receives
     "cli": {"server", "storage", "observe", "config", "errors", "governance", "instance", "logtext",
-            "manifest"},
+            "manifest", "bus", "runtime"},
     "server": {"dashboard", "platform", "gateway", "triggers", "bus", "store", "sdk", "instance",
                "governance", "egress", "edge", "serverlock", "storage", "observe", "config",
                "errors", "manifest"},
