@@ -48,6 +48,17 @@
 The HTTP edge (skiff.edge) answers in the same format before a request reaches
 the gateway: 431 request_head_too_large, 414 request_line_too_long, 408
 request_timeout.
+
+Queues: 404 queue_not_found (a queue no app declares and the broker never held;
+``skiff queues send --create`` makes one).
+
+The CLI's own (skiff.cli.failures prints each as ``error [code] message`` and a hint):
+503 unreachable (no server at the URL; the message names where the URL came from),
+404 context_not_found, 400 bad_url, 502 not_skiff (something else answers there),
+400 bad_usage (a flag or argument; exit 2), 400 bad_json, os_error (a file),
+400 no_manifest, 422 import_failed (``skiff validate``: the handler does not import),
+422 gate_failed (``skiff test``), 400 bad_event_kind, 400 bad_template, 400 bad_name,
+409 exists.
 """
 
 from __future__ import annotations
