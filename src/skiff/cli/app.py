@@ -94,6 +94,7 @@ def dev(directory: Annotated[Path, typer.Argument(help="the app directory")] = P
                     tb = exc.details.get("traceback")
                     if tb:
                         out.print(str(tb), markup=False)
+                sys.stdout.flush()  # piped (an editor's task, CI): each reload as it happens
 
         _background.add(asyncio.ensure_future(loop()))  # held: the loop runs till the server stops
 
