@@ -88,7 +88,8 @@ def test_a_newcomers_hour(tmp_path, envs_dir):
 
         assert "deleted hello-api" in skiff("rm", "hello-api")
         server.stop()
-        server = SkiffServer(tmp_path / "server-home", [], envs_dir)  # restart
+        server = SkiffServer(tmp_path / "server-home", [], envs_dir)  # restart (a new port)
+        skiff("login", server.url, "--token", token, "--name", "team")
         assert "hello-api" not in [a["name"] for a in json.loads(skiff("ls", "--json"))]
         assert server.http.get("/hello-api/").status_code == 410
     finally:
