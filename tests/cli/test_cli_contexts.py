@@ -13,7 +13,7 @@ import stat
 import pytest
 
 from skiff.cli.contexts import Context, Contexts, resolve
-from tests.cliproc import failed, ok, run_skiff
+from tests.cliproc import failed, ok, run_inprocess, run_skiff
 
 
 def _dead_url() -> str:
@@ -76,46 +76,53 @@ def test_running_local_server_is_found_and_a_dead_one_is_not(server, tmp_path, m
     assert resolve(home=stale).source.startswith("the default address")
 
 
-def test_login_from_another_directory_then_every_command_uses_it(server, tmp_path):
-    """The newcomer's path: `skiff ls` elsewhere fails naming what it tried; `skiff login`
-    (the token of a local server is found by itself); then any directory works."""
+def test_login_from_another_directory_then_every_command_uses_it(server, tmp_path, monkeypatch):
+    """The newcomer's path: `skiff ls` elsewhere fails naming what it tried; `skiff login`;
+    then any directory works. The first steps as a person runs them (subprocesses), the
+    rest in-process (the same CLI, cwd and config directory)."""
     cfg, elsewhere = tmp_path / "cfg", tmp_path / "elsewhere"
     elsewhere.mkdir()
     dead = _dead_url()
     msg = failed(run_skiff("ls", cwd=elsewhere, config=cfg, env={"SKIFF_URL": dead}),
                  "unreachable")
     assert f"cannot reach Skiff at {dead} (from $SKIFF_URL)" in msg
-
-    # the token: given by hand (here: the server's own admin token)
     token = (server.home / "admin-token").read_text().strip()
-    assert "unauthorized" in failed(run_skiff("login", server.url, cwd=elsewhere, config=cfg),
-                                    "unauthorized")
     out = ok(run_skiff("login", server.url, "--token", token, "--name", "laptop",
                        cwd=elsewhere, config=cfg))
     assert "logged in" in out and "laptop" in out
     path = cfg / "skiff" / "contexts.json"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert "hello" in ok(run_skiff("ls", cwd=elsewhere, config=cfg))
-    listing = ok(run_skiff("context", "ls", cwd=elsewhere, config=cfg))
+
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(cfg))
+
+    def skiff(*args: str) -> tuple[int, str]:
+        status, out, err = run_inprocess(monkeypatch, *args)
+        return status, " ".join((out + err).split())
+
+    # no token, and not the local server's URL: the server says so, and how to fix it
+    status, msg = skiff("login", server.url, "--name", "notoken")
+    assert status == 1 and "[unauthorized]" in msg and "--token TOKEN" in msg
+    status, listing = skiff("context", "ls")
     assert "laptop" in listing and server.url in listing and token not in listing
 
     # a context that points at nothing says so, naming the context
-    ok(run_skiff("login", server.url, "--token", token, "--name", "old", cwd=elsewhere,
-                 config=cfg))
+    assert skiff("login", server.url, "--token", token, "--name", "old")[0] == 0
     data = json.loads(path.read_text())
     data["contexts"]["old"]["url"] = dead
     path.write_text(json.dumps(data))
-    msg = failed(run_skiff("ls", cwd=elsewhere, config=cfg), "unreachable")
-    assert f"cannot reach Skiff at {dead} (from context 'old'" in msg
+    status, msg = skiff("ls")
+    assert status == 1 and f"cannot reach Skiff at {dead} (from context 'old'" in msg
     assert "skiff context use" in msg
-    ok(run_skiff("context", "use", "laptop", cwd=elsewhere, config=cfg))
-    assert "hello" in ok(run_skiff("ls", cwd=elsewhere, config=cfg))
-    ok(run_skiff("context", "rm", "old", cwd=elsewhere, config=cfg))
-    assert "no context named 'old'" in failed(
-        run_skiff("context", "use", "old", cwd=elsewhere, config=cfg), "context_not_found")
+    assert skiff("context", "use", "laptop")[0] == 0
+    assert "hello" in skiff("ls")[1]
+    assert skiff("context", "rm", "old")[0] == 0
+    status, msg = skiff("context", "use", "old")
+    assert status == 1 and "[context_not_found] no context named 'old'" in msg
 
     # secrets follow the context to the server; nothing is written here
-    ok(run_skiff("secrets", "set", "ctx-secret", "v1", cwd=elsewhere, config=cfg))
+    assert skiff("secrets", "set", "ctx-secret", "v1")[0] == 0
     assert "ctx-secret" in {s["name"] for s in server.admin.get("/secrets").json()}
     assert not (elsewhere / ".skiff").exists()
 
