@@ -71,6 +71,16 @@ request_timeout.
 A WebSocket handshake the gateway does not pass on is answered in this format
 too (skiff.gateway.websocket): 400 websocket_not_supported (not an ASGI app),
 403 websocket_refused (the app closed before accepting), 429 websocket_limit.
+Queues: 404 queue_not_found (a queue no app declares and the broker never held;
+``skiff queues send --create`` makes one).
+
+The CLI's own (skiff.cli.failures prints each as ``error [code] message`` and a hint):
+503 unreachable (no server at the URL; the message names where the URL came from),
+404 context_not_found, 400 bad_url, 502 not_skiff (something else answers there),
+400 bad_usage (a flag or argument; exit 2), 400 bad_json, os_error (a file),
+400 no_manifest, 422 import_failed (``skiff validate``: the handler does not import),
+422 gate_failed (``skiff test``), 400 bad_event_kind, 400 bad_template, 400 bad_name,
+409 exists.
 """
 
 from __future__ import annotations

@@ -182,8 +182,11 @@ def test_cannot_send_to_another_apps_queue(vault, sender, queue, code):
         result = send(skiff, sender, queue)
     status = {"queue_forbidden": 403, "queue_not_found": 404, "reserved_queue": 400}[code]
     assert result == {"ok": False, "code": code, "status": status}
-    assert not [m for m in skiff.admin.get(f"/queues/{queue}/messages").json()
-                if m["body"].startswith(f"from {sender}")]
+    peek = skiff.admin.get(f"/queues/{queue}/messages")
+    if code == "queue_not_found":  # the refused send made no queue
+        assert peek.status_code == 404 and peek.json()["error"]["code"] == "queue_not_found"
+    else:
+        assert not [m for m in peek.json() if m["body"].startswith(f"from {sender}")]
 
 
 def test_owner_allowed_apps_and_operator_can_send(vault):

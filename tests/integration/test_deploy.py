@@ -62,7 +62,11 @@ def test_broken_app_is_rejected_and_old_revision_keeps_serving(server, hello):
     skiff(server, "deploy", str(hello))
     good = server.app("hello")["revision"]
     (hello / "handler.py").write_text("import not_a_module_anywhere\n\ndef handler(e, c):\n    return 1\n")
-    proc = skiff(server, "deploy", str(hello), check=False)
+    proc = skiff(server, "deploy", str(hello), check=False)  # `skiff validate` stops it here
+    assert proc.returncode == 1
+    assert "import_failed" in proc.stderr and "not_a_module_anywhere" in proc.stderr
+    assert 'handler.py", line 1' in proc.stderr
+    proc = skiff(server, "deploy", str(hello), "--skip-validate", check=False)  # the server's trial
     assert proc.returncode == 1
     assert "init_failed" in proc.stderr
     assert "not_a_module_anywhere" in proc.stderr

@@ -22,8 +22,11 @@ SRC = Path(skiff.__file__).parent
 LEAVES = {"errors", "config", "logtext", "ipc", "edge", "notify"}
 ALLOWED: dict[str, set[str]] = {
     "__main__": {"cli"},
+    # bus, runtime, ipc: `skiff event generate` builds sample events with the code that
+    # builds them for a deployed app (skiff.cli.events), so a sample is what the app
+    # receives; testing: `skiff invoke --local` runs the app in-process (skiff.testing)
     "cli": {"server", "storage", "observe", "config", "errors", "governance", "instance", "logtext",
-            "manifest"},
+            "manifest", "bus", "runtime", "ipc", "testing"},
     "server": {"dashboard", "platform", "gateway", "triggers", "bus", "store", "sdk", "instance",
                "governance", "egress", "edge", "serverlock", "storage", "observe", "config",
                "errors", "manifest", "notify"},

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -14,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from skiff.cli.failures import parse_json
 from skiff.cli.sfn import sfn_app
 from skiff.config import Config
 from skiff.errors import SkiffError
@@ -25,9 +25,8 @@ app = typer.Typer(help="Skiff: run many micro apps on one machine.", no_args_is_
 out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
 
-UrlOpt = Annotated[str | None, typer.Option("--url", help="Skiff server URL (default: from $SKIFF_HOME/server.json)")]
+UrlOpt = Annotated[str | None, typer.Option("--url", help="Skiff server URL (default: $SKIFF_URL, the `skiff login` context, or the server running on --home)")]
 HomeOpt = Annotated[Path | None, typer.Option("--home", help="state directory ($SKIFF_HOME, default ./.skiff)")]
-TEMPLATES = Path(__file__).parent / "templates"
 _background: set = set()  # tasks `skiff dev` runs beside the server
 
 
@@ -76,7 +75,7 @@ def dev(directory: Annotated[Path, typer.Argument(help="the app directory")] = P
     from skiff.server import run
 
     directory = directory.resolve()
-    config = Config.resolve(home=home or directory / ".skiff", port=port)
+    config = Config.resolve(home=home, port=port)  # the home (and secrets) of `skiff up`
 
     async def watch(platform, cfg) -> None:  # noqa: ANN001
         import asyncio
@@ -95,6 +94,7 @@ def dev(directory: Annotated[Path, typer.Argument(help="the app directory")] = P
                     tb = exc.details.get("traceback")
                     if tb:
                         out.print(str(tb), markup=False)
+                sys.stdout.flush()  # piped (an editor's task, CI): each reload as it happens
 
         _background.add(asyncio.ensure_future(loop()))  # held: the loop runs till the server stops
 
@@ -105,20 +105,30 @@ def dev(directory: Annotated[Path, typer.Argument(help="the app directory")] = P
 def deploy(directory: Annotated[Path, typer.Argument(help="the app directory")] = Path("."),
            url: UrlOpt = None,
            allow_secret_scan_findings: Annotated[str | None, typer.Option(
-               help="deploy despite hard-coded credentials found; give the reason (recorded)")] = None) -> None:
-    """Upload an app and serve it as a new immutable revision."""
+               help="deploy despite hard-coded credentials found; give the reason (recorded)")] = None,
+           skip_validate: Annotated[bool, typer.Option(
+               "--skip-validate", help="upload without `skiff validate` first")] = False) -> None:
+    """Validate an app here, upload it, and serve it as a new immutable revision."""
     from skiff.cli.client import pack
+    from skiff.cli.validate import check, name_files, say, shown
 
+    where = shown(directory)
+    if not skip_validate:
+        for line in say(check(directory), escape(where)):
+            out.print(line, highlight=False)
     directory = directory.resolve()
-    if not (directory / "skiff.yaml").exists():
-        raise SkiffError(f"{directory} has no skiff.yaml; create one with `skiff new`",
-                         code="no_manifest")
+    from skiff.cli import progress
+
     client = _client(url)
-    with out.status(f"deploying {directory.name} …"):
-        params = {"allow_secret_scan_findings": allow_secret_scan_findings} \
-            if allow_secret_scan_findings else {}
-        res = client.json("POST", "/apps", content=pack(directory), params=params,
-                          headers={"content-type": "application/gzip"})
+    params = {"allow_secret_scan_findings": allow_secret_scan_findings} \
+        if allow_secret_scan_findings else {}
+    try:
+        res = progress.deploy(client, pack(directory), params, out, directory.name)
+    except SkiffError as exc:  # the server names files within the app: name them from here
+        exc.message = name_files(exc.message, where)
+        if isinstance(exc.details.get("traceback"), str):
+            exc.details["traceback"] = name_files(exc.details["traceback"], where)
+        raise
     if res.get("pending"):  # held: an operator approves (skiff approvals approve ID)
         out.print(f"[yellow]pending[/] {res['app']}: approval [bold]{res['approval']}[/]: "
                   f"{escape(res['message'])}")
@@ -154,7 +164,8 @@ def rm(name: str, url: UrlOpt = None,
 
 @app.command("ls")
 def ls(name: Annotated[str | None, typer.Argument(help="show one app in detail")] = None,
-       url: UrlOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+       url: UrlOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False,
+       wide: Annotated[bool, typer.Option("--wide", help="every column, however wide")] = False) -> None:
     """Apps with revision, instances, requests, latency percentiles and cold starts."""
     client = _client(url)
     if name:
@@ -182,37 +193,47 @@ def ls(name: Annotated[str | None, typer.Argument(help="show one app in detail")
     if as_json:
         out.print_json(data=apps)
         return
-    table = Table("app", "kind", "revision", "inst", "requests", "errors", "p50 ms", "p95 ms",
-                  "p99 ms", "cold", "init ms", "cold +p95", "churn/min",
-                  title=f"Skiff at {client.url}")
-    for a in apps:
-        table.add_row(a["name"], a["kind"] or "", a["revision"], str(a["instances"]),
-                      str(a["requests"]), str(a["errors"]), _ms(a["p50_ms"]), _ms(a["p95_ms"]),
-                      _ms(a["p99_ms"]), f"{a['cold_starts']} ({a['cold_start_ratio']:.0%})",
-                      _ms(a["avg_init_ms"] or None), _ms(a["cold_start_added_p95_ms"]),
-                      str(a["churn_per_min"]))
-    out.print(table)
+    from skiff.cli import listing
+
+    rows = [listing.row(a) for a in apps]
+    width = listing.terminal_width()
+    shown = listing.fit(rows, width, wide=wide)
+    table = Table(*(c.header for c in shown), title=f"Skiff at {client.url}")
+    for r in rows:
+        table.add_row(*(escape(r[c.header]) for c in shown))
+    need = listing.table_width([max([len(c.header)] + [len(r[c.header]) for r in rows])
+                                for c in shown])
+    out.print(table, width=max(width, need) if wide else width)
+    for line in listing.legend(shown, len(listing.COLUMNS) - len(shown)):
+        out.print(line, style="dim", highlight=False)
 
 
 @app.command()
-def invoke(name: str, data: Annotated[str | None, typer.Option("--data", "-d", help="JSON event")] = None,
+def invoke(name: str, data: Annotated[str | None, typer.Option("--data", "-d", help="a raw JSON event")] = None,
+           event: Annotated[Path | None, typer.Option("--event", "-e", help="a raw JSON event from a file (`skiff event generate`)")] = None,
+           path: Annotated[str, typer.Option(help="HTTP apps: the path (and ?query)")] = "/",
+           method: Annotated[str, typer.Option(help="HTTP apps: the method")] = "GET",
+           header: Annotated[list[str] | None, typer.Option("--header", "-H", help="HTTP apps: NAME:VALUE (repeat)")] = None,
+           body: Annotated[str | None, typer.Option(help="HTTP apps: the request body")] = None,
+           local: Annotated[Path | None, typer.Option("--local", metavar="DIR", help="run the app in DIR in this process, without a server")] = None,
            is_async: Annotated[bool, typer.Option("--async", help="queue it durably; print its id")] = False,
            url: UrlOpt = None) -> None:
-    """Invoke an app directly with a JSON event and print the result."""
-    if data is not None:
-        try:
-            json.loads(data)
-        except ValueError as exc:
-            raise SkiffError(f"--data must be JSON: {exc}", code="bad_event", status=400) from None
-    headers = {"content-type": "application/json"}
-    if is_async:
-        headers["x-skiff-invocation-type"] = "Event"
-    resp = _client(url).call("POST", f"/apps/{name}/invoke", content=(data or "").encode(),
-                             headers=headers)
+    """Invoke an app with the event its kind expects (an API Gateway event for a Lambda
+    handler, a request for an HTTP app) or a raw one, and print the result."""
+    from skiff.cli import invoking
+
+    raw = invoking.raw_event(data, event)
+    if local is not None:
+        status, text = invoking.local(local, raw, method, path, header or [], body)
+    else:
+        status, text = invoking.remote(_client(url), name, raw, method, path, header or [],
+                                       body, is_async)
+    if status is not None:
+        out.print(f"HTTP {status}", style="green" if status < 400 else "red", highlight=False)
     try:
-        out.print_json(resp.text)
+        out.print_json(text)
     except (ValueError, json.JSONDecodeError):
-        out.print(resp.text, markup=False)
+        out.print(text, markup=False)
 
 
 @app.command()
@@ -301,37 +322,19 @@ def invocations(name: str,
 
 @app.command()
 def new(name: str,
-        template: Annotated[str, typer.Option("--template", "-t",
-                                              help="lambda-api | asgi | flask | static-site")] = "lambda-api",
-        directory: Annotated[Path | None, typer.Option("--dir", help="where to create it")] = None) -> None:
-    """Scaffold a working app with its own test."""
-    import re
+        template: Annotated[str, typer.Option("--template", "-t", help=(
+            "static-site+api | lambda-api | asgi | flask | static-site | queue-worker | "
+            "cron-job | webhook, or a directory, or a git URL"))] = "lambda-api",
+        directory: Annotated[Path | None, typer.Option("--dir", help="where to create it")] = None,
+        git: Annotated[bool, typer.Option("--git/--no-git", help="start a git repository")] = True) -> None:
+    """Scaffold a working app with its own tests, a .gitignore and a first commit."""
+    from skiff.cli.scaffold import create
 
-    if not re.fullmatch(r"[a-z][a-z0-9-]{0,40}", name):
-        raise SkiffError("an app name is lowercase letters, digits and dashes, starting with a "
-                         "letter (it becomes part of URLs)", code="bad_name", status=400)
-    src = TEMPLATES / template
-    if not src.is_dir():
-        names = ", ".join(sorted(p.name for p in TEMPLATES.iterdir() if p.is_dir()))
-        raise SkiffError(f"no template {template!r}; choose one of: {names}", code="bad_template",
-                         status=400)
-    dest = (directory or Path(".")) / name
-    if dest.exists():
-        raise SkiffError(f"{dest} already exists", code="exists", status=409)
-    for path in sorted(src.rglob("*")):
-        if "__pycache__" in path.parts:
-            continue
-        rel = Path(str(path.relative_to(src)).replace("__APP_NAME__", name))
-        if path.is_dir():
-            (dest / rel).mkdir(parents=True, exist_ok=True)
-            continue
-        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-        try:
-            (dest / rel).write_text(path.read_text().replace("__APP_NAME__", name))
-        except UnicodeDecodeError:
-            shutil.copy2(path, dest / rel)
-    out.print(f"[green]created[/] {dest} from template {template}\n"
-              f"  run it:   skiff dev {dest}\n  test it:  python -m pytest {dest}")
+    dest, notes = create(name, template, directory or Path("."), git=git)
+    for note in notes:
+        out.print(f"[yellow]note[/] {escape(note)}")
+    out.print(f"[green]created[/] {dest} from template {escape(template)}\n"
+              f"  run it:   skiff dev {dest}\n  test it:  skiff test {dest}")
 
 
 secrets_app = typer.Typer(help="Encrypted, versioned secrets that apps reference as secret://NAME.",
@@ -386,8 +389,8 @@ class _LocalSecrets:
 
 
 class _RemoteSecrets:
-    def __init__(self, url: str) -> None:
-        self.client = _client(url)
+    def __init__(self, client) -> None:  # noqa: ANN001
+        self.client = client
 
     def set(self, name: str, value: str) -> int:
         return self.client.json("PUT", f"/secrets/{name}", json={"value": value})["version"]
@@ -403,10 +406,14 @@ class _RemoteSecrets:
 
 
 def _secrets(url: str | None, home: Path | None):  # noqa: ANN202
-    import os
+    """The server's secrets whenever one is chosen or answers; the local store only when
+    no server runs (a write there while one runs would be a secret it never reads)."""
+    from skiff.cli.client import Client
 
-    url = url or os.environ.get("SKIFF_URL")
-    return _RemoteSecrets(url) if url else _LocalSecrets(home)
+    client = Client(url, home)
+    if client.target.explicit or client.reachable():
+        return _RemoteSecrets(client)
+    return _LocalSecrets(home)
 
 
 def _secret_value(value: str | None) -> str:
@@ -496,7 +503,7 @@ def publish(event_type: Annotated[str, typer.Argument(metavar="TYPE")],
     event = {"specversion": "1.0", "id": str(uuid.uuid4()), "type": event_type,
              "source": source}
     if data is not None:
-        event["data"] = json.loads(data)
+        event["data"] = parse_json(data, "--data")
         event["datacontenttype"] = "application/json"
     res = _client(url).json("POST", "/events", content=json.dumps(event).encode(),
                             headers={"content-type": "application/cloudevents+json"})
@@ -525,9 +532,12 @@ def queues_peek(name: str, limit: int = 10, url: UrlOpt = None) -> None:
 
 
 @queues_app.command("send")
-def queues_send(name: str, body: str, url: UrlOpt = None) -> None:
-    """Enqueue a message."""
-    res = _client(url).json("POST", f"/queues/{name}/messages", json={"body": body})
+def queues_send(name: str, body: str, url: UrlOpt = None,
+                create: Annotated[bool, typer.Option(
+                    "--create", help="make the queue if no app declares it yet")] = False) -> None:
+    """Enqueue a message (to a queue that exists, unless --create)."""
+    res = _client(url).json("POST", f"/queues/{name}/messages", json={"body": body},
+                            params={"create": "true"} if create else {})
     out.print(f"[green]sent[/] {res['message_id']}")
 
 
@@ -590,7 +600,7 @@ def kv_get(name: str, key: str, url: UrlOpt = None) -> None:
 @kv_app.command("put")
 def kv_put(name: str, key: str, value: Annotated[str, typer.Argument(help="JSON value")],
            url: UrlOpt = None) -> None:
-    json.loads(value)
+    parse_json(value, "the value")
     out.print_json(data=_client(url).json("PUT", f"/apps/{name}/kv/{key}",
                                           content=value.encode()))
 
@@ -670,13 +680,18 @@ def version() -> None:
 
 
 def _register_governance() -> None:
-    from skiff.cli import alerts, inventory, spending
+    from skiff.cli import alerts, apptest, inventory, login, spending, validate
+    from skiff.cli.events import event_app
     from skiff.cli.governance import register
 
     register(app)
     inventory.register(app)
     spending.register(app)
     alerts.register(app)
+    login.register(app)
+    app.add_typer(event_app, name="event")
+    validate.register(app)
+    apptest.register(app)
 
 
 _register_governance()
@@ -684,11 +699,6 @@ app.add_typer(sfn_app, name="sfn")
 
 
 def main() -> None:
-    try:
-        app()
-    except SkiffError as exc:
-        err.print(f"[red]error[/] {escape(f'[{exc.code}]')} {escape(exc.message)}", highlight=False)
-        tb = exc.details.get("traceback")
-        if tb:
-            err.print(str(tb), markup=False, highlight=False)
-        sys.exit(getattr(exc, "exit_code", 1))
+    from skiff.cli.failures import run
+
+    run(app, err)

@@ -4,54 +4,83 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from skiff.config import Config
+from skiff.cli.contexts import Target, resolve
 from skiff.errors import SkiffError
 from skiff.manifest import iter_app_files
 
 
 class Client:
-    def __init__(self, url: str | None = None, home: Path | None = None) -> None:
-        config = Config.resolve(home=home)
-        self.url = (url or os.environ.get("SKIFF_URL") or self._discover(config)).rstrip("/")
-        token = os.environ.get("SKIFF_ADMIN_TOKEN")
-        if not token and (config.home / "admin-token").exists():
-            token = (config.home / "admin-token").read_text().strip()
-        headers = {"authorization": f"Bearer {token}"} if token else {}
+    def __init__(self, url: str | None = None, home: Path | None = None,
+                 target: Target | None = None) -> None:
+        self.target = target or resolve(url, home)
+        self.url = self.target.url
+        headers = {"authorization": f"Bearer {self.target.token}"} if self.target.token else {}
         self.http = httpx.Client(base_url=self.url + "/_skiff/api", headers=headers, timeout=600)
 
-    @staticmethod
-    def _discover(config: Config) -> str:
-        info = config.home / "server.json"
-        if info.exists():
-            return json.loads(info.read_text())["url"]
-        return f"http://{config.host}:{config.port}"
+    def unreachable(self, exc: Exception) -> SkiffError:
+        """The one "cannot connect" error: the URL, where it came from, what to do."""
+        hint = ("start it with `skiff up`" if not self.target.explicit else
+                "check the address, or choose another with --url, $SKIFF_URL or "
+                "`skiff context use NAME`")
+        return SkiffError(f"cannot reach Skiff at {self.url} (from {self.target.source}): "
+                          f"{exc or type(exc).__name__}; {hint}", code="unreachable",
+                          status=503, url=self.url, source=self.target.source)
+
+    def send(self, method: str, url: str, **kw: Any) -> httpx.Response:
+        """One request, a transport failure raised as :meth:`unreachable`."""
+        try:
+            return self.http.request(method, url, **kw)
+        except httpx.TransportError as exc:
+            raise self.unreachable(exc) from None
+
+    def reachable(self, timeout: float = 1.0) -> bool:
+        """Whether a Skiff server answers at the URL (not just anything on that port)."""
+        try:
+            return "x-skiff-node" in self.http.get("/health", timeout=timeout).headers
+        except httpx.TransportError:
+            return False
+
+    def lines(self, method: str, path: str, **kw: Any) -> Iterator[dict]:
+        """An NDJSON answer, one object at a time as the server writes it; an error
+        status is raised as :meth:`call` raises it."""
+        try:
+            with self.http.stream(method, path, **kw) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    self._raise(resp)
+                for line in resp.iter_lines():
+                    if line.strip():
+                        yield json.loads(line)
+        except httpx.TransportError as exc:
+            raise self.unreachable(exc) from None
 
     def call(self, method: str, path: str, **kw: Any) -> httpx.Response:
-        try:
-            resp = self.http.request(method, path, **kw)
-        except httpx.TransportError as exc:
-            raise SkiffError(f"cannot reach Skiff at {self.url} ({exc}); start it with `skiff up` "
-                             "or pass --url", code="unreachable", status=503) from None
+        resp = self.send(method, path, **kw)
+        if resp.status_code >= 400:
+            self._raise(resp)
+        return resp
+
+    @staticmethod
+    def _raise(resp: httpx.Response) -> None:
         if resp.status_code >= 400:
             try:
                 err = resp.json()["error"]
                 raise SkiffError(err.get("message", resp.text), code=err.get("code", "error"),
                                  status=resp.status_code,
                                  **{k: v for k, v in err.items() if k not in ("message", "code")})
-            except (ValueError, KeyError, TypeError):
+            except (ValueError, KeyError, TypeError, AttributeError):
                 if resp.headers.get("content-type", "").startswith("application/json") and \
                         "detail" in resp.text:
                     raise SkiffError(f"bad request: {resp.json()['detail']}", code="bad_request",
                                      status=resp.status_code) from None
                 raise SkiffError(resp.text or resp.reason_phrase, status=resp.status_code) from None
-        return resp
 
     def json(self, method: str, path: str, **kw: Any) -> Any:
         return self.call(method, path, **kw).json()

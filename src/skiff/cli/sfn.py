@@ -28,18 +28,12 @@ def _out():  # noqa: ANN202 - the console of skiff.cli.app
 
 def call(operation: str, body: dict, url: str | None = None) -> dict:
     """One Step Functions call; an AWS error is a SkiffError named by its __type."""
-    import httpx
-
     from skiff.cli.client import Client
 
     client = Client(url)
-    try:
-        resp = client.http.post(f"{client.url}/_skiff/sfn", json=body, headers={
-            "x-amz-target": f"AWSStepFunctions.{operation}",
-            "content-type": "application/x-amz-json-1.0"})
-    except httpx.TransportError as exc:
-        raise SkiffError(f"cannot reach Skiff at {client.url} ({exc}); start it with `skiff "
-                         "up` or pass --url", code="unreachable", status=503) from None
+    resp = client.send("POST", f"{client.url}/_skiff/sfn", json=body, headers={
+        "x-amz-target": f"AWSStepFunctions.{operation}",
+        "content-type": "application/x-amz-json-1.0"})
     try:
         data = resp.json()
     except ValueError:

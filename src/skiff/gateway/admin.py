@@ -17,14 +17,14 @@ import secrets
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -329,14 +329,18 @@ def build_admin(platform: Facade, token: str,
               openapi_extra={"requestBody": {"content": {"application/gzip": {
                   "schema": {"type": "string", "format": "binary"}}}, "required": True}})
     async def deploy(request: Request, principal: Caller, response: Response,
-                     allow_secret_scan_findings: str | None = None) -> dict:
+                     allow_secret_scan_findings: str | None = None,
+                     progress: bool = False) -> Any:
         """Upload an app directory as a .tar.gz; creates an immutable revision and serves it.
-        ``allow_secret_scan_findings`` (a reason, recorded) lets a deploy through the scan."""
+        ``allow_secret_scan_findings`` (a reason, recorded) lets a deploy through the scan.
+        ``progress``: answer ``application/x-ndjson``, a ``{"stage": ...}`` line per stage
+        and then ``{"result": ...}`` or ``{"error": ...}``, for a CLI to show as it goes."""
         principal.require(Role.developer, "deploying an app")
         config = platform.config
         limit = config.max_app_bytes  # compressed, it is no bigger than expanded
         where = upload.uploads_dir(config.home)
         tmp = Path(tempfile.mkdtemp(dir=where, prefix=f"{os.getpid()}-"))
+        streaming = False
         try:
             archive = tmp / "upload.tar.gz"
             received = 0
@@ -358,12 +362,46 @@ def build_admin(platform: Facade, token: str,
                                     max_bytes=config.max_app_bytes,
                                     max_files=config.max_app_files)
             archive.unlink()
-            out = await platform.deploy(app_dir, allow_secret_findings=allow_secret_scan_findings,
-                                        actor=principal)
+            if progress:
+                streaming = True
+                return StreamingResponse(_deploy_stages(app_dir, tmp, principal,
+                                                        allow_secret_scan_findings),
+                                         media_type="application/x-ndjson")
+            try:
+                out = await platform.deploy(app_dir, actor=principal,
+                                            allow_secret_findings=allow_secret_scan_findings)
+            except SkiffError as exc:
+                raise upload.relative_paths(exc, app_dir) from None
             if out.get("pending"):  # held for an operator's approval; the old revision serves
                 response.status_code = 202
             return out
         finally:
+            if not streaming:  # else the stream removes it when the deploy is done
+                await asyncio.to_thread(shutil.rmtree, tmp, True)
+
+    async def _deploy_stages(app_dir: Path, tmp: Path, principal: Principal,
+                             allow: str | None) -> AsyncIterator[bytes]:
+        loop = asyncio.get_running_loop()
+        stages: asyncio.Queue[str] = asyncio.Queue()
+        task = asyncio.ensure_future(platform.deploy(
+            app_dir, actor=principal, allow_secret_findings=allow,
+            progress=lambda stage: loop.call_soon_threadsafe(stages.put_nowait, stage)))
+        try:
+            while not task.done() or not stages.empty():
+                getter = asyncio.ensure_future(stages.get())
+                await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
+                if getter.done():
+                    yield json.dumps({"stage": getter.result()}).encode() + b"\n"
+                else:
+                    getter.cancel()
+            try:
+                yield json.dumps({"result": task.result()}).encode() + b"\n"
+            except SkiffError as exc:
+                yield json.dumps({**upload.relative_paths(exc, app_dir).to_dict(),
+                                  "status": exc.status}).encode() + b"\n"
+        finally:
+            if not task.done():  # the client went away: the deploy still finishes
+                await asyncio.shield(task)
             await asyncio.to_thread(shutil.rmtree, tmp, True)
 
     @api.delete(f"{PREFIX}/apps/{{name}}", dependencies=protected)
@@ -671,10 +709,13 @@ def build_admin(platform: Facade, token: str,
         return platform.queues()
 
     @api.post(f"{PREFIX}/queues/{{name}}/messages", status_code=202, dependencies=operating)
-    async def send_message(name: str, body: MessageBody) -> dict:
+    async def send_message(name: str, body: MessageBody, create: bool = False) -> dict:
+        """Enqueue a message; a queue no app declares and the broker never held is a 404
+        queue_not_found (a typo must not make a new queue) unless ``create``."""
         data = body.body if isinstance(body.body, str) else json.dumps(body.body)
         return {"message_id": await asyncio.to_thread(
-            platform.queue_send, name, data.encode(), body.attributes or None, body.delay)}
+            platform.queue_send, name, data.encode(), body.attributes or None, body.delay,
+            create)}
 
     @api.get(f"{PREFIX}/queues/{{name}}/messages", dependencies=protected)
     async def peek(name: str, limit: Annotated[int, Query(ge=1, le=100)] = 10) -> list[dict]:

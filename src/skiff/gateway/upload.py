@@ -114,3 +114,24 @@ def remove_stale(home: Path) -> list[str]:
             entry.unlink(missing_ok=True)
         removed.append(entry.name)
     return removed
+
+
+def relative_paths(exc: SkiffError, app_dir: Path) -> SkiffError:
+    """``exc`` with paths inside the unpacked upload made relative to the app
+    (``skiff.yaml:10:4``, not ``$SKIFF_HOME/uploads/…/app/skiff.yaml:10:4``): the
+    uploader's CLI names its own directory, and the server's layout stays its own."""
+    prefix = f"{app_dir}/"
+
+    def fix(value: object) -> object:
+        if isinstance(value, str):
+            return value.replace(prefix, "").replace(str(app_dir), ".")
+        if isinstance(value, list):
+            return [fix(v) for v in value]
+        if isinstance(value, dict):
+            return {k: fix(v) for k, v in value.items()}
+        return value
+
+    exc.message = str(fix(exc.message))
+    exc.args = (exc.message,)
+    exc.details = {k: fix(v) for k, v in exc.details.items()}
+    return exc

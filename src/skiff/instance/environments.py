@@ -18,6 +18,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from skiff.errors import DeployError
@@ -63,18 +64,26 @@ class Environments:
         reqs = _requirements(app_dir)
         return self._lock(reqs) if reqs else ""
 
-    def resolve(self, app_dir: Path) -> ZygoteSpec:
-        """The environment for an app directory, built if needed. Blocking."""
+    def resolve(self, app_dir: Path, progress: Callable[[str], None] | None = None) -> ZygoteSpec:
+        """The environment for an app directory, built if needed. Blocking. ``progress``
+        hears each stage as a person would read it (called from this thread)."""
+        say = progress or (lambda _stage: None)
         reqs = _requirements(app_dir)
         if not reqs:
+            say("resolve: no requirements.txt, the shared environment")
             return DEFAULT
+        say(f"resolve {len(reqs)} requirement(s)")
         lock = self._lock(reqs)
         key = hashlib.sha256(f"{sys.version}\n{_LAYOUT}\n{lock}".encode()).hexdigest()[:16]
         env_dir = self.root / key
-        if not (env_dir / ".ready").exists():
+        pinned = sum(1 for ln in lock.splitlines() if ln.strip() and not ln.startswith("#"))
+        if (env_dir / ".ready").exists():
+            say(f"install {pinned} package(s): already installed")
+        else:
             with open(self.root / f"{key}.lock", "w") as guard:
                 fcntl.flock(guard, fcntl.LOCK_EX)
                 if not (env_dir / ".ready").exists():
+                    say(f"install {pinned} package(s)")
                     self._build(env_dir, lock)
         preload = json.loads((env_dir / ".ready").read_text() or "[]")
         return ZygoteSpec(key=key, python=str(env_dir / "bin" / "python"), preload=tuple(preload))

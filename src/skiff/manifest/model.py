@@ -314,6 +314,17 @@ class Slo(_Model):
             raise invalid(message="give availability (e.g. 99.5), latencyP95Ms (e.g. 300) or "
                                   "both; remove spec.slo for no objective")
         return self
+class Check(_Model):
+    """A smoke check `skiff test` runs against the deployed app: a request, the status
+    it must answer, and optionally a JSON Schema its JSON body must match (a contract)."""
+
+    path: RoutePath = Field(description="Path relative to the app, e.g. /health.")
+    method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] = Field(
+        "GET", description="The request's method.")
+    status: Annotated[int, Field(ge=100, le=599)] = Field(200, description="The status it "
+                                                                           "must answer.")
+    body_schema: dict[str, Any] | None = Field(
+        None, alias="schema", description="A JSON Schema the response's JSON body must match.")
 
 
 class Spec(_Model):
@@ -369,6 +380,8 @@ class Spec(_Model):
         300.0, description="Longest one build or release command may run (seconds, or '5m').")
     slo: Slo | None = Field(None, description="Objectives the platform alerts on when their "
                                               "error budget burns too fast.")
+    checks: tuple[Check, ...] = Field((), description="Smoke and contract checks `skiff test` "
+                                                      "runs against the deployed app.")
 
     model_config = ConfigDict(json_schema_extra={
         "anyOf": [{"required": ["handler"]}, {"required": ["static"]}],
@@ -466,4 +479,6 @@ class Manifest(_Model):
         out = self.model_dump(mode="json", by_alias=True)
         if out["spec"]["slo"] is None:  # a manifest without one hashes as it did before
             del out["spec"]["slo"]
+        if not out["spec"]["checks"]:  # absent when empty: apps without checks keep their ids
+            del out["spec"]["checks"]
         return out

@@ -132,13 +132,14 @@ class Deployer:
 
     # -- deploy -------------------------------------------------------------------
     async def deploy(self, src: Path, *, allow_secret_findings: str | None = None,
-                     actor: Principal | None = None, restoring: bool = False) -> dict:
+                     actor: Principal | None = None, restoring: bool = False,
+                     progress: Callable[[str], None] | None = None) -> dict:
         """Validate, scan, install, trial-load and activate the app in ``src``.
         On any failure the previous revision keeps serving. ``restoring``: an archived
         app comes back, and only under a name no app has now."""
         try:
             return await self._deploy(src, allow_secret_findings=allow_secret_findings,
-                                      actor=actor, restoring=restoring)
+                                      actor=actor, restoring=restoring, progress=progress)
         except BaseException:
             await self._drop_orphan_data(src)
             raise
@@ -156,7 +157,8 @@ class Deployer:
                 await asyncio.to_thread(self._data.remove, name)
 
     async def _deploy(self, src: Path, *, allow_secret_findings: str | None,
-                      actor: Principal | None, restoring: bool) -> dict:
+                      actor: Principal | None, restoring: bool,
+                      progress: Callable[[str], None] | None) -> dict:
         # reading and hashing every file is blocking work: off the loop, or an upload of a
         # big app stalls every other app's requests (measured: 3.9 s max latency)
         manifest = await asyncio.to_thread(load_manifest, src / "skiff.yaml")
@@ -207,11 +209,15 @@ class Deployer:
             code_dir = await asyncio.to_thread(self._store_code, src, name, digest,
                                                self._build_step(manifest, digest, src))
             await asyncio.to_thread(self._data_dir, manifest)  # made off the loop (mkfs)
-            zygote = await asyncio.to_thread(self._envs.resolve, code_dir)
+            zygote = await asyncio.to_thread(self._envs.resolve, code_dir, progress)
+            if progress is not None:
+                progress("build environment")
             zygote = self._zygote_for(manifest, digest, code_dir, zygote)
             trial = None
             stored = manifest.to_dict()
             if manifest.spec.handler:
+                if progress is not None:
+                    progress("start trial instance")
                 try:
                     trial = await self._trial(manifest, digest, code_dir, zygote)
                 except BaseException:

@@ -237,14 +237,16 @@ class Platform:
         return out
 
     async def deploy(self, src: Path, *, allow_secret_findings: str | None = None,
-                     actor: Principal | None = None, app: str | None = None) -> dict:
+                     actor: Principal | None = None, app: str | None = None,
+                     progress: Callable[[str], None] | None = None) -> dict:
         """``app``: the name, when the caller knows it (the audit entry of a deploy
-        that fails before its manifest loads names it)."""
+        that fails before its manifest loads names it). ``progress`` hears the stages
+        (resolve, install, build environment, trial), maybe from a worker thread."""
         if self._p.workflows is not None and resource_kind(src) == "StateMachine":
             return await self._deploy_machine(src, actor)
         try:
             out = await self._p.deployer.deploy(src, allow_secret_findings=allow_secret_findings,
-                                                actor=actor)
+                                                actor=actor, progress=progress)
         except SkiffError as exc:
             self._audit_refusal(actor, "deploy", app or _app_name(src), exc)
             raise
@@ -759,17 +761,36 @@ class Platform:
     def queues(self) -> list[dict]:
         return self._p.events.queues()
 
+    def queue_known(self, queue: str) -> bool:
+        """An app declares it (a trigger, spec.queues, an async destination), or the broker
+        holds it (messages, a redrive policy, an earlier send)."""
+        return self._p.events.owner(queue) is not None or any(
+            q.name == queue for q in self._p.broker.queues())
+
+    def _known(self, queue: str) -> None:
+        if not queue.startswith("skiff:") and not self.queue_known(queue):  # skiff:* are ours
+            raise NotFound(f"no queue named {queue!r}: see `skiff queues ls`; "
+                           "`skiff queues send --create` makes one", code="queue_not_found",
+                           queue=queue)
+
     def queue_send(self, queue: str, body: bytes, attributes: dict[str, str] | None,
-                   delay: float) -> str:
+                   delay: float, create: bool = False) -> str:
+        if not create:
+            self._known(queue)  # (a send to skiff:* is refused below as reserved)
         return self._p.events.send(queue, body, attributes, delay)
 
     def queue_peek(self, queue: str, limit: int) -> list[Any]:
+        self._known(queue)
         return self._p.broker.peek(queue, limit)
 
     def queue_purge(self, queue: str) -> int:
+        self._known(queue)
         return self._p.broker.purge(queue)
 
     def queue_redrive(self, queue: str, to: str | None) -> int:
+        self._known(queue)
+        if to is not None:
+            self._known(to)
         return self._p.broker.redrive(queue, to)
 
     def publish(self, event: dict[str, Any]) -> dict:
