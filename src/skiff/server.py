@@ -132,7 +132,7 @@ def assemble(config: Config, *,
     workflows = StepFunctions(storage.workflows, registry, invoker,
                               limits=WorkflowLimits(max_payload_bytes=config.sfn_max_payload_bytes,
                                                     max_history_events=config.sfn_max_history_events),
-                              max_running=config.sfn_max_running)
+                              max_running=config.sfn_max_running, services=services)
     assert storage.lifecycle is not None
     lifecycle = Lifecycle(
         storage.lifecycle, default_days=config.default_ttl_days,

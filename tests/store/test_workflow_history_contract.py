@@ -44,6 +44,18 @@ def test_a_saved_machine_becomes_current_and_revisions_stay(
     assert h.machine_revisions("nope") == []
 
 
+def test_a_machine_keeps_the_app_it_acts_as(workflow_history: WorkflowHistory) -> None:
+    """A revision's app (spec.app) comes back as saved, from every read; None stays None."""
+    h = workflow_history
+    bound = MachineRow("saga", "r9", '{"StartAt":"A","States":{"A":{"Type":"Succeed"}}}',
+                       "EXPRESS", 3.0, app="shop")
+    h.save_machine(bound)
+    h.save_machine(_machine())
+    assert h.machine("saga") == bound and h.machine("saga", "r9") == bound
+    assert h.machine_revisions("saga") == [bound]
+    assert {m.name: m.app for m in h.machines()} == {"orders": None, "saga": "shop"}
+
+
 def test_an_execution_is_created_once(workflow_history: WorkflowHistory) -> None:
     """create_execution says whether the ARN is new; the first row stays."""
     h = workflow_history

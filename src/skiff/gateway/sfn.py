@@ -115,7 +115,7 @@ async def _create(sfn: Any, body: dict) -> dict:
 async def _update(sfn: Any, body: dict) -> dict:
     current = sfn.machine_row(str(body.get("stateMachineArn", "")))
     row = sfn.save(current.name, _definition(body) if "definition" in body
-                   else current.definition, current.type)
+                   else current.definition, current.type, current.app)
     return {"updateDate": row.created, "revisionId": row.revision}
 
 

@@ -6,6 +6,7 @@
     spec:
       type: STANDARD                      # or EXPRESS
       definitionFile: saga.asl.json       # or definition: {StartAt: ..., States: ...}
+      app: shop                           # the app it acts as (queues, KV, events)
 
 The definition itself is checked by the ASL validator at deploy (skiff.workflows), not
 here: this model only says where it is. Its revision is the hash of the definition and
@@ -43,6 +44,10 @@ class MachineSpec(_Model):
                                 "memory, at-least-once (as on AWS).")
     definition: dict[str, Any] | None = Field(None, description="The ASL definition inline.")
     definition_file: str | None = Field(None, description="A .asl.json file beside skiff.yaml.")
+    app: str | None = Field(None, description="The app the machine belongs to and acts as: "
+                                              "its service integrations reach that app's KV, "
+                                              "the queues it may send to, and machines of the "
+                                              "same app. Its owners deploy the machine.")
 
     @model_validator(mode="after")
     def _one_definition(self) -> MachineSpec:

@@ -253,9 +253,18 @@ class Platform:
             if actor is not None:  # the owners of apps may deploy; viewers only read
                 actor.require(Role.developer, "deploying a state machine")
             manifest, definition = load_state_machine(src)
+            app = manifest.spec.app
+            if app is not None:  # it acts as the app: only who may act on the app binds it
+                bound = self._p.registry.apps.get(app)
+                if bound is None:
+                    raise NotFound(f"state machine {manifest.name}: spec.app names the app "
+                                   f"{app!r}, which is not deployed; deploy it first",
+                                   code="app_not_found", app=app)
+                self._p.governor.may_remove(actor, bound.manifest,
+                                            "bind a state machine to")
             before = sfn.history.machine(manifest.name)
             row = await asyncio.to_thread(sfn.save, manifest.name, definition,
-                                          manifest.spec.type)
+                                          manifest.spec.type, app)
         except SkiffError as exc:
             self._audit_refusal(actor, "deploy", _app_name(src), exc)
             raise

@@ -36,7 +36,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 from skiff import ipc as p
 from skiff.errors import InvocationTimeout, SkiffError
@@ -52,11 +52,20 @@ from skiff.store.workflow_history import Finish as FinishRow
 from skiff.workflows import Execution, InvalidDefinition, Limits, StateMachine, parse, replay
 from skiff.workflows import events as ev
 from skiff.workflows.errors import TASK_FAILED, TIMEOUT, Diagnostic, StatesError
+from skiff.workflows.integrations import ServiceCall, is_service, reaches, service_call
 from skiff.workflows.resources import Target, apps_named, target
 
 log = logging.getLogger("skiff.workflows")
 
 Invoke = Callable[[Invocation], Awaitable[p.Response]]
+
+
+class Services(Protocol):
+    """Skiff's services as an app reaches them (skiff.sdk.services.Services): a state
+    machine's service integrations call them as the app it belongs to."""
+
+    def call(self, app: str, op: str, args: dict[str, Any]) -> Any: ...
+    def check_send(self, app: str, queue: str) -> None: ...
 
 REGION = "local"
 ACCOUNT = "000000000000"
@@ -99,8 +108,9 @@ def machine_of(arn: str) -> str:
     return arn
 
 
-def revision_of(definition: str, type_: str) -> str:
-    return hashlib.sha256(f"{type_}\n{definition}".encode()).hexdigest()[:12]
+def revision_of(definition: str, type_: str, app: str | None = None) -> str:
+    bound = f"{app}\n" if app else ""  # an unbound machine keeps the revision it had
+    return hashlib.sha256(f"{bound}{type_}\n{definition}".encode()).hexdigest()[:12]
 
 
 def request_id(token: str) -> str:
@@ -114,6 +124,7 @@ class _Live:
     machine: StateMachine
     ex: Execution
     durable: bool
+    app: str | None = None  # the app its service integrations act as
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     timers: dict[str, asyncio.TimerHandle] = field(default_factory=dict)
     tasks: set[asyncio.Task] = field(default_factory=set)
@@ -125,8 +136,10 @@ class StepFunctions:
 
     def __init__(self, history: WorkflowHistory, registry: Registry, invoke: Invoke, *,
                  limits: Limits | None = None, max_running: int = 10_000,
-                 log_app: Callable[[str, str], None] | None = None) -> None:
+                 log_app: Callable[[str, str], None] | None = None,
+                 services: Services | None = None) -> None:
         self.history = history
+        self._services = services
         self.max_running = max_running
         self._registry = registry
         self._invoke = invoke
@@ -138,25 +151,65 @@ class StepFunctions:
         self._closing = False
 
     # -- state machines --------------------------------------------------------------
-    def check(self, definition: Any) -> StateMachine:
+    def check(self, definition: Any, app: str | None = None,
+              name: str | None = None) -> StateMachine:
         """Parse ``definition`` (dict or JSON text) and check that every app its tasks
-        name exists; InvalidDefinition with AWS-shaped diagnostics otherwise."""
+        name exists, and that the services they call are ones ``app`` (the app the
+        machine ``name`` acts as) may reach; InvalidDefinition with AWS-shaped
+        diagnostics otherwise."""
         machine = parse(definition)
         missing = [(app, state) for app, state in sorted(apps_named(machine).items())
                    if app not in self._registry.apps]
-        if missing:
-            raise InvalidDefinition([
-                Diagnostic("INVALID_RESOURCE",
-                           f"the task names the app {app!r}, which is not deployed; deploy it "
-                           "first" if app else
-                           "the Resource is not one Skiff runs (lambda:invoke, a Lambda "
-                           "function ARN, or skiff:app/NAME)", f"/States/{state}/Resource")
-                for app, state in missing])
+        problems = [
+            Diagnostic("INVALID_RESOURCE",
+                       f"the task names the app {app!r}, which is not deployed; deploy it "
+                       "first" if app else
+                       "the Resource is not one Skiff runs (lambda:invoke, a Lambda "
+                       "function ARN, skiff:app/NAME, or a service integration)",
+                       f"/States/{state}/Resource")
+            for app, state in missing]
+        problems += [Diagnostic("INVALID_RESOURCE", why, f"/States/{state}/Resource")
+                     for state, why in self._unreachable(machine, app, name)]
+        if problems:
+            raise InvalidDefinition(problems)
         return machine
 
-    def save(self, name: str, definition: Any, type_: str = "STANDARD") -> MachineRow:
+    def _unreachable(self, machine: StateMachine, app: str | None,
+                     name: str | None) -> list[tuple[str, str]]:
+        """(state, why) of each service call the machine may not make as ``app``."""
+        out = []
+        for reach in reaches(machine):
+            if app is None:
+                out.append((reach.state, f"the task calls a service ({reach.service}); a state "
+                            "machine reaches queues, KV, events and other machines only as "
+                            "the app it belongs to: set spec.app in its skiff.yaml"))
+            elif reach.service == "queue" and reach.name is not None:
+                if self._services is None:
+                    out.append((reach.state, "queues are not available on this platform"))
+                    continue
+                try:
+                    self._services.check_send(app, reach.name)
+                except SkiffError as exc:
+                    out.append((reach.state, f"{exc.message} (the machine acts as app {app})"))
+            elif reach.service == "execution" and reach.name is not None:
+                other = machine_of(reach.name)
+                if other == name:
+                    continue  # itself, recursively: the same app
+                row = self.history.machine(other)
+                if row is None:
+                    out.append((reach.state, f"the task starts the state machine {other!r}, "
+                                "which is not deployed; deploy it first"))
+                elif row.app != app:
+                    out.append((reach.state, f"the task starts the state machine {other!r} of "
+                                f"app {row.app or 'none'}; a machine of app {app} starts only "
+                                "machines of its own app"))
+        return out
+
+    def save(self, name: str, definition: Any, type_: str = "STANDARD",
+             app: str | None = None) -> MachineRow:
         """Deploy a revision of the machine ``name`` (the same definition is the same
-        revision); it becomes the current one."""
+        revision); it becomes the current one. ``app``: the app it acts as (the caller
+        checked that the deployer may speak for it)."""
         if not _NAME.fullmatch(name or ""):
             raise StepFunctionsError("InvalidName", f"invalid state machine name {name!r}: "
                                      "1-80 characters, no whitespace or ARN punctuation")
@@ -164,9 +217,10 @@ class StepFunctions:
             raise StepFunctionsError("ValidationException",
                                      f"type must be STANDARD or EXPRESS, not {type_!r}")
         text = definition if isinstance(definition, str) else json.dumps(definition)
-        machine = self.check(text)
+        machine = self.check(text, app, name)
         canonical = json.dumps(json.loads(text), sort_keys=True, separators=(",", ":"))
-        row = MachineRow(name, revision_of(canonical, type_), text, type_, time.time())
+        row = MachineRow(name, revision_of(canonical, type_, app), text, type_, time.time(),
+                         app)
         current = self.history.machine(name, row.revision)
         if current is not None:
             row = replace(current)
@@ -242,7 +296,7 @@ class StepFunctions:
             raise StepFunctionsError("ExecutionAlreadyExists",
                                      f"Execution Already Exists: '{arn}'")
         live = _Live(row, self._machine(mrow), Execution(self._machine(mrow), self.limits),
-                     durable=not is_express)
+                     durable=not is_express, app=mrow.app)
         self._live[arn] = live
         await self._apply(live, {
             "type": ev.EXECUTION_STARTED, "input": input,
@@ -345,7 +399,7 @@ class StepFunctions:
         past = await asyncio.to_thread(self.history.history, row.arn)
         if not past:  # recorded, then the platform died before its first event
             self._live[row.arn] = live = _Live(row, machine, Execution(machine, self.limits),
-                                               durable=True)
+                                               durable=True, app=mrow.app)
             await self._apply(live, {
                 "type": ev.EXECUTION_STARTED, "input": row.input,
                 "seed": random.getrandbits(63),
@@ -358,7 +412,7 @@ class StepFunctions:
             # that wrote this history decided otherwise; carry on from what it recorded
             log.warning("execution %s: replay made %d events of the %d recorded", row.arn,
                         len(ex.history), len(past))
-        live = _Live(row, machine, ex, durable=True)
+        live = _Live(row, machine, ex, durable=True, app=mrow.app)
         self._live[row.arn] = live
         pending = ex.pending()
         self._log_resume(row, pending)
@@ -455,7 +509,10 @@ class StepFunctions:
 
     async def _run_task(self, live: _Live, cmd: ev.RunTask) -> None:
         try:
-            output = await self._invoke_task(cmd)
+            if is_service(cmd.resource):
+                output = await self._call_service(live, cmd)
+            else:
+                output = await self._invoke_task(cmd)
             if output is _CALLBACK:
                 return  # its result comes with SendTaskSuccess or SendTaskFailure
             done = {"type": ev.TASK_SUCCEEDED, "token": cmd.token, "output": output}
@@ -511,6 +568,165 @@ class StepFunctions:
         if tgt.wrap:
             return {"ExecutedVersion": "$LATEST", "Payload": result, "StatusCode": 200}
         return result
+
+
+    # -- service integrations (skiff.workflows.integrations) -------------------------
+    async def _call_service(self, live: _Live, cmd: ev.RunTask) -> Any:
+        """A task that calls a Skiff service as the machine's app. The checks of the deploy
+        are made again here: a path or JSONata may name a queue or machine only now, and
+        an app's queues change with its deploys."""
+        call = service_call(cmd.resource, cmd.input)
+        app = live.app
+        if app is None or self._services is None:
+            raise StatesError(TASK_FAILED, f"the machine {live.row.machine} belongs to no app, "
+                              "so it reaches no queue, KV, events or machine: set spec.app")
+        if call.service == "execution":
+            result = await self._start_nested(live, cmd, call)
+        else:
+            result = await asyncio.to_thread(self._call_blocking, app, cmd, call)
+        return _CALLBACK if call.wait == "token" else result
+
+    def _call_blocking(self, app: str, cmd: ev.RunTask, call: ServiceCall) -> Any:
+        assert self._services is not None
+        try:
+            if call.service == "queue":
+                params = call.params
+                body = params["body"]
+                text = body if isinstance(body, str) else json.dumps(body)
+                message_id = self._services.call(app, "queue.send", {
+                    "queue": params["queue"], "body": text, "attributes": params["attributes"],
+                    "delay": float(params["delay"])})
+                if not call.aws:
+                    return {"MessageId": message_id}
+                return {"MessageId": message_id,
+                        "MD5OfMessageBody": hashlib.md5(text.encode()).hexdigest()}  # noqa: S324 - SQS's checksum
+            if call.service == "events":
+                out = []
+                for i, given in enumerate(call.params):
+                    # the id is the attempt's own, so a task re-run after a crash publishes
+                    # the same event again, not a second one (rules dedupe on it)
+                    event = {"specversion": "1.0", "id": request_id(f"{cmd.token}#{i}"),
+                             "time": _now_iso(), **given}
+                    if event.get("data") is not None:
+                        event.setdefault("datacontenttype", "application/json")
+                    elif "data" in event:
+                        del event["data"]
+                    out.append(self._services.call(app, "events.publish", {"event": event}))
+                if not call.aws:
+                    return out[0]
+                return {"Entries": [{"EventId": o["id"]} for o in out], "FailedEntryCount": 0}
+            params = call.params
+            if call.action == "get":
+                return self._services.call(app, "kv.get", {"key": params["key"]})
+            if call.action == "put":
+                return self._services.call(app, "kv.put", {
+                    "key": params["key"], "value": params["value"], "ttl": params.get("ttl"),
+                    "if_absent": bool(params.get("ifAbsent", False)),
+                    "if_version": params.get("ifVersion")})
+            if call.action == "delete":
+                return {"deleted": self._services.call(app, "kv.delete", {
+                    "key": params["key"], "if_version": params.get("ifVersion")})}
+            return {"value": self._services.call(app, "kv.incr", {
+                "key": params["key"], "by": params.get("by", 1)})}
+        except SkiffError as exc:
+            raise _service_error(call.service, exc) from None
+        except (TypeError, ValueError) as exc:
+            raise StatesError(TASK_FAILED, str(exc)) from None
+
+    async def _start_nested(self, live: _Live, cmd: ev.RunTask, call: ServiceCall) -> Any:
+        """states:startExecution: a machine of the same app. Its name defaults to one made
+        from the task's token, so a task run again after a crash finds the execution it
+        started instead of starting a second one."""
+        params = call.params
+        try:
+            mrow = self.machine_row(params["machine"])
+        except StepFunctionsError as exc:
+            raise StatesError("StepFunctions.StateMachineDoesNotExistException",
+                              exc.message) from None
+        if mrow.app != live.app:
+            raise StatesError("StepFunctions.AccessDeniedException",
+                              f"the machine {live.row.machine} (app {live.app}) may not start "
+                              f"{mrow.name}, a machine of app {mrow.app or 'none'}: a machine "
+                              "starts only machines of its own app")
+        given = params["input"]
+        if isinstance(given, str):  # AWS takes the input as JSON text or as JSON
+            try:
+                given = json.loads(given)
+            except ValueError:
+                raise StatesError("StepFunctions.InvalidExecutionInputException",
+                                  "Input is a string that is not JSON") from None
+        name = params["name"] or request_id(cmd.token)
+        try:
+            row = await self.start_execution(mrow.name, given, name)
+        except StepFunctionsError as exc:
+            existing = self._live.get(execution_arn(mrow.name, name, mrow.type == "EXPRESS"))
+            row_ = existing.row if existing is not None else \
+                await asyncio.to_thread(self.history.execution,
+                                        execution_arn(mrow.name, name))
+            if exc.aws_type != "ExecutionAlreadyExists" or row_ is None or row_.input != given:
+                raise StatesError(f"StepFunctions.{exc.aws_type}Exception"
+                                  if not exc.aws_type.endswith("Exception") else
+                                  f"StepFunctions.{exc.aws_type}", exc.message) from None
+            row = row_  # this task's own execution, started before a crash
+        if not call.wait.startswith("sync"):
+            return {"ExecutionArn": row.arn, "StartDate": int(row.start * 1000)}
+        row = await self._ended(row.arn)
+        out = _describe_sync(row, mrow.name, as_json=call.wait == "sync:2")
+        if row.status != "SUCCEEDED":
+            raise StatesError(TASK_FAILED, json.dumps(out))
+        return out
+
+    async def _ended(self, arn: str) -> ExecutionRow:
+        """The execution's row once it has ended (it may run on another node: the store
+        says when)."""
+        while True:
+            live = self._live.get(arn) or self._express.get(arn)
+            if live is not None:
+                await live.done.wait()
+                return live.row
+            row = await asyncio.to_thread(self.history.execution, arn)
+            if row is None or row.status in FINAL:
+                return row if row is not None else self.describe(arn)
+            await asyncio.sleep(0.5)
+
+
+def _now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _describe_sync(row: ExecutionRow, machine: str, *, as_json: bool) -> dict:
+    """What a .sync task returns (DescribeExecution's fields; .sync:2 with Input and
+    Output as JSON, .sync with them as JSON text)."""
+    def shown(value: Any) -> Any:
+        return value if as_json else json.dumps(value, separators=(",", ":"))
+
+    out = {"ExecutionArn": row.arn, "StateMachineArn": machine_arn(machine), "Name": row.name,
+           "Status": row.status, "StartDate": int(row.start * 1000),
+           "StopDate": int((row.stop or row.start) * 1000), "Input": shown(row.input),
+           "InputDetails": {"Included": True}}
+    if row.status == "SUCCEEDED":
+        out.update(Output=shown(row.output), OutputDetails={"Included": True})
+    else:
+        out.update({k: v for k, v in (("Error", row.error), ("Cause", row.cause)) if v})
+    return out
+
+
+#: Skiff's refusals as the AWS service behind each integration names them.
+_SERVICE_ERRORS = {
+    ("queue", "queue_not_found"): "SQS.QueueDoesNotExistException",
+    ("queue", "queue_forbidden"): "SQS.AccessDeniedException",
+    ("queue", "reserved_queue"): "SQS.AccessDeniedException",
+    ("kv", "condition_failed"): "Skiff.KV.ConditionFailed",
+}
+_SERVICE_PREFIX = {"queue": "SQS", "events": "EventBridge", "kv": "Skiff.KV"}
+
+
+def _service_error(service: str, exc: SkiffError) -> StatesError:
+    name = _SERVICE_ERRORS.get((service, exc.code))
+    if name is None:
+        camel = "".join(part.capitalize() for part in exc.code.split("_"))
+        name = f"{_SERVICE_PREFIX.get(service, 'Skiff')}.{camel}"
+    return StatesError(name, exc.message)
 
 
 _CALLBACK = object()  # a .waitForTaskToken task was handed to its app

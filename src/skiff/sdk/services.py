@@ -58,6 +58,12 @@ class Services:
     def op_kv_incr(self, app: str, key: str, by: int = 1) -> int:
         return self.kv.incr(app, key, by)
 
+    def check_send(self, app: str, queue: str) -> None:
+        """Raise unless ``app`` may send to ``queue`` (a state machine's deploy asks it
+        of the queues its definition names)."""
+        if self._may_send is not None:
+            self._may_send(app, queue)
+
     def op_queue_send(self, app: str, queue: str, body: str, base64_body: bool = False,
                       attributes: dict[str, str] | None = None, delay: float = 0.0) -> str:
         if self._send is None:

@@ -283,6 +283,9 @@ MIGRATIONS: tuple[Migration, ...] = (
               postgres="ALTER TABLE invocations ADD COLUMN trace_id TEXT NOT NULL DEFAULT '';"),
     Migration(5, "0005_workflows", postgres=_WORKFLOWS),
     Migration(6, "0006_lifecycle", postgres=_LIFECYCLE),
+    # the app a state machine acts as (its service integrations reach that app's KV,
+    # queues and events; SQLite: the workflow history adds the column to its own file)
+    Migration(9, "0009_sfn_machine_app", postgres="ALTER TABLE sfn_machines ADD COLUMN app TEXT;"),
 )
 
 #: The schema version this code reads and writes.

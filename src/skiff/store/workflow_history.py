@@ -55,6 +55,9 @@ class MachineRow:
     definition: str  # the definition as JSON text, as deployed
     type: str  # STANDARD | EXPRESS
     created: float
+    #: the app the machine acts as (spec.app): the KV, queues and events its service
+    #: integrations reach are that app's; None: it reaches none of them
+    app: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +166,7 @@ CREATE TABLE IF NOT EXISTS sfn_machines (
   definition TEXT NOT NULL,
   type TEXT NOT NULL,
   created REAL NOT NULL,
+  app TEXT,
   PRIMARY KEY (name, revision)
 );
 CREATE TABLE IF NOT EXISTS sfn_current (
@@ -202,13 +206,17 @@ class SQLiteWorkflowHistory(WorkflowHistory):
         self.path = Path(path)
         self._lock = threading.Lock()
         self._db = connect(self.path, schema=_SCHEMA, durable=True, exclusive=exclusive)
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(sfn_machines)")}
+        if "app" not in columns:  # a file written before machines had an app (0009)
+            self._db.execute("ALTER TABLE sfn_machines ADD COLUMN app TEXT")
 
     def save_machine(self, row: MachineRow) -> None:
         with self._lock:
             self._db.execute("BEGIN")
             try:
-                self._db.execute("INSERT OR IGNORE INTO sfn_machines VALUES (?, ?, ?, ?, ?)",
-                                 (row.name, row.revision, row.definition, row.type, row.created))
+                self._db.execute("INSERT OR IGNORE INTO sfn_machines VALUES (?, ?, ?, ?, ?, ?)",
+                                 (row.name, row.revision, row.definition, row.type, row.created,
+                                  row.app))
                 self._db.execute("INSERT INTO sfn_current VALUES (?, ?) ON CONFLICT DO UPDATE "
                                  "SET revision = excluded.revision", (row.name, row.revision))
             except BaseException:
@@ -224,14 +232,14 @@ class SQLiteWorkflowHistory(WorkflowHistory):
                 if got is None:
                     return None
                 revision = got[0]
-            row = self._db.execute("SELECT name, revision, definition, type, created FROM "
+            row = self._db.execute("SELECT name, revision, definition, type, created, app FROM "
                                    "sfn_machines WHERE name = ? AND revision = ?",
                                    (name, revision)).fetchone()
         return None if row is None else MachineRow(*row)
 
     def machine_revisions(self, name: str) -> list[MachineRow]:
         with self._lock:
-            rows = self._db.execute("SELECT name, revision, definition, type, created FROM "
+            rows = self._db.execute("SELECT name, revision, definition, type, created, app FROM "
                                     "sfn_machines WHERE name = ? ORDER BY created, revision",
                                     (name,)).fetchall()
         return [MachineRow(*r) for r in rows]
@@ -239,7 +247,7 @@ class SQLiteWorkflowHistory(WorkflowHistory):
     def machines(self) -> list[MachineRow]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT m.name, m.revision, m.definition, m.type, m.created FROM sfn_machines m "
+                "SELECT m.name, m.revision, m.definition, m.type, m.created, m.app FROM sfn_machines m "
                 "JOIN sfn_current c ON c.name = m.name AND c.revision = m.revision "
                 "ORDER BY m.name").fetchall()
         return [MachineRow(*r) for r in rows]
