@@ -17,7 +17,9 @@
     ├── NotFound               404 not_found            (app_not_found, revision_not_found, route_not_found,
     │                                                   metrics_off: SKIFF_METRICS=0,
     │                                                   archive_not_found: no archive to restore,
-    │                                                   approval_not_found)
+    │                                                   approval_not_found,
+    │                                                   state_machine_not_found: no machine of
+    │                                                   the calling app has the name, skiff.sdk)
     ├── Gone                   410 app_archived         the app expired or was removed and is
     │                                                   archived: `skiff restore APP` (its routes
     │                                                   answer so; skiff.governance.lifecycle)

@@ -106,7 +106,9 @@ def assemble(config: Config, *,
     if metrics is not None:
         metrics.sources = LiveState(registry, events)
     services = Services(kv, send=events.send, publish=events.publish,
-                        may_send=events.check_send)
+                        may_send=events.check_send,
+                        # built below (it calls these services): found when an app calls
+                        workflows=lambda app, op, args: workflows.for_app(app, op, args))
     sdk = SdkCalls(services)
     hooks = PlatformHooks(logs, sdk, observe)
     if launcher is None:
@@ -132,7 +134,8 @@ def assemble(config: Config, *,
     workflows = StepFunctions(storage.workflows, registry, invoker,
                               limits=WorkflowLimits(max_payload_bytes=config.sfn_max_payload_bytes,
                                                     max_history_events=config.sfn_max_history_events),
-                              max_running=config.sfn_max_running, services=services)
+                              max_running=config.sfn_max_running, services=services,
+                              triggers=events)
     assert storage.lifecycle is not None
     lifecycle = Lifecycle(
         storage.lifecycle, default_days=config.default_ttl_days,

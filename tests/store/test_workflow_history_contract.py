@@ -45,10 +45,11 @@ def test_a_saved_machine_becomes_current_and_revisions_stay(
 
 
 def test_a_machine_keeps_the_app_it_acts_as(workflow_history: WorkflowHistory) -> None:
-    """A revision's app (spec.app) comes back as saved, from every read; None stays None."""
+    """A revision's app (spec.app) and triggers come back as saved, from every read; None stays None."""
     h = workflow_history
     bound = MachineRow("saga", "r9", '{"StartAt":"A","States":{"A":{"Type":"Succeed"}}}',
-                       "EXPRESS", 3.0, app="shop")
+                       "EXPRESS", 3.0, app="shop",
+                       triggers=({"schedule": "rate(1 hour)"}, {"queue": "orders"}))
     h.save_machine(bound)
     h.save_machine(_machine())
     assert h.machine("saga") == bound and h.machine("saga", "r9") == bound

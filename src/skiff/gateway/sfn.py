@@ -115,13 +115,12 @@ async def _create(sfn: Any, body: dict) -> dict:
 async def _update(sfn: Any, body: dict) -> dict:
     current = sfn.machine_row(str(body.get("stateMachineArn", "")))
     row = sfn.save(current.name, _definition(body) if "definition" in body
-                   else current.definition, current.type, current.app)
+                   else current.definition, current.type, current.app, current.triggers)
     return {"updateDate": row.created, "revisionId": row.revision}
 
 
 async def _delete(sfn: Any, body: dict) -> dict:
-    row = sfn.machine_row(str(body.get("stateMachineArn", "")))
-    sfn.history.delete_machine(row.name)
+    sfn.delete_machine(str(body.get("stateMachineArn", "")))
     return {}
 
 

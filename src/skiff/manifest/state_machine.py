@@ -7,6 +7,7 @@
       type: STANDARD                      # or EXPRESS
       definitionFile: saga.asl.json       # or definition: {StartAt: ..., States: ...}
       app: shop                           # the app it acts as (queues, KV, events)
+      triggers: [{schedule: rate(1 hour)}, {event: {type: [order.placed]}}, {queue: orders}]
 
 The definition itself is checked by the ASL validator at deploy (skiff.workflows), not
 here: this model only says where it is. Its revision is the hash of the definition and
@@ -24,7 +25,7 @@ from pydantic import Field, StringConstraints, ValidationError, model_validator
 
 from ..errors import ManifestError
 from .errors import problems_from, raise_problems, show
-from .model import API_VERSION, _Model
+from .model import API_VERSION, Trigger, _Model
 
 KIND = "StateMachine"
 #: AWS's state machine names, narrowed to what is safe in an ARN, a URL and a file name.
@@ -48,6 +49,10 @@ class MachineSpec(_Model):
                                               "its service integrations reach that app's KV, "
                                               "the queues it may send to, and machines of the "
                                               "same app. Its owners deploy the machine.")
+    triggers: tuple[Trigger, ...] = Field((), description="What starts an execution: a "
+                                                          "queue of its app (the SQS-shaped "
+                                                          "batch is the input), a schedule, "
+                                                          "or an event rule.")
 
     @model_validator(mode="after")
     def _one_definition(self) -> MachineSpec:

@@ -263,8 +263,10 @@ class Platform:
                 self._p.governor.may_remove(actor, bound.manifest,
                                             "bind a state machine to")
             before = sfn.history.machine(manifest.name)
+            triggers = tuple(t.model_dump(by_alias=True, exclude_defaults=True, mode="json")
+                             for t in manifest.spec.triggers)
             row = await asyncio.to_thread(sfn.save, manifest.name, definition,
-                                          manifest.spec.type, app)
+                                          manifest.spec.type, app, triggers)
         except SkiffError as exc:
             self._audit_refusal(actor, "deploy", _app_name(src), exc)
             raise

@@ -34,7 +34,7 @@ import random
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -66,6 +66,18 @@ class Services(Protocol):
 
     def call(self, app: str, op: str, args: dict[str, Any]) -> Any: ...
     def check_send(self, app: str, queue: str) -> None: ...
+
+
+class Triggers(Protocol):
+    """What starts a machine's executions (skiff.triggers.EventPlane): its queue,
+    schedule and event triggers, wired for the current revision of each machine."""
+
+    def check_machine(self, name: str, app: str | None,
+                      triggers: Sequence[Mapping[str, Any]]) -> None: ...
+    def wire_machine(self, name: str, app: str | None, triggers: Sequence[Mapping[str, Any]],
+                     start: Callable[[str, Any, str], Awaitable[None]]) -> None: ...
+    def unwire_machine(self, name: str) -> None: ...
+    def forget_machine(self, name: str) -> None: ...
 
 REGION = "local"
 ACCOUNT = "000000000000"
@@ -108,8 +120,12 @@ def machine_of(arn: str) -> str:
     return arn
 
 
-def revision_of(definition: str, type_: str, app: str | None = None) -> str:
-    bound = f"{app}\n" if app else ""  # an unbound machine keeps the revision it had
+def revision_of(definition: str, type_: str, app: str | None = None,
+                triggers: tuple[dict, ...] = ()) -> str:
+    # a machine with no app and no triggers keeps the revision it had before either
+    bound = f"{app}\n" if app else ""
+    if triggers:
+        bound += json.dumps(list(triggers), sort_keys=True) + "\n"
     return hashlib.sha256(f"{bound}{type_}\n{definition}".encode()).hexdigest()[:12]
 
 
@@ -137,9 +153,10 @@ class StepFunctions:
     def __init__(self, history: WorkflowHistory, registry: Registry, invoke: Invoke, *,
                  limits: Limits | None = None, max_running: int = 10_000,
                  log_app: Callable[[str, str], None] | None = None,
-                 services: Services | None = None) -> None:
+                 services: Services | None = None, triggers: Triggers | None = None) -> None:
         self.history = history
         self._services = services
+        self._triggers = triggers
         self.max_running = max_running
         self._registry = registry
         self._invoke = invoke
@@ -149,6 +166,7 @@ class StepFunctions:
         self._express: collections.OrderedDict[str, _Live] = collections.OrderedDict()
         self._machines: dict[tuple[str, str], StateMachine] = {}
         self._closing = False
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- state machines --------------------------------------------------------------
     def check(self, definition: Any, app: str | None = None,
@@ -206,7 +224,7 @@ class StepFunctions:
         return out
 
     def save(self, name: str, definition: Any, type_: str = "STANDARD",
-             app: str | None = None) -> MachineRow:
+             app: str | None = None, triggers: tuple[dict, ...] = ()) -> MachineRow:
         """Deploy a revision of the machine ``name`` (the same definition is the same
         revision); it becomes the current one. ``app``: the app it acts as (the caller
         checked that the deployer may speak for it)."""
@@ -218,15 +236,54 @@ class StepFunctions:
                                      f"type must be STANDARD or EXPRESS, not {type_!r}")
         text = definition if isinstance(definition, str) else json.dumps(definition)
         machine = self.check(text, app, name)
+        if self._triggers is not None:
+            self._triggers.check_machine(name, app, triggers)
+        elif triggers:
+            raise StepFunctionsError("ValidationException",
+                                     "triggers are not available on this platform")
         canonical = json.dumps(json.loads(text), sort_keys=True, separators=(",", ":"))
-        row = MachineRow(name, revision_of(canonical, type_, app), text, type_, time.time(),
-                         app)
+        row = MachineRow(name, revision_of(canonical, type_, app, triggers), text, type_,
+                         time.time(), app, tuple(triggers))
         current = self.history.machine(name, row.revision)
         if current is not None:
             row = replace(current)
         self.history.save_machine(row)
         self._machines[(name, row.revision)] = machine
+        self._wire(row)
         return row
+
+    def _wire(self, row: MachineRow) -> None:
+        """Wire the revision's triggers on the event loop (consumers live there; a deploy
+        saves from a thread). Before :meth:`start` there is nothing to do: it wires every
+        machine."""
+        if self._triggers is None or self._loop is None:
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        args = (row.name, row.app, row.triggers, self._start_triggered)
+        if running is self._loop:
+            self._triggers.wire_machine(*args)
+        else:
+            self._loop.call_soon_threadsafe(self._triggers.wire_machine, *args)
+
+    async def _start_triggered(self, machine: str, input: Any, name: str) -> None:  # noqa: A002
+        """A trigger's message: start its execution, or find the one a delivery of the
+        same message started already (the name is the message's)."""
+        try:
+            await self.start_execution(machine, input, name)
+        except StepFunctionsError as exc:
+            if exc.aws_type != "ExecutionAlreadyExists":
+                raise
+
+    def delete_machine(self, name_or_arn: str) -> None:
+        """Forget the machine, its revisions, executions, histories and triggers."""
+        row = self.machine_row(name_or_arn)
+        if self._triggers is not None:
+            self._triggers.unwire_machine(row.name)  # called on the loop (the sfn API)
+            self._triggers.forget_machine(row.name)
+        self.history.delete_machine(row.name)
 
     def rollback(self, name: str, revision: str | None = None) -> MachineRow:
         """Make ``revision`` (default: the one saved before the current) current again;
@@ -247,6 +304,7 @@ class StepFunctions:
                                          f"it has {', '.join(r.revision for r in revisions)}")
             row = found[0]
         self.history.save_machine(row)
+        self._wire(row)
         return row
 
     def machine_row(self, name_or_arn: str) -> MachineRow:
@@ -381,9 +439,44 @@ class StepFunctions:
                    and (status is None or x.row.status == status)]
         return sorted(rows + express, key=lambda r: -r.start)[:limit]
 
+    # -- skiff.sdk.workflows: an app's own machines -----------------------------------
+    def for_app(self, app: str, op: str, args: dict[str, Any]) -> dict:
+        """``skiff.sdk.workflows`` calls (from an SDK thread): ``app`` reaches only the
+        machines that belong to it (spec.app)."""
+        if self._loop is None:
+            raise SkiffError("workflows are starting; try again", code="server_busy",
+                             status=503)
+        if op == "start":
+            machine = args["machine"]
+            if not isinstance(machine, str):
+                raise SkiffError("machine must be a state machine name", code="bad_call",
+                                 status=400)
+            self._own(app, machine)
+            future = asyncio.run_coroutine_threadsafe(
+                self.start_execution(machine, args.get("input"), args.get("name")), self._loop)
+            return _sdk_view(future.result(timeout=60))
+        arn = args["execution_arn"]
+        row = self.describe(arn)
+        self._own(app, row.machine)
+        return _sdk_view(row)
+
+    def _own(self, app: str, machine: str) -> None:
+        row = self.history.machine(machine_of(machine))
+        if row is None or row.app != app:
+            # one answer for "none" and "not yours": another app's machines stay unseen
+            raise SkiffError(f"app {app} has no state machine {machine!r}: a machine an app "
+                             f"starts says `app: {app}` in the spec of its skiff.yaml",
+                             code="state_machine_not_found", status=404)
+
     # -- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
         """Resume every RUNNING Standard execution where its history left it."""
+        self._loop = asyncio.get_running_loop()
+        for mrow in await asyncio.to_thread(self.history.machines):
+            try:
+                self._wire(mrow)
+            except Exception:  # one machine's triggers never stop the others'
+                log.exception("wiring the triggers of state machine %s failed", mrow.name)
         for row in await asyncio.to_thread(self.history.running):
             try:
                 await self._resume(row)
@@ -688,6 +781,12 @@ class StepFunctions:
             if row is None or row.status in FINAL:
                 return row if row is not None else self.describe(arn)
             await asyncio.sleep(0.5)
+
+
+def _sdk_view(row: ExecutionRow) -> dict:
+    return {"execution_arn": row.arn, "name": row.name, "state_machine": row.machine,
+            "status": row.status, "input": row.input, "output": row.output,
+            "error": row.error, "cause": row.cause, "start": row.start, "stop": row.stop}
 
 
 def _now_iso() -> str:

@@ -284,8 +284,11 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "0005_workflows", postgres=_WORKFLOWS),
     Migration(6, "0006_lifecycle", postgres=_LIFECYCLE),
     # the app a state machine acts as (its service integrations reach that app's KV,
-    # queues and events; SQLite: the workflow history adds the column to its own file)
-    Migration(9, "0009_sfn_machine_app", postgres="ALTER TABLE sfn_machines ADD COLUMN app TEXT;"),
+    # queues and events) and its triggers; SQLite: the workflow history adds the columns
+    # to its own file
+    Migration(9, "0009_sfn_machine_app",
+              postgres="ALTER TABLE sfn_machines ADD COLUMN app TEXT, "
+                       "ADD COLUMN triggers TEXT;"),
 )
 
 #: The schema version this code reads and writes.

@@ -58,6 +58,14 @@ class MachineRow:
     #: the app the machine acts as (spec.app): the KV, queues and events its service
     #: integrations reach are that app's; None: it reaches none of them
     app: str | None = None
+    #: what starts its executions (spec.triggers as the manifest gives them: queue,
+    #: schedule, event), kept with the revision so a restart or a rollback wires them
+    triggers: tuple[dict, ...] = ()
+
+
+def machine_row(row: tuple) -> MachineRow:
+    *head, triggers = row
+    return MachineRow(*head, triggers=tuple(json.loads(triggers)) if triggers else ())
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +175,7 @@ CREATE TABLE IF NOT EXISTS sfn_machines (
   type TEXT NOT NULL,
   created REAL NOT NULL,
   app TEXT,
+  triggers TEXT,
   PRIMARY KEY (name, revision)
 );
 CREATE TABLE IF NOT EXISTS sfn_current (
@@ -209,14 +218,15 @@ class SQLiteWorkflowHistory(WorkflowHistory):
         columns = {r[1] for r in self._db.execute("PRAGMA table_info(sfn_machines)")}
         if "app" not in columns:  # a file written before machines had an app (0009)
             self._db.execute("ALTER TABLE sfn_machines ADD COLUMN app TEXT")
+            self._db.execute("ALTER TABLE sfn_machines ADD COLUMN triggers TEXT")
 
     def save_machine(self, row: MachineRow) -> None:
         with self._lock:
             self._db.execute("BEGIN")
             try:
-                self._db.execute("INSERT OR IGNORE INTO sfn_machines VALUES (?, ?, ?, ?, ?, ?)",
+                self._db.execute("INSERT OR IGNORE INTO sfn_machines VALUES (?, ?, ?, ?, ?, ?, ?)",
                                  (row.name, row.revision, row.definition, row.type, row.created,
-                                  row.app))
+                                  row.app, dump(list(row.triggers))))
                 self._db.execute("INSERT INTO sfn_current VALUES (?, ?) ON CONFLICT DO UPDATE "
                                  "SET revision = excluded.revision", (row.name, row.revision))
             except BaseException:
@@ -232,25 +242,25 @@ class SQLiteWorkflowHistory(WorkflowHistory):
                 if got is None:
                     return None
                 revision = got[0]
-            row = self._db.execute("SELECT name, revision, definition, type, created, app FROM "
+            row = self._db.execute("SELECT name, revision, definition, type, created, app, triggers FROM "
                                    "sfn_machines WHERE name = ? AND revision = ?",
                                    (name, revision)).fetchone()
-        return None if row is None else MachineRow(*row)
+        return None if row is None else machine_row(row)
 
     def machine_revisions(self, name: str) -> list[MachineRow]:
         with self._lock:
-            rows = self._db.execute("SELECT name, revision, definition, type, created, app FROM "
+            rows = self._db.execute("SELECT name, revision, definition, type, created, app, triggers FROM "
                                     "sfn_machines WHERE name = ? ORDER BY created, revision",
                                     (name,)).fetchall()
-        return [MachineRow(*r) for r in rows]
+        return [machine_row(r) for r in rows]
 
     def machines(self) -> list[MachineRow]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT m.name, m.revision, m.definition, m.type, m.created, m.app FROM sfn_machines m "
+                "SELECT m.name, m.revision, m.definition, m.type, m.created, m.app, m.triggers FROM sfn_machines m "
                 "JOIN sfn_current c ON c.name = m.name AND c.revision = m.revision "
                 "ORDER BY m.name").fetchall()
-        return [MachineRow(*r) for r in rows]
+        return [machine_row(r) for r in rows]
 
     def delete_machine(self, name: str) -> None:
         with self._lock:

@@ -16,6 +16,7 @@ from skiff.store.workflow_history import (
     WorkflowHistory,
     dump,
     execution_row,
+    machine_row,
 )
 
 
@@ -25,9 +26,10 @@ class PostgresWorkflowHistory(WorkflowHistory):
 
     def save_machine(self, row: MachineRow) -> None:
         with self.db.transaction() as conn:
-            conn.execute("INSERT INTO sfn_machines VALUES (%s, %s, %s, %s, %s, %s) ON "
+            conn.execute("INSERT INTO sfn_machines VALUES (%s, %s, %s, %s, %s, %s, %s) ON "
                          "CONFLICT DO NOTHING", (row.name, row.revision, row.definition,
-                                                row.type, row.created, row.app))
+                                                row.type, row.created, row.app,
+                                                dump(list(row.triggers))))
             conn.execute("INSERT INTO sfn_current VALUES (%s, %s) ON CONFLICT (name) DO UPDATE "
                          "SET revision = EXCLUDED.revision", (row.name, row.revision))
 
@@ -35,29 +37,29 @@ class PostgresWorkflowHistory(WorkflowHistory):
         with self.db.connection() as conn:
             if revision is None:
                 row = conn.execute(
-                    "SELECT m.name, m.revision, m.definition, m.type, m.created, m.app FROM "
+                    "SELECT m.name, m.revision, m.definition, m.type, m.created, m.app, m.triggers FROM "
                     "sfn_machines m JOIN sfn_current c ON c.name = m.name AND "
                     "c.revision = m.revision WHERE m.name = %s", (name,)).fetchone()
             else:
-                row = conn.execute("SELECT name, revision, definition, type, created, app FROM "
+                row = conn.execute("SELECT name, revision, definition, type, created, app, triggers FROM "
                                    "sfn_machines WHERE name = %s AND revision = %s",
                                    (name, revision)).fetchone()
-        return None if row is None else MachineRow(*row)
+        return None if row is None else machine_row(row)
 
     def machine_revisions(self, name: str) -> list[MachineRow]:
         with self.db.connection() as conn:
-            rows = conn.execute("SELECT name, revision, definition, type, created, app FROM "
+            rows = conn.execute("SELECT name, revision, definition, type, created, app, triggers FROM "
                                 "sfn_machines WHERE name = %s ORDER BY created, revision",
                                 (name,)).fetchall()
-        return [MachineRow(*r) for r in rows]
+        return [machine_row(r) for r in rows]
 
     def machines(self) -> list[MachineRow]:
         with self.db.connection() as conn:
             rows = conn.execute(
-                "SELECT m.name, m.revision, m.definition, m.type, m.created, m.app FROM sfn_machines m "
+                "SELECT m.name, m.revision, m.definition, m.type, m.created, m.app, m.triggers FROM sfn_machines m "
                 "JOIN sfn_current c ON c.name = m.name AND c.revision = m.revision "
                 "ORDER BY m.name").fetchall()
-        return [MachineRow(*r) for r in rows]
+        return [machine_row(r) for r in rows]
 
     def delete_machine(self, name: str) -> None:
         with self.db.transaction() as conn:

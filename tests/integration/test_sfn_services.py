@@ -1,0 +1,127 @@
+"""State machines on Skiff's own services, on one real server: a machine of app svc-shop
+keeps KV, sends to its app's queue and publishes events; it starts from an event rule, a
+queue message and the app's own skiff.sdk call; what it may not reach of app svc-bank
+(a queue, a machine) is refused at deploy and from the SDK."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SkiffServer
+from tests.integration.test_sfn import client
+from tests.integration.test_sfn_api import _pack
+
+pytest.importorskip("boto3")
+
+APPS = Path(__file__).resolve().parent.parent / "sfnservices"
+FLOW = "arn:aws:states:local:000000000000:stateMachine:shop-flow"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, envs_dir):
+    s = SkiffServer(tmp_path_factory.mktemp("home"), [APPS], envs_dir)
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def sfn(server):
+    return client(server)
+
+
+def kv(server: SkiffServer, key: str):
+    r = server.admin.get(f"/apps/svc-shop/kv/{key}")
+    return r.json()["value"] if r.status_code == 200 else None
+
+
+def succeeded(server: SkiffServer, sfn, count: int) -> list[dict]:  # noqa: ANN001
+    """Wait until ``count`` executions of shop-flow have succeeded; their descriptions."""
+    def done() -> list[dict]:
+        rows = sfn.list_executions(stateMachineArn=FLOW, statusFilter="SUCCEEDED")["executions"]
+        return rows if len(rows) >= count else []
+    rows = server.wait_for(done, f"{count} executions of shop-flow")
+    return [sfn.describe_execution(executionArn=r["executionArn"]) for r in rows]
+
+
+def invoke(server: SkiffServer, app: str, event: dict) -> dict:
+    r = server.admin.post(f"/apps/{app}/invoke", content=json.dumps(event))
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_an_event_a_queue_message_and_the_sdk_each_start_one_execution(server, sfn):
+    """A published shop.order, a message on shop-inbox and sdk.workflows.start each start
+    an execution; each kept its input in svc-shop's KV, sent it to shop-orders and
+    published shop.recorded."""
+    published = server.admin.post("/events", content=json.dumps({
+        "specversion": "1.0", "id": "order-1", "type": "shop.order", "source": "tests",
+        "data": {"order": 1}}), headers={"content-type": "application/cloudevents+json"})
+    assert published.status_code == 202, published.text
+    assert "statemachine:shop-flow" in published.json()["events"][0]["matched"]
+    sent = server.admin.post("/queues/shop-inbox/messages", json={"body": {"order": 2}})
+    assert sent.status_code == 202, sent.text
+    started = invoke(server, "svc-shop", {"machine": "shop-flow", "input": {"order": 3},
+                                          "name": "from-the-app"})
+    assert started["status"] == "RUNNING" and started["name"] == "from-the-app"
+    runs = succeeded(server, sfn, 3)
+    inputs = {r["name"]: json.loads(r["input"]) for r in runs}
+    assert inputs["from-the-app"] == {"order": 3}
+    by_event = [i for i in inputs.values() if i.get("type") == "shop.order"]
+    assert [e["data"] for e in by_event] == [{"order": 1}]
+    by_queue = [i for i in inputs.values() if "Records" in i]
+    assert [json.loads(i["Records"][0]["body"]) for i in by_queue] == [{"order": 2}]
+    assert kv(server, "runs") == 3
+    kept = kv(server, "last:from-the-app")
+    assert kept["order"] == 3 and kept["runs"]["value"] in (1, 2, 3)
+    bodies = [json.loads(m["body"]) for m in
+              server.admin.get("/queues/shop-orders/messages?limit=10").json()]
+    assert len(bodies) == 3 and sorted(b["runs"]["value"] for b in bodies) == [1, 2, 3]
+    assert [b["order"] for b in bodies if "order" in b] == [3]
+    described = invoke(server, "svc-shop", {"describe": started["execution_arn"]})
+    assert described["status"] == "SUCCEEDED" and described["output"]["sent"]["id"]
+
+
+def test_an_app_cannot_start_or_read_another_apps_machine(server):
+    """svc-shop asking for bank-flow (svc-bank's) gets state_machine_not_found: the same
+    answer as for a machine that does not exist."""
+    refused = invoke(server, "svc-shop", {"machine": "bank-flow", "input": {}})
+    assert refused["error"] == "state_machine_not_found"
+    assert invoke(server, "svc-shop", {"machine": "nothing-here"})["error"] == \
+        "state_machine_not_found"
+
+
+@pytest.mark.parametrize(("spec", "status", "code", "says"), [
+    ({"app": "svc-shop", "definition": {"StartAt": "S", "States": {"S": {
+        "Type": "Task", "Resource": "skiff:queue/bank-ledger", "End": True}}}},
+     400, "invalid_definition", "belongs to app svc-bank"),
+    ({"app": "svc-shop", "definition": {"StartAt": "S", "States": {"S": {
+        "Type": "Task", "Resource": "arn:aws:states:::states:startExecution.sync:2",
+        "Parameters": {"StateMachineArn": "bank-flow"}, "End": True}}}},
+     400, "invalid_definition", "starts only machines of its own app"),
+    ({"definition": {"StartAt": "S", "States": {"S": {
+        "Type": "Task", "Resource": "skiff:kv/get", "Parameters": {"key": "k"},
+        "End": True}}}},
+     400, "invalid_definition", "set spec.app"),
+    ({"app": "svc-shop", "triggers": [{"queue": "bank-ledger"}],
+      "definition": {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}},
+     403, "queue_forbidden", "not a queue of its app svc-shop but of app svc-bank"),
+    ({"app": "svc-nobody",
+      "definition": {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}},
+     404, "app_not_found", "not deployed"),
+])
+def test_reaching_another_apps_queue_or_machine_is_refused_at_deploy(server, tmp_path, spec,  # noqa: ANN001
+                                                                     status, code, says):
+    d = tmp_path / "thief"
+    d.mkdir()
+    (d / "skiff.yaml").write_text(json.dumps({
+        "apiVersion": "skiff.dev/v1", "kind": "StateMachine",
+        "metadata": {"name": "thief"}, "spec": spec}))
+    r = server.admin.post("/apps", content=_pack(d), headers={"content-type": "application/gzip"})
+    assert r.status_code == status, r.text
+    error = r.json()["error"]
+    assert error["code"] == code and says in error["message"], error
+    assert client(server).list_state_machines()["stateMachines"] and \
+        "thief" not in [m["name"] for m in client(server).list_state_machines()["stateMachines"]]
