@@ -52,10 +52,10 @@ def invoke(server: SkiffServer, app: str, event: dict) -> dict:
     return r.json()
 
 
-def test_an_event_a_queue_message_and_the_sdk_each_start_one_execution(server, sfn):
-    """A published shop.order, a message on shop-inbox and sdk.workflows.start each start
-    an execution; each kept its input in svc-shop's KV, sent it to shop-orders and
-    published shop.recorded."""
+def test_an_event_a_queue_message_a_route_and_the_sdk_each_start_one_execution(server, sfn):
+    """A published shop.order, a message on shop-inbox, POST /svc-shop/checkout and
+    sdk.workflows.start each start an execution; each counted itself in svc-shop's KV,
+    kept its input there, and sent it to shop-orders."""
     published = server.admin.post("/events", content=json.dumps({
         "specversion": "1.0", "id": "order-1", "type": "shop.order", "source": "tests",
         "data": {"order": 1}}), headers={"content-type": "application/cloudevents+json"})
@@ -66,20 +66,26 @@ def test_an_event_a_queue_message_and_the_sdk_each_start_one_execution(server, s
     started = invoke(server, "svc-shop", {"machine": "shop-flow", "input": {"order": 3},
                                           "name": "from-the-app"})
     assert started["status"] == "RUNNING" and started["name"] == "from-the-app"
-    runs = succeeded(server, sfn, 3)
+    routed = server.http.post("/svc-shop/checkout", json={"order": 4})
+    assert routed.status_code == 200, routed.text
+    assert routed.json()["executionArn"].startswith("arn:aws:states:local:")
+    bad = server.http.post("/svc-shop/checkout", content=b"{not json")
+    assert (bad.status_code, bad.json()["error"]["code"]) == (400, "bad_request")
+    runs = succeeded(server, sfn, 4)
     inputs = {r["name"]: json.loads(r["input"]) for r in runs}
     assert inputs["from-the-app"] == {"order": 3}
     by_event = [i for i in inputs.values() if i.get("type") == "shop.order"]
     assert [e["data"] for e in by_event] == [{"order": 1}]
     by_queue = [i for i in inputs.values() if "Records" in i]
     assert [json.loads(i["Records"][0]["body"]) for i in by_queue] == [{"order": 2}]
-    assert kv(server, "runs") == 3
+    assert [i["order"] for i in inputs.values() if i.get("order") == 4] == [4]
+    assert kv(server, "runs") == 4
     kept = kv(server, "last:from-the-app")
-    assert kept["order"] == 3 and kept["runs"]["value"] in (1, 2, 3)
+    assert kept["order"] == 3 and kept["runs"]["value"] in (1, 2, 3, 4)
     bodies = [json.loads(m["body"]) for m in
               server.admin.get("/queues/shop-orders/messages?limit=10").json()]
-    assert len(bodies) == 3 and sorted(b["runs"]["value"] for b in bodies) == [1, 2, 3]
-    assert [b["order"] for b in bodies if "order" in b] == [3]
+    assert len(bodies) == 4 and sorted(b["runs"]["value"] for b in bodies) == [1, 2, 3, 4]
+    assert sorted(b["order"] for b in bodies if "order" in b) == [3, 4]
     described = invoke(server, "svc-shop", {"describe": started["execution_arn"]})
     assert described["status"] == "SUCCEEDED" and described["output"]["sent"]["id"]
 
@@ -108,6 +114,9 @@ def test_an_app_cannot_start_or_read_another_apps_machine(server):
     ({"app": "svc-shop", "triggers": [{"queue": "bank-ledger"}],
       "definition": {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}},
      403, "queue_forbidden", "not a queue of its app svc-shop but of app svc-bank"),
+    ({"app": "svc-shop", "triggers": [{"http": {"path": "/checkout"}}],
+      "definition": {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}},
+     409, "route_conflict", "starts state machine shop-flow already"),
     ({"app": "svc-nobody",
       "definition": {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}},
      404, "app_not_found", "not deployed"),

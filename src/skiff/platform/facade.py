@@ -198,6 +198,14 @@ class Platform:
         """Accept an async invocation durably (202); the event plane runs it."""
         return await self._p.events.accept(inv.app, inv.request, inv.traceparent)
 
+    def machine_route(self, app: str, method: str, path: str) -> str | None:
+        if self._p.workflows is None:
+            return None
+        return self._p.workflows.route(app, method, path)
+
+    async def start_routed(self, machine: str, body: bytes) -> dict:
+        return await self.sfn.start_routed(machine, body)
+
     def log(self, app: App, line: str, *, request_id: str = "") -> None:
         self._p.logs.platform(app.name, app.revision, line, request_id=request_id)
 

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from skiff import ipc as p
-from skiff.errors import InvocationTimeout, SkiffError
+from skiff.errors import Conflict, InvocationTimeout, SkiffError
 from skiff.platform.registry import Registry
 from skiff.scheduler import Invocation
 from skiff.store.workflow_history import (
@@ -167,6 +167,8 @@ class StepFunctions:
         self._machines: dict[tuple[str, str], StateMachine] = {}
         self._closing = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: app -> (method, path) -> machine: the HTTP routes that start executions
+        self._routes: dict[str, dict[tuple[str, str], str]] = {}
 
     # -- state machines --------------------------------------------------------------
     def check(self, definition: Any, app: str | None = None,
@@ -236,9 +238,10 @@ class StepFunctions:
                                      f"type must be STANDARD or EXPRESS, not {type_!r}")
         text = definition if isinstance(definition, str) else json.dumps(definition)
         machine = self.check(text, app, name)
+        self._check_routes(name, app, triggers)
         if self._triggers is not None:
-            self._triggers.check_machine(name, app, triggers)
-        elif triggers:
+            self._triggers.check_machine(name, app, _bus_triggers(triggers))
+        elif _bus_triggers(triggers):
             raise StepFunctionsError("ValidationException",
                                      "triggers are not available on this platform")
         canonical = json.dumps(json.loads(text), sort_keys=True, separators=(",", ":"))
@@ -252,17 +255,63 @@ class StepFunctions:
         self._wire(row)
         return row
 
+    def _check_routes(self, name: str, app: str | None,
+                      triggers: tuple[dict, ...]) -> None:
+        for trig in triggers:
+            if "http" not in trig:
+                continue
+            if app is None:
+                raise StepFunctionsError("ValidationException", f"state machine {name}: an "
+                                         "http trigger is a route of the machine's app: set "
+                                         "spec.app")
+            for method in trig["http"].get("methods", ["POST"]):
+                other = self._routes.get(app, {}).get((method, trig["http"]["path"]))
+                if other not in (None, name):
+                    raise Conflict(f"{method} /{app}{trig['http']['path']} starts state "
+                                   f"machine {other} already: a route has one target",
+                                   code="route_conflict", app=app)
+
+    def _route(self, row: MachineRow) -> None:
+        self._unroute(row.name)
+        for trig in row.triggers:
+            if "http" in trig and row.app is not None:
+                for method in trig["http"].get("methods", ["POST"]):
+                    self._routes.setdefault(row.app, {})[(method, trig["http"]["path"])] = \
+                        row.name
+
+    def _unroute(self, name: str) -> None:
+        for table in self._routes.values():
+            for key in [k for k, m in table.items() if m == name]:
+                del table[key]
+
+    def route(self, app: str, method: str, path: str) -> str | None:
+        """The machine an HTTP request to ``app`` starts, if any."""
+        table = self._routes.get(app)
+        return table.get((method, path)) if table else None
+
+    async def start_routed(self, machine: str, body: bytes) -> dict:
+        """An http trigger: the JSON body is the input; answered as API Gateway's
+        StartExecution integration answers."""
+        try:
+            value = json.loads(body) if body.strip() else {}
+        except (ValueError, RecursionError):
+            raise SkiffError("the request body must be JSON: it is the execution's input",
+                             code="bad_request", status=400) from None
+        row = await self.start_execution(machine, value)
+        return {"executionArn": row.arn, "startDate": row.start}
+
     def _wire(self, row: MachineRow) -> None:
         """Wire the revision's triggers on the event loop (consumers live there; a deploy
         saves from a thread). Before :meth:`start` there is nothing to do: it wires every
         machine."""
+        self._route(row)
         if self._triggers is None or self._loop is None:
             return
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
             running = None
-        args = (row.name, row.app, row.triggers, self._start_triggered)
+        args = (row.name, row.app, _bus_triggers(row.triggers), self._start_triggered)
         if running is self._loop:
             self._triggers.wire_machine(*args)
         else:
@@ -280,6 +329,7 @@ class StepFunctions:
     def delete_machine(self, name_or_arn: str) -> None:
         """Forget the machine, its revisions, executions, histories and triggers."""
         row = self.machine_row(name_or_arn)
+        self._unroute(row.name)
         if self._triggers is not None:
             self._triggers.unwire_machine(row.name)  # called on the loop (the sfn API)
             self._triggers.forget_machine(row.name)
@@ -781,6 +831,11 @@ class StepFunctions:
             if row is None or row.status in FINAL:
                 return row if row is not None else self.describe(arn)
             await asyncio.sleep(0.5)
+
+
+def _bus_triggers(triggers: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The triggers the event plane wires (http ones are routes, kept here)."""
+    return [t for t in triggers if "http" not in t]
 
 
 def _sdk_view(row: ExecutionRow) -> dict:
