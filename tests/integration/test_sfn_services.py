@@ -6,6 +6,9 @@ queue message and the app's own skiff.sdk call; what it may not reach of app svc
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -134,3 +137,46 @@ def test_reaching_another_apps_queue_or_machine_is_refused_at_deploy(server, tmp
     assert error["code"] == code and says in error["message"], error
     assert client(server).list_state_machines()["stateMachines"] and \
         "thief" not in [m["name"] for m in client(server).list_state_machines()["stateMachines"]]
+
+
+def test_the_admin_api_shows_machines_and_each_states_duration(server, sfn):
+    """GET /sfn/machines names each machine's app and triggers; GET /sfn/executions/ARN
+    gives every state an execution entered, with its duration; an unknown ARN is 404."""
+    machines = {m["name"]: m for m in server.admin.get("/sfn/machines").json()}
+    assert machines["shop-flow"]["app"] == "svc-shop"
+    assert {"http": {"path": "/checkout"}} in machines["shop-flow"]["triggers"]
+    ex = sfn.start_execution(stateMachineArn=FLOW, input=json.dumps({"order": 9}))
+    server.wait_for(lambda: sfn.describe_execution(
+        executionArn=ex["executionArn"])["status"] == "SUCCEEDED", "the execution")
+    listed = server.admin.get("/sfn/executions", params={"machine": "shop-flow"}).json()
+    assert ex["executionArn"] in [x["arn"] for x in listed]
+    got = server.admin.get(f"/sfn/executions/{ex['executionArn']}").json()
+    assert got["status"] == "SUCCEEDED" and got["duration_ms"] >= 0
+    assert [s["name"] for s in got["states"]] == ["Remember", "Keep", "Send", "Tell"]
+    assert all(s["status"] == "EXITED" and s["duration_ms"] >= 0 for s in got["states"])
+    missing = server.admin.get("/sfn/executions/arn:aws:states:local:0:execution:x:y")
+    assert (missing.status_code, missing.json()["error"]["code"]) == (404,
+                                                                      "execution_not_found")
+
+
+def test_skiff_sfn_rm_deletes_a_machine_and_its_triggers(server, sfn, tmp_path):
+    """A machine deployed with an http route is gone after `skiff sfn rm`, and so is
+    its route (the app answers the path itself again)."""
+    d = tmp_path / "gone"
+    d.mkdir()
+    (d / "skiff.yaml").write_text(json.dumps({
+        "apiVersion": "skiff.dev/v1", "kind": "StateMachine", "metadata": {"name": "gone"},
+        "spec": {"app": "svc-shop", "triggers": [{"http": {"path": "/gone"}}],
+                 "definition": {"StartAt": "P", "States": {"P": {"Type": "Pass",
+                                                                "End": True}}}}}))
+    r = server.admin.post("/apps", content=_pack(d), headers={"content-type": "application/gzip"})
+    assert r.status_code == 201, r.text
+    assert "executionArn" in server.http.post("/svc-shop/gone", json={}).json()
+    token = (server.home / "admin-token").read_text().strip()
+    done = subprocess.run([sys.executable, "-m", "skiff", "sfn", "rm", "gone", "--url",
+                           server.url], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "SKIFF_ADMIN_TOKEN": token})
+    assert done.returncode == 0, done.stderr
+    assert "gone" not in [m["name"] for m in sfn.list_state_machines()["stateMachines"]]
+    after = server.http.post("/svc-shop/gone", content=b"{}")
+    assert after.json() == {"answered_by": "svc-shop"}  # the app's own handler again
