@@ -14,7 +14,7 @@ from rich.table import Table
 from skiff.errors import SkiffError
 
 sfn_app = typer.Typer(help="Step Functions state machines: start, describe, history, ls, "
-                           "stop, rm, validate.", no_args_is_help=True)
+                           "stop, redrive, rm, validate.", no_args_is_help=True)
 UrlOpt = Annotated[str | None, typer.Option("--url", help="Skiff server URL (default: from "
                                                           "$SKIFF_HOME/server.json)")]
 _ARN = "arn:aws:states:local:000000000000:stateMachine:"
@@ -138,6 +138,14 @@ def stop(execution: str, error: str | None = None, cause: str | None = None,
             **({"cause": cause} if cause else {})}
     call("StopExecution", body, url)
     _out().print(f"[green]stopped[/] {execution}", highlight=False)
+
+
+@sfn_app.command("redrive")
+def redrive(execution: str, url: UrlOpt = None) -> None:
+    """Run a FAILED, TIMED_OUT or ABORTED execution again from where it stopped (what
+    succeeded before is not run again)."""
+    call("RedriveExecution", {"executionArn": execution}, url)
+    _out().print(f"[green]redriven[/] {execution}", highlight=False)
 
 
 @sfn_app.command("rm")

@@ -20,6 +20,7 @@ with ``Config(inject_host_prefix=False)``.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -229,6 +230,11 @@ async def _history(sfn: Any, body: dict) -> dict:
     return out
 
 
+async def _redrive(sfn: Any, body: dict) -> dict:
+    await sfn.redrive(str(body.get("executionArn", "")))
+    return {"redriveDate": time.time()}
+
+
 def _admin_execution(row: Any) -> dict:
     stop = row.stop
     return {"arn": row.arn, "name": row.name, "machine": row.machine,
@@ -292,6 +298,7 @@ _OPERATIONS = {
     "DescribeExecution": _describe, "StopExecution": _stop, "ListExecutions": _list,
     "GetExecutionHistory": _history, "SendTaskSuccess": _task_success,
     "SendTaskFailure": _task_failure, "SendTaskHeartbeat": _task_heartbeat,
+    "RedriveExecution": _redrive,
 }
 
 
@@ -351,6 +358,9 @@ def aws_events(history: list[dict], include_data: bool = True) -> list[dict]:
             details = {"name": e["name"], "index": e["index"]}
         elif t == "ExecutionSucceeded":
             details = {"output": data(e.get("output"))}
+        elif t == "ExecutionRedriven":
+            details = {"redriveCount": sum(x["type"] == t for x in history
+                                           if x["id"] <= e["id"])}
         elif t in ("ExecutionFailed", "ExecutionAborted", "ExecutionTimedOut"):
             details = {k: e[k] for k in ("error", "cause") if e.get(k) is not None}
         else:  # TimerStarted, TimerFired, TaskHeartbeat, ParallelBranchStarted

@@ -441,6 +441,37 @@ class StepFunctions:
         await self._apply(live, {"type": ev.EXECUTION_ABORTED, **details})
         return live.row
 
+    async def redrive(self, arn: str) -> ExecutionRow:
+        """RedriveExecution: a FAILED, TIMED_OUT or ABORTED Standard execution runs again
+        where it stopped (the interpreter answers what ended from its history), with its
+        tokens and timers new, ``$$.Execution.RedriveCount`` one more."""
+        if self._closing:
+            raise StepFunctionsError("ServiceUnavailable", "the platform is stopping",
+                                     status=503)
+        row = await asyncio.to_thread(self.history.execution, arn)
+        if row is None:
+            if arn in self._express:
+                raise StepFunctionsError("ExecutionNotRedrivable", "Express executions are "
+                                         "not redriven (they have no durable history)")
+            raise StepFunctionsError("ExecutionDoesNotExist",
+                                     f"Execution Does Not Exist: '{arn}'")
+        if arn in self._live or row.status not in ("FAILED", "TIMED_OUT", "ABORTED"):
+            raise StepFunctionsError("ExecutionNotRedrivable",
+                                     f"Execution {arn} is {row.status}: only a FAILED, "
+                                     "TIMED_OUT or ABORTED execution is redriven")
+        mrow = await asyncio.to_thread(self.history.machine, row.machine, row.revision)
+        if mrow is None:
+            raise StepFunctionsError("ExecutionNotRedrivable", f"the revision {row.revision} "
+                                     f"of state machine {row.machine} it ran is gone")
+        machine = self._machine(mrow)
+        ex = replay(machine, await asyncio.to_thread(self.history.history, arn), self.limits)
+        if arn in self._live:  # another redrive won the race meanwhile
+            raise StepFunctionsError("ExecutionNotRedrivable", f"Execution {arn} is RUNNING")
+        live = _Live(row, machine, ex, durable=True, app=mrow.app)
+        self._live[arn] = live
+        await self._apply(live, {"type": ev.EXECUTION_REDRIVEN})
+        return live.row
+
     async def send_task_result(self, token: str, *, output: Any = None,
                                error: str | None = None, cause: str | None = None,
                                heartbeat: bool = False) -> None:
@@ -603,13 +634,19 @@ class StepFunctions:
         decision = live.ex.apply({**event, "timestamp": time.time()})
         end = next((c for c in decision.commands if isinstance(c, ev.Finish)), None)
         row = live.row
+        # a redrive makes the row RUNNING again in the transaction that records it
+        reopened = event["type"] == ev.EXECUTION_REDRIVEN and row.status in FINAL
+        if reopened:
+            row = replace(row, status="RUNNING", output=None, error=None, cause=None,
+                          stop=None)
         if end is not None:
             row = replace(row, status=end.status, output=end.output, error=end.error,
                           cause=end.cause, stop=time.time())
+        finish = None
+        if end is not None or reopened:
+            finish = FinishRow(row.status, row.stop, row.output, row.error, row.cause)
         if live.durable and decision.events:
-            self.history.append(row.arn, decision.events,
-                                FinishRow(row.status, row.stop or 0.0, row.output, row.error,
-                                          row.cause) if end is not None else None)
+            self.history.append(row.arn, decision.events, finish)
         return decision, row
 
     def _carry_out(self, live: _Live, cmd: ev.Command) -> None:

@@ -87,8 +87,8 @@ class ExecutionRow:
 class Finish:
     """The final status :meth:`WorkflowHistory.append` records with the last events."""
 
-    status: str
-    stop: float
+    status: str  # RUNNING again when a redrive reopens the execution
+    stop: float | None
     output: Any = None
     error: str | None = None
     cause: str | None = None
