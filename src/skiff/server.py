@@ -135,7 +135,7 @@ def assemble(config: Config, *,
                               limits=WorkflowLimits(max_payload_bytes=config.sfn_max_payload_bytes,
                                                     max_history_events=config.sfn_max_history_events),
                               max_running=config.sfn_max_running, services=services,
-                              triggers=events)
+                              triggers=events, node=config.node_name)
     assert storage.lifecycle is not None
     lifecycle = Lifecycle(
         storage.lifecycle, default_days=config.default_ttl_days,

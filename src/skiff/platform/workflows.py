@@ -17,6 +17,14 @@ the history (one fsync'd transaction) BEFORE any of its commands is carried out.
 Express machines run the same way with the history in memory only (AWS: at-least-once,
 not durable); they are not resumed after a restart.
 
+On a shared history (several nodes on PostgreSQL) each execution runs on one node: the
+one holding its lease (the execution's row: owner and until when), taken when it starts
+or resumes and renewed every third of ``lease_seconds``. A node that dies stops renewing;
+when its leases run out another node claims each execution and resumes it from the
+history as a restart would (the task in flight runs again with its token). A node that
+finds its lease taken (it was cut off longer than the lease) drops the execution; the
+history's unique event ids keep two writers from recording two pasts meanwhile.
+
 Each execution's events are applied one at a time (an asyncio lock per execution):
 the interpreter is a sequential event-sourced machine, and task results of a Map
 arrive concurrently.
@@ -30,6 +38,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import random
 import re
 import time
@@ -88,6 +97,9 @@ _NAME = re.compile(r"[^\s<>{}\[\]?*\"#%\\^|~`$&,;:/\x00-\x1f\x7f-\x9f]{1,80}")
 #: Finished Express executions kept in memory for DescribeExecution (they have no
 #: other record): the newest ones, so a flood of them cannot grow the platform.
 EXPRESS_KEPT = 1000
+#: How long a node's hold on an execution lasts unrenewed (shared histories): how soon
+#: another node resumes the executions of one that died.
+LEASE_SECONDS = 15.0
 
 
 class StepFunctionsError(SkiffError):
@@ -153,8 +165,12 @@ class StepFunctions:
     def __init__(self, history: WorkflowHistory, registry: Registry, invoke: Invoke, *,
                  limits: Limits | None = None, max_running: int = 10_000,
                  log_app: Callable[[str, str], None] | None = None,
-                 services: Services | None = None, triggers: Triggers | None = None) -> None:
+                 services: Services | None = None, triggers: Triggers | None = None,
+                 node: str = "local", lease_seconds: float = LEASE_SECONDS) -> None:
         self.history = history
+        self.node = node
+        self.lease_seconds = lease_seconds
+        self._leases: asyncio.Task | None = None
         self._services = services
         self._triggers = triggers
         self.max_running = max_running
@@ -393,7 +409,9 @@ class StepFunctions:
         arn = execution_arn(mrow.name, name, is_express)
         row = ExecutionRow(arn, name, mrow.name, mrow.revision, "RUNNING", input, time.time())
         if not is_express:
-            if not await asyncio.to_thread(self.history.create_execution, row):
+            lease = (self.node, time.time() + self.lease_seconds) if self.history.shared \
+                else (None, None)
+            if not await asyncio.to_thread(self.history.create_execution, row, *lease):
                 existing = await asyncio.to_thread(self.history.execution, arn)
                 if existing is not None and existing.status == "RUNNING" and \
                         existing.input == input:
@@ -470,6 +488,10 @@ class StepFunctions:
         live = _Live(row, machine, ex, durable=True, app=mrow.app)
         self._live[arn] = live
         await self._apply(live, {"type": ev.EXECUTION_REDRIVEN})
+        if self.history.shared and live.row.status == "RUNNING":
+            # it had ended, so no node runs it: this one takes it whatever lease it had
+            await asyncio.to_thread(self.history.claim, arn, self.node,
+                                    time.time() + self.lease_seconds, math.inf)
         return live.row
 
     async def send_task_result(self, token: str, *, output: Any = None,
@@ -559,10 +581,46 @@ class StepFunctions:
             except Exception:  # one machine's triggers never stop the others'
                 log.exception("wiring the triggers of state machine %s failed", mrow.name)
         for row in await asyncio.to_thread(self.history.running):
+            if self.history.shared and not await self._claim(row.arn):
+                continue  # another node runs it
             try:
                 await self._resume(row)
             except Exception:  # one broken execution never stops the others resuming
                 log.exception("resuming execution %s failed", row.arn)
+        if self.history.shared:
+            self._leases = asyncio.ensure_future(self._keep_leases())
+
+    async def _claim(self, arn: str) -> bool:
+        now = time.time()
+        return await asyncio.to_thread(self.history.claim, arn, self.node,
+                                       now + self.lease_seconds, now)
+
+    async def _keep_leases(self) -> None:
+        """Renew this node's leases; drop what another node took; resume what a node
+        that stopped renewing left (shared histories only)."""
+        while not self._closing:
+            await asyncio.sleep(self.lease_seconds / 3)
+            try:
+                mine = [a for a, x in list(self._live.items()) if x.durable]
+                held = await asyncio.to_thread(self.history.renew, self.node, mine,
+                                               time.time() + self.lease_seconds)
+                for arn in mine:
+                    live = self._live.get(arn)
+                    if arn not in held and live is not None and not live.done.is_set():
+                        log.warning("execution %s: another node holds it now; it runs there",
+                                    arn)
+                        self._drop(live)
+                for row in await asyncio.to_thread(self.history.orphans, time.time()):
+                    if row.arn not in self._live and await self._claim(row.arn):
+                        log.info("execution %s: its node stopped; resuming it here", row.arn)
+                        await self._resume(row)
+            except Exception:  # the database away a moment: try again next round
+                log.exception("keeping the workflow leases failed")
+
+    def _drop(self, live: _Live) -> None:
+        for task in list(live.tasks):
+            task.cancel()
+        self._forget(live)
 
     async def _resume(self, row: ExecutionRow) -> None:
         mrow = await asyncio.to_thread(self.history.machine, row.machine, row.revision)
@@ -600,6 +658,10 @@ class StepFunctions:
 
     async def stop(self) -> None:
         self._closing = True
+        if self._leases is not None:
+            self._leases.cancel()
+            with contextlib.suppress(BaseException):
+                await self._leases
         for live in list(self._live.values()):
             for handle in live.timers.values():
                 handle.cancel()

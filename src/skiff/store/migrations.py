@@ -284,11 +284,13 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "0005_workflows", postgres=_WORKFLOWS),
     Migration(6, "0006_lifecycle", postgres=_LIFECYCLE),
     # the app a state machine acts as (its service integrations reach that app's KV,
-    # queues and events) and its triggers; SQLite: the workflow history adds the columns
-    # to its own file
-    Migration(9, "0009_sfn_machine_app",
+    # queues and events) and its triggers; the node running each execution and until when
+    # (its lease); SQLite: the workflow history adds the columns to its own file
+    Migration(9, "0009_sfn_machine_app_leases",
               postgres="ALTER TABLE sfn_machines ADD COLUMN app TEXT, "
-                       "ADD COLUMN triggers TEXT;"),
+                       "ADD COLUMN triggers TEXT;\n"
+                       "ALTER TABLE sfn_executions ADD COLUMN owner TEXT, "
+                       "ADD COLUMN lease_until DOUBLE PRECISION;"),
 )
 
 #: The schema version this code reads and writes.

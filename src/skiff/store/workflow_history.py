@@ -97,6 +97,10 @@ class Finish:
 class WorkflowHistory(abc.ABC):
     """Thread-safe; every method is atomic."""
 
+    #: several nodes share it (PostgreSQL): an execution runs on the one node holding its
+    #: lease (:meth:`claim`), and another takes it over when that lease runs out
+    shared = False
+
     # -- state machines ------------------------------------------------------------
     @abc.abstractmethod
     def save_machine(self, row: MachineRow) -> None:
@@ -121,8 +125,10 @@ class WorkflowHistory(abc.ABC):
 
     # -- executions ----------------------------------------------------------------
     @abc.abstractmethod
-    def create_execution(self, row: ExecutionRow) -> bool:
-        """Record a new execution; False (and nothing written) when its ARN exists."""
+    def create_execution(self, row: ExecutionRow, owner: str | None = None,
+                         until: float | None = None) -> bool:
+        """Record a new execution (leased to ``owner`` until ``until``, when given); False
+        (and nothing written) when its ARN exists."""
 
     @abc.abstractmethod
     def execution(self, arn: str) -> ExecutionRow | None: ...
@@ -135,6 +141,20 @@ class WorkflowHistory(abc.ABC):
     @abc.abstractmethod
     def running(self) -> list[ExecutionRow]:
         """Every RUNNING execution (what resumes at start), oldest first."""
+
+    # -- leases (one node runs an execution) ---------------------------------------
+    @abc.abstractmethod
+    def claim(self, arn: str, owner: str, until: float, now: float) -> bool:
+        """Take the RUNNING execution for ``owner`` until ``until`` when it has no lease,
+        its lease ran out before ``now``, or ``owner`` holds it; whether it did."""
+
+    @abc.abstractmethod
+    def renew(self, owner: str, arns: list[str], until: float) -> set[str]:
+        """Extend to ``until`` the leases ``owner`` still holds of ``arns``; those."""
+
+    @abc.abstractmethod
+    def orphans(self, now: float, limit: int = 100) -> list[ExecutionRow]:
+        """RUNNING executions with no lease or one that ran out before ``now``."""
 
     @abc.abstractmethod
     def append(self, arn: str, events: list[dict], finish: Finish | None = None) -> None:
@@ -193,7 +213,9 @@ CREATE TABLE IF NOT EXISTS sfn_executions (
   output TEXT,
   error TEXT,
   cause TEXT,
-  stop REAL
+  stop REAL,
+  owner TEXT,
+  lease_until REAL
 );
 CREATE INDEX IF NOT EXISTS sfn_executions_machine ON sfn_executions (machine, start);
 CREATE INDEX IF NOT EXISTS sfn_executions_status ON sfn_executions (status, start);
@@ -215,10 +237,14 @@ class SQLiteWorkflowHistory(WorkflowHistory):
         self.path = Path(path)
         self._lock = threading.Lock()
         self._db = connect(self.path, schema=_SCHEMA, durable=True, exclusive=exclusive)
-        columns = {r[1] for r in self._db.execute("PRAGMA table_info(sfn_machines)")}
-        if "app" not in columns:  # a file written before machines had an app (0009)
-            self._db.execute("ALTER TABLE sfn_machines ADD COLUMN app TEXT")
-            self._db.execute("ALTER TABLE sfn_machines ADD COLUMN triggers TEXT")
+        # a file written before migration 0009: machines' app and triggers, leases
+        for table, column, kind in (("sfn_machines", "app", "TEXT"),
+                                    ("sfn_machines", "triggers", "TEXT"),
+                                    ("sfn_executions", "owner", "TEXT"),
+                                    ("sfn_executions", "lease_until", "REAL")):
+            columns = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
+            if column not in columns:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     def save_machine(self, row: MachineRow) -> None:
         with self._lock:
@@ -276,13 +302,15 @@ class SQLiteWorkflowHistory(WorkflowHistory):
                 raise
             self._db.execute("COMMIT")
 
-    def create_execution(self, row: ExecutionRow) -> bool:
+    def create_execution(self, row: ExecutionRow, owner: str | None = None,
+                         until: float | None = None) -> bool:
         with self._lock:
             return self._db.execute(
-                "INSERT OR IGNORE INTO sfn_executions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT OR IGNORE INTO sfn_executions ({EXECUTION_COLUMNS}, owner, "
+                "lease_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (row.arn, row.name, row.machine, row.revision, row.status, dump(row.input),
                  row.start, None if row.output is None else dump(row.output), row.error,
-                 row.cause, row.stop)).rowcount == 1
+                 row.cause, row.stop, owner, until)).rowcount == 1
 
     def execution(self, arn: str) -> ExecutionRow | None:
         with self._lock:
@@ -310,6 +338,30 @@ class SQLiteWorkflowHistory(WorkflowHistory):
         with self._lock:
             rows = self._db.execute(f"SELECT {EXECUTION_COLUMNS} FROM sfn_executions WHERE "
                                     "status = 'RUNNING' ORDER BY start, arn").fetchall()
+        return [execution_row(r) for r in rows]
+
+    def claim(self, arn: str, owner: str, until: float, now: float) -> bool:
+        with self._lock:
+            return self._db.execute(
+                "UPDATE sfn_executions SET owner = ?, lease_until = ? WHERE arn = ? AND "
+                "status = 'RUNNING' AND (owner IS NULL OR owner = ? OR lease_until < ?)",
+                (owner, until, arn, owner, now)).rowcount == 1
+
+    def renew(self, owner: str, arns: list[str], until: float) -> set[str]:
+        held = set()
+        with self._lock:
+            for arn in arns:
+                if self._db.execute("UPDATE sfn_executions SET lease_until = ? WHERE arn = ? "
+                                    "AND owner = ?", (until, arn, owner)).rowcount == 1:
+                    held.add(arn)
+        return held
+
+    def orphans(self, now: float, limit: int = 100) -> list[ExecutionRow]:
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {EXECUTION_COLUMNS} FROM sfn_executions WHERE status = 'RUNNING' "
+                "AND (owner IS NULL OR lease_until < ?) ORDER BY start, arn LIMIT ?",
+                (now, limit)).fetchall()
         return [execution_row(r) for r in rows]
 
     def append(self, arn: str, events: list[dict], finish: Finish | None = None) -> None:
