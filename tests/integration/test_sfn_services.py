@@ -180,3 +180,23 @@ def test_skiff_sfn_rm_deletes_a_machine_and_its_triggers(server, sfn, tmp_path):
     assert "gone" not in [m["name"] for m in sfn.list_state_machines()["stateMachines"]]
     after = server.http.post("/svc-shop/gone", content=b"{}")
     assert after.json() == {"answered_by": "svc-shop"}  # the app's own handler again
+
+
+def test_deleting_an_app_deletes_the_machines_bound_to_it(server, sfn, tmp_path):
+    """A later app of the same name (perhaps another owner's) inherits no machine that
+    acts as it: `skiff rm APP` deletes the machines whose spec.app it is."""
+    app = Path(__file__).resolve().parent.parent / "sfnservices-later" / "svc-tmp"
+    r = server.admin.post("/apps", content=_pack(app), headers={"content-type": "application/gzip"})
+    assert r.status_code == 201, r.text
+    d = tmp_path / "tmp-flow"
+    d.mkdir()
+    (d / "skiff.yaml").write_text(json.dumps({
+        "apiVersion": "skiff.dev/v1", "kind": "StateMachine", "metadata": {"name": "tmp-flow"},
+        "spec": {"app": "svc-tmp", "definition": {"StartAt": "K", "States": {"K": {
+            "Type": "Task", "Resource": "skiff:kv/get", "Parameters": {"key": "k"},
+            "End": True}}}}}))
+    r = server.admin.post("/apps", content=_pack(d), headers={"content-type": "application/gzip"})
+    assert r.status_code == 201, r.text
+    gone = server.admin.delete("/apps/svc-tmp", params={"purge": "true"})
+    assert gone.status_code == 200 and gone.json()["state_machines"] == ["tmp-flow"]
+    assert "tmp-flow" not in [m["name"] for m in sfn.list_state_machines()["stateMachines"]]

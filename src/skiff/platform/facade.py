@@ -319,7 +319,22 @@ class Platform:
                                 f"{out['kv_items']} KV item(s), {out['messages']} message(s)"
                                 + ("; purged" if purge else f"; archived to {out['archive']}"),
                                 app=name)
+        machines = await self._forget_machines(name)
+        if machines:
+            out["state_machines"] = machines
         return out
+
+    async def _forget_machines(self, app: str) -> list[str]:
+        """The state machines bound to a deleted app go with it: a later app of the name,
+        perhaps another owner's, must not inherit machines that act as it."""
+        sfn = self._p.workflows
+        if sfn is None:
+            return []
+        bound = [r.name for r in await asyncio.to_thread(sfn.history.machines) if r.app == app]
+        for name in bound:
+            sfn.delete_machine(name)
+            self._p.logs.platform(app, "", f"state machine {name} deleted with its app")
+        return bound
 
     # -- inventory and drafts (skiff.governance.inventory, .discover) -----------------------
     async def inventory(self) -> dict:
