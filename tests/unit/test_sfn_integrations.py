@@ -284,3 +284,48 @@ def test_a_restart_waits_for_the_child_it_started_instead_of_starting_another(tm
         await a.stop()
         await b.stop()
     asyncio.run(main())
+
+
+def test_start_wires_every_machines_triggers_and_routes_from_the_history(tmp_path) -> None:
+    """After a restart the triggers of each machine's current revision are wired again
+    from workflows.db (the event plane gets the bus ones, the gateway the http route),
+    and a rollback rewires those of the revision it makes current."""
+    class Recorder:
+        def __init__(self) -> None:
+            self.wired: dict[str, list] = {}
+
+        def check_machine(self, name, app, triggers) -> None:  # noqa: ANN001
+            pass
+
+        def wire_machine(self, name, app, triggers, start) -> None:  # noqa: ANN001
+            self.wired[name] = list(triggers)
+
+        def unwire_machine(self, name) -> None:  # noqa: ANN001
+            self.wired.pop(name, None)
+
+        def forget_machine(self, name) -> None:  # noqa: ANN001
+            pass
+
+    def node(triggers: Recorder) -> StepFunctions:
+        return StepFunctions(SQLiteWorkflowHistory(tmp_path / "workflows.db"), REGISTRY,
+                             Invoke(), services=Services(MemoryKV()), triggers=triggers)
+
+    async def main() -> None:
+        first = node(Recorder())
+        first.save("flow", _machine(("P", {"Type": "Pass"})), app="shop",
+                   triggers=({"schedule": "rate(1 hour)"},))
+        first.save("flow", _machine(("P", {"Type": "Pass"})), app="shop",
+                   triggers=({"event": {"type": ["x"]}}, {"http": {"path": "/go"}}))
+        again = Recorder()
+        second = node(again)
+        await second.start()
+        assert again.wired == {"flow": [{"event": {"type": ["x"]}}]}
+        assert second.route("shop", "POST", "/go") == "flow"
+        assert second.route("shop", "GET", "/go") is None
+        second.rollback("flow")
+        assert again.wired == {"flow": [{"schedule": "rate(1 hour)"}]}
+        assert second.route("shop", "POST", "/go") is None
+        second.delete_machine("flow")
+        assert again.wired == {} and second.history.machine("flow") is None
+        await second.stop()
+    asyncio.run(main())
