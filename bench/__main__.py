@@ -24,7 +24,18 @@ from bench.common import RESULTS, ROOT, log
 
 
 def _stages() -> dict[str, tuple[set[str], Callable[[bool], dict]]]:
-    from bench import coldstart, density, idle, layers, multinode, neighbours, observe, queues, warm
+    from bench import (
+        coldstart,
+        density,
+        idle,
+        layers,
+        multinode,
+        neighbours,
+        observe,
+        queues,
+        warm,
+        workflows,
+    )
 
     return {
         "coldstart": ({"lambda-local", "functions-framework"}, coldstart.run_coldstart),
@@ -37,6 +48,7 @@ def _stages() -> dict[str, tuple[set[str], Callable[[bool], dict]]]:
         "idle": (set(), idle.stage),
         "observe": ({"wrk"}, observe.run),
         "multinode": ({"wrk"}, multinode.stage),
+        "workflows": ({"workflows"}, workflows.stage),
     }
 
 

@@ -27,6 +27,8 @@ ENVS: dict[str, tuple[list[str], list[str]]] = {
                              "uvicorn"]),
     # python-lambda-local imports pkg_resources, which setuptools dropped in 81
     "lambda-local": (["python-lambda-local", "setuptools<81"], ["python-lambda-local", "setuptools"]),
+    # the workflow engines of bench/workflows.py
+    "workflows": (["dbos", "prefect"], ["dbos", "prefect", "sqlalchemy"]),
 }
 SKIFF_DISTS = ["skiff", "uvicorn", "uvloop", "httptools", "msgspec", "fastapi", "starlette",
                "pydantic"]

@@ -358,6 +358,16 @@ def _queues_section(results: dict) -> list[str]:
     return out
 
 
+def _workflows_section(results: dict) -> list[str]:
+    stage = _stage(results, "workflows")
+    if not stage:
+        return []
+    out = ["## 10. Workflows: overhead per durable Task state, against DBOS and Prefect", "",
+           _stage_note(results, "workflows"), ""]
+    out += [stage.get("markdown", "").rstrip(), ""]
+    return out
+
+
 def _neighbours_section(results: dict) -> list[str]:
     stage = _stage(results, "neighbours")
     if not stage:
@@ -461,6 +471,7 @@ def render(results: dict) -> str:
     lines += _neighbours_section(results)
     lines += _idle_section(results)
     lines += _observe_section(results)
+    lines += _workflows_section(results)
     notes = Path(__file__).with_name("NOTES.md")
     if notes.exists():  # profiles and explanations, written by people, kept across runs
         lines += [notes.read_text().rstrip(), ""]

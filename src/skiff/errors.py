@@ -28,7 +28,10 @@
     │                                                   metrics_off: SKIFF_METRICS=0,
     │                                                   archive_not_found: no archive to restore,
     │                                                   approval_not_found, budget_not_found,
-    │                                                   alert_not_found, silence_not_found)
+    │                                                   alert_not_found, silence_not_found,
+    │                                                   state_machine_not_found: no machine of
+    │                                                   the calling app has the name, skiff.sdk;
+    │                                                   execution_not_found: admin API)
     ├── Gone                   410 app_archived         the app expired or was removed and is
     │                                                   archived: `skiff restore APP` (its routes
     │                                                   answer so; skiff.governance.lifecycle)

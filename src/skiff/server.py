@@ -123,7 +123,9 @@ def assemble(config: Config, *,
     if metrics is not None:
         metrics.sources = LiveState(registry, events)
     services = Services(kv, send=events.send, publish=events.publish,
-                        may_send=events.check_send)
+                        may_send=events.check_send,
+                        # built below (it calls these services): found when an app calls
+                        workflows=lambda app, op, args: workflows.for_app(app, op, args))
     sdk = SdkCalls(services, observe.tracing, invoker.handler_traceparent)
     hooks = PlatformHooks(logs, sdk, observe)
     if launcher is None:
@@ -150,7 +152,8 @@ def assemble(config: Config, *,
     workflows = StepFunctions(storage.workflows, registry, invoker,
                               limits=WorkflowLimits(max_payload_bytes=config.sfn_max_payload_bytes,
                                                     max_history_events=config.sfn_max_history_events),
-                              max_running=config.sfn_max_running)
+                              max_running=config.sfn_max_running, services=services,
+                              triggers=events, node=config.node_name)
     assert storage.lifecycle is not None
     # one notifier for TTL reminders and alerts (skiff.notify)
     notifier = Notifier(NotifySettings(config.notify_webhook, config.smtp_url,

@@ -44,6 +44,19 @@ def test_a_saved_machine_becomes_current_and_revisions_stay(
     assert h.machine_revisions("nope") == []
 
 
+def test_a_machine_keeps_the_app_it_acts_as(workflow_history: WorkflowHistory) -> None:
+    """A revision's app (spec.app) and triggers come back as saved, from every read; None stays None."""
+    h = workflow_history
+    bound = MachineRow("saga", "r9", '{"StartAt":"A","States":{"A":{"Type":"Succeed"}}}',
+                       "EXPRESS", 3.0, app="shop",
+                       triggers=({"schedule": "rate(1 hour)"}, {"queue": "orders"}))
+    h.save_machine(bound)
+    h.save_machine(_machine())
+    assert h.machine("saga") == bound and h.machine("saga", "r9") == bound
+    assert h.machine_revisions("saga") == [bound]
+    assert {m.name: m.app for m in h.machines()} == {"orders": None, "saga": "shop"}
+
+
 def test_an_execution_is_created_once(workflow_history: WorkflowHistory) -> None:
     """create_execution says whether the ARN is new; the first row stays."""
     h = workflow_history
@@ -132,3 +145,26 @@ def test_the_history_survives_reopening(tmp_path) -> None:
     assert again.execution("arn:x:1").status == "RUNNING"
     assert len(again.history("arn:x:1")) == 1
     again.close()
+
+
+def test_one_owner_holds_an_execution_until_its_lease_runs_out(
+        workflow_history: WorkflowHistory) -> None:
+    """A lease taken at create or by claim is the owner's until it runs out: another
+    claims it only then; renew extends only the leases the owner still holds; orphans
+    are the RUNNING executions with no lease or a lapsed one."""
+    h = workflow_history
+    assert h.create_execution(_execution("arn:x:1"), owner="a", until=100.0)
+    assert h.create_execution(_execution("arn:x:2"))  # no lease: an orphan at once
+    assert h.claim("arn:x:1", "b", 200.0, now=50.0) is False  # a holds it
+    assert h.claim("arn:x:1", "a", 150.0, now=50.0) is True  # its own, again
+    assert [r.arn for r in h.orphans(now=120.0)] == ["arn:x:2"]
+    assert [r.arn for r in h.orphans(now=151.0)] == ["arn:x:1", "arn:x:2"]
+    assert h.claim("arn:x:1", "b", 300.0, now=151.0) is True  # a's lease ran out
+    assert h.renew("a", ["arn:x:1", "arn:x:2"], 400.0) == set()  # a holds neither now
+    assert h.renew("b", ["arn:x:1"], 400.0) == {"arn:x:1"}
+    assert h.claim("arn:x:1", "a", 500.0, now=399.0) is False
+    h.append("arn:x:2", [{"id": 1, "type": "ExecutionStarted"}],
+             Finish("SUCCEEDED", 5.0, output=1))
+    assert h.claim("arn:x:2", "a", 500.0, now=1.0) is False  # only RUNNING ones
+    assert [r.arn for r in h.orphans(now=1000.0)] == ["arn:x:1"]
+

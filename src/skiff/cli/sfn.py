@@ -14,7 +14,7 @@ from rich.table import Table
 from skiff.errors import SkiffError
 
 sfn_app = typer.Typer(help="Step Functions state machines: start, describe, history, ls, "
-                           "stop, validate.", no_args_is_help=True)
+                           "stop, redrive, rm, validate.", no_args_is_help=True)
 UrlOpt = Annotated[str | None, typer.Option("--url", help="Skiff server URL (default: from "
                                                           "$SKIFF_HOME/server.json)")]
 _ARN = "arn:aws:states:local:000000000000:stateMachine:"
@@ -132,6 +132,22 @@ def stop(execution: str, error: str | None = None, cause: str | None = None,
             **({"cause": cause} if cause else {})}
     call("StopExecution", body, url)
     _out().print(f"[green]stopped[/] {execution}", highlight=False)
+
+
+@sfn_app.command("redrive")
+def redrive(execution: str, url: UrlOpt = None) -> None:
+    """Run a FAILED, TIMED_OUT or ABORTED execution again from where it stopped (what
+    succeeded before is not run again)."""
+    call("RedriveExecution", {"executionArn": execution}, url)
+    _out().print(f"[green]redriven[/] {execution}", highlight=False)
+
+
+@sfn_app.command("rm")
+def rm(machine: Annotated[str, typer.Argument(help="state machine name or ARN")],
+       url: UrlOpt = None) -> None:
+    """Delete a state machine: its revisions, executions, histories and triggers."""
+    call("DeleteStateMachine", {"stateMachineArn": _arn(machine)}, url)
+    _out().print(f"[green]deleted[/] {machine}", highlight=False)
 
 
 @sfn_app.command("validate")

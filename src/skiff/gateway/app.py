@@ -358,6 +358,17 @@ class Gateway:
                 if f is not None:
                     await self._static(send, f, inm, method, rid)
                     return
+            machine = platform.machine_route(app.name, method, match.path or "/")
+            if machine is not None:  # a state machine's http trigger, in the app's routes
+                hold = self._bodies.hold(app.name)
+                body = await self._body(receive, platform.config.max_body_bytes, hold)
+                if body is None:
+                    return
+                started = await platform.start_routed(machine, body)
+                await self._reply(send, 200, [(b"content-type", b"application/json"),
+                                              (b"x-skiff-request-id", rid.encode())],
+                                  _json.encode(started))
+                return
             if not app.serves:
                 raise NotFound(f"app {app.name} has no file at {match.path!r}", code="not_found")
             route_key, params = "$default", _NO_PARAMS

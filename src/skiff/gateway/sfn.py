@@ -20,17 +20,20 @@ with ``Config(inject_host_prefix=False)``.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from skiff.errors import SkiffError
+from skiff.errors import NotFound, SkiffError
 from skiff.governance import Principal, Role
 from skiff.workflows import validate
+from skiff.workflows.durations import state_durations
 
 PATH = "/_skiff/sfn"
+ADMIN_PATH = "/_skiff/api/sfn"
 TARGET = "AWSStepFunctions."
 CONTENT_TYPE = "application/x-amz-json-1.0"
 #: GetExecutionHistory / ListExecutions pages (AWS: at most 1000 per call).
@@ -76,6 +79,37 @@ def _definition(body: dict) -> Any:
 def mount(api: FastAPI, sfn: Callable[[], Any], caller: Callable[[Request], Principal]) -> None:
     """Add the route to the admin API; ``sfn()`` gives the platform's StepFunctions."""
 
+    # the admin API's own view (JSON, snake case), for the dashboard and scripts
+    @api.get(f"{ADMIN_PATH}/machines")
+    async def machines(request: Request) -> list[dict]:
+        caller(request).require(Role.viewer, "listing state machines")
+        return [{"name": r.name, "arn": _machine_arn(r.name), "revision": r.revision,
+                 "type": r.type, "app": r.app, "triggers": list(r.triggers),
+                 "created": r.created} for r in sfn().history.machines()]
+
+    @api.get(f"{ADMIN_PATH}/executions")
+    async def executions(request: Request, machine: str | None = None,
+                         status: str | None = None, limit: int = 100) -> list[dict]:
+        caller(request).require(Role.viewer, "listing executions")
+        rows = sfn().executions(machine, status, max(1, min(limit, MAX_RESULTS)))
+        return [_admin_execution(r) for r in rows]
+
+    @api.get(f"{ADMIN_PATH}/executions/{{arn}}")
+    async def execution(request: Request, arn: str) -> dict:
+        """An execution with the duration of every state it entered."""
+        caller(request).require(Role.viewer, "reading an execution")
+        platform = sfn()
+        try:
+            out = _admin_execution(platform.describe(arn))
+            history = platform.events(arn)
+        except SkiffError as exc:
+            if exc.details.get("aws_type") != "ExecutionDoesNotExist":
+                raise
+            raise NotFound(f"no execution {arn!r}: `skiff sfn ls MACHINE` lists them",
+                           code="execution_not_found") from None
+        out["states"] = state_durations(history)
+        return out
+
     @api.post(PATH, include_in_schema=False)
     async def step_functions(request: Request) -> Response:
         target = request.headers.get("x-amz-target", "")
@@ -115,13 +149,12 @@ async def _create(sfn: Any, body: dict) -> dict:
 async def _update(sfn: Any, body: dict) -> dict:
     current = sfn.machine_row(str(body.get("stateMachineArn", "")))
     row = sfn.save(current.name, _definition(body) if "definition" in body
-                   else current.definition, current.type)
+                   else current.definition, current.type, current.app, current.triggers)
     return {"updateDate": row.created, "revisionId": row.revision}
 
 
 async def _delete(sfn: Any, body: dict) -> dict:
-    row = sfn.machine_row(str(body.get("stateMachineArn", "")))
-    sfn.history.delete_machine(row.name)
+    sfn.delete_machine(str(body.get("stateMachineArn", "")))
     return {}
 
 
@@ -197,6 +230,19 @@ async def _history(sfn: Any, body: dict) -> dict:
     return out
 
 
+async def _redrive(sfn: Any, body: dict) -> dict:
+    await sfn.redrive(str(body.get("executionArn", "")))
+    return {"redriveDate": time.time()}
+
+
+def _admin_execution(row: Any) -> dict:
+    stop = row.stop
+    return {"arn": row.arn, "name": row.name, "machine": row.machine,
+            "revision": row.revision, "status": row.status, "start": row.start, "stop": stop,
+            "duration_ms": None if stop is None else round((stop - row.start) * 1000, 3),
+            "input": row.input, "output": row.output, "error": row.error, "cause": row.cause}
+
+
 def _max_results(body: dict) -> int:
     n = body.get("maxResults") or MAX_RESULTS
     return max(1, min(int(n), MAX_RESULTS)) if isinstance(n, int) else MAX_RESULTS
@@ -252,6 +298,7 @@ _OPERATIONS = {
     "DescribeExecution": _describe, "StopExecution": _stop, "ListExecutions": _list,
     "GetExecutionHistory": _history, "SendTaskSuccess": _task_success,
     "SendTaskFailure": _task_failure, "SendTaskHeartbeat": _task_heartbeat,
+    "RedriveExecution": _redrive,
 }
 
 
@@ -311,6 +358,9 @@ def aws_events(history: list[dict], include_data: bool = True) -> list[dict]:
             details = {"name": e["name"], "index": e["index"]}
         elif t == "ExecutionSucceeded":
             details = {"output": data(e.get("output"))}
+        elif t == "ExecutionRedriven":
+            details = {"redriveCount": sum(x["type"] == t for x in history
+                                           if x["id"] <= e["id"])}
         elif t in ("ExecutionFailed", "ExecutionAborted", "ExecutionTimedOut"):
             details = {k: e[k] for k in ("error", "cause") if e.get(k) is not None}
         else:  # TimerStarted, TimerFired, TaskHeartbeat, ParallelBranchStarted

@@ -6,6 +6,9 @@
     spec:
       type: STANDARD                      # or EXPRESS
       definitionFile: saga.asl.json       # or definition: {StartAt: ..., States: ...}
+      app: shop                           # the app it acts as (queues, KV, events)
+      triggers: [{schedule: rate(1 hour)}, {event: {type: [order.placed]}}, {queue: orders},
+                 {http: {path: /checkout}}]      # POST /shop/checkout
 
 The definition itself is checked by the ASL validator at deploy (skiff.workflows), not
 here: this model only says where it is. Its revision is the hash of the definition and
@@ -23,7 +26,7 @@ from pydantic import Field, StringConstraints, ValidationError, model_validator
 
 from ..errors import ManifestError
 from .errors import problems_from, raise_problems, show
-from .model import API_VERSION, _Model
+from .model import API_VERSION, Trigger, _Model
 
 KIND = "StateMachine"
 #: AWS's state machine names, narrowed to what is safe in an ARN, a URL and a file name.
@@ -37,12 +40,48 @@ class MachineMetadata(_Model):
     labels: dict[str, str] = Field(default_factory=dict)
 
 
+class MachineRoute(_Model):
+    """An HTTP route of the machine's app that starts an execution (the body is its
+    input), as API Gateway's StartExecution integration does."""
+
+    path: Annotated[str, StringConstraints(pattern=r"^/[A-Za-z0-9._~!$&'()*,;=:@/-]*$")] = Field(
+        description='Relative to the app, e.g. "/checkout" (POST /<app>/checkout).')
+    methods: tuple[Literal["GET", "POST", "PUT", "PATCH", "DELETE"], ...] = Field(
+        ("POST",), description="The methods that start it (default POST).")
+
+
+class MachineTrigger(Trigger):
+    """A trigger of a state machine: an app's (a queue, a schedule, an event rule), or an
+    HTTP route of its app."""
+
+    http: MachineRoute | None = Field(None, description="An HTTP route of the machine's "
+                                                        "app that starts an execution.")
+
+    @model_validator(mode="after")
+    def _exactly_one_source(self) -> MachineTrigger:
+        given = [k for k in ("queue", "schedule", "event", "http") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of queue, schedule, event or http, not "
+                             + (" and ".join(given) or "none"))
+        if self.http is None:
+            super()._exactly_one_source()
+        return self
+
+
 class MachineSpec(_Model):
     type: Literal["STANDARD", "EXPRESS"] = Field(
         "STANDARD", description="STANDARD: durable, resumes after a crash; EXPRESS: in "
                                 "memory, at-least-once (as on AWS).")
     definition: dict[str, Any] | None = Field(None, description="The ASL definition inline.")
     definition_file: str | None = Field(None, description="A .asl.json file beside skiff.yaml.")
+    app: str | None = Field(None, description="The app the machine belongs to and acts as: "
+                                              "its service integrations reach that app's KV, "
+                                              "the queues it may send to, and machines of the "
+                                              "same app. Its owners deploy the machine.")
+    triggers: tuple[MachineTrigger, ...] = Field(
+        (), description="What starts an execution: a queue of its app (the SQS-shaped "
+                        "batch is the input), a schedule, an event rule, or an HTTP route "
+                        "of its app (the JSON body is the input).")
 
     @model_validator(mode="after")
     def _one_definition(self) -> MachineSpec:

@@ -222,6 +222,14 @@ class Platform:
         """Accept an async invocation durably (202); the event plane runs it."""
         return await self._p.events.accept(inv.app, inv.request, inv.traceparent)
 
+    def machine_route(self, app: str, method: str, path: str) -> str | None:
+        if self._p.workflows is None:
+            return None
+        return self._p.workflows.route(app, method, path)
+
+    async def start_routed(self, machine: str, body: bytes) -> dict:
+        return await self.sfn.start_routed(machine, body)
+
     def log(self, app: App, line: str, *, request_id: str = "") -> None:
         self._p.logs.platform(app.name, app.revision, line, request_id=request_id)
 
@@ -279,9 +287,20 @@ class Platform:
             if actor is not None:  # the owners of apps may deploy; viewers only read
                 actor.require(Role.developer, "deploying a state machine")
             manifest, definition = load_state_machine(src)
+            app = manifest.spec.app
+            if app is not None:  # it acts as the app: only who may act on the app binds it
+                bound = self._p.registry.apps.get(app)
+                if bound is None:
+                    raise NotFound(f"state machine {manifest.name}: spec.app names the app "
+                                   f"{app!r}, which is not deployed; deploy it first",
+                                   code="app_not_found", app=app)
+                self._p.governor.may_remove(actor, bound.manifest,
+                                            "bind a state machine to")
             before = sfn.history.machine(manifest.name)
+            triggers = tuple(t.model_dump(by_alias=True, exclude_defaults=True, mode="json")
+                             for t in manifest.spec.triggers)
             row = await asyncio.to_thread(sfn.save, manifest.name, definition,
-                                          manifest.spec.type)
+                                          manifest.spec.type, app, triggers)
         except SkiffError as exc:
             self._audit_refusal(actor, "deploy", _app_name(src), exc)
             raise
@@ -326,7 +345,22 @@ class Platform:
                                 f"{out['kv_items']} KV item(s), {out['messages']} message(s)"
                                 + ("; purged" if purge else f"; archived to {out['archive']}"),
                                 app=name)
+        machines = await self._forget_machines(name)
+        if machines:
+            out["state_machines"] = machines
         return out
+
+    async def _forget_machines(self, app: str) -> list[str]:
+        """The state machines bound to a deleted app go with it: a later app of the name,
+        perhaps another owner's, must not inherit machines that act as it."""
+        sfn = self._p.workflows
+        if sfn is None:
+            return []
+        bound = [r.name for r in await asyncio.to_thread(sfn.history.machines) if r.app == app]
+        for name in bound:
+            sfn.delete_machine(name)
+            self._p.logs.platform(app, "", f"state machine {name} deleted with its app")
+        return bound
 
     # -- inventory and drafts (skiff.governance.inventory, .discover) -----------------------
     async def inventory(self) -> dict:

@@ -17,6 +17,14 @@ the history (one fsync'd transaction) BEFORE any of its commands is carried out.
 Express machines run the same way with the history in memory only (AWS: at-least-once,
 not durable); they are not resumed after a restart.
 
+On a shared history (several nodes on PostgreSQL) each execution runs on one node: the
+one holding its lease (the execution's row: owner and until when), taken when it starts
+or resumes and renewed every third of ``lease_seconds``. A node that dies stops renewing;
+when its leases run out another node claims each execution and resumes it from the
+history as a restart would (the task in flight runs again with its token). A node that
+finds its lease taken (it was cut off longer than the lease) drops the execution; the
+history's unique event ids keep two writers from recording two pasts meanwhile.
+
 Each execution's events are applied one at a time (an asyncio lock per execution):
 the interpreter is a sequential event-sourced machine, and task results of a Map
 arrive concurrently.
@@ -30,16 +38,17 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import random
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 from skiff import ipc as p
-from skiff.errors import InvocationTimeout, SkiffError
+from skiff.errors import Conflict, InvocationTimeout, SkiffError
 from skiff.platform.registry import Registry
 from skiff.scheduler import Invocation
 from skiff.store.workflow_history import (
@@ -52,11 +61,32 @@ from skiff.store.workflow_history import Finish as FinishRow
 from skiff.workflows import Execution, InvalidDefinition, Limits, StateMachine, parse, replay
 from skiff.workflows import events as ev
 from skiff.workflows.errors import TASK_FAILED, TIMEOUT, Diagnostic, StatesError
+from skiff.workflows.integrations import ServiceCall, is_service, reaches, service_call
 from skiff.workflows.resources import Target, apps_named, target
 
 log = logging.getLogger("skiff.workflows")
 
 Invoke = Callable[[Invocation], Awaitable[p.Response]]
+
+
+class Services(Protocol):
+    """Skiff's services as an app reaches them (skiff.sdk.services.Services): a state
+    machine's service integrations call them as the app it belongs to."""
+
+    def call(self, app: str, op: str, args: dict[str, Any]) -> Any: ...
+    def check_send(self, app: str, queue: str) -> None: ...
+
+
+class Triggers(Protocol):
+    """What starts a machine's executions (skiff.triggers.EventPlane): its queue,
+    schedule and event triggers, wired for the current revision of each machine."""
+
+    def check_machine(self, name: str, app: str | None,
+                      triggers: Sequence[Mapping[str, Any]]) -> None: ...
+    def wire_machine(self, name: str, app: str | None, triggers: Sequence[Mapping[str, Any]],
+                     start: Callable[[str, Any, str], Awaitable[None]]) -> None: ...
+    def unwire_machine(self, name: str) -> None: ...
+    def forget_machine(self, name: str) -> None: ...
 
 REGION = "local"
 ACCOUNT = "000000000000"
@@ -67,6 +97,9 @@ _NAME = re.compile(r"[^\s<>{}\[\]?*\"#%\\^|~`$&,;:/\x00-\x1f\x7f-\x9f]{1,80}")
 #: Finished Express executions kept in memory for DescribeExecution (they have no
 #: other record): the newest ones, so a flood of them cannot grow the platform.
 EXPRESS_KEPT = 1000
+#: How long a node's hold on an execution lasts unrenewed (shared histories): how soon
+#: another node resumes the executions of one that died.
+LEASE_SECONDS = 15.0
 
 
 class StepFunctionsError(SkiffError):
@@ -99,8 +132,13 @@ def machine_of(arn: str) -> str:
     return arn
 
 
-def revision_of(definition: str, type_: str) -> str:
-    return hashlib.sha256(f"{type_}\n{definition}".encode()).hexdigest()[:12]
+def revision_of(definition: str, type_: str, app: str | None = None,
+                triggers: tuple[dict, ...] = ()) -> str:
+    # a machine with no app and no triggers keeps the revision it had before either
+    bound = f"{app}\n" if app else ""
+    if triggers:
+        bound += json.dumps(list(triggers), sort_keys=True) + "\n"
+    return hashlib.sha256(f"{bound}{type_}\n{definition}".encode()).hexdigest()[:12]
 
 
 def request_id(token: str) -> str:
@@ -114,6 +152,7 @@ class _Live:
     machine: StateMachine
     ex: Execution
     durable: bool
+    app: str | None = None  # the app its service integrations act as
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     timers: dict[str, asyncio.TimerHandle] = field(default_factory=dict)
     tasks: set[asyncio.Task] = field(default_factory=set)
@@ -125,8 +164,15 @@ class StepFunctions:
 
     def __init__(self, history: WorkflowHistory, registry: Registry, invoke: Invoke, *,
                  limits: Limits | None = None, max_running: int = 10_000,
-                 log_app: Callable[[str, str], None] | None = None) -> None:
+                 log_app: Callable[[str, str], None] | None = None,
+                 services: Services | None = None, triggers: Triggers | None = None,
+                 node: str = "local", lease_seconds: float = LEASE_SECONDS) -> None:
         self.history = history
+        self.node = node
+        self.lease_seconds = lease_seconds
+        self._leases: asyncio.Task | None = None
+        self._services = services
+        self._triggers = triggers
         self.max_running = max_running
         self._registry = registry
         self._invoke = invoke
@@ -136,27 +182,70 @@ class StepFunctions:
         self._express: collections.OrderedDict[str, _Live] = collections.OrderedDict()
         self._machines: dict[tuple[str, str], StateMachine] = {}
         self._closing = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        #: app -> (method, path) -> machine: the HTTP routes that start executions
+        self._routes: dict[str, dict[tuple[str, str], str]] = {}
 
     # -- state machines --------------------------------------------------------------
-    def check(self, definition: Any) -> StateMachine:
+    def check(self, definition: Any, app: str | None = None,
+              name: str | None = None) -> StateMachine:
         """Parse ``definition`` (dict or JSON text) and check that every app its tasks
-        name exists; InvalidDefinition with AWS-shaped diagnostics otherwise."""
+        name exists, and that the services they call are ones ``app`` (the app the
+        machine ``name`` acts as) may reach; InvalidDefinition with AWS-shaped
+        diagnostics otherwise."""
         machine = parse(definition)
         missing = [(app, state) for app, state in sorted(apps_named(machine).items())
                    if app not in self._registry.apps]
-        if missing:
-            raise InvalidDefinition([
-                Diagnostic("INVALID_RESOURCE",
-                           f"the task names the app {app!r}, which is not deployed; deploy it "
-                           "first" if app else
-                           "the Resource is not one Skiff runs (lambda:invoke, a Lambda "
-                           "function ARN, or skiff:app/NAME)", f"/States/{state}/Resource")
-                for app, state in missing])
+        problems = [
+            Diagnostic("INVALID_RESOURCE",
+                       f"the task names the app {app!r}, which is not deployed; deploy it "
+                       "first" if app else
+                       "the Resource is not one Skiff runs (lambda:invoke, a Lambda "
+                       "function ARN, skiff:app/NAME, or a service integration)",
+                       f"/States/{state}/Resource")
+            for app, state in missing]
+        problems += [Diagnostic("INVALID_RESOURCE", why, f"/States/{state}/Resource")
+                     for state, why in self._unreachable(machine, app, name)]
+        if problems:
+            raise InvalidDefinition(problems)
         return machine
 
-    def save(self, name: str, definition: Any, type_: str = "STANDARD") -> MachineRow:
+    def _unreachable(self, machine: StateMachine, app: str | None,
+                     name: str | None) -> list[tuple[str, str]]:
+        """(state, why) of each service call the machine may not make as ``app``."""
+        out = []
+        for reach in reaches(machine):
+            if app is None:
+                out.append((reach.state, f"the task calls a service ({reach.service}); a state "
+                            "machine reaches queues, KV, events and other machines only as "
+                            "the app it belongs to: set spec.app in its skiff.yaml"))
+            elif reach.service == "queue" and reach.name is not None:
+                if self._services is None:
+                    out.append((reach.state, "queues are not available on this platform"))
+                    continue
+                try:
+                    self._services.check_send(app, reach.name)
+                except SkiffError as exc:
+                    out.append((reach.state, f"{exc.message} (the machine acts as app {app})"))
+            elif reach.service == "execution" and reach.name is not None:
+                other = machine_of(reach.name)
+                if other == name:
+                    continue  # itself, recursively: the same app
+                row = self.history.machine(other)
+                if row is None:
+                    out.append((reach.state, f"the task starts the state machine {other!r}, "
+                                "which is not deployed; deploy it first"))
+                elif row.app != app:
+                    out.append((reach.state, f"the task starts the state machine {other!r} of "
+                                f"app {row.app or 'none'}; a machine of app {app} starts only "
+                                "machines of its own app"))
+        return out
+
+    def save(self, name: str, definition: Any, type_: str = "STANDARD",
+             app: str | None = None, triggers: tuple[dict, ...] = ()) -> MachineRow:
         """Deploy a revision of the machine ``name`` (the same definition is the same
-        revision); it becomes the current one."""
+        revision); it becomes the current one. ``app``: the app it acts as (the caller
+        checked that the deployer may speak for it)."""
         if not _NAME.fullmatch(name or ""):
             raise StepFunctionsError("InvalidName", f"invalid state machine name {name!r}: "
                                      "1-80 characters, no whitespace or ARN punctuation")
@@ -164,15 +253,103 @@ class StepFunctions:
             raise StepFunctionsError("ValidationException",
                                      f"type must be STANDARD or EXPRESS, not {type_!r}")
         text = definition if isinstance(definition, str) else json.dumps(definition)
-        machine = self.check(text)
+        machine = self.check(text, app, name)
+        self._check_routes(name, app, triggers)
+        if self._triggers is not None:
+            self._triggers.check_machine(name, app, _bus_triggers(triggers))
+        elif _bus_triggers(triggers):
+            raise StepFunctionsError("ValidationException",
+                                     "triggers are not available on this platform")
         canonical = json.dumps(json.loads(text), sort_keys=True, separators=(",", ":"))
-        row = MachineRow(name, revision_of(canonical, type_), text, type_, time.time())
+        row = MachineRow(name, revision_of(canonical, type_, app, triggers), text, type_,
+                         time.time(), app, tuple(triggers))
         current = self.history.machine(name, row.revision)
         if current is not None:
             row = replace(current)
         self.history.save_machine(row)
         self._machines[(name, row.revision)] = machine
+        self._wire(row)
         return row
+
+    def _check_routes(self, name: str, app: str | None,
+                      triggers: tuple[dict, ...]) -> None:
+        for trig in triggers:
+            if "http" not in trig:
+                continue
+            if app is None:
+                raise StepFunctionsError("ValidationException", f"state machine {name}: an "
+                                         "http trigger is a route of the machine's app: set "
+                                         "spec.app")
+            for method in trig["http"].get("methods", ["POST"]):
+                other = self._routes.get(app, {}).get((method, trig["http"]["path"]))
+                if other not in (None, name):
+                    raise Conflict(f"{method} /{app}{trig['http']['path']} starts state "
+                                   f"machine {other} already: a route has one target",
+                                   code="route_conflict", app=app)
+
+    def _route(self, row: MachineRow) -> None:
+        self._unroute(row.name)
+        for trig in row.triggers:
+            if "http" in trig and row.app is not None:
+                for method in trig["http"].get("methods", ["POST"]):
+                    self._routes.setdefault(row.app, {})[(method, trig["http"]["path"])] = \
+                        row.name
+
+    def _unroute(self, name: str) -> None:
+        for table in self._routes.values():
+            for key in [k for k, m in table.items() if m == name]:
+                del table[key]
+
+    def route(self, app: str, method: str, path: str) -> str | None:
+        """The machine an HTTP request to ``app`` starts, if any."""
+        table = self._routes.get(app)
+        return table.get((method, path)) if table else None
+
+    async def start_routed(self, machine: str, body: bytes) -> dict:
+        """An http trigger: the JSON body is the input; answered as API Gateway's
+        StartExecution integration answers."""
+        try:
+            value = json.loads(body) if body.strip() else {}
+        except (ValueError, RecursionError):
+            raise SkiffError("the request body must be JSON: it is the execution's input",
+                             code="bad_request", status=400) from None
+        row = await self.start_execution(machine, value)
+        return {"executionArn": row.arn, "startDate": row.start}
+
+    def _wire(self, row: MachineRow) -> None:
+        """Wire the revision's triggers on the event loop (consumers live there; a deploy
+        saves from a thread). Before :meth:`start` there is nothing to do: it wires every
+        machine."""
+        self._route(row)
+        if self._triggers is None or self._loop is None:
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        args = (row.name, row.app, _bus_triggers(row.triggers), self._start_triggered)
+        if running is self._loop:
+            self._triggers.wire_machine(*args)
+        else:
+            self._loop.call_soon_threadsafe(self._triggers.wire_machine, *args)
+
+    async def _start_triggered(self, machine: str, input: Any, name: str) -> None:  # noqa: A002
+        """A trigger's message: start its execution, or find the one a delivery of the
+        same message started already (the name is the message's)."""
+        try:
+            await self.start_execution(machine, input, name)
+        except StepFunctionsError as exc:
+            if exc.aws_type != "ExecutionAlreadyExists":
+                raise
+
+    def delete_machine(self, name_or_arn: str) -> None:
+        """Forget the machine, its revisions, executions, histories and triggers."""
+        row = self.machine_row(name_or_arn)
+        self._unroute(row.name)
+        if self._triggers is not None:
+            self._triggers.unwire_machine(row.name)  # called on the loop (the sfn API)
+            self._triggers.forget_machine(row.name)
+        self.history.delete_machine(row.name)
 
     def rollback(self, name: str, revision: str | None = None) -> MachineRow:
         """Make ``revision`` (default: the one saved before the current) current again;
@@ -193,6 +370,7 @@ class StepFunctions:
                                          f"it has {', '.join(r.revision for r in revisions)}")
             row = found[0]
         self.history.save_machine(row)
+        self._wire(row)
         return row
 
     def machine_row(self, name_or_arn: str) -> MachineRow:
@@ -231,7 +409,9 @@ class StepFunctions:
         arn = execution_arn(mrow.name, name, is_express)
         row = ExecutionRow(arn, name, mrow.name, mrow.revision, "RUNNING", input, time.time())
         if not is_express:
-            if not await asyncio.to_thread(self.history.create_execution, row):
+            lease = (self.node, time.time() + self.lease_seconds) if self.history.shared \
+                else (None, None)
+            if not await asyncio.to_thread(self.history.create_execution, row, *lease):
                 existing = await asyncio.to_thread(self.history.execution, arn)
                 if existing is not None and existing.status == "RUNNING" and \
                         existing.input == input:
@@ -242,7 +422,7 @@ class StepFunctions:
             raise StepFunctionsError("ExecutionAlreadyExists",
                                      f"Execution Already Exists: '{arn}'")
         live = _Live(row, self._machine(mrow), Execution(self._machine(mrow), self.limits),
-                     durable=not is_express)
+                     durable=not is_express, app=mrow.app)
         self._live[arn] = live
         await self._apply(live, {
             "type": ev.EXECUTION_STARTED, "input": input,
@@ -277,6 +457,41 @@ class StepFunctions:
                                      f"Execution Does Not Exist: '{arn}' (not running here)")
         details = {k: v for k, v in (("error", error), ("cause", cause)) if v is not None}
         await self._apply(live, {"type": ev.EXECUTION_ABORTED, **details})
+        return live.row
+
+    async def redrive(self, arn: str) -> ExecutionRow:
+        """RedriveExecution: a FAILED, TIMED_OUT or ABORTED Standard execution runs again
+        where it stopped (the interpreter answers what ended from its history), with its
+        tokens and timers new, ``$$.Execution.RedriveCount`` one more."""
+        if self._closing:
+            raise StepFunctionsError("ServiceUnavailable", "the platform is stopping",
+                                     status=503)
+        row = await asyncio.to_thread(self.history.execution, arn)
+        if row is None:
+            if arn in self._express:
+                raise StepFunctionsError("ExecutionNotRedrivable", "Express executions are "
+                                         "not redriven (they have no durable history)")
+            raise StepFunctionsError("ExecutionDoesNotExist",
+                                     f"Execution Does Not Exist: '{arn}'")
+        if arn in self._live or row.status not in ("FAILED", "TIMED_OUT", "ABORTED"):
+            raise StepFunctionsError("ExecutionNotRedrivable",
+                                     f"Execution {arn} is {row.status}: only a FAILED, "
+                                     "TIMED_OUT or ABORTED execution is redriven")
+        mrow = await asyncio.to_thread(self.history.machine, row.machine, row.revision)
+        if mrow is None:
+            raise StepFunctionsError("ExecutionNotRedrivable", f"the revision {row.revision} "
+                                     f"of state machine {row.machine} it ran is gone")
+        machine = self._machine(mrow)
+        ex = replay(machine, await asyncio.to_thread(self.history.history, arn), self.limits)
+        if arn in self._live:  # another redrive won the race meanwhile
+            raise StepFunctionsError("ExecutionNotRedrivable", f"Execution {arn} is RUNNING")
+        live = _Live(row, machine, ex, durable=True, app=mrow.app)
+        self._live[arn] = live
+        await self._apply(live, {"type": ev.EXECUTION_REDRIVEN})
+        if self.history.shared and live.row.status == "RUNNING":
+            # it had ended, so no node runs it: this one takes it whatever lease it had
+            await asyncio.to_thread(self.history.claim, arn, self.node,
+                                    time.time() + self.lease_seconds, math.inf)
         return live.row
 
     async def send_task_result(self, token: str, *, output: Any = None,
@@ -327,14 +542,85 @@ class StepFunctions:
                    and (status is None or x.row.status == status)]
         return sorted(rows + express, key=lambda r: -r.start)[:limit]
 
+    # -- skiff.sdk.workflows: an app's own machines -----------------------------------
+    def for_app(self, app: str, op: str, args: dict[str, Any]) -> dict:
+        """``skiff.sdk.workflows`` calls (from an SDK thread): ``app`` reaches only the
+        machines that belong to it (spec.app)."""
+        if self._loop is None:
+            raise SkiffError("workflows are starting; try again", code="server_busy",
+                             status=503)
+        if op == "start":
+            machine = args["machine"]
+            if not isinstance(machine, str):
+                raise SkiffError("machine must be a state machine name", code="bad_call",
+                                 status=400)
+            self._own(app, machine)
+            future = asyncio.run_coroutine_threadsafe(
+                self.start_execution(machine, args.get("input"), args.get("name")), self._loop)
+            return _sdk_view(future.result(timeout=60))
+        arn = args["execution_arn"]
+        row = self.describe(arn)
+        self._own(app, row.machine)
+        return _sdk_view(row)
+
+    def _own(self, app: str, machine: str) -> None:
+        row = self.history.machine(machine_of(machine))
+        if row is None or row.app != app:
+            # one answer for "none" and "not yours": another app's machines stay unseen
+            raise SkiffError(f"app {app} has no state machine {machine!r}: a machine an app "
+                             f"starts says `app: {app}` in the spec of its skiff.yaml",
+                             code="state_machine_not_found", status=404)
+
     # -- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
         """Resume every RUNNING Standard execution where its history left it."""
+        self._loop = asyncio.get_running_loop()
+        for mrow in await asyncio.to_thread(self.history.machines):
+            try:
+                self._wire(mrow)
+            except Exception:  # one machine's triggers never stop the others'
+                log.exception("wiring the triggers of state machine %s failed", mrow.name)
         for row in await asyncio.to_thread(self.history.running):
+            if self.history.shared and not await self._claim(row.arn):
+                continue  # another node runs it
             try:
                 await self._resume(row)
             except Exception:  # one broken execution never stops the others resuming
                 log.exception("resuming execution %s failed", row.arn)
+        if self.history.shared:
+            self._leases = asyncio.ensure_future(self._keep_leases())
+
+    async def _claim(self, arn: str) -> bool:
+        now = time.time()
+        return await asyncio.to_thread(self.history.claim, arn, self.node,
+                                       now + self.lease_seconds, now)
+
+    async def _keep_leases(self) -> None:
+        """Renew this node's leases; drop what another node took; resume what a node
+        that stopped renewing left (shared histories only)."""
+        while not self._closing:
+            await asyncio.sleep(self.lease_seconds / 3)
+            try:
+                mine = [a for a, x in list(self._live.items()) if x.durable]
+                held = await asyncio.to_thread(self.history.renew, self.node, mine,
+                                               time.time() + self.lease_seconds)
+                for arn in mine:
+                    live = self._live.get(arn)
+                    if arn not in held and live is not None and not live.done.is_set():
+                        log.warning("execution %s: another node holds it now; it runs there",
+                                    arn)
+                        self._drop(live)
+                for row in await asyncio.to_thread(self.history.orphans, time.time()):
+                    if row.arn not in self._live and await self._claim(row.arn):
+                        log.info("execution %s: its node stopped; resuming it here", row.arn)
+                        await self._resume(row)
+            except Exception:  # the database away a moment: try again next round
+                log.exception("keeping the workflow leases failed")
+
+    def _drop(self, live: _Live) -> None:
+        for task in list(live.tasks):
+            task.cancel()
+        self._forget(live)
 
     async def _resume(self, row: ExecutionRow) -> None:
         mrow = await asyncio.to_thread(self.history.machine, row.machine, row.revision)
@@ -345,7 +631,7 @@ class StepFunctions:
         past = await asyncio.to_thread(self.history.history, row.arn)
         if not past:  # recorded, then the platform died before its first event
             self._live[row.arn] = live = _Live(row, machine, Execution(machine, self.limits),
-                                               durable=True)
+                                               durable=True, app=mrow.app)
             await self._apply(live, {
                 "type": ev.EXECUTION_STARTED, "input": row.input,
                 "seed": random.getrandbits(63),
@@ -358,7 +644,7 @@ class StepFunctions:
             # that wrote this history decided otherwise; carry on from what it recorded
             log.warning("execution %s: replay made %d events of the %d recorded", row.arn,
                         len(ex.history), len(past))
-        live = _Live(row, machine, ex, durable=True)
+        live = _Live(row, machine, ex, durable=True, app=mrow.app)
         self._live[row.arn] = live
         pending = ex.pending()
         self._log_resume(row, pending)
@@ -372,6 +658,10 @@ class StepFunctions:
 
     async def stop(self) -> None:
         self._closing = True
+        if self._leases is not None:
+            self._leases.cancel()
+            with contextlib.suppress(BaseException):
+                await self._leases
         for live in list(self._live.values()):
             for handle in live.timers.values():
                 handle.cancel()
@@ -406,13 +696,19 @@ class StepFunctions:
         decision = live.ex.apply({**event, "timestamp": time.time()})
         end = next((c for c in decision.commands if isinstance(c, ev.Finish)), None)
         row = live.row
+        # a redrive makes the row RUNNING again in the transaction that records it
+        reopened = event["type"] == ev.EXECUTION_REDRIVEN and row.status in FINAL
+        if reopened:
+            row = replace(row, status="RUNNING", output=None, error=None, cause=None,
+                          stop=None)
         if end is not None:
             row = replace(row, status=end.status, output=end.output, error=end.error,
                           cause=end.cause, stop=time.time())
+        finish = None
+        if end is not None or reopened:
+            finish = FinishRow(row.status, row.stop, row.output, row.error, row.cause)
         if live.durable and decision.events:
-            self.history.append(row.arn, decision.events,
-                                FinishRow(row.status, row.stop or 0.0, row.output, row.error,
-                                          row.cause) if end is not None else None)
+            self.history.append(row.arn, decision.events, finish)
         return decision, row
 
     def _carry_out(self, live: _Live, cmd: ev.Command) -> None:
@@ -455,7 +751,10 @@ class StepFunctions:
 
     async def _run_task(self, live: _Live, cmd: ev.RunTask) -> None:
         try:
-            output = await self._invoke_task(cmd)
+            if is_service(cmd.resource):
+                output = await self._call_service(live, cmd)
+            else:
+                output = await self._invoke_task(cmd)
             if output is _CALLBACK:
                 return  # its result comes with SendTaskSuccess or SendTaskFailure
             done = {"type": ev.TASK_SUCCEEDED, "token": cmd.token, "output": output}
@@ -511,6 +810,176 @@ class StepFunctions:
         if tgt.wrap:
             return {"ExecutedVersion": "$LATEST", "Payload": result, "StatusCode": 200}
         return result
+
+
+    # -- service integrations (skiff.workflows.integrations) -------------------------
+    async def _call_service(self, live: _Live, cmd: ev.RunTask) -> Any:
+        """A task that calls a Skiff service as the machine's app. The checks of the deploy
+        are made again here: a path or JSONata may name a queue or machine only now, and
+        an app's queues change with its deploys."""
+        call = service_call(cmd.resource, cmd.input)
+        app = live.app
+        if app is None or self._services is None:
+            raise StatesError(TASK_FAILED, f"the machine {live.row.machine} belongs to no app, "
+                              "so it reaches no queue, KV, events or machine: set spec.app")
+        if call.service == "execution":
+            result = await self._start_nested(live, cmd, call)
+        else:
+            result = await asyncio.to_thread(self._call_blocking, app, cmd, call)
+        return _CALLBACK if call.wait == "token" else result
+
+    def _call_blocking(self, app: str, cmd: ev.RunTask, call: ServiceCall) -> Any:
+        assert self._services is not None
+        try:
+            if call.service == "queue":
+                params = call.params
+                body = params["body"]
+                text = body if isinstance(body, str) else json.dumps(body)
+                message_id = self._services.call(app, "queue.send", {
+                    "queue": params["queue"], "body": text, "attributes": params["attributes"],
+                    "delay": float(params["delay"])})
+                if not call.aws:
+                    return {"MessageId": message_id}
+                return {"MessageId": message_id,
+                        "MD5OfMessageBody": hashlib.md5(text.encode()).hexdigest()}  # noqa: S324 - SQS's checksum
+            if call.service == "events":
+                out = []
+                for i, given in enumerate(call.params):
+                    # the id is the attempt's own, so a task re-run after a crash publishes
+                    # the same event again, not a second one (rules dedupe on it)
+                    event = {"specversion": "1.0", "id": request_id(f"{cmd.token}#{i}"),
+                             "time": _now_iso(), **given}
+                    if event.get("data") is not None:
+                        event.setdefault("datacontenttype", "application/json")
+                    elif "data" in event:
+                        del event["data"]
+                    out.append(self._services.call(app, "events.publish", {"event": event}))
+                if not call.aws:
+                    return out[0]
+                return {"Entries": [{"EventId": o["id"]} for o in out], "FailedEntryCount": 0}
+            params = call.params
+            if call.action == "get":
+                return self._services.call(app, "kv.get", {"key": params["key"]})
+            if call.action == "put":
+                return self._services.call(app, "kv.put", {
+                    "key": params["key"], "value": params["value"], "ttl": params.get("ttl"),
+                    "if_absent": bool(params.get("ifAbsent", False)),
+                    "if_version": params.get("ifVersion")})
+            if call.action == "delete":
+                return {"deleted": self._services.call(app, "kv.delete", {
+                    "key": params["key"], "if_version": params.get("ifVersion")})}
+            return {"value": self._services.call(app, "kv.incr", {
+                "key": params["key"], "by": params.get("by", 1)})}
+        except SkiffError as exc:
+            raise _service_error(call.service, exc) from None
+        except (TypeError, ValueError) as exc:
+            raise StatesError(TASK_FAILED, str(exc)) from None
+
+    async def _start_nested(self, live: _Live, cmd: ev.RunTask, call: ServiceCall) -> Any:
+        """states:startExecution: a machine of the same app. Its name defaults to one made
+        from the task's token, so a task run again after a crash finds the execution it
+        started instead of starting a second one."""
+        params = call.params
+        try:
+            mrow = self.machine_row(params["machine"])
+        except StepFunctionsError as exc:
+            raise StatesError("StepFunctions.StateMachineDoesNotExistException",
+                              exc.message) from None
+        if mrow.app != live.app:
+            raise StatesError("StepFunctions.AccessDeniedException",
+                              f"the machine {live.row.machine} (app {live.app}) may not start "
+                              f"{mrow.name}, a machine of app {mrow.app or 'none'}: a machine "
+                              "starts only machines of its own app")
+        given = params["input"]
+        if isinstance(given, str):  # AWS takes the input as JSON text or as JSON
+            try:
+                given = json.loads(given)
+            except ValueError:
+                raise StatesError("StepFunctions.InvalidExecutionInputException",
+                                  "Input is a string that is not JSON") from None
+        name = params["name"] or request_id(cmd.token)
+        try:
+            row = await self.start_execution(mrow.name, given, name)
+        except StepFunctionsError as exc:
+            existing = self._live.get(execution_arn(mrow.name, name, mrow.type == "EXPRESS"))
+            row_ = existing.row if existing is not None else \
+                await asyncio.to_thread(self.history.execution,
+                                        execution_arn(mrow.name, name))
+            if exc.aws_type != "ExecutionAlreadyExists" or row_ is None or row_.input != given:
+                raise StatesError(f"StepFunctions.{exc.aws_type}Exception"
+                                  if not exc.aws_type.endswith("Exception") else
+                                  f"StepFunctions.{exc.aws_type}", exc.message) from None
+            row = row_  # this task's own execution, started before a crash
+        if not call.wait.startswith("sync"):
+            return {"ExecutionArn": row.arn, "StartDate": int(row.start * 1000)}
+        row = await self._ended(row.arn)
+        out = _describe_sync(row, mrow.name, as_json=call.wait == "sync:2")
+        if row.status != "SUCCEEDED":
+            raise StatesError(TASK_FAILED, json.dumps(out))
+        return out
+
+    async def _ended(self, arn: str) -> ExecutionRow:
+        """The execution's row once it has ended (it may run on another node: the store
+        says when)."""
+        while True:
+            live = self._live.get(arn) or self._express.get(arn)
+            if live is not None:
+                await live.done.wait()
+                return live.row
+            row = await asyncio.to_thread(self.history.execution, arn)
+            if row is None or row.status in FINAL:
+                return row if row is not None else self.describe(arn)
+            await asyncio.sleep(0.5)
+
+
+def _bus_triggers(triggers: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The triggers the event plane wires (http ones are routes, kept here)."""
+    return [t for t in triggers if "http" not in t]
+
+
+def _sdk_view(row: ExecutionRow) -> dict:
+    return {"execution_arn": row.arn, "name": row.name, "state_machine": row.machine,
+            "status": row.status, "input": row.input, "output": row.output,
+            "error": row.error, "cause": row.cause, "start": row.start, "stop": row.stop}
+
+
+def _now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _describe_sync(row: ExecutionRow, machine: str, *, as_json: bool) -> dict:
+    """What a .sync task returns (DescribeExecution's fields; .sync:2 with Input and
+    Output as JSON, .sync with them as JSON text)."""
+    def shown(value: Any) -> Any:
+        return value if as_json else json.dumps(value, separators=(",", ":"))
+
+    out = {"ExecutionArn": row.arn, "StateMachineArn": machine_arn(machine), "Name": row.name,
+           "Status": row.status, "StartDate": int(row.start * 1000),
+           "StopDate": int((row.stop or row.start) * 1000), "Input": shown(row.input),
+           "InputDetails": {"Included": True}}
+    if row.status == "SUCCEEDED":
+        out.update(Output=shown(row.output), OutputDetails={"Included": True})
+    else:
+        out.update({k: v for k, v in (("Error", row.error), ("Cause", row.cause)) if v})
+    return out
+
+
+#: Skiff's refusals as the AWS service behind each integration names them.
+_SERVICE_ERRORS = {
+    ("queue", "queue_not_found"): "SQS.QueueDoesNotExistException",
+    ("queue", "queue_forbidden"): "SQS.AccessDeniedException",
+    ("queue", "reserved_queue"): "SQS.AccessDeniedException",
+    ("kv", "condition_failed"): "Skiff.KV.ConditionFailed",
+}
+_SERVICE_PREFIX = {"queue": "SQS", "events": "EventBridge", "kv": "Skiff.KV"}
+
+
+def _service_error(service: str, exc: SkiffError) -> StatesError:
+    name = _SERVICE_ERRORS.get((service, exc.code))
+    if name is None:
+        camel = "".join(part.capitalize() for part in exc.code.split("_"))
+        name = f"{_SERVICE_PREFIX.get(service, 'Skiff')}.{camel}"
+    return StatesError(name, exc.message)
 
 
 _CALLBACK = object()  # a .waitForTaskToken task was handed to its app

@@ -9,6 +9,7 @@
     sdk.queue("orders").send({"id": 42})
     sdk.publish("order.placed", source="shop", data={"id": 42})
     sdk.secrets.get("DB_URL")
+    sdk.workflows.start("checkout", {"order": 42})  # a state machine of this app
     sdk.trace_headers()  # {"traceparent": ...}: join the platform's trace
 
     @sdk.idempotent(key=lambda event: event["order_id"])
@@ -29,6 +30,7 @@ from skiff.sdk.client import (
     trace_headers,
     traceparent,
     use_transport,
+    workflows,
 )
 from skiff.sdk.idempotency import (
     IdempotencyInProgress,
@@ -52,4 +54,4 @@ def _kv_store() -> KVIdempotencyStore:
 
 __all__ = ["KV", "IdempotencyInProgress", "IdempotencyKeyMismatch", "Queue", "idempotent", "kv",
            "publish", "queue", "secrets", "set_default_store", "trace_headers", "traceparent",
-           "use_transport"]
+           "use_transport", "workflows"]

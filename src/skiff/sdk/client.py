@@ -122,6 +122,20 @@ def publish(type: str, source: str, data: Any = None, **attributes: Any) -> dict
     return _call("events.publish", event=event)
 
 
+class Workflows:
+    """State machines of the calling app (those whose skiff.yaml says ``spec.app`` is
+    it): ``start`` begins an execution, ``describe`` reads one (status, output, error).
+    The platform answers each with what ``DescribeExecution`` holds, in snake case."""
+
+    def start(self, machine: str, input: Any = None, *, name: str | None = None) -> dict:  # noqa: A002
+        """Start an execution of ``machine`` with ``input``; ``name`` makes the start
+        idempotent (the same name and input again is the same execution)."""
+        return _call("workflows.start", machine=machine, input=input, name=name)
+
+    def describe(self, execution_arn: str) -> dict:
+        return _call("workflows.describe", execution_arn=execution_arn)
+
+
 class Secrets:
     """Secrets declared in ``spec.secrets``, by their environment variable name."""
 
@@ -136,3 +150,4 @@ class Secrets:
 
 kv = KV()
 secrets = Secrets()
+workflows = Workflows()

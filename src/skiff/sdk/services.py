@@ -15,6 +15,8 @@ from skiff.store.kv import KV, Item
 Send = Callable[[str, bytes, dict[str, str] | None, float], str]
 Publish = Callable[[dict[str, Any]], dict]
 MaySend = Callable[[str, str], None]  # (sender app, queue): raises if it may not
+#: (calling app, op, args) -> answer: state machines of the app (skiff.platform.workflows)
+Workflows = Callable[[str, str, dict[str, Any]], Any]
 
 
 def item_dict(item: Item | None) -> dict | None:
@@ -26,8 +28,9 @@ def item_dict(item: Item | None) -> dict | None:
 
 class Services:
     def __init__(self, kv: KV, send: Send | None = None, publish: Publish | None = None,
-                 may_send: MaySend | None = None) -> None:
+                 may_send: MaySend | None = None, workflows: Workflows | None = None) -> None:
         self.kv = kv
+        self._workflows = workflows
         self._send = send
         self._publish = publish
         self._may_send = may_send
@@ -58,6 +61,12 @@ class Services:
     def op_kv_incr(self, app: str, key: str, by: int = 1) -> int:
         return self.kv.incr(app, key, by)
 
+    def check_send(self, app: str, queue: str) -> None:
+        """Raise unless ``app`` may send to ``queue`` (a state machine's deploy asks it
+        of the queues its definition names)."""
+        if self._may_send is not None:
+            self._may_send(app, queue)
+
     def op_queue_send(self, app: str, queue: str, body: str, base64_body: bool = False,
                       attributes: dict[str, str] | None = None, delay: float = 0.0) -> str:
         if self._send is None:
@@ -72,3 +81,17 @@ class Services:
             raise SkiffError("the event bus is not available here", code="not_supported",
                              status=400)
         return self._publish(event)
+
+    def op_workflows_start(self, app: str, machine: str, input: Any = None,  # noqa: A002
+                           name: str | None = None) -> dict:
+        return self._workflows_call(app, "start", {"machine": machine, "input": input,
+                                                   "name": name})
+
+    def op_workflows_describe(self, app: str, execution_arn: str) -> dict:
+        return self._workflows_call(app, "describe", {"execution_arn": execution_arn})
+
+    def _workflows_call(self, app: str, op: str, args: dict[str, Any]) -> Any:
+        if self._workflows is None:
+            raise SkiffError("workflows are not available here", code="not_supported",
+                             status=400)
+        return self._workflows(app, op, args)

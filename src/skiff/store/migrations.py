@@ -320,6 +320,14 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(6, "0006_lifecycle", postgres=_LIFECYCLE),
     Migration(7, "0007_budgets", postgres=_BUDGETS),
     Migration(8, "0008_alerts", postgres=_ALERTS),
+    # the app a state machine acts as (its service integrations reach that app's KV,
+    # queues and events) and its triggers; the node running each execution and until when
+    # (its lease); SQLite: the workflow history adds the columns to its own file
+    Migration(9, "0009_sfn_machine_app_leases",
+              postgres="ALTER TABLE sfn_machines ADD COLUMN app TEXT, "
+                       "ADD COLUMN triggers TEXT;\n"
+                       "ALTER TABLE sfn_executions ADD COLUMN owner TEXT, "
+                       "ADD COLUMN lease_until DOUBLE PRECISION;"),
 )
 
 #: The schema version this code reads and writes.

@@ -55,6 +55,17 @@ class MachineRow:
     definition: str  # the definition as JSON text, as deployed
     type: str  # STANDARD | EXPRESS
     created: float
+    #: the app the machine acts as (spec.app): the KV, queues and events its service
+    #: integrations reach are that app's; None: it reaches none of them
+    app: str | None = None
+    #: what starts its executions (spec.triggers as the manifest gives them: queue,
+    #: schedule, event), kept with the revision so a restart or a rollback wires them
+    triggers: tuple[dict, ...] = ()
+
+
+def machine_row(row: tuple) -> MachineRow:
+    *head, triggers = row
+    return MachineRow(*head, triggers=tuple(json.loads(triggers)) if triggers else ())
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,8 +87,8 @@ class ExecutionRow:
 class Finish:
     """The final status :meth:`WorkflowHistory.append` records with the last events."""
 
-    status: str
-    stop: float
+    status: str  # RUNNING again when a redrive reopens the execution
+    stop: float | None
     output: Any = None
     error: str | None = None
     cause: str | None = None
@@ -85,6 +96,10 @@ class Finish:
 
 class WorkflowHistory(abc.ABC):
     """Thread-safe; every method is atomic."""
+
+    #: several nodes share it (PostgreSQL): an execution runs on the one node holding its
+    #: lease (:meth:`claim`), and another takes it over when that lease runs out
+    shared = False
 
     # -- state machines ------------------------------------------------------------
     @abc.abstractmethod
@@ -110,8 +125,10 @@ class WorkflowHistory(abc.ABC):
 
     # -- executions ----------------------------------------------------------------
     @abc.abstractmethod
-    def create_execution(self, row: ExecutionRow) -> bool:
-        """Record a new execution; False (and nothing written) when its ARN exists."""
+    def create_execution(self, row: ExecutionRow, owner: str | None = None,
+                         until: float | None = None) -> bool:
+        """Record a new execution (leased to ``owner`` until ``until``, when given); False
+        (and nothing written) when its ARN exists."""
 
     @abc.abstractmethod
     def execution(self, arn: str) -> ExecutionRow | None: ...
@@ -124,6 +141,20 @@ class WorkflowHistory(abc.ABC):
     @abc.abstractmethod
     def running(self) -> list[ExecutionRow]:
         """Every RUNNING execution (what resumes at start), oldest first."""
+
+    # -- leases (one node runs an execution) ---------------------------------------
+    @abc.abstractmethod
+    def claim(self, arn: str, owner: str, until: float, now: float) -> bool:
+        """Take the RUNNING execution for ``owner`` until ``until`` when it has no lease,
+        its lease ran out before ``now``, or ``owner`` holds it; whether it did."""
+
+    @abc.abstractmethod
+    def renew(self, owner: str, arns: list[str], until: float) -> set[str]:
+        """Extend to ``until`` the leases ``owner`` still holds of ``arns``; those."""
+
+    @abc.abstractmethod
+    def orphans(self, now: float, limit: int = 100) -> list[ExecutionRow]:
+        """RUNNING executions with no lease or one that ran out before ``now``."""
 
     @abc.abstractmethod
     def append(self, arn: str, events: list[dict], finish: Finish | None = None) -> None:
@@ -163,6 +194,8 @@ CREATE TABLE IF NOT EXISTS sfn_machines (
   definition TEXT NOT NULL,
   type TEXT NOT NULL,
   created REAL NOT NULL,
+  app TEXT,
+  triggers TEXT,
   PRIMARY KEY (name, revision)
 );
 CREATE TABLE IF NOT EXISTS sfn_current (
@@ -180,7 +213,9 @@ CREATE TABLE IF NOT EXISTS sfn_executions (
   output TEXT,
   error TEXT,
   cause TEXT,
-  stop REAL
+  stop REAL,
+  owner TEXT,
+  lease_until REAL
 );
 CREATE INDEX IF NOT EXISTS sfn_executions_machine ON sfn_executions (machine, start);
 CREATE INDEX IF NOT EXISTS sfn_executions_status ON sfn_executions (status, start);
@@ -202,13 +237,22 @@ class SQLiteWorkflowHistory(WorkflowHistory):
         self.path = Path(path)
         self._lock = threading.Lock()
         self._db = connect(self.path, schema=_SCHEMA, durable=True, exclusive=exclusive)
+        # a file written before migration 0009: machines' app and triggers, leases
+        for table, column, kind in (("sfn_machines", "app", "TEXT"),
+                                    ("sfn_machines", "triggers", "TEXT"),
+                                    ("sfn_executions", "owner", "TEXT"),
+                                    ("sfn_executions", "lease_until", "REAL")):
+            columns = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
+            if column not in columns:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     def save_machine(self, row: MachineRow) -> None:
         with self._lock:
             self._db.execute("BEGIN")
             try:
-                self._db.execute("INSERT OR IGNORE INTO sfn_machines VALUES (?, ?, ?, ?, ?)",
-                                 (row.name, row.revision, row.definition, row.type, row.created))
+                self._db.execute("INSERT OR IGNORE INTO sfn_machines VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                 (row.name, row.revision, row.definition, row.type, row.created,
+                                  row.app, dump(list(row.triggers))))
                 self._db.execute("INSERT INTO sfn_current VALUES (?, ?) ON CONFLICT DO UPDATE "
                                  "SET revision = excluded.revision", (row.name, row.revision))
             except BaseException:
@@ -224,25 +268,25 @@ class SQLiteWorkflowHistory(WorkflowHistory):
                 if got is None:
                     return None
                 revision = got[0]
-            row = self._db.execute("SELECT name, revision, definition, type, created FROM "
+            row = self._db.execute("SELECT name, revision, definition, type, created, app, triggers FROM "
                                    "sfn_machines WHERE name = ? AND revision = ?",
                                    (name, revision)).fetchone()
-        return None if row is None else MachineRow(*row)
+        return None if row is None else machine_row(row)
 
     def machine_revisions(self, name: str) -> list[MachineRow]:
         with self._lock:
-            rows = self._db.execute("SELECT name, revision, definition, type, created FROM "
+            rows = self._db.execute("SELECT name, revision, definition, type, created, app, triggers FROM "
                                     "sfn_machines WHERE name = ? ORDER BY created, revision",
                                     (name,)).fetchall()
-        return [MachineRow(*r) for r in rows]
+        return [machine_row(r) for r in rows]
 
     def machines(self) -> list[MachineRow]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT m.name, m.revision, m.definition, m.type, m.created FROM sfn_machines m "
+                "SELECT m.name, m.revision, m.definition, m.type, m.created, m.app, m.triggers FROM sfn_machines m "
                 "JOIN sfn_current c ON c.name = m.name AND c.revision = m.revision "
                 "ORDER BY m.name").fetchall()
-        return [MachineRow(*r) for r in rows]
+        return [machine_row(r) for r in rows]
 
     def delete_machine(self, name: str) -> None:
         with self._lock:
@@ -258,13 +302,15 @@ class SQLiteWorkflowHistory(WorkflowHistory):
                 raise
             self._db.execute("COMMIT")
 
-    def create_execution(self, row: ExecutionRow) -> bool:
+    def create_execution(self, row: ExecutionRow, owner: str | None = None,
+                         until: float | None = None) -> bool:
         with self._lock:
             return self._db.execute(
-                "INSERT OR IGNORE INTO sfn_executions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT OR IGNORE INTO sfn_executions ({EXECUTION_COLUMNS}, owner, "
+                "lease_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (row.arn, row.name, row.machine, row.revision, row.status, dump(row.input),
                  row.start, None if row.output is None else dump(row.output), row.error,
-                 row.cause, row.stop)).rowcount == 1
+                 row.cause, row.stop, owner, until)).rowcount == 1
 
     def execution(self, arn: str) -> ExecutionRow | None:
         with self._lock:
@@ -292,6 +338,30 @@ class SQLiteWorkflowHistory(WorkflowHistory):
         with self._lock:
             rows = self._db.execute(f"SELECT {EXECUTION_COLUMNS} FROM sfn_executions WHERE "
                                     "status = 'RUNNING' ORDER BY start, arn").fetchall()
+        return [execution_row(r) for r in rows]
+
+    def claim(self, arn: str, owner: str, until: float, now: float) -> bool:
+        with self._lock:
+            return self._db.execute(
+                "UPDATE sfn_executions SET owner = ?, lease_until = ? WHERE arn = ? AND "
+                "status = 'RUNNING' AND (owner IS NULL OR owner = ? OR lease_until < ?)",
+                (owner, until, arn, owner, now)).rowcount == 1
+
+    def renew(self, owner: str, arns: list[str], until: float) -> set[str]:
+        held = set()
+        with self._lock:
+            for arn in arns:
+                if self._db.execute("UPDATE sfn_executions SET lease_until = ? WHERE arn = ? "
+                                    "AND owner = ?", (until, arn, owner)).rowcount == 1:
+                    held.add(arn)
+        return held
+
+    def orphans(self, now: float, limit: int = 100) -> list[ExecutionRow]:
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {EXECUTION_COLUMNS} FROM sfn_executions WHERE status = 'RUNNING' "
+                "AND (owner IS NULL OR lease_until < ?) ORDER BY start, arn LIMIT ?",
+                (now, limit)).fetchall()
         return [execution_row(r) for r in rows]
 
     def append(self, arn: str, events: list[dict], finish: Finish | None = None) -> None:

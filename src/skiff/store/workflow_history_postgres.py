@@ -16,18 +16,22 @@ from skiff.store.workflow_history import (
     WorkflowHistory,
     dump,
     execution_row,
+    machine_row,
 )
 
 
 class PostgresWorkflowHistory(WorkflowHistory):
+    shared = True  # several nodes: each execution runs on the node holding its lease
+
     def __init__(self, db: PostgresDatabase) -> None:
         self.db = db
 
     def save_machine(self, row: MachineRow) -> None:
         with self.db.transaction() as conn:
-            conn.execute("INSERT INTO sfn_machines VALUES (%s, %s, %s, %s, %s) ON CONFLICT "
-                         "DO NOTHING", (row.name, row.revision, row.definition, row.type,
-                                        row.created))
+            conn.execute("INSERT INTO sfn_machines VALUES (%s, %s, %s, %s, %s, %s, %s) ON "
+                         "CONFLICT DO NOTHING", (row.name, row.revision, row.definition,
+                                                row.type, row.created, row.app,
+                                                dump(list(row.triggers))))
             conn.execute("INSERT INTO sfn_current VALUES (%s, %s) ON CONFLICT (name) DO UPDATE "
                          "SET revision = EXCLUDED.revision", (row.name, row.revision))
 
@@ -35,29 +39,29 @@ class PostgresWorkflowHistory(WorkflowHistory):
         with self.db.connection() as conn:
             if revision is None:
                 row = conn.execute(
-                    "SELECT m.name, m.revision, m.definition, m.type, m.created FROM "
+                    "SELECT m.name, m.revision, m.definition, m.type, m.created, m.app, m.triggers FROM "
                     "sfn_machines m JOIN sfn_current c ON c.name = m.name AND "
                     "c.revision = m.revision WHERE m.name = %s", (name,)).fetchone()
             else:
-                row = conn.execute("SELECT name, revision, definition, type, created FROM "
+                row = conn.execute("SELECT name, revision, definition, type, created, app, triggers FROM "
                                    "sfn_machines WHERE name = %s AND revision = %s",
                                    (name, revision)).fetchone()
-        return None if row is None else MachineRow(*row)
+        return None if row is None else machine_row(row)
 
     def machine_revisions(self, name: str) -> list[MachineRow]:
         with self.db.connection() as conn:
-            rows = conn.execute("SELECT name, revision, definition, type, created FROM "
+            rows = conn.execute("SELECT name, revision, definition, type, created, app, triggers FROM "
                                 "sfn_machines WHERE name = %s ORDER BY created, revision",
                                 (name,)).fetchall()
-        return [MachineRow(*r) for r in rows]
+        return [machine_row(r) for r in rows]
 
     def machines(self) -> list[MachineRow]:
         with self.db.connection() as conn:
             rows = conn.execute(
-                "SELECT m.name, m.revision, m.definition, m.type, m.created FROM sfn_machines m "
+                "SELECT m.name, m.revision, m.definition, m.type, m.created, m.app, m.triggers FROM sfn_machines m "
                 "JOIN sfn_current c ON c.name = m.name AND c.revision = m.revision "
                 "ORDER BY m.name").fetchall()
-        return [MachineRow(*r) for r in rows]
+        return [machine_row(r) for r in rows]
 
     def delete_machine(self, name: str) -> None:
         with self.db.transaction() as conn:
@@ -67,14 +71,39 @@ class PostgresWorkflowHistory(WorkflowHistory):
             conn.execute("DELETE FROM sfn_current WHERE name = %s", (name,))
             conn.execute("DELETE FROM sfn_machines WHERE name = %s", (name,))
 
-    def create_execution(self, row: ExecutionRow) -> bool:
+    def create_execution(self, row: ExecutionRow, owner: str | None = None,
+                         until: float | None = None) -> bool:
         with self.db.connection() as conn:
             return conn.execute(
-                "INSERT INTO sfn_executions VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-                "ON CONFLICT DO NOTHING",
+                f"INSERT INTO sfn_executions ({EXECUTION_COLUMNS}, owner, lease_until) VALUES "
+                "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
                 (row.arn, row.name, row.machine, row.revision, row.status, dump(row.input),
                  row.start, None if row.output is None else dump(row.output), row.error,
-                 row.cause, row.stop)).rowcount == 1
+                 row.cause, row.stop, owner, until)).rowcount == 1
+
+    def claim(self, arn: str, owner: str, until: float, now: float) -> bool:
+        with self.db.connection() as conn:
+            return conn.execute(
+                "UPDATE sfn_executions SET owner = %s, lease_until = %s WHERE arn = %s AND "
+                "status = 'RUNNING' AND (owner IS NULL OR owner = %s OR lease_until < %s)",
+                (owner, until, arn, owner, now)).rowcount == 1
+
+    def renew(self, owner: str, arns: list[str], until: float) -> set[str]:
+        if not arns:
+            return set()
+        with self.db.connection() as conn:
+            rows = conn.execute("UPDATE sfn_executions SET lease_until = %s WHERE owner = %s "
+                                "AND arn = ANY(%s) RETURNING arn",
+                                (until, owner, list(arns))).fetchall()
+        return {r[0] for r in rows}
+
+    def orphans(self, now: float, limit: int = 100) -> list[ExecutionRow]:
+        with self.db.connection() as conn:
+            rows = conn.execute(
+                f"SELECT {EXECUTION_COLUMNS} FROM sfn_executions WHERE status = 'RUNNING' "
+                "AND (owner IS NULL OR lease_until < %s) ORDER BY start, arn LIMIT %s",
+                (now, limit)).fetchall()
+        return [execution_row(r) for r in rows]
 
     def execution(self, arn: str) -> ExecutionRow | None:
         with self.db.connection() as conn:

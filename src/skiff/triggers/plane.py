@@ -17,6 +17,12 @@ A queue has one owner (a second declaration is refused at deploy). With
 ``skiff.sdk`` an app may send to its own queues and to a queue whose owner
 lists it in ``allowFrom``; the operator (admin API) may send anywhere.
 Deleting an app deletes its queues, their messages and its async invocations.
+
+State machines have triggers too (``kind: StateMachine``, ``spec.triggers``): a queue
+their app owns, a schedule or an event rule starts an execution instead of invoking an
+app. Fires and matched events go through the machine's own queue ``skiff:sfn:<name>``,
+durably, and each message starts at most one execution: its name is made from the
+message id, so a delivery repeated after a crash finds the execution it started.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ import math
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -52,11 +58,17 @@ from skiff.bus import (
 from skiff.errors import Conflict, Forbidden, NotFound, SkiffError, TooManyRequests
 from skiff.instance import protocol as p
 from skiff.manifest import Manifest
+from skiff.manifest.model import Trigger
 from skiff.scheduler import Invocation
 from skiff.store.trigger_state import TriggerState
 from skiff.triggers.dispatch import Consumer, Dispatcher
 
 Invoke = Callable[[Invocation], Awaitable[p.Response]]
+#: (machine, input, execution name) -> None: start an execution, or find the one of that
+#: name already started; raises when it could not (the message is delivered again)
+StartMachine = Callable[[str, Any, str], Awaitable[None]]
+#: how a machine's schedules are keyed apart from apps' (no app or machine name has ':')
+MACHINE = "statemachine:"
 _requests = msgspec.msgpack.Decoder(p.HttpRequest | p.Event)
 _msgpack = msgspec.msgpack.Encoder()
 
@@ -80,6 +92,15 @@ def async_queue(app: str) -> str:
 
 def rule_queue(app: str, index: int) -> str:
     return f"skiff:rule:{app}:{index}"
+
+
+def machine_queue(machine: str) -> str:
+    return f"skiff:sfn:{machine}"
+
+
+def execution_name(message_id: str) -> str:
+    """The execution a trigger's message starts: the same for every delivery of it."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"skiff-trigger:{message_id}"))
 
 
 def declared_queues(manifest: Manifest) -> dict[str, frozenset[str]]:
@@ -112,6 +133,15 @@ class _AppWiring:
     destinations: set[str] = field(default_factory=set)
 
 
+@dataclass
+class _MachineWiring:
+    app: str | None
+    triggers: tuple[Trigger, ...]
+    start: StartMachine
+    consumers: list[str] = field(default_factory=list)
+    rules: list[tuple[int, dict, str]] = field(default_factory=list)
+
+
 class EventPlane:
     """``state`` keeps async statuses and schedule checkpoints; on a shared database
     (several nodes) an invocation's status is the same from every node, and each
@@ -129,6 +159,7 @@ class EventPlane:
         self.invoke = invoke
         self.log = log
         self.apps: dict[str, _AppWiring] = {}
+        self.machines: dict[str, _MachineWiring] = {}
         self._scheduler: asyncio.Task | None = None
         self.dispatcher = Dispatcher(broker)
         # (app, schedule key) -> when it fires next (epoch s): the schedule clock sleeps
@@ -151,6 +182,7 @@ class EventPlane:
             await asyncio.gather(self._scheduler, return_exceptions=True)
         await self.dispatcher.close()
         self.apps.clear()
+        self.machines.clear()
         self.broker.close()
         self.state.close()
 
@@ -215,6 +247,117 @@ class EventPlane:
         # list() copies in one step: the schedule clock's thread may be adding entries
         for key in [k for k in list(self._next_fire) if k[0] == app]:
             self._next_fire.pop(key, None)
+
+    # -- state machines -----------------------------------------------------------------
+    @staticmethod
+    def machine_triggers(triggers: Sequence[Mapping[str, Any]]) -> tuple[Trigger, ...]:
+        return tuple(Trigger.model_validate(t) for t in triggers)
+
+    def check_machine(self, name: str, app: str | None,
+                      triggers: Sequence[Mapping[str, Any]]) -> None:
+        """Refuse triggers a machine may not have: a queue that is not its app's, or that
+        something else consumes already."""
+        for trig in self.machine_triggers(triggers):
+            if trig.queue is None:
+                continue
+            owned = self.owner(trig.queue)
+            if app is None:
+                raise Forbidden(f"state machine {name} may not consume queue {trig.queue!r}: "
+                                "it belongs to no app; set spec.app to the app that owns the "
+                                "queue", code="queue_forbidden", queue=trig.queue)
+            if owned is None or owned[0] != app:
+                raise Forbidden(f"state machine {name} may not consume queue {trig.queue!r}: "
+                                f"it is not a queue of its app {app}"
+                                + (f" but of app {owned[0]}" if owned else "")
+                                + " (a machine consumes queues its app declares in "
+                                  "spec.queues)", code="queue_forbidden", queue=trig.queue)
+            consumers = [f"app {a}" for a, w in self.apps.items() if trig.queue in w.consumers]
+            consumers += [f"state machine {m}" for m, w in self.machines.items()
+                          if m != name and trig.queue in w.consumers]
+            if consumers:
+                raise Conflict(f"queue {trig.queue!r} is consumed by {consumers[0]} already: "
+                               "a queue has one consumer", code="queue_conflict",
+                               queue=trig.queue)
+
+    def wire_machine(self, name: str, app: str | None, triggers: Sequence[Mapping[str, Any]],
+                     start: StartMachine) -> None:
+        """(Re)wire the triggers of a machine's current revision."""
+        self.unwire_machine(name)
+        wiring = _MachineWiring(app, self.machine_triggers(triggers), start)
+        self.machines[name] = wiring
+        self._forget_fires(MACHINE + name)
+        self._rewired.set()
+        if not wiring.triggers:
+            return
+        own = machine_queue(name)
+        self.broker.configure(own, dead_letter_queue=f"{own}-dlq", max_receive_count=5)
+        self._consume_machine(wiring, own, self._machine_starts(name), 1, 0.0)
+        for index, trig in enumerate(wiring.triggers):
+            if trig.queue:
+                dlq = trig.dead_letter_queue or f"{trig.queue}-dlq"
+                self.broker.configure(trig.queue, dead_letter_queue=dlq,
+                                      max_receive_count=trig.max_receive_count)
+                self._consume_machine(wiring, trig.queue, self._machine_batch(name, trig.queue),
+                                      trig.batch_size, trig.max_batching_window)
+            elif trig.event is not None:
+                wiring.rules.append((index, trig.event, trig.format))
+
+    def unwire_machine(self, name: str) -> None:
+        wiring = self.machines.pop(name, None)
+        self._forget_fires(MACHINE + name)
+        if wiring is not None:
+            for queue in wiring.consumers:
+                self.dispatcher.remove(queue)
+
+    def forget_machine(self, name: str) -> None:
+        """A deleted machine: its own queue and schedule checkpoints go (blocking)."""
+        self.broker.delete_queue(machine_queue(name))
+        self.state.forget_app(MACHINE + name)
+
+    def _consume_machine(self, wiring: _MachineWiring, queue: str,
+                         handle: Callable[[list[Delivery]], Awaitable[None]], batch_size: int,
+                         window: float) -> None:
+        wiring.consumers.append(queue)  # a start is quick: a short lease is enough
+        self.dispatcher.add(Consumer(queue, handle, batch_size, window, window + 60.0, 1))
+
+    def _machine_starts(self, machine: str) -> Callable[[list[Delivery]], Awaitable[None]]:
+        async def handle(batch: list[Delivery]) -> None:
+            for d in batch:
+                wiring = self.machines.get(machine)
+                if wiring is None:
+                    return
+                try:
+                    await wiring.start(machine, _jsonish(d.body), execution_name(d.message_id))
+                except SkiffError as exc:
+                    self.log(wiring.app or "", f"state machine {machine}: starting an "
+                             f"execution failed (attempt {d.receive_count}): {exc.message}")
+                    await asyncio.to_thread(self.broker.nack, d.queue, d.receipt,
+                                            delay=backoff(d.receive_count, base=0.5, cap=60.0))
+                    continue
+                await asyncio.to_thread(self.broker.ack, d.queue, d.receipt)
+        return handle
+
+    def _machine_batch(self, machine: str,
+                       queue: str) -> Callable[[list[Delivery]], Awaitable[None]]:
+        """A queue trigger: one execution per batch, its input the SQS-shaped records."""
+        arn = queue_arn(queue)
+
+        async def handle(batch: list[Delivery]) -> None:
+            wiring = self.machines.get(machine)
+            if wiring is None:
+                return
+            key = ",".join(sorted(d.message_id for d in batch))
+            try:
+                await wiring.start(machine, to_sqs_records(batch, arn), execution_name(key))
+            except SkiffError as exc:
+                self.log(wiring.app or "", f"state machine {machine}: a batch of {len(batch)} "
+                         f"from {queue} did not start an execution: {exc.message}")
+                for d in batch:
+                    await asyncio.to_thread(self.broker.nack, queue, d.receipt,
+                                            delay=backoff(d.receive_count, base=0.5, cap=60.0))
+                return
+            await asyncio.to_thread(self.broker.ack_batch, queue, [d.receipt for d in batch])
+        return handle
 
     # -- ownership --------------------------------------------------------------------
     def owner(self, queue: str) -> tuple[str, frozenset[str]] | None:
@@ -481,9 +624,18 @@ class EventPlane:
                     out.append((rule_queue(app, index), Outgoing(
                         json.dumps(shaped).encode(), attrs,
                         message_id=f"{event['id']}:{app}:{index}")))
+        matched = {q.split(":")[2] for q, _ in out}
+        for machine, mw in list(self.machines.items()):
+            for index, pattern, fmt in mw.rules:
+                shaped = to_eventbridge(event) if fmt == "eventbridge" else event
+                if matches(pattern, shaped):
+                    matched.add(MACHINE + machine)
+                    out.append((machine_queue(machine), Outgoing(
+                        json.dumps(shaped).encode(), attrs,
+                        message_id=f"{event['id']}:{MACHINE}{machine}:{index}")))
         if out:  # the whole fan-out is one transaction: every target gets it, or none
             self.broker.send_many(out)
-        return {"id": event["id"], "matched": sorted({q.split(":")[2] for q, _ in out})}
+        return {"id": event["id"], "matched": sorted(matched)}
 
     def _rule_batch(self, app: str) -> Callable[[list[Delivery]], Awaitable[None]]:
         async def handle(batch: list[Delivery]) -> None:
@@ -544,7 +696,10 @@ class EventPlane:
     def _schedule_triggers(self) -> list[tuple[str, int, Any, str]]:
         return [(app, index, trig, f"{index}:{trig.schedule}@{trig.timezone}")
                 for app, wiring in list(self.apps.items())
-                for index, trig in enumerate(wiring.manifest.spec.triggers) if trig.schedule]
+                for index, trig in enumerate(wiring.manifest.spec.triggers) if trig.schedule
+                ] + [(MACHINE + name, index, trig, f"{index}:{trig.schedule}@{trig.timezone}")
+                     for name, mw in list(self.machines.items())
+                     for index, trig in enumerate(mw.triggers) if trig.schedule]
 
     def _fire_one(self, app: str, index: int, trig: Any, key: str, now_ts: float) -> int:
         now = datetime.fromtimestamp(now_ts, UTC)
@@ -574,7 +729,12 @@ class EventPlane:
             "resources": [f"arn:aws:events:local:000000000000:rule/{app}-{index}"],
             "detail": {},
         }
-        self.enqueue_invocation(app, p.Event(id=fire_id, payload=json.dumps(event).encode()))
+        if app.startswith(MACHINE):  # a machine's fire starts an execution, by its queue
+            self.broker.send(machine_queue(app[len(MACHINE):]), json.dumps(event).encode(),
+                             message_id=fire_id)
+        else:
+            self.enqueue_invocation(app, p.Event(id=fire_id,
+                                                 payload=json.dumps(event).encode()))
         if self._after_fire is not None:
             self._after_fire(app)
 

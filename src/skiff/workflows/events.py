@@ -14,6 +14,10 @@ Input events (the driver records them; replaying them rebuilds the execution):
     TaskHeartbeat      token
     TimerFired         timer
     ExecutionAborted   error?, cause?   (StopExecution; also the execution's last event)
+    ExecutionRedriven  (RedriveExecution of a FAILED, TIMED_OUT or ABORTED execution: it
+                       runs again from the start, every task that succeeded and every
+                       Wait that elapsed answered from the history, so it carries on
+                       from where it stopped; its new tokens and timers end /redriveN)
 
 Events the interpreter writes:
 
@@ -46,8 +50,9 @@ TASK_FAILED = "TaskFailed"
 TASK_HEARTBEAT = "TaskHeartbeat"
 TIMER_FIRED = "TimerFired"
 EXECUTION_ABORTED = "ExecutionAborted"
+EXECUTION_REDRIVEN = "ExecutionRedriven"
 EXTERNAL = frozenset({EXECUTION_STARTED, TASK_SUCCEEDED, TASK_FAILED, TASK_HEARTBEAT,
-                      TIMER_FIRED, EXECUTION_ABORTED})
+                      TIMER_FIRED, EXECUTION_ABORTED, EXECUTION_REDRIVEN})
 
 EXECUTION_SUCCEEDED = "ExecutionSucceeded"
 EXECUTION_FAILED = "ExecutionFailed"

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import collections
 import random
+import re
 from collections.abc import Generator, Iterable, Mapping
 from typing import Any
 
@@ -69,6 +70,14 @@ class Execution:
         self._current: _Fiber | None = None
         self._out: events.Decision | None = None
         self._visits: collections.Counter = collections.Counter()
+        self._seed = 0
+        #: redrives so far; tokens and timer names of a redriven run end with ``tag``
+        self.redrives = 0
+        self.tag = ""
+        # what a redriven run answers from the history (untagged names): task results of
+        # state visits that ended, and timers of those (Waits, retry delays) that fired
+        self._memo: dict[str, tuple[str, Any, Any]] = {}
+        self._memo_fired: set[str] = set()
 
     # -- the public surface ---------------------------------------------------------------
 
@@ -81,9 +90,14 @@ class Execution:
         self.now = float(event.get("timestamp", self.now))
         ev = self._record(event["type"], **{k: v for k, v in event.items()
                                               if k not in ("type", "id", "timestamp")})
+        t = event["type"]
+        if t == events.EXECUTION_REDRIVEN:
+            if self.status in ("FAILED", "TIMED_OUT", "ABORTED"):
+                self._redrive()
+                self._run()
+            return self._take()
         if self.status in ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"):
             return self._take()
-        t = event["type"]
         if t == events.EXECUTION_STARTED:
             self._start(ev)
         elif t in (events.TASK_SUCCEEDED, events.TASK_FAILED):
@@ -132,7 +146,8 @@ class Execution:
 
     def _start(self, ev: dict) -> None:
         self.status = "RUNNING"
-        self.rng = random.Random(ev.get("seed", 0))
+        self._seed = ev.get("seed", 0)
+        self.rng = random.Random(self._seed)
         execution = dict(ev.get("execution") or {})
         execution.setdefault("Id", "execution")
         execution.setdefault("Name", execution["Id"].rpartition(":")[2])
@@ -153,11 +168,36 @@ class Execution:
                                f"{self.limits.max_payload_bytes} allowed.")
             return
         self._ready.append((self._root, "send", None))
+        self._arm_execution_timeout()
+
+    def _arm_execution_timeout(self) -> None:
         if self.machine.timeout_seconds:
-            timer = "execution-timeout"
+            timer = "execution-timeout" + self.tag
             fire_at = self.now + self.machine.timeout_seconds
             self._timers[timer] = (self._root, "execution-timeout", fire_at)
             self._command(events.StartTimer(timer, fire_at, "execution-timeout"))
+
+    def _redrive(self) -> None:
+        """Run again from the start, on the recorded input and seed, with what ended
+        before answered from the history (:func:`_memo`): the run carries on at the
+        states that did not end, each with fresh retries, new tokens and new timers."""
+        self._memo, self._memo_fired = _memo(self.history)
+        self.redrives += 1
+        self.tag = f"/redrive{self.redrives}"
+        self.status = "RUNNING"
+        self.rng = random.Random(self._seed)
+        self._ready.clear()
+        self._tasks.clear()
+        self._timers.clear()
+        self._timeout_of.clear()
+        self._visits.clear()
+        self.variables = {}
+        execution = {**self.context["Execution"], "RedriveCount": self.redrives}
+        self.context = {**self.context, "Execution": execution}
+        self._root = _Fiber(self._machine(self.machine, execution["Input"], self.variables,
+                                          ""), "")
+        self._ready.append((self._root, "send", None))
+        self._arm_execution_timeout()
 
     def _task_done(self, ev: dict) -> None:
         entry = self._tasks.pop(ev["token"], None)
@@ -250,7 +290,13 @@ class Execution:
         except StatesError as e:
             self._fiber_done(fiber, error=e)
             return
-        if isinstance(wait, TaskWait):
+        if isinstance(wait, TaskWait) and _untag(wait.token) in self._memo:
+            kind, value, cause = self._memo[_untag(wait.token)]  # ended before a redrive
+            self._ready.append((fiber, "send", value) if kind == "ok" else
+                               (fiber, "throw", StatesError(value, cause)))
+        elif isinstance(wait, TimerWait) and _untag(wait.timer) in self._memo_fired:
+            self._ready.append((fiber, "send", None))
+        elif isinstance(wait, TaskWait):
             self._tasks[wait.token] = (fiber, wait)
             cmd = wait.command
             self._record(events.TASK_SCHEDULED, token=wait.token, state=cmd.state,
@@ -398,6 +444,55 @@ class Execution:
         if extra:
             ctx.update(extra)
         return ctx
+
+
+_TAG = re.compile(r"/redrive\d+$")
+
+
+def _untag(name: str) -> str:
+    return _TAG.sub("", name)
+
+
+def _memo(history: list[dict]) -> tuple[dict[str, tuple[str, Any, Any]], set[str]]:
+    """What a redrive answers from ``history``: every task attempt of a state visit
+    that ended (its Exited event: by success or by a Catch), and the fired timers of
+    those visits and of Waits that elapsed. Visits are counted as the interpreter counts
+    them (per frame and state, from 1, anew at each redrive)."""
+    visits: collections.Counter = collections.Counter()
+    open_: dict[str, list[int]] = {}
+    ended: set[str] = set()
+    results: dict[str, tuple[str, Any, Any]] = {}
+    fired: set[str] = set()
+    waits: set[str] = set()
+    for ev in history:
+        t = ev["type"]
+        if t == events.EXECUTION_REDRIVEN:
+            visits.clear()
+            open_.clear()
+        elif t.endswith("StateEntered"):
+            key = f"{ev.get('frame', '')}{ev.get('name')}"
+            visits[key] += 1
+            open_.setdefault(key, []).append(visits[key])
+        elif t.endswith("StateExited"):
+            key = f"{ev.get('frame', '')}{ev.get('name')}"
+            if open_.get(key):
+                ended.add(f"{key}#{open_[key].pop()}")
+        elif t == events.TASK_SUCCEEDED:
+            results[_untag(ev["token"])] = ("ok", ev.get("output"), None)
+        elif t in (events.TASK_FAILED, events.TASK_TIMED_OUT):
+            results[_untag(ev["token"])] = ("error", ev.get("error"), ev.get("cause"))
+        elif t == events.TIMER_STARTED and ev.get("reason") == "wait":
+            waits.add(_untag(ev["timer"]))
+        elif t == events.TIMER_FIRED:
+            fired.add(_untag(ev["timer"]))
+
+    def visit(name: str) -> str:  # "<frame><state>#<visit>" of a token or a timer name
+        return name.rsplit("/", 1)[0]
+
+    memo = {token: r for token, r in results.items()
+            if visit(token.split("/", 1)[1]) in ended}
+    timers = {t for t in fired if t in waits or visit(t) in ended}
+    return memo, timers
 
 
 def replay(machine: StateMachine, history: Iterable[Mapping[str, Any]],

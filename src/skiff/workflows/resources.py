@@ -22,6 +22,7 @@ from typing import Any
 
 from .definition import StateMachine
 from .errors import TASK_FAILED, StatesError
+from .integrations import is_service
 
 LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
 #: the callback form: the app is invoked, and the task waits for SendTaskSuccess /
@@ -66,7 +67,9 @@ def target(resource: str, value: Any) -> Target:
     if resource.startswith(SKIFF_APP):
         return Target(resource[len(SKIFF_APP):], value, False)
     raise StatesError(TASK_FAILED, f"the resource {resource!r} is not one Skiff runs: use "
-                                   f"{LAMBDA_INVOKE}, a Lambda function ARN or skiff:app/NAME")
+                                   f"{LAMBDA_INVOKE}, a Lambda function ARN, skiff:app/NAME or "
+                                   "a service integration (sqs:sendMessage, events:putEvents, "
+                                   "states:startExecution, skiff:queue/, skiff:kv/)")
 
 
 def apps_named(machine: StateMachine) -> dict[str, str]:
@@ -82,7 +85,7 @@ def apps_named(machine: StateMachine) -> dict[str, str]:
                 name = args.get("FunctionName") if isinstance(args, Mapping) else None
                 if isinstance(name, str) and not name.startswith("{%"):
                     out.setdefault(function_app(name), st.name)
-            elif isinstance(resource, str):
+            elif isinstance(resource, str) and not is_service(resource):
                 try:
                     out.setdefault(target(resource, None).app, st.name)
                 except StatesError:

@@ -339,7 +339,8 @@ class StateRun:
             value = self._choice_output(value)
         assigned = self.assign(st.get("Assign"), value if not self.jsonata else None)
         if fire_at > now:
-            yield TimerWait(f"{self.frame}{st.name}#{self.visit}/wait", fire_at, "wait")
+            yield TimerWait(f"{self.frame}{st.name}#{self.visit}/wait{self.ex.tag}", fire_at,
+                            "wait")
         return value, self._next(), assigned
 
     # -- retry and catch ------------------------------------------------------------------
@@ -366,8 +367,8 @@ class StateRun:
                 self.scope = paths.Scope(self.ctx, self.variables)
                 delay = r.delay(counts[idx], self.ex.rng.random())
                 if delay > 0:
-                    yield TimerWait(f"{self.frame}{self.st.name}#{self.visit}/retry{attempt}",
-                                     self.ex.now + delay, "retry")
+                    yield TimerWait(f"{self.frame}{self.st.name}#{self.visit}/retry{attempt}"
+                                    f"{self.ex.tag}", self.ex.now + delay, "retry")
 
     def catch(self, e: StatesError) -> tuple | None:
         """``(output, next, assigned)`` when a Catcher takes ``e``, else None."""
@@ -399,7 +400,7 @@ class StateRun:
         # the idempotency token: $$.Execution.Id, the state (its frame inside a Map or
         # Parallel, and which visit of it in a loop) and the attempt. It is also the
         # callback token: Parameters can pass $$.Task.Token to a .waitForTaskToken task.
-        token = f"{exec_id}/{self.frame}{st.name}#{self.visit}/{attempt}"
+        token = f"{exec_id}/{self.frame}{st.name}#{self.visit}/{attempt}{self.ex.tag}"
         self.ctx = {**self.ctx, "Task": {"Token": token}}
         self.scope = paths.Scope(self.ctx, self.variables)
         if self.jsonata:
