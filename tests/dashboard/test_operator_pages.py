@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from skiff.cli.client import pack
+from skiff.dashboard import views
 from tests.conftest import SkiffServer
 from tests.dashboard.test_dashboard import UI, Watch, cookie, not_blank, token
 
@@ -169,3 +170,23 @@ def test_actions_refuse_and_explain(world: SkiffServer) -> None:
         assert forged.status_code == 403
     assert s.admin.get("/apps/shop/lifecycle").json()["expires"] == before
     assert [a["id"] for a in s.admin.get("/approvals").json()] == [s.own]
+
+
+@pytest.mark.parametrize(("row", "attention"), [
+    ({"ttl_left_days": 30.0, "policy": {"status": "ok"}}, False),
+    ({"ttl_left_days": 6.9, "policy": {"status": "ok"}}, True),
+    ({"ttl_left_days": 7.0, "policy": {"status": "warn"}}, False),
+    ({"ttl_left_days": None, "policy": {"status": "deny"}}, True),
+    ({"ttl_left_days": None, "policy": {"status": "unknown"}}, False),  # a draft
+])
+def test_inventory_marks_what_needs_attention(row: dict, attention: bool) -> None:
+    assert views.inventory_rows([row])[0]["attention"] is attention
+
+
+def test_budget_and_archive_order() -> None:
+    budgets = [{"owner": "user:b", "metric": "cost", "percent": 50.0},
+               {"owner": "user:a", "metric": "requests", "percent": 50.0},
+               {"owner": "user:c", "metric": "gb_s", "percent": 101.0}]
+    assert [b["owner"] for b in views.budgets_order(budgets)] == ["user:c", "user:a", "user:b"]
+    archives = [{"app": "old", "archived": 1.0}, {"app": "new", "archived": 2.0}]
+    assert [a["app"] for a in views.archives_order(archives)] == ["new", "old"]

@@ -263,9 +263,9 @@ class Dashboard:
         common = await self._common(token)
         found, archives = await asyncio.gather(self.api.get(token, "/inventory"),
                                                self.api.get(token, "/archives"))
-        return self.render(request, "inventory.html", apps=found["apps"],
+        return self.render(request, "inventory.html", apps=views.inventory_rows(found["apps"]),
                            window_s=found["window_s"], undeclared=found["undeclared_egress"],
-                           archives=sorted(archives, key=lambda a: -a["archived"]),
+                           archives=views.archives_order(archives),
                            cost_days=views.COST_DAYS, notice=None, problem=None, **common)
 
     async def approvals_page(self, request: Request) -> Response:
@@ -279,8 +279,8 @@ class Dashboard:
         token = token_of(request)
         common = await self._common(token)
         found = await self.api.get(token, "/budgets")
-        return self.render(request, "budgets.html", budgets=sorted(
-            found, key=lambda b: (-b["percent"], b["owner"], b["metric"])), **common)
+        return self.render(request, "budgets.html", budgets=views.budgets_order(found),
+                           **common)
 
     # -- actions -----------------------------------------------------------------------
     async def renew(self, request: Request) -> Response:
@@ -301,7 +301,8 @@ class Dashboard:
             problem = exc
         found = await self.api.get(token, "/inventory")
         return self.render(request, "inventory_rows.html", problem.status if problem else 200,
-                           fragment=True, apps=found["apps"], notice=notice, problem=problem)
+                           fragment=True, apps=views.inventory_rows(found["apps"]),
+                           notice=notice, problem=problem)
 
     async def decide(self, request: Request) -> Response:
         """Approve or deny from the approvals page: the API's refusal (a self-approval,
