@@ -85,8 +85,8 @@ def test_operator_pages_in_the_browser(world: SkiffServer, browser, tmp_path: Pa
     cells = shop.locator("td").all_inner_texts()
     assert cells[:3] == ["user:alice", "running", "python-lambda"], cells
     assert cells[3].endswith("by user:alice")
-    assert cells[5] in ("29.9 d", "30.0 d") and cells[7:9] == ["9", "2"], cells
-    assert float(cells[9].split()[0]) > 0  # Skiff's cost per 1,000 requests
+    assert cells[5] in ("29.9 d", "30.0 d") and cells[8:10] == ["9", "2"], cells
+    assert float(cells[10].split()[0]) > 0  # Skiff's cost per 1,000 requests
     undeclared = page.locator("table.undeclared tr:has-text('api.undeclared.example')")
     assert "shop" in undeclared.inner_text()
     assert "skiff restore spare" in page.locator("table.archives").inner_text()
@@ -171,6 +171,24 @@ def test_actions_refuse_and_explain(world: SkiffServer) -> None:
     assert s.admin.get("/apps/shop/lifecycle").json()["expires"] == before
     assert [a["id"] for a in s.admin.get("/approvals").json()] == [s.own]
 
+
+
+def test_another_operator_denies_with_a_reason(world: SkiffServer) -> None:
+    """The admin's own request, denied through the dashboard by another operator (her
+    token signs in like any other): the page says so and the API has her reason."""
+    s = world
+    s.admin.post("/users", json={"name": "olga"}).raise_for_status()
+    olga = s.admin.post("/tokens", json={"user": "olga", "role": "operator"}).json()["token"]
+    with httpx.Client(base_url=s.url, headers=cookie(olga)) as http:
+        done = http.post(f"{UI}/approvals/{s.own}/deny", data={"reason": "use the mail app"},
+                         headers={"hx-request": "true"})
+    assert done.status_code == 200, done.text
+    assert f"denied {s.own} (memo) as " in done.text and "No pending requests." in done.text
+    row = next(a for a in s.admin.get("/approvals", params={"state": ""}).json()
+               if a["id"] == s.own)
+    assert (row["state"], row["reason"]) == ("denied", "use the mail app")
+    assert "olga" in row["decided_by"]
+    assert s.admin.get("/apps/memo").status_code == 404  # never deployed
 
 @pytest.mark.parametrize(("row", "attention"), [
     ({"ttl_left_days": 30.0, "policy": {"status": "ok"}}, False),
