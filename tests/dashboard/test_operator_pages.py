@@ -40,8 +40,9 @@ def _variant(tmp: Path, name: str, version: str, egress: str) -> Path:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, envs_dir: Path):
-    """shop (alice's, with traffic), spare (archived by `skiff rm`), a budget of alice's,
-    and two held deploys: alice's shop v2 and the admin's own new app memo."""
+    """shop (alice's, with traffic), spare (archived by `skiff rm`), a draft of bob's, a
+    budget of alice's and two held deploys: alice's shop v2 and the admin's own new app
+    memo."""
     tmp = tmp_path_factory.mktemp("apps")
     s = SkiffServer(tmp_path_factory.mktemp("home"), [APPS / "spare"], envs_dir,
                     env={"SKIFF_APPROVALS": "1"})
@@ -56,6 +57,8 @@ def world(tmp_path_factory: pytest.TempPathFactory, envs_dir: Path):
         assert s.wait_for(lambda: next(a for a in s.admin.get("/inventory").json()["apps"]
                                        if a["app"] == "shop")["requests"] == 9, "the records")
         assert s.admin.delete("/apps/spare").status_code == 200
+        s.admin.post("/drafts", json=[{"name": "ledger", "kind": "lambda", "owner": "user:bob",
+                                       "path": "ledger/handler.py"}]).raise_for_status()
         s.admin.put("/budgets", json={"owner": "user:alice", "metric": "requests",
                                       "limit": 12, "action": "notify"}).raise_for_status()
         held = _deploy(alice, _variant(tmp, "shop", "v2", "api.example.com"))
@@ -87,6 +90,8 @@ def test_operator_pages_in_the_browser(world: SkiffServer, browser, tmp_path: Pa
     assert cells[3].endswith("by user:alice")
     assert cells[5] in ("29.9 d", "30.0 d") and cells[8:10] == ["9", "2"], cells
     assert float(cells[10].split()[0]) > 0  # Skiff's cost per 1,000 requests
+    draft = page.locator('tr[data-app="ledger"] td').all_inner_texts()
+    assert draft[:2] == ["user:bob", "draft"] and draft[6] == "–", draft  # nothing to renew
     undeclared = page.locator("table.undeclared tr:has-text('api.undeclared.example')")
     assert "shop" in undeclared.inner_text()
     assert "skiff restore spare" in page.locator("table.archives").inner_text()
