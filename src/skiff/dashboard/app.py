@@ -5,7 +5,7 @@ OIDC ID token); it is checked by asking the admin API who it is, and kept in an
 HttpOnly, SameSite=Strict cookie scoped to the dashboard's path. Each page then
 calls the admin API with it (skiff.dashboard.client): one way in, one set of roles.
 
-CSRF: every action (rollback, redrive, acknowledge) is a POST that must carry htmx's
+CSRF: every action (rollback, redrive, acknowledge, renew, approve, deny) is a POST that must carry htmx's
 ``HX-Request`` header. A cross-site form cannot set a custom header, and a
 cross-site script cannot send one without a CORS preflight the dashboard never
 grants; the SameSite=Strict cookie is not even sent from another site, and a
@@ -35,7 +35,7 @@ from starlette.templating import Jinja2Templates
 
 from skiff.dashboard import views
 from skiff.dashboard.client import AdminClient
-from skiff.errors import Forbidden, PayloadTooLarge, SkiffError, Unauthorized
+from skiff.errors import Forbidden, NotFound, PayloadTooLarge, SkiffError, Unauthorized
 
 PREFIX = "/_skiff/ui"
 COOKIE = "skiff_ui_token"
@@ -70,6 +70,14 @@ def _templates() -> Jinja2Templates:
 
 def _when(ts: float | None) -> str:
     return "–" if not ts else time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts))
+
+
+def _days(value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise SkiffError(f"days is a whole number of days, not {value[:20]!r}",
+                         code="bad_value", status=400) from None
 
 
 def token_of(request: Request) -> str:
@@ -250,7 +258,76 @@ class Dashboard:
                            channels=found["channels"], silences=silences, history=history,
                            notice=None, **common)
 
+    async def inventory_page(self, request: Request) -> Response:
+        token = token_of(request)
+        common = await self._common(token)
+        found, archives = await asyncio.gather(self.api.get(token, "/inventory"),
+                                               self.api.get(token, "/archives"))
+        return self.render(request, "inventory.html", apps=views.inventory_rows(found["apps"]),
+                           window_s=found["window_s"], undeclared=found["undeclared_egress"],
+                           archives=views.archives_order(archives),
+                           cost_days=views.COST_DAYS, notice=None, problem=None, **common)
+
+    async def approvals_page(self, request: Request) -> Response:
+        token = token_of(request)
+        common = await self._common(token)
+        pending = await self.api.get(token, "/approvals", state="pending")
+        return self.render(request, "approvals.html", approvals=pending, notice=None,
+                           problem=None, **common)
+
+    async def budgets_page(self, request: Request) -> Response:
+        token = token_of(request)
+        common = await self._common(token)
+        found = await self.api.get(token, "/budgets")
+        return self.render(request, "budgets.html", budgets=views.budgets_order(found),
+                           **common)
+
     # -- actions -----------------------------------------------------------------------
+    async def renew(self, request: Request) -> Response:
+        """Renew from the inventory: a refusal (not the owner, too many days) is shown
+        above the table, which is redrawn either way."""
+        _action(request)
+        token, name = token_of(request), request.path_params["name"]
+        form = await _form(request)
+        notice, problem = None, None
+        try:
+            days = _days(form.get("days", ""))
+            done = await self.api.call(token, "POST", f"/apps/{quote(name, safe='')}/renew",
+                                       json={"days": days, "reason": form.get("reason", "")})
+            notice = f"renewed {name} for {days} day(s): it expires {_when(done['expires'])} UTC"
+        except Unauthorized:
+            raise
+        except SkiffError as exc:
+            problem = exc
+        found = await self.api.get(token, "/inventory")
+        return self.render(request, "inventory_rows.html", problem.status if problem else 200,
+                           fragment=True, apps=views.inventory_rows(found["apps"]),
+                           notice=notice, problem=problem)
+
+    async def decide(self, request: Request) -> Response:
+        """Approve or deny from the approvals page: the API's refusal (a self-approval,
+        a request decided meanwhile) is shown above the redrawn list."""
+        _action(request)
+        token, rid = token_of(request), request.path_params["id"]
+        verb = request.path_params["verb"]
+        if verb not in ("approve", "deny"):
+            raise NotFound(f"approvals are approved or denied, not {verb[:20]!r}",
+                           code="not_found")
+        reason = (await _form(request)).get("reason", "").strip()
+        notice, problem = None, None
+        try:
+            done = await self.api.call(token, "POST",
+                                       f"/approvals/{quote(rid, safe='')}/{verb}",
+                                       json={"reason": reason})
+            notice = f"{done['state']} {rid} ({done['app']}) as {done['decided_by']}"
+        except Unauthorized:
+            raise
+        except SkiffError as exc:
+            problem = exc
+        pending = await self.api.get(token, "/approvals", state="pending")
+        return self.render(request, "approval_rows.html", problem.status if problem else 200,
+                           fragment=True, approvals=pending, notice=notice, problem=problem)
+
     async def ack(self, request: Request) -> Response:
         _action(request)
         token, alert = token_of(request), request.path_params["alert"]
@@ -325,6 +402,11 @@ def build_dashboard(admin: Any) -> Any:
         Route("/apps/{name}/rollback", d.rollback, methods=["POST"]),
         Route("/alerts", d.alerts_page),
         Route("/alerts/{alert}/ack", d.ack, methods=["POST"]),
+        Route("/inventory", d.inventory_page),
+        Route("/apps/{name}/renew", d.renew, methods=["POST"]),
+        Route("/approvals", d.approvals_page),
+        Route("/approvals/{id}/{verb}", d.decide, methods=["POST"]),
+        Route("/budgets", d.budgets_page),
         Route("/queues/{queue}/messages", d.messages),
         Route("/queues/{queue}/redrive", d.redrive, methods=["POST"]),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),

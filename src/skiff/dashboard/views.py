@@ -152,3 +152,28 @@ def app_secrets(manifest: dict, stored: list[dict]) -> list[dict]:
                     "version": known["version"] if known else None,
                     "updated": known["updated"] if known else None})
     return out
+
+
+#: an app whose TTL runs out within this many days is marked on the inventory (the
+#: lifecycle's first reminder goes out a week before, too)
+RENEW_SOON_DAYS = 7
+
+
+def inventory_rows(apps: list[dict]) -> list[dict]:
+    """The inventory's rows, each with ``attention``: its policy denies, or its TTL runs
+    out within RENEW_SOON_DAYS (renew it, or it is archived)."""
+    def attention(a: dict) -> bool:
+        left = a.get("ttl_left_days")
+        return (a.get("policy") or {}).get("status") == "deny" or (
+            left is not None and left < RENEW_SOON_DAYS)
+    return [a | {"attention": attention(a)} for a in apps]
+
+
+def budgets_order(budgets: list[dict]) -> list[dict]:
+    """The fullest budget first (the one about to act), then by owner and metric."""
+    return sorted(budgets, key=lambda b: (-b["percent"], b["owner"], b["metric"]))
+
+
+def archives_order(archives: list[dict]) -> list[dict]:
+    """The newest archive first."""
+    return sorted(archives, key=lambda a: (-a["archived"], a["app"]))
