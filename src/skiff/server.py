@@ -139,8 +139,10 @@ def assemble(config: Config, *,
         support = Support(root=False, seccomp=False, seccomp_reason="no instance processes",
                           cgroups="unavailable: no instance processes", cgroup_ok=False)
         launching = launcher(hooks)
-    egress = egress_proxy(config, logs, observe,
-                          EgressSpans(registry, observe.tracing, invoker.handler_traceparent))
+    # connection spans only when spans are exported: else the proxy asks nothing per connection
+    egress = egress_proxy(config, logs, observe, EgressSpans(
+        registry, observe.tracing, invoker.handler_traceparent)
+        if observe.tracing.recording else None)
     governor, access = governance(config, storage, secrets, registry, logs)
     data = DataDirs(config.home, root=support.root)  # apps' persistent data directories
     deployer = Deployer(

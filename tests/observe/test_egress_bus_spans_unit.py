@@ -95,33 +95,28 @@ def test_an_egress_span(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_peer_pid_is_the_kernels(tmp_path) -> None:  # noqa: ANN001
-    async def main() -> tuple[int | None, int | None]:
-        seen: list[int | None] = []
+    if not hasattr(socket, "SO_PEERCRED"):
+        pytest.skip("SO_PEERCRED is Linux's")
+
+    async def main() -> list[int | None]:
+        seen: asyncio.Queue[int | None] = asyncio.Queue()
 
         async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            seen.append(peer_pid(writer))
+            seen.put_nowait(peer_pid(writer))
             writer.close()
 
         path = str(tmp_path / "s.sock")
-        server = await asyncio.start_unix_server(serve, path=path)
-        _, w = await asyncio.open_unix_connection(path)
-        await w.drain()
-        while not seen:
-            await asyncio.sleep(0)
-        w.close()
-        server.close()
+        unix = await asyncio.start_unix_server(serve, path=path)
         tcp = await asyncio.start_server(serve, "127.0.0.1", 0)
-        port = tcp.sockets[0].getsockname()[1]
-        _, w = await asyncio.open_connection("127.0.0.1", port)
-        while len(seen) < 2:
-            await asyncio.sleep(0)
-        w.close()
-        tcp.close()
-        return seen[0], seen[1]
+        _, w1 = await asyncio.open_unix_connection(path)
+        first = await seen.get()
+        _, w2 = await asyncio.open_connection("127.0.0.1", tcp.sockets[0].getsockname()[1])
+        second = await seen.get()
+        for closing in (w1, w2, unix, tcp):
+            closing.close()
+        return [first, second]
 
-    if not hasattr(socket, "SO_PEERCRED"):
-        pytest.skip("SO_PEERCRED is Linux's")
-    assert asyncio.run(main()) == (os.getpid(), None)
+    assert asyncio.run(main()) == [os.getpid(), None]
 
 
 def test_a_publish_is_a_producer_span_with_one_per_target(
