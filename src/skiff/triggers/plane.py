@@ -508,13 +508,9 @@ class EventPlane:
         try:
             if out:  # the whole fan-out is one transaction: every target gets it, or none
                 self.broker.send_many(out)
-        except SkiffError as exc:
-            if fan:
-                fan.end(exc.code)
-            raise
         except Exception as exc:
             if fan:
-                fan.end(type(exc).__name__)
+                fan.end(getattr(exc, "code", None) or type(exc).__name__)
             raise
         if fan:
             fan.end(None)
