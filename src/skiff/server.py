@@ -51,8 +51,10 @@ from skiff.observe.cost import load_model
 from skiff.observe.otlpmetrics import endpoint_of
 from skiff.platform import Parts, Platform, Registry
 from skiff.platform.archive import Archiver
+from skiff.platform.busspans import PublishSpans
 from skiff.platform.datadirs import DataDirs
 from skiff.platform.deploy import Deployer
+from skiff.platform.egressspans import EgressSpans
 from skiff.platform.follow import Follower
 from skiff.platform.hooks import PlatformHooks
 from skiff.platform.invoke import Invoker
@@ -119,7 +121,8 @@ def assemble(config: Config, *,
     events = EventPlane(broker, storage.trigger_state, invoker,
                         log=lambda app, line: logs.platform(app, "", line),
                         max_pending_per_app=config.async_max_pending_per_app,
-                        after_fire=observe.after_schedule_fire)
+                        after_fire=observe.after_schedule_fire,
+                        trace=PublishSpans(observe.tracing))
     if metrics is not None:
         metrics.sources = LiveState(registry, events)
     services = Services(kv, send=events.send, publish=events.publish,
@@ -138,7 +141,10 @@ def assemble(config: Config, *,
         support = Support(root=False, seccomp=False, seccomp_reason="no instance processes",
                           cgroups="unavailable: no instance processes", cgroup_ok=False)
         launching = launcher(hooks)
-    egress = egress_proxy(config, logs, observe)
+    # connection spans only when spans are exported: else the proxy asks nothing per connection
+    egress = egress_proxy(config, logs, observe, EgressSpans(
+        registry, observe.tracing, invoker.handler_traceparent)
+        if observe.tracing.recording else None)
     governor, access = governance(config, storage, secrets, registry, logs)
     data = DataDirs(config.home, root=support.root)  # apps' persistent data directories
     deployer = Deployer(
@@ -215,7 +221,8 @@ def governance(config: Config, storage: Storage, secrets: SecretStore, registry:
     return governor, Access(config.admin_token(), governor, oidc)
 
 
-def egress_proxy(config: Config, logs: LogSink, observe: Observe | None = None) -> EgressProxy:
+def egress_proxy(config: Config, logs: LogSink, observe: Observe | None = None,
+                 spans: EgressSpans | None = None) -> EgressProxy:
     """The proxy with the operator's caps: descriptors first, since an app's idle
     connections hold the gateway's (the soft limit is often 1024 of a far larger hard one)."""
     raise_fd_limit_for_egress()
@@ -232,9 +239,11 @@ def egress_proxy(config: Config, logs: LogSink, observe: Observe | None = None) 
         logs.egress(ev)
         if observe is not None:  # a refusal at a cap reports those it folded in too
             observe.after_egress(ev.app, ev.allowed, 1 + (ev.suppressed or 0))
+        if spans is not None:
+            spans.after_egress(ev)
 
     return EgressProxy(
-        on_event=on_event, guard=guard, idle_timeout=config.egress_idle_timeout,
+        on_event=on_event, guard=guard, parent_of=spans.parent_of if spans else None, idle_timeout=config.egress_idle_timeout,
         max_connections_per_app=config.egress_max_connections_per_app,
         max_connections=min(config.egress_max_connections or budget, budget))
 

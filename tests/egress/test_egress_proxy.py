@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import socket
 import stat
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -307,6 +308,36 @@ def test_unix_socket_listener(tmp_path: Path) -> None:
             await h.listener.wait_closed()
             assert not path.exists()
     run(scenario)
+
+
+def test_the_parent_span_is_asked_with_the_kernels_pid(tmp_path: Path,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    """parent_of gets the app and the connecting pid (the kernel's, on a unix socket),
+    for denied attempts too; its answer is the event's traceparent, and a failing
+    parent_of costs the span's parent, not the connection."""
+    asked: list[tuple[str, int | None]] = []
+    parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+    def parent_of(app: str, pid: int | None) -> str:
+        asked.append((app, pid))
+        if len(asked) == 3:
+            raise RuntimeError("tracing down")
+        return parent
+
+    async def scenario() -> None:
+        async with harness(allow_upstream, unix_path=tmp_path / "shop.sock",
+                           parent_of=parent_of) as h:
+            for target in (f"api.allowed.test:{h.upstream.port}", "api.other.test:443",
+                           f"api.allowed.test:{h.upstream.port}"):
+                status, *_, writer = await send_connect(h, target)
+                writer.close()
+                assert status == (403 if "other" in target else 200)
+            events = await h.wait_events(3)
+            assert sorted(e.traceparent for e in events) == ["", parent, parent]
+            assert [e.traceparent for e in events if not e.allowed] == [parent]
+    run(scenario)
+    assert asked == [("shop", os.getpid())] * 3
+    assert "egress parent_of failed" in caplog.text
 
 
 def test_idle_tunnel_is_closed() -> None:

@@ -1,8 +1,10 @@
 """One real server for the observe tests, with a metrics token and a local OTLP/HTTP
-receiver as its trace endpoint; helpers to scrape and read /metrics."""
+receiver as its trace endpoint, a loopback HTTP upstream obs-egress may reach (an
+IP-literal egress entry the operator allows); helpers to scrape and read /metrics."""
 
 from __future__ import annotations
 
+import shutil
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -91,10 +93,39 @@ def otlp() -> Iterator[OtlpReceiver]:
     receiver.close()
 
 
+class _Upstream(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        body = b"hello from the upstream"
+        self.send_response(200)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[int]:
+    """The port of a loopback HTTP server (obs-egress's allowed destination)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Upstream)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
 @pytest.fixture(scope="module")
 def observed(tmp_path_factory: pytest.TempPathFactory, envs_dir: Path,
-             otlp: OtlpReceiver) -> Iterator[SkiffServer]:
-    server = SkiffServer(tmp_path_factory.mktemp("home"), [APPS], envs_dir, env={
+             otlp: OtlpReceiver, upstream: int) -> Iterator[SkiffServer]:
+    apps = tmp_path_factory.mktemp("apps")
+    shutil.copytree(APPS, apps, dirs_exist_ok=True)
+    manifest = apps / "obs-egress" / "skiff.yaml"
+    manifest.write_text(manifest.read_text().replace(
+        "egress: []", f'egress: ["127.0.0.1:{upstream}"]'))
+    server = SkiffServer(tmp_path_factory.mktemp("home"), [apps], envs_dir, env={
+        # loopback is off limits to every app unless the operator allows it
+        "SKIFF_EGRESS_ALLOW": f"127.0.0.1:{upstream}",
         "SKIFF_METRICS_TOKEN": METRICS_TOKEN,
         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": otlp.url,
         "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": otlp.base + "/v1/metrics",

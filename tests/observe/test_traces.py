@@ -2,7 +2,8 @@
 server span continues the caller's trace, the handler's run in the instance is its
 child (emitted by the gateway), the app runs under that, its skiff.sdk calls are
 the handler's children, the response says the trace; async and queue deliveries
-are spans of the trace that sent them."""
+are spans of the trace that sent them; egress connections are client spans of the
+handler that made them; a published event's fan-out is a span per rule target."""
 
 from __future__ import annotations
 
@@ -128,6 +129,70 @@ def test_queue_delivery_joins_the_senders_trace(observed: SkiffServer,
     # and the worker ran under its handler span
     observed.wait_for(lambda: any(f"traceparent=00-{trace_id}-{handler.span_id.hex()}-01"
                                   in line for line in observed.lines), "the worker's line")
+
+
+def _attrs(span: PbSpan) -> dict:
+    return {a.key: getattr(a.value, a.value.WhichOneof("value")) for a in span.attributes}
+
+
+def test_egress_connections_are_spans_of_the_handler(observed: SkiffServer, otlp: OtlpReceiver,
+                                                     upstream: int) -> None:
+    """An allowed connection and a denied one, each a client span under the handler
+    span of the request that made it (found by the instance, not by anything the app
+    sent), with what it moved and why it was denied."""
+    trace_id, _, traceparent = _caller()
+    ok = observed.http.get("/obs-egress/", params={"url": f"http://127.0.0.1:{upstream}/"},
+                           headers={"traceparent": traceparent})
+    assert ok.json() == {"status": 200, "body": "hello from the upstream"}
+    by_name = {s.name: s for s in _wait_spans(observed, otlp, trace_id, 3)}
+    handler, egress = by_name["obs-egress handler"], by_name[f"egress 127.0.0.1:{upstream}"]
+    assert egress.kind == PbSpan.SPAN_KIND_CLIENT
+    assert egress.parent_span_id == handler.span_id
+    assert handler.start_time_unix_nano <= egress.start_time_unix_nano <= egress.end_time_unix_nano
+    attrs = _attrs(egress)
+    assert attrs["server.address"] == "127.0.0.1" and attrs["server.port"] == upstream
+    assert attrs["skiff.egress.allowed"] is True and attrs["skiff.egress.reason"] == "closed"
+    assert attrs["skiff.egress.bytes_up"] > 0 and attrs["skiff.egress.bytes_down"] > 0
+    assert egress.status.code != egress.status.STATUS_CODE_ERROR
+
+    trace_id, _, traceparent = _caller()
+    denied = observed.http.get("/obs-egress/", params={"url": "http://denied.example/"},
+                               headers={"traceparent": traceparent})
+    assert denied.json()["status"] == 403
+    by_name = {s.name: s for s in _wait_spans(observed, otlp, trace_id, 3)}
+    handler, egress = by_name["obs-egress handler"], by_name["egress denied.example:80"]
+    assert egress.parent_span_id == handler.span_id
+    attrs = _attrs(egress)
+    assert attrs["skiff.egress.allowed"] is False and attrs["skiff.egress.reason"] == "not_allowed"
+    assert attrs["faas.name"] == "obs-egress"
+    assert egress.status.code == egress.status.STATUS_CODE_ERROR
+    assert attrs["error.type"] == "not_allowed"
+
+
+def test_a_rule_fan_out_is_a_span_per_target(observed: SkiffServer, otlp: OtlpReceiver) -> None:
+    """obs-web publishes an event two apps' rules match: the publish is a producer span
+    under the sdk call, with a fan-out span per target, each the parent of that
+    target's delivery (and so of its handler)."""
+    trace_id, _, traceparent = _caller()
+    resp = observed.http.get("/obs-web/", params={"publish": "1"},
+                             headers={"traceparent": traceparent})
+    assert resp.status_code == 200
+    # server, handler, sdk call, publish, 2 fan-outs, 2 deliveries, 2 handlers
+    spans = _wait_spans(observed, otlp, trace_id, 10)
+    by_name = {s.name: s for s in spans}
+    call = by_name["skiff.sdk events.publish"]
+    assert call.parent_span_id == by_name["obs-web handler"].span_id
+    publish = by_name["publish obs.fanout"]
+    assert publish.kind == PbSpan.SPAN_KIND_PRODUCER and publish.parent_span_id == call.span_id
+    assert _attrs(publish)["messaging.batch.message_count"] == 2
+    for app in ("obs-worker", "obs-egress"):
+        fan = by_name[f"fan-out {app}"]
+        assert fan.kind == PbSpan.SPAN_KIND_PRODUCER and fan.parent_span_id == publish.span_id
+        assert _attrs(fan)["messaging.destination.name"].startswith(f"skiff:rule:{app}:")
+        delivery = by_name[f"event {app}"]
+        assert delivery.kind == PbSpan.SPAN_KIND_CONSUMER
+        assert delivery.parent_span_id == fan.span_id
+        assert by_name[f"{app} handler"].parent_span_id == delivery.span_id
 
 
 def test_an_otlp_endpoint_that_is_down_drops_spans(tmp_path, envs_dir) -> None:  # noqa: ANN001

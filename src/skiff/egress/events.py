@@ -38,7 +38,8 @@ class EgressEvent:
     ``detail`` says more about a denial (what the address is; which cap). Cap
     refusals happen before a request head is read (no host), and are reported
     at most once a second per app: ``suppressed`` counts the refusals folded
-    into this event.
+    into this event. ``traceparent`` is the span the platform named as the
+    attempt's parent when its head arrived (``EgressProxy.parent_of``), "" for none.
     """
 
     app: str
@@ -55,6 +56,7 @@ class EgressEvent:
     method: str = "CONNECT"
     detail: str = ""
     suppressed: int = 0
+    traceparent: str = ""
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)

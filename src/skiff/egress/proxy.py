@@ -42,6 +42,7 @@ import logging
 import os
 import socket
 import stat
+import struct
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -62,6 +63,9 @@ from .wire import CONNECT_OK, error_response, forward_head, parse_target, read_h
 
 Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
 EventCallback = Callable[[EgressEvent], None]
+#: (app, the connecting process's pid as the kernel says, None if it does not) -> the
+#: traceparent of the attempt's parent span, or "".
+ParentOf = Callable[[str, int | None], str]
 
 log = logging.getLogger("skiff.egress")
 
@@ -130,6 +134,7 @@ class _Attempt:
     address: str | None = None
     ended: float | None = None
     detail: str = ""
+    traceparent: str = ""
 
     def event(self) -> EgressEvent:
         ended = self.ended if self.ended is not None else time.monotonic()
@@ -138,7 +143,7 @@ class _Attempt:
             rule=self.rule, reason=self.reason, bytes_up=self.bytes_up,
             bytes_down=self.bytes_down, duration_ms=round((ended - self.started) * 1000, 3),
             ts=self.ts, address=self.address, method=self.method or "CONNECT",
-            detail=self.detail)
+            detail=self.detail, traceparent=self.traceparent)
 
 
 @dataclass(slots=True)
@@ -240,16 +245,20 @@ class EgressProxy:
     together (default: what the process's descriptor limit leaves room for,
     see ``fd_connection_budget``); above it: 503. ``guard`` is the platform's
     ban list (by default: loopback, link-local, metadata, unspecified, nothing
-    allowed).
+    allowed). ``parent_of`` names each attempt's parent span for tracing, asked
+    once its head arrives with the peer's pid from the kernel (``SO_PEERCRED``),
+    never from anything the app sent.
     """
 
     def __init__(self, *, resolver: Resolver | None = None,
                  on_event: EventCallback | None = None, idle_timeout: float = 300.0,
                  connect_timeout: float = 10.0, header_timeout: float = 10.0,
                  max_connections_per_app: int = 64, max_connections: int | None = None,
-                 max_header_bytes: int = 64 * 1024, guard: Guard | None = None) -> None:
+                 max_header_bytes: int = 64 * 1024, guard: Guard | None = None,
+                 parent_of: ParentOf | None = None) -> None:
         self.resolver: Resolver = resolver or system_resolver
         self.on_event = on_event
+        self.parent_of = parent_of
         self.idle_timeout = idle_timeout
         self.connect_timeout = connect_timeout
         self.header_timeout = header_timeout
@@ -331,6 +340,8 @@ class EgressProxy:
                 silent = True  # connected and left without a word (a probe): not an attempt
                 return
             attempt.method = head.method
+            if self.parent_of is not None:
+                attempt.traceparent = self._parent(listener.app, writer)
             target = parse_target(head)
             attempt.host, attempt.port = target.host, target.port
             policy = self._admit(listener, attempt)
@@ -369,6 +380,14 @@ class EgressProxy:
                     w.close()
             if not silent and (attempt.host or not aborted):  # aborted mid-head: no attempt yet
                 self._emit(attempt.event())
+
+    def _parent(self, app: str, writer: asyncio.StreamWriter) -> str:
+        assert self.parent_of is not None
+        try:
+            return self.parent_of(app, peer_pid(writer))
+        except Exception:  # tracing must not break the app's connections
+            log.exception("egress parent_of failed for app %s", app)
+            return ""
 
     def _admit(self, listener: EgressListener, attempt: _Attempt) -> EgressPolicy:
         """Judge the name before anything else happens: denied names are not even resolved,
@@ -606,6 +625,23 @@ class EgressProxy:
             self.on_event(event)
         except Exception:  # a broken callback must not break the app's connections
             log.exception("egress on_event callback failed for %s", event)
+
+
+def peer_pid(writer: asyncio.StreamWriter) -> int | None:
+    """The pid of the process that connected a unix socket, as the kernel recorded it
+    at connect (in this process's pid namespace); None for TCP or where unsupported."""
+    sock = writer.get_extra_info("socket")
+    if sock is None or sock.family != socket.AF_UNIX or not hasattr(socket, "SO_PEERCRED"):
+        return None
+    try:
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
+    except OSError:
+        return None
+    pid = _UCRED.unpack(creds)[0]
+    return pid or None
+
+
+_UCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
 
 def _valid(addresses: Sequence[str]) -> list[str]:

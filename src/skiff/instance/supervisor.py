@@ -855,6 +855,10 @@ class Instance:
         """Whether the instance has been sent ``request_id`` and not answered it yet."""
         return request_id in self._pending or request_id in self._running
 
+    def requests(self) -> set[str]:
+        """The requests the instance has been sent and not answered yet."""
+        return self._pending.keys() | self._running.keys()
+
     def ended(self) -> asyncio.Future[None]:
         """Done once the instance is gone and its hooks' after_death has run."""
         if self._ended is None:

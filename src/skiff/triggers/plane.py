@@ -37,7 +37,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -142,15 +142,33 @@ class _MachineWiring:
     rules: list[tuple[int, dict, str]] = field(default_factory=list)
 
 
+class FanOutTrace(Protocol):
+    """The spans of one publish: ``traceparents`` one per target, in order."""
+
+    traceparents: list[str]
+
+    def end(self, error: str | None) -> None: ...
+
+
+class PublishTrace(Protocol):
+    """Traces publishes: ``targets`` are (app, rule queue); None when not traced."""
+
+    def fan_out(self, event: dict[str, Any],
+                targets: list[tuple[str, str]]) -> FanOutTrace | None: ...
+
+
 class EventPlane:
     """``state`` keeps async statuses and schedule checkpoints; on a shared database
     (several nodes) an invocation's status is the same from every node, and each
-    schedule fire is enqueued by one of them."""
+    schedule fire is enqueued by one of them. ``trace`` makes the spans of a publish's
+    fan-out (the platform's tracing; triggers do not know it)."""
 
     def __init__(self, broker: Broker, state: TriggerState, invoke: Invoke, *,
                  log: Callable[[str, str], None], max_pending_per_app: int = 10_000,
-                 after_fire: Callable[[str], None] | None = None) -> None:
+                 after_fire: Callable[[str], None] | None = None,
+                 trace: PublishTrace | None = None) -> None:
         self.broker = broker
+        self.trace = trace
         self.state = state
         self._after_fire = after_fire  # an app's schedule fired (metrics count it)
         # async invocations accepted and not settled, per app: the HTTP path takes them
@@ -613,17 +631,23 @@ class EventPlane:
 
     # -- events ---------------------------------------------------------------------
     def publish(self, event: dict[str, Any]) -> dict:
-        """Fan a CloudEvent out to every matching rule, durably; returns who got it."""
+        """Fan a CloudEvent out to every matching rule, durably; returns who got it.
+        Traced (``trace``), each app target's message carries its own fan-out span as the
+        parent of its delivery."""
         event = validate_event(event)
         attrs = {"traceparent": event["traceparent"]} if event.get("traceparent") else None
-        out: list[tuple[str, Outgoing]] = []
+        targets: list[tuple[str, int, bytes]] = []
         for app, wiring in self.apps.items():
             for index, pattern, fmt in wiring.rules:
                 shaped = to_eventbridge(event) if fmt == "eventbridge" else event
                 if matches(pattern, shaped):
-                    out.append((rule_queue(app, index), Outgoing(
-                        json.dumps(shaped).encode(), attrs,
-                        message_id=f"{event['id']}:{app}:{index}")))
+                    targets.append((app, index, json.dumps(shaped).encode()))
+        fan = self.trace.fan_out(event, [(app, rule_queue(app, index))
+                                         for app, index, _ in targets]) if self.trace else None
+        out = [(rule_queue(app, index), Outgoing(
+            body, {"traceparent": fan.traceparents[n]} if fan else attrs,
+            message_id=f"{event['id']}:{app}:{index}"))
+            for n, (app, index, body) in enumerate(targets)]
         matched = {q.split(":")[2] for q, _ in out}
         for machine, mw in list(self.machines.items()):
             for index, pattern, fmt in mw.rules:
@@ -633,8 +657,15 @@ class EventPlane:
                     out.append((machine_queue(machine), Outgoing(
                         json.dumps(shaped).encode(), attrs,
                         message_id=f"{event['id']}:{MACHINE}{machine}:{index}")))
-        if out:  # the whole fan-out is one transaction: every target gets it, or none
-            self.broker.send_many(out)
+        try:
+            if out:  # the whole fan-out is one transaction: every target gets it, or none
+                self.broker.send_many(out)
+        except Exception as exc:
+            if fan:
+                fan.end(getattr(exc, "code", None) or type(exc).__name__)
+            raise
+        if fan:
+            fan.end(None)
         return {"id": event["id"], "matched": sorted(matched)}
 
     def _rule_batch(self, app: str) -> Callable[[list[Delivery]], Awaitable[None]]:

@@ -1,6 +1,6 @@
 """What the observe tests drive: ?fail=1 raises, ?sleep=S sleeps, ?gate=PATH holds
 the request until that file exists, ?sdk=1 makes skiff.sdk calls (a KV increment, a
-message to obs-jobs); every answer says the trace context it ran in."""
+message to obs-jobs), ?publish=1 publishes an obs.fanout event; every answer says the trace context it ran in."""
 
 import os
 import time
@@ -18,6 +18,8 @@ def handler(event, context):
     if q.get("sdk"):
         sdk.kv.incr("obs-web-hits")
         sdk.queue("obs-jobs").send({"from": "obs-web"})
+    if q.get("publish"):
+        sdk.publish("obs.fanout", "obs-web", {"n": 1})
     gate = q.get("gate")
     while gate and not os.path.exists(gate):
         time.sleep(0.01)
