@@ -7,9 +7,12 @@ database; CI starts one (.ci/run). Locally: ``eval "$(.ci/postgres start)"``
 
 from __future__ import annotations
 
+import importlib
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -47,3 +50,23 @@ def pg_database() -> Iterator[object]:
         with admin.connection() as conn:
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
         admin.close()
+
+
+def contract_backends(name: str, sqlite: Callable[[Path], Any], postgres: str) -> Any:
+    """A fixture ``name`` over both backends of one interface, for its contract suite:
+    ``sqlite(tmp_path)`` builds the embedded one; ``postgres`` names the other as
+    "module:Class" (imported only when the Postgres parameter runs), built on a migrated
+    throwaway schema. Each is closed afterwards."""
+
+    @pytest.fixture(name=name, params=["sqlite", "postgres"])
+    def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+        if request.param == "postgres":
+            module, _, cls = postgres.partition(":")
+            made = getattr(importlib.import_module(module), cls)(
+                request.getfixturevalue("pg_database"))
+        else:
+            made = sqlite(tmp_path)
+        yield made
+        made.close()
+
+    return backend

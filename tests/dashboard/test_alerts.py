@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -22,6 +21,7 @@ from aiosmtpd.controller import Controller
 
 from tests.conftest import SkiffServer
 from tests.dashboard.test_dashboard import UI, Watch, not_blank, token
+from tests.receivers import Mailbox, free_port
 
 APPS = Path(__file__).parent / "alert_apps"
 SLO = "slo_availability:shop"
@@ -55,25 +55,10 @@ class Receiver:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
 
 
-class Mailbox:
-    def __init__(self) -> None:
-        self.messages: list[str] = []
-
-    async def handle_DATA(self, server, session, envelope):  # noqa: ANN001, ANN201, N802
-        self.messages.append(envelope.content.decode("utf-8", "replace"))
-        return "250 OK"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, envs_dir: Path):
     hooks, mailbox = Receiver(), Mailbox()
-    smtp = Controller(mailbox, hostname="127.0.0.1", port=_free_port())
+    smtp = Controller(mailbox, hostname="127.0.0.1", port=free_port())
     smtp.start()
     server = SkiffServer(tmp_path_factory.mktemp("home"), [APPS], envs_dir, env={
         "SKIFF_NOTIFY_WEBHOOK": f"{hooks.url}/down",

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import calendar
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -21,7 +19,7 @@ from skiff.governance.budgets import (
     exceeded_error,
     period,
 )
-from tests.postgres import pg_database  # noqa: F401 - a fixture
+from tests.postgres import contract_backends, pg_database  # noqa: F401 - a fixture
 
 MAR_15 = float(calendar.timegm((2026, 3, 15, 12, 0, 0)))
 MAR_1 = float(calendar.timegm((2026, 3, 1, 0, 0, 0)))
@@ -88,17 +86,9 @@ def test_what_cannot_be_a_budget_is_refused(args: tuple, fragment: str) -> None:
     assert fragment in bad.value.message
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def budget_rows(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BudgetRows]:
-    if request.param == "postgres":
-        from skiff.governance.budgets import PostgresBudgetRows
-
-        rows: BudgetRows = PostgresBudgetRows(request.getfixturevalue("pg_database"))
-    else:
-        rows = SQLiteBudgetRows(tmp_path / "governance.db")
-    yield rows
-    rows.close()
-
+budget_rows = contract_backends(
+    "budget_rows", lambda tmp: SQLiteBudgetRows(tmp / "governance.db"),
+    "skiff.governance.budgets:PostgresBudgetRows")
 
 def test_budgets_are_one_per_owner_and_metric(budget_rows: BudgetRows) -> None:
     rows = budget_rows

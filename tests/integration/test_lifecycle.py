@@ -10,13 +10,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tarfile
-import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -25,47 +22,11 @@ from aiosmtpd.controller import Controller
 from skiff.cli.client import pack
 from tests.conftest import SkiffServer
 from tests.postgres import postgres_url
+from tests.receivers import Mailbox, Webhook, free_port
 
 APPS = Path(__file__).parent / "lifecycle_apps"
 DAY = 86400.0
 SECRET_VALUE = "notes-secret-value-7d1f"
-
-
-class Webhook:
-    """Records every POSTed JSON body."""
-
-    def __init__(self) -> None:
-        self.events: list[dict] = []
-        received = self.events
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
-                length = int(self.headers.get("content-length", 0))
-                received.append(json.loads(self.rfile.read(length)))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-
-
-class Mailbox:
-    def __init__(self) -> None:
-        self.messages: list[str] = []
-
-    async def handle_DATA(self, server, session, envelope):  # noqa: ANN001, ANN201, N802
-        self.messages.append(envelope.content.decode("utf-8", "replace"))
-        return "250 OK"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
@@ -94,7 +55,7 @@ def database(request: pytest.FixtureRequest):
 def world(tmp_path_factory: pytest.TempPathFactory, envs_dir: Path, database: dict):
     hook = Webhook()
     mailbox = Mailbox()
-    smtp = Controller(mailbox, hostname="127.0.0.1", port=_free_port())
+    smtp = Controller(mailbox, hostname="127.0.0.1", port=free_port())
     smtp.start()
     home = tmp_path_factory.mktemp("home")
     server = SkiffServer(home, [APPS / "neighbour"], envs_dir, env={

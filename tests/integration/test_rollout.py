@@ -26,7 +26,8 @@ from aiosmtpd.controller import Controller
 from skiff.cli.client import pack
 from tests.conftest import SkiffServer
 from tests.governance.sweep_repo import ALICE, BOB, git
-from tests.integration.test_lifecycle import DAY, Mailbox, Webhook, _free_port
+from tests.integration.test_lifecycle import DAY
+from tests.receivers import Mailbox, Webhook, free_port
 
 APPS = Path(__file__).parent / "lifecycle_apps"
 LEDGER = (APPS / "notes" / "handler.py").read_text()  # KV hits, records its queue's messages
@@ -72,7 +73,7 @@ def _repo(root: Path) -> Path:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, envs_dir: Path):
     hook, mailbox = Webhook(), Mailbox()
-    smtp = Controller(mailbox, hostname="127.0.0.1", port=_free_port())
+    smtp = Controller(mailbox, hostname="127.0.0.1", port=free_port())
     smtp.start()
     server = SkiffServer(tmp_path_factory.mktemp("home"), [], envs_dir, env={
         "SKIFF_APPROVALS": "1", "SKIFF_NOTIFY_WEBHOOK": hook.url,

@@ -7,26 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from skiff.governance.secret_rows import SecretRows, SQLiteSecretRows
-from skiff.store.alerts import AlertRows, SQLiteAlertRows
+from skiff.governance.secret_rows import SQLiteSecretRows
+from skiff.store.alerts import SQLiteAlertRows
 from skiff.store.records import InvocationLog, LogRetention
-from skiff.store.registry import Registry
 from skiff.store.sqlite import Store
 from skiff.store.trigger_state import SQLiteTriggerState, TriggerState
-from tests.postgres import pg_database  # noqa: F401 - a fixture
+from skiff.store.workflow_history import SQLiteWorkflowHistory
+from tests.postgres import contract_backends, pg_database  # noqa: F401 - a fixture
 
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def registry(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Registry]:
-    if request.param == "postgres":
-        from skiff.store.registry_postgres import PostgresRegistry
-
-        r: Registry = PostgresRegistry(request.getfixturevalue("pg_database"))
-    else:
-        r = Store(tmp_path / "skiff.db")
-    yield r
-    r.close()
-
+registry = contract_backends(
+    "registry", lambda tmp: Store(tmp / "skiff.db"),
+    "skiff.store.registry_postgres:PostgresRegistry")
 
 RETENTION = LogRetention(max_age_days=1, max_lines_per_app=100, max_bytes_per_app=10_000)
 
@@ -84,39 +75,14 @@ def two_trigger_states(request: pytest.FixtureRequest,
             t.close()
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def secret_rows(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SecretRows]:
-    if request.param == "postgres":
-        from skiff.governance.secret_rows_postgres import PostgresSecretRows
+secret_rows = contract_backends(
+    "secret_rows", lambda tmp: SQLiteSecretRows(tmp / "secrets.db"),
+    "skiff.governance.secret_rows_postgres:PostgresSecretRows")
 
-        rows: SecretRows = PostgresSecretRows(request.getfixturevalue("pg_database"))
-    else:
-        rows = SQLiteSecretRows(tmp_path / "secrets.db")
-    yield rows
-    rows.close()
+workflow_history = contract_backends(
+    "workflow_history", lambda tmp: SQLiteWorkflowHistory(tmp / "workflows.db", exclusive=True),
+    "skiff.store.workflow_history_postgres:PostgresWorkflowHistory")
 
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def workflow_history(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[object]:
-    from skiff.store.workflow_history import SQLiteWorkflowHistory, WorkflowHistory
-
-    if request.param == "postgres":
-        from skiff.store.workflow_history_postgres import PostgresWorkflowHistory
-
-        h: WorkflowHistory = PostgresWorkflowHistory(request.getfixturevalue("pg_database"))
-    else:
-        h = SQLiteWorkflowHistory(tmp_path / "workflows.db", exclusive=True)
-    yield h
-    h.close()
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def alert_rows(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[AlertRows]:
-    if request.param == "postgres":
-        from skiff.store.alerts_postgres import PostgresAlertRows
-
-        rows: AlertRows = PostgresAlertRows(request.getfixturevalue("pg_database"))
-    else:
-        rows = SQLiteAlertRows(tmp_path / "alerts.db")
-    yield rows
-    rows.close()
+alert_rows = contract_backends(
+    "alert_rows", lambda tmp: SQLiteAlertRows(tmp / "alerts.db"),
+    "skiff.store.alerts_postgres:PostgresAlertRows")

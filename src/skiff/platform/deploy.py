@@ -227,33 +227,29 @@ class Deployer:
                 # remember the detected kind: a restored or rolled-back revision needs it
                 # before any instance runs (e.g. to invoke it with an event)
                 stored["spec"]["kind"] = trial.kind
-            try:  # spec.release, before the revision takes traffic
-                await asyncio.to_thread(self._release, manifest, digest, code_dir, zygote)
-            except BaseException:
+
+            def undo() -> None:  # a failed deploy leaves no trial, app zygote or new listener
                 if trial is not None:
                     trial.kill()
                 if zygote.preinit:
                     self._launcher.retire(zygote.key, grace=0)
                 if current is None:
                     self._listeners.pop(name).close()
+
+            try:  # spec.release, before the revision takes traffic
+                await asyncio.to_thread(self._release, manifest, digest, code_dir, zygote)
+            except BaseException:
+                undo()
                 raise
             try:  # before it is current: a node that hears of it must find its code
                 await asyncio.to_thread(self._store_bundle, name, digest, code_dir)
             except BaseException:  # e.g. the database is away: the deploy fails whole
-                if trial is not None:
-                    trial.kill()
-                if zygote.preinit:
-                    self._launcher.retire(zygote.key, grace=0)
-                if current is None:
-                    self._listeners.pop(name).close()
+                undo()
                 raise
             try:  # another app may have taken a route or queue while this one installed
                 self._check_ownership(manifest)
             except SkiffError:
-                if trial is not None:
-                    trial.kill()
-                if current is None:  # a new app that lost the race leaves no listener
-                    self._listeners.pop(name).close()
+                undo()
                 raise
             revision = Revision.lock(manifest, digest, code_dir, zygote,
                                      kind=trial.kind if trial is not None else None)
