@@ -200,3 +200,32 @@ def test_deleting_an_app_deletes_the_machines_bound_to_it(server, sfn, tmp_path)
     gone = server.admin.delete("/apps/svc-tmp", params={"purge": "true"})
     assert gone.status_code == 200 and gone.json()["state_machines"] == ["tmp-flow"]
     assert "tmp-flow" not in [m["name"] for m in sfn.list_state_machines()["stateMachines"]]
+
+
+def test_policies_of_kind_state_machine_judge_machine_deploys(server, tmp_path):
+    """A policy with kinds [StateMachine] runs on a machine's deploy (a deny refuses it
+    with 403 policy_denied naming the policy); app policies (the default kind) do not."""
+    rule = ("id: express-only\nkinds: [StateMachine]\nmessage: machines here must be EXPRESS\n"
+            "expression: input.manifest.spec.type == 'EXPRESS'\n")
+    applied = server.admin.post("/policies", json={"text": rule})
+    assert applied.status_code in (200, 201), applied.text
+    try:
+        d = tmp_path / "judged"
+        d.mkdir()
+        body = {"apiVersion": "skiff.dev/v1", "kind": "StateMachine",
+                "metadata": {"name": "judged"},
+                "spec": {"app": "svc-shop", "definition": {
+                    "StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}}}
+        (d / "skiff.yaml").write_text(json.dumps(body))
+        r = server.admin.post("/apps", content=_pack(d),
+                              headers={"content-type": "application/gzip"})
+        assert r.status_code == 403, r.text
+        assert r.json()["error"]["code"] == "policy_denied"
+        assert "express-only" in r.json()["error"]["message"]
+        body["spec"]["type"] = "EXPRESS"
+        (d / "skiff.yaml").write_text(json.dumps(body))
+        r = server.admin.post("/apps", content=_pack(d),
+                              headers={"content-type": "application/gzip"})
+        assert r.status_code == 201, r.text
+    finally:
+        server.admin.delete("/policies/express-only")

@@ -52,6 +52,7 @@ from skiff.governance.policy import warnings as policy_warnings
 from skiff.governance.quotas import Quota, excess, refusal
 from skiff.governance.secrets import parse_ref
 from skiff.manifest import Manifest
+from skiff.manifest.state_machine import StateMachineManifest
 
 log = logging.getLogger(__name__)
 
@@ -349,14 +350,44 @@ class Governor:
     def evaluate(self, manifest: Manifest, *, actor: Principal = BOOTSTRAP,
                  findings: list[dict] | None = None, findings_allowed: bool = False,
                  dependencies: Audit | None = None) -> list[Decision]:
-        policies = self.policies()
+        policies = self._judging("MicroApp")
+        given = self._input(manifest, actor, findings or [], findings_allowed, dependencies)
+        with self._evaluating:
+            return evaluate(policies, given)
+
+    def _judging(self, kind: str) -> list[Policy]:
+        policies = [p for p in self.policies() if kind in p.kinds]
         if self._set.error is not None:
             raise PolicyDenied(f"deploys are refused until the policies load again: "
                                f"{self._set.error.message}", code="policy_load_failed",
                                **self._set.error.details)
-        given = self._input(manifest, actor, findings or [], findings_allowed, dependencies)
+        return policies
+
+    def admit_machine(self, manifest: StateMachineManifest, *, actor: Principal | None,
+                      owner: str | None) -> list[Decision]:
+        """The policies of kind StateMachine on a machine's deploy (``owner``: its app's
+        owner). Raises the refusal; otherwise the decisions (warnings for the author)."""
+        actor = actor or BOOTSTRAP
+        kind, _, name = (owner or "").partition(":")
+        given = {"kind": "StateMachine", "app": manifest.name,
+                 "manifest": manifest.model_dump(mode="json", by_alias=True),
+                 "owner": {"ref": owner or "", "kind": kind if name else "", "name": name,
+                           "known": self.identities.owner_known(owner),
+                           "groups": self.identities.owner_groups(owner)},
+                 "actor": {"name": actor.name, "role": actor.role.name,
+                           "groups": sorted(actor.groups)},
+                 "identities": {"enabled": self.identities.enabled}}
+        policies = self._judging("StateMachine")
         with self._evaluating:
-            return evaluate(policies, given)
+            decisions = evaluate(policies, given)
+        denied = denials(decisions)
+        if denied:
+            raise PolicyDenied(
+                f"deploy of state machine {manifest.name} denied by {len(denied)} polic"
+                f"{'y' if len(denied) == 1 else 'ies'}:\n"
+                + "\n".join(f"  {d.policy}: {d.message}" for d in denied),
+                denials=[d.to_dict() for d in denied])
+        return decisions
 
     def admit(self, manifest: Manifest, *, actor: Principal | None, current: Manifest | None,
               findings: Iterable[Any] = (), allowed_reason: str | None = None,

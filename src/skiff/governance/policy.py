@@ -74,10 +74,13 @@ class Policy:
     enforcement: Enforcement = "deny"
     source: str = "api"  # the file it came from, "api", or "builtin"
     program: Any = field(default=None, compare=False, repr=False)
+    #: the resources it judges: apps (the default) and/or state machines
+    kinds: tuple[str, ...] = ("MicroApp",)
 
     def to_dict(self) -> dict:
         return {"id": self.id, "expression": self.expression, "message": self.message,
-                "enforcement": self.enforcement, "source": self.source}
+                "enforcement": self.enforcement, "source": self.source,
+                "kinds": list(self.kinds)}
 
 
 @dataclass(frozen=True)
@@ -111,11 +114,16 @@ def compile_policy(raw: Mapping[str, Any], *, source: str = "api", line: int = 1
     if not isinstance(raw, Mapping):
         raise PolicyError(f"{where}: a policy is a mapping with id, expression, message and "
                           "enforcement", source=source, line=line, column=1)
-    unknown = sorted(set(raw) - {"id", "expression", "message", "enforcement"})
+    unknown = sorted(set(raw) - {"id", "expression", "message", "enforcement", "kinds"})
     if unknown:
         raise PolicyError(f"{where}: unknown field(s) {', '.join(unknown)}; a policy has id, "
-                          "expression, message and enforcement", source=source, line=line,
-                          column=1)
+                          "expression, message, enforcement and kinds", source=source,
+                          line=line, column=1)
+    kinds = raw.get("kinds", ["MicroApp"])
+    if (not isinstance(kinds, list) or not kinds
+            or not all(k in ("MicroApp", "StateMachine") for k in kinds)):
+        raise PolicyError(f"{where}: kinds must be a list of MicroApp and/or StateMachine, "
+                          f"got {kinds!r}", source=source, line=line, column=1)
     pid, expression, message = raw.get("id"), raw.get("expression"), raw.get("message")
     enforcement = raw.get("enforcement", "deny")
     for name, value in (("id", pid), ("expression", expression), ("message", message)):
@@ -158,7 +166,8 @@ def compile_policy(raw: Mapping[str, Any], *, source: str = "api", line: int = 1
         raise PolicyError(f"{where}: policy {pid}: comprehensions (all, exists, map, filter) "
                           f"nest {depth} deep; at most {MAX_COMPREHENSION_DEPTH}",
                           source=source, line=line, column=1, policy=pid)
-    return Policy(pid, expression, message, enforcement, source, env.program(ast))
+    return Policy(pid, expression, message, enforcement, source, env.program(ast),
+                  tuple(dict.fromkeys(kinds)))
 
 
 def _comprehension_depth(tree: Any) -> int:

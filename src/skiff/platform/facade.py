@@ -296,6 +296,9 @@ class Platform:
                                    code="app_not_found", app=app)
                 self._p.governor.may_remove(actor, bound.manifest,
                                             "bind a state machine to")
+            decisions = await asyncio.to_thread(
+                self._p.governor.admit_machine, manifest, actor=actor,
+                owner=bound.manifest.metadata.owner if app is not None else None)
             before = sfn.history.machine(manifest.name)
             triggers = tuple(t.model_dump(by_alias=True, exclude_defaults=True, mode="json")
                              for t in manifest.spec.triggers)
@@ -307,8 +310,9 @@ class Platform:
         changed = before is None or before.revision != row.revision
         self._p.governor.record(actor, "deploy", f"statemachine:{row.name}", "allowed",
                                 f"revision {row.revision}" + ("" if changed else " (unchanged)"))
+        warnings = [d.to_dict() for d in decisions if not d.allowed and d.enforcement == "warn"]
         return {"app": row.name, "kind": "StateMachine", "revision": row.revision,
-                "changed": changed, "type": row.type}
+                "changed": changed, "type": row.type, "policy": {"warnings": warnings}}
 
     async def rollback(self, name: str, revision: str | None = None, *,
                        actor: Principal | None = None) -> dict:
