@@ -282,6 +282,23 @@ class Dashboard:
         return self.render(request, "budgets.html", budgets=views.budgets_order(found),
                            **common)
 
+    async def workflows_page(self, request: Request) -> Response:
+        token = token_of(request)
+        common = await self._common(token)
+        machines, executions = await asyncio.gather(
+            self.api.get(token, "/sfn/machines"),
+            self.api.get(token, "/sfn/executions", limit=views.EXECUTIONS))
+        return self.render(request, "workflows.html", machines=machines,
+                           executions=executions, trigger_text=views.trigger_text, **common)
+
+    async def execution_page(self, request: Request) -> Response:
+        token, arn = token_of(request), request.path_params["arn"]
+        common = await self._common(token)
+        ex = await self.api.get(token, f"/sfn/executions/{quote(arn, safe='')}")
+        return self.render(request, "execution.html", ex=ex, states=views.state_bars(
+            ex["states"]), input=views.pretty(ex["input"]), output=views.pretty(ex["output"]),
+            **common)
+
     # -- actions -----------------------------------------------------------------------
     async def renew(self, request: Request) -> Response:
         """Renew from the inventory: a refusal (not the owner, too many days) is shown
@@ -407,6 +424,8 @@ def build_dashboard(admin: Any) -> Any:
         Route("/approvals", d.approvals_page),
         Route("/approvals/{id}/{verb}", d.decide, methods=["POST"]),
         Route("/budgets", d.budgets_page),
+        Route("/workflows", d.workflows_page),
+        Route("/workflows/executions/{arn}", d.execution_page),
         Route("/queues/{queue}/messages", d.messages),
         Route("/queues/{queue}/redrive", d.redrive, methods=["POST"]),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),

@@ -10,6 +10,7 @@ the browser draws whatever series it is given.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Iterable
@@ -177,3 +178,33 @@ def budgets_order(budgets: list[dict]) -> list[dict]:
 def archives_order(archives: list[dict]) -> list[dict]:
     """The newest archive first."""
     return sorted(archives, key=lambda a: (-a["archived"], a["app"]))
+
+
+#: executions the workflows page lists (the newest; the API's cap is 1,000)
+EXECUTIONS = 50
+
+
+def trigger_text(trigger: dict) -> str:
+    """One trigger of a machine as its kind and target: ``http POST /checkout``,
+    ``queue shop-inbox``, ``event {"type": ["shop.order"]}``."""
+    if "http" in trigger:
+        http = trigger["http"] or {}
+        return f"http {','.join(http.get('methods') or ['POST'])} {http.get('path', '')}"
+    if "queue" in trigger:
+        return f"queue {trigger['queue']}"
+    (kind, value), *_ = trigger.items() or [("?", "")]
+    return f"{kind} {json.dumps(value, sort_keys=True, separators=(', ', ': '))}"
+
+
+def state_bars(states: list[dict]) -> list[dict]:
+    """Each state visit of an execution with ``share``: its duration as a percentage of
+    the longest one (0-100, what the bar draws), in the order the states were entered.
+    A visit without a duration (still running) has share 0."""
+    longest = max((s["duration_ms"] or 0 for s in states), default=0)
+    return [s | {"share": round(100 * (s["duration_ms"] or 0) / longest, 1) if longest else 0.0}
+            for s in states]
+
+
+def pretty(value: Any) -> str:
+    """An execution's input or output as indented JSON, as the machine saw it."""
+    return json.dumps(value, indent=2, sort_keys=False, ensure_ascii=False)
