@@ -134,8 +134,11 @@ def deploy(directory: Annotated[Path, typer.Argument(help="the app directory")] 
                   f"{escape(res['message'])}")
         return
     verb = "deployed" if res["changed"] else "unchanged"
+    # a state machine has no URL of its own: `skiff sfn start` runs it
+    where = f" → {client.url}{res['path']}" if res.get("path") else \
+        f"; run it with `skiff sfn start {res['app']}`"
     out.print(f"[green]{verb}[/] {res['app']} revision [bold]{res['revision']}[/] "
-              f"({res['kind']}) → {client.url}{res['path']}")
+              f"({res['kind']}){where}")
     for w in res.get("policy", {}).get("warnings", []):
         out.print(f"[yellow]warning[/] {escape(w['policy'])}: {escape(w['message'])}")
 
