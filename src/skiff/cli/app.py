@@ -340,7 +340,7 @@ def invocations(name: str,
 def new(name: str,
         template: Annotated[str, typer.Option("--template", "-t", help=(
             "static-site+api | lambda-api | asgi | flask | static-site | queue-worker | "
-            "cron-job | webhook, or a directory, or a git URL"))] = "lambda-api",
+            "cron-job | webhook | workflow, or a directory, or a git URL"))] = "lambda-api",
         directory: Annotated[Path | None, typer.Option("--dir", help="where to create it")] = None,
         git: Annotated[bool, typer.Option("--git/--no-git", help="start a git repository")] = True) -> None:
     """Scaffold a working app with its own tests, a .gitignore and a first commit."""
