@@ -83,7 +83,8 @@ The CLI's own (skiff.cli.failures prints each as ``error [code] message`` and a 
 400 bad_usage (a flag or argument; exit 2), 400 bad_json, os_error (a file),
 400 no_manifest, 422 import_failed (``skiff validate``: the handler does not import),
 422 gate_failed (``skiff test``), 400 bad_event_kind, 400 bad_template, 400 bad_name,
-409 exists.
+409 exists, 400 confirmation_required (`skiff rm` without a terminal to ask on and
+without --yes; exit 2).
 """
 
 from __future__ import annotations

@@ -67,3 +67,16 @@ def test_skiff_test_runs_the_apps_tests_then_gates_a_throwaway_skiff(tmp_path, m
     assert "GET / → 200" in text and "warm p95 │ pass" in text
     assert "GET /api/health → 200, body does not match its schema: False was expected" in text
     assert "[gate_failed] 1 gate(s) failed: check" in " ".join(err.split())
+
+
+@pytest.mark.slow  # ~10 s: a throwaway Skiff; the served template test deploys it in CI
+def test_the_workflow_template_passes_skiff_test(tmp_path, monkeypatch):
+    """The state machine beside it (workflow/, kept out of the upload) does not get in the
+    way: the app's tests validate the definition, the app deploys and answers."""
+    monkeypatch.chdir(tmp_path)
+    status, _, err = run_inprocess(monkeypatch, "new", "flow", "-t", "workflow", "--no-git")
+    assert status == 0, err
+    status, out, err = run_inprocess(monkeypatch, "test", "flow", "--requests", "3")
+    text = " ".join(out.split())
+    assert status == 0, out + err
+    assert "app tests │ pass │ 3 passed" in text and "GET / → 200" in text

@@ -87,7 +87,7 @@ def test_a_newcomers_hour(tmp_path, envs_dir):
         assert f"rolled back hello-api to revision {first}" in skiff("rollback", "hello-api")
         assert "Howdy, Ada!" in skiff("invoke", "hello-api", "--path", "/hello?name=Ada")
 
-        assert "deleted hello-api" in skiff("rm", "hello-api")
+        assert "deleted hello-api" in skiff("rm", "hello-api", "--yes")
         server.stop()
         server = SkiffServer(tmp_path / "server-home", [], envs_dir)  # restart (a new port)
         skiff("login", server.url, "--token", token, "--name", "team")

@@ -78,3 +78,19 @@ def test_deploy_validates_first_and_server_errors_name_the_users_path(
                                    env=admin_env)
     assert status == 1 and "half/skiff.yaml: spec.resources.timeout" in msg(err), err
     assert "uploads" not in err and str(server.home) not in err
+
+
+def test_a_state_machine_directory_validates_as_one(here, monkeypatch):
+    """kind: StateMachine: its manifest and definition file are read here (the server
+    checks the ASL); a missing file names the field and the user's file."""
+    d = here / "flow"
+    d.mkdir()
+    (d / "skiff.yaml").write_text("apiVersion: skiff.dev/v1\nkind: StateMachine\n"
+                                  "metadata: {name: flow}\nspec: {definitionFile: f.asl.json}\n")
+    status, out, err = run_inprocess(monkeypatch, "validate", "flow")
+    assert status == 1 and "[invalid_manifest]" in err, out + err
+    assert "flow/skiff.yaml: spec.definitionFile: file not found" in msg(err)
+    (d / "f.asl.json").write_text('{"StartAt": "A", "States": {"A": {"Type": "Pass", '
+                                  '"End": true}}}')
+    status, out, err = run_inprocess(monkeypatch, "validate", "flow")
+    assert status == 0 and "valid flow (state machine): flow/skiff.yaml" in msg(out), out + err

@@ -446,10 +446,10 @@ def test_webhook_verifies_a_base64_encoded_body(webhook):
 # --- templates: scaffold like `skiff new`, then run the app's own tests ---------
 
 TEMPLATE_NAMES = ["asgi", "cron-job", "flask", "lambda-api", "queue-worker", "static-site",
-                  "static-site+api", "webhook"]
+                  "static-site+api", "webhook", "workflow"]
 
 
-def test_the_templates_are_the_documented_eight():
+def test_the_templates_are_the_documented_nine():
     found = sorted(p.name for p in TEMPLATES.iterdir() if p.is_dir() and p.name != "__pycache__")
     assert found == TEMPLATE_NAMES
 

@@ -290,7 +290,7 @@ def test_deleting_an_app_deletes_what_it_owned(box, tmp_path):
     assert owned <= queue_names(skiff)
 
     with neighbour_watch(skiff):
-        out = cli(skiff, "rm", "keeper", "--purge")  # no archive: nothing may stay
+        out = cli(skiff, "rm", "keeper", "--purge", "--yes")  # no archive: nothing may stay
     assert "deleted keeper" in out and "keeper@deleted-" in out
     assert skiff.admin.get("/apps/keeper").status_code == 404
     assert not owned & queue_names(skiff)

@@ -98,7 +98,8 @@ def test_new_app_from_each_template_serves_and_passes_its_test(examples, tmp_pat
     test file is named for its app) and which deploy and answer."""
     env = {**os.environ, "SKIFF_HOME": str(examples.home)}
     names = []
-    for template in ("lambda-api", "asgi", "flask", "static-site", "static-site+api"):
+    for template in ("lambda-api", "asgi", "flask", "static-site", "static-site+api",
+                     "workflow"):
         name = "my-" + template.replace("+", "-")
         subprocess.run([sys.executable, "-m", "skiff", "new", name, "--template", template,
                         "--dir", str(tmp_path), "--no-git"], check=True, capture_output=True,
@@ -112,3 +113,20 @@ def test_new_app_from_each_template_serves_and_passes_its_test(examples, tmp_pat
                                 capture_output=True, text=True, env=env)
         assert deploy.returncode == 0, deploy.stderr
         assert examples.http.get(f"/{name}/").status_code == 200, name
+    # the workflow template's state machine runs its two Task states, or its Catch
+    flow = tmp_path / "my-workflow" / "workflow"
+    deploy = subprocess.run([sys.executable, "-m", "skiff", "deploy", str(flow)],
+                            capture_output=True, text=True, env=env)
+    assert deploy.returncode == 0, deploy.stdout + deploy.stderr
+    assert "skiff sfn start my-workflow-flow" in " ".join(deploy.stdout.split())
+    for order, expected in (({"id": 1, "qty": 2}, {"shipped": 2, "id": 1}),
+                            ({"id": 2, "qty": 0}, {"rejected": True})):
+        run = subprocess.run([sys.executable, "-m", "skiff", "sfn", "start",
+                              "my-workflow-flow", json.dumps(order), "--sync"],
+                             capture_output=True, text=True, env=env)
+        assert run.returncode == 0, run.stdout + run.stderr
+        outcome = json.loads(run.stdout)
+        assert outcome["status"] == "SUCCEEDED", outcome
+        output = json.loads(outcome["output"])
+        got = output.get("fulfilment", output)
+        assert {k: got.get(k) for k in expected} == expected, output

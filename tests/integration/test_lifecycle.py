@@ -215,7 +215,7 @@ def test_the_cli_renews_removes_lists_and_restores(world) -> None:
     refused = _cli(server, "renew", "notes", "--days", "365", "--reason", "forever")
     assert refused.returncode != 0 and "SKIFF_POLICY_MAX_TTL_DAYS" in refused.stdout + \
         refused.stderr
-    removed = _cli(server, "rm", "notes")
+    removed = _cli(server, "rm", "notes", "--yes")
     assert removed.returncode == 0 and "skiff restore notes" in removed.stdout, removed.stdout
     listed = json.loads(_cli(server, "archives", "--json").stdout)
     assert [(a["app"], a["reason"]) for a in listed] == [("notes", "removed")]

@@ -134,8 +134,11 @@ def deploy(directory: Annotated[Path, typer.Argument(help="the app directory")] 
                   f"{escape(res['message'])}")
         return
     verb = "deployed" if res["changed"] else "unchanged"
+    # a state machine has no URL of its own: `skiff sfn start` runs it
+    where = f" → {client.url}{res['path']}" if res.get("path") else \
+        f"; run it with `skiff sfn start {res['app']}`"
     out.print(f"[green]{verb}[/] {res['app']} revision [bold]{res['revision']}[/] "
-              f"({res['kind']}) → {client.url}{res['path']}")
+              f"({res['kind']}){where}")
     for w in res.get("policy", {}).get("warnings", []):
         out.print(f"[yellow]warning[/] {escape(w['policy'])}: {escape(w['message'])}")
 
@@ -150,11 +153,24 @@ def rollback(name: str, revision: Annotated[str | None, typer.Argument()] = None
 
 @app.command("rm")
 def rm(name: str, url: UrlOpt = None,
-       purge: Annotated[bool, typer.Option("--purge", help="keep no archive to restore from")] = False) -> None:
+       purge: Annotated[bool, typer.Option("--purge", help="keep no archive to restore from")] = False,
+       yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask (needed without a "
+                                         "terminal)")] = False) -> None:
     """Archive an app (code, revisions, KV data, pending messages, secret refs), then
-    delete it with its KV data, queues, revisions and route grants; `skiff restore`
-    brings it back (its invocation records and logs stay for audit)."""
-    res = _client(url).json("DELETE", f"/apps/{name}", params={"purge": "true"} if purge else {})
+    delete it with its routes, instances, triggers, queues, KV data and revisions; says
+    what goes and asks first. `skiff restore` brings it back (its invocation records and
+    logs stay for audit)."""
+    from skiff.cli import removal
+
+    client = _client(url)
+    described = client.json("GET", f"/apps/{name}")
+    revisions = len(client.json("GET", f"/apps/{name}/revisions"))
+    for line in removal.goes(described, revisions, purge=purge):
+        out.print(line, markup=False, highlight=False)
+    if not removal.confirm(name, yes, lambda q: typer.confirm(q, default=False)):
+        out.print(f"kept {name}: nothing removed", highlight=False)
+        return
+    res = client.json("DELETE", f"/apps/{name}", params={"purge": "true"} if purge else {})
     out.print(f"[green]deleted[/] {name} ({res['kv_items']} KV item(s), {res['messages']} "
               f"queued message(s)); its invocation records and logs are kept as "
               f"{res['records_kept_as']}")
@@ -324,7 +340,7 @@ def invocations(name: str,
 def new(name: str,
         template: Annotated[str, typer.Option("--template", "-t", help=(
             "static-site+api | lambda-api | asgi | flask | static-site | queue-worker | "
-            "cron-job | webhook, or a directory, or a git URL"))] = "lambda-api",
+            "cron-job | webhook | workflow, or a directory, or a git URL"))] = "lambda-api",
         directory: Annotated[Path | None, typer.Option("--dir", help="where to create it")] = None,
         git: Annotated[bool, typer.Option("--git/--no-git", help="start a git repository")] = True) -> None:
     """Scaffold a working app with its own tests, a .gitignore and a first commit."""

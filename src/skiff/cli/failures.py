@@ -50,7 +50,8 @@ def run(command: Callable[..., Any], err: Console) -> NoReturn:
     try:
         code = command(standalone_mode=False)
     except SkiffError as exc:
-        _say(err, exc.code, exc.message)
+        hint = exc.details.get("hint")
+        _say(err, exc.code, exc.message, hint if isinstance(hint, str) else None)
         tb = exc.details.get("traceback")
         if tb:
             err.print(str(tb), markup=False, highlight=False)

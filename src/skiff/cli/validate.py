@@ -75,12 +75,16 @@ def _limits() -> None:  # in the child, before exec
 def check(directory: Path) -> Report:
     """Raise a ManifestError or DeployError (``import_failed``) naming the user's files."""
     from skiff.manifest import load_manifest
+    from skiff.manifest.state_machine import load_state_machine, resource_kind
 
     directory = Path(directory)
     where = shown(directory)
     if not (directory / "skiff.yaml").exists():
         raise SkiffError(f"{where} has no skiff.yaml; create an app with `skiff new NAME`",
                          code="no_manifest", status=400)
+    if resource_kind(directory) == "StateMachine":  # no handler: its manifest and file
+        machine, _ = load_state_machine(Path(where))  # (the server checks the ASL itself)
+        return Report(machine.name, "state machine", None)
     manifest = load_manifest(Path(where) / "skiff.yaml")
     spec = manifest.spec
     report = Report(manifest.name, spec.kind, spec.handler)

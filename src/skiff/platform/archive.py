@@ -33,10 +33,11 @@ from pathlib import Path
 from skiff.bus import Broker
 from skiff.errors import DeployError
 from skiff.manifest import Manifest
+from skiff.manifest.queues import declared_queues
 from skiff.platform.datadirs import DataDirs
 from skiff.store import KV, Store
 from skiff.store.registry import pack_code
-from skiff.triggers.plane import async_queue, declared_queues
+from skiff.triggers.plane import async_queue
 
 FORMAT = 1
 #: messages snapshot per queue: a queue of a million messages is an incident, not an

@@ -59,6 +59,7 @@ from skiff.errors import Conflict, Forbidden, NotFound, SkiffError, TooManyReque
 from skiff.instance import protocol as p
 from skiff.manifest import Manifest
 from skiff.manifest.model import Trigger
+from skiff.manifest.queues import declared_queues, destinations
 from skiff.scheduler import Invocation
 from skiff.store.trigger_state import TriggerState
 from skiff.triggers.dispatch import Consumer, Dispatcher
@@ -101,27 +102,6 @@ def machine_queue(machine: str) -> str:
 def execution_name(message_id: str) -> str:
     """The execution a trigger's message starts: the same for every delivery of it."""
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"skiff-trigger:{message_id}"))
-
-
-def declared_queues(manifest: Manifest) -> dict[str, frozenset[str]]:
-    """The queues an app's manifest claims, each with the apps it lets send to it."""
-    name, spec = manifest.name, manifest.spec
-    out: dict[str, frozenset[str]] = {}
-    if spec.handler:
-        out[f"{name}-dlq"] = out[f"{name}-events-dlq"] = frozenset()
-        for trig in spec.triggers:
-            if trig.queue:
-                out[trig.queue] = frozenset()
-                out[trig.dead_letter_queue or f"{trig.queue}-dlq"] = frozenset()
-    for queue in spec.queues:
-        out[queue.name] = frozenset(queue.allow_from)
-    return out
-
-
-def destinations(manifest: Manifest) -> set[str]:
-    """The queues the platform sends to on the app's behalf (async results)."""
-    cfg = manifest.spec.async_
-    return {q for q in (cfg.on_success, cfg.on_failure) if q} if manifest.spec.handler else set()
 
 
 @dataclass
