@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import time
 import uuid
 from pathlib import Path
 
@@ -235,7 +236,8 @@ def test_an_app_labelled_throttle_is_paused_at_expiry_until_renewed(world, tmp_p
     (app / "skiff.yaml").write_text(
         "apiVersion: skiff.dev/v1\nkind: MicroApp\n"
         "metadata: {name: memo, owner: user:ana, labels: {skiff.dev/on-expiry: throttle}}\n"
-        "spec: {handler: handler:handler, ttlDays: 10}\n")
+        "spec: {handler: handler:handler, ttlDays: 10,\n"
+        "       triggers: [{queue: memo-inbox}], queues: [{name: memo-inbox}]}\n")
     _deploy(server, app)
     since = server.admin.get("/apps/memo/lifecycle").json()["since"]
     _tick(server, since + 4 * DAY)  # the 7-day reminder
@@ -247,11 +249,18 @@ def test_an_app_labelled_throttle_is_paused_at_expiry_until_renewed(world, tmp_p
     assert paused.status_code == 429 and paused.headers["retry-after"] == "3600"
     assert paused.json()["error"]["code"] == "app_expired"
     assert "skiff renew memo" in paused.json()["error"]["message"]
+    # its queued work waits too (nothing consumed, nothing lost) ...
+    server.admin.post("/queues/memo-inbox/messages", json={"body": "held"}).raise_for_status()
+    time.sleep(1.0)  # a consumer takes a message within milliseconds; none is wired
+    queued = server.admin.get("/queues/memo-inbox/messages").json()
+    assert [(m["body"], m["receive_count"]) for m in queued] == [("held", 0)]
     assert _tick(server, since + 12 * DAY)["paused"] == []  # recorded once, still paused
     assert server.http.get("/memo/hit").status_code == 429
     _neighbour_ok(server)
     renewed = server.admin.post("/apps/memo/renew", json={"days": 30, "reason": "still used"})
     assert renewed.status_code == 200, renewed.text
-    assert server.http.get("/memo/hit").status_code == 200
+    assert server.http.get("/memo/hit").status_code == 200  # ... and runs once renewed
+    server.wait_for(lambda: server.admin.get("/apps/memo/kv/seen:held").status_code == 200,
+                    "the held message to run once the app is renewed")
     audit = server.admin.get("/audit", params={"app": "memo"}).json()
     assert ("system:lifecycle", "expire.throttle") in [(e["actor"], e["action"]) for e in audit]

@@ -103,7 +103,8 @@ class Platform:
         self._inventory = Inventory(registry=parts.registry, store=parts.store, kv=parts.kv,
                                     governor=parts.governor, lifecycle=parts.lifecycle,
                                     cost=spending.inventory_cost if spending else None)
-        self._held: set[str] = set()  # apps whose queues wait: a budget throttles them
+        self._held: set[str] = set()  # apps whose queues wait (_sync_holds)
+        self._budget_held: set[str] = set()  # ... because a budget throttles them
         self._zeroed: dict[str, tuple[int, tuple]] = {}  # app -> its min instances, warm
 
     @property
@@ -449,6 +450,7 @@ class Platform:
                 self._p.governor.record(SYSTEM_LIFECYCLE, "archive", name, "allowed",
                                         f"TTL expired; archived to {out['archive']}", app=name)
             self._lapsed = sweep.lapsed  # throttled until renewed (SKIFF_ON_EXPIRY=throttle)
+            self._sync_holds()  # and their queued work waits, as a budget's does
             for name in sweep.paused:
                 self._p.logs.platform(name, "", "TTL expired: routes answer 429 app_expired "
                                       f"until it is renewed (`skiff renew {name}`)")
@@ -512,6 +514,17 @@ class Platform:
         spending = self._p.spending
         return spending.throttled(name) if spending is not None else None
 
+    def _sync_holds(self) -> None:
+        """Queued work waits for the apps a budget throttles or an expiry pauses: one
+        set of reasons, so one of them ending never releases an app the other holds."""
+        want = self._budget_held | set(self._lapsed)
+        for name in sorted(want - self._held):
+            self._held.add(name)
+            self._p.events.hold(name)
+        for name in sorted(self._held - want):
+            self._held.discard(name)
+            self._p.events.release(name)
+
     async def _budget_tick(self, now: float) -> dict:
         """Judge the budgets at ``now`` and put their actions in force: throttled apps'
         queues wait (nothing consumed, nothing lost) until released; scaled-to-zero
@@ -524,18 +537,17 @@ class Platform:
             self._p.governor.record(SYSTEM_BUDGETS, "budget.threshold", f"budget:{b['budget']}",
                                     "allowed", f"{b['percent']} % reached: {b['used']:g} of "
                                     f"{b['limit']:g}")
-        for name in sorted(set(applied.throttled) - self._held):
-            self._held.add(name)
-            self._p.events.hold(name)
+        for name in sorted(set(applied.throttled) - self._budget_held):
+            self._budget_held.add(name)
             self._p.logs.platform(name, "", "budget exceeded: routes answer 429 and queued "
                                   "invocations wait until the budget allows again")
             self._p.governor.record(SYSTEM_BUDGETS, "budget.throttle", name, "allowed",
                                     f"budget {applied.throttled[name].budget.id}", app=name)
-        for name in sorted(self._held - set(applied.throttled)):
-            self._held.discard(name)
-            self._p.events.release(name)
+        for name in sorted(self._budget_held - set(applied.throttled)):
+            self._budget_held.discard(name)
             self._p.governor.record(SYSTEM_BUDGETS, "budget.release", name, "allowed",
                                     "the budget allows it again", app=name)
+        self._sync_holds()
         for name in sorted(applied.zeroed):
             app = self._p.registry.apps.get(name)
             if app is None or app.pool is None:
@@ -682,7 +694,8 @@ class Platform:
         except SkiffError as exc:
             self._audit_refusal(actor, "renew", name, exc)
             raise
-        self._lapsed.pop(name, None)  # a throttled expired app serves again at once
+        if self._lapsed.pop(name, None) is not None:  # a paused app serves again at once
+            self._sync_holds()
         self._p.governor.record(actor, "renew", name, "allowed",
                                 f"{days} day(s): {reason}", app=name, expires=expires)
         return {"app": name, "days": days, "expires": expires, "reason": reason}
